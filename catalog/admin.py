@@ -1,0 +1,89 @@
+"""Merchandiser screens: products with their index state, bulk import, re-embed."""
+from __future__ import annotations
+
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from .forms import CatalogImportForm, ProductAdminForm
+from .models import IndexStatus, Product
+from .services import catalog_import, products_reindex
+from .services.importing import ImportFileError
+
+STATUS_COLOURS = {
+    IndexStatus.PENDING: "#8a6d00",
+    IndexStatus.INDEXED: "#1b7f3b",
+    IndexStatus.FAILED: "#b3261e",
+    IndexStatus.UNLISTED: "#5f6b7a",
+}
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    form = ProductAdminForm
+    list_display = ("sku", "title", "brand", "category", "price", "active", "index_state", "indexed_at")
+    list_filter = ("index_status", "active", "category", "brand")
+    search_fields = ("sku", "title", "brand", "category")
+    list_per_page = 50
+    readonly_fields = ("index_status", "index_error", "indexed_model", "indexed_at", "content_hash",
+                       "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("sku", "title", "description", "brand", "category", "price", "currency",
+                           "image", "attributes", "active")}),
+        ("Search index", {"fields": ("index_status", "index_error", "indexed_model", "indexed_at",
+                                     "content_hash")}),
+        ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
+    )
+    actions = ("reembed_selected",)
+    change_list_template = "admin/catalog/product/change_list.html"
+
+    @admin.display(description="Index status", ordering="index_status")
+    def index_state(self, obj: Product) -> str:
+        colour = STATUS_COLOURS.get(obj.index_status, "#000")
+        return format_html('<strong style="color:{}" title="{}">{}</strong>', colour,
+                           obj.index_error[:500], obj.get_index_status_display())
+
+    @admin.action(description="Re-embed selected products")
+    def reembed_selected(self, request: HttpRequest, queryset) -> None:
+        count = products_reindex(product_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} product(s) queued for re-embedding.", messages.SUCCESS)
+
+    def get_urls(self):
+        urls = super().get_urls()
+        custom = [path("import/", self.admin_site.admin_view(self.import_view), name="catalog_product_import")]
+        return custom + urls
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_add_permission(request) or not self.has_change_permission(request):
+            raise PermissionDenied
+        report = None
+        form = CatalogImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            archive = form.cleaned_data.get("images")
+            with tempfile.TemporaryDirectory(prefix="catalog-images-") as tmp:
+                images_dir = None
+                if archive:
+                    images_dir = Path(tmp)
+                    with zipfile.ZipFile(archive) as zf:
+                        # ZipFile.extract strips ".." and absolute parts, so nothing lands outside tmp.
+                        zf.extractall(images_dir)
+                try:
+                    report = catalog_import(source=upload.file, name=upload.name, images_dir=images_dir)
+                except ImportFileError as exc:
+                    form.add_error("file", str(exc))
+            if report is not None:
+                level = messages.WARNING if report.errors else messages.SUCCESS
+                self.message_user(request, f"Import finished: {report.summary()}.", level)
+                if not report.errors:
+                    return redirect(reverse("admin:catalog_product_changelist"))
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "report": report, "title": "Import products"}
+        return render(request, "admin/catalog/product/import.html", context)

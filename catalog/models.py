@@ -1,0 +1,102 @@
+"""Products and their index state."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.validators import (
+    MaxLengthValidator,
+    MinValueValidator,
+    ProhibitNullCharactersValidator,
+    RegexValidator,
+)
+from django.db import models
+
+# Fields whose change must reach search. Saving only index-state fields must not
+# re-schedule indexing (the indexer itself writes those).
+INDEX_STATE_FIELDS = frozenset(
+    {"index_status", "index_error", "indexed_model", "content_hash", "payload_hash", "indexed_at"}
+)
+
+
+# PostgreSQL refuses NUL in text; refuse it at the door on every database alike.
+NO_NUL = ProhibitNullCharactersValidator()
+# Far beyond what a text tower reads (CLIP: 77 tokens), but bounded so one row cannot
+# bloat the database or the payload.
+DESCRIPTION_MAX = 20_000
+
+
+class IndexStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    INDEXED = "indexed", "Indexed"
+    FAILED = "failed", "Failed"
+    # Inactive products are kept in the catalog but removed from search on purpose.
+    UNLISTED = "unlisted", "Not in search (inactive)"
+
+
+class ProductQuerySet(models.QuerySet):
+    def mark_pending(self) -> int:
+        """Flag rows for re-indexing; for bulk `update()` paths, which send no signals."""
+        return self.update(index_status=IndexStatus.PENDING)
+
+    def searchable(self) -> "ProductQuerySet":
+        return self.filter(active=True)
+
+
+def product_image_path(instance: "Product", filename: str) -> str:
+    return f"products/{instance.sku}/{filename}"
+
+
+class Product(models.Model):
+    sku = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$",
+                                   "Use letters, digits and . _ - / (no spaces).")],
+    )
+    title = models.CharField(max_length=300, validators=[NO_NUL])
+    description = models.TextField(blank=True, validators=[NO_NUL, MaxLengthValidator(DESCRIPTION_MAX)])
+    brand = models.CharField(max_length=120, blank=True, db_index=True, validators=[NO_NUL])
+    category = models.CharField(max_length=120, blank=True, db_index=True, validators=[NO_NUL])
+    price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"),
+                                validators=[MinValueValidator(Decimal("0"))])
+    currency = models.CharField(max_length=3, default="USD",
+                                validators=[RegexValidator(r"^[A-Z]{3}$", "Use a 3-letter ISO code such as USD.")])
+    image = models.ImageField(upload_to=product_image_path, blank=True, max_length=255)
+    attributes = models.JSONField(default=dict, blank=True)
+    active = models.BooleanField(default=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
+
+    index_status = models.CharField(max_length=16, choices=IndexStatus.choices,
+                                    default=IndexStatus.PENDING, db_index=True)
+    index_error = models.TextField(blank=True)
+    indexed_model = models.CharField(max_length=255, blank=True)
+    # Hash of what the vectors were computed from (text, image bytes, model);
+    # a change of price or stock only touches the payload hash and is not re-encoded.
+    content_hash = models.CharField(max_length=64, blank=True)
+    payload_hash = models.CharField(max_length=64, blank=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ProductQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["index_status", "updated_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.sku} — {self.title}"
+
+    def save(self, *args, **kwargs) -> None:
+        update_fields = kwargs.get("update_fields")
+        touches_content = update_fields is None or not set(update_fields) <= INDEX_STATE_FIELDS
+        if touches_content:
+            self.index_status = IndexStatus.PENDING
+            if update_fields is not None:
+                kwargs["update_fields"] = set(update_fields) | {"index_status", "updated_at"}
+        super().save(*args, **kwargs)
+
+    @property
+    def search_text(self) -> str:
+        """The text the text tower sees: what a shopper would read about the product."""
+        parts = [self.title, self.brand, self.category, self.description]
+        return ". ".join(p.strip() for p in parts if p and p.strip())

@@ -1,0 +1,181 @@
+"""Deterministic sample catalogs with drawn product images (no downloads).
+
+Each product has hidden attributes (category, colour, pattern, material, brand) that its
+title, description and image all agree with, so search quality can be judged by eye.
+"""
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFilter
+
+SIZE = 224
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (210, 40, 45), "blue": (40, 90, 200), "green": (40, 150, 70), "yellow": (240, 200, 40),
+    "black": (25, 25, 30), "white": (245, 245, 240), "orange": (240, 130, 30),
+    "purple": (130, 60, 170), "pink": (240, 130, 180), "grey": (130, 130, 135),
+}
+PATTERNS = ("plain", "striped", "dotted", "checked")
+BRANDS = ("Northwind", "Acme", "Lumen", "Kestrel", "Oakridge", "Bramble", "Solace", "Tidewater")
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str          # the category as stored
+    noun: str          # as it appears in titles
+    materials: tuple[str, ...]
+    price: tuple[int, int]
+    draw: Callable[[ImageDraw.ImageDraw], None]  # draws the silhouette on a mask
+
+
+def _mug(d):
+    d.rounded_rectangle((60, 60, 150, 180), radius=12, fill=255)
+    d.ellipse((135, 85, 190, 155), outline=255, width=14)
+
+
+def _tshirt(d):
+    d.polygon([(70, 40), (95, 55), (130, 55), (155, 40), (200, 80), (175, 105), (160, 95),
+               (160, 190), (65, 190), (65, 95), (50, 105), (25, 80)], fill=255)
+
+
+def _sneaker(d):
+    d.polygon([(25, 150), (30, 100), (75, 95), (110, 120), (170, 130), (200, 150), (200, 170),
+               (25, 170)], fill=255)
+
+
+def _backpack(d):
+    d.rounded_rectangle((55, 55, 170, 195), radius=25, fill=255)
+    d.arc((85, 25, 140, 80), 180, 360, fill=255, width=10)
+
+
+def _lamp(d):
+    d.polygon([(75, 40), (150, 40), (175, 110), (50, 110)], fill=255)
+    d.rectangle((105, 110, 120, 175), fill=255)
+    d.ellipse((65, 170, 160, 195), fill=255)
+
+
+def _vase(d):
+    d.ellipse((55, 85, 170, 195), fill=255)
+    d.rectangle((90, 35, 135, 100), fill=255)
+
+
+def _cap(d):
+    d.pieslice((50, 60, 175, 180), 180, 360, fill=255)
+    d.rounded_rectangle((110, 112, 210, 128), radius=6, fill=255)
+
+
+def _sock(d):
+    d.polygon([(85, 30), (140, 30), (140, 140), (180, 160), (180, 195), (110, 195), (85, 170)], fill=255)
+
+
+def _bottle(d):
+    d.rounded_rectangle((75, 80, 150, 200), radius=14, fill=255)
+    d.rectangle((98, 30, 127, 85), fill=255)
+
+
+def _scarf(d):
+    d.rectangle((35, 90, 190, 135), fill=255)
+    for x in range(40, 190, 12):
+        d.line((x, 135, x, 155), fill=255, width=4)
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("mugs", "mug", ("ceramic", "stoneware", "enamel"), (8, 30), _mug),
+    Kind("t-shirts", "t-shirt", ("cotton", "linen", "organic cotton"), (12, 45), _tshirt),
+    Kind("running shoes", "running shoes", ("mesh", "leather", "canvas"), (45, 160), _sneaker),
+    Kind("backpacks", "backpack", ("canvas", "nylon", "leather"), (30, 140), _backpack),
+    Kind("lamps", "table lamp", ("metal", "linen", "glass"), (25, 180), _lamp),
+    Kind("vases", "vase", ("ceramic", "glass", "porcelain"), (15, 90), _vase),
+    Kind("caps", "baseball cap", ("cotton", "wool", "denim"), (10, 40), _cap),
+    Kind("socks", "socks", ("wool", "cotton", "bamboo"), (5, 20), _sock),
+    Kind("bottles", "water bottle", ("steel", "glass", "plastic"), (10, 45), _bottle),
+    Kind("scarves", "scarf", ("wool", "silk", "cashmere"), (15, 120), _scarf),
+)
+
+
+def _contrast(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    return (25, 25, 30) if sum(rgb) > 450 else (245, 245, 240)
+
+
+def draw_product(kind: Kind, colour: str, pattern: str, rng: random.Random) -> Image.Image:
+    """The silhouette of the kind, filled with the colour and pattern, on a pale background."""
+    shade = rng.randint(225, 250)
+    canvas = Image.new("RGB", (SIZE, SIZE), (shade, shade, shade - rng.randint(0, 12)))
+    base = COLOURS[colour]
+    fill = Image.new("RGB", (SIZE, SIZE), base)
+    fd = ImageDraw.Draw(fill)
+    ink = _contrast(base)
+    step = rng.randint(14, 20)
+    if pattern == "striped":
+        for y in range(0, SIZE, step):
+            fd.rectangle((0, y, SIZE, y + step // 2 - 1), fill=ink)
+    elif pattern == "dotted":
+        for y in range(step // 2, SIZE, step):
+            for x in range(step // 2, SIZE, step):
+                fd.ellipse((x - 3, y - 3, x + 3, y + 3), fill=ink)
+    elif pattern == "checked":
+        for y in range(0, SIZE, step):
+            for x in range(0, SIZE, step):
+                if (x // step + y // step) % 2:
+                    fd.rectangle((x, y, x + step - 1, y + step - 1), fill=ink)
+    mask = Image.new("L", (SIZE, SIZE), 0)
+    kind.draw(ImageDraw.Draw(mask))
+    canvas.paste(fill, (0, 0), mask)
+    # A thin outline keeps white products visible on the pale background.
+    edge = mask.filter(ImageFilter.FIND_EDGES)
+    canvas.paste((90, 90, 95), (0, 0), edge)
+    return canvas
+
+
+def _description(kind: Kind, colour: str, pattern: str, material: str, brand: str, rng: random.Random) -> str:
+    looks = "solid" if pattern == "plain" else pattern
+    openers = [f"A {looks} {colour} {kind.noun} made of {material}.",
+               f"{brand} makes this {kind.noun} from {material} in {colour}, with a {looks} finish.",
+               f"Our {colour} {kind.noun} in {material}: {looks} and built to last."]
+    extras = ["Easy to care for.", "A customer favourite.", "Ships in recycled packaging.",
+              "Designed for everyday use.", "Makes a thoughtful gift."]
+    return " ".join([rng.choice(openers), rng.choice(extras)])
+
+
+def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: float = 0.0,
+                     missing_description: float = 0.0,
+                     progress: Callable[[int], None] | None = None) -> Path:
+    """Write out_dir/catalog.jsonl and out_dir/images/*.png; same seed, same files."""
+    for name, value in (("missing_image", missing_image), ("missing_description", missing_description)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {value}")
+    rng = random.Random(seed)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    catalog = out_dir / "catalog.jsonl"
+    with catalog.open("w", encoding="utf-8") as handle:
+        for number in range(1, products + 1):
+            kind = rng.choice(KINDS)
+            colour = rng.choice(list(COLOURS))
+            pattern = rng.choice(PATTERNS)
+            material = rng.choice(kind.materials)
+            brand = rng.choice(BRANDS)
+            sku = f"S{seed}-{number:05d}"
+            look = "" if pattern == "plain" else f"{pattern} "
+            title = f"{brand} {colour} {look}{material} {kind.noun}"
+            description = _description(kind, colour, pattern, material, brand, rng)
+            price = f"{rng.uniform(*kind.price):.2f}"
+            has_image = rng.random() >= missing_image
+            has_description = rng.random() >= missing_description
+            image = draw_product(kind, colour, pattern, rng)  # drawn either way: same rng stream
+            row = {"sku": sku, "title": title, "description": description if has_description else "",
+                   "brand": brand, "category": kind.name, "price": price, "currency": "USD",
+                   "image": "", "attributes": {"colour": colour, "pattern": pattern, "material": material}}
+            if has_image:
+                # Relative to the catalog's folder, import_catalog's default images dir.
+                row["image"] = f"images/{sku}.png"
+                image.save(out_dir / row["image"], format="PNG", optimize=False)
+            handle.write(json.dumps(row) + "\n")
+            if progress:
+                progress(1)
+    return catalog

@@ -1,0 +1,348 @@
+"""Bulk import of CSV or JSONL catalogs.
+
+Every bad row is reported with its line number and reason while good rows are kept.
+Rows are written in chunks, each in its own transaction, and each chunk's products are
+queued for indexing in batches after it commits (never one task per row).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from catalog.images import image_load
+from catalog.models import IndexStatus, Product
+
+from .products import products_enqueue_on_commit
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ("sku", "title", "description", "brand", "category", "price", "currency",
+           "image", "attributes", "active")
+REQUIRED_COLUMNS = ("sku", "title")
+TEXT_FIELDS = ("title", "description", "brand", "category")
+TRUE_WORDS = {"1", "true", "yes", "y", "on"}
+FALSE_WORDS = {"0", "false", "no", "n", "off"}
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    sku: str
+    message: str
+
+    def __str__(self) -> str:
+        sku = f" (sku {self.sku})" if self.sku else ""
+        return f"line {self.line}{sku}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    product_ids: list[int] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+    def summary(self) -> str:
+        return (f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{self.failed} failed")
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (wrong format, missing columns, bad encoding)."""
+
+
+@dataclass
+class _Row:
+    line: int
+    data: dict[str, Any]
+
+
+def _detect_format(name: str, explicit: str | None) -> str:
+    if explicit:
+        fmt = explicit.lower()
+    else:
+        suffix = Path(name).suffix.lower()
+        fmt = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "")
+    if fmt not in {"csv", "jsonl"}:
+        raise ImportFileError(
+            f"Cannot tell the format of {name!r}: name it .csv or .jsonl, or pass the format.")
+    return fmt
+
+
+def _iter_jsonl(text: IO[str], report: ImportReport) -> Iterator[_Row]:
+    for number, raw in enumerate(text, start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            report.errors.append(RowError(number, "", f"not valid JSON ({exc.msg} at column {exc.colno})."))
+            continue
+        if not isinstance(data, dict):
+            report.errors.append(RowError(number, "", "each line must be a JSON object."))
+            continue
+        yield _Row(number, data)
+
+
+def _iter_csv(text: IO[str], report: ImportReport) -> Iterator[_Row]:
+    reader = csv.DictReader(text)
+    try:
+        header = reader.fieldnames
+    except csv.Error as exc:
+        raise ImportFileError(f"The CSV header cannot be read: {exc}.") from exc
+    if not header:
+        raise ImportFileError("The CSV file is empty: it needs a header row such as "
+                              f"{','.join(COLUMNS)}.")
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ImportFileError(f"The CSV header lacks the column(s) {', '.join(missing)}; "
+                              f"expected columns: {', '.join(COLUMNS)}.")
+    while True:
+        start_line = reader.line_num + 1
+        try:
+            data = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            report.errors.append(RowError(start_line, "", f"the CSV row cannot be parsed ({exc})."))
+            continue
+        if None in data:  # more cells than header columns
+            report.errors.append(RowError(start_line, str(data.get("sku") or ""),
+                                          "the row has more cells than the header has columns."))
+            continue
+        yield _Row(start_line, data)
+
+
+class _ImageResolver:
+    """Turns an `image` cell into bytes: a path inside images_dir, or an http(s) URL."""
+
+    def __init__(self, images_dir: Path | None):
+        self.images_dir = images_dir.resolve() if images_dir else None
+
+    def fetch(self, value: str) -> tuple[bytes, str]:
+        value = value.strip()
+        if value.lower().startswith(("http://", "https://")):
+            return self._download(value), value.rsplit("/", 1)[-1] or "image"
+        if "://" in value:
+            raise ValidationError(f"image: only http(s) URLs or paths are accepted, not {value!r}.")
+        if self.images_dir is None:
+            raise ValidationError("image: a path was given but no images directory; "
+                                  "pass --images-dir (or upload the images with the file).")
+        path = (self.images_dir / value).resolve()
+        if not path.is_relative_to(self.images_dir):
+            raise ValidationError(f"image: {value!r} points outside the images directory.")
+        if not path.is_file():
+            raise ValidationError(f"image: no file {value!r} in {self.images_dir}.")
+        size = path.stat().st_size
+        if size > settings.CATALOG_MAX_IMAGE_BYTES:
+            raise ValidationError(f"image: {value!r} is {size / 1e6:.1f} MB, over the "
+                                  f"{settings.CATALOG_MAX_IMAGE_BYTES / 1e6:.0f} MB limit.")
+        return path.read_bytes(), path.name
+
+    def _download(self, url: str) -> bytes:
+        limit = settings.CATALOG_MAX_IMAGE_BYTES
+        request = urllib.request.Request(url, headers={"User-Agent": "shop_search-import/0.1"})
+        try:
+            with urllib.request.urlopen(request, timeout=settings.CATALOG_IMAGE_FETCH_TIMEOUT) as resp:
+                data = resp.read(limit + 1)
+        except urllib.error.HTTPError as exc:
+            raise ValidationError(f"image: downloading {url} failed with HTTP {exc.code}.") from exc
+        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ValidationError(f"image: could not download {url} ({reason}).") from exc
+        if len(data) > limit:
+            raise ValidationError(f"image: {url} is over the {limit / 1e6:.0f} MB limit.")
+        return data
+
+
+def _parse_value(name: str, value: Any) -> Any:
+    """Convert one cell to the model's type, or raise ValidationError naming the column."""
+    if name in TEXT_FIELDS or name in {"sku", "currency"}:
+        if value is None:
+            return ""
+        if not isinstance(value, (str, int, float)):
+            raise ValidationError(f"{name}: expected text, got {type(value).__name__}.")
+        text = str(value).strip()
+        return text.upper() if name == "currency" else text
+    if name == "price":
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise ValidationError("price: enter a number such as 19.99.")
+        try:
+            price = Decimal(str(value).strip())
+        except InvalidOperation as exc:
+            raise ValidationError(f"price: {str(value)[:40]!r} is not a number.") from exc
+        if not price.is_finite():
+            raise ValidationError("price: enter a finite number.")
+        return price
+    if name == "attributes":
+        if value in (None, ""):
+            return {}
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(f"attributes: not valid JSON ({exc.msg}).") from exc
+        if not isinstance(value, dict):
+            raise ValidationError('attributes: must be a JSON object such as {"color": "red"}.')
+        return value
+    if name == "active":
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in TRUE_WORDS or word == "":
+            return True
+        if word in FALSE_WORDS:
+            return False
+        raise ValidationError(f"active: {str(value)[:20]!r} is not true or false.")
+    raise AssertionError(name)
+
+
+def _messages(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in exc.message_dict.items())
+    return " ".join(exc.messages)
+
+
+def _build(row: _Row, existing: Product | None, images: _ImageResolver
+           ) -> tuple[Product, bool, bytes | None, str]:
+    """Returns (product, changed, image bytes to store or None, image name)."""
+    data = row.data
+    product = existing or Product()
+    changed = existing is None
+    for name in COLUMNS:
+        if name == "image" or name not in data:
+            continue
+        value = _parse_value(name, data[name])
+        if getattr(product, name) != value:
+            setattr(product, name, value)
+            changed = True
+    image_bytes: bytes | None = None
+    image_name = ""
+    image_value = data.get("image")
+    if isinstance(image_value, str) and image_value.strip():
+        raw, image_name = images.fetch(image_value)
+        checked = image_load(raw, name=f"image {image_value.strip()!r}")
+        current = Path(product.image.name).name if product.image else ""
+        # Stored files are named by content hash, so an unchanged image is not copied again.
+        if not current.startswith(checked.sha256[:16]):
+            image_bytes = raw
+            ext = {"JPEG": "jpg"}.get(checked.format, checked.format.lower())
+            image_name = f"{checked.sha256[:16]}.{ext}"
+            changed = True
+    elif image_value not in (None, ""):
+        raise ValidationError("image: expected a path or URL as text.")
+    product.clean_fields(exclude=["image"])
+    return product, changed, image_bytes, image_name
+
+
+def catalog_import(*, source: IO[bytes] | Path, name: str = "", file_format: str | None = None,
+                   images_dir: Path | None = None, chunk_size: int = 500,
+                   progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Create or update products from a CSV or JSONL catalog; returns counts and row errors."""
+    if isinstance(source, Path):
+        name = name or source.name
+        if images_dir is None:
+            images_dir = source.parent
+        with source.open("rb") as handle:
+            return catalog_import(source=handle, name=name, file_format=file_format,
+                                  images_dir=images_dir, chunk_size=chunk_size, progress=progress)
+    fmt = _detect_format(name or "upload", file_format)
+    report = ImportReport()
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    images = _ImageResolver(images_dir)
+    rows = _iter_csv(text, report) if fmt == "csv" else _iter_jsonl(text, report)
+    seen: dict[str, int] = {}
+    chunk: list[_Row] = []
+    try:
+        for row in rows:
+            sku = str(row.data.get("sku") or "").strip()
+            if sku in seen:
+                report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
+                continue
+            if sku:
+                seen[sku] = row.line
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                _import_chunk(chunk, images, report)
+                if progress:
+                    progress(len(chunk))
+                chunk = []
+        if chunk:
+            _import_chunk(chunk, images, report)
+            if progress:
+                progress(len(chunk))
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"The file is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from exc
+    report.errors.sort(key=lambda e: e.line)
+    return report
+
+
+def _import_chunk(chunk: list[_Row], images: _ImageResolver, report: ImportReport) -> None:
+    skus = [str(r.data.get("sku") or "").strip() for r in chunk]
+    existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if s])}
+    to_create: list[tuple[_Row, Product, bytes | None, str]] = []
+    to_update: list[tuple[_Row, Product, bytes | None, str]] = []
+    for row, sku in zip(chunk, skus):
+        if not sku:
+            report.errors.append(RowError(row.line, "", "sku: this column is required."))
+            continue
+        current = existing.get(sku)
+        if current is None and not str(row.data.get("title") or "").strip():
+            report.errors.append(RowError(row.line, sku, "title: this column is required."))
+            continue
+        if current is None and "price" not in row.data:
+            report.errors.append(RowError(row.line, sku, "price: this column is required for a new product."))
+            continue
+        try:
+            product, changed, image_bytes, image_name = _build(row, current, images)
+        except ValidationError as exc:
+            report.errors.append(RowError(row.line, sku, _messages(exc)))
+            continue
+        if current is None:
+            to_create.append((row, product, image_bytes, image_name))
+        elif changed:
+            to_update.append((row, product, image_bytes, image_name))
+        else:
+            report.unchanged += 1
+    if not to_create and not to_update:
+        return
+    now = timezone.now()
+    with transaction.atomic():
+        for _, product, image_bytes, image_name in to_create + to_update:
+            if image_bytes is not None:
+                product.image.save(image_name, ContentFile(image_bytes), save=False)
+        created = Product.objects.bulk_create([p for _, p, _, _ in to_create])
+        updated = [p for _, p, _, _ in to_update]
+        for product in updated:
+            product.index_status = IndexStatus.PENDING
+            product.updated_at = now
+        if updated:
+            Product.objects.bulk_update(
+                updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"])
+        ids = [p.pk for p in created] + [p.pk for p in updated]
+        # bulk paths send no signals: queue explicitly, in batches, after commit
+        products_enqueue_on_commit(product_ids=ids)
+    report.created += len(created)
+    report.updated += len(updated)
+    report.product_ids.extend(ids)

@@ -1,0 +1,205 @@
+"""Text and image encoders: the only module that touches torch and transformers.
+
+Every backend returns float32 numpy arrays of shape (n, dim), L2-normalised, so that a
+dot product is a cosine everywhere downstream.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# Model ids whose checkpoints ship their own modelling code (trust_remote_code).
+REMOTE_CODE_MODELS = ("jinaai/jina-clip-v1", "jinaai/jina-clip-v2")
+
+
+class ModelUnavailableError(RuntimeError):
+    """The embedding model cannot be loaded; the message says which setting to change."""
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    model_id: str
+    dim: int
+
+    def encode_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        """Embed texts with the text tower.
+
+        Args:
+            texts: any strings; over-long ones are truncated to the model's token limit.
+            batch_size: texts per forward pass (default: the encoder's own).
+        Returns:
+            float32 array (len(texts), dim), rows L2-normalised.
+        """
+
+    def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> np.ndarray:
+        """Embed RGB PIL images with the image tower; same shape and norm as encode_texts."""
+
+
+def l2_normalize(vectors: np.ndarray) -> np.ndarray:
+    """Row-wise unit length; an all-zero row stays zero instead of becoming NaN."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms == 0, 1.0, norms)
+
+
+def resolve_device(name: str = "auto"):
+    """`auto` takes CUDA, then Apple MPS, then CPU; anything else is passed to torch."""
+    import torch
+
+    if name and name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _unavailable(model_id: str, exc: BaseException) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"Could not load the embedding model {model_id!r}: {exc}\n"
+        "Set SEARCH_EMBEDDING_MODEL to a Hugging Face id this machine can download, or to a "
+        "local model directory. Fully offline: `python manage.py build_tiny_model var/tiny-clip` "
+        "and then SEARCH_EMBEDDING_MODEL=var/tiny-clip (random weights: results are random)."
+    )
+
+
+class TransformersClipEncoder:
+    """Native transformers dual encoders: CLIP (CLIPModel) and SigLIP (SiglipModel).
+
+    Both expose get_text_features / get_image_features, so one code path serves them;
+    SigLIP was trained on texts padded to a fixed length and is fed the same way.
+    """
+
+    def __init__(self, model_id: str, *, device: str = "auto", batch_size: int = 32):
+        import torch
+        from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        # Half precision halves GPU memory and roughly doubles throughput; CPUs lack fast fp16.
+        self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        try:
+            config = AutoConfig.from_pretrained(model_id)
+            self.model = AutoModel.from_pretrained(model_id)
+            self.tokenizer = AutoTokenizer.from_pretrained(model_id)
+            # The fast (torchvision) processors are optional; the PIL one runs everywhere.
+            self.image_processor = AutoImageProcessor.from_pretrained(model_id, use_fast=False)
+        except (OSError, ValueError) as exc:
+            raise _unavailable(model_id, exc) from exc
+        if not hasattr(self.model, "get_text_features") or not hasattr(self.model, "get_image_features"):
+            raise ModelUnavailableError(
+                f"{model_id!r} ({config.model_type}) is not a two-tower image-text model; "
+                "use a CLIP or SigLIP checkpoint.")
+        self.model.to(self.device, dtype=self.dtype).eval()
+        self.pad_to_max = config.model_type.startswith("siglip")
+        text_config = getattr(config, "text_config", config)
+        limits = [getattr(text_config, "max_position_embeddings", None),
+                  self.tokenizer.model_max_length if self.tokenizer.model_max_length < 100_000 else None]
+        self.max_length = min(x for x in limits if x) if any(limits) else 77
+        self.dim = int(self.encode_texts(["dimension probe"]).shape[1])
+
+    def encode_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        import torch
+
+        if not texts:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        size = batch_size or self.batch_size
+        # Tokenising a 20,000-character description only to keep 77 tokens wastes time;
+        # no tokenizer fits more than ~16 characters in one token.
+        clipped = [str(t)[: self.max_length * 16] for t in texts]
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(clipped), size):
+                batch = self.tokenizer(
+                    clipped[start:start + size],
+                    padding="max_length" if self.pad_to_max else True,
+                    truncation=True, max_length=self.max_length, return_tensors="pt",
+                ).to(self.device)
+                features = self.model.get_text_features(**batch)
+                out.append(features.float().cpu().numpy())
+        return l2_normalize(np.concatenate(out))
+
+    def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> np.ndarray:
+        import torch
+
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        size = batch_size or self.batch_size
+        out: list[np.ndarray] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), size):
+                batch = [im.convert("RGB") for im in images[start:start + size]]
+                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
+                features = self.model.get_image_features(
+                    pixel_values=pixels.to(self.device, dtype=self.dtype))
+                out.append(features.float().cpu().numpy())
+        return l2_normalize(np.concatenate(out))
+
+
+class JinaClipEncoder:
+    """jinaai/jina-clip-v1: strong text-to-text as well as text-to-image.
+
+    It ships its own modelling code, so it needs trust_remote_code and the `jina` extra
+    (einops, timm). That code cannot run on machines without the Hugging Face hub, so it
+    is exercised only where the model can be downloaded.
+    """
+
+    def __init__(self, model_id: str, *, device: str = "auto", batch_size: int = 32):
+        import torch
+        from transformers import AutoModel
+
+        self.model_id = model_id
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        try:
+            self.model = AutoModel.from_pretrained(model_id, trust_remote_code=True)
+        except (OSError, ValueError, ImportError) as exc:
+            raise _unavailable(model_id, exc) from exc
+        if self.device.type == "cuda":
+            self.model.half()
+        self.model.to(self.device).eval()
+        self._torch = torch
+        self.dim = int(self.encode_texts(["dimension probe"]).shape[1])
+
+    def encode_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
+        with self._torch.inference_mode():
+            vectors = self.model.encode_text([str(t)[:8192] for t in texts],
+                                             batch_size=batch_size or self.batch_size)
+        return l2_normalize(np.asarray(vectors, dtype=np.float32))
+
+    def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._torch.inference_mode():
+            vectors = self.model.encode_image([im.convert("RGB") for im in images],
+                                              batch_size=batch_size or self.batch_size)
+        return l2_normalize(np.asarray(vectors, dtype=np.float32))
+
+
+def load_encoder(model_id: str, *, device: str = "auto", batch_size: int = 32) -> Encoder:
+    """Load the encoder for a Hugging Face id or a local directory.
+
+    Args:
+        model_id: e.g. "openai/clip-vit-base-patch32", "jinaai/jina-clip-v1" or a path
+            written by `save_pretrained` (what `build_tiny_model` and fine-tuning produce).
+        device: "auto", "cpu", "cuda", "cuda:1", "mps".
+        batch_size: default items per forward pass.
+    Returns:
+        An Encoder whose outputs are L2-normalised float32 arrays.
+    Raises:
+        ModelUnavailableError: the model cannot be downloaded or read; says what to set.
+    """
+    logger.info("Loading embedding model %s", model_id)
+    if any(model_id.rstrip("/").endswith(name) for name in REMOTE_CODE_MODELS):
+        return JinaClipEncoder(model_id, device=device, batch_size=batch_size)
+    return TransformersClipEncoder(model_id, device=device, batch_size=batch_size)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from catalog.models import IndexStatus, Product
+from catalog.services import products_enqueue
+from search.encoders import ModelUnavailableError
+from search.providers import get_encoder, get_product_index
+from search.services import IndexReport, products_index
+from search.vector_store import IndexSchemaError
+
+
+class Command(BaseCommand):
+    help = "Embed products into the vector index, in this process with a progress bar (or --queue)."
+
+    def add_arguments(self, parser):
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument("--all", action="store_true", help="every product")
+        which.add_argument("--dirty", action="store_true", help="products pending indexing")
+        which.add_argument("--failed", action="store_true", help="products whose indexing failed")
+        parser.add_argument("--batch-size", type=int, default=64)
+        parser.add_argument("--force", action="store_true", help="re-embed even if unchanged")
+        parser.add_argument("--recreate", action="store_true",
+                            help="drop and recreate the collection first (after a model change of size)")
+        parser.add_argument("--queue", action="store_true",
+                            help="send tasks to the Celery workers instead of indexing here")
+
+    def handle(self, *args, **opts):
+        products = Product.objects.all()
+        if opts["dirty"]:
+            products = products.filter(index_status=IndexStatus.PENDING)
+        elif opts["failed"]:
+            products = products.filter(index_status=IndexStatus.FAILED)
+        ids = list(products.order_by("pk").values_list("pk", flat=True))
+        if opts["queue"]:
+            sent = products_enqueue(product_ids=ids, batch_size=opts["batch_size"])
+            self.stdout.write(f"Queued {len(ids)} products in {sent} tasks.")
+            return
+        try:
+            encoder = get_encoder()
+        except ModelUnavailableError as exc:
+            raise CommandError(str(exc)) from exc
+        index = get_product_index()
+        if opts["recreate"]:
+            index.drop()
+        force = opts["force"] or opts["recreate"]
+        total = IndexReport()
+        with tqdm(total=len(ids), desc="index", unit="product", disable=opts["verbosity"] == 0) as bar:
+            for start in range(0, len(ids), opts["batch_size"]):
+                batch = ids[start:start + opts["batch_size"]]
+                try:
+                    total.merge(products_index(product_ids=batch, encoder=encoder, index=index, force=force))
+                except IndexSchemaError as exc:
+                    raise CommandError(str(exc)) from exc
+                bar.update(len(batch))
+        self.stdout.write(f"Indexed {total.indexed}, unchanged {total.skipped}, payload updated "
+                          f"{total.payload_updated}, removed {total.removed}, failed {total.failed}.")
+        for pk, error in list(total.errors.items())[:20]:
+            self.stderr.write(self.style.ERROR(f"product {pk}: {error}"))

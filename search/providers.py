@@ -1,0 +1,58 @@
+"""Lazily built, once-per-process heavy clients; the only reader of the ML settings.
+
+Nothing here runs at import time or in AppConfig.ready(): `migrate` must not load a model,
+and Celery's prefork workers must build their own clients after the fork.
+"""
+from __future__ import annotations
+
+import atexit
+from functools import lru_cache
+
+from django.conf import settings
+from qdrant_client import QdrantClient
+
+from .encoders import Encoder, load_encoder
+from .vector_store import ProductIndex
+
+
+@lru_cache(maxsize=1)
+def get_encoder() -> Encoder:
+    return load_encoder(settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE,
+                        batch_size=settings.SEARCH_ENCODE_BATCH_SIZE)
+
+
+def embedding_model_id() -> str:
+    """The configured model id, without loading the model."""
+    return settings.SEARCH_EMBEDDING_MODEL
+
+
+@lru_cache(maxsize=1)
+def get_qdrant_client() -> QdrantClient:
+    if settings.QDRANT_URL:
+        return QdrantClient(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY, timeout=30)
+    if settings.QDRANT_PATH == ":memory:":
+        return QdrantClient(location=":memory:")
+    client = QdrantClient(path=settings.QDRANT_PATH)
+    # Close while the interpreter is intact: local mode flushes and releases its lock file.
+    atexit.register(client.close)
+    return client
+
+
+@lru_cache(maxsize=1)
+def get_product_index() -> ProductIndex:
+    return ProductIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
+
+
+def reset() -> None:
+    """Forget the cached encoder and clients (tests, or after changing settings)."""
+    get_encoder.cache_clear()
+    if get_qdrant_client.cache_info().currsize:
+        try:
+            get_qdrant_client().close()
+        except Exception:  # closing a half-broken client must not mask the reset
+            pass
+    get_qdrant_client.cache_clear()
+    get_product_index.cache_clear()
+    from . import selectors
+
+    selectors.query_vector.cache_clear()

@@ -1,0 +1,175 @@
+"""ProductIndex: the only module that talks to qdrant-client.
+
+One point per product, id = product id, with named vectors "text", "image" and "avg".
+A product without an image has no "image" vector at all (never a zero vector), and one
+without usable text has no "text" vector.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+VECTOR_NAMES = ("text", "image", "avg")
+
+
+class IndexSchemaError(RuntimeError):
+    """The collection exists with vectors of another size than the model produces."""
+
+
+def average_vector(text: np.ndarray | None, image: np.ndarray | None) -> np.ndarray | None:
+    """Normalised mean of the (already normalised) vectors present; the one present if only one."""
+    present = [v for v in (text, image) if v is not None]
+    if not present:
+        return None
+    mean = np.mean(np.stack(present), axis=0).astype(np.float32)
+    norm = float(np.linalg.norm(mean))
+    # Opposite unit vectors average to zero; fall back to the text vector, which is defined.
+    return mean / norm if norm > 1e-6 else present[0].astype(np.float32)
+
+
+@dataclass
+class ProductPoint:
+    id: int
+    text: np.ndarray | None
+    image: np.ndarray | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class ProductIndex:
+    def __init__(self, client: QdrantClient, collection: str, *, local: bool):
+        self.client = client
+        self.collection = collection
+        # Qdrant's local mode is plain Python state: serialise access from server threads.
+        self.local = local
+        self._lock: threading.RLock | None = threading.RLock() if local else None
+        # Known vector size; saves a round trip per call once the collection is seen.
+        self._dim: int | None = None
+
+    def _locked(self):
+        return self._lock if self._lock is not None else _NoLock()
+
+    # --- schema -------------------------------------------------------------------
+    def dim(self) -> int | None:
+        if self._dim is not None:
+            return self._dim
+        with self._locked():
+            if not self.client.collection_exists(self.collection):
+                return None
+            info = self.client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        self._dim = int(vectors["text"].size) if isinstance(vectors, dict) else None
+        return self._dim
+
+    def ensure_collection(self, dim: int) -> None:
+        current = self.dim()
+        if current == dim:
+            return
+        if current is not None:
+            raise IndexSchemaError(
+                f"Qdrant collection {self.collection!r} holds {current}-d vectors but the "
+                f"embedding model gives {dim}-d; rebuild it with "
+                "`python manage.py index_products --all --recreate`.")
+        with self._locked():
+            self.client.create_collection(
+                self.collection,
+                vectors_config={name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                                for name in VECTOR_NAMES},
+            )
+            # Local mode scans payloads and warns that indexes do nothing; servers need them.
+            for key, schema in () if self.local else (("category", models.PayloadSchemaType.KEYWORD),
+                                ("brand", models.PayloadSchemaType.KEYWORD),
+                                ("price", models.PayloadSchemaType.FLOAT),
+                                ("active", models.PayloadSchemaType.BOOL)):
+                self.client.create_payload_index(self.collection, key, field_schema=schema)
+            self._dim = dim
+
+    def drop(self) -> None:
+        with self._locked():
+            if self.client.collection_exists(self.collection):
+                self.client.delete_collection(self.collection)
+            self._dim = None
+
+    # --- writes -------------------------------------------------------------------
+    def upsert(self, points: Sequence[ProductPoint]) -> None:
+        structs = []
+        for point in points:
+            vectors: dict[str, list[float]] = {}
+            if point.text is not None:
+                vectors["text"] = point.text.tolist()
+            if point.image is not None:
+                vectors["image"] = point.image.tolist()
+            avg = average_vector(point.text, point.image)
+            if avg is None:
+                raise ValueError(f"product {point.id} has neither a text nor an image vector")
+            vectors["avg"] = avg.tolist()
+            structs.append(models.PointStruct(id=point.id, vector=vectors, payload=point.payload))
+        if structs:
+            with self._locked():
+                self.client.upsert(self.collection, points=structs, wait=True)
+
+    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+        with self._locked():
+            self.client.overwrite_payload(self.collection, payload=payload, points=[point_id], wait=True)
+
+    def delete(self, ids: Iterable[int]) -> None:
+        ids = [int(i) for i in ids]
+        if not ids or self.dim() is None:
+            return
+        with self._locked():
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    # --- reads --------------------------------------------------------------------
+    def existing_ids(self, ids: Iterable[int]) -> set[int]:
+        ids = [int(i) for i in ids]
+        if not ids or self.dim() is None:
+            return set()
+        with self._locked():
+            records = self.client.retrieve(self.collection, ids=ids, with_payload=False, with_vectors=False)
+        return {int(r.id) for r in records}
+
+    def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, models.Record]:
+        ids = [int(i) for i in ids]
+        if not ids or self.dim() is None:
+            return {}
+        with self._locked():
+            records = self.client.retrieve(self.collection, ids=ids, with_payload=True,
+                                           with_vectors=with_vectors)
+        return {int(r.id): r for r in records}
+
+    def count(self) -> int:
+        if self.dim() is None:
+            return 0
+        with self._locked():
+            return int(self.client.count(self.collection, exact=True).count)
+
+    def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
+               query_filter: models.Filter | None = None) -> list[Hit]:
+        if using not in VECTOR_NAMES:
+            raise ValueError(f"unknown vector {using!r}; use one of {VECTOR_NAMES}")
+        if self.dim() is None:
+            return []
+        with self._locked():
+            response = self.client.query_points(
+                self.collection, query=np.asarray(vector, dtype=np.float32).tolist(), using=using,
+                limit=limit, offset=offset, query_filter=query_filter, with_payload=True)
+        return [Hit(id=int(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
+
+
+class _NoLock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
