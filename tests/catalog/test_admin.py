@@ -1,0 +1,97 @@
+"""Merchandiser screens: status visible and filterable, re-embed, upload and import."""
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from catalog.models import IndexStatus, Product
+from tests.conftest import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(admin_client):
+    return admin_client
+
+
+def test_changelist_shows_index_status_and_filters_by_it(staff, make_product):
+    make_product("Red ceramic mug")
+    Product.objects.create(sku="F1", title="Failing", price=1, index_status=IndexStatus.FAILED,
+                           index_error="image: corrupt")
+    Product.objects.filter(sku="F1").update(index_status=IndexStatus.FAILED, index_error="image: corrupt")
+
+    page = staff.get(reverse("admin:catalog_product_changelist")).content.decode()
+    failed = staff.get(reverse("admin:catalog_product_changelist") + "?index_status__exact=failed").content.decode()
+
+    assert "Indexed" in page and "Failed" in page
+    assert "Failing" in failed and "Red ceramic mug" not in failed
+    assert 'title="image: corrupt"' in failed
+
+
+def test_adding_a_product_with_an_image_indexes_it(staff, index, django_capture_on_commit_callbacks):
+    upload = SimpleUploadedFile("mug.png", png_bytes("red"), content_type="image/png")
+    data = {"sku": "ADM-1", "title": "Red mug", "price": "5.00", "currency": "USD", "image": upload,
+            "attributes": "{}", "active": "on", "description": "", "brand": "", "category": "mugs"}
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(reverse("admin:catalog_product_add"), data)
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    product = Product.objects.get(sku="ADM-1")
+    assert product.index_status == IndexStatus.INDEXED
+    assert index.existing_ids([product.pk]) == {product.pk}
+
+
+def test_a_corrupt_upload_is_refused_with_a_message(staff):
+    upload = SimpleUploadedFile("mug.png", png_bytes("red")[:50], content_type="image/png")
+    data = {"sku": "ADM-2", "title": "Red mug", "price": "5.00", "currency": "USD", "image": upload,
+            "attributes": "{}", "active": "on"}
+    response = staff.post(reverse("admin:catalog_product_add"), data)
+
+    assert response.status_code == 200
+    assert not Product.objects.filter(sku="ADM-2").exists()
+    assert "image" in response.content.decode().lower()
+
+
+def test_reembed_action_forces_a_new_embedding(staff, make_product, django_capture_on_commit_callbacks):
+    product = make_product("Red ceramic mug")
+    before = Product.objects.get(pk=product.pk).indexed_at
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(reverse("admin:catalog_product_changelist"),
+                              {"action": "reembed_selected", "_selected_action": [product.pk]}, follow=True)
+
+    product.refresh_from_db()
+    assert "queued for re-embedding" in response.content.decode()
+    assert product.index_status == IndexStatus.INDEXED and product.indexed_at > before
+
+
+def test_import_page_takes_a_file_and_an_images_zip(staff, django_capture_on_commit_callbacks):
+    csv_text = ("sku,title,price,image\n"
+                "Z1,Red mug,4.00,pics/red.png\n"
+                "Z2,,4.00,\n"
+                "Z3,Blue mug,oops,\n")
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("pics/red.png", png_bytes("red"))
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(reverse("admin:catalog_product_import"), {
+            "file": SimpleUploadedFile("catalog.csv", csv_text.encode()),
+            "images": SimpleUploadedFile("images.zip", archive.getvalue()),
+        })
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "1 created, 0 updated, 0 unchanged, 2 failed" in body
+    assert "title: this column is required" in body and "not a number" in body
+    product = Product.objects.get(sku="Z1")
+    assert product.image and product.index_status == IndexStatus.INDEXED
+
+
+def test_import_page_is_for_staff_only(client):
+    response = client.get(reverse("admin:catalog_product_import"))
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from catalog.sample import COLOURS, generate_catalog
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_same_files_other_seed_other_files(tmp_path):
+    generate_catalog(tmp_path / "a", products=30, seed=5)
+    generate_catalog(tmp_path / "b", products=30, seed=5)
+    generate_catalog(tmp_path / "c", products=30, seed=6)
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") != digest(tmp_path / "c")
+
+
+def test_missing_fields_and_images_match_their_titles(tmp_path):
+    path = generate_catalog(tmp_path, products=200, seed=1, missing_image=0.3, missing_description=0.2)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+
+    without_image = sum(1 for r in rows if not r["image"])
+    without_description = sum(1 for r in rows if not r["description"])
+    assert 40 <= without_image <= 80 and 20 <= without_description <= 60
+    for r in rows[:40]:
+        colour = r["attributes"]["colour"]
+        assert colour in r["title"]
+        if r["image"]:
+            # the product's own colour covers a visible share of its picture
+            image = Image.open(tmp_path / r["image"]).convert("RGB")
+            counts = {rgb: n for n, rgb in image.getcolors(224 * 224)}
+            assert counts.get(COLOURS[colour], 0) > 0.03 * 224 * 224, r["title"]
+
+
+def test_fractions_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        generate_catalog(tmp_path, products=1, seed=0, missing_image=1.5)

@@ -1,0 +1,74 @@
+"""Shared fixtures: a tiny CLIP built locally and loaded by the production loader, a real
+in-memory Qdrant per test, media files in a temporary directory."""
+from __future__ import annotations
+
+import io
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from search import providers
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    from search.tiny_model import build_tiny_clip
+
+    return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
+
+
+@pytest.fixture(autouse=True)
+def search_settings(settings, tiny_model_dir, tmp_path):
+    settings.SEARCH_EMBEDDING_MODEL = str(tiny_model_dir)
+    settings.SEARCH_DEVICE = "cpu"
+    settings.QDRANT_URL = ""
+    settings.QDRANT_PATH = ":memory:"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.SEARCH_INDEX_BATCH_SIZE = 64
+    # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
+    providers.get_qdrant_client.cache_clear()
+    providers.get_product_index.cache_clear()
+    from search import selectors
+
+    selectors.query_vector.cache_clear()
+    yield settings
+    providers.get_qdrant_client.cache_clear()
+    providers.get_product_index.cache_clear()
+
+
+@pytest.fixture
+def index():
+    return providers.get_product_index()
+
+
+@pytest.fixture
+def encoder():
+    return providers.get_encoder()
+
+
+def png_bytes(colour: str = "red", size: tuple[int, int] = (64, 64)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def make_product(django_capture_on_commit_callbacks):
+    """Create a product through the service, running its on-commit indexing."""
+    from catalog.services import product_create
+
+    counter = {"n": 0}
+
+    def make(title: str = "Red ceramic mug", *, image: bytes | None | str = "red", **fields):
+        counter["n"] += 1
+        fields.setdefault("price", Decimal("10.00"))
+        fields.setdefault("category", "mugs")
+        fields.setdefault("sku", f"SKU-{counter['n']}")
+        sku = fields.pop("sku")
+        image_bytes = png_bytes(image) if isinstance(image, str) else image
+        with django_capture_on_commit_callbacks(execute=True):
+            return product_create(sku=sku, title=title, image_bytes=image_bytes, image_name="p.png", **fields)
+
+    return make

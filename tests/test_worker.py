@@ -1,0 +1,107 @@
+"""The real stack's queue: a real Redis broker and a real Celery worker in subprocesses.
+
+The "web" side runs as its own process too (manage.py), so nothing is shared with the
+worker but the database, the broker and the Qdrant storage, as in production.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.worker
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run installs it with apt")
+        pytest.skip("redis-server not installed (apt-get install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def status_of(db: Path, sku: str) -> str | None:
+    with sqlite3.connect(db, timeout=10) as conn:
+        row = conn.execute("SELECT index_status FROM catalog_product WHERE sku = ?", (sku,)).fetchone()
+    return row[0] if row else None
+
+
+def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, redis_url, tiny_model_dir):
+    # given: a migrated database and a worker listening on the embeddings queue
+    db = tmp_path / "db.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "CELERY_BROKER_URL": redis_url,
+           "QDRANT_PATH": str(tmp_path / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+           "SEARCH_DEVICE": "cpu", "MEDIA_ROOT": str(tmp_path / "media"),
+           "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "shop_search.settings"}
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "shop_search", "worker", "-Q", "embeddings,celery",
+         "--concurrency", "1", "-l", "info", "--without-gossip", "--without-mingle"],
+        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # when: the web process saves a product (the queue is real, not eager)
+        subprocess.run(manage + ["shell", "-v0", "-c",
+                                 "from catalog.services import product_create;"
+                                 "product_create(sku='W-1', title='Red striped mug', price=12)"],
+                       env=env, cwd=ROOT, check=True, timeout=120)
+        assert status_of(db, "W-1") == "pending"
+
+        # then: the worker embeds it and records the state
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and status_of(db, "W-1") != "indexed":
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.5)
+        assert status_of(db, "W-1") == "indexed", (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+        log.close()
+
+    # and the point is in the Qdrant storage the worker wrote (opened once the worker let go)
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    try:
+        with sqlite3.connect(db) as conn:
+            (product_id,) = conn.execute("SELECT id FROM catalog_product WHERE sku='W-1'").fetchone()
+        (record,) = client.retrieve("products", ids=[product_id], with_vectors=True)
+        assert set(record.vector) == {"text", "avg"}
+        assert "embed_products_task" in (tmp_path / "worker.log").read_text()
+    finally:
+        client.close()
