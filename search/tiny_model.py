@@ -68,9 +68,25 @@ def _learn_merges(words: list[str], num_merges: int) -> list[tuple[str, str]]:
     return merges
 
 
-def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int = 32, image_size: int = 32,
-                    extra_words: list[str] | None = None) -> Path:
-    """Write a tiny CLIPModel, CLIPTokenizer(Fast) and CLIPImageProcessor to out_dir."""
+# Shapes of the towers. "vit-b-32" has the architecture of openai/clip-vit-base-patch32
+# (random weights): the same compute per item, for speed benchmarks without the hub.
+PRESETS = {
+    "tiny": {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                      "num_attention_heads": 4},
+             "vision": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                        "num_attention_heads": 4, "patch_size": 8},
+             "image_size": 32, "dim": 32},
+    "vit-b-32": {"text": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+                          "num_attention_heads": 8},
+                 "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
+                            "num_attention_heads": 12, "patch_size": 32},
+                 "image_size": 224, "dim": 512},
+}
+
+
+def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int | None = None,
+                    preset: str = "tiny", extra_words: list[str] | None = None) -> Path:
+    """Write a random CLIPModel, CLIPTokenizer(Fast) and CLIPImageProcessor to out_dir."""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, CLIPTokenizerFast
 
@@ -94,13 +110,13 @@ def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int = 32, image_
 
     torch.manual_seed(seed)
     eos = vocab["<|endoftext|>"]
+    shape = PRESETS[preset]
+    image_size = shape["image_size"]
     config = CLIPConfig(
-        text_config={"vocab_size": len(vocab), "hidden_size": 64, "intermediate_size": 128,
-                     "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77,
+        text_config={**shape["text"], "vocab_size": len(vocab), "max_position_embeddings": 77,
                      "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": eos, "pad_token_id": eos},
-        vision_config={"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                       "num_attention_heads": 4, "image_size": image_size, "patch_size": 8},
-        projection_dim=dim,
+        vision_config={**shape["vision"], "image_size": image_size},
+        projection_dim=dim or shape["dim"],
     )
     model = CLIPModel(config).eval()
     processor = CLIPImageProcessor(size={"shortest_edge": image_size},

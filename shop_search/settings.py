@@ -51,6 +51,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -106,9 +107,14 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
+# Set by the Docker image, which runs collectstatic; the embedded default serves the
+# files straight from static/ through WhiteNoise's finders, with no build step.
+STATIC_ROOT = os.environ.get("STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = STATIC_ROOT is None
 MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
+# Product images are served by Django unless a proxy or object store takes over (then 0).
+SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
 
 # Uploads: an image bigger than this is refused before Pillow opens it.
 CATALOG_MAX_IMAGE_BYTES = int(os.environ.get("CATALOG_MAX_IMAGE_BYTES", str(20 * 1024 * 1024)))
@@ -165,5 +171,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}},
+    "loggers": {"httpx": {"level": "WARNING"},
+                # Its retry warnings bury the one message that says what to change.
+                "huggingface_hub": {"level": "ERROR"}},
 }
