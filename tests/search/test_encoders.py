@@ -47,3 +47,27 @@ def test_unavailable_model_says_which_setting_to_change(tmp_path):
         load_encoder(str(tmp_path / "no-such-model"), device="cpu")
     assert "SEARCH_EMBEDDING_MODEL" in str(excinfo.value)
     assert "build_tiny_model" in str(excinfo.value)
+
+
+def test_a_siglip_checkpoint_loads_through_the_same_code(tmp_path, tiny_model_dir):
+    """SigLIP shares the get_*_features interface; texts are padded to a fixed length."""
+    from transformers import AutoTokenizer, CLIPImageProcessor, SiglipConfig, SiglipModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    config = SiglipConfig(
+        text_config={"vocab_size": tokenizer.vocab_size + 2, "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+    )
+    SiglipModel(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
+
+    encoder = load_encoder(str(tmp_path), device="cpu")
+
+    assert encoder.pad_to_max and encoder.max_length == 64
+    texts = encoder.encode_texts(["red mug", "a much longer description of a blue vase"])
+    images = encoder.encode_images([Image.new("RGB", (50, 50), "blue")])
+    assert texts.shape == (2, 32) and images.shape == (1, 32)
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
