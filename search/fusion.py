@@ -1,0 +1,121 @@
+"""Fusion of per-modality scores: pure functions over plain data, no Django, no I/O.
+
+A query vector meets a product's `text` vector and its `image` vector. The two cosines live
+on different scales (CLIP text-text cosines are high and bunched, text-image cosines low and
+narrow), so adding them raw lets the scale decide the ranking. Each modality is therefore
+standardised on its own distribution over this query's candidates, and a product's score is
+the weighted mean over the modalities it HAS: a missing image is neither a penalty nor a bonus.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODALITIES = ("text", "image")
+# Below this spread a modality carries no ranking information for this query (all scores
+# equal up to float noise), so every candidate gets 0 there instead of amplified noise.
+MIN_STD = 1e-6
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A product found for a query, with its raw cosine per modality it has a vector for."""
+
+    id: int
+    raw: Mapping[str, float]
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    id: int
+    score: float
+    raw: Mapping[str, float]
+    normalized: Mapping[str, float]
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+def zscore(scores: np.ndarray) -> np.ndarray:
+    """Per-query standardisation: text-text and text-image cosines live on different scales.
+
+    Args:
+        scores: raw scores of one modality for this query's candidates.
+    Returns:
+        (scores - mean) / std; all zeros when there are fewer than two distinct scores,
+        because one candidate or a tie says nothing about relative relevance.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return scores
+    std = scores.std()
+    if std < MIN_STD:
+        return np.zeros_like(scores)
+    return (scores - scores.mean()) / std
+
+
+def normalize_per_modality(candidates: Sequence[Candidate],
+                           modalities: Iterable[str] = MODALITIES) -> dict[int, dict[str, float]]:
+    """Standardise each modality over the candidates that have it.
+
+    Returns:
+        {candidate id: {modality: normalised score}}, with a modality absent where the
+        candidate has no vector for it (not zero: absent).
+    """
+    out: dict[int, dict[str, float]] = {c.id: {} for c in candidates}
+    for modality in modalities:
+        having = [c for c in candidates if modality in c.raw]
+        if not having:
+            continue
+        normalized = zscore(np.array([c.raw[modality] for c in having]))
+        for candidate, value in zip(having, normalized):
+            out[candidate.id][modality] = float(value)
+    return out
+
+
+def fuse_normalized(candidates: Sequence[Candidate], weights: Mapping[str, float]) -> list[Ranked]:
+    """Rank by the weighted mean of normalised scores over the modalities each product has.
+
+    Args:
+        candidates: this query's candidates with raw per-modality cosines.
+        weights: weight per modality (e.g. {"text": 1.0, "image": 1.0}); a modality with
+            weight 0 or absent from the mapping is ignored.
+    Returns:
+        Candidates with at least one weighted modality, best first; ties broken by id so
+        the order is stable across calls and pages.
+    """
+    active = {m: float(w) for m, w in weights.items() if w > 0}
+    normalized = normalize_per_modality(candidates, active)
+    ranked = []
+    for candidate in candidates:
+        present = [m for m in active if m in normalized[candidate.id]]
+        if not present:
+            continue
+        total = sum(active[m] for m in present)
+        score = sum(active[m] * normalized[candidate.id][m] for m in present) / total
+        ranked.append(Ranked(candidate.id, score, dict(candidate.raw), normalized[candidate.id],
+                             candidate.payload))
+    return sort_ranked(ranked)
+
+
+def rank_single(candidates: Sequence[Candidate], modality: str) -> list[Ranked]:
+    """Rank by one modality's raw cosine; products without that vector are left out."""
+    normalized = normalize_per_modality(candidates, [modality])
+    ranked = [Ranked(c.id, float(c.raw[modality]), dict(c.raw), normalized[c.id], c.payload)
+              for c in candidates if modality in c.raw]
+    return sort_ranked(ranked)
+
+
+def rank_by_scores(candidates: Sequence[Candidate], scores: Mapping[int, float]) -> list[Ranked]:
+    """Order candidates by scores computed elsewhere (the avg vector, Qdrant's RRF or DBSF)."""
+    normalized = normalize_per_modality(candidates)
+    by_id = {c.id: c for c in candidates}
+    ranked = [Ranked(pid, float(score), dict(by_id[pid].raw), normalized[pid], by_id[pid].payload)
+              for pid, score in scores.items() if pid in by_id]
+    return sort_ranked(ranked)
+
+
+def sort_ranked(ranked: Iterable[Ranked]) -> list[Ranked]:
+    return sorted(ranked, key=lambda r: (-r.score, r.id))
