@@ -87,7 +87,8 @@ def fuse_normalized(candidates: Sequence[Candidate], weights: Mapping[str, float
         the order is stable across calls and pages.
     """
     active = {m: float(w) for m, w in weights.items() if w > 0}
-    normalized = normalize_per_modality(candidates, active)
+    # every modality is normalised for reporting; only the weighted ones enter the score
+    normalized = normalize_per_modality(candidates)
     ranked = []
     for candidate in candidates:
         present = [m for m in active if m in normalized[candidate.id]]
@@ -102,7 +103,7 @@ def fuse_normalized(candidates: Sequence[Candidate], weights: Mapping[str, float
 
 def rank_single(candidates: Sequence[Candidate], modality: str) -> list[Ranked]:
     """Rank by one modality's raw cosine; products without that vector are left out."""
-    normalized = normalize_per_modality(candidates, [modality])
+    normalized = normalize_per_modality(candidates)
     ranked = [Ranked(c.id, float(c.raw[modality]), dict(c.raw), normalized[c.id], c.payload)
               for c in candidates if modality in c.raw]
     return sort_ranked(ranked)

@@ -1,16 +1,33 @@
-"""Read path: shopper queries to ranked products."""
+"""Read path: shopper queries (words or a photo) to ranked, filtered, faceted products."""
 from __future__ import annotations
 
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+from django.conf import settings
+from django.db.models import Count, Q, QuerySet
+from PIL import Image
 from qdrant_client import models
 
 from catalog.models import Product
 
+from . import fusion
+
 MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
+STRATEGIES = ("normalized", "avg", "rrf", "dbsf", "text", "image")
+SORTS = ("relevance", "price_asc", "price_desc", "newest")
+# Price facet buckets: (min, max) inclusive, None = open. Chosen for a general shop's
+# price range; a filter picked from a bucket returns exactly the products it counted.
+PRICE_BUCKETS: tuple[tuple[int | None, int | None], ...] = (
+    (None, 25), (25, 50), (50, 100), (100, 200), (200, None))
+FACET_LIMIT = 20
 
 
 def query_normalize(query: str) -> str:
@@ -28,42 +45,247 @@ def query_vector(model_id: str, query: str) -> np.ndarray:
     return vector
 
 
+def fusion_weights() -> dict[str, float]:
+    return dict(settings.SEARCH_FUSION_WEIGHTS)
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+
+    def active(self) -> list[str]:
+        return [name for name, on in (("category", self.categories), ("brand", self.brands),
+                                      ("price", self.price_min is not None or self.price_max is not None)) if on]
+
+    def qdrant(self, *, skip: str | None = None) -> models.Filter:
+        must: list[models.Condition] = [models.FieldCondition(key="active", match=models.MatchValue(value=True))]
+        if self.categories and skip != "category":
+            must.append(models.FieldCondition(key="category", match=models.MatchAny(any=list(self.categories))))
+        if self.brands and skip != "brand":
+            must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(self.brands))))
+        if (self.price_min is not None or self.price_max is not None) and skip != "price":
+            must.append(models.FieldCondition(key="price", range=models.Range(
+                gte=float(self.price_min) if self.price_min is not None else None,
+                lte=float(self.price_max) if self.price_max is not None else None)))
+        return models.Filter(must=must)
+
+    def queryset(self, queryset: QuerySet, *, skip: str | None = None) -> QuerySet:
+        if self.categories and skip != "category":
+            queryset = queryset.filter(category__in=self.categories)
+        if self.brands and skip != "brand":
+            queryset = queryset.filter(brand__in=self.brands)
+        if skip != "price":
+            if self.price_min is not None:
+                queryset = queryset.filter(price__gte=self.price_min)
+            if self.price_max is not None:
+                queryset = queryset.filter(price__lte=self.price_max)
+        return queryset
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    label: str
+    count: int
+    selected: bool = False
+    price_min: int | None = None
+    price_max: int | None = None
+
+
 @dataclass
-class ProductResult:
+class SearchHit:
     product: Product
-    score: float | None
+    position: int
+    score: float | None = None
+    raw: Mapping[str, float] = field(default_factory=dict)
+    normalized: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass
-class SearchPage:
+class SearchResult:
+    search_id: str
+    mode: str  # "text", "image" or "browse"
     query: str
-    results: list[ProductResult] = field(default_factory=list)
-    page: int = 1
-    page_size: int = 20
-    has_next: bool = False
+    strategy: str
+    sort: str
+    filters: SearchFilters
+    page: int
+    page_size: int
+    count: int
+    hits: list[SearchHit] = field(default_factory=list)
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+
+    @property
+    def num_pages(self) -> int:
+        return max(1, -(-self.count // self.page_size))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.num_pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
 
 
-def product_search(*, query: str, page: int = 1, page_size: int = 20) -> SearchPage:
-    """Rank active products by the averaged vector; an empty query browses newest first."""
-    from .providers import embedding_model_id, get_product_index
+def _price_label(low: int | None, high: int | None) -> str:
+    if low is None:
+        return f"Up to {high}"
+    if high is None:
+        return f"{low} and up"
+    return f"{low}–{high}"
 
+
+def _in_bucket(price: float, low: int | None, high: int | None) -> bool:
+    return (low is None or price >= low) and (high is None or price <= high)
+
+
+def _facets_from_counts(filters: SearchFilters, categories: Counter, brands: Counter,
+                        price_of: Callable[[int | None, int | None], int]) -> dict[str, list[FacetValue]]:
+    def values(counter: Counter, selected: tuple[str, ...]) -> list[FacetValue]:
+        top = [v for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])) if v][:FACET_LIMIT]
+        top += [v for v in selected if v not in top]  # a chosen value stays visible to be unchosen
+        return [FacetValue(v, v, counter.get(v, 0), v in selected) for v in top]
+
+    prices = []
+    for low, high in PRICE_BUCKETS:
+        selected = (filters.price_min == (Decimal(low) if low is not None else None)
+                    and filters.price_max == (Decimal(high) if high is not None else None))
+        prices.append(FacetValue(f"{low or ''}-{high or ''}", _price_label(low, high), price_of(low, high),
+                                 selected, low, high))
+    return {"category": values(categories, filters.categories), "brand": values(brands, filters.brands),
+            "price": prices}
+
+
+def _pool_facets(filters: SearchFilters, pools: dict[str | None, list[fusion.Candidate]]) -> dict[str, list[FacetValue]]:
+    """Disjunctive counts over the candidates: each facet ignores its own filter only."""
+    def pool(dimension: str) -> list[fusion.Candidate]:
+        return pools.get(dimension, pools[None])
+
+    categories = Counter(str(c.payload.get("category", "")) for c in pool("category"))
+    brands = Counter(str(c.payload.get("brand", "")) for c in pool("brand"))
+    price_pool = [float(c.payload.get("price", 0.0)) for c in pool("price")]
+    return _facets_from_counts(filters, categories, brands,
+                               lambda low, high: sum(_in_bucket(p, low, high) for p in price_pool))
+
+
+def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetValue]]:
+    def counts(name: str) -> Counter:
+        rows = filters.queryset(base, skip=name).values(name).annotate(n=Count("id"))
+        return Counter({row[name]: row["n"] for row in rows})
+
+    price_qs = filters.queryset(base, skip="price")
+
+    def price_of(low: int | None, high: int | None) -> int:
+        q = Q()
+        if low is not None:
+            q &= Q(price__gte=low)
+        if high is not None:
+            q &= Q(price__lte=high)
+        return price_qs.filter(q).count()
+
+    return _facets_from_counts(filters, counts("category"), counts("brand"), price_of)
+
+
+def _rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, float] | None) -> list[fusion.Ranked]:
+    if strategy == "normalized":
+        return fusion.fuse_normalized(pool, fusion_weights())
+    if strategy in ("text", "image"):
+        return fusion.rank_single(pool, strategy)
+    return fusion.rank_by_scores(pool, server_scores or {})
+
+
+def _sort(ranked: list[fusion.Ranked], sort: str) -> list[fusion.Ranked]:
+    if sort == "price_asc":
+        return sorted(ranked, key=lambda r: float(r.payload.get("price", 0.0)))  # stable: relevance breaks ties
+    if sort == "price_desc":
+        return sorted(ranked, key=lambda r: -float(r.payload.get("price", 0.0)))
+    if sort == "newest":
+        return sorted(ranked, key=lambda r: -r.id)  # ids grow with creation
+    return ranked
+
+
+def _validate(strategy: str, sort: str, page: int, page_size: int) -> None:
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    if sort not in SORTS:
+        raise ValueError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
+    if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
+
+
+def product_search(*, query: str = "", image: Image.Image | None = None,
+                   filters: SearchFilters | None = None, strategy: str | None = None,
+                   sort: str = "relevance", page: int = 1, page_size: int = 20) -> SearchResult:
+    """Rank active products for words or a photo; an empty query browses the catalog."""
+    from .providers import embedding_model_id, get_encoder, get_product_index
+
+    filters = filters or SearchFilters()
+    strategy = strategy or settings.SEARCH_STRATEGY
+    _validate(strategy, sort, page, page_size)
     query = query_normalize(query)
-    page = max(1, int(page))
-    page_size = max(1, min(int(page_size), MAX_PAGE_SIZE))
     offset = (page - 1) * page_size
-    result = SearchPage(query=query, page=page, page_size=page_size)
-    if not query:
-        rows = list(Product.objects.searchable().order_by("-created_at", "-id")[offset:offset + page_size + 1])
-        result.results = [ProductResult(product=p, score=None) for p in rows[:page_size]]
-        result.has_next = len(rows) > page_size
+    result = SearchResult(search_id=uuid.uuid4().hex, mode="browse", query=query, strategy=strategy,
+                          sort=sort, filters=filters, page=page, page_size=page_size, count=0)
+
+    if image is None and not query:
+        base = Product.objects.searchable()
+        matching = filters.queryset(base)
+        order = {"price_asc": ("price", "id"), "price_desc": ("-price", "id")}.get(sort, ("-created_at", "-id"))
+        result.count = matching.count()
+        rows = matching.order_by(*order)[offset:offset + page_size]
+        result.hits = [SearchHit(product=p, position=offset + i + 1) for i, p in enumerate(rows)]
+        result.facets = _db_facets(filters, base)
         return result
 
-    vector = query_vector(embedding_model_id(), query)
-    active_only = models.Filter(must=[models.FieldCondition(key="active", match=models.MatchValue(value=True))])
-    hits = get_product_index().search(vector, using="avg", limit=page_size + 1, offset=offset,
-                                      query_filter=active_only)
-    products = Product.objects.searchable().in_bulk([h.id for h in hits])
-    ranked = [ProductResult(product=products[h.id], score=h.score) for h in hits if h.id in products]
-    result.results = ranked[:page_size]
-    result.has_next = len(hits) > page_size
+    if image is not None:
+        result.mode = "image"
+        vector = get_encoder().encode_images([image])[0]
+    else:
+        result.mode = "text"
+        vector = query_vector(embedding_model_id(), query)
+    # The query meets both the text and the image vectors of every product, in one round trip
+    # that also brings the candidate pools the facets are counted on.
+    facet_dimensions = filters.active()
+    qdrant_filters = [filters.qdrant()] + [filters.qdrant(skip=d) for d in facet_dimensions]
+    server_ranking = strategy if strategy in ("avg", "rrf", "dbsf") else None
+    retrieval = get_product_index().retrieve_candidates(
+        {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, filters=qdrant_filters,
+        server_ranking=server_ranking, avg_vector=vector)
+    pool = retrieval.pools[0]
+    ranked = _sort(_rank(strategy, pool, retrieval.server_scores), sort)
+    result.count = len(ranked)
+    page_ranked = ranked[offset:offset + page_size]
+    products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
+    result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,
+                             normalized=r.normalized)
+                   for i, r in enumerate(page_ranked) if r.id in products]
+    pools = {None: pool, **{d: retrieval.pools[i + 1] for i, d in enumerate(facet_dimensions)}}
+    result.facets = _pool_facets(filters, pools)
     return result
+
+
+def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
+    """Products near this one, from its own vectors: text to text and image to image, fused
+    the same way as a search, so a product without an image still gets neighbours."""
+    from .providers import get_product_index
+
+    index = get_product_index()
+    record = index.retrieve([product.pk]).get(product.pk)
+    if record is None or not isinstance(record.vector, dict):
+        return []
+    own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
+    not_self = models.Filter(must=[models.FieldCondition(key="active", match=models.MatchValue(value=True))],
+                             must_not=[models.HasIdCondition(has_id=[product.pk])])
+    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), filters=[not_self])
+    ranked = fusion.fuse_normalized(retrieval.pools[0], fusion_weights())[:limit]
+    products = Product.objects.searchable().in_bulk([r.id for r in ranked])
+    return [SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)
+            for i, r in enumerate(ranked) if r.id in products]
+
+
+__all__: list[Any] = ["SearchFilters", "SearchHit", "SearchResult", "product_search", "product_similar",
+                      "query_vector", "STRATEGIES", "SORTS", "PRICE_BUCKETS"]

@@ -7,12 +7,14 @@ without usable text has no "text" vector.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+
+from .fusion import Candidate
 
 VECTOR_NAMES = ("text", "image", "avg")
 
@@ -154,6 +156,16 @@ class ProductIndex:
         with self._locked():
             return int(self.client.count(self.collection, exact=True).count)
 
+    def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
+                            filters: Sequence[models.Filter | None] = (None,),
+                            server_ranking: str | None = None,
+                            avg_vector: np.ndarray | None = None) -> Retrieval:
+        """One round trip: per filter, the top `limit` per modality in `vectors` (modality ->
+        query vector searched against that named vector), each candidate rescored in every
+        modality it has; optionally Qdrant's own ranking ("avg", "rrf", "dbsf") too."""
+        return _retrieve(self, vectors, limit=limit, filters=filters, server_ranking=server_ranking,
+                         avg_vector=avg_vector)
+
     def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
                query_filter: models.Filter | None = None) -> list[Hit]:
         if using not in VECTOR_NAMES:
@@ -165,6 +177,74 @@ class ProductIndex:
                 self.collection, query=np.asarray(vector, dtype=np.float32).tolist(), using=using,
                 limit=limit, offset=offset, query_filter=query_filter, with_payload=True)
         return [Hit(id=int(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
+
+
+@dataclass
+class Retrieval:
+    """What one round trip returns: a candidate pool per filter, and, if asked, the ranking
+    that Qdrant itself computed (avg vector, RRF or DBSF) over the first filter."""
+
+    pools: list[list[Candidate]]
+    server_scores: dict[int, float] | None = None
+
+
+SERVER_RANKINGS = ("avg", "rrf", "dbsf")
+
+
+def _rescore(points: Iterable[models.ScoredPoint], vectors: Mapping[str, np.ndarray],
+             into: dict[int, Candidate]) -> None:
+    """Every candidate gets its real cosine in every modality it has a vector for, whichever
+    modality found it (stored vectors are unit length, so a dot product is the cosine)."""
+    for point in points:
+        pid = int(point.id)
+        if pid in into:
+            continue
+        stored = point.vector if isinstance(point.vector, dict) else {}
+        raw = {m: float(np.dot(vectors[m], np.asarray(stored[m], dtype=np.float32)))
+               for m in vectors if m in stored}
+        into[pid] = Candidate(pid, raw, point.payload or {})
+
+
+def _retrieve(index: "ProductIndex", vectors: Mapping[str, np.ndarray], *, limit: int,
+              filters: Sequence[models.Filter | None], server_ranking: str | None = None,
+              avg_vector: np.ndarray | None = None) -> Retrieval:
+    modalities = [m for m in vectors if vectors[m] is not None]
+    if index.dim() is None or not modalities:
+        return Retrieval(pools=[[] for _ in filters], server_scores={} if server_ranking else None)
+    wanted = ["text", "image"]
+    requests = [models.QueryRequest(query=np.asarray(vectors[m], dtype=np.float32).tolist(), using=m,
+                                    limit=limit, filter=f, with_payload=True, with_vector=wanted)
+                for f in filters for m in modalities]
+    if server_ranking == "avg":
+        query = avg_vector if avg_vector is not None else vectors[modalities[0]]
+        requests.append(models.QueryRequest(query=np.asarray(query, dtype=np.float32).tolist(), using="avg",
+                                            limit=limit, filter=filters[0], with_payload=True,
+                                            with_vector=wanted))
+    elif server_ranking in ("rrf", "dbsf"):
+        fusion = models.Fusion.RRF if server_ranking == "rrf" else models.Fusion.DBSF
+        requests.append(models.QueryRequest(
+            prefetch=[models.Prefetch(query=np.asarray(vectors[m], dtype=np.float32).tolist(), using=m,
+                                      limit=limit, filter=filters[0]) for m in modalities],
+            query=models.FusionQuery(fusion=fusion), limit=limit, with_payload=True, with_vector=wanted))
+    elif server_ranking is not None:
+        raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
+    with index._locked():
+        responses = index.client.query_batch_points(index.collection, requests=requests)
+    unit = {m: np.asarray(vectors[m], dtype=np.float32) for m in modalities}
+    pools = []
+    for i in range(len(filters)):
+        found: dict[int, Candidate] = {}
+        for response in responses[i * len(modalities):(i + 1) * len(modalities)]:
+            _rescore(response.points, unit, found)
+        pools.append(list(found.values()))
+    server_scores = None
+    if server_ranking is not None:
+        extra = responses[-1].points
+        known = {c.id: c for c in pools[0]}
+        _rescore(extra, unit, known)
+        pools[0] = list(known.values())
+        server_scores = {int(p.id): float(p.score) for p in extra}
+    return Retrieval(pools=pools, server_scores=server_scores)
 
 
 class _NoLock:

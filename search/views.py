@@ -1,41 +1,121 @@
-"""Storefront views: thin, one selector call each."""
+"""Storefront views: thin, one selector call each. Every page works without JavaScript;
+htmx requests get only the part of the page that changes."""
 from __future__ import annotations
 
 import logging
 
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils.cache import patch_vary_headers
 
+from catalog.images import image_load
 from catalog.models import Product
 
 from .encoders import ModelUnavailableError
-from .selectors import product_search
+from .selectors import SORTS, product_search, product_similar
+from .serializers import SearchParamsSerializer
 
 logger = logging.getLogger(__name__)
+UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
+SORT_LABELS = {"relevance": "Best match", "price_asc": "Price: low to high",
+               "price_desc": "Price: high to low", "newest": "Newest"}
 
 
-def _int(value: str | None, default: int) -> int:
-    try:
-        return max(1, int(value or default))
-    except ValueError:
-        return default
+def _params(query_dict) -> tuple[SearchParamsSerializer, dict[str, list[str]]]:
+    """Validate; a bad parameter is reported and dropped, the rest of the page still works."""
+    params = SearchParamsSerializer(data=query_dict)
+    if params.is_valid():
+        return params, {}
+    errors = {name: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+              for name, msgs in params.errors.items()}
+    data = query_dict.copy()
+    for name in errors:
+        data.pop(name, None)
+        if name == "price_max":
+            data.pop("price_min", None)
+    params = SearchParamsSerializer(data=data)
+    params.is_valid(raise_exception=True)
+    return params, errors
+
+
+def _render(request: HttpRequest, context: dict) -> HttpResponse:
+    # A history-restore request asks for the whole page even though htmx sends it.
+    partial = request.htmx and not request.htmx.history_restore_request
+    template = "search/search.html#results" if partial else "search/search.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
 
 
 def search_page(request: HttpRequest) -> HttpResponse:
-    query = request.GET.get("q", "")
-    page_number = _int(request.GET.get("page"), 1)
-    error = ""
-    page = None
+    params, errors = _params(request.GET)
+    result, error = None, ""
     try:
-        page = product_search(query=query, page=page_number)
+        result = product_search(**params.search_kwargs())
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
-        error = "Search is unavailable: the embedding model could not be loaded. See the server log."
-    context = {"query": query, "page": page, "error": error}
-    template = "search/search.html#results" if request.htmx else "search/search.html"
-    return render(request, template, context)
+        error = UNAVAILABLE
+    context = {"result": result, "error": error, "param_errors": errors, "params": params.validated_data,
+               "sorts": [(s, SORT_LABELS[s]) for s in SORTS], "querystring": _querystring(request.GET),
+               "price_links": _price_links(request.GET, result)}
+    return _render(request, context)
+
+
+def _price_links(query_dict, result) -> list:
+    """Each price bucket links to the current search with that range (or without it, if chosen)."""
+    if result is None:
+        return []
+    links = []
+    for facet in result.facets.get("price", []):
+        data = query_dict.copy()
+        for name in ("page", "price_min", "price_max"):
+            data.pop(name, None)
+        if not facet.selected:
+            if facet.price_min is not None:
+                data["price_min"] = str(facet.price_min)
+            if facet.price_max is not None:
+                data["price_max"] = str(facet.price_max)
+        links.append((facet, data.urlencode()))
+    return links
+
+
+def image_search_page(request: HttpRequest) -> HttpResponse:
+    """Search by photo: the image tower embeds it; it meets product images and texts alike."""
+    if request.method != "POST":
+        return search_page(request)
+    params, errors = _params(request.POST)
+    upload = request.FILES.get("image")
+    result, error = None, ""
+    if upload is None:
+        error = "Choose a photo to search with."
+    else:
+        try:
+            checked = image_load(upload.read(), name=upload.name or "photo")
+            kwargs = params.search_kwargs()
+            kwargs.pop("query")
+            result = product_search(image=checked.image, **{**kwargs, "page": 1, "page_size": 40})
+        except ValidationError as exc:
+            error = " ".join(exc.messages)
+        except ModelUnavailableError as exc:
+            logger.error("Search unavailable: %s", exc)
+            error = UNAVAILABLE
+    context = {"result": result, "error": error, "param_errors": errors, "params": params.validated_data,
+               "sorts": [(s, SORT_LABELS[s]) for s in SORTS], "querystring": "", "photo": upload,
+               "price_links": []}
+    return _render(request, context)
+
+
+def _querystring(query_dict) -> str:
+    data = query_dict.copy()
+    data.pop("page", None)
+    return data.urlencode()
 
 
 def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
     product = get_object_or_404(Product.objects.searchable(), pk=pk)
-    return render(request, "search/product.html", {"product": product})
+    try:
+        similar = product_similar(product=product)
+    except ModelUnavailableError:
+        similar = []
+    return render(request, "search/product.html", {"product": product, "similar": similar})

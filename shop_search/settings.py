@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "rest_framework",
+    "drf_spectacular",
     "django_htmx",
     "template_partials",
     "catalog",
@@ -154,6 +155,17 @@ SEARCH_INDEX_BATCH_SIZE = int(os.environ.get("SEARCH_INDEX_BATCH_SIZE", "64"))
 # Products still pending this long after their last change are re-sent by the sweep.
 SEARCH_SWEEP_GRACE_SECONDS = int(os.environ.get("SEARCH_SWEEP_GRACE_SECONDS", "120"))
 
+# Ranking: normalized (per-modality z-scores fused over the fields a product has), or the
+# baselines avg | rrf | dbsf | text | image. Weights per modality for `normalized`.
+SEARCH_STRATEGY = os.environ.get("SEARCH_STRATEGY", "normalized")
+SEARCH_FUSION_WEIGHTS = {
+    name.strip(): float(weight)
+    for name, _, weight in (part.partition("=") for part in
+                            os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1").split(","))
+}
+# Candidates fetched per modality; the normalisation and the facets are computed over them.
+SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
+
 # Qdrant: a server (QDRANT_URL), else embedded local mode at QDRANT_PATH (":memory:" for tests).
 QDRANT_URL = os.environ.get("QDRANT_URL", "")
 QDRANT_API_KEY = os.environ.get("QDRANT_API_KEY") or None
@@ -161,8 +173,15 @@ QDRANT_PATH = os.environ.get("QDRANT_PATH", str(VAR_DIR / "qdrant"))
 SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
 
 REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "shop_search API",
+    "DESCRIPTION": "Multimodal product search: words or a photo, fused over text and image vectors.",
+    "VERSION": "0.1.0",
 }
 
 LOGGING = {

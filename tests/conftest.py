@@ -72,3 +72,9 @@ def make_product(django_capture_on_commit_callbacks):
             return product_create(sku=sku, title=title, image_bytes=image_bytes, image_name="p.png", **fields)
 
     return make
+
+
+# One INFO line per eager task drowns the output of a failing test.
+import logging  # noqa: E402
+
+logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

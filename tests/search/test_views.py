@@ -1,66 +1,131 @@
+"""The storefront: full pages without JavaScript, partials for htmx, URL holds the state."""
 from __future__ import annotations
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from catalog.models import Product
+from tests.conftest import png_bytes
+from tests.search.conftest import png
 
 pytestmark = pytest.mark.django_db
+URL = "/"
 
 
-def test_search_page_lists_ranked_products_with_cards(client, make_product):
-    make_product("Red ceramic mug", brand="Acme")
-    make_product("Blue linen scarf", image=None)
-
-    html = client.get(reverse("search:search"), {"q": "red mug"}).content.decode()
-
-    assert "<html" in html and 'name="q"' in html and 'value="red mug"' in html
-    assert "Red ceramic mug" in html and "Blue linen scarf" in html
-    assert "Acme" in html and "10.00 USD" in html
-    assert 'class="placeholder"' in html  # the product without an image
+def cards(html: str) -> int:
+    return html.count('class="card"')
 
 
-def test_htmx_requests_get_only_the_results_partial(client, make_product):
-    make_product("Red ceramic mug")
-    html = client.get(reverse("search:search"), {"q": "mug"}, HTTP_HX_REQUEST="true").content.decode()
-    assert html.lstrip().startswith('<section id="results"')
-    assert "<html" not in html and "Red ceramic mug" in html
+def test_search_page_shows_ranked_cards_facets_and_sort(client, shop):
+    html = client.get(URL, {"q": "red mug"}).content.decode()
+
+    assert "<html" in html and 'value="red mug"' in html
+    assert "10 results for “red mug”" in html
+    assert html.index("Red mug") < html.index("Blue glass vase")
+    assert 'name="category" value="mugs"' in html and 'name="brand" value="Acme"' in html
+    assert '<option value="price_asc"' in html
+    assert 'class="placeholder"' in html  # products without an image get a clean placeholder
 
 
-def test_empty_query_browses_newest_first(client, make_product):
-    make_product("Older mug")
-    make_product("Newer mug")
-    html = client.get(reverse("search:search")).content.decode()
-    assert html.index("Newer mug") < html.index("Older mug")
+def test_filters_and_sort_come_from_the_url(client, shop):
+    html = client.get(URL, {"q": "red mug", "category": ["mugs", "socks"], "sort": "price_asc"}).content.decode()
+    assert cards(html) == 5
+    assert html.index("Green wool sock") < html.index("Green ceramic mug") < html.index("Red mug")
+    assert 'value="mugs" checked' in html and 'value="socks" checked' in html
+    assert '<option value="price_asc" selected' in html
 
 
-def test_inactive_products_never_show(client, make_product, django_capture_on_commit_callbacks):
+def test_price_bucket_links_keep_the_rest_of_the_search(client, shop):
+    html = client.get(URL, {"q": "red mug", "category": "mugs"}).content.decode()
+    assert 'href="?q=red+mug&amp;category=mugs&amp;price_max=25"' in html
+    chosen = client.get(URL, {"q": "red mug", "category": "mugs", "price_max": "25"}).content.decode()
+    assert 'class="bucket selected" href="?q=red+mug&amp;category=mugs"' in chosen  # click again to clear
+
+
+def test_htmx_gets_only_the_results_partial_and_caches_vary(client, shop):
+    response = client.get(URL, {"q": "mug"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="results"')
+    assert "<html" not in html and "Red mug" in html
+    assert "HX-Request" in response["Vary"]
+
+
+def test_back_button_history_restore_gets_the_whole_page(client, shop):
+    html = client.get(URL, {"q": "mug"}, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true").content.decode()
+    assert "<html" in html
+
+
+def test_pagination_links_keep_query_and_filters(client, shop):
+    html = client.get(URL, {"q": "red mug", "brand": "Acme", "page_size": 2}).content.decode()
+    assert "Page 1 of 3" in html
+    assert 'href="?q=red+mug&amp;brand=Acme&amp;page_size=2&amp;page=2"' in html
+    last = client.get(URL, {"q": "red mug", "brand": "Acme", "page_size": 2, "page": 3}).content.decode()
+    assert cards(last) == 1 and "← Previous" in last and "Next →" not in last
+
+
+def test_bad_parameters_are_reported_and_the_page_still_works(client, shop):
+    html = client.get(URL, {"q": "mug", "sort": "cheapest", "price_min": "abc", "page": "0"}).content.decode()
+    assert "sort:" in html and "price_min:" in html and "page:" in html
+    assert cards(html) == 10
+
+
+def test_zero_results_say_what_to_do(client, shop):
+    html = client.get(URL, {"q": "mug", "price_max": "1"}).content.decode()
+    assert "Nothing matches “mug” with these filters" in html and cards(html) == 0
+
+
+def test_empty_query_browses_and_empty_catalog_explains(client, shop):
+    assert cards(client.get(URL).content.decode()) == 10
+    Product.objects.all().delete()
+    assert "The catalog is empty" in client.get(URL).content.decode()
+
+
+def test_hostile_queries_are_escaped(client, shop):
+    html = client.get(URL, {"q": "<script>alert(1)</script>"}).content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+
+
+def test_search_by_photo_page(client, shop, concept):
+    photo = SimpleUploadedFile("mine.png", png(concept.picture("red", "mug")), content_type="image/png")
+    html = client.post(reverse("search:image_search"), {"image": photo}).content.decode()
+    assert "Products like your photo" in html
+    assert html.index("Red mug") < html.index("Blue vase")
+
+
+def test_search_by_photo_refuses_a_broken_file(client, shop):
+    broken = SimpleUploadedFile("x.png", png_bytes("red")[:40], content_type="image/png")
+    html = client.post(reverse("search:image_search"), {"image": broken}).content.decode()
+    assert "corrupt" in html or "not a readable image" in html
+    assert "Choose a photo" in client.post(reverse("search:image_search"), {}).content.decode()
+
+
+def test_product_page_shows_similar_products(client, shop):
+    product = Product.objects.get(sku="no-image")
+    html = client.get(reverse("search:product", args=[product.pk])).content.decode()
+    assert "Similar products" in html
+    similar = html.split("Similar products", 1)[1]
+    assert "Red mug" in similar and "Red ceramic mug" not in similar
+
+
+def test_inactive_products_never_show(client, shop, django_capture_on_commit_callbacks):
     from catalog.services import product_update
 
-    hidden = make_product("Hidden red mug")
+    hidden = Product.objects.get(sku="no-desc")
     with django_capture_on_commit_callbacks(execute=True):
         product_update(product=hidden, active=False)
-    assert "Hidden red mug" not in client.get(reverse("search:search"), {"q": "red mug"}).content.decode()
-    assert "Hidden red mug" not in client.get(reverse("search:search")).content.decode()
+    assert "Red mug<" not in client.get(URL, {"q": "red mug"}).content.decode()
     assert client.get(reverse("search:product", args=[hidden.pk])).status_code == 404
 
 
-def test_empty_catalog_and_hostile_queries_are_handled(client):
-    html = client.get(reverse("search:search"), {"q": "<script>alert(1)</script>" * 100}).content.decode()
-    assert "<script>alert(1)</script>" not in html
-    assert "No products match" in html
+def test_unavailable_model_shows_a_message_not_a_crash(client, settings, tmp_path, make_product):
+    from search import providers
 
-
-def test_pagination(client, make_product):
-    for i in range(25):
-        Product.objects.create(sku=f"P{i}", title=f"Item {i}", price=1)
-    first = client.get(reverse("search:search")).content.decode()
-    second = client.get(reverse("search:search"), {"page": 2}).content.decode()
-    assert first.count('class="card"') == 20 and second.count('class="card"') == 5
-    assert "Next" in first and "Previous" in second
-
-
-def test_product_page(client, make_product):
-    product = make_product("Red ceramic mug", description="Holds 300 ml.")
-    html = client.get(reverse("search:product", args=[product.pk])).content.decode()
-    assert "Red ceramic mug" in html and "Holds 300 ml." in html
+    make_product("Red mug")
+    settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "gone")
+    providers.get_encoder.cache_clear()
+    try:
+        response = client.get(URL, {"q": "mug"})
+    finally:
+        providers.get_encoder.cache_clear()
+    assert response.status_code == 200 and "Search is unavailable" in response.content.decode()

@@ -1,0 +1,108 @@
+"""Search parameters and responses: one definition for the storefront and the API."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from .selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
+
+
+class SearchParamsSerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_QUERY_CHARS * 4)
+    strategy = serializers.ChoiceField(choices=STRATEGIES, required=False, allow_blank=True)
+    category = serializers.ListField(child=serializers.CharField(max_length=120), required=False, default=list,
+                                     max_length=50)
+    brand = serializers.ListField(child=serializers.CharField(max_length=120), required=False, default=list,
+                                  max_length=50)
+    price_min = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
+                                         allow_null=True, default=None)
+    price_max = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
+                                         allow_null=True, default=None)
+    sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
+    page = serializers.IntegerField(min_value=1, max_value=10_000, required=False, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False, default=20)
+
+    def validate(self, data):
+        low, high = data.get("price_min"), data.get("price_max")
+        if low is not None and high is not None and low > high:
+            raise serializers.ValidationError({"price_max": ["Must be at least price_min."]})
+        return data
+
+    def search_kwargs(self) -> dict:
+        data = self.validated_data
+        filters = SearchFilters(categories=tuple(c for c in data["category"] if c),
+                                brands=tuple(b for b in data["brand"] if b),
+                                price_min=data.get("price_min"), price_max=data.get("price_max"))
+        return {"query": data["q"], "filters": filters, "strategy": data.get("strategy") or None,
+                "sort": data["sort"], "page": data["page"], "page_size": data["page_size"]}
+
+
+class ImageSearchParamsSerializer(SearchParamsSerializer):
+    image = serializers.ImageField(help_text="The shopper's photo (JPEG, PNG, WebP…).")
+
+
+class ModalityScoreSerializer(serializers.Serializer):
+    raw = serializers.FloatField(help_text="Cosine between the query and this product's vector.")
+    normalized = serializers.FloatField(help_text="The raw score standardised over this query's candidates.")
+
+
+class ModalitiesSerializer(serializers.Serializer):
+    text = ModalityScoreSerializer(required=False, help_text="Absent when the product has no usable text.")
+    image = ModalityScoreSerializer(required=False, help_text="Absent when the product has no image.")
+
+
+class SearchHitSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    brand = serializers.CharField()
+    category = serializers.CharField()
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=False)
+    currency = serializers.CharField()
+    image_url = serializers.CharField(allow_null=True)
+    position = serializers.IntegerField()
+    score = serializers.FloatField(allow_null=True, help_text="Null when browsing without a query.")
+    modalities = ModalitiesSerializer()
+
+
+class FacetValueSerializer(serializers.Serializer):
+    value = serializers.CharField()
+    label = serializers.CharField()
+    count = serializers.IntegerField()
+    selected = serializers.BooleanField()
+    price_min = serializers.IntegerField(allow_null=True, required=False)
+    price_max = serializers.IntegerField(allow_null=True, required=False)
+
+
+class FacetsSerializer(serializers.Serializer):
+    category = FacetValueSerializer(many=True)
+    brand = FacetValueSerializer(many=True)
+    price = FacetValueSerializer(many=True)
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    search_id = serializers.CharField()
+    query = serializers.CharField(allow_blank=True)
+    strategy = serializers.CharField()
+    sort = serializers.CharField()
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    count = serializers.IntegerField()
+    results = SearchHitSerializer(many=True)
+    facets = FacetsSerializer()
+
+
+def search_result_data(result: SearchResult, *, build_url) -> dict:
+    """Plain data for the JSON response; a modality is left out where the product lacks it."""
+    hits = []
+    for hit in result.hits:
+        product = hit.product
+        modalities = {m: {"raw": hit.raw[m], "normalized": hit.normalized.get(m)}
+                      for m in ("text", "image") if m in hit.raw}
+        hits.append({"id": product.pk, "sku": product.sku, "title": product.title, "brand": product.brand,
+                     "category": product.category, "price": product.price, "currency": product.currency,
+                     "image_url": build_url(product.image.url) if product.image else None,
+                     "position": hit.position, "score": hit.score, "modalities": modalities})
+    facets = {name: [vars(v) for v in values] for name, values in result.facets.items()}
+    return {"search_id": result.search_id, "query": result.query, "strategy": result.strategy,
+            "sort": result.sort, "page": result.page, "page_size": result.page_size, "count": result.count,
+            "results": hits, "facets": facets}

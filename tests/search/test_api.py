@@ -1,0 +1,78 @@
+"""JSON API: shape, per-field 400s, photo search, OpenAPI schema."""
+from __future__ import annotations
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.conftest import png_bytes
+from tests.search.conftest import png
+
+pytestmark = pytest.mark.django_db
+
+
+def test_search_returns_the_documented_shape(client, shop):
+    body = client.get("/api/search", {"q": "red mug", "page_size": 3}).json()
+
+    assert set(body) >= {"search_id", "query", "strategy", "count", "results", "facets"}
+    assert body["strategy"] == "normalized" and body["count"] == 10 and len(body["results"]) == 3
+    first = body["results"][0]
+    assert set(first) >= {"id", "sku", "title", "brand", "category", "price", "image_url", "score", "modalities"}
+    assert first["image_url"].startswith("http://testserver/media/")
+    by_sku = {r["sku"]: r for r in body["results"]}
+    assert set(by_sku["no-image"]["modalities"]) == {"text"}  # left out, not zero
+    assert by_sku["no-image"]["image_url"] is None
+    assert set(by_sku["no-desc"]["modalities"]) == {"text", "image"}
+    assert set(by_sku["no-desc"]["modalities"]["image"]) == {"raw", "normalized"}
+    assert {f["value"] for f in body["facets"]["category"]} >= {"mugs", "vases"}
+    assert len(body["search_id"]) == 32
+
+
+def test_strategies_filters_sort_and_pages(client, shop):
+    avg = client.get("/api/search", {"q": "red mug", "strategy": "avg"}).json()
+    assert avg["strategy"] == "avg"
+    mugs = client.get("/api/search", {"q": "red mug", "category": "mugs", "brand": ["Lumen", "Acme"],
+                                      "price_min": "11.5", "sort": "price_desc"}).json()
+    assert [r["sku"] for r in mugs["results"]] == ["no-desc", "no-image"]
+    page2 = client.get("/api/search", {"q": "red mug", "page": 2, "page_size": 4}).json()
+    assert [r["position"] for r in page2["results"]] == [5, 6, 7, 8]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"strategy": "best"}, "strategy"),
+    ({"sort": "random"}, "sort"),
+    ({"page": "0"}, "page"),
+    ({"page_size": "1000"}, "page_size"),
+    ({"price_min": "abc"}, "price_min"),
+    ({"price_min": "-1"}, "price_min"),
+    ({"price_min": "50", "price_max": "10"}, "price_max"),
+    ({"q": "x" * 5000}, "q"),
+])
+def test_invalid_parameters_get_a_400_per_field(client, shop, params, field):
+    response = client.get("/api/search", {"q": "mug", **params})
+    assert response.status_code == 400
+    assert field in response.json() and response.json()[field]
+
+
+def test_photo_search(client, shop, concept):
+    photo = SimpleUploadedFile("q.png", png(concept.picture("red", "mug")), content_type="image/png")
+    body = client.post("/api/search/image", {"image": photo, "category": "mugs"}).json()
+    assert body["results"][0]["sku"] == "no-desc"
+    assert {r["category"] for r in body["results"]} == {"mugs"}
+
+
+def test_photo_search_errors(client, shop):
+    assert "image" in client.post("/api/search/image", {}).json()
+    broken = SimpleUploadedFile("q.png", png_bytes("red")[:40], content_type="image/png")
+    response = client.post("/api/search/image", {"image": broken})
+    assert response.status_code == 400 and "image" in response.json()
+    text = SimpleUploadedFile("q.txt", b"hello", content_type="text/plain")
+    assert client.post("/api/search/image", {"image": text}).status_code == 400
+
+
+def test_openapi_schema_is_served(client):
+    response = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert "/api/search" in schema["paths"] and "/api/search/image" in schema["paths"]
+    params = {p["name"] for p in schema["paths"]["/api/search"]["get"]["parameters"]}
+    assert {"q", "strategy", "category", "brand", "price_min", "price_max", "sort", "page", "page_size"} <= params

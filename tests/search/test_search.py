@@ -1,0 +1,143 @@
+"""Search on a real in-memory Qdrant through the same selector the storefront and API call."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from catalog.models import Product
+from search.selectors import SearchFilters, product_search, product_similar
+from tests.search.conftest import CATALOG
+
+pytestmark = pytest.mark.django_db
+
+def skus(result) -> list[str]:
+    return [hit.product.sku for hit in result.hits]
+
+
+def rank(result, sku: str) -> int:
+    return skus(result).index(sku)
+
+
+PARTIAL_MATCHES = ("green-mug", "red-scarf", "red-lamp")  # a mug, or red: half of "red mug"
+
+
+def test_normalized_ranks_each_product_by_the_evidence_it_has(shop):
+    result = product_search(query="red mug", strategy="normalized")
+
+    # both relevant products lead, one lacking an image, the other a description
+    assert set(skus(result)[:2]) == {"no-image", "no-desc"}
+    # text-only products that do not match stay below every partial match
+    for partial in PARTIAL_MATCHES:
+        assert rank(result, partial) < rank(result, "vase-text-only")
+        assert rank(result, partial) < rank(result, "lamp-text-only")
+    by_sku = {h.product.sku: h for h in result.hits}
+    assert set(by_sku["no-image"].raw) == {"text"}  # absent, not zero
+    assert set(by_sku["no-desc"].raw) == {"text", "image"}
+
+
+def test_avg_lets_text_only_products_float_up(shop):
+    result = product_search(query="red mug", strategy="avg")
+    # the averaged vector of a text-only product is its text vector, whose cosines run high
+    assert rank(result, "vase-text-only") < rank(result, "no-desc")
+    assert rank(result, "lamp-text-only") < rank(result, "no-desc")
+
+
+@pytest.mark.parametrize("strategy", ["dbsf", "rrf"])
+def test_qdrant_fusions_sink_the_product_without_an_image(shop, strategy):
+    result = product_search(query="red mug", strategy=strategy)
+    # missing from the image list counts as the worst score: partial matches overtake it
+    for partial in PARTIAL_MATCHES:
+        assert rank(result, partial) < rank(result, "no-image")
+
+
+def test_single_modality_strategies_leave_out_products_without_that_vector(shop):
+    image_only = product_search(query="red mug", strategy="image")
+    assert "no-image" not in skus(image_only) and skus(image_only)[0] == "no-desc"
+    assert len(product_search(query="red mug", strategy="text").hits) == len(CATALOG)
+
+
+def test_filters_are_applied_inside_qdrant(shop, settings):
+    # with only 2 candidates per modality, post-filtering the top of the catalog would find
+    # no socks for "red mug"; filtering inside Qdrant finds them
+    settings.SEARCH_CANDIDATES = 2
+    result = product_search(query="red mug", filters=SearchFilters(categories=("socks",)))
+    assert set(skus(result)) == {"green-sock", "blue-sock"}
+
+
+def test_filters_combine(shop):
+    mugs_by_lumen = product_search(query="red mug", filters=SearchFilters(categories=("mugs",), brands=("Lumen",)))
+    assert set(skus(mugs_by_lumen)) == {"no-desc", "green-mug"}
+    cheap = product_search(query="red mug", filters=SearchFilters(price_min=Decimal("10"), price_max=Decimal("14")))
+    assert set(skus(cheap)) == {"no-image", "no-desc", "green-mug"}
+    nothing = product_search(query="red mug", filters=SearchFilters(price_max=Decimal("1")))
+    assert nothing.count == 0 and nothing.hits == []
+
+
+def test_facets_count_the_query_and_ignore_their_own_filter(shop):
+    result = product_search(query="red mug", filters=SearchFilters(categories=("mugs",)))
+    categories = {f.value: (f.count, f.selected) for f in result.facets["category"]}
+    brands = {f.value: f.count for f in result.facets["brand"]}
+    prices = {f.label: f.count for f in result.facets["price"]}
+
+    # the category facet still offers the other categories (it ignores the category filter)
+    assert categories["mugs"] == (3, True) and categories["vases"] == (2, False)
+    # the others count within the chosen category
+    assert brands == {"Acme": 1, "Lumen": 2}
+    assert prices["Up to 25"] == 3 and prices["100–200"] == 0 and prices["200 and up"] == 0
+
+
+def test_sort_and_pagination(shop):
+    by_price = product_search(query="red mug", sort="price_asc", page_size=4)
+    assert skus(by_price) == ["green-sock", "blue-sock", "green-mug", "no-image"]
+    assert (by_price.count, by_price.num_pages, by_price.has_next) == (10, 3, True)
+    last = product_search(query="red mug", sort="price_desc", page=3, page_size=4)
+    assert skus(last) == ["blue-sock", "green-sock"] and not last.has_next
+    assert [h.position for h in last.hits] == [9, 10]
+    newest = product_search(query="red mug", sort="newest", page_size=1)
+    assert skus(newest) == ["blue-sock"]
+    pages = [skus(product_search(query="red mug", page=p, page_size=3)) for p in (1, 2, 3, 4)]
+    flat = [s for page in pages for s in page]
+    assert len(flat) == len(set(flat)) == 10  # stable order: no product twice, none lost
+
+
+def test_empty_query_browses_with_exact_facets(shop):
+    result = product_search(query="  ", filters=SearchFilters(brands=("Acme",)), sort="price_asc")
+    assert result.mode == "browse" and result.count == 5
+    assert skus(result)[0] == "green-sock" and all(h.score is None for h in result.hits)
+    brands = {f.value: f.count for f in result.facets["brand"]}
+    assert brands == {"Acme": 5, "Lumen": 5}  # the brand facet ignores the brand filter
+
+
+def test_search_by_photo_fuses_image_to_image_and_image_to_text(shop, concept):
+    photo = concept.picture("red", "mug")
+    result = product_search(image=photo)
+    assert result.mode == "image"
+    assert skus(result)[0] == "no-desc"
+    # the mug without an image is still found, through its text
+    assert rank(result, "no-image") < rank(result, "vase-text-only")
+    assert rank(result, "no-image") < rank(result, "blue-vase")
+
+
+def test_similar_products_come_from_the_products_own_vectors(shop):
+    no_image = Product.objects.get(sku="no-image")
+    similar = [h.product.sku for h in product_similar(product=no_image, limit=3)]
+    assert "no-image" not in similar and similar[0] == "no-desc"
+    scarf = [h.product.sku for h in product_similar(product=Product.objects.get(sku="red-scarf"), limit=3)]
+    assert "red-scarf" not in scarf and len(scarf) == 3
+
+
+def test_repeated_queries_skip_the_text_tower(shop, concept, monkeypatch):
+    calls = []
+    original = concept.encode_texts
+    monkeypatch.setattr(concept, "encode_texts", lambda texts, **kw: calls.append(texts) or original(texts, **kw))
+    product_search(query="red mug")
+    product_search(query="red   mug ", sort="price_asc", page=2)  # same normalised text
+    assert calls == [["red mug"]]
+
+
+def test_bad_arguments_are_refused(shop):
+    with pytest.raises(ValueError, match="unknown strategy"):
+        product_search(query="mug", strategy="best")
+    with pytest.raises(ValueError, match="unknown sort"):
+        product_search(query="mug", sort="random")
