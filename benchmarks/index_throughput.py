@@ -14,14 +14,10 @@ default model's architecture, so its timings stand for the real model's compute.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import import_catalog, setup_instance, table
 
 
 def main() -> None:
@@ -33,44 +29,14 @@ def main() -> None:
                         help="random-weight CLIP to build when no --model: tiny, or ViT-B/32's shape")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-index-"))
-    os.environ.update({"SHOP_SEARCH_VAR_DIR": str(tmp), "QDRANT_PATH": str(tmp / "qdrant"),
-                       "SEARCH_DEVICE": os.environ.get("SEARCH_DEVICE", "auto"), "LOG_LEVEL": "WARNING",
-                       "DJANGO_SETTINGS_MODULE": "shop_search.settings"})
-    os.environ.pop("CELERY_BROKER_URL", None)
-    os.environ.pop("DATABASE_URL", None)
-    if args.model:
-        os.environ["SEARCH_EMBEDDING_MODEL"] = args.model
-    else:
-        from search.tiny_model import build_tiny_clip
-
-        os.environ["SEARCH_EMBEDDING_MODEL"] = str(build_tiny_clip(tmp / f"clip-{args.preset}",
-                                                                   preset=args.preset))
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    tmp = setup_instance(model=args.model, preset=args.preset)
     from tqdm import tqdm
 
     from catalog.models import Product
-    from catalog.sample import generate_catalog
-    from catalog.services import catalog_import
     from search.providers import get_encoder, get_product_index
     from search.services import _prepare, products_index
 
-    call_command("migrate", verbosity=0)
-    generate_catalog(tmp / "shop", products=args.products, seed=11, missing_image=0.1, missing_description=0.1)
-    # Import without indexing: on_commit runs eagerly here, so mute the queue for the import.
-    from catalog.services import products as product_services
-
-    original = product_services.products_enqueue
-    product_services.products_enqueue = lambda **kw: 0
-    try:
-        catalog_import(source=tmp / "shop" / "catalog.jsonl")
-    finally:
-        product_services.products_enqueue = original
-    ids = list(Product.objects.order_by("pk").values_list("pk", flat=True))
+    ids = import_catalog(tmp, products=args.products, seed=11, index=False)
     encoder, index = get_encoder(), get_product_index()
     index.ensure_collection(encoder.dim)
 
@@ -96,10 +62,9 @@ def main() -> None:
             ("products_index, unchanged", skip_s)]
     print(f"\nmodel: {encoder.model_id}  dim {encoder.dim}  device {getattr(encoder, 'device', '?')}  "
           f"products {n} ({len(images)} with image)  batch {args.batch_size}\n")
-    print(f"| {'path':<28} | {'seconds':>8} | {'products/s':>10} | {'x floor time':>12} |")
-    print(f"|{'-' * 30}|{'-' * 10}|{'-' * 12}|{'-' * 14}|")
-    for label, seconds in rows:
-        print(f"| {label:<28} | {seconds:8.2f} | {n / seconds:10.1f} | {seconds / floor_s:12.2f} |")
+    print(table(["path", "seconds", "products/s", "x floor time"],
+                [[label, f"{seconds:.2f}", f"{n / seconds:.1f}", f"{seconds / floor_s:.2f}"]
+                 for label, seconds in rows]))
 
 
 if __name__ == "__main__":

@@ -60,8 +60,13 @@ class SearchFilters:
         return [name for name, on in (("category", self.categories), ("brand", self.brands),
                                       ("price", self.price_min is not None or self.price_max is not None)) if on]
 
-    def qdrant(self, *, skip: str | None = None) -> models.Filter:
-        must: list[models.Condition] = [models.FieldCondition(key="active", match=models.MatchValue(value=True))]
+    def qdrant(self, *, skip: str | None = None) -> models.Filter | None:
+        """The shopper's filters as a Qdrant filter; None when there are none.
+
+        No `active` condition: deactivating a product removes its point, and results are
+        read from active rows only, so a late straggler is never shown. Leaving it out
+        matters in local mode, which checks every condition on every point in Python."""
+        must: list[models.Condition] = []
         if self.categories and skip != "category":
             must.append(models.FieldCondition(key="category", match=models.MatchAny(any=list(self.categories))))
         if self.brands and skip != "brand":
@@ -70,7 +75,7 @@ class SearchFilters:
             must.append(models.FieldCondition(key="price", range=models.Range(
                 gte=float(self.price_min) if self.price_min is not None else None,
                 lte=float(self.price_max) if self.price_max is not None else None)))
-        return models.Filter(must=must)
+        return models.Filter(must=must) if must else None
 
     def queryset(self, queryset: QuerySet, *, skip: str | None = None) -> QuerySet:
         if self.categories and skip != "category":
@@ -278,8 +283,7 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     if record is None or not isinstance(record.vector, dict):
         return []
     own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
-    not_self = models.Filter(must=[models.FieldCondition(key="active", match=models.MatchValue(value=True))],
-                             must_not=[models.HasIdCondition(has_id=[product.pk])])
+    not_self = models.Filter(must_not=[models.HasIdCondition(has_id=[product.pk])])
     retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), filters=[not_self])
     ranked = fusion.fuse_normalized(retrieval.pools[0], fusion_weights())[:limit]
     products = Product.objects.searchable().in_bulk([r.id for r in ranked])

@@ -189,6 +189,9 @@ class Retrieval:
 
 
 SERVER_RANKINGS = ("avg", "rrf", "dbsf")
+# What ranking, facets and sorting read from each candidate; the rest of the payload
+# stays in Qdrant (copying it cost local mode more than the search itself).
+CANDIDATE_PAYLOAD = ["category", "brand", "price"]
 
 
 def _rescore(points: Iterable[models.ScoredPoint], vectors: Mapping[str, np.ndarray],
@@ -213,19 +216,20 @@ def _retrieve(index: "ProductIndex", vectors: Mapping[str, np.ndarray], *, limit
         return Retrieval(pools=[[] for _ in filters], server_scores={} if server_ranking else None)
     wanted = ["text", "image"]
     requests = [models.QueryRequest(query=np.asarray(vectors[m], dtype=np.float32).tolist(), using=m,
-                                    limit=limit, filter=f, with_payload=True, with_vector=wanted)
+                                    limit=limit, filter=f, with_payload=CANDIDATE_PAYLOAD, with_vector=wanted)
                 for f in filters for m in modalities]
     if server_ranking == "avg":
         query = avg_vector if avg_vector is not None else vectors[modalities[0]]
         requests.append(models.QueryRequest(query=np.asarray(query, dtype=np.float32).tolist(), using="avg",
-                                            limit=limit, filter=filters[0], with_payload=True,
+                                            limit=limit, filter=filters[0], with_payload=CANDIDATE_PAYLOAD,
                                             with_vector=wanted))
     elif server_ranking in ("rrf", "dbsf"):
         fusion = models.Fusion.RRF if server_ranking == "rrf" else models.Fusion.DBSF
         requests.append(models.QueryRequest(
             prefetch=[models.Prefetch(query=np.asarray(vectors[m], dtype=np.float32).tolist(), using=m,
                                       limit=limit, filter=filters[0]) for m in modalities],
-            query=models.FusionQuery(fusion=fusion), limit=limit, with_payload=True, with_vector=wanted))
+            query=models.FusionQuery(fusion=fusion), limit=limit, with_payload=CANDIDATE_PAYLOAD,
+            with_vector=wanted))
     elif server_ranking is not None:
         raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
     with index._locked():

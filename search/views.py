@@ -7,7 +7,9 @@ import logging
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.http import QueryDict
 from django.utils.cache import patch_vary_headers
+from django_htmx.http import push_url
 
 from catalog.images import image_load
 from catalog.models import Product
@@ -39,12 +41,38 @@ def _params(query_dict) -> tuple[SearchParamsSerializer, dict[str, list[str]]]:
     return params, errors
 
 
-def _render(request: HttpRequest, context: dict) -> HttpResponse:
+def canonical_query(data: dict, **overrides) -> QueryDict:
+    """The search state as the shortest query string: defaults and empty fields left out,
+    so a shared or bookmarked URL reads like what the shopper chose."""
+    data = {**data, **overrides}
+    query = QueryDict(mutable=True)
+    if data.get("q"):
+        query["q"] = data["q"]
+    for name in ("category", "brand"):
+        if data.get(name):
+            query.setlist(name, list(data[name]))
+    for name in ("price_min", "price_max"):
+        if data.get(name) is not None:
+            query[name] = str(data[name]).rstrip("0").rstrip(".") if "." in str(data[name]) else str(data[name])
+    if data.get("sort") and data["sort"] != "relevance":
+        query["sort"] = data["sort"]
+    if data.get("strategy"):
+        query["strategy"] = data["strategy"]
+    if data.get("page_size") and data["page_size"] != 20:
+        query["page_size"] = str(data["page_size"])
+    if data.get("page") and data["page"] > 1:
+        query["page"] = str(data["page"])
+    return query
+
+
+def _render(request: HttpRequest, context: dict, *, url: str | None = None) -> HttpResponse:
     # A history-restore request asks for the whole page even though htmx sends it.
     partial = request.htmx and not request.htmx.history_restore_request
     template = "search/search.html#results" if partial else "search/search.html"
     response = render(request, template, context)
     patch_vary_headers(response, ("HX-Request",))
+    if partial and url is not None:
+        push_url(response, url)
     return response
 
 
@@ -56,27 +84,23 @@ def search_page(request: HttpRequest) -> HttpResponse:
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
         error = UNAVAILABLE
-    context = {"result": result, "error": error, "param_errors": errors, "params": params.validated_data,
-               "sorts": [(s, SORT_LABELS[s]) for s in SORTS], "querystring": _querystring(request.GET),
-               "price_links": _price_links(request.GET, result)}
-    return _render(request, context)
+    state = params.validated_data
+    context = {"result": result, "error": error, "param_errors": errors, "params": state,
+               "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
+               "querystring": canonical_query(state, page=1).urlencode(),
+               "price_links": _price_links(state, result)}
+    current = canonical_query(state).urlencode()
+    return _render(request, context, url=f"{request.path}?{current}" if current else request.path)
 
 
-def _price_links(query_dict, result) -> list:
+def _price_links(state: dict, result) -> list:
     """Each price bucket links to the current search with that range (or without it, if chosen)."""
     if result is None:
         return []
     links = []
     for facet in result.facets.get("price", []):
-        data = query_dict.copy()
-        for name in ("page", "price_min", "price_max"):
-            data.pop(name, None)
-        if not facet.selected:
-            if facet.price_min is not None:
-                data["price_min"] = str(facet.price_min)
-            if facet.price_max is not None:
-                data["price_max"] = str(facet.price_max)
-        links.append((facet, data.urlencode()))
+        low, high = (None, None) if facet.selected else (facet.price_min, facet.price_max)
+        links.append((facet, canonical_query(state, page=1, price_min=low, price_max=high).urlencode()))
     return links
 
 
@@ -104,12 +128,6 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS], "querystring": "", "photo": upload,
                "price_links": []}
     return _render(request, context)
-
-
-def _querystring(query_dict) -> str:
-    data = query_dict.copy()
-    data.pop("page", None)
-    return data.urlencode()
 
 
 def product_detail(request: HttpRequest, pk: int) -> HttpResponse:

@@ -11,6 +11,9 @@ from PIL import Image
 
 from search import providers
 
+# The concept-encoder shop (tests/shop_fixtures.py) serves the search, API and browser tests.
+pytest_plugins = ["tests.shop_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:

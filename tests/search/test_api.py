@@ -5,7 +5,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from tests.conftest import png_bytes
-from tests.search.conftest import png
+from tests.shop_fixtures import png
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import pytest
 
 from catalog.models import Product
 from search.selectors import SearchFilters, product_search, product_similar
-from tests.search.conftest import CATALOG
+from tests.shop_fixtures import CATALOG
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from catalog.models import Product
 from tests.conftest import png_bytes
-from tests.search.conftest import png
+from tests.shop_fixtures import png
 
 pytestmark = pytest.mark.django_db
 URL = "/"

@@ -1,0 +1,61 @@
+"""Shared set-up for benchmarks: a throwaway embedded instance with a generated catalog."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def setup_instance(*, model: str | None, preset: str) -> Path:
+    """Point settings at a temp SQLite + Qdrant local dir (and a random CLIP if no model), then
+    start Django. Returns the temp dir."""
+    tmp = Path(tempfile.mkdtemp(prefix="shop-bench-"))
+    os.environ.update({"SHOP_SEARCH_VAR_DIR": str(tmp), "QDRANT_PATH": str(tmp / "qdrant"),
+                       "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "shop_search.settings"})
+    for name in ("CELERY_BROKER_URL", "DATABASE_URL", "QDRANT_URL"):
+        os.environ.pop(name, None)
+    if model:
+        os.environ["SEARCH_EMBEDDING_MODEL"] = model
+    else:
+        from search.tiny_model import build_tiny_clip
+
+        os.environ["SEARCH_EMBEDDING_MODEL"] = str(build_tiny_clip(tmp / f"clip-{preset}", preset=preset))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return tmp
+
+
+def import_catalog(tmp: Path, *, products: int, seed: int, index: bool) -> list[int]:
+    """Generate and import a sample catalog; index it (with a progress bar) if asked."""
+    from catalog.models import Product
+    from catalog.sample import generate_catalog
+    from catalog.services import catalog_import
+    from catalog.services import products as product_services
+
+    generate_catalog(tmp / "shop", products=products, seed=seed, missing_image=0.1, missing_description=0.1)
+    original = product_services.products_enqueue
+    product_services.products_enqueue = lambda **kw: 0  # import only; indexing is timed apart
+    try:
+        catalog_import(source=tmp / "shop" / "catalog.jsonl")
+    finally:
+        product_services.products_enqueue = original
+    ids = list(Product.objects.order_by("pk").values_list("pk", flat=True))
+    if index:
+        from django.core.management import call_command
+
+        call_command("index_products", "--all", "--batch-size", "128")
+    return ids
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
