@@ -34,7 +34,8 @@ def main() -> None:
 
     from catalog.models import Product
     from search.providers import get_encoder, get_product_index
-    from search.services import _prepare, products_index
+    from search.services import products_index
+    from search.services.indexing import _prepare
 
     ids = import_catalog(tmp, products=args.products, seed=11, index=False)
     encoder, index = get_encoder(), get_product_index()

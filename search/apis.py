@@ -1,7 +1,12 @@
 """JSON search API: thin, parse input, call one selector, serialise."""
 from __future__ import annotations
 
+import tempfile
+
 from django.core.exceptions import ValidationError
+from django.http import FileResponse, StreamingHttpResponse
+from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.permissions import BasePermission
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -13,7 +18,18 @@ from catalog.images import image_load
 
 from .encoders import ModelUnavailableError
 from .selectors import product_search
+from .services import (
+    ClickError,
+    click_log,
+    clicks_export,
+    export_columns,
+    iter_encoded,
+    search_event_log,
+    write_export,
+)
 from .serializers import (
+    ClickSerializer,
+    ExportParamsSerializer,
     ImageSearchParamsSerializer,
     SearchParamsSerializer,
     SearchResponseSerializer,
@@ -24,6 +40,11 @@ from .serializers import (
 def _unavailable(exc: Exception) -> Response:
     return Response({"detail": "Search is unavailable: the embedding model could not be loaded."},
                     status=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def _client_session(request: Request) -> str | None:
+    """API clients may name their end user's session in X-Session-Id; only its hash is kept."""
+    return request.headers.get("X-Session-Id") or None
 
 
 class SearchApi(APIView):
@@ -39,6 +60,7 @@ class SearchApi(APIView):
             result = product_search(**params.search_kwargs())
         except ModelUnavailableError as exc:
             return _unavailable(exc)
+        search_event_log(result=result, channel="api", session_key=_client_session(request))
         return Response(search_result_data(result, build_url=request.build_absolute_uri))
 
 
@@ -68,7 +90,66 @@ class ImageSearchApi(APIView):
             result = product_search(image=checked.image, **kwargs)
         except ModelUnavailableError as exc:
             return _unavailable(exc)
+        search_event_log(result=result, channel="photo_api", session_key=_client_session(request))
         return Response(search_result_data(result, build_url=request.build_absolute_uri))
 
 
-__all__ = ["SearchApi", "ImageSearchApi", "OpenApiParameter"]
+class ClickApi(APIView):
+    """Records a click on a search result; the storefront sends it with navigator.sendBeacon."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(request=ClickSerializer, responses={201: None, 200: None},
+                   summary="Record a click on a result (a repeated click is kept once)")
+    def post(self, request: Request) -> Response:
+        data = ClickSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            outcome = click_log(**data.validated_data)
+        except ClickError as exc:
+            return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"recorded": outcome.created, "position": outcome.click.position},
+                        status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+
+
+class CanExportClicks(BasePermission):
+    """The data-team permission (search.export_clicks); everyone else gets 403."""
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated and request.user.has_perm("search.export_clicks"))
+
+
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
+                 "parquet": "application/vnd.apache.parquet"}
+
+
+class ClickExportApi(APIView):
+    # Session first: an anonymous request gets 403 (Basic would answer 401), as the data
+    # team's scripts may still send Basic credentials.
+    authentication_classes = [SessionAuthentication, BasicAuthentication]
+    permission_classes = [CanExportClicks]
+
+    @extend_schema(parameters=[ExportParamsSerializer], responses={200: bytes},
+                   summary="Stream the click log: events or training triplets as JSONL, CSV or Parquet")
+    def get(self, request: Request):
+        params = ExportParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        opts = params.validated_data
+        rows = clicks_export(kind=opts["kind"], since=opts["since"], until=opts["until"], text_only=opts["text_only"])
+        filename = f"clicks-{opts['kind']}.{opts['format']}"
+        if opts["format"] == "parquet":
+            # Parquet is written whole; a spooled file keeps memory bounded (disk past 16 MB).
+            spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
+            write_export(rows, fmt="parquet", kind=opts["kind"], text_only=opts["text_only"], out=spool)
+            spool.seek(0)
+            return FileResponse(spool, as_attachment=True, filename=filename,
+                                content_type=CONTENT_TYPES["parquet"])
+        response = StreamingHttpResponse(
+            iter_encoded(rows, fmt=opts["format"], columns=export_columns(opts["kind"], opts["text_only"])),
+            content_type=CONTENT_TYPES[opts["format"]])
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+__all__ = ["ClickApi", "ClickExportApi", "SearchApi", "ImageSearchApi", "OpenApiParameter"]

@@ -36,6 +36,32 @@ class SearchParamsSerializer(serializers.Serializer):
                 "sort": data["sort"], "page": data["page"], "page_size": data["page_size"]}
 
 
+class ClickSerializer(serializers.Serializer):
+    search_id = serializers.UUIDField(format="hex")
+    product_id = serializers.IntegerField(required=False, min_value=1)
+    sku = serializers.CharField(required=False, max_length=64)
+    position = serializers.IntegerField(required=False, min_value=1)
+
+    def validate(self, data):
+        if "product_id" not in data and "sku" not in data:
+            raise serializers.ValidationError({"product_id": ["Give product_id or sku."]})
+        data["search_id"] = data["search_id"].hex
+        return data
+
+
+class ExportParamsSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["events", "triplets"])
+    format = serializers.ChoiceField(choices=["jsonl", "csv", "parquet"], default="jsonl")
+    since = serializers.DateField(required=False, allow_null=True, default=None)
+    until = serializers.DateField(required=False, allow_null=True, default=None)
+    text_only = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, data):
+        if data["since"] and data["until"] and data["since"] > data["until"]:
+            raise serializers.ValidationError({"until": ["Must not be before since."]})
+        return data
+
+
 class ImageSearchParamsSerializer(SearchParamsSerializer):
     image = serializers.ImageField(help_text="The shopper's photo (JPEG, PNG, WebP…).")
 

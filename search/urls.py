@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView
 
 from . import apis, views
@@ -8,6 +8,9 @@ urlpatterns = [
     path("", views.search_page, name="search"),
     path("search/image", views.image_search_page, name="image_search"),
     path("products/<int:pk>/", views.product_detail, name="product"),
+    re_path(r"^r/(?P<search_id>[0-9a-f]{32})/(?P<pk>[0-9]+)/$", views.click_redirect, name="click"),
+    path("api/clicks", apis.ClickApi.as_view(), name="api_clicks"),
+    path("api/exports/clicks", apis.ClickExportApi.as_view(), name="api_export_clicks"),
     path("api/search", apis.SearchApi.as_view(), name="api_search"),
     path("api/search/image", apis.ImageSearchApi.as_view(), name="api_image_search"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),

@@ -6,7 +6,7 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.http import QueryDict
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url
@@ -17,6 +17,7 @@ from catalog.models import Product
 from .encoders import ModelUnavailableError
 from .selectors import SORTS, product_search, product_similar
 from .serializers import SearchParamsSerializer
+from .services import ClickError, click_log, search_event_log
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
@@ -84,6 +85,9 @@ def search_page(request: HttpRequest) -> HttpResponse:
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
         error = UNAVAILABLE
+    if result is not None:
+        search_event_log(result=result, channel="htmx" if request.htmx else "page",
+                         session_key=_session_key(request))
     state = params.validated_data
     context = {"result": result, "error": error, "param_errors": errors, "params": state,
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
@@ -119,6 +123,7 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
             kwargs = params.search_kwargs()
             kwargs.pop("query")
             result = product_search(image=checked.image, **{**kwargs, "page": 1, "page_size": 40})
+            search_event_log(result=result, channel="photo_page", session_key=_session_key(request))
         except ValidationError as exc:
             error = " ".join(exc.messages)
         except ModelUnavailableError as exc:
@@ -137,3 +142,19 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except ModelUnavailableError:
         similar = []
     return render(request, "search/product.html", {"product": product, "similar": similar})
+
+
+def _session_key(request: HttpRequest) -> str:
+    """The visit's session key (created on first search); only its keyed hash is stored."""
+    if not request.session.session_key:
+        request.session.save()
+    return request.session.session_key
+
+
+def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
+    """The result link with JavaScript off: record the click, then go to the product."""
+    try:
+        click_log(search_id=str(search_id), product_id=pk)
+    except ClickError as exc:
+        logger.info("Click not recorded: %s", exc)
+    return redirect("search:product", pk=pk)

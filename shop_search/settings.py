@@ -166,6 +166,9 @@ SEARCH_FUSION_WEIGHTS = {
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
 SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
 
+# Search and click log: session ids are stored only as a keyed hash (this key, else SECRET_KEY).
+SEARCH_LOG_HASH_KEY = os.environ.get("SEARCH_LOG_HASH_KEY", "")
+
 # Qdrant: a server (QDRANT_URL), else embedded local mode at QDRANT_PATH (":memory:" for tests).
 QDRANT_URL = os.environ.get("QDRANT_URL", "")
 QDRANT_API_KEY = os.environ.get("QDRANT_API_KEY") or None
@@ -174,6 +177,8 @@ SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # `format` is the export format of /api/exports/clicks, not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
                                  "rest_framework.renderers.BrowsableAPIRenderer"],
 }

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from search.services import search_logs_prune
+
+
+class Command(BaseCommand):
+    help = "Delete searches, impressions and clicks older than DAYS (retention)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+
+    def handle(self, *args, older_than: int, **options):
+        if older_than < 0:
+            raise CommandError("--older-than must be 0 or more days.")
+        deleted = search_logs_prune(older_than_days=older_than)
+        self.stdout.write(f"Deleted {deleted} searches older than {older_than} days (with their clicks).")

@@ -1,0 +1,62 @@
+"""The search and click log: what shoppers searched, what they were shown, what they clicked."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class SearchEvent(models.Model):
+    """One search as answered; its id is the `search_id` returned to the client."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    channel = models.CharField(max_length=16)  # page, htmx, api, photo_page, photo_api
+    mode = models.CharField(max_length=8)  # text, image, browse
+    query = models.CharField(max_length=500, blank=True)
+    query_normalized = models.CharField(max_length=500, blank=True, db_index=True)
+    filters = models.JSONField(default=dict, blank=True)
+    sort = models.CharField(max_length=16)
+    strategy = models.CharField(max_length=16)
+    model_id = models.CharField(max_length=255, blank=True)
+    page = models.PositiveIntegerField(default=1)
+    page_size = models.PositiveIntegerField(default=20)
+    result_count = models.PositiveIntegerField(default=0)
+    # Keyed hash of the session: searches of one visit link up, but no raw session key
+    # or IP address is stored.
+    session_hash = models.CharField(max_length=64, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        permissions = [("export_clicks", "Can export search and click logs")]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.mode} {self.query!r}"
+
+
+class SearchImpression(models.Model):
+    """A product shown for a search, at a position, with its score."""
+
+    search = models.ForeignKey(SearchEvent, on_delete=models.CASCADE, related_name="impressions")
+    # Kept if the product is deleted later: the log records what was shown.
+    product = models.ForeignKey("catalog.Product", on_delete=models.SET_NULL, null=True, related_name="+")
+    product_sku = models.CharField(max_length=64)
+    position = models.PositiveIntegerField()
+    score = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["search", "position"]
+        constraints = [models.UniqueConstraint(fields=["search", "position"], name="impression_position_once")]
+
+
+class Click(models.Model):
+    search = models.ForeignKey(SearchEvent, on_delete=models.CASCADE, related_name="clicks")
+    product = models.ForeignKey("catalog.Product", on_delete=models.SET_NULL, null=True, related_name="+")
+    product_sku = models.CharField(max_length=64)
+    position = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        # A double-click (or a beacon plus the fallback link) is one click.
+        constraints = [models.UniqueConstraint(fields=["search", "product_sku"], name="click_once_per_search")]

@@ -1,0 +1,211 @@
+"""Exports of the search and click log for data teams, streamed in bounded memory.
+
+`events`: one row per search with its impressions and clicks.
+`triplets`: training rows (query, positive, negative): a clicked product, and each product
+shown above it that was skipped (a hard negative). Columns query/positive/negative come first;
+`text_only` keeps just those three, the form sentence-transformers trains on directly.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import date, datetime, time
+from typing import IO, Any
+
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from catalog.models import Product
+from search.models import Click, SearchEvent, SearchImpression
+
+KINDS = ("events", "triplets")
+FORMATS = ("jsonl", "csv", "parquet")
+CHUNK = 500  # searches read per query: memory stays flat whatever the log's size
+TRIPLET_TEXT_COLUMNS = ["query", "positive", "negative"]
+TRIPLET_COLUMNS = TRIPLET_TEXT_COLUMNS + ["positive_image", "negative_image", "positive_id", "negative_id",
+                                          "positive_position", "negative_position", "search_id"]
+EVENT_COLUMNS = ["search_id", "created_at", "channel", "mode", "query", "query_normalized", "filters", "sort",
+                 "strategy", "model_id", "page", "page_size", "result_count", "session_hash", "impressions",
+                 "clicks"]
+
+
+def _bounds(since: date | None, until: date | None) -> dict:
+    """Dates are whole days in the server's time zone; `until` is inclusive."""
+    tz = timezone.get_current_timezone()
+    out = {}
+    if since:
+        out["created_at__gte"] = datetime.combine(since, time.min, tzinfo=tz)
+    if until:
+        out["created_at__lte"] = datetime.combine(until, time.max, tzinfo=tz)
+    return out
+
+
+def _events(since: date | None, until: date | None, **extra):
+    return (SearchEvent.objects.filter(**_bounds(since, until), **extra).order_by("created_at", "id")
+            .prefetch_related(Prefetch("impressions", queryset=SearchImpression.objects.order_by("position")),
+                              Prefetch("clicks", queryset=Click.objects.order_by("position"))))
+
+
+def export_size(*, kind: str, since: date | None = None, until: date | None = None) -> int:
+    """How many searches an export reads (the progress bar's total)."""
+    extra = {"mode": "text", "clicks__isnull": False} if kind == "triplets" else {}
+    return SearchEvent.objects.filter(**_bounds(since, until), **extra).distinct().count()
+
+
+def _event_row(event: SearchEvent) -> dict:
+    return {
+        "search_id": event.pk.hex, "created_at": event.created_at.isoformat(), "channel": event.channel,
+        "mode": event.mode, "query": event.query, "query_normalized": event.query_normalized,
+        "filters": event.filters, "sort": event.sort, "strategy": event.strategy, "model_id": event.model_id,
+        "page": event.page, "page_size": event.page_size, "result_count": event.result_count,
+        "session_hash": event.session_hash,
+        "impressions": [{"position": i.position, "product_id": i.product_id, "sku": i.product_sku,
+                         "score": i.score} for i in event.impressions.all()],
+        "clicks": [{"position": c.position, "product_id": c.product_id, "sku": c.product_sku,
+                    "created_at": c.created_at.isoformat()} for c in event.clicks.all()],
+    }
+
+
+def _image_path(product: Product) -> str | None:
+    if not product.image:
+        return None
+    try:
+        return product.image.path
+    except NotImplementedError:  # remote storage: no local path, the URL still locates it
+        return product.image.url
+
+
+def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
+    ids = {i.product_id for e in events for i in e.impressions.all() if i.product_id}
+    products = Product.objects.in_bulk(ids)
+    for event in events:
+        clicked = {c.product_sku for c in event.clicks.all()}
+        shown = list(event.impressions.all())
+        for click in event.clicks.all():
+            positive = products.get(click.product_id)
+            if positive is None:
+                continue
+            for skipped in shown:
+                negative = products.get(skipped.product_id)
+                if skipped.position >= click.position or skipped.product_sku in clicked or negative is None:
+                    continue
+                row = {"query": event.query, "positive": positive.search_text, "negative": negative.search_text}
+                if not text_only:
+                    row.update({"positive_image": _image_path(positive), "negative_image": _image_path(negative),
+                                "positive_id": positive.pk, "negative_id": negative.pk,
+                                "positive_position": click.position, "negative_position": skipped.position,
+                                "search_id": event.pk.hex})
+                yield row
+
+
+def clicks_export(*, kind: str, since: date | None = None, until: date | None = None, text_only: bool = False,
+                  progress: Callable[[int], None] | None = None) -> Iterator[dict]:
+    """Yield export rows, reading the log CHUNK searches at a time."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    extra = {"mode": "text", "clicks__isnull": False} if kind == "triplets" else {}
+    queryset = _events(since, until, **extra).distinct()
+    chunk: list[SearchEvent] = []
+    for event in queryset.iterator(chunk_size=CHUNK):
+        chunk.append(event)
+        if len(chunk) == CHUNK:
+            yield from (map(_event_row, chunk) if kind == "events" else _triplet_rows(chunk, text_only))
+            if progress:
+                progress(len(chunk))
+            chunk = []
+    if chunk:
+        yield from (map(_event_row, chunk) if kind == "events" else _triplet_rows(chunk, text_only))
+        if progress:
+            progress(len(chunk))
+
+
+def export_columns(kind: str, text_only: bool) -> list[str]:
+    if kind == "events":
+        return EVENT_COLUMNS
+    return TRIPLET_TEXT_COLUMNS if text_only else TRIPLET_COLUMNS
+
+
+def _parquet_schema(kind: str, text_only: bool):
+    import pyarrow as pa
+
+    if kind == "triplets":
+        fields = [pa.field(c, pa.string()) for c in TRIPLET_TEXT_COLUMNS]
+        if not text_only:
+            fields += [pa.field("positive_image", pa.string()), pa.field("negative_image", pa.string()),
+                       pa.field("positive_id", pa.int64()), pa.field("negative_id", pa.int64()),
+                       pa.field("positive_position", pa.int32()), pa.field("negative_position", pa.int32()),
+                       pa.field("search_id", pa.string())]
+        return pa.schema(fields)
+    impression = pa.struct([("position", pa.int32()), ("product_id", pa.int64()), ("sku", pa.string()),
+                            ("score", pa.float64())])
+    click = pa.struct([("position", pa.int32()), ("product_id", pa.int64()), ("sku", pa.string()),
+                       ("created_at", pa.string())])
+    return pa.schema([("search_id", pa.string()), ("created_at", pa.string()), ("channel", pa.string()),
+                      ("mode", pa.string()), ("query", pa.string()), ("query_normalized", pa.string()),
+                      ("filters", pa.string()), ("sort", pa.string()), ("strategy", pa.string()),
+                      ("model_id", pa.string()), ("page", pa.int32()), ("page_size", pa.int32()),
+                      ("result_count", pa.int32()), ("session_hash", pa.string()),
+                      ("impressions", pa.list_(impression)), ("clicks", pa.list_(click))])
+
+
+def _flat(row: dict) -> dict:
+    """CSV cells (and Parquet's free-form `filters`) hold nested values as JSON text."""
+    return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+
+
+def iter_encoded(rows: Iterator[dict], *, fmt: str, columns: list[str]) -> Iterator[bytes]:
+    """JSONL or CSV as a stream of byte chunks (for a streaming HTTP response or a file)."""
+    if fmt == "jsonl":
+        for row in rows:
+            yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
+    elif fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(_flat(row))
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue().encode()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode()
+    else:
+        raise ValueError(f"{fmt} cannot be streamed as text; use write_export")
+
+
+def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, out: IO[bytes]) -> int:
+    """Write rows to a binary file object in the format; returns how many rows were written."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}")
+    count = 0
+
+    def counted(source: Iterator[dict]) -> Iterator[dict]:
+        nonlocal count
+        for row in source:
+            count += 1
+            yield row
+
+    if fmt in ("jsonl", "csv"):
+        for chunk in iter_encoded(counted(rows), fmt=fmt, columns=export_columns(kind, text_only)):
+            out.write(chunk)
+        return count
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _parquet_schema(kind, text_only)
+    with pq.ParquetWriter(out, schema) as writer:
+        batch: list[dict] = []
+        for row in counted(rows):
+            batch.append({**row, "filters": json.dumps(row["filters"])} if kind == "events" else row)
+            if len(batch) == 1000:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch or count == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+    return count
+
+
+__all__: list[Any] = ["KINDS", "FORMATS", "clicks_export", "export_size", "write_export", "iter_encoded",
+                      "export_columns"]

@@ -1,0 +1,125 @@
+"""Search events and clicks: what is stored, deduplication, pseudonymisation, 400s."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+import pytest
+from django.conf import settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import DatabaseError
+
+from search.models import Click, SearchEvent, SearchImpression
+from tests.shop_fixtures import png
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_storefront_search_is_recorded_with_what_it_showed(client, shop):
+    client.get("/", {"q": "  Red   MUG ", "category": "mugs", "sort": "price_asc"})
+
+    event = SearchEvent.objects.get()
+    impressions = list(event.impressions.order_by("position"))
+    assert (event.channel, event.mode, event.query, event.query_normalized) == ("page", "text", "Red MUG", "red mug")
+    assert event.filters["category"] == ["mugs"] and event.sort == "price_asc"
+    assert event.strategy == "normalized" and event.model_id and event.result_count == 3
+    assert [i.position for i in impressions] == [1, 2, 3]
+    assert [i.product_sku for i in impressions] == ["green-mug", "no-image", "no-desc"]
+    assert all(i.score is not None for i in impressions)
+
+
+def test_sessions_are_stored_only_as_a_keyed_hash(client, shop):
+    client.get("/", {"q": "mug"})
+    client.get("/", {"q": "vase"}, HTTP_HX_REQUEST="true")
+
+    first, second = SearchEvent.objects.order_by("created_at")
+    session_key = client.session.session_key
+    expected = hmac.new(settings.SECRET_KEY.encode(), session_key.encode(), hashlib.sha256).hexdigest()
+    assert first.session_hash == second.session_hash == expected
+    assert second.channel == "htmx"
+    stored = [str(v) for row in SearchEvent.objects.values() for v in row.values()]
+    assert not any(session_key in v or "127.0.0.1" in v for v in stored)
+
+
+def test_api_and_photo_searches_are_recorded_and_return_their_id(client, shop, concept):
+    body = client.get("/api/search", {"q": "red mug"}, HTTP_X_SESSION_ID="user-42").json()
+    photo = SimpleUploadedFile("q.png", png(concept.picture("red", "mug")), content_type="image/png")
+    photo_body = client.post("/api/search/image", {"image": photo}).json()
+
+    api = SearchEvent.objects.get(pk=body["search_id"])
+    assert api.channel == "api" and api.session_hash and api.impressions.count() == 10
+    assert SearchEvent.objects.get(pk=photo_body["search_id"]).mode == "image"
+
+
+def test_clicks_are_recorded_once_at_the_shown_position(client, shop):
+    body = client.get("/api/search", {"q": "red mug", "page": 2, "page_size": 3}).json()
+    product = body["results"][1]
+
+    first = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": product["id"]},
+                        content_type="application/json")
+    again = client.post("/api/clicks", {"search_id": body["search_id"], "sku": product["sku"], "position": 5},
+                        content_type="application/json")
+
+    assert first.status_code == 201 and again.status_code == 200
+    click = Click.objects.get()
+    assert click.position == 5 and click.product_sku == product["sku"]
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"search_id": "0" * 32}, "search_id"),
+    ({"search_id": "not-a-uuid"}, "search_id"),
+    ({"product_id": 999_999}, "product_id"),
+    ({"product_id": None, "sku": "no-such-sku"}, "sku"),
+    ({"position": 7}, "position"),
+    ({"product_id": None}, "product_id"),
+])
+def test_bad_clicks_get_a_400_and_are_not_stored(client, shop, change, field):
+    body = client.get("/api/search", {"q": "red mug", "page_size": 3}).json()
+    payload = {"search_id": body["search_id"], "product_id": body["results"][0]["id"], **change}
+    payload = {k: v for k, v in payload.items() if v is not None}
+
+    response = client.post("/api/clicks", payload, content_type="application/json")
+
+    assert response.status_code == 400 and field in response.json()
+    assert Click.objects.count() == 0
+
+
+def test_a_product_not_shown_by_the_search_is_refused(client, shop):
+    body = client.get("/api/search", {"q": "red mug", "page_size": 1}).json()
+    other = SearchImpression.objects.exclude(product_sku=body["results"][0]["sku"])
+    assert not other.exists()
+    from catalog.models import Product
+
+    unseen = Product.objects.exclude(sku=body["results"][0]["sku"]).first()
+    response = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": unseen.pk},
+                           content_type="application/json")
+    assert response.status_code == 400 and "not shown" in response.json()["product_id"][0]
+
+
+def test_the_no_javascript_link_records_and_redirects(client, shop):
+    html = client.get("/", {"q": "red mug"}).content.decode()
+    event = SearchEvent.objects.get()
+    first = event.impressions.get(position=1)
+    link = f"/r/{event.pk.hex}/{first.product_id}/"
+    assert f'href="{link}"' in html
+
+    response = client.get(link)
+    client.get(link)  # a double-click
+
+    assert response.status_code == 302 and response["Location"] == f"/products/{first.product_id}/"
+    assert Click.objects.get().position == 1
+
+
+def test_a_failing_log_write_never_fails_the_search(client, shop, monkeypatch, caplog):
+    def broken(*args, **kwargs):
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(SearchImpression.objects, "bulk_create", broken)
+
+    page = client.get("/", {"q": "red mug"})
+    api = client.get("/api/search", {"q": "red mug"})
+
+    assert page.status_code == 200 and "Red mug" in page.content.decode()
+    assert api.status_code == 200 and api.json()["count"] == 10
+    assert SearchEvent.objects.count() == 0  # all or nothing per search
+    assert "Could not record search" in caplog.text

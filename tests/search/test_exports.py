@@ -1,0 +1,124 @@
+"""Exports for data teams: events and triplets in JSONL, CSV, Parquet; permission; retention."""
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.utils import timezone
+
+from search.models import Click, SearchEvent
+from tests.shop_fixtures import png
+
+pytestmark = pytest.mark.django_db
+
+
+def click(client, search_id, product_id):
+    response = client.post("/api/clicks", {"search_id": search_id, "product_id": product_id},
+                           content_type="application/json")
+    assert response.status_code == 201, response.content
+
+
+@pytest.fixture
+def log(client, shop, concept):
+    """Two text searches with clicks, one without, one photo search with a click."""
+    red = client.get("/api/search", {"q": "red mug", "page_size": 5}).json()
+    click(client, red["search_id"], red["results"][2]["id"])  # position 3: 1 and 2 were skipped
+    click(client, red["search_id"], red["results"][3]["id"])  # position 4: 1 and 2 again (3 was clicked)
+    vase = client.get("/api/search", {"q": "blue vase", "page_size": 5}).json()
+    click(client, vase["search_id"], vase["results"][0]["id"])  # position 1: nothing above, no triplet
+    client.get("/api/search", {"q": "lamp"})
+    photo = SimpleUploadedFile("q.png", png(concept.picture("red", "mug")), content_type="image/png")
+    image = client.post("/api/search/image", {"image": photo}).json()
+    click(client, image["search_id"], image["results"][1]["id"])  # no query text: no triplet
+    return {"red": red, "vase": vase}
+
+
+def export(tmp_path, kind, fmt, *extra, name: str = "") -> str:
+    out = tmp_path / f"{name or kind}.{fmt}"
+    call_command("export_clicks", "--kind", kind, "--format", fmt, "--out", str(out), *extra)
+    return str(out)
+
+
+def test_triplets_take_skipped_higher_ranked_results_as_negatives(tmp_path, log):
+    path = export(tmp_path, "triplets", "jsonl")
+    rows = [json.loads(line) for line in open(path)]
+    red = {r["sku"]: r for r in log["red"]["results"]}
+    by_position = {r["position"]: r for r in log["red"]["results"]}
+
+    pairs = {(r["positive_position"], r["negative_position"]) for r in rows}
+    assert pairs == {(3, 1), (3, 2), (4, 1), (4, 2)}
+    assert all(r["query"] == "red mug" for r in rows)
+    first = next(r for r in rows if (r["positive_position"], r["negative_position"]) == (3, 1))
+    assert first["positive_id"] == by_position[3]["id"] and first["negative_id"] == by_position[1]["id"]
+    assert by_position[3]["title"] in first["positive"] and by_position[1]["title"] in first["negative"]
+    has_image = {r["id"]: r["image_url"] is not None for r in red.values()}
+    assert (first["positive_image"] is not None) == has_image[first["positive_id"]]
+
+
+@pytest.mark.parametrize("fmt, loader", [("jsonl", "json"), ("csv", "csv"), ("parquet", "parquet")])
+def test_exports_round_trip_through_datasets(tmp_path, log, fmt, loader):
+    from datasets import load_dataset
+
+    events = load_dataset(loader, data_files=export(tmp_path, "events", fmt), split="train",
+                          cache_dir=str(tmp_path / "hf"))
+    triplets = load_dataset(loader, data_files=export(tmp_path, "triplets", fmt), split="train",
+                            cache_dir=str(tmp_path / "hf"))
+    text_only = load_dataset(loader, data_files=export(tmp_path, "triplets", fmt, "--text-only", name="st"),
+                             split="train", cache_dir=str(tmp_path / "hf"))
+
+    assert events.num_rows == 4
+    assert triplets.num_rows == 4 and triplets.column_names[:3] == ["query", "positive", "negative"]
+    assert text_only.column_names == ["query", "positive", "negative"]  # sentence-transformers' form
+    red = next(e for e in events if e["query"] == "red mug")
+    impressions = red["impressions"] if fmt != "csv" else json.loads(red["impressions"])
+    clicks = red["clicks"] if fmt != "csv" else json.loads(red["clicks"])
+    assert [i["position"] for i in impressions] == [1, 2, 3, 4, 5]
+    assert sorted(c["position"] for c in clicks) == [3, 4]
+
+
+def test_dates_bound_the_export(tmp_path, log):
+    SearchEvent.objects.filter(query="blue vase").update(created_at=timezone.now() - timedelta(days=10))
+    today = timezone.localdate().isoformat()
+    path = export(tmp_path, "events", "jsonl", "--since", today, "--until", today)
+    assert {json.loads(line)["query"] for line in open(path)} == {"red mug", "lamp", ""}
+
+
+def test_the_command_refuses_bad_dates(tmp_path):
+    from django.core.management import CommandError
+
+    with pytest.raises(CommandError, match="YYYY-MM-DD"):
+        export(tmp_path, "events", "jsonl", "--since", "yesterday")
+
+
+def test_the_export_endpoint_needs_the_data_team_permission(client, log):
+    url = "/api/exports/clicks?kind=triplets&format=jsonl"
+    assert client.get(url).status_code == 403
+    user = User.objects.create_user("analyst", password="pw-analyst-1")
+    client.force_login(user)
+    assert client.get(url).status_code == 403
+
+    user.user_permissions.add(Permission.objects.get(codename="export_clicks"))
+    client.force_login(User.objects.get(pk=user.pk))
+    response = client.get(url)
+
+    assert response.status_code == 200 and response.streaming
+    rows = [json.loads(line) for line in b"".join(response.streaming_content).splitlines()]
+    assert len(rows) == 4
+    parquet = client.get("/api/exports/clicks?kind=events&format=parquet")
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(io.BytesIO(b"".join(parquet.streaming_content))).num_rows == 4
+    assert client.get("/api/exports/clicks?kind=everything").status_code == 400
+
+
+def test_prune_removes_old_searches_with_their_clicks(log, capsys):
+    SearchEvent.objects.filter(query="red mug").update(created_at=timezone.now() - timedelta(days=40))
+    call_command("prune_search_logs", "--older-than", "30")
+    assert "Deleted 1 searches" in capsys.readouterr().out
+    assert not SearchEvent.objects.filter(query="red mug").exists()
+    assert Click.objects.count() == 2 and SearchEvent.objects.count() == 3
