@@ -75,3 +75,25 @@ def test_the_same_search_works_with_javascript_off(browser, live_server, shop):
     page.wait_for_url("**category=mugs**")
     assert len(card_titles(page)) == 3
     context.close()
+
+
+def test_a_result_click_is_recorded_by_beacon_and_goes_straight_to_the_product(browser, live_server, shop):
+    import time
+
+    from search.models import Click
+
+    page = browser.new_page()
+    page.goto(live_server.url + "/?q=red+mug")
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+
+    page.locator("#results .card a").first.click()
+    page.wait_for_url("**/products/*/")
+
+    assert not any("/r/" in url for url in requests)  # no redirect hop with JavaScript on
+    deadline = time.monotonic() + 10
+    while not Click.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    click = Click.objects.get()
+    assert click.position == 1 and click.product_sku == "no-desc"
+    page.close()

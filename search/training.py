@@ -1,0 +1,273 @@
+"""Contrastive fine-tuning of a CLIP-family model on click triplets.
+
+Each example is a query with a clicked product (positive) and products shown above it that
+the shopper skipped (hard negatives). The loss is InfoNCE: the query must score its own
+positive above every other product in the batch (in-batch negatives) and above the hard
+negatives, on the product's text (text tower) and, where the product has one, its image
+(image tower), which is what the search fuses.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import fusion
+from .evaluation import mean, reciprocal_rank, recall_at_k
+
+logger = logging.getLogger(__name__)
+TRAINABLE = ("text", "projection", "all")
+
+
+@dataclass
+class Product:
+    key: str  # product id if known, else its text
+    text: str
+    image: str | None
+
+
+@dataclass
+class Example:
+    query: str
+    positive: Product
+    negatives: list[Product] = field(default_factory=list)
+
+
+def triplets_load(path: str | Path) -> list[Example]:
+    """Read exported triplets (JSONL, CSV or Parquet) into one example per (query, positive)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    elif suffix == ".csv":
+        import csv
+
+        with path.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+    else:
+        raise ValueError(f"{path.name}: use a .jsonl, .csv or .parquet triplets export")
+    missing = {"query", "positive", "negative"} - set(rows[0] if rows else {})
+    if not rows or missing:
+        raise ValueError(f"{path.name}: no triplets" if not rows else
+                         f"{path.name}: missing column(s) {', '.join(sorted(missing))}")
+
+    def product(row: dict, side: str) -> Product:
+        key = row.get(f"{side}_id")
+        image = row.get(f"{side}_image") or None
+        return Product(key=str(key) if key not in (None, "") else row[side], text=row[side], image=image)
+
+    grouped: dict[tuple[str, str], Example] = {}
+    for row in rows:
+        positive = product(row, "positive")
+        example = grouped.setdefault((row["query"], positive.key), Example(row["query"], positive))
+        negative = product(row, "negative")
+        if negative.key not in {n.key for n in example.negatives}:
+            example.negatives.append(negative)
+    return list(grouped.values())
+
+
+def split_by_query(examples: Sequence[Example], holdout: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out whole queries, so evaluation measures queries the model never trained on."""
+    queries = sorted({e.query for e in examples})
+    random.Random(seed).shuffle(queries)
+    held = set(queries[: max(1, round(len(queries) * holdout))]) if holdout > 0 and len(queries) > 1 else set()
+    return [e for e in examples if e.query not in held], [e for e in examples if e.query in held]
+
+
+@dataclass
+class TrainConfig:
+    train: str = "text"  # text | projection | all
+    epochs: int = 3
+    batch_size: int = 32
+    grad_accum: int = 1
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (half precision only on CUDA)
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+
+def _load_image(path: str | None, cache: dict) -> Image.Image | None:
+    if not path or path.startswith(("http://", "https://")):
+        return None  # training reads local files only
+    if path not in cache:
+        try:
+            with Image.open(path) as im:
+                cache[path] = im.convert("RGB")
+        except OSError:
+            logger.warning("Skipping unreadable training image %s", path)
+            cache[path] = None
+    return cache[path]
+
+
+class ClipTrainer:
+    """Owns the model, tokenizer and image processor for one fine-tuning run."""
+
+    def __init__(self, base: str, *, device: str = "auto"):
+        import torch
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        from .encoders import _unavailable, resolve_device
+
+        self.torch = torch
+        self.device = resolve_device(device)
+        try:
+            self.model = AutoModel.from_pretrained(base)  # fp32 master weights; autocast does half
+            self.tokenizer = AutoTokenizer.from_pretrained(base)
+            self.processor = AutoImageProcessor.from_pretrained(base, use_fast=False)
+        except (OSError, ValueError) as exc:
+            raise _unavailable(base, exc) from exc
+        self.model.to(self.device)
+        config = getattr(self.model.config, "text_config", self.model.config)
+        self.max_length = min(getattr(config, "max_position_embeddings", 77), 77)
+        self.images: dict[str, Image.Image | None] = {}
+
+    # --- embeddings -----------------------------------------------------------------
+    def _texts(self, texts: Sequence[str]):
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                               return_tensors="pt").to(self.device)
+        return self.torch.nn.functional.normalize(self.model.get_text_features(**batch).float(), dim=-1)
+
+    def _images(self, images: Sequence[Image.Image]):
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        return self.torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).float(), dim=-1)
+
+    # --- training -------------------------------------------------------------------
+    def _freeze(self, mode: str) -> list:
+        if mode not in TRAINABLE:
+            raise ValueError(f"--train must be one of {', '.join(TRAINABLE)}")
+        for name, param in self.model.named_parameters():
+            if mode == "all":
+                param.requires_grad = True
+            elif mode == "projection":
+                param.requires_grad = name.startswith(("text_projection", "visual_projection"))
+            else:
+                param.requires_grad = name.startswith(("text_model", "text_projection"))
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _loss(self, batch: Sequence[Example], rng: random.Random):
+        torch = self.torch
+        queries = self._texts([e.query for e in batch])
+        negatives = [rng.choice(e.negatives) if e.negatives else None for e in batch]
+        products = [e.positive for e in batch] + [n for n in negatives if n is not None]
+        keys = [p.key for p in products]
+        # a product may be the positive of one row and appear elsewhere in the batch: only its
+        # own column counts as the answer, other copies of it are not negatives
+        same = torch.tensor([[keys[j] == e.positive.key and j != i for j in range(len(products))]
+                             for i, e in enumerate(batch)], device=self.device)
+        scale = self.model.logit_scale.exp().clamp(max=100)
+        labels = torch.arange(len(batch), device=self.device)
+        text_logits = scale * queries @ self._texts([p.text for p in products]).T
+        loss = torch.nn.functional.cross_entropy(text_logits.masked_fill(same, -1e4), labels)
+        with_image = [(j, img) for j, p in enumerate(products) if (img := _load_image(p.image, self.images))]
+        rows = [i for i, e in enumerate(batch) if any(j == i for j, _ in with_image)]
+        if rows:
+            columns = [j for j, _ in with_image]
+            image_logits = scale * queries[rows] @ self._images([img for _, img in with_image]).T
+            mask = same[rows][:, columns]
+            target = torch.tensor([columns.index(i) for i in rows], device=self.device)
+            loss = loss + torch.nn.functional.cross_entropy(image_logits.masked_fill(mask, -1e4), target)
+        return loss
+
+    def train(self, examples: Sequence[Example], config: TrainConfig,
+              progress: Callable[[int], None] | None = None) -> list[float]:
+        """Run the epochs; returns the mean loss of each epoch."""
+        torch = self.torch
+        rng = random.Random(config.seed)
+        torch.manual_seed(config.seed)
+        params = self._freeze(config.train)
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        cuda = self.device.type == "cuda"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.precision)
+        if config.precision == "auto" and cuda:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        use_amp = cuda and dtype is not None
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
+        if config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        self.model.train()
+        losses = []
+        for _ in range(config.epochs):
+            order = list(examples)
+            rng.shuffle(order)
+            epoch = []
+            # Gradient accumulation: micro-batches of batch_size, one optimiser step per
+            # grad_accum of them (in-batch negatives come from each micro-batch).
+            for step, start in enumerate(range(0, len(order), config.batch_size), start=1):
+                batch = order[start:start + config.batch_size]
+                with torch.autocast(device_type="cuda", dtype=dtype, enabled=use_amp):
+                    loss = self._loss(batch, rng) / config.grad_accum
+                scaler.scale(loss).backward()
+                epoch.append(float(loss.detach()) * config.grad_accum)
+                if step % config.grad_accum == 0 or start + config.batch_size >= len(order):
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                if progress:
+                    progress(1)
+            losses.append(mean(epoch))
+        self.model.eval()
+        return losses
+
+    # --- evaluation -----------------------------------------------------------------
+    def evaluate(self, examples: Sequence[Example], pool: Sequence[Product], *,
+                 weights: dict[str, float]) -> dict[str, float]:
+        """Rank the whole product pool for each held-out query the way the search does (per-modality
+        normalisation, fused over the fields each product has); Recall@1/@10 and MRR."""
+        if not examples:
+            return {"recall@1": 0.0, "recall@10": 0.0, "mrr": 0.0, "queries": 0}
+        with self.torch.inference_mode():
+            keys = [p.key for p in pool]
+            texts = self._texts([p.text for p in pool]).cpu().numpy()
+            with_image = [(k, img) for k, p in enumerate(pool) if (img := _load_image(p.image, self.images))]
+            images = self._images([img for _, img in with_image]).cpu().numpy() if with_image else np.zeros((0, 1))
+            image_row = {k: r for r, (k, _) in enumerate(with_image)}
+            relevant: dict[str, set[str]] = defaultdict(set)
+            for e in examples:
+                relevant[e.query].add(e.positive.key)
+            queries = sorted(relevant)
+            query_vectors = self._texts(queries).cpu().numpy()
+        r1, r10, mrr = [], [], []
+        for query, q in zip(queries, query_vectors):
+            text_scores = texts @ q
+            image_scores = images @ q if len(with_image) else np.zeros(0)
+            candidates = [fusion.Candidate(k, {"text": float(text_scores[k]),
+                                               **({"image": float(image_scores[image_row[k]])} if k in image_row else {})})
+                          for k in range(len(pool))]
+            ranked = [keys[r.id] for r in fusion.fuse_normalized(candidates, weights)]
+            r1.append(recall_at_k(ranked, relevant[query], 1))
+            r10.append(recall_at_k(ranked, relevant[query], 10))
+            mrr.append(reciprocal_rank(ranked, relevant[query]))
+        return {"recall@1": mean(r1), "recall@10": mean(r10), "mrr": mean(mrr), "queries": len(queries)}
+
+    def save(self, out_dir: str | Path, *, report: dict) -> Path:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        (out / "training.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
+        return out
+
+
+def product_pool(examples: Sequence[Example]) -> list[Product]:
+    """Every distinct product the triplets mention: the candidates a held-out query is ranked over."""
+    pool: dict[str, Product] = {}
+    for e in examples:
+        for p in [e.positive, *e.negatives]:
+            pool.setdefault(p.key, p)
+    return list(pool.values())
+
+
+__all__ = ["ClipTrainer", "Example", "TrainConfig", "product_pool", "split_by_query", "triplets_load", "asdict"]
