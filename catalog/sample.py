@@ -28,6 +28,7 @@ BRANDS = ("Northwind", "Acme", "Lumen", "Kestrel", "Oakridge", "Bramble", "Solac
 class Kind:
     name: str          # the category as stored
     noun: str          # as it appears in titles
+    synonyms: tuple[str, ...]  # what shoppers type instead
     materials: tuple[str, ...]
     price: tuple[int, int]
     draw: Callable[[ImageDraw.ImageDraw], None]  # draws the silhouette on a mask
@@ -85,16 +86,16 @@ def _scarf(d):
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("mugs", "mug", ("ceramic", "stoneware", "enamel"), (8, 30), _mug),
-    Kind("t-shirts", "t-shirt", ("cotton", "linen", "organic cotton"), (12, 45), _tshirt),
-    Kind("running shoes", "running shoes", ("mesh", "leather", "canvas"), (45, 160), _sneaker),
-    Kind("backpacks", "backpack", ("canvas", "nylon", "leather"), (30, 140), _backpack),
-    Kind("lamps", "table lamp", ("metal", "linen", "glass"), (25, 180), _lamp),
-    Kind("vases", "vase", ("ceramic", "glass", "porcelain"), (15, 90), _vase),
-    Kind("caps", "baseball cap", ("cotton", "wool", "denim"), (10, 40), _cap),
-    Kind("socks", "socks", ("wool", "cotton", "bamboo"), (5, 20), _sock),
-    Kind("bottles", "water bottle", ("steel", "glass", "plastic"), (10, 45), _bottle),
-    Kind("scarves", "scarf", ("wool", "silk", "cashmere"), (15, 120), _scarf),
+    Kind("mugs", "mug", ("coffee mug", "cup"), ("ceramic", "stoneware", "enamel"), (8, 30), _mug),
+    Kind("t-shirts", "t-shirt", ("tee", "shirt"), ("cotton", "linen", "organic cotton"), (12, 45), _tshirt),
+    Kind("running shoes", "running shoes", ("sneakers", "trainers"), ("mesh", "leather", "canvas"), (45, 160), _sneaker),
+    Kind("backpacks", "backpack", ("rucksack", "bag"), ("canvas", "nylon", "leather"), (30, 140), _backpack),
+    Kind("lamps", "table lamp", ("desk lamp", "light"), ("metal", "linen", "glass"), (25, 180), _lamp),
+    Kind("vases", "vase", ("flower vase", "vase"), ("ceramic", "glass", "porcelain"), (15, 90), _vase),
+    Kind("caps", "baseball cap", ("cap", "hat"), ("cotton", "wool", "denim"), (10, 40), _cap),
+    Kind("socks", "socks", ("sock", "ankle socks"), ("wool", "cotton", "bamboo"), (5, 20), _sock),
+    Kind("bottles", "water bottle", ("flask", "drinking bottle"), ("steel", "glass", "plastic"), (10, 45), _bottle),
+    Kind("scarves", "scarf", ("shawl", "muffler"), ("wool", "silk", "cashmere"), (15, 120), _scarf),
 )
 
 
@@ -143,9 +144,10 @@ def _description(kind: Kind, colour: str, pattern: str, material: str, brand: st
 
 
 def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: float = 0.0,
-                     missing_description: float = 0.0,
+                     missing_description: float = 0.0, queries: int = 0,
                      progress: Callable[[int], None] | None = None) -> Path:
-    """Write out_dir/catalog.jsonl and out_dir/images/*.png; same seed, same files."""
+    """Write out_dir/catalog.jsonl, out_dir/images/*.png and (if queries) out_dir/queries.jsonl;
+    same seed, same files."""
     for name, value in (("missing_image", missing_image), ("missing_description", missing_description)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be between 0 and 1, got {value}")
@@ -153,6 +155,7 @@ def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: 
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     catalog = out_dir / "catalog.jsonl"
+    rows: list[dict] = []
     with catalog.open("w", encoding="utf-8") as handle:
         for number in range(1, products + 1):
             kind = rng.choice(KINDS)
@@ -176,6 +179,73 @@ def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: 
                 row["image"] = f"images/{sku}.png"
                 image.save(out_dir / row["image"], format="PNG", optimize=False)
             handle.write(json.dumps(row) + "\n")
+            rows.append(row)
             if progress:
                 progress(1)
+    if queries:
+        write_queries(out_dir / "queries.jsonl", rows, count=queries, seed=seed)
     return catalog
+
+
+# --- labelled queries -------------------------------------------------------------------
+KIND_BY_NAME = {kind.name: kind for kind in KINDS}
+QUERY_SHAPES = ("colour+category", "colour+pattern+category", "material+category", "brand+category",
+                "pattern+category", "long")
+
+
+def grade(product: dict, asked: dict[str, str]) -> int:
+    """3 = every asked attribute matches, 2 = the category and some of the rest, 1 = the
+    category only, 0 = another category."""
+    attrs = {**product["attributes"], "category": product["category"], "brand": product["brand"]}
+    if attrs["category"] != asked["category"]:
+        return 0
+    rest = [k for k in asked if k != "category"]
+    hits = sum(attrs.get(k) == asked[k] for k in rest)
+    return 3 if hits == len(rest) else 2 if hits else 1
+
+
+def _phrase(shape: str, asked: dict[str, str], noun: str) -> str:
+    look = asked.get("pattern", "")
+    if shape == "long":
+        return f"looking for a {asked['colour']} {look + ' ' if look else ''}{noun} for everyday use"
+    parts = [asked.get("brand", ""), asked.get("colour", ""), look, asked.get("material", ""), noun]
+    return " ".join(p for p in parts if p)
+
+
+def write_queries(path: Path, rows: list[dict], *, count: int, seed: int) -> None:
+    """Shopper-style queries with graded relevance, derived from the products' hidden attributes.
+
+    Queries are drawn from attribute combinations that at least one product fully matches;
+    nouns are the category's own word or a synonym ("sneakers" for running shoes)."""
+    rng = random.Random(seed * 7919 + 1)  # apart from the catalog's stream: same products either way
+    seen: set[str] = set()
+    out = []
+    attempts = 0
+    while len(out) < count and attempts < count * 50:
+        attempts += 1
+        anchor = rng.choice(rows)
+        kind = KIND_BY_NAME[anchor["category"]]
+        shape = rng.choice(QUERY_SHAPES)
+        a = anchor["attributes"]
+        asked = {"category": anchor["category"]}
+        if shape in ("colour+category", "colour+pattern+category", "long"):
+            asked["colour"] = a["colour"]
+        if shape in ("colour+pattern+category", "pattern+category") or (shape == "long" and a["pattern"] != "plain"):
+            if a["pattern"] == "plain":
+                continue
+            asked["pattern"] = a["pattern"]
+        if shape == "material+category":
+            asked["material"] = a["material"]
+        if shape == "brand+category":
+            asked["brand"] = anchor["brand"]
+        noun = rng.choice((kind.noun,) + kind.synonyms)
+        text = _phrase(shape, asked, noun)
+        if text in seen:
+            continue
+        seen.add(text)
+        relevance = {r["sku"]: g for r in rows if (g := grade(r, asked)) > 0}
+        out.append({"id": f"q{len(out) + 1:04d}", "query": text, "shape": shape, "asked": asked,
+                    "relevance": relevance})
+    with path.open("w", encoding="utf-8") as handle:
+        for query in out:
+            handle.write(json.dumps(query) + "\n")

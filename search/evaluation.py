@@ -45,3 +45,29 @@ def ndcg_at_k(ranked: Sequence[int], gains: Mapping[int, float], k: int) -> floa
 def mean(values: Iterable[float]) -> float:
     values = list(values)
     return sum(values) / len(values) if values else 0.0
+
+
+def slice_view(ranked: Sequence[str], grades: Mapping[str, int], keep: set[str],
+               top: int = 3) -> tuple[list[str], dict[str, int]]:
+    """Ranking and gains for one slice of the top-grade products (e.g. those without an image).
+
+    Top-grade products outside the slice are taken out of the ranking, so the slice is judged
+    against the irrelevant and partly relevant products only, not against its own peers.
+    """
+    others = {item for item, g in grades.items() if g >= top and item not in keep}
+    return ([item for item in ranked if item not in others],
+            {item: g for item, g in grades.items() if item not in others})
+
+
+def reciprocal_ranks(ranked: Sequence[str], items: Iterable[str]) -> list[float]:
+    """1 / rank of each item in the full ranking (0 where it was not retrieved)."""
+    position = {item: i for i, item in enumerate(ranked, start=1)}
+    return [1.0 / position[item] if item in position else 0.0 for item in items]
+
+
+def relative_loss(missing: Sequence[float], complete: Sequence[float]) -> float | None:
+    """How much lower the mean of `missing` is than that of `complete` (0.05 = 5% lower);
+    negative when the missing-field products do better; None without both groups."""
+    if not missing or not complete or mean(complete) == 0:
+        return None
+    return 1.0 - mean(missing) / mean(complete)

@@ -46,3 +46,38 @@ def test_missing_fields_and_images_match_their_titles(tmp_path):
 def test_fractions_are_checked(tmp_path):
     with pytest.raises(ValueError, match="between 0 and 1"):
         generate_catalog(tmp_path, products=1, seed=0, missing_image=1.5)
+
+
+def test_labelled_queries_are_deterministic_and_graded_from_hidden_attributes(tmp_path):
+    from catalog.sample import grade
+
+    generate_catalog(tmp_path / "a", products=150, seed=9, missing_image=0.2, queries=40)
+    generate_catalog(tmp_path / "b", products=150, seed=9, missing_image=0.2, queries=40)
+    assert (tmp_path / "a" / "queries.jsonl").read_bytes() == (tmp_path / "b" / "queries.jsonl").read_bytes()
+    generate_catalog(tmp_path / "c", products=150, seed=9, missing_image=0.2, queries=0)
+    assert (tmp_path / "c" / "catalog.jsonl").read_bytes() == (tmp_path / "a" / "catalog.jsonl").read_bytes()
+
+    products = {r["sku"]: r for r in map(json.loads, (tmp_path / "a" / "catalog.jsonl").read_text().splitlines())}
+    queries = [json.loads(line) for line in (tmp_path / "a" / "queries.jsonl").read_text().splitlines()]
+    assert len(queries) == 40 and len({q["query"] for q in queries}) == 40
+    assert {"colour+category", "material+category", "brand+category", "long"} <= {q["shape"] for q in queries}
+    assert any(word in q["query"] for q in queries for word in ("sneakers", "tee", "rucksack", "shawl", "cup", "hat"))
+    for q in queries:
+        assert 3 in q["relevance"].values()  # every query has a full match
+        for sku, g in q["relevance"].items():
+            assert g == grade(products[sku], q["asked"])
+        # a product of another category is never relevant
+        assert all(products[sku]["category"] == q["asked"]["category"] for sku in q["relevance"])
+    # some fully relevant products lack an image: the missing-field slice is populated
+    assert any(not products[sku]["image"] for q in queries for sku, g in q["relevance"].items() if g == 3)
+
+
+def test_grades():
+    from catalog.sample import grade
+
+    product = {"category": "mugs", "brand": "Acme", "attributes": {"colour": "red", "pattern": "striped",
+                                                                    "material": "ceramic"}}
+    assert grade(product, {"category": "mugs", "colour": "red", "pattern": "striped"}) == 3
+    assert grade(product, {"category": "mugs", "colour": "red", "pattern": "dotted"}) == 2
+    assert grade(product, {"category": "mugs", "colour": "blue"}) == 1
+    assert grade(product, {"category": "vases", "colour": "red"}) == 0

@@ -32,3 +32,21 @@ def test_ndcg_graded():
 
 def test_mean():
     assert mean([]) == 0.0 and mean([1, 0, 0.5]) == 0.5
+
+
+def test_slice_view_removes_the_other_top_grade_products():
+    from search.evaluation import slice_view
+
+    grades = {"a": 3, "b": 3, "c": 1, "d": 0}
+    ranked, gains = slice_view(["a", "c", "b", "d"], grades, keep={"b"})
+    assert ranked == ["c", "b", "d"] and gains == {"b": 3, "c": 1, "d": 0}
+    assert ndcg_at_k(ranked, gains, k=10) == pytest.approx((1 + 3 / math.log2(3)) / (3 + 1 / math.log2(3)))
+
+
+def test_reciprocal_ranks_and_relative_loss():
+    from search.evaluation import reciprocal_ranks, relative_loss
+
+    assert reciprocal_ranks(["x", "y", "z"], ["z", "q", "x"]) == [pytest.approx(1 / 3), 0.0, 1.0]
+    assert relative_loss([0.5], [1.0, 1.0]) == pytest.approx(0.5)
+    assert relative_loss([1.0], [0.5]) == pytest.approx(-1.0)
+    assert relative_loss([], [1.0]) is None and relative_loss([1.0], [0.0]) is None
