@@ -6,6 +6,8 @@ import json
 import pytest
 from django.core.management import CommandError, call_command
 
+from search.models import Click, SearchEvent
+
 pytestmark = pytest.mark.django_db
 
 
@@ -32,3 +34,22 @@ def test_evaluate_search_refuses_unknown_strategies(tmp_path):
     call_command("generate_catalog", str(tmp_path / "shop"), products=5, seed=1, queries=2)
     with pytest.raises(CommandError, match="Unknown strategy"):
         call_command("evaluate_search", "--catalog", str(tmp_path / "shop"), "--strategies", "best")
+
+
+def test_simulated_shoppers_fill_the_real_click_log_with_position_bias(tmp_path, shop, capsys):
+    # given: the concept-encoder shop (its search ranks sensibly) and labelled queries for it
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps(q) for q in [
+        {"query": "red mug", "relevance": {"no-image": 3, "no-desc": 3, "green-mug": 1}},
+        {"query": "blue vase", "relevance": {"blue-vase": 3, "vase-text-only": 3}},
+    ]) + "\n")
+
+    call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "150", "--seed", "3")
+
+    assert "150 sessions" in capsys.readouterr().out
+    assert SearchEvent.objects.filter(channel="simulated").count() == 150
+    clicks = list(Click.objects.all())
+    relevant = {"no-image", "no-desc", "blue-vase", "vase-text-only"}
+    assert len(clicks) > 60
+    assert sum(c.product_sku in relevant for c in clicks) / len(clicks) > 0.8  # driven by relevance
+    assert sum(c.position <= 2 for c in clicks) / len(clicks) > 0.6  # and by position

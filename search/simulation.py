@@ -1,0 +1,56 @@
+"""Simulated shoppers: real searches, clicks from a position-biased model of attention.
+
+A shopper looks at position p with probability (1 / p) ** EXAMINATION_DECAY, clicks what
+they look at with a probability that grows with its relevance grade, and after a click
+stops reading with probability STOP_AFTER_CLICK. These are the usual shapes of click models
+(position-based with cascade stopping); the constants are illustrative, not fitted.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .selectors import product_search
+from .services import click_log, search_event_log
+
+EXAMINATION_DECAY = 0.8
+CLICK_BY_GRADE = {0: 0.02, 1: 0.08, 2: 0.35, 3: 0.8}
+STOP_AFTER_CLICK = 0.6
+PAGE_SIZE = 20
+
+
+@dataclass
+class SimulationReport:
+    sessions: int = 0
+    searches: int = 0
+    clicks: int = 0
+    logged: int = 0
+
+
+def shoppers_simulate(*, queries: Sequence[dict], sessions: int, seed: int, strategy: str | None = None,
+                      progress: Callable[[int], None] | None = None) -> SimulationReport:
+    """Run `sessions` shoppers, each one search and its clicks, into the real search and click log."""
+    rng = random.Random(seed)
+    report = SimulationReport()
+    for number in range(sessions):
+        query = rng.choice(list(queries))
+        grades = {sku: int(g) for sku, g in query["relevance"].items()}
+        result = product_search(query=query["query"], strategy=strategy, page_size=PAGE_SIZE)
+        report.sessions += 1
+        report.searches += 1
+        if search_event_log(result=result, channel="simulated", session_key=f"sim-{seed}-{number}"):
+            report.logged += 1
+        else:
+            continue
+        for hit in result.hits:
+            if rng.random() > (1.0 / hit.position) ** EXAMINATION_DECAY:
+                continue
+            if rng.random() < CLICK_BY_GRADE.get(grades.get(hit.product.sku, 0), 0.0):
+                click_log(search_id=result.search_id, product_id=hit.product.pk)
+                report.clicks += 1
+                if rng.random() < STOP_AFTER_CLICK:
+                    break
+        if progress:
+            progress(1)
+    return report
