@@ -104,6 +104,7 @@ def test_product_page_shows_similar_products(client, shop):
     product = Product.objects.get(sku="no-image")
     html = client.get(reverse("search:product", args=[product.pk])).content.decode()
     assert "Similar products" in html
+    assert 'name="q"' in html  # shoppers can search again from any product page
     similar = html.split("Similar products", 1)[1]
     assert "Red mug" in similar and "Red ceramic mug" not in similar
 
