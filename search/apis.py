@@ -47,6 +47,16 @@ def _client_session(request: Request) -> str | None:
     return request.headers.get("X-Session-Id") or None
 
 
+def _search_response(request: Request, *, channel: str, **search_kwargs) -> Response:
+    """Search, record the search, answer; a model that cannot load is a 503, not a crash."""
+    try:
+        result = product_search(**search_kwargs)
+    except ModelUnavailableError as exc:
+        return _unavailable(exc)
+    search_event_log(result=result, channel=channel, session_key=_client_session(request))
+    return Response(search_result_data(result, build_url=request.build_absolute_uri))
+
+
 class SearchApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
@@ -56,12 +66,7 @@ class SearchApi(APIView):
     def get(self, request: Request) -> Response:
         params = SearchParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        try:
-            result = product_search(**params.search_kwargs())
-        except ModelUnavailableError as exc:
-            return _unavailable(exc)
-        search_event_log(result=result, channel="api", session_key=_client_session(request))
-        return Response(search_result_data(result, build_url=request.build_absolute_uri))
+        return _search_response(request, channel="api", **params.search_kwargs())
 
 
 class ImageSearchApi(APIView):
@@ -86,12 +91,7 @@ class ImageSearchApi(APIView):
             return Response({"image": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
         kwargs = params.search_kwargs()
         kwargs.pop("query")
-        try:
-            result = product_search(image=checked.image, **kwargs)
-        except ModelUnavailableError as exc:
-            return _unavailable(exc)
-        search_event_log(result=result, channel="photo_api", session_key=_client_session(request))
-        return Response(search_result_data(result, build_url=request.build_absolute_uri))
+        return _search_response(request, channel="photo_api", image=checked.image, **kwargs)
 
 
 class ClickApi(APIView):

@@ -76,3 +76,16 @@ def test_openapi_schema_is_served(client):
     assert "/api/search" in schema["paths"] and "/api/search/image" in schema["paths"]
     params = {p["name"] for p in schema["paths"]["/api/search"]["get"]["parameters"]}
     assert {"q", "strategy", "category", "brand", "price_min", "price_max", "sort", "page", "page_size"} <= params
+
+
+def test_an_unavailable_model_is_a_503_with_a_reason(client, settings, tmp_path, make_product):
+    from search import providers
+
+    make_product("Red mug")
+    settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "gone")
+    providers.get_encoder.cache_clear()
+    try:
+        response = client.get("/api/search", {"q": "mug"})
+    finally:
+        providers.get_encoder.cache_clear()
+    assert response.status_code == 503 and "could not be loaded" in response.json()["detail"]
