@@ -22,6 +22,15 @@ class CheckedImage:
     format: str
     sha256: str
 
+    @property
+    def stored_name(self) -> str:
+        """File name in storage: named by content, so the same bytes are never stored twice."""
+        ext = {"JPEG": "jpg"}.get(self.format, self.format.lower())
+        return f"{self.sha256[:16]}.{ext}"
+
+    def is_stored_as(self, name: str) -> bool:
+        return bool(name) and name.rsplit("/", 1)[-1].startswith(self.sha256[:16])
+
 
 def image_load(data: bytes, *, name: str = "image") -> CheckedImage:
     """Decode image bytes fully, or raise ValidationError saying what is wrong."""

@@ -243,12 +243,10 @@ def _build(row: _Row, existing: Product | None, images: _ImageResolver
     if isinstance(image_value, str) and image_value.strip():
         raw, image_name = images.fetch(image_value)
         checked = image_load(raw, name=f"image {image_value.strip()!r}")
-        current = Path(product.image.name).name if product.image else ""
-        # Stored files are named by content hash, so an unchanged image is not copied again.
-        if not current.startswith(checked.sha256[:16]):
+        # An unchanged image (same bytes, same content-hash name) is not copied again.
+        if not checked.is_stored_as(product.image.name if product.image else ""):
             image_bytes = raw
-            ext = {"JPEG": "jpg"}.get(checked.format, checked.format.lower())
-            image_name = f"{checked.sha256[:16]}.{ext}"
+            image_name = checked.stored_name
             changed = True
     elif image_value not in (None, ""):
         raise ValidationError("image: expected a path or URL as text.")

@@ -64,8 +64,7 @@ def _attach_image(product: Product, image_bytes: bytes | None, image_name: str |
     if image_bytes is None:
         return
     checked = image_load(image_bytes, name=image_name or "image")
-    ext = {"JPEG": "jpg"}.get(checked.format, checked.format.lower())
-    product.image.save(f"{checked.sha256[:16]}.{ext}", ContentFile(image_bytes), save=False)
+    product.image.save(checked.stored_name, ContentFile(image_bytes), save=False)
 
 
 def product_create(*, sku: str, title: str, image_bytes: bytes | None = None,
