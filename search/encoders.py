@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
@@ -70,40 +71,75 @@ def _unavailable(model_id: str, exc: BaseException) -> ModelUnavailableError:
     )
 
 
+@dataclass
+class ClipParts:
+    """A native transformers dual encoder with its tokenizer and image processor, and the one
+    way to feed it: serving (the encoder) and fine-tuning (search/training.py) both use this,
+    so a model is trained on inputs shaped exactly like the ones it will see."""
+
+    model: Any
+    tokenizer: Any
+    image_processor: Any
+    max_length: int
+    pad_to_max: bool  # SigLIP was trained on texts padded to a fixed length
+
+    def tokenize(self, texts: Sequence[str]):
+        # Tokenising a 20,000-character description only to keep 77 tokens wastes time;
+        # no tokenizer fits more than ~16 characters in one token.
+        return self.tokenizer([str(t)[: self.max_length * 16] for t in texts],
+                              padding="max_length" if self.pad_to_max else True,
+                              truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def pixels(self, images: Sequence[Image.Image]):
+        return self.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+
+
+def load_clip_parts(model_id: str) -> ClipParts:
+    """Load a CLIP or SigLIP checkpoint (hub id or local dir) in float32.
+
+    Raises:
+        ModelUnavailableError: it cannot be downloaded or read, or is not an image-text model.
+    """
+    from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(model_id)
+        model = AutoModel.from_pretrained(model_id)
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        # The fast (torchvision) processors are optional; the PIL one runs everywhere.
+        image_processor = AutoImageProcessor.from_pretrained(model_id, use_fast=False)
+    except (OSError, ValueError) as exc:
+        raise _unavailable(model_id, exc) from exc
+    if not hasattr(model, "get_text_features") or not hasattr(model, "get_image_features"):
+        raise ModelUnavailableError(
+            f"{model_id!r} ({config.model_type}) is not a two-tower image-text model; "
+            "use a CLIP or SigLIP checkpoint.")
+    text_config = getattr(config, "text_config", config)
+    limits = [getattr(text_config, "max_position_embeddings", None),
+              tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else None]
+    return ClipParts(model=model, tokenizer=tokenizer, image_processor=image_processor,
+                     max_length=min(x for x in limits if x) if any(limits) else 77,
+                     pad_to_max=config.model_type.startswith("siglip"))
+
+
 class TransformersClipEncoder:
     """Native transformers dual encoders: CLIP (CLIPModel) and SigLIP (SiglipModel).
 
-    Both expose get_text_features / get_image_features, so one code path serves them;
-    SigLIP was trained on texts padded to a fixed length and is fed the same way.
+    Both expose get_text_features / get_image_features, so one code path serves them.
     """
 
     def __init__(self, model_id: str, *, device: str = "auto", batch_size: int = 32):
         import torch
-        from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
         self.model_id = model_id
         self.device = resolve_device(device)
         self.batch_size = batch_size
         # Half precision halves GPU memory and roughly doubles throughput; CPUs lack fast fp16.
         self.dtype = torch.float16 if self.device.type == "cuda" else torch.float32
-        try:
-            config = AutoConfig.from_pretrained(model_id)
-            self.model = AutoModel.from_pretrained(model_id)
-            self.tokenizer = AutoTokenizer.from_pretrained(model_id)
-            # The fast (torchvision) processors are optional; the PIL one runs everywhere.
-            self.image_processor = AutoImageProcessor.from_pretrained(model_id, use_fast=False)
-        except (OSError, ValueError) as exc:
-            raise _unavailable(model_id, exc) from exc
-        if not hasattr(self.model, "get_text_features") or not hasattr(self.model, "get_image_features"):
-            raise ModelUnavailableError(
-                f"{model_id!r} ({config.model_type}) is not a two-tower image-text model; "
-                "use a CLIP or SigLIP checkpoint.")
-        self.model.to(self.device, dtype=self.dtype).eval()
-        self.pad_to_max = config.model_type.startswith("siglip")
-        text_config = getattr(config, "text_config", config)
-        limits = [getattr(text_config, "max_position_embeddings", None),
-                  self.tokenizer.model_max_length if self.tokenizer.model_max_length < 100_000 else None]
-        self.max_length = min(x for x in limits if x) if any(limits) else 77
+        self.parts = load_clip_parts(model_id)
+        self.model = self.parts.model.to(self.device, dtype=self.dtype).eval()
+        self.pad_to_max = self.parts.pad_to_max
+        self.max_length = self.parts.max_length
         self.dim = int(self.encode_texts(["dimension probe"]).shape[1])
 
     def encode_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
@@ -112,17 +148,10 @@ class TransformersClipEncoder:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         size = batch_size or self.batch_size
-        # Tokenising a 20,000-character description only to keep 77 tokens wastes time;
-        # no tokenizer fits more than ~16 characters in one token.
-        clipped = [str(t)[: self.max_length * 16] for t in texts]
         out: list[np.ndarray] = []
         with torch.inference_mode():
-            for start in range(0, len(clipped), size):
-                batch = self.tokenizer(
-                    clipped[start:start + size],
-                    padding="max_length" if self.pad_to_max else True,
-                    truncation=True, max_length=self.max_length, return_tensors="pt",
-                ).to(self.device)
+            for start in range(0, len(texts), size):
+                batch = self.parts.tokenize(texts[start:start + size]).to(self.device)
                 features = self.model.get_text_features(**batch)
                 out.append(features.float().cpu().numpy())
         return l2_normalize(np.concatenate(out))
@@ -136,8 +165,7 @@ class TransformersClipEncoder:
         out: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(images), size):
-                batch = [im.convert("RGB") for im in images[start:start + size]]
-                pixels = self.image_processor(images=batch, return_tensors="pt")["pixel_values"]
+                pixels = self.parts.pixels(images[start:start + size])
                 features = self.model.get_image_features(
                     pixel_values=pixels.to(self.device, dtype=self.dtype))
                 out.append(features.float().cpu().numpy())

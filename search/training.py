@@ -13,7 +13,7 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -116,31 +116,23 @@ class ClipTrainer:
 
     def __init__(self, base: str, *, device: str = "auto"):
         import torch
-        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
-        from .encoders import _unavailable, resolve_device
+        from .encoders import load_clip_parts, resolve_device
 
         self.torch = torch
         self.device = resolve_device(device)
-        try:
-            self.model = AutoModel.from_pretrained(base)  # fp32 master weights; autocast does half
-            self.tokenizer = AutoTokenizer.from_pretrained(base)
-            self.processor = AutoImageProcessor.from_pretrained(base, use_fast=False)
-        except (OSError, ValueError) as exc:
-            raise _unavailable(base, exc) from exc
-        self.model.to(self.device)
-        config = getattr(self.model.config, "text_config", self.model.config)
-        self.max_length = min(getattr(config, "max_position_embeddings", 77), 77)
+        # the serving loader, in fp32 (master weights; autocast does half precision)
+        self.parts = load_clip_parts(base)
+        self.model = self.parts.model.to(self.device)
         self.images: dict[str, Image.Image | None] = {}
 
     # --- embeddings -----------------------------------------------------------------
     def _texts(self, texts: Sequence[str]):
-        batch = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                               return_tensors="pt").to(self.device)
+        batch = self.parts.tokenize(texts).to(self.device)
         return self.torch.nn.functional.normalize(self.model.get_text_features(**batch).float(), dim=-1)
 
     def _images(self, images: Sequence[Image.Image]):
-        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
+        pixels = self.parts.pixels(images).to(self.device)
         return self.torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).float(), dim=-1)
 
     # --- training -------------------------------------------------------------------
@@ -255,8 +247,8 @@ class ClipTrainer:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        self.processor.save_pretrained(out)
+        self.parts.tokenizer.save_pretrained(out)
+        self.parts.image_processor.save_pretrained(out)
         (out / "training.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
         return out
 
@@ -270,4 +262,4 @@ def product_pool(examples: Sequence[Example]) -> list[Product]:
     return list(pool.values())
 
 
-__all__ = ["ClipTrainer", "Example", "TrainConfig", "product_pool", "split_by_query", "triplets_load", "asdict"]
+__all__ = ["ClipTrainer", "Example", "TrainConfig", "product_pool", "split_by_query", "triplets_load"]
