@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, StreamingHttpResponse
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
@@ -152,4 +152,4 @@ class ClickExportApi(APIView):
         return response
 
 
-__all__ = ["ClickApi", "ClickExportApi", "SearchApi", "ImageSearchApi", "OpenApiParameter"]
+__all__ = ["ClickApi", "ClickExportApi", "SearchApi", "ImageSearchApi"]

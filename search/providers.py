@@ -43,9 +43,11 @@ def get_product_index() -> ProductIndex:
     return ProductIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
 
 
-def reset() -> None:
-    """Forget the cached encoder and clients (tests, or after changing settings)."""
-    get_encoder.cache_clear()
+def reset(*, encoder: bool = True) -> None:
+    """Forget the cached clients and query vectors (tests, or after changing settings);
+    `encoder=False` keeps the loaded model, the slow part to rebuild."""
+    if encoder:
+        get_encoder.cache_clear()
     if get_qdrant_client.cache_info().currsize:
         try:
             get_qdrant_client().close()

@@ -7,7 +7,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 from django.conf import settings
@@ -291,5 +290,5 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
             for i, r in enumerate(ranked) if r.id in products]
 
 
-__all__: list[Any] = ["SearchFilters", "SearchHit", "SearchResult", "product_search", "product_similar",
+__all__ = ["SearchFilters", "SearchHit", "SearchResult", "product_search", "product_similar",
                       "query_vector", "STRATEGIES", "SORTS", "PRICE_BUCKETS"]

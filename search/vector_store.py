@@ -7,6 +7,7 @@ without usable text has no "text" vector.
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +61,7 @@ class ProductIndex:
         self._dim: int | None = None
 
     def _locked(self):
-        return self._lock if self._lock is not None else _NoLock()
+        return self._lock if self._lock is not None else nullcontext()
 
     # --- schema -------------------------------------------------------------------
     def dim(self) -> int | None:
@@ -249,11 +250,3 @@ def _retrieve(index: "ProductIndex", vectors: Mapping[str, np.ndarray], *, limit
         pools[0] = list(known.values())
         server_scores = {int(p.id): float(p.score) for p in extra}
     return Retrieval(pools=pools, server_scores=server_scores)
-
-
-class _NoLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

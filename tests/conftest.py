@@ -31,14 +31,9 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.SEARCH_INDEX_BATCH_SIZE = 64
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
-    providers.get_qdrant_client.cache_clear()
-    providers.get_product_index.cache_clear()
-    from search import selectors
-
-    selectors.query_vector.cache_clear()
+    providers.reset(encoder=False)
     yield settings
-    providers.get_qdrant_client.cache_clear()
-    providers.get_product_index.cache_clear()
+    providers.reset(encoder=False)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, time
-from typing import IO, Any
+from typing import IO
 
 from django.db.models import Prefetch
 from django.utils import timezone
@@ -207,5 +207,5 @@ def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, 
     return count
 
 
-__all__: list[Any] = ["KINDS", "FORMATS", "clicks_export", "export_size", "write_export", "iter_encoded",
+__all__ = ["KINDS", "FORMATS", "clicks_export", "export_size", "write_export", "iter_encoded",
                       "export_columns"]

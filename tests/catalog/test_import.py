@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import http.server
-import io
 import json
 import threading
 from decimal import Decimal
