@@ -67,30 +67,31 @@ def product_payload(product: Product, *, model_id: str, has_text: bool, has_imag
 class _Prepared:
     product: Product
     text: str
-    image: object | None  # PIL image
+    image_bytes: bytes | None
     content_hash: str
     payload: dict
     payload_hash: str
+    image: object | None = None  # PIL image, decoded only if the product is (re-)encoded
 
 
 def _prepare(product: Product, model_id: str) -> _Prepared:
-    """Read the product's text and image; raises ValidationError if the image is unusable."""
+    """Read the product's text and image bytes and hash them; raises ValidationError if the
+    image file cannot be read. Decoding waits until the product needs encoding: an unchanged
+    product (the sweep, `index_products --all`) costs a file read and a hash, not a decode."""
     text = product.search_text
-    image = None
-    image_sha = ""
+    data: bytes | None = None
     if product.image:
         try:
             with product.image.open("rb") as handle:
                 data = handle.read(settings.CATALOG_MAX_IMAGE_BYTES + 1)
         except (FileNotFoundError, OSError) as exc:
             raise ValidationError(f"image file {product.image.name!r} cannot be read ({exc}).") from exc
-        checked = image_load(data, name=f"image {product.image.name!r}")
-        image, image_sha = checked.image, checked.sha256
-    if not text and image is None:
+    if not text and data is None:
         raise ValidationError("nothing to embed: give the product a title or an image.")
-    payload = product_payload(product, model_id=model_id, has_text=bool(text), has_image=image is not None)
+    payload = product_payload(product, model_id=model_id, has_text=bool(text), has_image=data is not None)
+    image_sha = hashlib.sha256(data).hexdigest() if data is not None else ""
     return _Prepared(
-        product=product, text=text, image=image,
+        product=product, text=text, image_bytes=data,
         content_hash=_sha(model_id, text, image_sha),
         payload=payload, payload_hash=_sha(json.dumps(payload, sort_keys=True)),
     )
@@ -167,6 +168,20 @@ def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None
             _mark(product, index_status=IndexStatus.INDEXED, index_error="",
                   payload_hash=item.payload_hash, indexed_at=now)
 
+    # Decode the images to embed; a corrupt one fails its product, not the batch.
+    decodable = []
+    for item in to_encode:
+        if item.image_bytes is not None:
+            try:
+                item.image = image_load(item.image_bytes, name=f"image {item.product.image.name!r}").image
+            except ValidationError as exc:
+                message = " ".join(exc.messages)
+                _mark(item.product, index_status=IndexStatus.FAILED, index_error=message)
+                report.failed += 1
+                report.errors[item.product.pk] = message
+                continue
+        decodable.append(item)
+    to_encode = decodable
     if not to_encode:
         return report
     with_text = [item for item in to_encode if item.text]
