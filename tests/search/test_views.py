@@ -130,3 +130,4 @@ def test_unavailable_model_shows_a_message_not_a_crash(client, settings, tmp_pat
     finally:
         providers.get_encoder.cache_clear()
     assert response.status_code == 200 and "Search is unavailable" in response.content.decode()
+
