@@ -3,6 +3,7 @@ in-memory Qdrant per test, media files in a temporary directory."""
 from __future__ import annotations
 
 import io
+import logging
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 from PIL import Image
 
 from search import providers
+
+# One INFO line per eager task drowns the output of a failing test.
+logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 # The concept-encoder shop (tests/shop_fixtures.py) serves the search, API and browser tests.
 pytest_plugins = ["tests.shop_fixtures"]
@@ -70,9 +74,3 @@ def make_product(django_capture_on_commit_callbacks):
             return product_create(sku=sku, title=title, image_bytes=image_bytes, image_name="p.png", **fields)
 
     return make
-
-
-# One INFO line per eager task drowns the output of a failing test.
-import logging  # noqa: E402
-
-logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

@@ -6,9 +6,11 @@ import hmac
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from catalog.models import Product
 from search.models import Click, SearchEvent, SearchImpression
@@ -90,10 +92,6 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
 
 def search_logs_prune(*, older_than_days: int, batch_size: int = 1000) -> int:
     """Delete searches (with their impressions and clicks) older than the cut-off; returns how many."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
     cutoff = timezone.now() - timedelta(days=older_than_days)
     deleted = 0
     while True:
