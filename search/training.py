@@ -23,7 +23,10 @@ from . import fusion
 from .evaluation import mean, reciprocal_rank, recall_at_k
 
 logger = logging.getLogger(__name__)
-TRAINABLE = ("text", "projection", "all")
+TRAINABLE = ("text", "image", "projection", "all")
+# parameter-name prefixes of each tower, shared by CLIP, SigLIP and the offline two-tower model
+TEXT_TOWER = ("text_model", "text_projection")
+IMAGE_TOWER = ("vision_model", "visual_projection")
 
 
 @dataclass
@@ -87,7 +90,7 @@ def split_by_query(examples: Sequence[Example], holdout: float, seed: int) -> tu
 
 @dataclass
 class TrainConfig:
-    train: str = "text"  # text | projection | all
+    train: str = "text"  # text | image | projection | all
     epochs: int = 3
     batch_size: int = 32
     grad_accum: int = 1
@@ -125,6 +128,7 @@ class ClipTrainer:
         self.parts = load_clip_parts(base)
         self.model = self.parts.model.to(self.device)
         self.images: dict[str, Image.Image | None] = {}
+        self.text_loss = True
 
     # --- embeddings -----------------------------------------------------------------
     def _texts(self, texts: Sequence[str]):
@@ -145,8 +149,18 @@ class ClipTrainer:
             elif mode == "projection":
                 param.requires_grad = name.startswith(("text_projection", "visual_projection"))
             else:
-                param.requires_grad = name.startswith(("text_model", "text_projection"))
+                param.requires_grad = name.startswith(TEXT_TOWER if mode == "text" else IMAGE_TOWER)
+        # the text loss only moves the model when something on the text side can learn
+        self.text_loss = any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(TEXT_TOWER))
         return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _train_mode(self) -> None:
+        """Train mode for what learns; a frozen tower stays in eval mode, so its dropout and
+        batch-norm statistics do not turn fixed targets into noisy ones."""
+        self.model.train()
+        for child in self.model.children():
+            if not any(p.requires_grad for p in child.parameters()):
+                child.eval()
 
     def _loss(self, batch: Sequence[Example], rng: random.Random):
         torch = self.torch
@@ -160,8 +174,10 @@ class ClipTrainer:
                              for i, e in enumerate(batch)], device=self.device)
         scale = self.model.logit_scale.exp().clamp(max=100)
         labels = torch.arange(len(batch), device=self.device)
-        text_logits = scale * queries @ self._texts([p.text for p in products]).T
-        loss = torch.nn.functional.cross_entropy(text_logits.masked_fill(same, -1e4), labels)
+        loss = torch.zeros((), device=self.device)
+        if self.text_loss:
+            text_logits = scale * queries @ self._texts([p.text for p in products]).T
+            loss = torch.nn.functional.cross_entropy(text_logits.masked_fill(same, -1e4), labels)
         with_image = [(j, img) for j, p in enumerate(products) if (img := _load_image(p.image, self.images))]
         rows = [i for i, e in enumerate(batch) if any(j == i for j, _ in with_image)]
         if rows:
@@ -188,7 +204,7 @@ class ClipTrainer:
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
-        self.model.train()
+        self._train_mode()
         losses = []
         for _ in range(config.epochs):
             order = list(examples)
@@ -200,7 +216,8 @@ class ClipTrainer:
                 batch = order[start:start + config.batch_size]
                 with torch.autocast(device_type="cuda", dtype=dtype, enabled=use_amp):
                     loss = self._loss(batch, rng) / config.grad_accum
-                scaler.scale(loss).backward()
+                if loss.requires_grad:  # a batch with nothing to learn from (no images, image mode)
+                    scaler.scale(loss).backward()
                 epoch.append(float(loss.detach()) * config.grad_accum)
                 if step % config.grad_accum == 0 or start + config.batch_size >= len(order):
                     scaler.step(optimizer)
