@@ -2,12 +2,15 @@
 
 Per strategy: nDCG@10 (graded), MRR@10 and Recall@50 (top grade = relevant), overall and per
 slice of the relevant products (all fields, no image, no description), and how far products
-missing a field are pushed down against complete products of the same relevance.
+missing a field are pushed down against complete products of the same relevance: within each
+query that has top-grade products of both kinds, the mean reciprocal rank of those missing the
+field against that of the complete ones, so that queries with many or few relevant products
+weigh the same on both sides.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from .evaluation import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
@@ -34,18 +37,32 @@ def field_slices(catalog_rows: Sequence[dict]) -> dict[str, str]:
     return out
 
 
+def pushdown_pairs(ranked: Sequence[str], relevant: set[str], slices: dict[str, str]) -> dict[str, tuple[float, float]]:
+    """For one query: per missing-field slice with relevant products of both kinds, (mean reciprocal
+    rank of the relevant products missing that field, that of the complete relevant ones)."""
+    complete = {sku for sku in relevant if slices.get(sku) == "complete"}
+    out = {}
+    for name in SLICES[1:]:
+        missing = {sku for sku in relevant if slices.get(sku) == name}
+        if missing and complete:
+            out[name] = (mean(reciprocal_ranks(ranked, missing)), mean(reciprocal_ranks(ranked, complete)))
+    return out
+
+
 def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Sequence[str],
-             progress: Callable[[int], None] | None = None) -> dict:
-    """Returns {strategy: {"overall": {...}, "slices": {slice: {...}}, "pushdown": {...}}}."""
+             weights: Mapping[str, float] | None = None, progress: Callable[[int], None] | None = None) -> dict:
+    """Returns {strategy: {"overall": {...}, "slices": {slice: {...}}, "pushdown": {...}}};
+    `weights` replaces SEARCH_FUSION_WEIGHTS for `normalized`."""
     report = {}
     for strategy in strategies:
         overall = {"ndcg@10": [], "mrr@10": [], "recall@50": []}
         per_slice = {s: {"ndcg@10": [], "mrr@10": [], "recall@50": []} for s in SLICES}
-        rr = {s: [] for s in SLICES}
+        # per query with both kinds: (mean RR of those missing the field, mean RR of complete ones)
+        paired = {s: ([], []) for s in SLICES[1:]}
         for query in queries:
             grades = {sku: int(g) for sku, g in query["relevance"].items()}
             ranked = [h.product.sku for h in product_search(query=query["query"], strategy=strategy,
-                                                            page_size=DEPTH).hits]
+                                                            page_size=DEPTH, weights=weights).hits]
             relevant = {sku for sku, g in grades.items() if g >= 3}
             overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
             overall["mrr@10"].append(reciprocal_rank(ranked, relevant, 10))
@@ -58,17 +75,18 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 per_slice[name]["ndcg@10"].append(ndcg_at_k(view, gains, 10))
                 per_slice[name]["mrr@10"].append(reciprocal_rank(view, keep, 10))
                 per_slice[name]["recall@50"].append(recall_at_k(view, keep, DEPTH))
-                rr[name].extend(reciprocal_ranks(ranked, keep))
+            for name, (missing_mrr, complete_mrr) in pushdown_pairs(ranked, relevant, slices).items():
+                paired[name][0].append(missing_mrr)
+                paired[name][1].append(complete_mrr)
             if progress:
                 progress(1)
         report[strategy] = {
             "overall": {m: mean(v) for m, v in overall.items()},
             "slices": {s: {**{m: mean(v) for m, v in per_slice[s].items()}, "queries": len(per_slice[s]["ndcg@10"])}
                        for s in SLICES},
-            "pushdown": {"mrr_complete": mean(rr["complete"]),
-                         "mrr_no_image": mean(rr["no_image"]), "mrr_no_description": mean(rr["no_description"]),
-                         "loss_no_image": relative_loss(rr["no_image"], rr["complete"]),
-                         "loss_no_description": relative_loss(rr["no_description"], rr["complete"])},
+            "pushdown": {key: value for name, (missing_rr, complete_rr) in paired.items() for key, value in (
+                (f"mrr_{name}", mean(missing_rr)), (f"mrr_complete_vs_{name}", mean(complete_rr)),
+                (f"loss_{name}", relative_loss(missing_rr, complete_rr)), (f"queries_{name}", len(missing_rr)))},
             "queries": len(queries),
         }
     return report
@@ -89,6 +107,73 @@ def markdown(report: dict) -> str:
                      f"{s['no_description']['ndcg@10']:.3f} | {_pct(p['loss_no_image'])} | "
                      f"{_pct(p['loss_no_description'])} |")
     return "\n".join(lines)
+
+
+def weights_parse(raw: str) -> list[dict[str, float]]:
+    """"text=1,image=1;text=1,image=0.5" -> one weights mapping per `;`-separated set."""
+    sets = []
+    for chunk in filter(None, (c.strip() for c in raw.split(";"))):
+        try:
+            weights = {k.strip(): float(v) for k, v in (pair.split("=") for pair in chunk.split(",") if pair.strip())}
+        except ValueError:
+            raise ValueError(f"{chunk!r}: write weight sets such as text=1,image=1;text=1,image=0.5") from None
+        if set(weights) - {"text", "image"} or not any(w > 0 for w in weights.values()) or min(weights.values()) < 0:
+            raise ValueError(f"{chunk!r}: weights are for text and image, >= 0, at least one above 0")
+        sets.append(weights)
+    return sets
+
+
+def weights_label(weights: Mapping[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in weights.items())
+
+
+def tuning_markdown(rows: Sequence[tuple[Mapping[str, float], dict]]) -> str:
+    """One line per weight set tried for `normalized` (rows of (weights, its evaluate() entry))."""
+    lines = ["| SEARCH_FUSION_WEIGHTS | nDCG@10 | MRR@10 | Recall@50 | nDCG@10 no image | nDCG@10 no description |",
+             "|---|---|---|---|---|---|"]
+    for weights, r in rows:
+        o, s = r["overall"], r["slices"]
+        lines.append(f"| {weights_label(weights)} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
+                     f"{s['no_image']['ndcg@10']:.3f} | {s['no_description']['ndcg@10']:.3f} |")
+    return "\n".join(lines)
+
+
+def comparison_markdown(before: dict, after: dict) -> str:
+    """nDCG@10, MRR@10 and Recall@50 per strategy, before -> after (two evaluate() results)."""
+    lines = ["| strategy | nDCG@10 before | after | change | MRR@10 before | after | Recall@50 before | after |",
+             "|---|---|---|---|---|---|---|---|"]
+    for strategy in after:
+        if strategy not in before:
+            continue
+        b, a = before[strategy]["overall"], after[strategy]["overall"]
+        lines.append(f"| {strategy} | {b['ndcg@10']:.3f} | {a['ndcg@10']:.3f} | {a['ndcg@10'] - b['ndcg@10']:+.3f} | "
+                     f"{b['mrr@10']:.3f} | {a['mrr@10']:.3f} | {b['recall@50']:.3f} | {a['recall@50']:.3f} |")
+    return "\n".join(lines)
+
+
+def targets_check(report: dict, baseline: dict | None = None) -> list[tuple[str, bool, str]]:
+    """The quality targets, each as (target, met, the figures behind it); misses are listed too."""
+    out = []
+    if "normalized" not in report:
+        return out
+    mine = report["normalized"]
+    others = {s: r for s, r in report.items() if s != "normalized"}
+    scopes = (("overall", lambda r: r["overall"]["ndcg@10"]),
+              ("no image", lambda r: r["slices"]["no_image"]["ndcg@10"]),
+              ("no description", lambda r: r["slices"]["no_description"]["ndcg@10"]))
+    for label, get in scopes if others else ():
+        best = max(others, key=lambda s: get(others[s]))
+        out.append((f"normalized beats every other strategy on nDCG@10 ({label})", get(mine) > get(others[best]),
+                    f"{get(mine):.3f} vs {best} {get(others[best]):.3f}"))
+    for name in SLICES[1:]:
+        loss = mine["pushdown"][f"loss_{name}"]
+        out.append((f"products with {name.replace('_', ' ')} lose <= 5% MRR against complete ones",
+                    loss is not None and loss <= 0.05, _pct(loss)))
+    if baseline and "normalized" in baseline:
+        before, after = baseline["normalized"]["overall"]["ndcg@10"], mine["overall"]["ndcg@10"]
+        out.append(("nDCG@10 (normalized) higher than the baseline report", after > before,
+                    f"{before:.3f} -> {after:.3f}"))
+    return out
 
 
 def chart(report: dict, path: Path, *, title: str) -> Path:

@@ -194,9 +194,10 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
     return _facets_from_counts(filters, counts("category"), counts("brand"), price_of)
 
 
-def _rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, float] | None) -> list[fusion.Ranked]:
+def _rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, float] | None,
+          weights: Mapping[str, float] | None = None) -> list[fusion.Ranked]:
     if strategy == "normalized":
-        return fusion.fuse_normalized(pool, fusion_weights())
+        return fusion.fuse_normalized(pool, fusion_weights() if weights is None else weights)
     if strategy in ("text", "image"):
         return fusion.rank_single(pool, strategy)
     return fusion.rank_by_scores(pool, server_scores or {})
@@ -223,8 +224,10 @@ def _validate(strategy: str, sort: str, page: int, page_size: int) -> None:
 
 def product_search(*, query: str = "", image: Image.Image | None = None,
                    filters: SearchFilters | None = None, strategy: str | None = None,
-                   sort: str = "relevance", page: int = 1, page_size: int = 20) -> SearchResult:
-    """Rank active products for words or a photo; an empty query browses the catalog."""
+                   sort: str = "relevance", page: int = 1, page_size: int = 20,
+                   weights: Mapping[str, float] | None = None) -> SearchResult:
+    """Rank active products for words or a photo; an empty query browses the catalog.
+    `weights` overrides SEARCH_FUSION_WEIGHTS for `normalized` (evaluate_search tunes them)."""
     from .providers import embedding_model_id, get_encoder, get_product_index
 
     filters = filters or SearchFilters()
@@ -260,7 +263,7 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
         {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, filters=qdrant_filters,
         server_ranking=server_ranking, avg_vector=vector)
     pool = retrieval.pools[0]
-    ranked = _sort(_rank(strategy, pool, retrieval.server_scores), sort)
+    ranked = _sort(_rank(strategy, pool, retrieval.server_scores, weights), sort)
     result.count = len(ranked)
     page_ranked = ranked[offset:offset + page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])

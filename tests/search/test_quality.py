@@ -53,3 +53,36 @@ def test_simulated_shoppers_fill_the_real_click_log_with_position_bias(tmp_path,
     assert len(clicks) > 60
     assert sum(c.product_sku in relevant for c in clicks) / len(clicks) > 0.8  # driven by relevance
     assert sum(c.position <= 2 for c in clicks) / len(clicks) > 0.6  # and by position
+
+
+def test_pushdown_pairs_compare_missing_and_complete_products_within_a_query():
+    from search.quality import pushdown_pairs
+
+    # given: ranks 1..5; relevant: a (complete, rank 1), c (complete, rank 3), b (no image, rank 2),
+    # e (no image, rank 5); d is not relevant and nothing lacks a description
+    slices = {"a": "complete", "b": "no_image", "c": "complete", "e": "no_image", "d": "complete"}
+    pairs = pushdown_pairs(["a", "b", "c", "d", "e"], {"a", "b", "c", "e"}, slices)
+
+    # then: mean RR without image (1/2 + 1/5) / 2 against complete (1 + 1/3) / 2; no other pair
+    assert pairs == {"no_image": (pytest.approx(0.35), pytest.approx(2 / 3))}
+
+
+def test_targets_are_ticked_only_when_met():
+    from search.quality import targets_check
+
+    def entry(overall, no_image, no_description, loss_image, loss_description):
+        return {"overall": {"ndcg@10": overall}, "slices": {"no_image": {"ndcg@10": no_image},
+                                                           "no_description": {"ndcg@10": no_description}},
+                "pushdown": {"loss_no_image": loss_image, "loss_no_description": loss_description}}
+
+    report = {"normalized": entry(0.9, 0.8, 0.7, 0.02, 0.10), "text": entry(0.85, 0.82, 0.6, -0.1, 0.0)}
+    baseline = {"normalized": entry(0.95, 0, 0, 0, 0)}
+    met = {name: ok for name, ok, _ in targets_check(report, baseline)}
+    assert met == {
+        "normalized beats every other strategy on nDCG@10 (overall)": True,
+        "normalized beats every other strategy on nDCG@10 (no image)": False,
+        "normalized beats every other strategy on nDCG@10 (no description)": True,
+        "products with no image lose <= 5% MRR against complete ones": True,
+        "products with no description lose <= 5% MRR against complete ones": False,
+        "nDCG@10 (normalized) higher than the baseline report": False,
+    }

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -10,7 +11,8 @@ from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
 from search.encoders import ModelUnavailableError
 from search.providers import embedding_model_id, get_encoder
-from search.quality import chart, evaluate, field_slices, markdown, queries_load
+from search.quality import (chart, comparison_markdown, evaluate, field_slices, markdown, queries_load,
+                            targets_check, tuning_markdown, weights_label, weights_parse)
 from search.selectors import STRATEGIES
 from search.services import products_index
 
@@ -24,8 +26,14 @@ class Command(BaseCommand):
         parser.add_argument("--queries", help="default: CATALOG/queries.jsonl")
         parser.add_argument("--strategies", default=",".join(STRATEGIES))
         parser.add_argument("--report", help="folder for report.md, report.json, report.png")
+        parser.add_argument("--tune-weights", metavar="SETS",
+                            help="try these SEARCH_FUSION_WEIGHTS for normalized, e.g. "
+                                 "'text=1,image=1;text=1,image=0.5'; the best (overall nDCG@10) is used for "
+                                 "the report and written to REPORT/weights.env")
+        parser.add_argument("--baseline", help="an earlier report.json to compare with (before -> after)")
 
-    def handle(self, *args, catalog: str, queries: str | None, strategies: str, report: str | None, **options):
+    def handle(self, *args, catalog: str, queries: str | None, strategies: str, report: str | None,
+               tune_weights: str | None, baseline: str | None, **options):
         folder = Path(catalog)
         catalog_file = folder / "catalog.jsonl"
         if not catalog_file.is_file():
@@ -36,8 +44,10 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join(STRATEGIES)}.")
         try:
             labelled = queries_load(queries or folder / "queries.jsonl")
+            weight_sets = weights_parse(tune_weights) if tune_weights else []
+            before = json.loads(Path(baseline).read_text(encoding="utf-8"))["strategies"] if baseline else None
             get_encoder()
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             raise CommandError(str(exc)) from exc
         except ModelUnavailableError as exc:
             raise CommandError(str(exc)) from exc
@@ -55,17 +65,42 @@ class Command(BaseCommand):
         for start in tqdm(range(0, len(todo), 64), desc="index", unit="batch", disable=not todo or options["verbosity"] == 0):
             products_index(product_ids=todo[start:start + 64])
 
-        with tqdm(total=len(labelled) * len(wanted), desc="evaluate", unit="query",
-                  disable=options["verbosity"] == 0) as bar:
-            results = evaluate(queries=labelled, slices=field_slices(rows), strategies=wanted, progress=bar.update)
-        table = markdown(results)
-        self.stdout.write(f"\n{len(labelled)} queries, model {embedding_model_id()}\n\n{table}\n")
+        slices = field_slices(rows)
+        quiet = options["verbosity"] == 0
+        weights = None
+        tuning = []
+        if weight_sets:
+            with tqdm(total=len(labelled) * len(weight_sets), desc="tune weights", unit="query", disable=quiet) as bar:
+                for candidate in weight_sets:
+                    tuning.append((candidate, evaluate(queries=labelled, slices=slices, strategies=["normalized"],
+                                                       weights=candidate, progress=bar.update)["normalized"]))
+            weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
+            self.stdout.write(f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
+                              f"Best: SEARCH_FUSION_WEIGHTS={weights_label(weights)}")
+        with tqdm(total=len(labelled) * len(wanted), desc="evaluate", unit="query", disable=quiet) as bar:
+            results = evaluate(queries=labelled, slices=slices, strategies=wanted, weights=weights,
+                               progress=bar.update)
+        weights_used = weights_label(weights or settings.SEARCH_FUSION_WEIGHTS)
+        heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, SEARCH_FUSION_WEIGHTS={weights_used}"
+        sections = [heading, markdown(results)]
+        if before is not None:
+            sections += ["Against the baseline report (before -> after):", comparison_markdown(before, results)]
+        targets = targets_check(results, before)
+        if targets:
+            sections.append("Targets:\n\n" + "\n".join(f"- [{'x' if met else ' '}] {name}: {figures}"
+                                                          for name, met, figures in targets))
+        text = "\n\n".join(sections)
+        self.stdout.write(f"\n{text}\n")
         if report:
             out = Path(report)
             out.mkdir(parents=True, exist_ok=True)
-            meta = {"catalog": str(folder), "queries": len(labelled), "model": embedding_model_id()}
-            (out / "report.json").write_text(json.dumps({**meta, "strategies": results}, indent=2), encoding="utf-8")
-            (out / "report.md").write_text(f"{len(labelled)} queries, model `{embedding_model_id()}`\n\n{table}\n",
-                                           encoding="utf-8")
+            meta = {"catalog": str(folder), "queries": len(labelled), "model": embedding_model_id(),
+                    "weights": weights_used}
+            (out / "report.json").write_text(json.dumps(
+                {**meta, "strategies": results, "tuning": [{"weights": w, **r} for w, r in tuning],
+                 "targets": [{"target": n, "met": m, "figures": f} for n, m, f in targets]}, indent=2), encoding="utf-8")
+            (out / "report.md").write_text(text + "\n", encoding="utf-8")
+            if tuning:
+                (out / "weights.env").write_text(f"SEARCH_FUSION_WEIGHTS={weights_used}\n", encoding="utf-8")
             chart(results, out / "report.png", title=f"nDCG@10 by strategy ({len(labelled)} queries)")
             self.stdout.write(self.style.SUCCESS(f"Report written to {out}/report.md, .json, .png"))
