@@ -19,3 +19,21 @@ def test_bad_fusion_weights_stop_start_up_with_the_fix(value, expected):
     env = {**os.environ, "SEARCH_FUSION_WEIGHTS": value, "DJANGO_SETTINGS_MODULE": "shop_search.settings"}
     done = subprocess.run([sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True)
     assert done.returncode != 0 and expected in done.stdout + done.stderr
+
+
+def test_embedded_default_runs_tasks_in_process_without_any_broker():
+    # given: no broker configured (the embedded default)
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
+    code = ("import django; django.setup()\n"
+            "from django.conf import settings\n"
+            "from shop_search.celery import app\n"
+            "from catalog.tasks import embed_products_task\n"
+            "assert settings.CELERY_TASK_ALWAYS_EAGER and app.conf.broker_url.startswith('memory://')\n"
+            "print(embed_products_task.apply_async(args=[[]]).get())\n")
+    # when: a task is sent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          env={**env, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING"})
+    # then: it ran here, and nothing looked for an AMQP server
+    assert done.returncode == 0, done.stderr
+    assert "'indexed': 0" in done.stdout and "hostname" not in done.stderr
