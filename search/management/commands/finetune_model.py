@@ -20,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--base", default=None, help="model id or dir (default: SEARCH_EMBEDDING_MODEL)")
         parser.add_argument("--out", required=True)
         parser.add_argument("--train", choices=TRAINABLE, default="text",
-                            help="text: text tower + projection; projection: both projections; all: everything")
+                            help="text: text tower + projection; image: image tower + projection; "
+                                 "projection: both projections; all: everything")
         parser.add_argument("--epochs", type=int, default=3)
         parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
