@@ -33,7 +33,7 @@ def main() -> None:
     from tqdm import tqdm
 
     from catalog.models import Product
-    from search.providers import get_encoder, get_product_index
+    from search.retrieval.providers import get_encoder, get_product_index
     from search.services import products_index
     from catalog.images import image_load
     from search.services.indexing import _prepare

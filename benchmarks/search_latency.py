@@ -43,13 +43,12 @@ def main() -> None:
     import_catalog(tmp, products=args.products, seed=21, index=True)
     from django.conf import settings
 
-    from search import selectors
-    from search.providers import embedding_model_id, get_encoder, get_product_index
+    from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
     from search.selectors import SearchFilters, product_search
 
     index = get_product_index()
     queries = [QUERIES[i % len(QUERIES)] for i in range(args.queries)]
-    vectors = {q: selectors.query_vector(embedding_model_id(), q) for q in QUERIES}
+    vectors = {q: query_vector(embedding_model_id(), q) for q in QUERIES}
     cycle = iter(range(10 ** 9))
 
     def next_query() -> str:

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from catalog.images import image_load
 
-from .encoders import ModelUnavailableError
+from .retrieval.encoders import ModelUnavailableError
 from .selectors import product_search
 from .services import (
     ClickError,

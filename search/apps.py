@@ -13,7 +13,7 @@ class SearchConfig(AppConfig):
 @checks.register()
 def search_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Bad ranking settings fail at start-up with the fix, not at the first search."""
-    from .fusion import MODALITIES
+    from .retrieval.fusion import MODALITIES
     from .selectors import STRATEGIES
 
     errors = []

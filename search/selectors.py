@@ -6,7 +6,6 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 
 import numpy as np
 from django.conf import settings
@@ -16,7 +15,7 @@ from qdrant_client import models
 
 from catalog.models import Product
 
-from . import fusion
+from .retrieval import fusion, providers
 
 MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
@@ -32,16 +31,6 @@ FACET_LIMIT = 20
 def query_normalize(query: str) -> str:
     """Collapse whitespace and bound the length; what the encoder and cache see."""
     return " ".join(str(query).split())[:MAX_QUERY_CHARS]
-
-
-@lru_cache(maxsize=1024)
-def query_vector(model_id: str, query: str) -> np.ndarray:
-    """Text-tower embedding of a query; repeated queries skip the model."""
-    from .providers import get_encoder
-
-    vector = get_encoder().encode_texts([query])[0]
-    vector.setflags(write=False)  # shared between callers through the cache
-    return vector
 
 
 def fusion_weights() -> dict[str, float]:
@@ -228,8 +217,6 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
                    weights: Mapping[str, float] | None = None) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `weights` overrides SEARCH_FUSION_WEIGHTS for `normalized` (evaluate_search tunes them)."""
-    from .providers import embedding_model_id, get_encoder, get_product_index
-
     filters = filters or SearchFilters()
     strategy = strategy or settings.SEARCH_STRATEGY
     _validate(strategy, sort, page, page_size)
@@ -250,16 +237,16 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
 
     if image is not None:
         result.mode = "image"
-        vector = get_encoder().encode_images([image])[0]
+        vector = providers.get_encoder().encode_images([image])[0]
     else:
         result.mode = "text"
-        vector = query_vector(embedding_model_id(), query)
+        vector = providers.query_vector(providers.embedding_model_id(), query)
     # The query meets both the text and the image vectors of every product, in one round trip
     # that also brings the candidate pools the facets are counted on.
     facet_dimensions = filters.active()
     qdrant_filters = [filters.qdrant()] + [filters.qdrant(skip=d) for d in facet_dimensions]
     server_ranking = strategy if strategy in ("avg", "rrf", "dbsf") else None
-    retrieval = get_product_index().retrieve_candidates(
+    retrieval = providers.get_product_index().retrieve_candidates(
         {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, filters=qdrant_filters,
         server_ranking=server_ranking, avg_vector=vector)
     pool = retrieval.pools[0]
@@ -278,9 +265,7 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
 def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     """Products near this one, from its own vectors: text to text and image to image, fused
     the same way as a search, so a product without an image still gets neighbours."""
-    from .providers import get_product_index
-
-    index = get_product_index()
+    index = providers.get_product_index()
     record = index.retrieve([product.pk]).get(product.pk)
     if record is None or not isinstance(record.vector, dict):
         return []
@@ -294,4 +279,4 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
 
 
 __all__ = ["SearchFilters", "SearchHit", "SearchResult", "product_search", "product_similar",
-                      "query_vector", "STRATEGIES", "SORTS", "PRICE_BUCKETS"]
+                      "STRATEGIES", "SORTS", "PRICE_BUCKETS"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import fusion
+from .retrieval import fusion
 from .evaluation import mean, reciprocal_rank, recall_at_k
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class ClipTrainer:
     def __init__(self, base: str, *, device: str = "auto"):
         import torch
 
-        from .encoders import load_clip_parts, resolve_device
+        from .retrieval.encoders import load_clip_parts, resolve_device
 
         self.torch = torch
         self.device = resolve_device(device)

@@ -14,7 +14,7 @@ from django_htmx.http import push_url
 from catalog.images import image_load
 from catalog.models import Product
 
-from .encoders import ModelUnavailableError
+from .retrieval.encoders import ModelUnavailableError
 from .selectors import SORTS, product_search, product_similar
 from .serializers import SearchParamsSerializer
 from .services import ClickError, click_log, search_event_log

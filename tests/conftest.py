@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from search import providers
+from search.retrieval import providers
 
 # One INFO line per eager task drowns the output of a failing test.
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from search import providers
+from search.retrieval import providers
 from tests.search.concept_encoder import ConceptEncoder
 
 # sku: (title, description, image concepts or None, category, brand, price)

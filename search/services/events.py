@@ -29,7 +29,7 @@ def session_pseudonym(session_key: str | None) -> str:
 
 def search_event_log(*, result: SearchResult, channel: str, session_key: str | None) -> bool:
     """Record a search with what it showed; returns False (and logs why) if that failed."""
-    from search.providers import embedding_model_id
+    from search.retrieval.providers import embedding_model_id
 
     filters = {"category": list(result.filters.categories), "brand": list(result.filters.brands),
                "price_min": str(result.filters.price_min) if result.filters.price_min is not None else None,

@@ -16,8 +16,8 @@ from django.utils import timezone
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 
-from search.encoders import Encoder, ModelUnavailableError
-from search.vector_store import ProductIndex, ProductPoint
+from search.retrieval.encoders import Encoder, ModelUnavailableError
+from search.retrieval.vector_store import ProductIndex, ProductPoint
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ def _mark(product: Product, **fields) -> bool:
 def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None,
                    index: ProductIndex | None = None, force: bool = False) -> IndexReport:
     """Embed and upsert the given products; unchanged ones are skipped, gone ones removed."""
-    from search.providers import get_encoder, get_product_index
+    from search.retrieval.providers import get_encoder, get_product_index
 
     index = index or get_product_index()
     report = IndexReport()

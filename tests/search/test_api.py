@@ -79,7 +79,7 @@ def test_openapi_schema_is_served(client):
 
 
 def test_an_unavailable_model_is_a_503_with_a_reason(client, settings, tmp_path, make_product):
-    from search import providers
+    from search.retrieval import providers
 
     make_product("Red mug")
     settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "gone")

@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from catalog.models import IndexStatus, Product
-from search import providers
+from search.retrieval import providers
 
 pytestmark = pytest.mark.django_db
 
@@ -55,7 +55,7 @@ def test_check_model_names_the_setting_when_the_model_is_missing(settings, tmp_p
 
 
 def test_build_tiny_model_writes_a_loadable_model(tmp_path, capsys):
-    from search.encoders import load_encoder
+    from search.retrieval.encoders import load_encoder
 
     call_command("build_tiny_model", str(tmp_path / "m"), dim=16)
     assert load_encoder(str(tmp_path / "m"), device="cpu").dim == 16

@@ -12,8 +12,8 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import Product
 from catalog.sample import KIND_BY_NAME
-from search import providers
-from search.encoders import load_encoder
+from search.retrieval import providers
+from search.retrieval.encoders import load_encoder
 from search.selectors import product_search
 from search.two_tower import minilm_path
 

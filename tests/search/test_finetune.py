@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 from PIL import Image
 
 from catalog.models import Product
-from search.encoders import load_encoder
+from search.retrieval.encoders import load_encoder
 from search.selectors import product_search
 from search.services import click_log, search_event_log
 
@@ -68,7 +68,7 @@ def test_finetune_refuses_bad_input(tmp_path, tiny_model_dir):
 
 
 def test_index_products_all_re_embeds_with_the_tuned_model(tmp_path, triplets, tiny_model_dir, settings, capsys):
-    from search import providers
+    from search.retrieval import providers
 
     out = tmp_path / "tuned"
     call_command("finetune_model", "--data", str(triplets), "--base", str(tiny_model_dir), "--out", str(out),

@@ -10,7 +10,7 @@ from django.db import transaction
 from catalog.models import IndexStatus, Product
 from catalog.services import product_delete, product_update, products_reindex
 from search.services import products_index
-from search.vector_store import IndexSchemaError, average_vector
+from search.retrieval.vector_store import IndexSchemaError, average_vector
 from tests.conftest import png_bytes
 
 pytestmark = pytest.mark.django_db
@@ -198,7 +198,7 @@ def test_index_state_writes_do_not_reschedule_indexing(make_product, django_capt
 
 
 def test_unavailable_model_marks_products_failed_with_the_fix(settings, make_product, tmp_path):
-    from search import providers
+    from search.retrieval import providers
 
     settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "missing-model")
     providers.get_encoder.cache_clear()

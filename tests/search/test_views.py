@@ -120,7 +120,7 @@ def test_inactive_products_never_show(client, shop, django_capture_on_commit_cal
 
 
 def test_unavailable_model_shows_a_message_not_a_crash(client, settings, tmp_path, make_product):
-    from search import providers
+    from search.retrieval import providers
 
     make_product("Red mug")
     settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "gone")

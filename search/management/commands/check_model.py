@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search.encoders import ModelUnavailableError
-from search.providers import get_encoder
+from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.providers import get_encoder
 
 
 class Command(BaseCommand):

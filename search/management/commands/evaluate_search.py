@@ -9,8 +9,8 @@ from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
-from search.encoders import ModelUnavailableError
-from search.providers import embedding_model_id, get_encoder
+from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.providers import embedding_model_id, get_encoder
 from search.quality import (chart, comparison_markdown, evaluate, field_slices, markdown, queries_load,
                             targets_check, tuning_markdown, weights_label, weights_parse)
 from search.selectors import STRATEGIES

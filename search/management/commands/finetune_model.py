@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search.encoders import ModelUnavailableError
+from search.retrieval.encoders import ModelUnavailableError
 from search.training import TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, triplets_load
 
 

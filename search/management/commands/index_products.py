@@ -5,10 +5,10 @@ from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from catalog.services import products_enqueue
-from search.encoders import ModelUnavailableError
-from search.providers import get_encoder, get_product_index
+from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.providers import get_encoder, get_product_index
 from search.services import IndexReport, products_index
-from search.vector_store import IndexSchemaError
+from search.retrieval.vector_store import IndexSchemaError
 
 
 class Command(BaseCommand):

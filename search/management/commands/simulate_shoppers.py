@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search.encoders import ModelUnavailableError
+from search.retrieval.encoders import ModelUnavailableError
 from search.quality import queries_load
 from search.simulation import shoppers_simulate
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.fusion import Candidate, fuse_normalized, normalize_per_modality, rank_by_scores, rank_single, zscore
+from search.retrieval.fusion import Candidate, fuse_normalized, normalize_per_modality, rank_by_scores, rank_single, zscore
 
 W = {"text": 1.0, "image": 1.0}
 

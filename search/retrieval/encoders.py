@@ -102,7 +102,7 @@ def load_clip_parts(model_id: str) -> ClipParts:
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
-    from . import two_tower  # noqa: F401  registers the offline demo model with the Auto classes
+    from search import two_tower  # noqa: F401  registers the offline demo model with the Auto classes
 
     try:
         config = AutoConfig.from_pretrained(model_id)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search.encoders import ModelUnavailableError, load_encoder
+from search.retrieval.encoders import ModelUnavailableError, load_encoder
 
 
 def test_tiny_model_loads_through_the_production_loader(tiny_model_dir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 from functools import lru_cache
 
+import numpy as np
 from django.conf import settings
 from qdrant_client import QdrantClient
 
@@ -24,6 +25,15 @@ def get_encoder() -> Encoder:
 def embedding_model_id() -> str:
     """The configured model id, without loading the model."""
     return settings.SEARCH_EMBEDDING_MODEL
+
+
+@lru_cache(maxsize=1024)
+def query_vector(model_id: str, query: str) -> np.ndarray:
+    """Text-tower embedding of a query; repeated queries skip the model. Keyed by model id,
+    so a changed model never answers with another model's vectors."""
+    vector = get_encoder().encode_texts([query])[0]
+    vector.setflags(write=False)  # shared between callers through the cache
+    return vector
 
 
 @lru_cache(maxsize=1)
@@ -55,6 +65,4 @@ def reset(*, encoder: bool = True) -> None:
             pass
     get_qdrant_client.cache_clear()
     get_product_index.cache_clear()
-    from . import selectors
-
-    selectors.query_vector.cache_clear()
+    query_vector.cache_clear()
