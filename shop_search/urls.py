@@ -7,7 +7,7 @@ from django.views.static import serve
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("search.urls")),
+    path("", include("search.web.urls")),
 ]
 if settings.SERVE_MEDIA:
     # Fine for a small shop; behind a CDN or nginx set SERVE_MEDIA=0 and serve MEDIA_ROOT there.

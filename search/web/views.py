@@ -14,10 +14,11 @@ from django_htmx.http import push_url
 from catalog.images import image_load
 from catalog.models import Product
 
-from .retrieval.encoders import ModelUnavailableError
-from .selectors import SORTS, product_search, product_similar
+from search.retrieval.encoders import ModelUnavailableError
+from search.selectors import SORTS, product_search, product_similar
+from search.services import ClickError, click_log, search_event_log
+
 from .serializers import SearchParamsSerializer
-from .services import ClickError, click_log, search_event_log
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."

@@ -16,9 +16,9 @@ from rest_framework.views import APIView
 
 from catalog.images import image_load
 
-from .retrieval.encoders import ModelUnavailableError
-from .selectors import product_search
-from .services import (
+from search.retrieval.encoders import ModelUnavailableError
+from search.selectors import product_search
+from search.services import (
     ClickError,
     click_log,
     clicks_export,
