@@ -11,6 +11,7 @@ COPY pyproject.toml README.md manage.py ./
 COPY shop_search ./shop_search
 COPY catalog ./catalog
 COPY search ./search
+COPY lab ./lab
 COPY templates ./templates
 COPY static ./static
 RUN pip install ".[server]" && python manage.py collectstatic --noinput

@@ -21,7 +21,7 @@ def setup_instance(*, model: str | None, preset: str) -> Path:
     if model:
         os.environ["SEARCH_EMBEDDING_MODEL"] = model
     else:
-        from search.tiny_model import build_tiny_clip
+        from lab.tiny_model import build_tiny_clip
 
         os.environ["SEARCH_EMBEDDING_MODEL"] = str(build_tiny_clip(tmp / f"clip-{preset}", preset=preset))
     import django
@@ -36,7 +36,7 @@ def setup_instance(*, model: str | None, preset: str) -> Path:
 def import_catalog(tmp: Path, *, products: int, seed: int, index: bool) -> list[int]:
     """Generate and import a sample catalog; index it (with a progress bar) if asked."""
     from catalog.models import Product
-    from catalog.sample import generate_catalog
+    from lab.sample import generate_catalog
     from catalog.services import catalog_import
     from catalog.services import products as product_services
 

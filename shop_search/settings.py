@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "template_partials",
     "catalog",
     "search",
+    # offline tooling (evaluation, training, demo models); the serving app never imports it
+    "lab",
 ]
 
 MIDDLEWARE = [

@@ -21,7 +21,7 @@ pytest_plugins = ["tests.shop_fixtures"]
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    from search.tiny_model import build_tiny_clip
+    from lab.tiny_model import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"), seed=0)
 

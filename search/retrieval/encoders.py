@@ -5,6 +5,7 @@ dot product is a cosine everywhere downstream.
 """
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +20,32 @@ logger = logging.getLogger(__name__)
 REMOTE_CODE_MODELS = ("jinaai/jina-clip-v1", "jinaai/jina-clip-v2")
 
 
+# Checkpoint types whose modelling code lives outside transformers, each with the module whose
+# import registers it with the Auto classes (the lab app's demo model registers here).
+MODEL_TYPE_MODULES: dict[str, str] = {}
+
+
 class ModelUnavailableError(RuntimeError):
     """The embedding model cannot be loaded; the message says which setting to change."""
+
+
+def model_type_register(model_type: str, module: str) -> None:
+    """Let checkpoints of `model_type` load: `module` is imported (and registers the type with
+    transformers' Auto classes) only when such a checkpoint is loaded, so a process serving
+    CLIP never imports it."""
+    MODEL_TYPE_MODULES[model_type] = module
+
+
+def _model_code_import(model_id: str) -> None:
+    """Import the registered modelling code for this checkpoint's type, if it has any."""
+    if not MODEL_TYPE_MODULES:
+        return
+    from transformers import PretrainedConfig
+
+    config, _ = PretrainedConfig.get_config_dict(model_id)
+    module = MODEL_TYPE_MODULES.get(str(config.get("model_type", "")))
+    if module:
+        importlib.import_module(module)
 
 
 @runtime_checkable
@@ -74,7 +99,7 @@ def _unavailable(model_id: str, exc: BaseException) -> ModelUnavailableError:
 @dataclass
 class ClipParts:
     """A native transformers dual encoder with its tokenizer and image processor, and the one
-    way to feed it: serving (the encoder) and fine-tuning (search/training.py) both use this,
+    way to feed it: serving (the encoder) and fine-tuning (lab/training.py) both use this,
     so a model is trained on inputs shaped exactly like the ones it will see."""
 
     model: Any
@@ -102,9 +127,8 @@ def load_clip_parts(model_id: str) -> ClipParts:
     """
     from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoTokenizer
 
-    from search import two_tower  # noqa: F401  registers the offline demo model with the Auto classes
-
     try:
+        _model_code_import(model_id)
         config = AutoConfig.from_pretrained(model_id)
         model = AutoModel.from_pretrained(model_id)
         tokenizer = AutoTokenizer.from_pretrained(model_id)

@@ -52,11 +52,3 @@ def test_check_model_names_the_setting_when_the_model_is_missing(settings, tmp_p
             call_command("check_model")
     finally:
         providers.get_encoder.cache_clear()
-
-
-def test_build_tiny_model_writes_a_loadable_model(tmp_path, capsys):
-    from search.retrieval.encoders import load_encoder
-
-    call_command("build_tiny_model", str(tmp_path / "m"), dim=16)
-    assert load_encoder(str(tmp_path / "m"), device="cpu").dim == 16
-    assert "random" in capsys.readouterr().out

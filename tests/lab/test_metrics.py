@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from search.evaluation import mean, ndcg_at_k, recall_at_k, reciprocal_rank
+from lab.metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank
 
 
 def test_recall():
@@ -35,7 +35,7 @@ def test_mean():
 
 
 def test_slice_view_removes_the_other_top_grade_products():
-    from search.evaluation import slice_view
+    from lab.metrics import slice_view
 
     grades = {"a": 3, "b": 3, "c": 1, "d": 0}
     ranked, gains = slice_view(["a", "c", "b", "d"], grades, keep={"b"})
@@ -44,7 +44,7 @@ def test_slice_view_removes_the_other_top_grade_products():
 
 
 def test_reciprocal_ranks_and_relative_loss():
-    from search.evaluation import reciprocal_ranks, relative_loss
+    from lab.metrics import reciprocal_ranks, relative_loss
 
     assert reciprocal_ranks(["x", "y", "z"], ["z", "q", "x"]) == [pytest.approx(1 / 3), 0.0, 1.0]
     assert relative_loss([0.5], [1.0, 1.0]) == pytest.approx(0.5)

@@ -11,7 +11,7 @@ from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import embedding_model_id, get_encoder
-from search.quality import (chart, comparison_markdown, evaluate, field_slices, markdown, queries_load,
+from lab.evaluation import (chart, comparison_markdown, evaluate, field_slices, markdown, queries_load,
                             targets_check, tuning_markdown, weights_label, weights_parse)
 from search.selectors import STRATEGIES
 from search.services import products_index

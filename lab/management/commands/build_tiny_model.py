@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from search.tiny_model import build_tiny_clip
+from lab.tiny_model import build_tiny_clip
 
 
 class Command(BaseCommand):

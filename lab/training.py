@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .retrieval import fusion
-from .evaluation import mean, reciprocal_rank, recall_at_k
+from search.retrieval import fusion
+
+from .metrics import mean, reciprocal_rank, recall_at_k
 
 logger = logging.getLogger(__name__)
 TRAINABLE = ("text", "image", "projection", "all")
@@ -120,7 +121,7 @@ class ClipTrainer:
     def __init__(self, base: str, *, device: str = "auto"):
         import torch
 
-        from .retrieval.encoders import load_clip_parts, resolve_device
+        from search.retrieval.encoders import load_clip_parts, resolve_device
 
         self.torch = torch
         self.device = resolve_device(device)

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search.retrieval.encoders import ModelUnavailableError
-from search.training import TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, triplets_load
+from lab.training import TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, triplets_load
 
 
 class Command(BaseCommand):

@@ -9,8 +9,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search.training import ClipTrainer, Example, Product, TrainConfig
-from search.two_tower import two_tower_create
+from lab.training import ClipTrainer, Example, Product, TrainConfig
+from lab.two_tower import two_tower_create
 
 # Image-only ranking for the report: how well a caption finds its own picture.
 IMAGE_ONLY = {"text": 0.0, "image": 1.0}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from catalog.sample import COLOURS, generate_catalog
+from lab.sample import COLOURS, generate_catalog
 
 
 def digest(folder: Path) -> str:
@@ -49,7 +49,7 @@ def test_fractions_are_checked(tmp_path):
 
 
 def test_labelled_queries_are_deterministic_and_graded_from_hidden_attributes(tmp_path):
-    from catalog.sample import grade
+    from lab.sample import grade
 
     generate_catalog(tmp_path / "a", products=150, seed=9, missing_image=0.2, queries=40)
     generate_catalog(tmp_path / "b", products=150, seed=9, missing_image=0.2, queries=40)
@@ -73,7 +73,7 @@ def test_labelled_queries_are_deterministic_and_graded_from_hidden_attributes(tm
 
 
 def test_grades():
-    from catalog.sample import grade
+    from lab.sample import grade
 
     product = {"category": "mugs", "brand": "Acme", "attributes": {"colour": "red", "pattern": "striped",
                                                                     "material": "ceramic"}}

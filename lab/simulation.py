@@ -11,8 +11,8 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .selectors import product_search
-from .services import click_log, search_event_log
+from search.selectors import product_search
+from search.services import click_log, search_event_log
 
 EXAMINATION_DECAY = 0.8
 CLICK_BY_GRADE = {0: 0.02, 1: 0.08, 2: 0.35, 3: 0.8}

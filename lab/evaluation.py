@@ -13,8 +13,9 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from .evaluation import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
-from .selectors import product_search
+from search.selectors import product_search
+
+from .metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
 
 SLICES = ("complete", "no_image", "no_description")
 DEPTH = 50  # results read per query: Recall@50 and the push-down look this deep

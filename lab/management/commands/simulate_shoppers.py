@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search.retrieval.encoders import ModelUnavailableError
-from search.quality import queries_load
-from search.simulation import shoppers_simulate
+from lab.evaluation import queries_load
+from lab.simulation import shoppers_simulate
 
 
 class Command(BaseCommand):

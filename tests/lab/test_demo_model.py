@@ -3,7 +3,11 @@ loaded through the production loader, serving the real search; and the quality c
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +15,11 @@ import torch
 from django.core.management import CommandError, call_command
 
 from catalog.models import Product
-from catalog.sample import KIND_BY_NAME
+from lab.sample import KIND_BY_NAME
 from search.retrieval import providers
 from search.retrieval.encoders import load_encoder
 from search.selectors import product_search
-from search.two_tower import minilm_path
+from lab.two_tower import minilm_path
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +67,41 @@ def test_text_tower_is_all_minilm_l6_v2(demo_model):
     np.testing.assert_allclose(encoder.encode_texts(texts), reference, atol=1e-5)
     sneakers, running, mug = encoder.encode_texts(["sneakers", "running shoes", "coffee mug"])
     assert sneakers @ running > sneakers @ mug + 0.2
+
+
+SERVE_ONE_SEARCH = """
+import sys
+import django
+django.setup()
+from django.test import Client
+assert Client().get("/", {"q": "red striped mug"}).status_code == 200
+from search.retrieval import providers
+providers.get_encoder()
+print(" ".join(sorted(m for m in sys.modules if m == "lab" or m.startswith("lab."))))
+"""
+
+
+def lab_modules_in_a_serving_process(model: Path, var: Path) -> set[str]:
+    """Migrate a fresh embedded-default instance, then start a process that answers one storefront
+    search with this model, as a web process would, and return the lab modules it imported."""
+    env = {**{k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")},
+           "DJANGO_SETTINGS_MODULE": "shop_search.settings", "SEARCH_EMBEDDING_MODEL": str(model),
+           "SEARCH_DEVICE": "cpu", "SHOP_SEARCH_VAR_DIR": str(var), "QDRANT_PATH": str(var / "qdrant"),
+           "LOG_LEVEL": "WARNING"}
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", SERVE_ONE_SEARCH], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return set(done.stdout.split())
+
+
+def test_serving_imports_the_demo_model_code_only_when_that_model_is_configured(demo_model, tiny_model_dir,
+                                                                                tmp_path):
+    # a CLIP checkpoint: of the lab, only its app config (Django loads every installed app's)
+    assert lab_modules_in_a_serving_process(tiny_model_dir, tmp_path / "clip") == {"lab", "lab.apps"}
+    # the demo model: its modelling code is imported for it, and nothing else of the lab
+    assert lab_modules_in_a_serving_process(demo_model, tmp_path / "demo") == {"lab", "lab.apps", "lab.two_tower"}
 
 
 def test_train_demo_model_puts_images_next_to_their_captions(demo_model):
