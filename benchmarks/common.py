@@ -36,17 +36,19 @@ def setup_instance(*, model: str | None, preset: str) -> Path:
 def import_catalog(tmp: Path, *, products: int, seed: int, index: bool) -> list[int]:
     """Generate and import a sample catalog; index it (with a progress bar) if asked."""
     from catalog.models import Product
-    from lab.sample import generate_catalog
     from catalog.services import catalog_import
-    from catalog.services import products as product_services
+    from catalog.signals import products_changed
+    from lab.sample import generate_catalog
+    from search.receivers import products_changed_enqueue
 
     generate_catalog(tmp / "shop", products=products, seed=seed, missing_image=0.1, missing_description=0.1)
-    original = product_services.products_enqueue
-    product_services.products_enqueue = lambda **kw: 0  # import only; indexing is timed apart
+    # import only: indexing is timed apart, so the serving app does not hear of the import
+    uid = "search.products_changed_enqueue"
+    products_changed.disconnect(dispatch_uid=uid)
     try:
         catalog_import(source=tmp / "shop" / "catalog.jsonl")
     finally:
-        product_services.products_enqueue = original
+        products_changed.connect(products_changed_enqueue, dispatch_uid=uid)
     ids = list(Product.objects.order_by("pk").values_list("pk", flat=True))
     if index:
         from django.core.management import call_command

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -14,7 +16,15 @@ from django.utils.html import format_html
 
 from .forms import CatalogImportForm, ProductAdminForm
 from .models import IndexStatus, Product
-from .services import catalog_import, products_reindex
+from .services import (
+    EDITABLE_FIELDS,
+    catalog_import,
+    product_create,
+    product_delete,
+    product_update,
+    products_delete,
+    products_reindex,
+)
 from .services.importing import ImportFileError
 
 STATUS_COLOURS = {
@@ -49,6 +59,32 @@ class ProductAdmin(admin.ModelAdmin):
         colour = STATUS_COLOURS.get(obj.index_status, "#000")
         return format_html('<strong style="color:{}" title="{}">{}</strong>', colour,
                            obj.index_error[:500], obj.get_index_status_display())
+
+    # Saves and deletes go through the catalog services, like the importer and the API: the
+    # image is checked and stored under its content name, and the dirty flag is set.
+    def save_model(self, request: HttpRequest, obj: Product, form, change: bool) -> None:
+        data = form.cleaned_data
+        fields = {name: data[name] for name in EDITABLE_FIELDS if name in data}
+        upload = data.get("image")
+        image_bytes, image_name = None, None
+        if isinstance(upload, UploadedFile):  # a new upload, not the file already stored
+            upload.seek(0)
+            image_bytes, image_name = upload.read(), upload.name
+        if change:
+            product_update(product=obj, sku=data["sku"], image_bytes=image_bytes, image_name=image_name,
+                           remove_image=upload is False, **fields)
+            return
+        fields.pop("title", None)
+        created = product_create(sku=data["sku"], title=data["title"], image_bytes=image_bytes,
+                                 image_name=image_name, **fields)
+        obj.pk = created.pk  # the admin's redirect and history entry name the saved row
+        obj.refresh_from_db()
+
+    def delete_model(self, request: HttpRequest, obj: Product) -> None:
+        product_delete(product=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        products_delete(product_ids=list(queryset.values_list("pk", flat=True)))
 
     @admin.action(description="Re-embed selected products")
     def reembed_selected(self, request: HttpRequest, queryset) -> None:

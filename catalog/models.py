@@ -11,8 +11,8 @@ from django.core.validators import (
 )
 from django.db import models
 
-# Fields whose change must reach search. Saving only index-state fields must not
-# re-schedule indexing (the indexer itself writes those).
+# What the indexer writes. A save of only these fields is the indexer's own and schedules
+# nothing; any other save is a change that must reach search.
 INDEX_STATE_FIELDS = frozenset(
     {"index_status", "index_error", "indexed_model", "content_hash", "payload_hash", "indexed_at"}
 )
@@ -37,6 +37,10 @@ class ProductQuerySet(models.QuerySet):
     def mark_pending(self) -> int:
         """Flag rows for re-indexing; for bulk `update()` paths, which send no signals."""
         return self.update(index_status=IndexStatus.PENDING)
+
+    def pending(self) -> "ProductQuerySet":
+        """Rows whose last change has not reached search yet: the flag the sweep drains."""
+        return self.filter(index_status=IndexStatus.PENDING)
 
     def searchable(self) -> "ProductQuerySet":
         return self.filter(active=True)
@@ -67,6 +71,8 @@ class Product(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
+    # The dirty flag: the catalog services set `pending` with every change; the indexer sets
+    # the rest. The sweep re-sends rows left pending (catalog.models.ProductQuerySet.pending).
     index_status = models.CharField(max_length=16, choices=IndexStatus.choices,
                                     default=IndexStatus.PENDING, db_index=True)
     index_error = models.TextField(blank=True)
@@ -85,15 +91,6 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku} — {self.title}"
-
-    def save(self, *args, **kwargs) -> None:
-        update_fields = kwargs.get("update_fields")
-        touches_content = update_fields is None or not set(update_fields) <= INDEX_STATE_FIELDS
-        if touches_content:
-            self.index_status = IndexStatus.PENDING
-            if update_fields is not None:
-                kwargs["update_fields"] = set(update_fields) | {"index_status", "updated_at"}
-        super().save(*args, **kwargs)
 
     @property
     def search_text(self) -> str:

@@ -1,24 +1,34 @@
-"""Signals only schedule indexing, after the transaction commits."""
+"""What the catalog tells the rest of the project, after commit. It never imports who listens:
+the serving app subscribes to `products_changed` and schedules the indexing."""
 from __future__ import annotations
 
 from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.dispatch import Signal, receiver
 
 from .models import INDEX_STATE_FIELDS, Product
 
+# Sent once the transaction that created, changed or deleted these products has committed
+# (never for a rollback), with `product_ids`: a list of ints.
+products_changed = Signal()
 
+
+# A single-row save or delete reaches search even when it bypasses the services (a shell, a
+# data fix): the receivers below only announce it. Bulk paths send no such signals; the
+# services announce those themselves, and rows written by a bare `QuerySet.update()` are
+# flagged with `mark_pending()` for the sweep.
 @receiver(post_save, sender=Product, dispatch_uid="catalog.product_saved")
 def product_saved(sender, instance: Product, update_fields=None, raw=False, **kwargs) -> None:
+    # The indexer writes only index-state fields; those saves must not schedule it again.
     if raw or (update_fields is not None and set(update_fields) <= INDEX_STATE_FIELDS):
         return
-    from .services import products_enqueue_on_commit
+    from .services import products_changed_on_commit
 
-    products_enqueue_on_commit(product_ids=[instance.pk])
+    products_changed_on_commit(product_ids=[instance.pk])
 
 
 @receiver(post_delete, sender=Product, dispatch_uid="catalog.product_deleted")
 def product_deleted(sender, instance: Product, **kwargs) -> None:
-    from .services import products_enqueue_on_commit
+    from .services import products_changed_on_commit
 
-    # The task finds no row for this id and removes its point.
-    products_enqueue_on_commit(product_ids=[instance.pk])
+    # The indexer finds no row for this id and removes its point.
+    products_changed_on_commit(product_ids=[instance.pk])

@@ -9,6 +9,10 @@ class SearchConfig(AppConfig):
     name = "search"
     verbose_name = "Search"
 
+    def ready(self) -> None:
+        # Subscribes to catalog changes; importing it loads no model and opens no client.
+        from . import receivers  # noqa: F401
+
 
 @checks.register()
 def search_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:

@@ -138,8 +138,8 @@ if CELERY_TASK_ALWAYS_EAGER:
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ROUTES = {
-    "catalog.tasks.embed_products_task": {"queue": "embeddings"},
-    "catalog.tasks.sweep_pending_products_task": {"queue": "celery"},
+    "search.tasks.embed_products_task": {"queue": "embeddings"},
+    "search.tasks.sweep_pending_products_task": {"queue": "celery"},
 }
 CELERY_TASK_ACKS_LATE = True
 # Embedding batches are long: one prefetched message per worker process keeps the
@@ -147,7 +147,7 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-products": {
-        "task": "catalog.tasks.sweep_pending_products_task",
+        "task": "search.tasks.sweep_pending_products_task",
         "schedule": float(os.environ.get("SEARCH_SWEEP_INTERVAL", "300")),
     },
 }

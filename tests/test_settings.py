@@ -28,7 +28,7 @@ def test_embedded_default_runs_tasks_in_process_without_any_broker():
     code = ("import django; django.setup()\n"
             "from django.conf import settings\n"
             "from shop_search.celery import app\n"
-            "from catalog.tasks import embed_products_task\n"
+            "from search.tasks import embed_products_task\n"
             "assert settings.CELERY_TASK_ALWAYS_EAGER and app.conf.broker_url.startswith('memory://')\n"
             "print(embed_products_task.apply_async(args=[[]]).get())\n")
     # when: a task is sent

@@ -1,22 +1,24 @@
 """Catalog write services: every change to products goes through here."""
 from .importing import ImportReport, RowError, catalog_import
 from .products import (
+    EDITABLE_FIELDS,
     product_create,
     product_delete,
     product_update,
-    products_enqueue,
-    products_enqueue_on_commit,
+    products_changed_on_commit,
+    products_delete,
     products_reindex,
 )
 
 __all__ = [
+    "EDITABLE_FIELDS",
     "ImportReport",
     "RowError",
     "catalog_import",
     "product_create",
     "product_delete",
     "product_update",
-    "products_enqueue",
-    "products_enqueue_on_commit",
+    "products_changed_on_commit",
+    "products_delete",
     "products_reindex",
 ]

@@ -2,7 +2,8 @@
 
 Every bad row is reported with its line number and reason while good rows are kept.
 Rows are written in chunks, each in its own transaction, and each chunk's products are
-queued for indexing in batches after it commits (never one task per row).
+announced together after it commits, so the serving app queues them in batches (never one
+task per row).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from django.utils import timezone
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 
-from .products import products_enqueue_on_commit
+from .products import products_changed_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -339,8 +340,8 @@ def _import_chunk(chunk: list[_Row], images: _ImageResolver, report: ImportRepor
             Product.objects.bulk_update(
                 updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"])
         ids = [p.pk for p in created] + [p.pk for p in updated]
-        # bulk paths send no signals: queue explicitly, in batches, after commit
-        products_enqueue_on_commit(product_ids=ids)
+        # bulk paths send no signals: announce the chunk explicitly, after commit
+        products_changed_on_commit(product_ids=ids)
     report.created += len(created)
     report.updated += len(updated)
     report.product_ids.extend(ids)

@@ -1,53 +1,30 @@
-"""Single-product writes and the scheduling of indexing work."""
+"""Single-product writes, and the announcement that products changed.
+
+Every write sets the product's dirty flag (`index_status = pending`) in the same transaction,
+and once that commits the catalog announces the ids (`catalog.signals.products_changed`);
+the serving app listens and indexes them. The catalog does not know who listens.
+"""
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
-
-logger = logging.getLogger(__name__)
+from catalog.signals import products_changed
 
 EDITABLE_FIELDS = ("title", "description", "brand", "category", "price", "currency",
                    "attributes", "active")
 
 
-def _batches(ids: Sequence[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
-
-
-def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = None) -> int:
-    """Send embedding tasks for these ids in batches; returns how many tasks were sent.
-
-    A broker outage is logged, not raised: the rows stay pending and the periodic sweep
-    sends them again, so a save never fails because the queue is down.
-    """
-    from catalog.tasks import embed_products_task
-
+def products_changed_on_commit(*, product_ids: Sequence[int]) -> None:
+    """Announce these products once the current transaction commits (never for a rollback)."""
     ids = sorted({int(pk) for pk in product_ids if pk is not None})
-    size = batch_size or settings.SEARCH_INDEX_BATCH_SIZE
-    sent = 0
-    for batch in _batches(ids, size):
-        try:
-            embed_products_task.apply_async(args=[batch])
-            sent += 1
-        except Exception:  # kombu raises many types; all mean "not queued now"
-            logger.exception("Could not queue indexing of %d products; the sweep will retry",
-                             len(batch))
-    return sent
-
-
-def products_enqueue_on_commit(*, product_ids: Sequence[int]) -> None:
-    """Schedule indexing once the current transaction commits (never for a rollback)."""
-    ids = list(product_ids)
-    transaction.on_commit(lambda: products_enqueue(product_ids=ids))
+    if ids:
+        transaction.on_commit(lambda: products_changed.send(sender=Product, product_ids=ids))
 
 
 def products_reindex(*, product_ids: Sequence[int]) -> int:
@@ -56,24 +33,29 @@ def products_reindex(*, product_ids: Sequence[int]) -> int:
     with transaction.atomic():
         count = Product.objects.filter(pk__in=ids).update(
             index_status=IndexStatus.PENDING, content_hash="", payload_hash="")
-        products_enqueue_on_commit(product_ids=ids)
+        products_changed_on_commit(product_ids=ids)
     return count
 
 
 def _attach_image(product: Product, image_bytes: bytes | None, image_name: str | None) -> None:
+    """Store an uploaded image under its content-hash name (CheckedImage.stored_name)."""
     if image_bytes is None:
         return
     checked = image_load(image_bytes, name=image_name or "image")
     product.image.save(checked.stored_name, ContentFile(image_bytes), save=False)
 
 
+def _check_fields(fields: dict[str, Any], allowed: Sequence[str]) -> None:
+    unknown = set(fields) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown product fields: {', '.join(sorted(unknown))}")
+
+
 def product_create(*, sku: str, title: str, image_bytes: bytes | None = None,
                    image_name: str | None = None, **fields: Any) -> Product:
     """Create a product (validated like the admin form); indexing is scheduled on commit."""
-    unknown = set(fields) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown product fields: {', '.join(sorted(unknown))}")
-    product = Product(sku=sku, title=title, **fields)
+    _check_fields(fields, EDITABLE_FIELDS)
+    product = Product(sku=sku, title=title, index_status=IndexStatus.PENDING, **fields)
     with transaction.atomic():
         _attach_image(product, image_bytes, image_name)
         product.full_clean()
@@ -81,14 +63,16 @@ def product_create(*, sku: str, title: str, image_bytes: bytes | None = None,
     return product
 
 
-def product_update(*, product: Product, image_bytes: bytes | None = None,
-                   image_name: str | None = None, **fields: Any) -> Product:
-    """Update the given fields; indexing is scheduled on commit."""
-    unknown = set(fields) - set(EDITABLE_FIELDS)
-    if unknown:
-        raise TypeError(f"unknown product fields: {', '.join(sorted(unknown))}")
+def product_update(*, product: Product, image_bytes: bytes | None = None, image_name: str | None = None,
+                   remove_image: bool = False, **fields: Any) -> Product:
+    """Update the given fields (`sku` included), replace or remove the image; indexing is
+    scheduled on commit."""
+    _check_fields(fields, ("sku", *EDITABLE_FIELDS))
     for name, value in fields.items():
         setattr(product, name, value)
+    if remove_image:
+        product.image = ""  # the file stays: an earlier search log or export may point at it
+    product.index_status = IndexStatus.PENDING
     with transaction.atomic():
         _attach_image(product, image_bytes, image_name)
         product.full_clean()
@@ -97,6 +81,13 @@ def product_update(*, product: Product, image_bytes: bytes | None = None,
 
 
 def product_delete(*, product: Product) -> None:
-    """Delete a product; the post_delete signal removes its point after commit."""
+    """Delete a product; its point leaves search after commit."""
     with transaction.atomic():
         product.delete()
+
+
+def products_delete(*, product_ids: Sequence[int]) -> int:
+    """Delete these products in one transaction; returns how many were deleted."""
+    with transaction.atomic():
+        deleted, _ = Product.objects.filter(pk__in=list(product_ids)).delete()
+    return deleted

@@ -6,7 +6,6 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -204,17 +203,4 @@ def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None
     return report
 
 
-def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
-    """Queue products left pending longer than the grace period; returns how many."""
-    from catalog.services import products_enqueue
-
-    grace = settings.SEARCH_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
-    cutoff = timezone.now() - timedelta(seconds=grace)
-    ids = list(Product.objects.filter(index_status=IndexStatus.PENDING, updated_at__lte=cutoff)
-               .values_list("pk", flat=True))
-    if ids:
-        products_enqueue(product_ids=ids)
-    return len(ids)
-
-
-__all__ = ["IndexReport", "product_payload", "products_index", "products_sweep_pending"]
+__all__ = ["IndexReport", "product_payload", "products_index"]

@@ -1,6 +1,7 @@
 """Merchandiser screens: status visible and filterable, re-embed, upload and import."""
 from __future__ import annotations
 
+import hashlib
 import io
 import zipfile
 
@@ -44,6 +45,58 @@ def test_adding_a_product_with_an_image_indexes_it(staff, index, django_capture_
     product = Product.objects.get(sku="ADM-1")
     assert product.index_status == IndexStatus.INDEXED
     assert index.existing_ids([product.pk]) == {product.pk}
+    # stored like every other way in: named by its content, not by the uploader's file name
+    assert product.image.name == f"products/ADM-1/{hashlib.sha256(png_bytes('red')).hexdigest()[:16]}.png"
+
+
+def form_data(product: Product, **changes) -> dict:
+    data = {"sku": product.sku, "title": product.title, "description": product.description,
+            "brand": product.brand, "category": product.category, "price": str(product.price),
+            "currency": product.currency, "attributes": "{}", "active": "on"}
+    return {**data, **changes}
+
+
+def test_editing_in_the_admin_replaces_and_removes_the_image_in_search(staff, make_product, index,
+                                                                      django_capture_on_commit_callbacks):
+    # given: a product with a red picture, indexed with an image vector
+    product = make_product("Red ceramic mug")
+    url = reverse("admin:catalog_product_change", args=[product.pk])
+    first = index.retrieve([product.pk])[product.pk].vector["image"]
+
+    # when: the merchandiser uploads a blue picture
+    upload = SimpleUploadedFile("new.png", png_bytes("blue"), content_type="image/png")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(url, form_data(product, image=upload))
+
+    # then: it is stored under its content name and search sees the new picture
+    assert response.status_code == 302, response.content.decode()[:2000]
+    product.refresh_from_db()
+    assert product.image.name.endswith(f"{hashlib.sha256(png_bytes('blue')).hexdigest()[:16]}.png")
+    assert product.index_status == IndexStatus.INDEXED
+    assert index.retrieve([product.pk])[product.pk].vector["image"] != first
+
+    # when: the merchandiser clears the picture
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff.post(url, form_data(product, **{"image-clear": "on"}))
+
+    # then: the product is text-only in search
+    assert response.status_code == 302, response.content.decode()[:2000]
+    product.refresh_from_db()
+    assert not product.image and product.index_status == IndexStatus.INDEXED
+    assert set(index.retrieve([product.pk])[product.pk].vector) == {"text", "avg"}
+
+
+def test_deleting_in_the_admin_removes_the_products_from_search(staff, make_product, index,
+                                                               django_capture_on_commit_callbacks):
+    one, two, kept = make_product("Red mug"), make_product("Blue mug"), make_product("Green mug")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        staff.post(reverse("admin:catalog_product_delete", args=[one.pk]), {"post": "yes"})
+        staff.post(reverse("admin:catalog_product_changelist"),
+                   {"action": "delete_selected", "_selected_action": [two.pk], "post": "yes"})
+
+    assert list(Product.objects.values_list("sku", flat=True)) == [kept.sku]
+    assert index.existing_ids([one.pk, two.pk, kept.pk]) == {kept.pk}
 
 
 def test_a_corrupt_upload_is_refused_with_a_message(staff):

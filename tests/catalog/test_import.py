@@ -193,7 +193,7 @@ def test_large_imports_send_batches_not_one_task_per_row(settings, tmp_path, dja
     started: list[list[int]] = []
 
     def count(sender=None, args=None, **kwargs):
-        if sender.name == "catalog.tasks.embed_products_task":
+        if sender.name == "search.tasks.embed_products_task":
             started.append(args[0])
 
     task_prerun.connect(count)

@@ -100,7 +100,7 @@ def test_unchanged_content_is_skipped_and_price_only_updates_the_payload(make_pr
 
 
 def test_running_the_task_twice_changes_nothing(make_product, index):
-    from catalog.tasks import embed_products_task
+    from search.tasks import embed_products_task
 
     product = make_product("Red ceramic mug")
     state = vectors_of(index, product.pk)
@@ -227,7 +227,7 @@ def test_a_point_lost_from_the_index_is_embedded_again(make_product, index):
 
 
 def test_sweep_resends_products_left_pending(make_product, index):
-    from search.services import products_sweep_pending
+    from search.tasks import products_sweep_pending
 
     product = make_product("Red ceramic mug")
     index.delete([product.pk])

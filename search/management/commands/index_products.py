@@ -4,11 +4,11 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
-from catalog.services import products_enqueue
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import get_encoder, get_product_index
-from search.services import IndexReport, products_index
 from search.retrieval.vector_store import IndexSchemaError
+from search.services import IndexReport, products_index
+from search.tasks import products_enqueue
 
 
 class Command(BaseCommand):

@@ -1,0 +1,91 @@
+"""The queue: the tasks the workers run, and the functions that send them.
+
+Tasks take ids, never model instances, and are safe to run twice (the Qdrant point id is the
+product id, so a retry overwrites the same point). Indexing is announced by the catalog
+(`catalog.signals.products_changed`, see search.receivers) and drained from the catalog's dirty
+flag by the periodic sweep, so a broker outage at commit time loses nothing.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+from qdrant_client.http.exceptions import ResponseHandlingException
+
+from catalog.models import Product
+from search.services import products_index
+
+logger = logging.getLogger(__name__)
+
+EMBED_OPTIONS = {
+    "autoretry_for": (ConnectionError, TimeoutError, ResponseHandlingException),
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "retry_kwargs": {"max_retries": 5},
+    "acks_late": True,
+}
+
+
+@shared_task(**EMBED_OPTIONS)
+def embed_products_task(product_ids: list[int]) -> dict:
+    """Embed and upsert these products (or remove their points); safe to run twice."""
+    return products_index(product_ids=product_ids).as_dict()
+
+
+@shared_task(acks_late=True)
+def sweep_pending_products_task() -> int:
+    """Re-send products still pending (bulk paths, broker outages); returns how many."""
+    return products_sweep_pending()
+
+
+# Until 0.1.0 these tasks lived in catalog.tasks, and a message names its task. The old names
+# keep working for one release so that messages already in a broker are not lost; remove
+# them in the release after 0.2.
+@shared_task(name="catalog.tasks.embed_products_task", **EMBED_OPTIONS)
+def embed_products_task_v01(product_ids: list[int]) -> dict:
+    """Alias of embed_products_task for messages queued under its 0.1.0 name."""
+    return products_index(product_ids=product_ids).as_dict()
+
+
+@shared_task(name="catalog.tasks.sweep_pending_products_task", acks_late=True)
+def sweep_pending_products_task_v01() -> int:
+    """Alias of sweep_pending_products_task for messages queued under its 0.1.0 name."""
+    return products_sweep_pending()
+
+
+def _batches(ids: Sequence[int], size: int) -> Iterable[list[int]]:
+    for start in range(0, len(ids), size):
+        yield list(ids[start:start + size])
+
+
+def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = None) -> int:
+    """Send embedding tasks for these ids in batches; returns how many tasks were sent.
+
+    A broker outage is logged, not raised: the rows stay pending and the periodic sweep
+    sends them again, so a save never fails because the queue is down.
+    """
+    ids = sorted({int(pk) for pk in product_ids if pk is not None})
+    size = batch_size or settings.SEARCH_INDEX_BATCH_SIZE
+    sent = 0
+    for batch in _batches(ids, size):
+        try:
+            embed_products_task.apply_async(args=[batch])
+            sent += 1
+        except Exception:  # kombu raises many types; all mean "not queued now"
+            logger.exception("Could not queue indexing of %d products; the sweep will retry",
+                             len(batch))
+    return sent
+
+
+def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
+    """Queue products left pending longer than the grace period; returns how many."""
+    grace = settings.SEARCH_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    cutoff = timezone.now() - timedelta(seconds=grace)
+    ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).values_list("pk", flat=True))
+    if ids:
+        products_enqueue(product_ids=ids)
+    return len(ids)
