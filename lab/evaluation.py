@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from search.retrieval import fusion
 from search.selectors import product_search
 
 from .metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
@@ -110,22 +111,16 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def weights_parse(raw: str) -> list[dict[str, float]]:
-    """"text=1,image=1;text=1,image=0.5" -> one weights mapping per `;`-separated set."""
+def weight_sets_parse(raw: str) -> list[dict[str, float]]:
+    """"text=1,image=1;text=1,image=0.5" -> one weights mapping per `;`-separated set, each read
+    by the search's own parser (fusion.weights_parse)."""
     sets = []
     for chunk in filter(None, (c.strip() for c in raw.split(";"))):
         try:
-            weights = {k.strip(): float(v) for k, v in (pair.split("=") for pair in chunk.split(",") if pair.strip())}
-        except ValueError:
-            raise ValueError(f"{chunk!r}: write weight sets such as text=1,image=1;text=1,image=0.5") from None
-        if set(weights) - {"text", "image"} or not any(w > 0 for w in weights.values()) or min(weights.values()) < 0:
-            raise ValueError(f"{chunk!r}: weights are for text and image, >= 0, at least one above 0")
-        sets.append(weights)
+            sets.append(fusion.weights_parse(chunk))
+        except ValueError as exc:
+            raise ValueError(f"{exc}; write weight sets such as text=1,image=1;text=1,image=0.5") from None
     return sets
-
-
-def weights_label(weights: Mapping[str, float]) -> str:
-    return ",".join(f"{k}={v:g}" for k, v in weights.items())
 
 
 def tuning_markdown(rows: Sequence[tuple[Mapping[str, float], dict]]) -> str:
@@ -134,7 +129,7 @@ def tuning_markdown(rows: Sequence[tuple[Mapping[str, float], dict]]) -> str:
              "|---|---|---|---|---|---|"]
     for weights, r in rows:
         o, s = r["overall"], r["slices"]
-        lines.append(f"| {weights_label(weights)} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
+        lines.append(f"| {fusion.weights_format(weights)} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
                      f"{s['no_image']['ndcg@10']:.3f} | {s['no_description']['ndcg@10']:.3f} |")
     return "\n".join(lines)
 

@@ -17,17 +17,17 @@ class SearchConfig(AppConfig):
 @checks.register()
 def search_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Bad ranking settings fail at start-up with the fix, not at the first search."""
-    from .retrieval.fusion import MODALITIES
+    from .retrieval.fusion import weights_parse
     from .selectors import STRATEGIES
 
     errors = []
     if settings.SEARCH_STRATEGY not in STRATEGIES:
         errors.append(checks.Error(f"SEARCH_STRATEGY={settings.SEARCH_STRATEGY!r} is not a strategy",
                                    hint=f"Use one of {', '.join(STRATEGIES)}.", id="search.E001"))
-    weights = settings.SEARCH_FUSION_WEIGHTS
-    unknown = [name for name in weights if name not in MODALITIES]
-    if unknown or not any(w > 0 for w in weights.values()) or any(w < 0 for w in weights.values()):
-        errors.append(checks.Error(f"SEARCH_FUSION_WEIGHTS={weights!r} is not usable",
+    try:
+        weights_parse(settings.SEARCH_FUSION_WEIGHTS)
+    except ValueError as exc:
+        errors.append(checks.Error(f"SEARCH_FUSION_WEIGHTS is not usable: {exc}",
                                    hint="Write e.g. text=1,image=0.8: modalities text and image, "
                                         "weights >= 0, at least one positive.", id="search.E002"))
     if settings.SEARCH_CANDIDATES < 1:

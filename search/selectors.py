@@ -33,10 +33,6 @@ def query_normalize(query: str) -> str:
     return " ".join(str(query).split())[:MAX_QUERY_CHARS]
 
 
-def fusion_weights() -> dict[str, float]:
-    return dict(settings.SEARCH_FUSION_WEIGHTS)
-
-
 @dataclass(frozen=True)
 class SearchFilters:
     categories: tuple[str, ...] = ()
@@ -186,7 +182,7 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
 def _rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, float] | None,
           weights: Mapping[str, float] | None = None) -> list[fusion.Ranked]:
     if strategy == "normalized":
-        return fusion.fuse_normalized(pool, fusion_weights() if weights is None else weights)
+        return fusion.fuse_normalized(pool, providers.fusion_weights() if weights is None else weights)
     if strategy in ("text", "image"):
         return fusion.rank_single(pool, strategy)
     return fusion.rank_by_scores(pool, server_scores or {})
@@ -272,7 +268,7 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
     not_self = models.Filter(must_not=[models.HasIdCondition(has_id=[product.pk])])
     retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), filters=[not_self])
-    ranked = fusion.fuse_normalized(retrieval.pools[0], fusion_weights())[:limit]
+    ranked = fusion.fuse_normalized(retrieval.pools[0], providers.fusion_weights())[:limit]
     products = Product.objects.searchable().in_bulk([r.id for r in ranked])
     return [SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)
             for i, r in enumerate(ranked) if r.id in products]

@@ -164,26 +164,9 @@ SEARCH_SWEEP_GRACE_SECONDS = int(os.environ.get("SEARCH_SWEEP_GRACE_SECONDS", "1
 # Ranking: normalized (per-modality z-scores fused over the fields a product has), or the
 # baselines avg | rrf | dbsf | text | image. Weights per modality for `normalized`.
 SEARCH_STRATEGY = os.environ.get("SEARCH_STRATEGY", "normalized")
-def env_weights(name: str, default: str) -> dict[str, float]:
-    """"text=1,image=0.8" -> {"text": 1.0, "image": 0.8}; which names and values make sense
-    is the search app's system check (search.E002), the syntax is checked here."""
-    raw = os.environ.get(name, default)
-    weights = {}
-    for part in filter(None, (p.strip() for p in raw.split(","))):
-        key, sep, value = part.partition("=")
-        try:
-            if not sep:
-                raise ValueError(part)
-            weights[key.strip()] = float(value)
-        except ValueError:
-            from django.core.exceptions import ImproperlyConfigured
-
-            raise ImproperlyConfigured(f"{name}={raw!r}: write modality=weight pairs such as "
-                                       "text=1,image=0.8") from None
-    return weights
-
-
-SEARCH_FUSION_WEIGHTS = env_weights("SEARCH_FUSION_WEIGHTS", "text=1,image=1")
+# "text=1,image=0.8"; read by search.retrieval.fusion.weights_parse, checked at start-up
+# (search.E002: manage.py check, migrate, runserver).
+SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1")
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
 SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 MODALITIES = ("text", "image")
+WEIGHTS_EXAMPLE = "text=1,image=0.8"
 # Below this spread a modality carries no ranking information for this query (all scores
 # equal up to float noise), so every candidate gets 0 there instead of amplified noise.
 MIN_STD = 1e-6
@@ -120,3 +121,39 @@ def rank_by_scores(candidates: Sequence[Candidate], scores: Mapping[int, float])
 
 def sort_ranked(ranked: Iterable[Ranked]) -> list[Ranked]:
     return sorted(ranked, key=lambda r: (-r.score, r.id))
+
+
+def weights_parse(raw: str | Mapping[str, float]) -> dict[str, float]:
+    """The one reader of the fusion-weights format (SEARCH_FUSION_WEIGHTS, evaluate_search).
+
+    Args:
+        raw: "text=1,image=0.8", or a mapping such as {"text": 1, "image": 0.8}.
+    Returns:
+        {"text": 1.0, "image": 0.8}: known modalities, weights >= 0, at least one above 0.
+    Raises:
+        ValueError: the text is not modality=weight pairs, or the weights are not usable;
+            the message says what to write.
+    """
+    if isinstance(raw, Mapping):
+        pairs = [(str(k), v) for k, v in raw.items()]
+    else:
+        pairs = []
+        for part in filter(None, (p.strip() for p in str(raw).split(","))):
+            key, sep, value = part.partition("=")
+            if not sep:
+                raise ValueError(f"{raw!r}: write modality=weight pairs such as {WEIGHTS_EXAMPLE}")
+            pairs.append((key.strip(), value.strip()))
+    try:
+        weights = {key: float(value) for key, value in pairs}
+    except (TypeError, ValueError):
+        raise ValueError(f"{raw!r}: write modality=weight pairs such as {WEIGHTS_EXAMPLE}") from None
+    unknown = [key for key in weights if key not in MODALITIES]
+    if unknown or not any(w > 0 for w in weights.values()) or any(w < 0 for w in weights.values()):
+        raise ValueError(f"{raw!r}: weights are for {' and '.join(MODALITIES)}, >= 0, at least one above 0"
+                         + (f" ({', '.join(unknown)} is not a modality)" if unknown else ""))
+    return weights
+
+
+def weights_format(weights: Mapping[str, float]) -> str:
+    """{"text": 1.0, "image": 0.8} -> "text=1,image=0.8", the form weights_parse reads."""
+    return ",".join(f"{k}={v:g}" for k, v in weights.items())

@@ -13,6 +13,7 @@ from django.conf import settings
 from qdrant_client import QdrantClient
 
 from .encoders import Encoder, load_encoder
+from .fusion import weights_parse
 from .vector_store import ProductIndex
 
 
@@ -20,6 +21,11 @@ from .vector_store import ProductIndex
 def get_encoder() -> Encoder:
     return load_encoder(settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE,
                         batch_size=settings.SEARCH_ENCODE_BATCH_SIZE)
+
+
+def fusion_weights() -> dict[str, float]:
+    """SEARCH_FUSION_WEIGHTS as a mapping (validated at start-up by the search.E002 check)."""
+    return weights_parse(settings.SEARCH_FUSION_WEIGHTS)
 
 
 def embedding_model_id() -> str:

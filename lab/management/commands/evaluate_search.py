@@ -3,16 +3,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
-from search.retrieval.encoders import ModelUnavailableError
-from search.retrieval.providers import embedding_model_id, get_encoder
 from lab.evaluation import (chart, comparison_markdown, evaluate, field_slices, markdown, queries_load,
-                            targets_check, tuning_markdown, weights_label, weights_parse)
+                            targets_check, tuning_markdown, weight_sets_parse)
+from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.fusion import weights_format
+from search.retrieval.providers import embedding_model_id, fusion_weights, get_encoder
 from search.selectors import STRATEGIES
 from search.services import products_index
 
@@ -44,7 +44,7 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join(STRATEGIES)}.")
         try:
             labelled = queries_load(queries or folder / "queries.jsonl")
-            weight_sets = weights_parse(tune_weights) if tune_weights else []
+            weight_sets = weight_sets_parse(tune_weights) if tune_weights else []
             before = json.loads(Path(baseline).read_text(encoding="utf-8"))["strategies"] if baseline else None
             get_encoder()
         except (OSError, ValueError, KeyError) as exc:
@@ -76,11 +76,11 @@ class Command(BaseCommand):
                                                        weights=candidate, progress=bar.update)["normalized"]))
             weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
             self.stdout.write(f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
-                              f"Best: SEARCH_FUSION_WEIGHTS={weights_label(weights)}")
+                              f"Best: SEARCH_FUSION_WEIGHTS={weights_format(weights)}")
         with tqdm(total=len(labelled) * len(wanted), desc="evaluate", unit="query", disable=quiet) as bar:
             results = evaluate(queries=labelled, slices=slices, strategies=wanted, weights=weights,
                                progress=bar.update)
-        weights_used = weights_label(weights or settings.SEARCH_FUSION_WEIGHTS)
+        weights_used = weights_format(weights or fusion_weights())
         heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, SEARCH_FUSION_WEIGHTS={weights_used}"
         sections = [heading, markdown(results)]
         if before is not None:

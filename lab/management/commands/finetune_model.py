@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.providers import fusion_weights
 from lab.training import TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, triplets_load
 
 
@@ -52,7 +53,7 @@ class Command(BaseCommand):
                              grad_accum=opts["grad_accum"], lr=opts["lr"], precision=opts["precision"],
                              gradient_checkpointing=opts["gradient_checkpointing"], seed=opts["seed"])
         pool = product_pool(examples)
-        weights = dict(settings.SEARCH_FUSION_WEIGHTS)
+        weights = fusion_weights()
         self.stdout.write(f"{len(train)} training examples, {len(held)} held out "
                           f"({len({e.query for e in held})} queries), {len(pool)} products, device {trainer.device}")
         before = trainer.evaluate(held, pool, weights=weights)

@@ -97,3 +97,16 @@ def test_normalize_per_modality_reports_only_present_fields():
     normalized = normalize_per_modality([Candidate(1, {"text": 0.1}), Candidate(2, {"text": 0.3, "image": 0.2})])
     assert set(normalized[1]) == {"text"} and set(normalized[2]) == {"text", "image"}
     assert normalized[2]["image"] == 0.0  # a single image score carries no information
+
+
+def test_weights_format_round_trips_and_bad_weights_say_what_to_write():
+    from search.retrieval.fusion import weights_format, weights_parse
+
+    assert weights_parse(" text=1, image=0.5 ") == {"text": 1.0, "image": 0.5}
+    assert weights_parse({"text": 1, "image": 0}) == {"text": 1.0, "image": 0.0}
+    assert weights_parse(weights_format({"text": 0.7, "image": 1.0})) == {"text": 0.7, "image": 1.0}
+    for raw, message in (("text:1", "write modality=weight pairs"), ("text=abc", "write modality=weight pairs"),
+                         ("text=0,image=0", "at least one above 0"), ("text=1,image=-1", ">= 0"),
+                         ("colour=1", "colour is not a modality")):
+        with pytest.raises(ValueError, match=message):
+            weights_parse(raw)
