@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from search.retrieval import fusion
+from search.services.exports import export_columns
 
 from .metrics import mean, reciprocal_rank, recall_at_k
 
@@ -61,7 +62,7 @@ def triplets_load(path: str | Path) -> list[Example]:
         rows = pq.read_table(path).to_pylist()
     else:
         raise ValueError(f"{path.name}: use a .jsonl, .csv or .parquet triplets export")
-    missing = {"query", "positive", "negative"} - set(rows[0] if rows else {})
+    missing = set(export_columns("triplets", text_only=True)) - set(rows[0] if rows else {})
     if not rows or missing:
         raise ValueError(f"{path.name}: no triplets" if not rows else
                          f"{path.name}: missing column(s) {', '.join(sorted(missing))}")

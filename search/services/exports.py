@@ -23,12 +23,42 @@ from search.models import Click, SearchEvent, SearchImpression
 KINDS = ("events", "triplets")
 FORMATS = ("jsonl", "csv", "parquet")
 CHUNK = 500  # searches read per query: memory stays flat whatever the log's size
-TRIPLET_TEXT_COLUMNS = ["query", "positive", "negative"]
-TRIPLET_COLUMNS = TRIPLET_TEXT_COLUMNS + ["positive_image", "negative_image", "positive_id", "negative_id",
-                                          "positive_position", "negative_position", "search_id"]
-EVENT_COLUMNS = ["search_id", "created_at", "channel", "mode", "query", "query_normalized", "filters", "sort",
-                 "strategy", "model_id", "page", "page_size", "result_count", "session_hash", "impressions",
-                 "clicks"]
+
+# The one definition of each export's columns, in order, with their types: the CSV header, the
+# JSONL keys and their order, the Parquet schema and the trainer's reader all come from here.
+# "json" is a nested value in JSONL and JSON text in CSV and Parquet; "impressions" and
+# "clicks" are lists of the records defined below them.
+Columns = tuple[tuple[str, str], ...]
+TRIPLET_TEXT_COLUMNS: Columns = (("query", "string"), ("positive", "string"), ("negative", "string"))
+TRIPLET_COLUMNS: Columns = TRIPLET_TEXT_COLUMNS + (
+    ("positive_image", "string"), ("negative_image", "string"), ("positive_id", "int64"), ("negative_id", "int64"),
+    ("positive_position", "int32"), ("negative_position", "int32"), ("search_id", "string"))
+EVENT_COLUMNS: Columns = (
+    ("search_id", "string"), ("created_at", "string"), ("channel", "string"), ("mode", "string"),
+    ("query", "string"), ("query_normalized", "string"), ("filters", "json"), ("sort", "string"),
+    ("strategy", "string"), ("model_id", "string"), ("page", "int32"), ("page_size", "int32"),
+    ("result_count", "int32"), ("session_hash", "string"), ("impressions", "impressions"), ("clicks", "clicks"))
+RECORDS: dict[str, Columns] = {
+    "impressions": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("score", "float64")),
+    "clicks": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("created_at", "string")),
+}
+
+
+def export_schema(kind: str, text_only: bool = False) -> Columns:
+    """The columns of an export, with their types."""
+    if kind == "events":
+        return EVENT_COLUMNS
+    return TRIPLET_TEXT_COLUMNS if text_only else TRIPLET_COLUMNS
+
+
+def export_columns(kind: str, text_only: bool = False) -> list[str]:
+    return [name for name, _ in export_schema(kind, text_only)]
+
+
+def _project(columns: Columns, values: dict) -> dict:
+    """A row with exactly these columns, in their order (a missing value is a KeyError here,
+    not a silently short file)."""
+    return {name: values[name] for name, _ in columns}
 
 
 def _bounds(since: date | None, until: date | None) -> dict:
@@ -55,17 +85,19 @@ def export_size(*, kind: str, since: date | None = None, until: date | None = No
 
 
 def _event_row(event: SearchEvent) -> dict:
-    return {
+    return _project(EVENT_COLUMNS, {
         "search_id": event.pk.hex, "created_at": event.created_at.isoformat(), "channel": event.channel,
         "mode": event.mode, "query": event.query, "query_normalized": event.query_normalized,
         "filters": event.filters, "sort": event.sort, "strategy": event.strategy, "model_id": event.model_id,
         "page": event.page, "page_size": event.page_size, "result_count": event.result_count,
         "session_hash": event.session_hash,
-        "impressions": [{"position": i.position, "product_id": i.product_id, "sku": i.product_sku,
-                         "score": i.score} for i in event.impressions.all()],
-        "clicks": [{"position": c.position, "product_id": c.product_id, "sku": c.product_sku,
-                    "created_at": c.created_at.isoformat()} for c in event.clicks.all()],
-    }
+        "impressions": [_project(RECORDS["impressions"], {"position": i.position, "product_id": i.product_id,
+                                                         "sku": i.product_sku, "score": i.score})
+                        for i in event.impressions.all()],
+        "clicks": [_project(RECORDS["clicks"], {"position": c.position, "product_id": c.product_id,
+                                                "sku": c.product_sku, "created_at": c.created_at.isoformat()})
+                   for c in event.clicks.all()],
+    })
 
 
 def _image_path(product: Product) -> str | None:
@@ -78,6 +110,7 @@ def _image_path(product: Product) -> str | None:
 
 
 def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
+    columns = export_schema("triplets", text_only)
     ids = {i.product_id for e in events for i in e.impressions.all() if i.product_id}
     products = Product.objects.in_bulk(ids)
     for event in events:
@@ -91,13 +124,12 @@ def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
                 negative = products.get(skipped.product_id)
                 if skipped.position >= click.position or skipped.product_sku in clicked or negative is None:
                     continue
-                row = {"query": event.query, "positive": positive.search_text, "negative": negative.search_text}
-                if not text_only:
-                    row.update({"positive_image": _image_path(positive), "negative_image": _image_path(negative),
-                                "positive_id": positive.pk, "negative_id": negative.pk,
-                                "positive_position": click.position, "negative_position": skipped.position,
-                                "search_id": event.pk.hex})
-                yield row
+                yield _project(columns, {
+                    "query": event.query, "positive": positive.search_text, "negative": negative.search_text,
+                    "positive_image": _image_path(positive), "negative_image": _image_path(negative),
+                    "positive_id": positive.pk, "negative_id": negative.pk,
+                    "positive_position": click.position, "negative_position": skipped.position,
+                    "search_id": event.pk.hex})
 
 
 def clicks_export(*, kind: str, since: date | None = None, until: date | None = None, text_only: bool = False,
@@ -121,33 +153,18 @@ def clicks_export(*, kind: str, since: date | None = None, until: date | None = 
             progress(len(chunk))
 
 
-def export_columns(kind: str, text_only: bool) -> list[str]:
-    if kind == "events":
-        return EVENT_COLUMNS
-    return TRIPLET_TEXT_COLUMNS if text_only else TRIPLET_COLUMNS
-
-
 def _parquet_schema(kind: str, text_only: bool):
     import pyarrow as pa
 
-    if kind == "triplets":
-        fields = [pa.field(c, pa.string()) for c in TRIPLET_TEXT_COLUMNS]
-        if not text_only:
-            fields += [pa.field("positive_image", pa.string()), pa.field("negative_image", pa.string()),
-                       pa.field("positive_id", pa.int64()), pa.field("negative_id", pa.int64()),
-                       pa.field("positive_position", pa.int32()), pa.field("negative_position", pa.int32()),
-                       pa.field("search_id", pa.string())]
-        return pa.schema(fields)
-    impression = pa.struct([("position", pa.int32()), ("product_id", pa.int64()), ("sku", pa.string()),
-                            ("score", pa.float64())])
-    click = pa.struct([("position", pa.int32()), ("product_id", pa.int64()), ("sku", pa.string()),
-                       ("created_at", pa.string())])
-    return pa.schema([("search_id", pa.string()), ("created_at", pa.string()), ("channel", pa.string()),
-                      ("mode", pa.string()), ("query", pa.string()), ("query_normalized", pa.string()),
-                      ("filters", pa.string()), ("sort", pa.string()), ("strategy", pa.string()),
-                      ("model_id", pa.string()), ("page", pa.int32()), ("page_size", pa.int32()),
-                      ("result_count", pa.int32()), ("session_hash", pa.string()),
-                      ("impressions", pa.list_(impression)), ("clicks", pa.list_(click))])
+    scalars = {"string": pa.string(), "json": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
+               "float64": pa.float64()}
+
+    def arrow(type_name: str):
+        if type_name in RECORDS:
+            return pa.list_(pa.struct([(name, arrow(t)) for name, t in RECORDS[type_name]]))
+        return scalars[type_name]
+
+    return pa.schema([(name, arrow(t)) for name, t in export_schema(kind, text_only)])
 
 
 def _flat(row: dict) -> dict:
@@ -195,10 +212,11 @@ def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, 
     import pyarrow.parquet as pq
 
     schema = _parquet_schema(kind, text_only)
+    as_text = [name for name, t in export_schema(kind, text_only) if t == "json"]
     with pq.ParquetWriter(out, schema) as writer:
         batch: list[dict] = []
         for row in counted(rows):
-            batch.append({**row, "filters": json.dumps(row["filters"])} if kind == "events" else row)
+            batch.append({**row, **{name: json.dumps(row[name]) for name in as_text}})
             if len(batch) == 1000:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                 batch = []
@@ -207,5 +225,5 @@ def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, 
     return count
 
 
-__all__ = ["KINDS", "FORMATS", "clicks_export", "export_size", "write_export", "iter_encoded",
-                      "export_columns"]
+__all__ = ["KINDS", "FORMATS", "clicks_export", "export_columns", "export_schema", "export_size", "iter_encoded",
+           "write_export"]

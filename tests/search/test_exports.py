@@ -60,6 +60,24 @@ def test_triplets_take_skipped_higher_ranked_results_as_negatives(tmp_path, log)
     assert (first["positive_image"] is not None) == has_image[first["positive_id"]]
 
 
+@pytest.mark.parametrize("kind, extra", [("events", ()), ("triplets", ()), ("triplets", ("--text-only",))])
+def test_every_format_has_the_same_columns_in_the_same_order(tmp_path, log, kind, extra):
+    import csv
+
+    import pyarrow.parquet as pq
+
+    from search.services.exports import export_columns
+
+    # given: the columns an export promises
+    expected = export_columns(kind, text_only=bool(extra))
+    # then: the JSONL keys, the CSV header and the Parquet schema are those, in that order
+    with open(export(tmp_path, kind, "jsonl", *extra)) as handle:
+        assert {tuple(json.loads(line)) for line in handle} == {tuple(expected)}
+    with open(export(tmp_path, kind, "csv", *extra), newline="") as handle:
+        assert next(csv.reader(handle)) == expected
+    assert pq.read_schema(export(tmp_path, kind, "parquet", *extra)).names == expected
+
+
 @pytest.mark.parametrize("fmt, loader", [("jsonl", "json"), ("csv", "csv"), ("parquet", "parquet")])
 def test_exports_round_trip_through_datasets(tmp_path, log, fmt, loader):
     from datasets import load_dataset
