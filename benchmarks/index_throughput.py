@@ -32,17 +32,16 @@ def main() -> None:
     tmp = setup_instance(model=args.model, preset=args.preset)
     from tqdm import tqdm
 
+    from catalog.images import image_load
     from catalog.models import Product
     from search.retrieval.providers import get_encoder, get_product_index
-    from search.services import products_index
-    from catalog.images import image_load
-    from search.services.indexing import _prepare
+    from search.services import product_source, products_index
 
     ids = import_catalog(tmp, products=args.products, seed=11, index=False)
     encoder, index = get_encoder(), get_product_index()
     index.ensure_collection(encoder.dim)
 
-    prepared = [_prepare(p, encoder.model_id) for p in Product.objects.filter(pk__in=ids)]
+    prepared = [product_source(p, encoder.model_id) for p in Product.objects.filter(pk__in=ids)]
     texts = [p.text for p in prepared if p.text]
     # the floor embeds already-decoded images: decoding is part of the pipeline's cost
     images = [image_load(p.image_bytes).image for p in prepared if p.image_bytes is not None]

@@ -1,9 +1,13 @@
-"""Search write services: keeping the vector index in step with the catalog."""
+"""Search write services: keeping the vector index in step with the catalog.
+
+products_index runs in phases, each a function below: read the rows (deleted and inactive
+products leave search), prepare what the towers would see (hash it; skip what is unchanged;
+decode images), encode, write the points, and mark each row's index state.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -15,10 +19,9 @@ from django.utils import timezone
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 
+from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError
 from search.retrieval.vector_store import ProductIndex, ProductPoint
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -63,20 +66,23 @@ def product_payload(product: Product, *, model_id: str, has_text: bool, has_imag
 
 
 @dataclass
-class _Prepared:
+class ProductSource:
+    """What the towers see of a product, hashed: the text, the image bytes (decoded only if the
+    product is encoded), and the payload Qdrant filters on."""
+
     product: Product
     text: str
     image_bytes: bytes | None
     content_hash: str
     payload: dict
     payload_hash: str
-    image: object | None = None  # PIL image, decoded only if the product is (re-)encoded
+    image: object | None = None  # PIL image, set by _prepare for products to encode
 
 
-def _prepare(product: Product, model_id: str) -> _Prepared:
+def product_source(product: Product, model_id: str) -> ProductSource:
     """Read the product's text and image bytes and hash them; raises ValidationError if the
-    image file cannot be read. Decoding waits until the product needs encoding: an unchanged
-    product (the sweep, `index_products --all`) costs a file read and a hash, not a decode."""
+    image file cannot be read. An unchanged product (the sweep, `index_products --all`) costs a
+    file read and a hash, not a decode."""
     text = product.search_text
     data: bytes | None = None
     if product.image:
@@ -89,118 +95,130 @@ def _prepare(product: Product, model_id: str) -> _Prepared:
         raise ValidationError("nothing to embed: give the product a title or an image.")
     payload = product_payload(product, model_id=model_id, has_text=bool(text), has_image=data is not None)
     image_sha = hashlib.sha256(data).hexdigest() if data is not None else ""
-    return _Prepared(
+    return ProductSource(
         product=product, text=text, image_bytes=data,
         content_hash=_sha(model_id, text, image_sha),
         payload=payload, payload_hash=_sha(json.dumps(payload, sort_keys=True)),
     )
 
 
-def _mark(product: Product, **fields) -> bool:
-    """Write index state only if the row was not edited meanwhile (that edit queued its own task)."""
-    return bool(Product.objects.filter(pk=product.pk, updated_at=product.updated_at).update(**fields))
+@dataclass
+class _Plan:
+    """What prepare decided for each active product."""
+
+    encode: list[ProductSource] = field(default_factory=list)   # new or changed: embed and upsert
+    payload: list[ProductSource] = field(default_factory=list)  # same vectors, new payload (price...)
+    current: list[ProductSource] = field(default_factory=list)  # already in the index as it is
+    failed: list[tuple[Product, str]] = field(default_factory=list)
 
 
 def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None,
                    index: ProductIndex | None = None, force: bool = False) -> IndexReport:
     """Embed and upsert the given products; unchanged ones are skipped, gone ones removed."""
-    from search.retrieval.providers import get_encoder, get_product_index
-
-    index = index or get_product_index()
+    index = index or providers.get_product_index()
     report = IndexReport()
+    active = _read(product_ids, index, report)
+    if not active:
+        return report
+    try:
+        encoder = encoder or providers.get_encoder()
+    except ModelUnavailableError as exc:
+        # Not retried: the same settings fail the same way. The rows say what to change.
+        _mark(_Plan(failed=[(p, str(exc)) for p in active]), model_id="", report=report)
+        return report
+    index.ensure_collection(encoder.dim)
+    plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
+                    force=force)
+    points = _encode(plan.encode, encoder)
+    _write(index, points, plan.payload)
+    _mark(plan, model_id=encoder.model_id, report=report)
+    return report
+
+
+def _read(product_ids: Sequence[int], index: ProductIndex, report: IndexReport) -> list[Product]:
+    """The active products among these ids; deleted and deactivated ones leave search here."""
     ids = sorted({int(i) for i in product_ids})
     products = {p.pk: p for p in Product.objects.filter(pk__in=ids)}
-
-    # Deleted or deactivated products leave search.
     inactive = [p for p in products.values() if not p.active]
     gone = [i for i in ids if i not in products]
     if gone or inactive:
         index.delete(gone + [p.pk for p in inactive])
         report.removed += len(gone) + len(inactive)
+        now = timezone.now()
         for product in inactive:
-            _mark(product, index_status=IndexStatus.UNLISTED, index_error="", content_hash="",
-                  payload_hash="", indexed_at=timezone.now())
-    active = [p for p in products.values() if p.active]
-    if not active:
-        return report
+            _state_write(product, index_status=IndexStatus.UNLISTED, index_error="", content_hash="",
+                         payload_hash="", indexed_at=now)
+    return [p for p in products.values() if p.active]
 
-    try:
-        encoder = encoder or get_encoder()
-    except ModelUnavailableError as exc:
-        # Not retried: the same settings fail the same way. The rows say what to change.
-        for product in active:
-            _mark(product, index_status=IndexStatus.FAILED, index_error=str(exc))
-        report.failed += len(active)
-        report.errors.update({p.pk: str(exc) for p in active})
-        return report
-    model_id = encoder.model_id
-    index.ensure_collection(encoder.dim)
 
-    prepared: list[_Prepared] = []
-    for product in active:
+def _prepare(products: Sequence[Product], *, model_id: str, present: set[int], force: bool) -> _Plan:
+    """Hash each product; what is already in the index with the same content and model is not
+    encoded again (a point that went missing, e.g. a recreated collection, is); images to encode
+    are decoded, and a corrupt one fails its product, not the batch."""
+    plan = _Plan()
+    for product in products:
         try:
-            prepared.append(_prepare(product, model_id))
+            source = product_source(product, model_id)
         except ValidationError as exc:
-            message = " ".join(exc.messages)
-            _mark(product, index_status=IndexStatus.FAILED, index_error=message)
-            report.failed += 1
-            report.errors[product.pk] = message
-
-    # Skip what is already in the index with the same content and model; a point that
-    # went missing (a recreated collection) is embedded again.
-    present = index.existing_ids(p.product.pk for p in prepared)
-    to_encode: list[_Prepared] = []
-    now = timezone.now()
-    for item in prepared:
-        product = item.product
-        unchanged = (not force and product.pk in present and product.content_hash == item.content_hash
-                     and product.indexed_model == model_id)
-        if not unchanged:
-            to_encode.append(item)
+            plan.failed.append((product, " ".join(exc.messages)))
             continue
-        if product.payload_hash != item.payload_hash:
-            index.set_payload(product.pk, item.payload)
-            report.payload_updated += 1
-        else:
-            report.skipped += 1
-        if product.index_status != IndexStatus.INDEXED or product.payload_hash != item.payload_hash:
-            _mark(product, index_status=IndexStatus.INDEXED, index_error="",
-                  payload_hash=item.payload_hash, indexed_at=now)
-
-    # Decode the images to embed; a corrupt one fails its product, not the batch.
-    decodable = []
-    for item in to_encode:
-        if item.image_bytes is not None:
+        unchanged = (not force and product.pk in present and product.content_hash == source.content_hash
+                     and product.indexed_model == model_id)
+        if unchanged:
+            (plan.current if product.payload_hash == source.payload_hash else plan.payload).append(source)
+            continue
+        if source.image_bytes is not None:
             try:
-                item.image = image_load(item.image_bytes, name=f"image {item.product.image.name!r}").image
+                source.image = image_load(source.image_bytes, name=f"image {product.image.name!r}").image
             except ValidationError as exc:
-                message = " ".join(exc.messages)
-                _mark(item.product, index_status=IndexStatus.FAILED, index_error=message)
-                report.failed += 1
-                report.errors[item.product.pk] = message
+                plan.failed.append((product, " ".join(exc.messages)))
                 continue
-        decodable.append(item)
-    to_encode = decodable
-    if not to_encode:
-        return report
-    with_text = [item for item in to_encode if item.text]
-    with_image = [item for item in to_encode if item.image is not None]
-    text_vectors = dict(zip((i.product.pk for i in with_text),
-                            encoder.encode_texts([i.text for i in with_text])))
-    image_vectors = dict(zip((i.product.pk for i in with_image),
-                             encoder.encode_images([i.image for i in with_image])))
-    points = [ProductPoint(id=item.product.pk, text=text_vectors.get(item.product.pk),
-                           image=image_vectors.get(item.product.pk), payload=item.payload)
-              for item in to_encode]
+        plan.encode.append(source)
+    return plan
+
+
+def _encode(sources: Sequence[ProductSource], encoder: Encoder) -> list[ProductPoint]:
+    """One batch per tower; a product gets a vector only for what it has (never a zero vector)."""
+    with_text = [s for s in sources if s.text]
+    with_image = [s for s in sources if s.image is not None]
+    text_vectors = dict(zip((s.product.pk for s in with_text), encoder.encode_texts([s.text for s in with_text])))
+    image_vectors = dict(zip((s.product.pk for s in with_image),
+                             encoder.encode_images([s.image for s in with_image])))
+    return [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk), image=image_vectors.get(s.product.pk),
+                         payload=s.payload) for s in sources]
+
+
+def _write(index: ProductIndex, points: Sequence[ProductPoint], payload_only: Sequence[ProductSource]) -> None:
     index.upsert(points)
+    for source in payload_only:
+        index.set_payload(source.product.pk, source.payload)
+
+
+def _mark(plan: _Plan, *, model_id: str, report: IndexReport) -> None:
+    """Record each product's index state, in one commit for the batch (row-by-row autocommit
+    cost more than the tiny model's encoding)."""
     now = timezone.now()
-    # One commit for the batch: row-by-row autocommit cost more than the tiny model's encoding.
     with transaction.atomic():
-        for item in to_encode:
-            _mark(item.product, index_status=IndexStatus.INDEXED, index_error="", indexed_model=model_id,
-                  content_hash=item.content_hash, payload_hash=item.payload_hash, indexed_at=now)
-    report.indexed += len(to_encode)
-    return report
+        for product, message in plan.failed:
+            _state_write(product, index_status=IndexStatus.FAILED, index_error=message)
+            report.errors[product.pk] = message
+        for source in plan.encode:
+            _state_write(source.product, index_status=IndexStatus.INDEXED, index_error="", indexed_model=model_id,
+                         content_hash=source.content_hash, payload_hash=source.payload_hash, indexed_at=now)
+        for source in plan.payload + plan.current:
+            product = source.product
+            if product.index_status != IndexStatus.INDEXED or product.payload_hash != source.payload_hash:
+                _state_write(product, index_status=IndexStatus.INDEXED, index_error="",
+                             payload_hash=source.payload_hash, indexed_at=now)
+    report.failed += len(plan.failed)
+    report.indexed += len(plan.encode)
+    report.payload_updated += len(plan.payload)
+    report.skipped += len(plan.current)
 
 
-__all__ = ["IndexReport", "product_payload", "products_index"]
+def _state_write(product: Product, **fields) -> bool:
+    """Write index state only if the row was not edited meanwhile (that edit queued its own task)."""
+    return bool(Product.objects.filter(pk=product.pk, updated_at=product.updated_at).update(**fields))
+
+
+__all__ = ["IndexReport", "ProductSource", "product_payload", "product_source", "products_index"]
