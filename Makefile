@@ -53,7 +53,9 @@ demo-model: venv
 quality: venv
 	PY=$(BIN)/python bash benchmarks/quality.sh
 
+# The import contracts first (pyproject.toml, [tool.importlinter]): the layout is part of the build.
 test: venv
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

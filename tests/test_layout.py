@@ -1,0 +1,69 @@
+"""The one-way layout is enforced: lint-imports passes on the tree and fails on each kind of
+import that crosses it (pyproject.toml, [tool.importlinter])."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("shop_search", "catalog", "search", "lab")
+LINT = Path(sys.executable).with_name("lint-imports")
+
+# (file, import line appended to it, the contract that must break)
+CROSSINGS = [
+    ("catalog/models.py", "from search.selectors import product_search",
+     "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog"),
+    ("search/selectors.py", "from lab.metrics import mean",
+     "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog"),
+    ("search/services/indexing.py", "from search.web.serializers import SearchParamsSerializer",
+     "Inside the serving app imports go down: web and commands, receivers, tasks, services, selectors, "
+     "retrieval core"),
+    ("search/retrieval/providers.py", "from catalog.models import Product",
+     "The retrieval core knows no catalog, no search log, no lab and no web framework"),
+    ("search/retrieval/fusion.py", "from django.shortcuts import render",
+     "The retrieval core imports no Django views, forms, templates, URLs, HTTP or admin"),
+]
+
+
+def lint(tree: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(LINT), "--no-cache"], cwd=tree, capture_output=True, text=True, timeout=300)
+
+
+def copy_tree(tmp_path: Path) -> Path:
+    tree = tmp_path / "tree"
+    for name in PACKAGES:
+        shutil.copytree(ROOT / name, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree)
+    return tree
+
+
+def broken(output: str) -> set[str]:
+    """Contract names that lint-imports reported BROKEN (it wraps long names over lines)."""
+    text = " ".join(output.split())
+    return {name for _, _, name in CROSSINGS if f"{name} BROKEN" in text}
+
+
+def test_the_tree_keeps_every_contract():
+    done = lint(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
+
+
+@pytest.mark.parametrize("path, line, contract", CROSSINGS, ids=[c[0] for c in CROSSINGS])
+def test_an_import_across_the_layout_fails_with_the_contract_it_breaks(tmp_path, path, line, contract):
+    # given: a copy of the project with one import that crosses the layout
+    tree = copy_tree(tmp_path)
+    with (tree / path).open("a", encoding="utf-8") as handle:
+        handle.write(f"\n{line}  # crossing the layout on purpose\n")
+
+    # when: the contracts are checked
+    done = lint(tree)
+
+    # then: it fails, naming that contract and the offending import
+    assert done.returncode != 0
+    assert broken(done.stdout) == {contract}, done.stdout[-3000:]
+    assert path.removesuffix(".py").replace("/", ".") in done.stdout
