@@ -2,6 +2,9 @@
 the serving app subscribes to `products_changed` and schedules the indexing."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
@@ -10,6 +13,13 @@ from .models import INDEX_STATE_FIELDS, Product
 # Sent once the transaction that created, changed or deleted these products has committed
 # (never for a rollback), with `product_ids`: a list of ints.
 products_changed = Signal()
+
+
+def products_changed_on_commit(*, product_ids: Sequence[int]) -> None:
+    """Announce these products once the current transaction commits (never for a rollback)."""
+    ids = sorted({int(pk) for pk in product_ids if pk is not None})
+    if ids:
+        transaction.on_commit(lambda: products_changed.send(sender=Product, product_ids=ids))
 
 
 # A single-row save or delete reaches search even when it bypasses the services (a shell, a
@@ -21,14 +31,10 @@ def product_saved(sender, instance: Product, update_fields=None, raw=False, **kw
     # The indexer writes only index-state fields; those saves must not schedule it again.
     if raw or (update_fields is not None and set(update_fields) <= INDEX_STATE_FIELDS):
         return
-    from .services import products_changed_on_commit
-
     products_changed_on_commit(product_ids=[instance.pk])
 
 
 @receiver(post_delete, sender=Product, dispatch_uid="catalog.product_deleted")
 def product_deleted(sender, instance: Product, **kwargs) -> None:
-    from .services import products_changed_on_commit
-
     # The indexer finds no row for this id and removes its point.
     products_changed_on_commit(product_ids=[instance.pk])

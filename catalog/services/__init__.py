@@ -5,7 +5,6 @@ from .products import (
     product_create,
     product_delete,
     product_update,
-    products_changed_on_commit,
     products_delete,
     products_reindex,
 )
@@ -18,7 +17,6 @@ __all__ = [
     "product_create",
     "product_delete",
     "product_update",
-    "products_changed_on_commit",
     "products_delete",
     "products_reindex",
 ]

@@ -27,8 +27,7 @@ from django.utils import timezone
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
-
-from .products import products_changed_on_commit
+from catalog.signals import products_changed_on_commit
 
 logger = logging.getLogger(__name__)
 

@@ -14,17 +14,10 @@ from django.db import transaction
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
-from catalog.signals import products_changed
+from catalog.signals import products_changed_on_commit
 
 EDITABLE_FIELDS = ("title", "description", "brand", "category", "price", "currency",
                    "attributes", "active")
-
-
-def products_changed_on_commit(*, product_ids: Sequence[int]) -> None:
-    """Announce these products once the current transaction commits (never for a rollback)."""
-    ids = sorted({int(pk) for pk in product_ids if pk is not None})
-    if ids:
-        transaction.on_commit(lambda: products_changed.send(sender=Product, product_ids=ids))
 
 
 def products_reindex(*, product_ids: Sequence[int]) -> int:
