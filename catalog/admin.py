@@ -74,9 +74,7 @@ class ProductAdmin(admin.ModelAdmin):
             product_update(product=obj, sku=data["sku"], image_bytes=image_bytes, image_name=image_name,
                            remove_image=upload is False, **fields)
             return
-        fields.pop("title", None)
-        created = product_create(sku=data["sku"], title=data["title"], image_bytes=image_bytes,
-                                 image_name=image_name, **fields)
+        created = product_create(sku=data["sku"], image_bytes=image_bytes, image_name=image_name, **fields)
         obj.pk = created.pk  # the admin's redirect and history entry name the saved row
         obj.refresh_from_db()
 

@@ -1,4 +1,4 @@
-"""Text and image encoders: the only module that touches torch and transformers.
+"""Text and image encoders: the serving code's only module that touches torch and transformers.
 
 Every backend returns float32 numpy arrays of shape (n, dim), L2-normalised, so that a
 dot product is a cosine everywhere downstream.
