@@ -92,10 +92,20 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # The web process indexes in embedded mode, so writes from two requests can overlap:
-    # wait for the lock instead of failing with "database is locked".
+    # Shoppers write the search log on every search while merchandisers save: SQLite must let
+    # writers queue and readers carry on (tests/test_concurrency.py drives exactly that).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        # how long a writer waits for the lock before "database is locked"
+        "timeout": 20,
+        # A transaction that reads and then writes (an admin save) cannot upgrade its read lock
+        # while another connection writes, and SQLite fails it at once, whatever the timeout.
+        # IMMEDIATE takes the write lock at BEGIN, where the timeout above does wait for it.
+        "transaction_mode": "IMMEDIATE",
+        # WAL: readers never wait for the writer, nor it for them; NORMAL sync is what WAL
+        # needs for durability against a crashed process (not a power cut mid-commit).
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
