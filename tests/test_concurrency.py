@@ -1,8 +1,10 @@
 """The embedded default under a small shop's load: a live server on SQLite, shoppers searching
-(each search writes the search log) while merchandisers save products in the admin."""
+and clicking (each writes the search log) while merchandisers save and import products in the
+admin."""
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import re
 import socket
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.live
 SHOPPERS = 16
 MERCHANDISERS = 2
 SAVES_EACH = 15
+IMPORTED = 20
 QUERIES = ["red mug", "blue vase", "green wool scarf", "striped socks", "lamp", "water bottle"]
 
 
@@ -89,11 +92,25 @@ class Merchandiser:
                                                           "next": "/admin/"}, form_url="/admin/login/")
         assert status == 302, f"admin login answered {status}"
 
-    def post(self, url: str, data: dict, *, form_url: str) -> int:
+    def post(self, url: str, data: dict, *, form_url: str, files: dict[str, tuple[str, bytes]] | None = None) -> int:
+        """Submit a form as the browser would: its CSRF token from the form page, multipart when
+        it carries files. Returns the HTTP status (302: saved and redirected)."""
         page = self.opener.open(self.base + form_url, timeout=60).read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        body = urllib.parse.urlencode({**data, "csrfmiddlewaretoken": token}).encode()
-        request = urllib.request.Request(self.base + url, data=body, headers={"Referer": self.base + form_url})
+        fields = {**data, "csrfmiddlewaretoken": token}
+        headers = {"Referer": self.base + form_url}
+        if files:
+            boundary = "----shop-search-test-boundary"
+            parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                     for k, v in fields.items()]
+            parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
+                      f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+                      for k, (name, content) in files.items()]
+            body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        else:
+            body = urllib.parse.urlencode(fields).encode()
+        request = urllib.request.Request(self.base + url, data=body, headers=headers)
         try:
             with self.opener.open(request, timeout=60) as response:
                 return response.status
@@ -101,7 +118,7 @@ class Merchandiser:
             return exc.code
 
 
-def test_admin_saves_and_searches_all_succeed_under_concurrent_shoppers(live_shop):
+def test_admin_saves_imports_searches_and_clicks_all_succeed_under_concurrent_shoppers(live_shop):
     base = live_shop["base"]
     statuses: Counter = Counter()
     failures: list[str] = []
@@ -109,6 +126,7 @@ def test_admin_saves_and_searches_all_succeed_under_concurrent_shoppers(live_sho
     saving = threading.Event()
     saving.set()
     skus = [f"LIVE-{m}-{i}" for m in range(MERCHANDISERS) for i in range(SAVES_EACH)]
+    imported = [f"LIVE-IMPORT-{i}" for i in range(IMPORTED)]
 
     def record(what: str, status: int) -> None:
         with lock:
@@ -116,16 +134,30 @@ def test_admin_saves_and_searches_all_succeed_under_concurrent_shoppers(live_sho
             if status >= 400:
                 failures.append(f"{what}: HTTP {status}")
 
+    def call(what: str, url: str, data: bytes | None = None) -> bytes:
+        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                record(what, response.status)
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            record(what, exc.code)
+            return b""
+
     def shopper(number: int) -> None:
+        """Even shoppers use the storefront; odd ones the JSON API, and click the second result."""
         i = number
         while saving.is_set():
             query = QUERIES[i % len(QUERIES)]
             i += 1
-            try:
-                with urllib.request.urlopen(f"{base}/?q={urllib.parse.quote(query)}", timeout=60) as response:
-                    record(f"search {query!r}", response.status)
-            except urllib.error.HTTPError as exc:
-                record(f"search {query!r}", exc.code)
+            if number % 2 == 0:
+                call(f"search {query!r}", f"{base}/?q={urllib.parse.quote(query)}")
+                continue
+            found = json.loads(call(f"api search {query!r}", f"{base}/api/search?q={urllib.parse.quote(query)}")
+                               or b"{}")
+            if len(found.get("results", [])) > 1:
+                call(f"click {query!r}", f"{base}/api/clicks", json.dumps(
+                    {"search_id": found["search_id"], "product_id": found["results"][1]["id"]}).encode())
 
     def merchandiser(number: int) -> None:
         session = Merchandiser(base)
@@ -135,6 +167,11 @@ def test_admin_saves_and_searches_all_succeed_under_concurrent_shoppers(live_sho
                 "category": "mugs", "price": "12.00", "currency": "USD", "attributes": "{}", "active": "on",
             }, form_url="/admin/catalog/product/add/")
             record(f"admin save {sku}", status)
+        if number == 0:  # and one bulk import through the admin's import page
+            rows = "".join(f"{sku},Blue glass vase {sku},30.00,vases\n" for sku in imported)
+            status = session.post("/admin/catalog/product/import/", {}, form_url="/admin/catalog/product/import/",
+                                  files={"file": ("catalog.csv", f"sku,title,price,category\n{rows}".encode())})
+            record("admin import", status)
 
     # given: shoppers searching all the time
     shoppers = [threading.Thread(target=shopper, args=(n,)) for n in range(SHOPPERS)]
@@ -152,11 +189,15 @@ def test_admin_saves_and_searches_all_succeed_under_concurrent_shoppers(live_sho
         for thread in shoppers:
             thread.join(timeout=120)
 
-    # then: no request failed, the shoppers really were searching, and every save is in search
+    # then: no request failed, the shoppers really were searching and clicking, every search
+    # and click is in the log, and every saved or imported product is in search
     assert not failures, (failures[:10], live_shop["log"].read_text()[-3000:])
-    assert statuses[302] == len(skus) and statuses[200] >= SHOPPERS
+    assert statuses[302] == len(skus) + 1  # the saves and the import, each redirected on success
+    assert statuses[201] >= SHOPPERS // 2 and statuses[200] >= SHOPPERS
     with sqlite3.connect(live_shop["db"], timeout=30) as conn:
         states = dict(conn.execute("SELECT sku, index_status FROM catalog_product WHERE sku LIKE 'LIVE-%'"))
         searches = conn.execute("SELECT count(*) FROM search_searchevent").fetchone()[0]
-    assert states == {sku: "indexed" for sku in skus}
+        clicks = conn.execute("SELECT count(*) FROM search_click").fetchone()[0]
+    assert states == {sku: "indexed" for sku in skus + imported}
     assert searches == statuses[200] + 1  # every shopper's search was logged, and the start-up probe
+    assert clicks == statuses[201]
