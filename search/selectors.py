@@ -11,11 +11,11 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
 from PIL import Image
-from qdrant_client import models
 
 from catalog.models import Product
 
 from .retrieval import fusion, providers
+from .retrieval.vector_store import Where
 
 MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
@@ -44,22 +44,20 @@ class SearchFilters:
         return [name for name, on in (("category", self.categories), ("brand", self.brands),
                                       ("price", self.price_min is not None or self.price_max is not None)) if on]
 
-    def qdrant(self, *, skip: str | None = None) -> models.Filter | None:
-        """The shopper's filters as a Qdrant filter; None when there are none.
+    def where(self, *, skip: str | None = None) -> Where | None:
+        """The shopper's filters for the vector index; None when there are none.
 
         No `active` condition: deactivating a product removes its point, and results are
         read from active rows only, so a late straggler is never shown. Leaving it out
         matters in local mode, which checks every condition on every point in Python."""
-        must: list[models.Condition] = []
-        if self.categories and skip != "category":
-            must.append(models.FieldCondition(key="category", match=models.MatchAny(any=list(self.categories))))
-        if self.brands and skip != "brand":
-            must.append(models.FieldCondition(key="brand", match=models.MatchAny(any=list(self.brands))))
+        any_of = tuple((key, values) for key, values in (("category", self.categories), ("brand", self.brands))
+                       if values and skip != key)
+        ranges = ()
         if (self.price_min is not None or self.price_max is not None) and skip != "price":
-            must.append(models.FieldCondition(key="price", range=models.Range(
-                gte=float(self.price_min) if self.price_min is not None else None,
-                lte=float(self.price_max) if self.price_max is not None else None)))
-        return models.Filter(must=must) if must else None
+            ranges = (("price", float(self.price_min) if self.price_min is not None else None,
+                       float(self.price_max) if self.price_max is not None else None),)
+        where = Where(any_of=any_of, ranges=ranges)
+        return where if where else None
 
     def queryset(self, queryset: QuerySet, *, skip: str | None = None) -> QuerySet:
         if self.categories and skip != "category":
@@ -240,10 +238,10 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     # The query meets both the text and the image vectors of every product, in one round trip
     # that also brings the candidate pools the facets are counted on.
     facet_dimensions = filters.active()
-    qdrant_filters = [filters.qdrant()] + [filters.qdrant(skip=d) for d in facet_dimensions]
+    index_filters = [filters.where()] + [filters.where(skip=d) for d in facet_dimensions]
     server_ranking = strategy if strategy in ("avg", "rrf", "dbsf") else None
     retrieval = providers.get_product_index().retrieve_candidates(
-        {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, filters=qdrant_filters,
+        {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, filters=index_filters,
         server_ranking=server_ranking, avg_vector=vector)
     pool = retrieval.pools[0]
     ranked = _sort(_rank(strategy, pool, retrieval.server_scores, weights), sort)
@@ -263,11 +261,10 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     the same way as a search, so a product without an image still gets neighbours."""
     index = providers.get_product_index()
     record = index.retrieve([product.pk]).get(product.pk)
-    if record is None or not isinstance(record.vector, dict):
+    if record is None or not record.vector:
         return []
     own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
-    not_self = models.Filter(must_not=[models.HasIdCondition(has_id=[product.pk])])
-    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), filters=[not_self])
+    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), filters=[Where(not_ids=(product.pk,))])
     ranked = fusion.fuse_normalized(retrieval.pools[0], providers.fusion_weights())[:limit]
     products = Product.objects.searchable().in_bulk([r.id for r in ranked])
     return [SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)

@@ -44,6 +44,28 @@ class ProductPoint:
 
 
 @dataclass(frozen=True)
+class Where:
+    """A filter in terms every engine behind ProductIndex expresses: each `any_of` key holds one of
+    its values, each range (key, gte, lte; None = open) holds, and no id in `not_ids` is returned."""
+
+    any_of: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    not_ids: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.any_of or self.ranges or self.not_ids)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as stored: its named vectors (only those it has) and its payload."""
+
+    id: int
+    vector: dict[str, list[float]]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Hit:
     id: int
     score: float
@@ -142,14 +164,15 @@ class ProductIndex:
             records = self.client.retrieve(self.collection, ids=ids, with_payload=False, with_vectors=False)
         return {int(r.id) for r in records}
 
-    def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, models.Record]:
+    def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]:
         ids = [int(i) for i in ids]
         if not ids or self.dim() is None:
             return {}
         with self._locked():
             records = self.client.retrieve(self.collection, ids=ids, with_payload=True,
                                            with_vectors=with_vectors)
-        return {int(r.id): r for r in records}
+        return {int(r.id): StoredPoint(int(r.id), dict(r.vector) if isinstance(r.vector, dict) else {},
+                                       r.payload or {}) for r in records}
 
     def count(self) -> int:
         if self.dim() is None:
@@ -158,17 +181,17 @@ class ProductIndex:
             return int(self.client.count(self.collection, exact=True).count)
 
     def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
-                            filters: Sequence[models.Filter | None] = (None,),
+                            filters: Sequence[Where | None] = (None,),
                             server_ranking: str | None = None,
                             avg_vector: np.ndarray | None = None) -> Retrieval:
         """One round trip: per filter, the top `limit` per modality in `vectors` (modality ->
         query vector searched against that named vector), each candidate rescored in every
         modality it has; optionally Qdrant's own ranking ("avg", "rrf", "dbsf") too."""
-        return _retrieve(self, vectors, limit=limit, filters=filters, server_ranking=server_ranking,
-                         avg_vector=avg_vector)
+        return _retrieve(self, vectors, limit=limit, filters=[_qdrant_filter(w) for w in filters],
+                         server_ranking=server_ranking, avg_vector=avg_vector)
 
     def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
-               query_filter: models.Filter | None = None) -> list[Hit]:
+               where: Where | None = None) -> list[Hit]:
         if using not in VECTOR_NAMES:
             raise ValueError(f"unknown vector {using!r}; use one of {VECTOR_NAMES}")
         if self.dim() is None:
@@ -176,7 +199,7 @@ class ProductIndex:
         with self._locked():
             response = self.client.query_points(
                 self.collection, query=np.asarray(vector, dtype=np.float32).tolist(), using=using,
-                limit=limit, offset=offset, query_filter=query_filter, with_payload=True)
+                limit=limit, offset=offset, query_filter=_qdrant_filter(where), with_payload=True)
         return [Hit(id=int(p.id), score=float(p.score), payload=p.payload or {}) for p in response.points]
 
 
@@ -190,6 +213,16 @@ class Retrieval:
 
 
 SERVER_RANKINGS = ("avg", "rrf", "dbsf")
+
+
+def _qdrant_filter(where: Where | None) -> models.Filter | None:
+    if not where:
+        return None
+    must: list[models.Condition] = [models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+                                    for key, values in where.any_of]
+    must += [models.FieldCondition(key=key, range=models.Range(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
+    must_not = [models.HasIdCondition(has_id=list(where.not_ids))] if where.not_ids else None
+    return models.Filter(must=must or None, must_not=must_not)
 # What ranking, facets and sorting read from each candidate; the rest of the payload
 # stays in Qdrant (copying it cost local mode more than the search itself).
 CANDIDATE_PAYLOAD = ["category", "brand", "price"]
