@@ -15,6 +15,7 @@ from qdrant_client import QdrantClient
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
 from .vector_store import ProductIndex
+from .vector_store.server import QdrantServerIndex
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +57,7 @@ def get_qdrant_client() -> QdrantClient:
 
 @lru_cache(maxsize=1)
 def get_product_index() -> ProductIndex:
-    return ProductIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
+    return QdrantServerIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
 
 
 def reset(*, encoder: bool = True) -> None:

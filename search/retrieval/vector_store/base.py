@@ -1,0 +1,252 @@
+"""ProductIndex: the one interface to the vector engine, and what every engine shares.
+
+One point per product, id = product id, with named vectors "text", "image" and "avg".
+A product without an image has no "image" vector at all (never a zero vector), and one
+without usable text has no "text" vector. An engine implements a few primitives over plain
+requests (`Request` in, `Found` out); the search's candidate retrieval and rescoring, and the
+averaged vector, are written once here.
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..fusion import Candidate
+
+VECTOR_NAMES = ("text", "image", "avg")
+# Payload keys the search filters and facets on: every engine indexes them.
+PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool"}
+SERVER_RANKINGS = ("avg", "rrf", "dbsf")
+# What ranking, facets and sorting read from each candidate; the rest of the payload
+# stays in the engine (copying it cost local mode more than the search itself).
+CANDIDATE_PAYLOAD = ("category", "brand", "price")
+# Qdrant's own default for reciprocal rank fusion, 1 / (k + rank): set on every engine alike.
+RRF_K = 2
+
+
+class IndexSchemaError(RuntimeError):
+    """The collection exists with vectors of another size than the model produces."""
+
+
+def average_vector(text: np.ndarray | None, image: np.ndarray | None) -> np.ndarray | None:
+    """Normalised mean of the (already normalised) vectors present; the one present if only one."""
+    present = [v for v in (text, image) if v is not None]
+    if not present:
+        return None
+    mean = np.mean(np.stack(present), axis=0).astype(np.float32)
+    norm = float(np.linalg.norm(mean))
+    # Opposite unit vectors average to zero; fall back to the text vector, which is defined.
+    return mean / norm if norm > 1e-6 else present[0].astype(np.float32)
+
+
+@dataclass
+class ProductPoint:
+    id: int
+    text: np.ndarray | None
+    image: np.ndarray | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A filter in terms every engine behind ProductIndex expresses: each `any_of` key holds one of
+    its values, each range (key, gte, lte; None = open) holds, and no id in `not_ids` is returned."""
+
+    any_of: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    not_ids: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.any_of or self.ranges or self.not_ids)
+
+
+@dataclass(frozen=True)
+class StoredPoint:
+    """A point as stored: its named vectors (only those it has) and its payload."""
+
+    id: int
+    vector: dict[str, list[float]]
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int
+    score: float
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One query an engine runs: the nearest points to `vector` in the named vector `using`, or,
+    with `fusion` ("rrf" | "dbsf"), the fusion of the `prefetch` queries; under `where`."""
+
+    limit: int
+    vector: tuple[float, ...] = ()
+    using: str = ""
+    where: Where | None = None
+    fusion: str | None = None
+    prefetch: tuple["Request", ...] = ()
+    offset: int = 0
+    with_vector: tuple[str, ...] = ()
+    with_payload: tuple[str, ...] | bool = ()
+
+
+@dataclass(frozen=True)
+class Found:
+    id: int
+    score: float
+    vector: dict[str, list[float]]
+    payload: dict[str, Any]
+
+
+@dataclass
+class Retrieval:
+    """What one round trip returns: a candidate pool per filter, and, if asked, the ranking
+    that the engine itself computed (avg vector, RRF or DBSF) over the first filter."""
+
+    pools: list[list[Candidate]]
+    server_scores: dict[int, float] | None = None
+
+
+class ProductIndex(abc.ABC):
+    """The vector index of the catalog, whatever engine holds it."""
+
+    # --- schema -------------------------------------------------------------------
+    @abc.abstractmethod
+    def dim(self) -> int | None:
+        """The vector size of the collection, or None when there is no collection."""
+
+    @abc.abstractmethod
+    def ensure_collection(self, dim: int) -> None:
+        """Create the collection (named vectors and payload indexes) if it is missing.
+
+        Raises:
+            IndexSchemaError: it exists with vectors of another size.
+        """
+
+    @abc.abstractmethod
+    def drop(self) -> None:
+        """Remove the collection and everything in it."""
+
+    def close(self) -> None:
+        """Release what the engine holds (files, locks, connections)."""
+
+    def _schema_error(self, current: int, dim: int) -> IndexSchemaError:
+        return IndexSchemaError(
+            f"The vector index holds {current}-d vectors but the embedding model gives {dim}-d; "
+            "rebuild it with `python manage.py index_products --all --recreate`.")
+
+    # --- writes -------------------------------------------------------------------
+    def upsert(self, points: Sequence[ProductPoint]) -> None:
+        """Write these points (id = product id); each gets an "avg" of the vectors it has."""
+        rows = []
+        for point in points:
+            vectors: dict[str, list[float]] = {}
+            if point.text is not None:
+                vectors["text"] = point.text.tolist()
+            if point.image is not None:
+                vectors["image"] = point.image.tolist()
+            avg = average_vector(point.text, point.image)
+            if avg is None:
+                raise ValueError(f"product {point.id} has neither a text nor an image vector")
+            vectors["avg"] = avg.tolist()
+            rows.append((point.id, vectors, point.payload))
+        if rows:
+            self._upsert(rows)
+
+    @abc.abstractmethod
+    def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None: ...
+
+    @abc.abstractmethod
+    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+        """Replace the point's payload."""
+
+    @abc.abstractmethod
+    def delete(self, ids: Iterable[int]) -> None:
+        """Remove these points; ids without a point are ignored."""
+
+    # --- reads --------------------------------------------------------------------
+    @abc.abstractmethod
+    def existing_ids(self, ids: Iterable[int]) -> set[int]: ...
+
+    @abc.abstractmethod
+    def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]: ...
+
+    @abc.abstractmethod
+    def count(self) -> int: ...
+
+    @abc.abstractmethod
+    def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
+        """Run the requests in one round trip; one result list per request, best first."""
+
+    def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
+               where: Where | None = None) -> list[Hit]:
+        if using not in VECTOR_NAMES:
+            raise ValueError(f"unknown vector {using!r}; use one of {VECTOR_NAMES}")
+        if self.dim() is None:
+            return []
+        (found,) = self._query_batch([Request(limit=limit, offset=offset, vector=_plain(vector), using=using,
+                                              where=where, with_payload=True)])
+        return [Hit(id=f.id, score=f.score, payload=f.payload) for f in found]
+
+    def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
+                            filters: Sequence[Where | None] = (None,),
+                            server_ranking: str | None = None,
+                            avg_vector: np.ndarray | None = None) -> Retrieval:
+        """One round trip: per filter, the top `limit` per modality in `vectors` (modality ->
+        query vector searched against that named vector), each candidate rescored in every
+        modality it has; optionally the engine's own ranking ("avg", "rrf", "dbsf") too."""
+        modalities = [m for m in vectors if vectors[m] is not None]
+        if self.dim() is None or not modalities:
+            return Retrieval(pools=[[] for _ in filters], server_scores={} if server_ranking else None)
+        wanted = ("text", "image")
+        requests = [Request(limit=limit, vector=_plain(vectors[m]), using=m, where=f,
+                            with_payload=CANDIDATE_PAYLOAD, with_vector=wanted)
+                    for f in filters for m in modalities]
+        if server_ranking == "avg":
+            query = avg_vector if avg_vector is not None else vectors[modalities[0]]
+            requests.append(Request(limit=limit, vector=_plain(query), using="avg", where=filters[0],
+                                    with_payload=CANDIDATE_PAYLOAD, with_vector=wanted))
+        elif server_ranking in ("rrf", "dbsf"):
+            requests.append(Request(
+                limit=limit, fusion=server_ranking, with_payload=CANDIDATE_PAYLOAD, with_vector=wanted,
+                prefetch=tuple(Request(limit=limit, vector=_plain(vectors[m]), using=m, where=filters[0])
+                               for m in modalities)))
+        elif server_ranking is not None:
+            raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
+        responses = self._query_batch(requests)
+        unit = {m: np.asarray(vectors[m], dtype=np.float32) for m in modalities}
+        pools = []
+        for i in range(len(filters)):
+            found: dict[int, Candidate] = {}
+            for response in responses[i * len(modalities):(i + 1) * len(modalities)]:
+                _rescore(response, unit, found)
+            pools.append(list(found.values()))
+        server_scores = None
+        if server_ranking is not None:
+            extra = responses[-1]
+            known = {c.id: c for c in pools[0]}
+            _rescore(extra, unit, known)
+            pools[0] = list(known.values())
+            server_scores = {f.id: f.score for f in extra}
+        return Retrieval(pools=pools, server_scores=server_scores)
+
+
+def _plain(vector: np.ndarray) -> tuple[float, ...]:
+    return tuple(np.asarray(vector, dtype=np.float32).tolist())
+
+
+def _rescore(points: Iterable[Found], vectors: Mapping[str, np.ndarray], into: dict[int, Candidate]) -> None:
+    """Every candidate gets its real cosine in every modality it has a vector for, whichever
+    modality found it (stored vectors are unit length, so a dot product is the cosine)."""
+    for point in points:
+        if point.id in into:
+            continue
+        raw = {m: float(np.dot(vectors[m], np.asarray(point.vector[m], dtype=np.float32)))
+               for m in vectors if m in point.vector}
+        into[point.id] = Candidate(point.id, raw, point.payload)

@@ -1,0 +1,157 @@
+"""Qdrant Edge (PyPI qdrant-edge-py, beta): Qdrant's own engine inside this process, storing one
+collection in a folder, with payload indexes, exact counts, facets and a write-ahead log.
+
+Only one process at a time may open a folder: a second one is refused ("Can't init WAL:
+WouldBlock"), which `EdgeIndex` reports as `IndexBusyError`.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from .base import PAYLOAD_INDEXES, RRF_K, VECTOR_NAMES, Found, ProductIndex, Request, StoredPoint, Where
+
+SCHEMAS = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
+           "bool": qe.PayloadSchemaType.Bool}
+CONFIG_FILE = "edge_config.json"
+
+
+class IndexBusyError(RuntimeError):
+    """Another process holds the index folder open."""
+
+
+class EdgeIndex(ProductIndex):
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._shard: qe.EdgeShard | None = None
+        self._dim: int | None = None
+        # opening, creating and dropping the shard; queries and writes go straight to the engine
+        self._lock = threading.RLock()
+
+    def _open(self) -> qe.EdgeShard | None:
+        """The shard, loaded on first use; None while no collection exists."""
+        if self._shard is not None:
+            return self._shard
+        with self._lock:
+            if self._shard is None and (self.path / CONFIG_FILE).is_file():
+                try:
+                    self._shard = qe.EdgeShard.load(str(self.path))
+                except Exception as exc:  # the binding raises plain Exception
+                    if "WouldBlock" in str(exc):
+                        raise IndexBusyError(f"The vector index at {self.path} is open in another process.") from exc
+                    raise
+            return self._shard
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shard is not None:
+                self._shard.close()
+                self._shard = None
+
+    # --- schema -------------------------------------------------------------------
+    def dim(self) -> int | None:
+        if self._dim is None and (self.path / CONFIG_FILE).is_file():
+            config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+            self._dim = int(config["vectors"]["text"]["size"])
+        return self._dim
+
+    def ensure_collection(self, dim: int) -> None:
+        current = self.dim()
+        if current == dim:
+            return
+        if current is not None:
+            raise self._schema_error(current, dim)
+        with self._lock:
+            self.path.mkdir(parents=True, exist_ok=True)
+            config = qe.EdgeConfig(vectors={name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
+                                            for name in VECTOR_NAMES})
+            shard = qe.EdgeShard.create(str(self.path), config)
+            for key, schema in PAYLOAD_INDEXES.items():
+                shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
+            self._shard, self._dim = shard, dim
+
+    def drop(self) -> None:
+        with self._lock:
+            self.close()
+            if self.path.exists():
+                shutil.rmtree(self.path)
+            self._dim = None
+
+    # --- writes -------------------------------------------------------------------
+    def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None:
+        shard = self._open()
+        if shard is None:
+            raise RuntimeError("ensure_collection() before writing points")
+        shard.update(qe.UpdateOperation.upsert_points(
+            [qe.Point(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in rows]))
+
+    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+        shard = self._open()
+        if shard is not None:
+            shard.update(qe.UpdateOperation.overwrite_payload([int(point_id)], payload))
+
+    def delete(self, ids: Iterable[int]) -> None:
+        ids = [int(i) for i in ids]
+        shard = self._open()
+        if ids and shard is not None:
+            shard.update(qe.UpdateOperation.delete_points(ids))
+
+    # --- reads --------------------------------------------------------------------
+    def existing_ids(self, ids: Iterable[int]) -> set[int]:
+        ids = [int(i) for i in ids]
+        shard = self._open()
+        if not ids or shard is None:
+            return set()
+        return {int(r.id) for r in shard.retrieve(ids, with_payload=False, with_vector=False)}
+
+    def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]:
+        ids = [int(i) for i in ids]
+        shard = self._open()
+        if not ids or shard is None:
+            return {}
+        return {int(r.id): StoredPoint(int(r.id), dict(r.vector or {}) if with_vectors else {}, dict(r.payload or {}))
+                for r in shard.retrieve(ids, with_payload=True, with_vector=with_vectors)}
+
+    def count(self) -> int:
+        shard = self._open()
+        return int(shard.count(qe.CountRequest(exact=True))) if shard is not None else 0
+
+    def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
+        shard = self._open()
+        if shard is None:
+            return [[] for _ in requests]
+        responses = shard.query_batch(qe.QueryBatchRequest([_request(r) for r in requests]))
+        return [[Found(int(p.id), float(p.score), dict(p.vector or {}), dict(p.payload or {})) for p in response]
+                for response in responses]
+
+
+def _filter(where: Where | None) -> qe.Filter | None:
+    if not where:
+        return None
+    must = [qe.FieldCondition(key=key, match=qe.MatchAny(any=list(values))) for key, values in where.any_of]
+    must += [qe.FieldCondition(key=key, range=qe.RangeFloat(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
+    must_not = [qe.HasIdCondition(point_ids=set(where.not_ids))] if where.not_ids else None
+    return qe.Filter(must=must or None, must_not=must_not)
+
+
+def _payload(selection: tuple[str, ...] | bool) -> list[str] | bool:
+    return selection if isinstance(selection, bool) else (list(selection) or False)
+
+
+def _request(r: Request) -> qe.QueryRequest:
+    if r.fusion:
+        query = qe.Fusion.Rrf(k=RRF_K) if r.fusion == "rrf" else qe.Fusion.Dbsf()
+        prefetches = [qe.Prefetch(limit=p.limit, query=qe.Query.Nearest(list(p.vector), using=p.using),
+                                  filter=_filter(p.where)) for p in r.prefetch]
+        return qe.QueryRequest(limit=r.limit, offset=r.offset, query=query, prefetches=prefetches,
+                               filter=_filter(r.where), with_payload=_payload(r.with_payload),
+                               with_vector=list(r.with_vector) or False)
+    return qe.QueryRequest(limit=r.limit, offset=r.offset, query=qe.Query.Nearest(list(r.vector), using=r.using),
+                           filter=_filter(r.where), with_payload=_payload(r.with_payload),
+                           with_vector=list(r.with_vector) or False)

@@ -1,0 +1,143 @@
+"""A Qdrant server or cluster (QDRANT_URL) through qdrant-client; in tests its in-memory mode,
+which speaks the same API, stands in for the server."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from .base import PAYLOAD_INDEXES, VECTOR_NAMES, Found, ProductIndex, Request, StoredPoint, Where
+
+SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
+           "bool": models.PayloadSchemaType.BOOL}
+
+
+class QdrantServerIndex(ProductIndex):
+    def __init__(self, client: QdrantClient, collection: str, *, local: bool):
+        self.client = client
+        self.collection = collection
+        # qdrant-client's local mode is plain Python state: serialise access from server threads.
+        self.local = local
+        self._lock: threading.RLock | None = threading.RLock() if local else None
+        # Known vector size; saves a round trip per call once the collection is seen.
+        self._dim: int | None = None
+
+    def _locked(self):
+        return self._lock if self._lock is not None else nullcontext()
+
+    def close(self) -> None:
+        self.client.close()
+
+    # --- schema -------------------------------------------------------------------
+    def dim(self) -> int | None:
+        if self._dim is not None:
+            return self._dim
+        with self._locked():
+            if not self.client.collection_exists(self.collection):
+                return None
+            info = self.client.get_collection(self.collection)
+        vectors = info.config.params.vectors
+        self._dim = int(vectors["text"].size) if isinstance(vectors, dict) else None
+        return self._dim
+
+    def ensure_collection(self, dim: int) -> None:
+        current = self.dim()
+        if current == dim:
+            return
+        if current is not None:
+            raise self._schema_error(current, dim)
+        with self._locked():
+            self.client.create_collection(
+                self.collection,
+                vectors_config={name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                                for name in VECTOR_NAMES},
+            )
+            # Local mode scans payloads and warns that indexes do nothing; servers need them.
+            for key, schema in () if self.local else PAYLOAD_INDEXES.items():
+                self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS[schema])
+            self._dim = dim
+
+    def drop(self) -> None:
+        with self._locked():
+            if self.client.collection_exists(self.collection):
+                self.client.delete_collection(self.collection)
+            self._dim = None
+
+    # --- writes -------------------------------------------------------------------
+    def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None:
+        structs = [models.PointStruct(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in rows]
+        with self._locked():
+            self.client.upsert(self.collection, points=structs, wait=True)
+
+    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+        with self._locked():
+            self.client.overwrite_payload(self.collection, payload=payload, points=[point_id], wait=True)
+
+    def delete(self, ids: Iterable[int]) -> None:
+        ids = [int(i) for i in ids]
+        if not ids or self.dim() is None:
+            return
+        with self._locked():
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
+
+    # --- reads --------------------------------------------------------------------
+    def existing_ids(self, ids: Iterable[int]) -> set[int]:
+        ids = [int(i) for i in ids]
+        if not ids or self.dim() is None:
+            return set()
+        with self._locked():
+            records = self.client.retrieve(self.collection, ids=ids, with_payload=False, with_vectors=False)
+        return {int(r.id) for r in records}
+
+    def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]:
+        ids = [int(i) for i in ids]
+        if not ids or self.dim() is None:
+            return {}
+        with self._locked():
+            records = self.client.retrieve(self.collection, ids=ids, with_payload=True,
+                                           with_vectors=with_vectors)
+        return {int(r.id): StoredPoint(int(r.id), dict(r.vector) if isinstance(r.vector, dict) else {},
+                                       r.payload or {}) for r in records}
+
+    def count(self) -> int:
+        if self.dim() is None:
+            return 0
+        with self._locked():
+            return int(self.client.count(self.collection, exact=True).count)
+
+    def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
+        with self._locked():
+            responses = self.client.query_batch_points(self.collection, requests=[_request(r) for r in requests])
+        return [[Found(int(p.id), float(p.score), dict(p.vector) if isinstance(p.vector, dict) else {},
+                       p.payload or {}) for p in response.points] for response in responses]
+
+
+def _filter(where: Where | None) -> models.Filter | None:
+    if not where:
+        return None
+    must: list[models.Condition] = [models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
+                                    for key, values in where.any_of]
+    must += [models.FieldCondition(key=key, range=models.Range(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
+    must_not = [models.HasIdCondition(has_id=list(where.not_ids))] if where.not_ids else None
+    return models.Filter(must=must or None, must_not=must_not)
+
+
+def _payload(selection: tuple[str, ...] | bool) -> list[str] | bool:
+    return selection if isinstance(selection, bool) else list(selection)
+
+
+def _request(r: Request) -> models.QueryRequest:
+    if r.fusion:
+        # Qdrant's RRF uses k = RRF_K by default; the plain FusionQuery keeps older servers working.
+        fusion = models.FusionQuery(fusion=models.Fusion.RRF if r.fusion == "rrf" else models.Fusion.DBSF)
+        return models.QueryRequest(
+            prefetch=[models.Prefetch(query=list(p.vector), using=p.using, limit=p.limit, filter=_filter(p.where))
+                      for p in r.prefetch],
+            query=fusion, limit=r.limit, offset=r.offset, filter=_filter(r.where),
+            with_payload=_payload(r.with_payload), with_vector=list(r.with_vector) or False)
+    return models.QueryRequest(query=list(r.vector), using=r.using, limit=r.limit, offset=r.offset,
+                               filter=_filter(r.where), with_payload=_payload(r.with_payload),
+                               with_vector=list(r.with_vector) or False)

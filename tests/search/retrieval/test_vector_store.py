@@ -1,0 +1,183 @@
+"""The ProductIndex contract, on every engine: Qdrant Edge in a temp folder, and qdrant-client's
+in-memory mode standing in for a Qdrant server. Results are checked against exact numpy search."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from search.retrieval.vector_store import IndexSchemaError, ProductPoint, Where
+from search.retrieval.vector_store.edge import EdgeIndex, IndexBusyError
+from search.retrieval.vector_store.server import QdrantServerIndex
+
+DIM = 8
+CATEGORIES = ("mugs", "vases", "lamps")
+BRANDS = ("Acme", "Lumen")
+
+
+def make_index(engine: str, tmp_path):
+    if engine == "edge":
+        return EdgeIndex(tmp_path / "edge" / "products")
+    return QdrantServerIndex(QdrantClient(location=":memory:"), "products", local=True)
+
+
+@pytest.fixture(params=["server", "edge"])
+def engine(request, tmp_path):
+    index = make_index(request.param, tmp_path)
+    yield index
+    index.close()
+
+
+def unit(rng: np.random.Generator) -> np.ndarray:
+    v = rng.normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def catalog(seed: int = 0, n: int = 60) -> list[ProductPoint]:
+    """Products with random vectors; every third has no image, one in ten (of the others) no text."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for pid in range(1, n + 1):
+        text = None if pid % 10 == 0 and pid % 3 else unit(rng)
+        image = None if pid % 3 == 0 else unit(rng)
+        points.append(ProductPoint(pid, text, image, {"category": CATEGORIES[pid % 3], "brand": BRANDS[pid % 2],
+                                                      "price": float(pid), "active": True, "sku": f"S{pid}"}))
+    return points
+
+
+def exact_top(points: list[ProductPoint], query: np.ndarray, modality: str, limit: int, keep=lambda p: True):
+    having = [p for p in points if getattr(p, modality) is not None and keep(p)]
+    return [p.id for p in sorted(having, key=lambda p: -float(getattr(p, modality) @ query))[:limit]]
+
+
+def test_schema_is_created_once_and_a_wrong_size_is_refused(engine):
+    assert engine.dim() is None and engine.count() == 0
+    engine.ensure_collection(DIM)
+    engine.ensure_collection(DIM)
+    assert engine.dim() == DIM
+    with pytest.raises(IndexSchemaError, match="--recreate"):
+        engine.ensure_collection(DIM + 1)
+    engine.drop()
+    assert engine.dim() is None and engine.count() == 0
+
+
+def test_points_keep_only_the_vectors_they_have(engine):
+    engine.ensure_collection(DIM)
+    points = catalog(n=12)
+    engine.upsert(points)
+
+    stored = engine.retrieve([3, 10, 11])
+    assert set(stored[3].vector) == {"text", "avg"}  # no image: no image vector, never a zero one
+    np.testing.assert_allclose(stored[3].vector["avg"], points[2].text, atol=1e-5)
+    assert set(stored[10].vector) == {"image", "avg"}
+    assert set(stored[11].vector) == {"text", "image", "avg"}
+    assert stored[11].payload["category"] == CATEGORIES[11 % 3]
+    assert engine.count() == 12 and engine.existing_ids([1, 2, 99]) == {1, 2}
+    with pytest.raises(ValueError, match="neither a text nor an image"):
+        engine.upsert([ProductPoint(99, None, None)])
+
+
+def test_payload_updates_and_deletes(engine):
+    engine.ensure_collection(DIM)
+    engine.upsert(catalog(n=6))
+
+    engine.set_payload(2, {"category": "vases", "brand": "Acme", "price": 99.5})
+    engine.delete([3, 4, 404])
+
+    assert engine.retrieve([2])[2].payload == {"category": "vases", "brand": "Acme", "price": 99.5}
+    assert engine.count() == 4 and engine.existing_ids([3, 4]) == set()
+
+
+def test_candidates_are_the_exact_top_k_per_modality_under_each_filter(engine):
+    # given: 60 products and a query
+    engine.ensure_collection(DIM)
+    points = catalog()
+    engine.upsert(points)
+    query = unit(np.random.default_rng(7))
+    mugs_under_40 = Where(any_of=(("category", ("mugs",)),), ranges=(("price", None, 40.0),))
+    not_top = Where(not_ids=tuple(exact_top(points, query, "text", 3)))
+
+    # when: one round trip for three filters
+    retrieval = engine.retrieve_candidates({"text": query, "image": query}, limit=5,
+                                           filters=[None, mugs_under_40, not_top])
+
+    # then: each pool is the union of the exact top 5 per modality under its filter...
+    keeps = [lambda p: True, lambda p: p.payload["category"] == "mugs" and p.payload["price"] <= 40,
+             lambda p: p.id not in not_top.not_ids]
+    for pool, keep in zip(retrieval.pools, keeps):
+        expected = set(exact_top(points, query, "text", 5, keep)) | set(exact_top(points, query, "image", 5, keep))
+        assert {c.id for c in pool} == expected
+    # ...and every candidate carries its exact cosine in each modality it has, and no other
+    by_id = {p.id: p for p in points}
+    for candidate in retrieval.pools[0]:
+        point = by_id[candidate.id]
+        assert set(candidate.raw) == {m for m in ("text", "image") if getattr(point, m) is not None}
+        for modality, score in candidate.raw.items():
+            assert score == pytest.approx(float(getattr(point, modality) @ query), abs=1e-5)
+        assert candidate.payload["category"] == point.payload["category"]
+
+
+def test_search_ranks_by_the_averaged_vector_under_a_filter(engine):
+    engine.ensure_collection(DIM)
+    points = catalog()
+    engine.upsert(points)
+    query = unit(np.random.default_rng(3))
+    where = Where(any_of=(("brand", ("Acme",)),))
+
+    hits = engine.search(query, using="avg", limit=4, where=where)
+
+    stored = engine.retrieve([p.id for p in points])
+    expected = sorted((p for p in points if p.payload["brand"] == "Acme"),
+                      key=lambda p: -float(np.asarray(stored[p.id].vector["avg"]) @ query))[:4]
+    assert [h.id for h in hits] == [p.id for p in expected]
+
+
+@pytest.mark.parametrize("ranking", ["avg", "rrf", "dbsf"])
+def test_both_engines_give_the_same_results_for_the_same_catalog(tmp_path, ranking):
+    # given: the same products in both engines
+    server, edge = make_index("server", tmp_path), make_index("edge", tmp_path)
+    points = catalog(seed=5)
+    for index in (server, edge):
+        index.ensure_collection(DIM)
+        index.upsert(points)
+    query = unit(np.random.default_rng(11))
+    where = Where(any_of=(("category", ("mugs", "lamps")),))
+
+    # when: the same round trip, with the engine's own ranking
+    results = [index.retrieve_candidates({"text": query, "image": query}, limit=8, filters=[where],
+                                         server_ranking=ranking, avg_vector=query) for index in (server, edge)]
+
+    # then: the same cosines for the candidates both found (each engine's pools are checked
+    # against exact search above)...
+    (a, b) = results
+    pool_a, pool_b = ({c.id: c.raw for c in r.pools[0]} for r in results)
+    assert len(pool_a.keys() & pool_b.keys()) >= len(pool_a) - 2
+    for pid in pool_a.keys() & pool_b.keys():
+        assert pool_a[pid] == pytest.approx(pool_b[pid], abs=1e-5)
+    # ...and the same fused scores, best first. Fusions tie (RRF gives 1/(k + rank) sums), and
+    # engines order tied points differently, so a tie at the limit may keep different ones;
+    # the search breaks ties by id (fusion.sort_ranked).
+    assert sorted(a.server_scores.values(), reverse=True) == pytest.approx(
+        sorted(b.server_scores.values(), reverse=True), abs=1e-4)
+    lowest = min(a.server_scores.values())
+    above = [{pid for pid, score in r.server_scores.items() if score > lowest + 1e-6} for r in results]
+    assert above[0] == above[1]
+    for pid in above[0]:
+        assert a.server_scores[pid] == pytest.approx(b.server_scores[pid], abs=1e-4)
+    server.close()
+    edge.close()
+
+
+def test_edge_index_survives_reopening_and_refuses_a_second_opener(tmp_path):
+    path = tmp_path / "products"
+    first = EdgeIndex(path)
+    first.ensure_collection(DIM)
+    first.upsert(catalog(n=5))
+
+    with pytest.raises(IndexBusyError, match="open in another process"):
+        EdgeIndex(path).count()
+
+    first.close()
+    again = EdgeIndex(path)
+    assert again.dim() == DIM and again.count() == 5
+    again.close()
