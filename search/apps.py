@@ -30,6 +30,11 @@ def search_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessag
         errors.append(checks.Error(f"SEARCH_FUSION_WEIGHTS is not usable: {exc}",
                                    hint="Write e.g. text=1,image=0.8: modalities text and image, "
                                         "weights >= 0, at least one positive.", id="search.E002"))
+    from .retrieval.providers import VECTOR_ENGINES
+
+    if settings.SEARCH_VECTOR_ENGINE not in VECTOR_ENGINES:
+        errors.append(checks.Error(f"SEARCH_VECTOR_ENGINE={settings.SEARCH_VECTOR_ENGINE!r} is not an engine",
+                                   hint=f"Use one of {', '.join(VECTOR_ENGINES)}.", id="search.E004"))
     if settings.SEARCH_CANDIDATES < 1:
         errors.append(checks.Error("SEARCH_CANDIDATES must be at least 1", id="search.E003"))
     return errors

@@ -188,6 +188,9 @@ QDRANT_URL = os.environ.get("QDRANT_URL", "")
 QDRANT_API_KEY = os.environ.get("QDRANT_API_KEY") or None
 QDRANT_PATH = os.environ.get("QDRANT_PATH", str(VAR_DIR / "qdrant"))
 SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
+# The embedded engine when QDRANT_URL is unset: "local" (qdrant-client's local mode) or "edge"
+# (Qdrant Edge, beta: Qdrant's engine in this process, in QDRANT_PATH/<collection>).
+SEARCH_VECTOR_ENGINE = os.environ.get("SEARCH_VECTOR_ENGINE", "local")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

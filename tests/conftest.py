@@ -40,6 +40,18 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     providers.reset(encoder=False)
 
 
+@pytest.fixture(params=["server", "edge"])
+def vector_engine(request, settings, tmp_path):
+    """Runs a test on each engine: qdrant-client in memory (standing in for a Qdrant server),
+    and Qdrant Edge in a temp folder."""
+    if request.param == "edge":
+        settings.SEARCH_VECTOR_ENGINE = "edge"
+        settings.QDRANT_PATH = str(tmp_path / "vectors")
+        providers.reset(encoder=False)
+    yield request.param
+    providers.reset(encoder=False)
+
+
 @pytest.fixture
 def index():
     return providers.get_product_index()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from django.conf import settings
@@ -15,7 +16,10 @@ from qdrant_client import QdrantClient
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
 from .vector_store import ProductIndex
+from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex
+
+VECTOR_ENGINES = ("local", "edge")
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +61,15 @@ def get_qdrant_client() -> QdrantClient:
 
 @lru_cache(maxsize=1)
 def get_product_index() -> ProductIndex:
-    return QdrantServerIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
+    """QDRANT_URL: that server. Else, embedded: qdrant-client's local mode at QDRANT_PATH, or
+    Qdrant Edge in QDRANT_PATH/<collection> with SEARCH_VECTOR_ENGINE=edge (":memory:" is the
+    tests' in-memory stand-in for a server)."""
+    if settings.QDRANT_URL or settings.QDRANT_PATH == ":memory:" or settings.SEARCH_VECTOR_ENGINE != "edge":
+        return QdrantServerIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
+    index = EdgeIndex(Path(settings.QDRANT_PATH) / settings.SEARCH_COLLECTION)
+    # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
+    atexit.register(index.close)
+    return index
 
 
 def reset(*, encoder: bool = True) -> None:
@@ -65,6 +77,11 @@ def reset(*, encoder: bool = True) -> None:
     `encoder=False` keeps the loaded model, the slow part to rebuild."""
     if encoder:
         get_encoder.cache_clear()
+    if get_product_index.cache_info().currsize:
+        try:
+            get_product_index().close()
+        except Exception:  # closing a half-broken index must not mask the reset
+            pass
     if get_qdrant_client.cache_info().currsize:
         try:
             get_qdrant_client().close()

@@ -1,4 +1,4 @@
-"""The write path end to end: service -> on_commit -> task (eager) -> encoder -> Qdrant."""
+"""The write path end to end: service -> on_commit -> task (eager) -> encoder -> vector engine."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -13,7 +13,8 @@ from search.services import products_index
 from search.retrieval.vector_store import IndexSchemaError, average_vector
 from tests.conftest import png_bytes
 
-pytestmark = pytest.mark.django_db
+# every test here runs on both engines (tests/conftest.py: vector_engine)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("vector_engine")]
 
 
 def vectors_of(index, product_id):

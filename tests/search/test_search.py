@@ -1,4 +1,5 @@
-"""Search on a real in-memory Qdrant through the same selector the storefront and API call."""
+"""Search through the same selector the storefront and API call, on each engine: qdrant-client's
+in-memory mode standing in for a server, and Qdrant Edge in a temp folder."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -9,7 +10,8 @@ from catalog.models import Product
 from search.selectors import SearchFilters, product_search, product_similar
 from tests.shop_fixtures import CATALOG
 
-pytestmark = pytest.mark.django_db
+# every test here runs on both engines (tests/conftest.py: vector_engine)
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("vector_engine")]
 
 def skus(result) -> list[str]:
     return [hit.product.sku for hit in result.hits]
