@@ -10,11 +10,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def setup_instance(*, model: str | None, preset: str) -> Path:
-    """Point settings at a temp SQLite + Qdrant local dir (and a random CLIP if no model), then
-    start Django. Returns the temp dir."""
+ENGINE_LABELS = {"local": "qdrant-client local mode", "edge": "Qdrant Edge"}
+
+
+def setup_instance(*, model: str | None, preset: str, engine: str = "local") -> Path:
+    """Point settings at a temp SQLite + vector store dir of that embedded engine (and a random
+    CLIP if no model), then start Django. Returns the temp dir."""
     tmp = Path(tempfile.mkdtemp(prefix="shop-bench-"))
     os.environ.update({"SHOP_SEARCH_VAR_DIR": str(tmp), "QDRANT_PATH": str(tmp / "qdrant"),
+                       "SEARCH_VECTOR_ENGINE": engine,
                        "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "shop_search.settings"})
     for name in ("CELERY_BROKER_URL", "DATABASE_URL", "QDRANT_URL"):
         os.environ.pop(name, None)

@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from common import import_catalog, setup_instance, table
+from common import ENGINE_LABELS, import_catalog, setup_instance, table
 
 
 def main() -> None:
@@ -27,9 +27,10 @@ def main() -> None:
     parser.add_argument("--model", help="model id or dir (default: build one from --preset)")
     parser.add_argument("--preset", choices=["tiny", "vit-b-32"], default="tiny",
                         help="random-weight CLIP to build when no --model: tiny, or ViT-B/32's shape")
+    parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="local", help="the embedded vector engine")
     args = parser.parse_args()
 
-    tmp = setup_instance(model=args.model, preset=args.preset)
+    tmp = setup_instance(model=args.model, preset=args.preset, engine=args.engine)
     from tqdm import tqdm
 
     from catalog.images import image_load
@@ -62,7 +63,7 @@ def main() -> None:
     n = len(ids)
     rows = [("encoder only (floor)", floor_s), ("products_index, new", pipeline_s),
             ("products_index, unchanged", skip_s)]
-    print(f"\nmodel: {encoder.model_id}  dim {encoder.dim}  device {getattr(encoder, 'device', '?')}  "
+    print(f"\nengine: {ENGINE_LABELS[args.engine]}  model: {encoder.model_id}  dim {encoder.dim}  device {getattr(encoder, 'device', '?')}  "
           f"products {n} ({len(images)} with image)  batch {args.batch_size}\n")
     print(table(["path", "seconds", "products/s", "x floor time"],
                 [[label, f"{seconds:.2f}", f"{n / seconds:.1f}", f"{seconds / floor_s:.2f}"]

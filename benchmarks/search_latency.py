@@ -6,7 +6,7 @@ the same query vector. Measured: product_search end to end, the path shoppers hi
 hydration), per strategy, with and without filters. Query vectors are cached, as for
 repeated queries in production; the text tower's own cost is reported on its own line.
 
-    .venv/bin/python benchmarks/search_latency.py --products 2000 [--queries 60] [--model DIR]
+    .venv/bin/python benchmarks/search_latency.py --products 2000 [--engine local|edge] [--queries 60] [--model DIR]
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import statistics
 import time
 from decimal import Decimal
 
-from common import import_catalog, setup_instance, table
+from common import ENGINE_LABELS, import_catalog, setup_instance, table
 
 QUERIES = ["red mug", "blue striped t-shirt", "running shoes", "wool socks", "green ceramic vase",
            "black leather backpack", "table lamp", "dotted scarf", "water bottle steel", "pink cap",
@@ -37,9 +37,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60, help="timed searches per row")
     parser.add_argument("--model")
     parser.add_argument("--preset", choices=["tiny", "vit-b-32"], default="tiny")
+    parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="local", help="the embedded vector engine")
     args = parser.parse_args()
 
-    tmp = setup_instance(model=args.model, preset=args.preset)
+    tmp = setup_instance(model=args.model, preset=args.preset, engine=args.engine)
     import_catalog(tmp, products=args.products, seed=21, index=True)
     from django.conf import settings
 
@@ -58,7 +59,7 @@ def main() -> None:
     encoder = get_encoder()
     tower = timed(lambda: encoder.encode_texts([next_query() + " x"]), max(10, args.queries // 4))
     filters = SearchFilters(categories=("mugs", "vases"), price_max=Decimal("50"))
-    rows = [("Qdrant avg query (floor)", floor), ("text tower, uncached query", tower)]
+    rows = [("engine avg query (floor)", floor), ("text tower, uncached query", tower)]
     for strategy in ("normalized", "avg", "rrf", "dbsf"):
         rows.append((f"product_search {strategy}",
                      timed(lambda s=strategy: product_search(query=next_query(), strategy=s), args.queries)))
@@ -69,7 +70,7 @@ def main() -> None:
     floor_p50 = statistics.median(floor)
     print(f"\nmodel {encoder.model_id} dim {encoder.dim}; {args.products} products; "
           f"{settings.SEARCH_CANDIDATES} candidates per modality; {args.queries} searches per row; "
-          "Qdrant local mode, SQLite\n")
+          f"{ENGINE_LABELS[args.engine]}, SQLite\n")
     print(table(["path", "p50 ms", "p95 ms", "x floor p50"],
                 [[label, f"{statistics.median(t):.1f}", f"{sorted(t)[int(len(t) * 0.95) - 1]:.1f}",
                   f"{statistics.median(t) / floor_p50:.1f}"] for label, t in rows]))
