@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
-from .vector_store import ProductIndex
+from .vector_store import IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex
 
@@ -65,7 +65,11 @@ def get_product_index() -> ProductIndex:
     Qdrant Edge in QDRANT_PATH/<collection> with SEARCH_VECTOR_ENGINE=edge (":memory:" is the
     tests' in-memory stand-in for a server)."""
     if settings.QDRANT_URL or settings.QDRANT_PATH == ":memory:" or settings.SEARCH_VECTOR_ENGINE != "edge":
-        return QdrantServerIndex(get_qdrant_client(), settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
+        try:
+            client = get_qdrant_client()
+        except (RuntimeError, OSError, ValueError) as exc:  # local mode: locked or unreadable folder
+            raise IndexUnavailableError(f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc}).") from exc
+        return QdrantServerIndex(client, settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
     index = EdgeIndex(Path(settings.QDRANT_PATH) / settings.SEARCH_COLLECTION)
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)

@@ -1,6 +1,7 @@
 """JSON search API: thin, parse input, call one selector, serialise."""
 from __future__ import annotations
 
+import logging
 import tempfile
 
 from django.core.exceptions import ValidationError
@@ -17,6 +18,7 @@ from rest_framework.views import APIView
 from catalog.images import image_load
 
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import product_search
 from search.services import (
     ClickError,
@@ -37,9 +39,15 @@ from .serializers import (
 )
 
 
+logger = logging.getLogger(__name__)
+
+
 def _unavailable(exc: Exception) -> Response:
-    return Response({"detail": "Search is unavailable: the embedding model could not be loaded."},
-                    status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    # The reason (paths, the command that rebuilds the index) is for the operator's log.
+    logger.error("Search unavailable: %s", exc)
+    what = "the search index cannot be read" if isinstance(exc, IndexUnavailableError) else \
+        "the embedding model could not be loaded"
+    return Response({"detail": f"Search is unavailable: {what}."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
 def _client_session(request: Request) -> str | None:
@@ -51,7 +59,7 @@ def _search_response(request: Request, *, channel: str, **search_kwargs) -> Resp
     """Search, record the search, answer; a model that cannot load is a 503, not a crash."""
     try:
         result = product_search(**search_kwargs)
-    except ModelUnavailableError as exc:
+    except (ModelUnavailableError, IndexUnavailableError) as exc:
         return _unavailable(exc)
     search_event_log(result=result, channel=channel, session_key=_client_session(request))
     return Response(search_result_data(result, build_url=request.build_absolute_uri))

@@ -15,6 +15,7 @@ from catalog.images import image_load
 from catalog.models import Product
 
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.services import ClickError, click_log, search_event_log
 
@@ -22,6 +23,10 @@ from .serializers import SearchParamsSerializer
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
+# The vector index cannot be read; the catalog itself is in the database and still browses.
+INDEX_UNAVAILABLE = ("Search is unavailable right now, so here is the whole catalog: "
+                     "filters and sorting still work.")
+PHOTO_INDEX_UNAVAILABLE = "Search by photo is unavailable right now. Please try again later."
 SORT_LABELS = {"relevance": "Best match", "price_asc": "Price: low to high",
                "price_desc": "Price: high to low", "newest": "Newest"}
 
@@ -80,17 +85,24 @@ def _render(request: HttpRequest, context: dict, *, url: str | None = None) -> H
 
 def search_page(request: HttpRequest) -> HttpResponse:
     params, errors = _params(request.GET)
-    result, error = None, ""
+    result, error, notice = None, "", ""
+    kwargs = params.search_kwargs()
     try:
-        result = product_search(**params.search_kwargs())
+        result = product_search(**kwargs)
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
         error = UNAVAILABLE
-    if result is not None:
+    except IndexUnavailableError as exc:
+        # The shopper still gets the catalog, browsed from the database with their filters;
+        # the operator gets the reason and the command that rebuilds the index.
+        logger.error("Search unavailable, browsing the catalog instead: %s", exc)
+        notice = INDEX_UNAVAILABLE
+        result = product_search(**{**kwargs, "query": ""})
+    if result is not None and not notice:
         search_event_log(result=result, channel="htmx" if request.htmx else "page",
                          session_key=_session_key(request))
     state = params.validated_data
-    context = {"result": result, "error": error, "param_errors": errors, "params": state,
+    context = {"result": result, "error": error, "notice": notice, "param_errors": errors, "params": state,
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
                "querystring": canonical_query(state, page=1).urlencode(),
                "price_links": _price_links(state, result)}
@@ -130,6 +142,9 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
         except ModelUnavailableError as exc:
             logger.error("Search unavailable: %s", exc)
             error = UNAVAILABLE
+        except IndexUnavailableError as exc:
+            logger.error("Search by photo unavailable: %s", exc)
+            error = PHOTO_INDEX_UNAVAILABLE
     context = {"result": result, "error": error, "param_errors": errors, "params": params.validated_data,
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS], "querystring": "", "photo": upload,
                "price_links": []}
@@ -140,7 +155,8 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
     product = get_object_or_404(Product.objects.searchable(), pk=pk)
     try:
         similar = product_similar(product=product)
-    except ModelUnavailableError:
+    except (ModelUnavailableError, IndexUnavailableError) as exc:
+        logger.error("No similar products: %s", exc)
         similar = []
     return render(request, "search/product.html", {"product": product, "similar": similar})
 

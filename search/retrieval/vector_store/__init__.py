@@ -8,6 +8,7 @@ from .base import (
     VECTOR_NAMES,
     Hit,
     IndexSchemaError,
+    IndexUnavailableError,
     ProductIndex,
     ProductPoint,
     Retrieval,
@@ -16,5 +17,5 @@ from .base import (
     average_vector,
 )
 
-__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "IndexSchemaError",
+__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "IndexSchemaError", "IndexUnavailableError",
            "ProductIndex", "ProductPoint", "Retrieval", "StoredPoint", "Where", "average_vector"]

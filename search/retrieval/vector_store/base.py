@@ -28,7 +28,12 @@ CANDIDATE_PAYLOAD = ("category", "brand", "price")
 RRF_K = 2
 
 
-class IndexSchemaError(RuntimeError):
+class IndexUnavailableError(RuntimeError):
+    """The vector index cannot be used (locked, unreadable, or of another model); the message
+    says what happened and what rebuilds it. The database still holds every product."""
+
+
+class IndexSchemaError(IndexUnavailableError):
     """The collection exists with vectors of another size than the model produces."""
 
 
@@ -184,14 +189,29 @@ class ProductIndex(abc.ABC):
     def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
         """Run the requests in one round trip; one result list per request, best first."""
 
+    def _searched(self, requests: Sequence[Request], query_dim: int) -> list[list[Found]]:
+        """Run a read, or raise IndexUnavailableError saying why it cannot be (a store of another
+        model, a locked or unreadable store) instead of whatever the engine raised."""
+        current = self.dim()
+        if current is not None and current != query_dim:
+            raise self._schema_error(current, query_dim)
+        try:
+            return self._query_batch(requests)
+        except IndexUnavailableError:
+            raise
+        except Exception as exc:  # engines raise their own types, or plain Exception (Edge)
+            raise IndexUnavailableError(
+                f"The vector index cannot be searched ({exc}). Rebuild it from the database with "
+                "`python manage.py index_products --all --recreate`.") from exc
+
     def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
                where: Where | None = None) -> list[Hit]:
         if using not in VECTOR_NAMES:
             raise ValueError(f"unknown vector {using!r}; use one of {VECTOR_NAMES}")
         if self.dim() is None:
             return []
-        (found,) = self._query_batch([Request(limit=limit, offset=offset, vector=_plain(vector), using=using,
-                                              where=where, with_payload=True)])
+        (found,) = self._searched([Request(limit=limit, offset=offset, vector=_plain(vector), using=using,
+                                           where=where, with_payload=True)], len(vector))
         return [Hit(id=f.id, score=f.score, payload=f.payload) for f in found]
 
     def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
@@ -219,7 +239,7 @@ class ProductIndex(abc.ABC):
                                for m in modalities)))
         elif server_ranking is not None:
             raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
-        responses = self._query_batch(requests)
+        responses = self._searched(requests, len(requests[0].vector))  # the first is a per-modality query
         unit = {m: np.asarray(vectors[m], dtype=np.float32) for m in modalities}
         pools = []
         for i in range(len(filters)):

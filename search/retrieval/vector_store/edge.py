@@ -15,15 +15,31 @@ from typing import Any
 
 import qdrant_edge as qe
 
-from .base import PAYLOAD_INDEXES, RRF_K, VECTOR_NAMES, Found, ProductIndex, Request, StoredPoint, Where
+from .base import (
+    PAYLOAD_INDEXES,
+    RRF_K,
+    VECTOR_NAMES,
+    Found,
+    IndexUnavailableError,
+    ProductIndex,
+    Request,
+    StoredPoint,
+    Where,
+)
 
 SCHEMAS = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
            "bool": qe.PayloadSchemaType.Bool}
 CONFIG_FILE = "edge_config.json"
 
 
-class IndexBusyError(RuntimeError):
+class IndexBusyError(IndexUnavailableError):
     """Another process holds the index folder open."""
+
+
+def _unreadable(path: Path, exc: BaseException) -> IndexUnavailableError:
+    return IndexUnavailableError(
+        f"The vector index at {path} cannot be read ({exc}). Rebuild it from the database with "
+        "`python manage.py index_products --all --recreate`.")
 
 
 class EdgeIndex(ProductIndex):
@@ -45,7 +61,7 @@ class EdgeIndex(ProductIndex):
                 except Exception as exc:  # the binding raises plain Exception
                     if "WouldBlock" in str(exc):
                         raise IndexBusyError(f"The vector index at {self.path} is open in another process.") from exc
-                    raise
+                    raise _unreadable(self.path, exc) from exc
             return self._shard
 
     def close(self) -> None:
@@ -57,8 +73,11 @@ class EdgeIndex(ProductIndex):
     # --- schema -------------------------------------------------------------------
     def dim(self) -> int | None:
         if self._dim is None and (self.path / CONFIG_FILE).is_file():
-            config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
-            self._dim = int(config["vectors"]["text"]["size"])
+            try:
+                config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+                self._dim = int(config["vectors"]["text"]["size"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise _unreadable(self.path, exc) from exc
         return self._dim
 
     def ensure_collection(self, dim: int) -> None:

@@ -1,0 +1,75 @@
+"""A vector store that cannot be used never turns a page into a 500: the storefront says search
+is unavailable and browses the catalog from the database, the API answers 503, product pages
+show no similar products. Each fault is injected into a real Qdrant Edge store."""
+from __future__ import annotations
+
+import pytest
+
+from search.retrieval import providers
+from search.retrieval.vector_store.edge import EdgeIndex
+from tests.search.web.test_views import cards
+
+pytestmark = pytest.mark.django_db
+
+NOTICE = "Search is unavailable right now"
+
+
+@pytest.fixture
+def edge_shop(settings, tmp_path, shop):
+    """The concept shop, indexed into a Qdrant Edge store; the test then breaks the store."""
+    settings.SEARCH_VECTOR_ENGINE = "edge"
+    settings.QDRANT_PATH = str(tmp_path / "vectors")
+    providers.reset(encoder=False)
+    from search.tasks import products_enqueue
+
+    products_enqueue(product_ids=list(shop.values()))  # eager: indexed here, into Edge
+    path = tmp_path / "vectors" / settings.SEARCH_COLLECTION
+    assert EdgeIndex(path).dim() is not None
+    yield path
+    providers.reset(encoder=False)
+
+
+def locked(path, holder: list) -> None:
+    """Another process (here: another opener) holds the store."""
+    providers.reset(encoder=False)  # the app lets go...
+    other = EdgeIndex(path)
+    other.count()  # ...and someone else takes it
+    holder.append(other)
+
+
+def corrupt(path, holder: list) -> None:
+    providers.reset(encoder=False)
+    (path / "edge_config.json").write_text("{ not json", encoding="utf-8")
+
+
+def wrong_dimension(path, holder: list) -> None:
+    """The store was built by a model of another size (SEARCH_EMBEDDING_MODEL changed)."""
+    index = providers.get_product_index()
+    index.drop()
+    index.ensure_collection(7)
+
+
+FAULTS = {"locked": locked, "corrupt": corrupt, "wrong dimension": wrong_dimension}
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_a_broken_store_never_makes_a_500(client, edge_shop, shop, fault):
+    holder: list = []
+    FAULTS[fault](edge_shop, holder)
+    try:
+        # the storefront: a clear notice, and the catalog browsed from the database
+        page = client.get("/", {"q": "red mug"})
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert NOTICE in html and cards(html) == len(shop)
+        # filters still narrow the browsed catalog
+        assert cards(client.get("/", {"q": "red mug", "category": "mugs"}).content.decode()) == 3
+        # the API: 503 with a reason, not a traceback
+        api = client.get("/api/search", {"q": "red mug"})
+        assert api.status_code == 503 and "unavailable" in api.json()["detail"]
+        # a product page: the product, without similar products
+        product = client.get(f"/products/{shop['no-desc']}/")
+        assert product.status_code == 200 and "Red mug" in product.content.decode()
+    finally:
+        for other in holder:
+            other.close()
