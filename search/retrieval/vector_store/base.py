@@ -126,13 +126,22 @@ class ProductIndex(abc.ABC):
     def dim(self) -> int | None:
         """The vector size of the collection, or None when there is no collection."""
 
-    @abc.abstractmethod
     def ensure_collection(self, dim: int) -> None:
         """Create the collection (named vectors and payload indexes) if it is missing.
 
         Raises:
             IndexSchemaError: it exists with vectors of another size.
         """
+        current = self.dim()
+        if current == dim:
+            return
+        if current is not None:
+            raise self._schema_error(current, dim)
+        self._create(dim)
+
+    @abc.abstractmethod
+    def _create(self, dim: int) -> None:
+        """Create the collection: the named vectors at this size, a payload index per PAYLOAD_INDEXES."""
 
     @abc.abstractmethod
     def drop(self) -> None:

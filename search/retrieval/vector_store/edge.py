@@ -80,12 +80,7 @@ class EdgeIndex(ProductIndex):
                 raise _unreadable(self.path, exc) from exc
         return self._dim
 
-    def ensure_collection(self, dim: int) -> None:
-        current = self.dim()
-        if current == dim:
-            return
-        if current is not None:
-            raise self._schema_error(current, dim)
+    def _create(self, dim: int) -> None:
         with self._lock:
             self.path.mkdir(parents=True, exist_ok=True)
             config = qe.EdgeConfig(vectors={name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)

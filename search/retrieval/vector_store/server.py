@@ -43,12 +43,7 @@ class QdrantServerIndex(ProductIndex):
         self._dim = int(vectors["text"].size) if isinstance(vectors, dict) else None
         return self._dim
 
-    def ensure_collection(self, dim: int) -> None:
-        current = self.dim()
-        if current == dim:
-            return
-        if current is not None:
-            raise self._schema_error(current, dim)
+    def _create(self, dim: int) -> None:
         with self._locked():
             self.client.create_collection(
                 self.collection,
