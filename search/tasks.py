@@ -8,11 +8,14 @@ flag by the periodic sweep, so a broker outage at commit time loses nothing.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterable, Sequence
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.db import close_old_connections
 from django.utils import timezone
 from qdrant_client.http.exceptions import ResponseHandlingException
 
@@ -89,3 +92,40 @@ def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
     if ids:
         products_enqueue(product_ids=ids)
     return len(ids)
+
+
+_embedded_sweeper: threading.Thread | None = None
+
+
+def embedded_sweeper_start() -> threading.Thread | None:
+    """In the embedded default (no broker), start the thread that indexes pending products in this
+    process every SEARCH_EMBEDDED_SWEEP_SECONDS; call it from the server process, which holds the
+    vector index. Changes written by other processes (a terminal import, a bulk update flagged with
+    mark_pending) reach search this way. Returns the thread, or None with a broker configured
+    (Celery beat's sweep does this there)."""
+    global _embedded_sweeper
+    if not settings.CELERY_TASK_ALWAYS_EAGER or settings.SEARCH_EMBEDDED_SWEEP_SECONDS <= 0:
+        return None
+    if _embedded_sweeper is None or not _embedded_sweeper.is_alive():
+        _embedded_sweeper = threading.Thread(target=_sweep_forever, args=(settings.SEARCH_EMBEDDED_SWEEP_SECONDS,),
+                                             name="embedded-sweeper", daemon=True)
+        _embedded_sweeper.start()
+    return _embedded_sweeper
+
+
+def _sweep_forever(interval: float) -> None:
+    while True:
+        time.sleep(interval)
+        try:
+            close_old_connections()
+            # Rows changed in this process are indexed at commit already; wait a moment so the
+            # sweep picks up only what others left (indexing twice would be harmless, not free).
+            cutoff = timezone.now() - timedelta(seconds=interval)
+            ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk")
+                       .values_list("pk", flat=True)[:10_000])
+            for batch in _batches(ids, settings.SEARCH_INDEX_BATCH_SIZE):
+                products_index(product_ids=batch)
+        except Exception:  # the thread must outlive a bad batch; the log says what happened
+            logger.exception("The embedded sweep failed; it tries again in %s s", interval)
+        finally:
+            close_old_connections()

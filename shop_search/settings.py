@@ -170,6 +170,10 @@ SEARCH_ENCODE_BATCH_SIZE = int(os.environ.get("SEARCH_ENCODE_BATCH_SIZE", "32"))
 SEARCH_INDEX_BATCH_SIZE = int(os.environ.get("SEARCH_INDEX_BATCH_SIZE", "64"))
 # Products still pending this long after their last change are re-sent by the sweep.
 SEARCH_SWEEP_GRACE_SECONDS = int(os.environ.get("SEARCH_SWEEP_GRACE_SECONDS", "120"))
+# Embedded default (no broker): the server process holds the vector index, and a thread in it
+# indexes pending products this often, so changes made by other processes (a terminal import,
+# a bulk update with mark_pending) reach search by themselves.
+SEARCH_EMBEDDED_SWEEP_SECONDS = float(os.environ.get("SEARCH_EMBEDDED_SWEEP_SECONDS", "2"))
 
 # Ranking: normalized (per-modality z-scores fused over the fields a product has), or the
 # baselines avg | rrf | dbsf | text | image. Weights per modality for `normalized`.

@@ -68,7 +68,7 @@ def live_shop(tmp_path, tiny_model_dir):
         except OSError:
             assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             time.sleep(0.3)
-    yield {"base": base, "db": tmp_path / "var" / "db.sqlite3", "log": tmp_path / "server.log"}
+    yield {"base": base, "db": tmp_path / "var" / "db.sqlite3", "log": tmp_path / "server.log", "env": env}
     server.terminate()
     server.wait(timeout=30)
     log.close()
@@ -201,3 +201,45 @@ def test_admin_saves_imports_searches_and_clicks_all_succeed_under_concurrent_sh
     assert states == {sku: "indexed" for sku in skus + imported}
     assert searches == statuses[200] + 1  # every shopper's search was logged, and the start-up probe
     assert clicks == statuses[201]
+
+
+def test_changes_from_a_terminal_reach_search_while_the_server_runs(live_shop, tmp_path):
+    """The embedded store can be opened by one process at a time, and the running server has it:
+    a terminal import or a bulk update must still reach search by itself, and say so."""
+    env = live_shop["env"]
+    states = lambda where: dict(sqlite3.connect(live_shop["db"], timeout=30).execute(  # noqa: E731
+        f"SELECT sku, index_status FROM catalog_product WHERE {where}"))
+
+    # when: a merchandiser imports from a terminal while shoppers are served
+    (tmp_path / "more.csv").write_text("sku,title,price,category\n" + "".join(
+        f"TERM-{i},Green glass vase {i},20.00,vases\n" for i in range(12)), encoding="utf-8")
+    done = subprocess.run([sys.executable, "manage.py", "import_catalog", str(tmp_path / "more.csv")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+    # then: no traceback, and it says what happens next
+    assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
+    assert "running server" in done.stdout + done.stderr, done.stdout + done.stderr
+
+    # and when: a data fix updates rows in bulk and flags them, as the README says
+    subprocess.run([sys.executable, "manage.py", "shell", "-c",
+                    "from catalog.models import Product;"
+                    "Product.objects.filter(sku__startswith='S3-').update(price=1);"
+                    "Product.objects.filter(sku__startswith='S3-').mark_pending()"],
+                   cwd=ROOT, env=env, check=True, timeout=300, capture_output=True)
+
+    # and when: someone re-indexes everything from a terminal
+    reindex = subprocess.run([sys.executable, "manage.py", "index_products", "--all", "--force"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert reindex.returncode == 0 and "Traceback" not in reindex.stdout + reindex.stderr, reindex.stderr[-2000:]
+    assert "Handed" in reindex.stdout and "running server" in reindex.stdout
+
+    # then: within seconds, with no manual step, all of it is in search
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if set(states("1").values()) == {"indexed"}:
+            break
+        time.sleep(0.5)
+    assert set(states("1").values()) == {"indexed"}  # the imported, the updated, and the re-indexed
+    found = json.loads(urllib.request.urlopen(f"{live_shop['base']}/api/search?q=green+glass+vase&page_size=100",
+                                              timeout=60).read())
+    assert {r["sku"] for r in found["results"]} >= {f"TERM-{i}" for i in range(12)}
+    assert {r["price"] for r in found["results"] if r["sku"].startswith("S3-")} == {1.0}

@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
-from .vector_store import IndexUnavailableError, ProductIndex
+from .vector_store import IndexBusyError, IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex
 
@@ -68,6 +68,8 @@ def get_product_index() -> ProductIndex:
         try:
             client = get_qdrant_client()
         except (RuntimeError, OSError, ValueError) as exc:  # local mode: locked or unreadable folder
+            if "already accessed by another instance" in str(exc):
+                raise IndexBusyError(f"The vector index at {settings.QDRANT_PATH} is open in another process.") from exc
             raise IndexUnavailableError(f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc}).") from exc
         return QdrantServerIndex(client, settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
     index = EdgeIndex(Path(settings.QDRANT_PATH) / settings.SEARCH_COLLECTION)

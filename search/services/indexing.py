@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -21,7 +22,9 @@ from catalog.models import IndexStatus, Product
 
 from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError
-from search.retrieval.vector_store import ProductIndex, ProductPoint
+from search.retrieval.vector_store import IndexBusyError, ProductIndex, ProductPoint
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -31,13 +34,15 @@ class IndexReport:
     payload_updated: int = 0
     removed: int = 0
     failed: int = 0
+    # left pending because another process holds the embedded index (it indexes them)
+    deferred: int = 0
     errors: dict[int, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def merge(self, other: "IndexReport") -> None:
-        for name in ("indexed", "skipped", "payload_updated", "removed", "failed"):
+        for name in ("indexed", "skipped", "payload_updated", "removed", "failed", "deferred"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
 
@@ -114,7 +119,20 @@ class _Plan:
 
 def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None,
                    index: ProductIndex | None = None, force: bool = False) -> IndexReport:
-    """Embed and upsert the given products; unchanged ones are skipped, gone ones removed."""
+    """Embed and upsert the given products; unchanged ones are skipped, gone ones removed.
+    When another process holds the embedded index, they are left pending for it (`deferred`)."""
+    try:
+        return _products_index(product_ids=product_ids, encoder=encoder, index=index, force=force)
+    except IndexBusyError as exc:
+        count = len(set(product_ids))
+        logger.warning("%s %d product(s) stay pending: the running server indexes pending products within "
+                       "%s s; with no server running, `python manage.py index_products --dirty` does.",
+                       exc, count, settings.SEARCH_EMBEDDED_SWEEP_SECONDS)
+        return IndexReport(deferred=count)
+
+
+def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, index: ProductIndex | None,
+                    force: bool) -> IndexReport:
     index = index or providers.get_product_index()
     report = IndexReport()
     active = _read(product_ids, index, report)

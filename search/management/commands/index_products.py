@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import get_encoder, get_product_index
-from search.retrieval.vector_store import IndexSchemaError
+from search.retrieval.vector_store import IndexBusyError, IndexSchemaError
 from search.services import IndexReport, products_index
 from search.tasks import products_enqueue
 
@@ -38,10 +39,15 @@ class Command(BaseCommand):
             self.stdout.write(f"Queued {len(ids)} products in {sent} tasks.")
             return
         try:
+            index = get_product_index()
+            index.count()  # opens the embedded store, or finds another process holding it
+        except IndexBusyError as exc:
+            self._hand_over(exc, ids, force=opts["force"], recreate=opts["recreate"])
+            return
+        try:
             encoder = get_encoder()
         except ModelUnavailableError as exc:
             raise CommandError(str(exc)) from exc
-        index = get_product_index()
         if opts["recreate"]:
             index.drop()
         force = opts["force"] or opts["recreate"]
@@ -58,3 +64,12 @@ class Command(BaseCommand):
                           f"{total.payload_updated}, removed {total.removed}, failed {total.failed}.")
         for pk, error in list(total.errors.items())[:20]:
             self.stderr.write(self.style.ERROR(f"product {pk}: {error}"))
+
+    def _hand_over(self, exc: IndexBusyError, ids: list[int], *, force: bool, recreate: bool) -> None:
+        """The running server holds the embedded index: flag the products for it instead."""
+        if recreate:
+            raise CommandError(f"{exc} Stop the server first: --recreate rebuilds the index from scratch.")
+        changes = {"content_hash": ""} if force else {}
+        handed = Product.objects.filter(pk__in=ids).update(index_status=IndexStatus.PENDING, **changes)
+        self.stdout.write(f"{exc} Handed {handed} products to the running server, which indexes them within "
+                          f"{settings.SEARCH_EMBEDDED_SWEEP_SECONDS:g} s (or run this again once it is stopped).")

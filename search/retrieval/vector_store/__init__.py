@@ -7,6 +7,7 @@ from .base import (
     SERVER_RANKINGS,
     VECTOR_NAMES,
     Hit,
+    IndexBusyError,
     IndexSchemaError,
     IndexUnavailableError,
     ProductIndex,
@@ -17,5 +18,5 @@ from .base import (
     average_vector,
 )
 
-__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "IndexSchemaError", "IndexUnavailableError",
+__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "IndexBusyError", "IndexSchemaError", "IndexUnavailableError",
            "ProductIndex", "ProductPoint", "Retrieval", "StoredPoint", "Where", "average_vector"]

@@ -33,6 +33,11 @@ class IndexUnavailableError(RuntimeError):
     says what happened and what rebuilds it. The database still holds every product."""
 
 
+class IndexBusyError(IndexUnavailableError):
+    """Another process holds the embedded index open (one process at a time may): the rows stay
+    pending for the process that holds it."""
+
+
 class IndexSchemaError(IndexUnavailableError):
     """The collection exists with vectors of another size than the model produces."""
 

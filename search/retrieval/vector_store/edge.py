@@ -2,7 +2,7 @@
 collection in a folder, with payload indexes, exact counts, facets and a write-ahead log.
 
 Only one process at a time may open a folder: a second one is refused ("Can't init WAL:
-WouldBlock"), which `EdgeIndex` reports as `IndexBusyError`.
+WouldBlock"), which `EdgeIndex` reports as `IndexBusyError` (re-exported here).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from .base import (
     RRF_K,
     VECTOR_NAMES,
     Found,
+    IndexBusyError,
     IndexUnavailableError,
     ProductIndex,
     Request,
@@ -30,10 +31,6 @@ from .base import (
 SCHEMAS = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
            "bool": qe.PayloadSchemaType.Bool}
 CONFIG_FILE = "edge_config.json"
-
-
-class IndexBusyError(IndexUnavailableError):
-    """Another process holds the index folder open."""
 
 
 def _unreadable(path: Path, exc: BaseException) -> IndexUnavailableError:
