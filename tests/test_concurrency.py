@@ -37,14 +37,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def live_shop(tmp_path, tiny_model_dir):
+@pytest.fixture(params=["local", "edge"])
+def live_shop(request, tmp_path, tiny_model_dir):
     """A migrated embedded-default instance with a small catalog and a staff user, served by
-    `manage.py runserver` (threaded) in its own process."""
+    `manage.py runserver` (threaded) in its own process, on each embedded vector engine."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")}
     env.update({"DJANGO_SETTINGS_MODULE": "shop_search.settings", "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
                 "QDRANT_PATH": str(tmp_path / "var" / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
-                "SEARCH_DEVICE": "cpu", "LOG_LEVEL": "WARNING", "DJANGO_SUPERUSER_PASSWORD": "pw-staff-1"})
+                "SEARCH_DEVICE": "cpu", "LOG_LEVEL": "WARNING", "DJANGO_SUPERUSER_PASSWORD": "pw-staff-1",
+                "SEARCH_VECTOR_ENGINE": request.param})
     manage = [sys.executable, "manage.py"]
 
     def run(*args: str) -> None:
