@@ -13,7 +13,7 @@ sys.path.insert(0, str(ROOT))
 ENGINE_LABELS = {"local": "qdrant-client local mode", "edge": "Qdrant Edge"}
 
 
-def setup_instance(*, model: str | None, preset: str, engine: str = "local") -> Path:
+def setup_instance(*, model: str | None, preset: str, engine: str = "edge") -> Path:
     """Point settings at a temp SQLite + vector store dir of that embedded engine (and a random
     CLIP if no model), then start Django. Returns the temp dir."""
     tmp = Path(tempfile.mkdtemp(prefix="shop-bench-"))

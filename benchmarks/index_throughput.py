@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--model", help="model id or dir (default: build one from --preset)")
     parser.add_argument("--preset", choices=["tiny", "vit-b-32"], default="tiny",
                         help="random-weight CLIP to build when no --model: tiny, or ViT-B/32's shape")
-    parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="local", help="the embedded vector engine")
+    parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="edge", help="the embedded vector engine")
     args = parser.parse_args()
 
     tmp = setup_instance(model=args.model, preset=args.preset, engine=args.engine)

@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=60, help="timed searches per row")
     parser.add_argument("--model")
     parser.add_argument("--preset", choices=["tiny", "vit-b-32"], default="tiny")
-    parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="local", help="the embedded vector engine")
+    parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="edge", help="the embedded vector engine")
     args = parser.parse_args()
 
     tmp = setup_instance(model=args.model, preset=args.preset, engine=args.engine)

@@ -20,7 +20,7 @@ from django.utils import timezone
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from catalog.models import Product
-from search.services import products_index
+from search.services import products_index, products_reindex_if_index_missing
 
 logger = logging.getLogger(__name__)
 
@@ -113,18 +113,26 @@ def embedded_sweeper_start() -> threading.Thread | None:
     return _embedded_sweeper
 
 
+def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
+    """One pass of the embedded server's sweep: rebuild a missing index from the database, then
+    index products pending for longer than `settle_seconds`, here; returns how many."""
+    products_reindex_if_index_missing()
+    cutoff = timezone.now() - timedelta(seconds=settle_seconds)
+    ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk")
+               .values_list("pk", flat=True)[:10_000])
+    for batch in _batches(ids, settings.SEARCH_INDEX_BATCH_SIZE):
+        products_index(product_ids=batch)
+    return len(ids)
+
+
 def _sweep_forever(interval: float) -> None:
     while True:
         time.sleep(interval)
         try:
             close_old_connections()
-            # Rows changed in this process are indexed at commit already; wait a moment so the
-            # sweep picks up only what others left (indexing twice would be harmless, not free).
-            cutoff = timezone.now() - timedelta(seconds=interval)
-            ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk")
-                       .values_list("pk", flat=True)[:10_000])
-            for batch in _batches(ids, settings.SEARCH_INDEX_BATCH_SIZE):
-                products_index(product_ids=batch)
+            # Rows changed in this process are indexed at commit already; let them settle so the
+            # sweep picks up what others left (indexing twice would be harmless, not free).
+            products_sweep_embedded(settle_seconds=interval)
         except Exception:  # the thread must outlive a bad batch; the log says what happened
             logger.exception("The embedded sweep failed; it tries again in %s s", interval)
         finally:

@@ -187,14 +187,15 @@ SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
 # Search and click log: session ids are stored only as a keyed hash (this key, else SECRET_KEY).
 SEARCH_LOG_HASH_KEY = os.environ.get("SEARCH_LOG_HASH_KEY", "")
 
-# Qdrant: a server (QDRANT_URL), else embedded local mode at QDRANT_PATH (":memory:" for tests).
+# Qdrant: a server (QDRANT_URL), else the embedded engine at QDRANT_PATH (":memory:": tests).
 QDRANT_URL = os.environ.get("QDRANT_URL", "")
 QDRANT_API_KEY = os.environ.get("QDRANT_API_KEY") or None
 QDRANT_PATH = os.environ.get("QDRANT_PATH", str(VAR_DIR / "qdrant"))
 SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
-# The embedded engine when QDRANT_URL is unset: "local" (qdrant-client's local mode) or "edge"
-# (Qdrant Edge, beta: Qdrant's engine in this process, in QDRANT_PATH/<collection>).
-SEARCH_VECTOR_ENGINE = os.environ.get("SEARCH_VECTOR_ENGINE", "local")
+# The embedded engine when QDRANT_URL is unset: "edge" (Qdrant Edge, beta: Qdrant's engine in
+# this process, in QDRANT_PATH/<collection>) or "local" (qdrant-client's local mode, which
+# Qdrant documents for development and tests).
+SEARCH_VECTOR_ENGINE = os.environ.get("SEARCH_VECTOR_ENGINE", "edge")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -106,15 +106,14 @@ def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, red
         worker.wait(timeout=60)
         log.close()
 
-    # and the point is in the Qdrant storage the worker wrote (opened once the worker let go)
-    from qdrant_client import QdrantClient
+    # and the point is in the embedded store the worker wrote (opened once the worker let go)
+    from search.retrieval.vector_store.edge import EdgeIndex
 
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    index = EdgeIndex(tmp_path / "qdrant" / "products")
     try:
         with sqlite3.connect(db) as conn:
             (product_id,) = conn.execute("SELECT id FROM catalog_product WHERE sku='W-1'").fetchone()
-        (record,) = client.retrieve("products", ids=[product_id], with_vectors=True)
-        assert set(record.vector) == {"text", "avg"}
+        assert set(index.retrieve([product_id])[product_id].vector) == {"text", "avg"}
         assert "embed_products_task" in (tmp_path / "worker.log").read_text()
     finally:
-        client.close()
+        index.close()

@@ -61,9 +61,9 @@ def get_qdrant_client() -> QdrantClient:
 
 @lru_cache(maxsize=1)
 def get_product_index() -> ProductIndex:
-    """QDRANT_URL: that server. Else, embedded: qdrant-client's local mode at QDRANT_PATH, or
-    Qdrant Edge in QDRANT_PATH/<collection> with SEARCH_VECTOR_ENGINE=edge (":memory:" is the
-    tests' in-memory stand-in for a server)."""
+    """QDRANT_URL: that server. Else, embedded: Qdrant Edge in QDRANT_PATH/<collection>, or
+    qdrant-client's local mode at QDRANT_PATH with SEARCH_VECTOR_ENGINE=local (":memory:" is
+    the tests' in-memory stand-in for a server)."""
     if settings.QDRANT_URL or settings.QDRANT_PATH == ":memory:" or settings.SEARCH_VECTOR_ENGINE != "edge":
         try:
             client = get_qdrant_client()

@@ -1,8 +1,16 @@
 """Search write services: the vector index, the search and click log, exports."""
 from .events import ClickError, click_log, search_event_log, search_logs_prune, session_pseudonym
 from .exports import clicks_export, export_columns, export_size, iter_encoded, write_export
-from .indexing import IndexReport, ProductSource, product_payload, product_source, products_index
+from .indexing import (
+    IndexReport,
+    ProductSource,
+    product_payload,
+    product_source,
+    products_index,
+    products_reindex_if_index_missing,
+)
 
 __all__ = ["ClickError", "IndexReport", "click_log", "clicks_export", "export_columns", "export_size",
-           "iter_encoded", "product_payload", "product_source", "products_index", "ProductSource", "search_event_log",
+           "iter_encoded", "product_payload", "product_source", "products_index", "ProductSource",
+           "products_reindex_if_index_missing", "search_event_log",
            "search_logs_prune", "session_pseudonym", "write_export"]

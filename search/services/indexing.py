@@ -239,4 +239,17 @@ def _state_write(product: Product, **fields) -> bool:
     return bool(Product.objects.filter(pk=product.pk, updated_at=product.updated_at).update(**fields))
 
 
-__all__ = ["IndexReport", "ProductSource", "product_payload", "product_source", "products_index"]
+def products_reindex_if_index_missing(*, index: ProductIndex | None = None) -> int:
+    """The vector index has no collection (deleted, or a new engine or folder) while rows say
+    `indexed`: flag them pending, so they are embedded again from the database. Returns how many."""
+    index = index or providers.get_product_index()
+    if index.dim() is not None:
+        return 0
+    count = Product.objects.filter(index_status=IndexStatus.INDEXED).mark_pending()
+    if count:
+        logger.warning("The vector index is missing; %d product(s) will be embedded again from the database.", count)
+    return count
+
+
+__all__ = ["IndexReport", "ProductSource", "product_payload", "product_source", "products_index",
+           "products_reindex_if_index_missing"]

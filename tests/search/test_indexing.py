@@ -238,3 +238,20 @@ def test_sweep_resends_products_left_pending(make_product, index):
     product.refresh_from_db()
     assert product.index_status == IndexStatus.INDEXED
     assert index.existing_ids([product.pk]) == {product.pk}
+
+
+def test_a_missing_index_is_rebuilt_from_the_database_by_the_embedded_sweep(make_product, index):
+    from search.tasks import products_sweep_embedded
+
+    # given: indexed products, then the vector index is lost (deleted folder, new engine)
+    products = [make_product("Red ceramic mug"), make_product("Blue vase", image=None)]
+    index.drop()
+    assert index.count() == 0
+
+    # when: the embedded server's sweep runs
+    swept = products_sweep_embedded()
+
+    # then: every product is embedded again and says so, none left claiming `indexed` falsely
+    assert swept == 2
+    assert index.existing_ids(p.pk for p in products) == {p.pk for p in products}
+    assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
