@@ -6,8 +6,12 @@ and Celery's prefork workers must build their own clients after the fork.
 from __future__ import annotations
 
 import atexit
+import functools
+import threading
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -20,9 +24,28 @@ from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex
 
 VECTOR_ENGINES = ("local", "edge")
+T = TypeVar("T")
 
 
-@lru_cache(maxsize=1)
+def _built_once(build: Callable[[], T]) -> Callable[[], T]:
+    """lru_cache(maxsize=1) whose first call runs once even when threads race for it (a request
+    and the embedded sweep, say): a second model load wastes memory and trips transformers'
+    lazy imports, which are not thread-safe, and a second Edge handle on the same folder in the
+    same process is refused. Keeps lru_cache's cache_clear and cache_info."""
+    cached = lru_cache(maxsize=1)(build)
+    lock = threading.RLock()
+
+    @functools.wraps(build)
+    def get() -> T:
+        with lock:
+            return cached()
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    get.cache_info = cached.cache_info  # type: ignore[attr-defined]
+    return get
+
+
+@_built_once
 def get_encoder() -> Encoder:
     return load_encoder(settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE,
                         batch_size=settings.SEARCH_ENCODE_BATCH_SIZE)
@@ -47,7 +70,7 @@ def query_vector(model_id: str, query: str) -> np.ndarray:
     return vector
 
 
-@lru_cache(maxsize=1)
+@_built_once
 def get_qdrant_client() -> QdrantClient:
     if settings.QDRANT_URL:
         return QdrantClient(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY, timeout=30)
@@ -59,7 +82,7 @@ def get_qdrant_client() -> QdrantClient:
     return client
 
 
-@lru_cache(maxsize=1)
+@_built_once
 def get_product_index() -> ProductIndex:
     """QDRANT_URL: that server. Else, embedded: Qdrant Edge in QDRANT_PATH/<collection>, or
     qdrant-client's local mode at QDRANT_PATH with SEARCH_VECTOR_ENGINE=local (":memory:" is

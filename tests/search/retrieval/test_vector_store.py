@@ -181,3 +181,39 @@ def test_edge_index_survives_reopening_and_refuses_a_second_opener(tmp_path):
     again = EdgeIndex(path)
     assert again.dim() == DIM and again.count() == 5
     again.close()
+
+
+def test_threads_racing_for_the_encoder_and_the_index_build_each_once(settings, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from search.retrieval import encoders, providers
+
+    # given: the real loader, slowed so that every thread misses the cache at once
+    loads = []
+
+    def slow_load(*args, **kwargs):
+        loads.append(args)
+        time.sleep(0.3)
+        return real_load(*args, **kwargs)
+
+    real_load = encoders.load_encoder
+    monkeypatch.setattr(providers, "load_encoder", slow_load)
+    settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "vectors")
+    providers.reset()
+    got: list = []
+
+    # when: a request thread and the embedded sweep (and a few more) ask at the same moment
+    def ask():
+        got.append((providers.get_encoder(), providers.get_product_index()))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # then: one model load and one index handle, shared
+    assert len(loads) == 1
+    assert len({id(e) for e, _ in got}) == 1 and len({id(i) for _, i in got}) == 1
+    providers.reset()
