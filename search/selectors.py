@@ -15,7 +15,7 @@ from PIL import Image
 from catalog.models import Product
 
 from .retrieval import fusion, providers
-from .retrieval.vector_store import Where
+from .retrieval.vector_store import ProductIndex, Where
 
 MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
@@ -147,16 +147,19 @@ def _facets_from_counts(filters: SearchFilters, categories: Counter, brands: Cou
             "price": prices}
 
 
-def _pool_facets(filters: SearchFilters, pools: dict[str | None, list[fusion.Candidate]]) -> dict[str, list[FacetValue]]:
-    """Disjunctive counts over the candidates: each facet ignores its own filter only."""
-    def pool(dimension: str) -> list[fusion.Candidate]:
-        return pools.get(dimension, pools[None])
+def _index_facets(index: ProductIndex, filters: SearchFilters,
+                  matching: Callable[[str | None], Where | None]) -> dict[str, list[FacetValue]]:
+    """Disjunctive counts by the engine over every product the query and filters match: each
+    facet ignores its own filter only (`matching(skip)`)."""
+    categories = Counter(index.facet("category", where=matching("category"), limit=FACET_LIMIT))
+    brands = Counter(index.facet("brand", where=matching("brand"), limit=FACET_LIMIT))
+    by_price = matching("price") or Where()
 
-    categories = Counter(str(c.payload.get("category", "")) for c in pool("category"))
-    brands = Counter(str(c.payload.get("brand", "")) for c in pool("brand"))
-    price_pool = [float(c.payload.get("price", 0.0)) for c in pool("price")]
-    return _facets_from_counts(filters, categories, brands,
-                               lambda low, high: sum(_in_bucket(p, low, high) for p in price_pool))
+    def price_of(low: int | None, high: int | None) -> int:
+        bucket = (("price", float(low) if low is not None else None, float(high) if high is not None else None),)
+        return index.count(by_price.also(ranges=bucket))
+
+    return _facets_from_counts(filters, categories, brands, price_of)
 
 
 def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetValue]]:
@@ -235,25 +238,59 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     else:
         result.mode = "text"
         vector = providers.query_vector(providers.embedding_model_id(), query)
-    # The query meets both the text and the image vectors of every product, in one round trip
-    # that also brings the candidate pools the facets are counted on.
-    facet_dimensions = filters.active()
-    index_filters = [filters.where()] + [filters.where(skip=d) for d in facet_dimensions]
+    index = providers.get_product_index()
+    # What the query matches: every product under the filters (the relevance cutoff comes with
+    # the keyword leg), with the modality a single-modality strategy ranks by.
+    single = strategy if strategy in ("text", "image") else ""
+
+    def matching(skip: str | None = None) -> Where | None:
+        where = filters.where(skip=skip)
+        return (where or Where()).also(has_vector=single) if single else where
+
+    # The query meets both the text and the image vectors of every product: the top candidates
+    # per modality, ranked here; the products past them follow in the engine's own order.
     server_ranking = strategy if strategy in ("avg", "rrf", "dbsf") else None
-    retrieval = providers.get_product_index().retrieve_candidates(
-        {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, filters=index_filters,
+    retrieval = index.retrieve_candidates(
+        {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, where=matching(),
         server_ranking=server_ranking, avg_vector=vector)
-    pool = retrieval.pools[0]
-    ranked = _sort(_rank(strategy, pool, retrieval.server_scores, weights), sort)
-    result.count = len(ranked)
+    ranked = _sort(_rank(strategy, retrieval.pool, retrieval.server_scores, weights), sort)
+    result.count = index.count(matching())
     page_ranked = ranked[offset:offset + page_size]
-    products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
+    tail_ids: list[int] = []
+    if len(page_ranked) < page_size and result.count > len(ranked):
+        tail_ids = _tail(index, vector, single, matching(), filters, sort, exclude=[r.id for r in ranked],
+                         offset=max(0, offset - len(ranked)), limit=page_size - len(page_ranked))
+    products = Product.objects.searchable().in_bulk([r.id for r in page_ranked] + tail_ids)
     result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,
                              normalized=r.normalized)
                    for i, r in enumerate(page_ranked) if r.id in products]
-    pools = {None: pool, **{d: retrieval.pools[i + 1] for i, d in enumerate(facet_dimensions)}}
-    result.facets = _pool_facets(filters, pools)
+    result.hits += [SearchHit(product=products[pid], position=offset + len(page_ranked) + i + 1)
+                    for i, pid in enumerate(tail_ids) if pid in products]
+    result.facets = _index_facets(index, filters, matching)
     return result
+
+
+def _tail(index: ProductIndex, vector: np.ndarray, single: str, where: Where | None, filters: SearchFilters,
+          sort: str, *, exclude: list[int], offset: int, limit: int) -> list[int]:
+    """The matching products past the ranked candidates: by relevance, the engine's nearest on
+    the averaged vector (or the single modality ranked by); sorted, the database's order."""
+    if sort == "relevance":
+        rest = (where or Where()).also(not_ids=exclude)
+        # Not the engine's offset: equal scores (two variants with the same text and no image)
+        # come back in any order, so pages cut by offset could show one twice and lose the
+        # other. Fetch up to the page end and past every tie at it, then order ties by id.
+        end, fetch = offset + limit, offset + limit + 16
+        while True:
+            hits = sorted(index.search(vector, using=single or "avg", limit=fetch, where=rest),
+                          key=lambda h: (-h.score, h.id))
+            if len(hits) < fetch or hits[min(end, len(hits)) - 1].score > hits[-1].score:
+                return [hit.id for hit in hits[offset:end]]
+            fetch *= 2
+    queryset = filters.queryset(Product.objects.searchable()).exclude(pk__in=exclude)
+    if single == "image":
+        queryset = queryset.exclude(image="")
+    order = {"price_asc": ("price", "-id"), "price_desc": ("-price", "-id")}.get(sort, ("-id",))
+    return list(queryset.order_by(*order).values_list("pk", flat=True)[offset:offset + limit])
 
 
 def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
@@ -264,8 +301,8 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     if record is None or not record.vector:
         return []
     own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
-    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), filters=[Where(not_ids=(product.pk,))])
-    ranked = fusion.fuse_normalized(retrieval.pools[0], providers.fusion_weights())[:limit]
+    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), where=Where(not_ids=(product.pk,)))
+    ranked = fusion.fuse_normalized(retrieval.pool, providers.fusion_weights())[:limit]
     products = Product.objects.searchable().in_bulk([r.id for r in ranked])
     return [SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)
             for i, r in enumerate(ranked) if r.id in products]

@@ -89,6 +89,50 @@ def test_facets_count_the_query_and_ignore_their_own_filter(shop):
     assert prices["Up to 25"] == 3 and prices["100–200"] == 0 and prices["200 and up"] == 0
 
 
+def test_count_and_facets_describe_the_catalog_not_the_candidate_pool(shop, settings):
+    # given: a candidate pool far smaller than the catalog (2 per modality of 10 products)
+    settings.SEARCH_CANDIDATES = 2
+
+    # when: a shopper searches, then picks a category
+    result = product_search(query="red mug", page_size=4)
+    mugs = product_search(query="red mug", filters=SearchFilters(categories=("mugs",)))
+
+    # then: count and facets are those of every product the query and filters match (until the
+    # relevance cutoff of the hybrid-retrieval issue, every product matches a text query)...
+    assert result.count == len(CATALOG) and result.num_pages == 3
+    categories = {f.value: f.count for f in result.facets["category"]}
+    assert categories == {"mugs": 3, "vases": 2, "scarves": 1, "socks": 2, "lamps": 2}
+    assert sum(f.count for f in result.facets["price"]) == len(CATALOG)
+    assert mugs.count == 3 and {f.value: f.count for f in mugs.facets["brand"]} == {"Acme": 1, "Lumen": 2}
+    assert {f.value: f.count for f in mugs.facets["category"]}["socks"] == 2  # ignores its own filter
+    # ...the best matches lead, and every counted product is on some page, once
+    assert set(skus(result)[:2]) == {"no-image", "no-desc"}
+    pages = [skus(product_search(query="red mug", page=p, page_size=4)) for p in (1, 2, 3)]
+    flat = [s for page in pages for s in page]
+    assert sorted(flat) == sorted(CATALOG)
+    assert product_search(query="red mug", page=4, page_size=4).hits == []
+
+
+def test_sorting_orders_the_best_matches_then_the_rest(shop, settings):
+    settings.SEARCH_CANDIDATES = 2
+    pages = [product_search(query="red mug", sort="price_asc", page=p, page_size=3) for p in (1, 2, 3, 4)]
+    prices = [float(h.product.price) for page in pages for h in page.hits]
+    assert len(prices) == len(CATALOG) and [h.position for page in pages for h in page.hits] == list(range(1, 11))
+    # the best matches come first, by price, then the others, by price: the cheapest product in
+    # the shop (socks, 8.00) does not push the red mugs off the first page
+    order = [h.product.sku for page in pages for h in page.hits]
+    assert order.index("no-image") < order.index("green-sock") and order.index("no-desc") < order.index("green-sock")
+    pool_size = next(i for i in range(1, len(prices)) if prices[i] < prices[i - 1])
+    assert prices[:pool_size] == sorted(prices[:pool_size]) and prices[pool_size:] == sorted(prices[pool_size:])
+
+
+def test_a_single_modality_strategy_counts_only_products_with_that_vector(shop, settings):
+    settings.SEARCH_CANDIDATES = 2
+    image_only = product_search(query="red mug", strategy="image", page_size=20)
+    with_image = [sku for sku, row in CATALOG.items() if row[2] is not None]
+    assert image_only.count == len(with_image) and sorted(skus(image_only)) == sorted(with_image)
+
+
 def test_sort_and_pagination(shop):
     by_price = product_search(query="red mug", sort="price_asc", page_size=4)
     assert skus(by_price) == ["green-sock", "blue-sock", "green-mug", "no-image"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -64,14 +64,24 @@ class ProductPoint:
 @dataclass(frozen=True)
 class Where:
     """A filter in terms every engine behind ProductIndex expresses: each `any_of` key holds one of
-    its values, each range (key, gte, lte; None = open) holds, and no id in `not_ids` is returned."""
+    its values, each range (key, gte, lte; None = open) holds, the point has the named vector
+    `has_vector` (if set), its id is one of `ids` (if any), and no id in `not_ids` is returned."""
 
     any_of: tuple[tuple[str, tuple[str, ...]], ...] = ()
     ranges: tuple[tuple[str, float | None, float | None], ...] = ()
     not_ids: tuple[int, ...] = ()
+    ids: tuple[int, ...] = ()
+    has_vector: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.any_of or self.ranges or self.not_ids)
+        return bool(self.any_of or self.ranges or self.not_ids or self.ids or self.has_vector)
+
+    def also(self, **conditions: Any) -> "Where":
+        """This filter with more conditions: `ranges` and `not_ids` are added to, others replaced."""
+        for key in ("ranges", "not_ids"):
+            if key in conditions:
+                conditions[key] = getattr(self, key) + tuple(conditions[key])
+        return replace(self, **conditions)
 
 
 @dataclass(frozen=True)
@@ -116,10 +126,10 @@ class Found:
 
 @dataclass
 class Retrieval:
-    """What one round trip returns: a candidate pool per filter, and, if asked, the ranking
-    that the engine itself computed (avg vector, RRF or DBSF) over the first filter."""
+    """The candidate pool of a query (every candidate with its cosine in each modality it has),
+    and, if asked, the ranking that the engine itself computed (avg vector, RRF or DBSF)."""
 
-    pools: list[list[Candidate]]
+    pool: list[Candidate]
     server_scores: dict[int, float] | None = None
 
 
@@ -197,7 +207,13 @@ class ProductIndex(abc.ABC):
     def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]: ...
 
     @abc.abstractmethod
-    def count(self) -> int: ...
+    def count(self, where: Where | None = None) -> int:
+        """The exact number of points (under `where`)."""
+
+    @abc.abstractmethod
+    def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
+        """Exact counts of the points under `where` per value of the payload key `key` (which has
+        a payload index), the `limit` most frequent values."""
 
     @abc.abstractmethod
     def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
@@ -229,58 +245,55 @@ class ProductIndex(abc.ABC):
         return [Hit(id=f.id, score=f.score, payload=f.payload) for f in found]
 
     def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
-                            filters: Sequence[Where | None] = (None,),
-                            server_ranking: str | None = None,
+                            where: Where | None = None, server_ranking: str | None = None,
                             avg_vector: np.ndarray | None = None) -> Retrieval:
-        """One round trip: per filter, the top `limit` per modality in `vectors` (modality ->
-        query vector searched against that named vector), each candidate rescored in every
-        modality it has; optionally the engine's own ranking ("avg", "rrf", "dbsf") too."""
+        """The top `limit` per modality in `vectors` (modality -> query vector, searched against
+        that named vector) under `where`, each candidate with its cosine in every modality it has;
+        optionally the engine's own ranking ("avg", "rrf", "dbsf") as well.
+
+        Ids first, then the scores the first round missed: returning stored vectors to rescore
+        candidates here cost three times the queries themselves. Two round trips: the top k per
+        modality (with the payload sorting reads), then, per modality, the candidates another
+        modality found, scored by the engine under a filter on their ids."""
         modalities = [m for m in vectors if vectors[m] is not None]
         if self.dim() is None or not modalities:
-            return Retrieval(pools=[[] for _ in filters], server_scores={} if server_ranking else None)
-        wanted = ("text", "image")
-        requests = [Request(limit=limit, vector=_plain(vectors[m]), using=m, where=f,
-                            with_payload=CANDIDATE_PAYLOAD, with_vector=wanted)
-                    for f in filters for m in modalities]
+            return Retrieval(pool=[], server_scores={} if server_ranking else None)
+        first = [Request(limit=limit, vector=_plain(vectors[m]), using=m, where=where,
+                         with_payload=CANDIDATE_PAYLOAD) for m in modalities]
         if server_ranking == "avg":
             query = avg_vector if avg_vector is not None else vectors[modalities[0]]
-            requests.append(Request(limit=limit, vector=_plain(query), using="avg", where=filters[0],
-                                    with_payload=CANDIDATE_PAYLOAD, with_vector=wanted))
+            first.append(Request(limit=limit, vector=_plain(query), using="avg", where=where,
+                                 with_payload=CANDIDATE_PAYLOAD))
         elif server_ranking in ("rrf", "dbsf"):
-            requests.append(Request(
-                limit=limit, fusion=server_ranking, with_payload=CANDIDATE_PAYLOAD, with_vector=wanted,
-                prefetch=tuple(Request(limit=limit, vector=_plain(vectors[m]), using=m, where=filters[0])
-                               for m in modalities)))
+            first.append(Request(
+                limit=limit, fusion=server_ranking, with_payload=CANDIDATE_PAYLOAD,
+                prefetch=tuple(Request(limit=limit, vector=first[i].vector, using=m, where=where)
+                               for i, m in enumerate(modalities))))
         elif server_ranking is not None:
             raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
-        responses = self._searched(requests, len(requests[0].vector))  # the first is a per-modality query
-        unit = {m: np.asarray(vectors[m], dtype=np.float32) for m in modalities}
-        pools = []
-        for i in range(len(filters)):
-            found: dict[int, Candidate] = {}
-            for response in responses[i * len(modalities):(i + 1) * len(modalities)]:
-                _rescore(response, unit, found)
-            pools.append(list(found.values()))
-        server_scores = None
-        if server_ranking is not None:
-            extra = responses[-1]
-            known = {c.id: c for c in pools[0]}
-            _rescore(extra, unit, known)
-            pools[0] = list(known.values())
-            server_scores = {f.id: f.score for f in extra}
-        return Retrieval(pools=pools, server_scores=server_scores)
+        responses = self._searched(first, len(first[0].vector))  # the first is a per-modality query
+
+        payloads: dict[int, dict[str, Any]] = {}
+        raw: dict[int, dict[str, float]] = {}
+        for response in responses:
+            for found in response:
+                payloads.setdefault(found.id, found.payload)
+                raw.setdefault(found.id, {})
+        for modality, response in zip(modalities, responses):
+            for found in response:
+                raw[found.id][modality] = found.score
+        # every candidate gets its cosine in every modality it has, whichever modality found it
+        missing = {m: tuple(sorted(pid for pid in raw if m not in raw[pid])) for m in modalities}
+        second = [(m, Request(limit=len(ids), vector=_plain(vectors[m]), using=m, where=Where(ids=ids)))
+                  for m, ids in missing.items() if ids]
+        if second:
+            for (modality, _), response in zip(second, self._searched([r for _, r in second], len(first[0].vector))):
+                for found in response:
+                    raw[found.id][modality] = found.score
+        pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items() if scores]
+        server_scores = {f.id: f.score for f in responses[-1]} if server_ranking is not None else None
+        return Retrieval(pool=pool, server_scores=server_scores)
 
 
 def _plain(vector: np.ndarray) -> tuple[float, ...]:
     return tuple(np.asarray(vector, dtype=np.float32).tolist())
-
-
-def _rescore(points: Iterable[Found], vectors: Mapping[str, np.ndarray], into: dict[int, Candidate]) -> None:
-    """Every candidate gets its real cosine in every modality it has a vector for, whichever
-    modality found it (stored vectors are unit length, so a dot product is the cosine)."""
-    for point in points:
-        if point.id in into:
-            continue
-        raw = {m: float(np.dot(vectors[m], np.asarray(point.vector[m], dtype=np.float32)))
-               for m in vectors if m in point.vector}
-        into[point.id] = Candidate(point.id, raw, point.payload)

@@ -129,9 +129,16 @@ class EdgeIndex(ProductIndex):
         return {int(r.id): StoredPoint(int(r.id), dict(r.vector or {}) if with_vectors else {}, dict(r.payload or {}))
                 for r in shard.retrieve(ids, with_payload=True, with_vector=with_vectors)}
 
-    def count(self) -> int:
+    def count(self, where: Where | None = None) -> int:
         shard = self._open()
-        return int(shard.count(qe.CountRequest(exact=True))) if shard is not None else 0
+        return int(shard.count(qe.CountRequest(filter=_filter(where), exact=True))) if shard is not None else 0
+
+    def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
+        shard = self._open()
+        if shard is None:
+            return {}
+        response = shard.facet(qe.FacetRequest(key=key, filter=_filter(where), limit=limit, exact=True))
+        return {str(hit.value): int(hit.count) for hit in response.hits}
 
     def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
         shard = self._open()
@@ -147,6 +154,10 @@ def _filter(where: Where | None) -> qe.Filter | None:
         return None
     must = [qe.FieldCondition(key=key, match=qe.MatchAny(any=list(values))) for key, values in where.any_of]
     must += [qe.FieldCondition(key=key, range=qe.RangeFloat(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
+    if where.ids:
+        must.append(qe.HasIdCondition(point_ids=set(where.ids)))
+    if where.has_vector:
+        must.append(qe.HasVectorCondition(where.has_vector))
     must_not = [qe.HasIdCondition(point_ids=set(where.not_ids))] if where.not_ids else None
     return qe.Filter(must=must or None, must_not=must_not)
 

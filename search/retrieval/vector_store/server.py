@@ -97,11 +97,18 @@ class QdrantServerIndex(ProductIndex):
         return {int(r.id): StoredPoint(int(r.id), dict(r.vector) if isinstance(r.vector, dict) else {},
                                        r.payload or {}) for r in records}
 
-    def count(self) -> int:
+    def count(self, where: Where | None = None) -> int:
         if self.dim() is None:
             return 0
         with self._locked():
-            return int(self.client.count(self.collection, exact=True).count)
+            return int(self.client.count(self.collection, count_filter=_filter(where), exact=True).count)
+
+    def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
+        if self.dim() is None:
+            return {}
+        with self._locked():
+            response = self.client.facet(self.collection, key, facet_filter=_filter(where), limit=limit, exact=True)
+        return {str(hit.value): int(hit.count) for hit in response.hits}
 
     def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
         with self._locked():
@@ -116,6 +123,10 @@ def _filter(where: Where | None) -> models.Filter | None:
     must: list[models.Condition] = [models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
                                     for key, values in where.any_of]
     must += [models.FieldCondition(key=key, range=models.Range(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
+    if where.ids:
+        must.append(models.HasIdCondition(has_id=list(where.ids)))
+    if where.has_vector:
+        must.append(models.HasVectorCondition(has_vector=where.has_vector))
     must_not = [models.HasIdCondition(has_id=list(where.not_ids))] if where.not_ids else None
     return models.Filter(must=must or None, must_not=must_not)
 

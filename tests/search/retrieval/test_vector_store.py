@@ -88,33 +88,59 @@ def test_payload_updates_and_deletes(engine):
     assert engine.count() == 4 and engine.existing_ids([3, 4]) == set()
 
 
-def test_candidates_are_the_exact_top_k_per_modality_under_each_filter(engine):
+@pytest.mark.parametrize("where", [None, Where(any_of=(("category", ("mugs",)),), ranges=(("price", None, 40.0),)),
+                                   Where(not_ids=(1, 2, 4, 5, 7))], ids=["all", "mugs-under-40", "not-ids"])
+def test_candidates_are_the_exact_top_k_per_modality_under_the_filter(engine, where):
     # given: 60 products and a query
     engine.ensure_collection(DIM)
     points = catalog()
     engine.upsert(points)
     query = unit(np.random.default_rng(7))
-    mugs_under_40 = Where(any_of=(("category", ("mugs",)),), ranges=(("price", None, 40.0),))
-    not_top = Where(not_ids=tuple(exact_top(points, query, "text", 3)))
+    keep = {None: lambda p: True}.get(where) or (
+        (lambda p: p.id not in where.not_ids) if where.not_ids
+        else (lambda p: p.payload["category"] == "mugs" and p.payload["price"] <= 40))
 
-    # when: one round trip for three filters
-    retrieval = engine.retrieve_candidates({"text": query, "image": query}, limit=5,
-                                           filters=[None, mugs_under_40, not_top])
+    # when
+    retrieval = engine.retrieve_candidates({"text": query, "image": query}, limit=5, where=where)
 
-    # then: each pool is the union of the exact top 5 per modality under its filter...
-    keeps = [lambda p: True, lambda p: p.payload["category"] == "mugs" and p.payload["price"] <= 40,
-             lambda p: p.id not in not_top.not_ids]
-    for pool, keep in zip(retrieval.pools, keeps):
-        expected = set(exact_top(points, query, "text", 5, keep)) | set(exact_top(points, query, "image", 5, keep))
-        assert {c.id for c in pool} == expected
-    # ...and every candidate carries its exact cosine in each modality it has, and no other
+    # then: the pool is the union of the exact top 5 per modality under the filter...
+    expected = set(exact_top(points, query, "text", 5, keep)) | set(exact_top(points, query, "image", 5, keep))
+    assert {c.id for c in retrieval.pool} == expected
+    # ...and every candidate carries its exact cosine in each modality it has, and no other,
+    # whichever modality found it
     by_id = {p.id: p for p in points}
-    for candidate in retrieval.pools[0]:
+    for candidate in retrieval.pool:
         point = by_id[candidate.id]
         assert set(candidate.raw) == {m for m in ("text", "image") if getattr(point, m) is not None}
         for modality, score in candidate.raw.items():
             assert score == pytest.approx(float(getattr(point, modality) @ query), abs=1e-5)
         assert candidate.payload["category"] == point.payload["category"]
+
+
+def test_counts_and_facets_are_exact_under_a_filter(engine):
+    engine.ensure_collection(DIM)
+    points = catalog()
+    engine.upsert(points)
+    cheap = Where(ranges=(("price", None, 30.0),))
+    lamps_or_mugs = Where(any_of=(("category", ("lamps", "mugs")),))
+
+    def expected(keep, key=None):
+        kept = [p for p in points if keep(p)]
+        if key is None:
+            return len(kept)
+        values = {p.payload[key] for p in kept}
+        return {v: sum(p.payload[key] == v for p in kept) for v in values}
+
+    assert engine.count() == 60 and engine.count(cheap) == 30
+    assert engine.count(lamps_or_mugs.also(ranges=cheap.ranges)) == expected(
+        lambda p: p.payload["category"] in ("lamps", "mugs") and p.payload["price"] <= 30)
+    assert engine.count(Where(has_vector="image")) == expected(lambda p: p.image is not None)
+    assert engine.count(Where(ids=(1, 2, 3, 999))) == 3
+    assert engine.facet("category") == expected(lambda p: True, "category")
+    assert engine.facet("brand", where=cheap) == expected(lambda p: p.payload["price"] <= 30, "brand")
+    assert engine.facet("category", where=Where(has_vector="image")) == {"vases": 20, "lamps": 20}  # mugs: none
+    engine.drop()
+    assert engine.count(cheap) == 0 and engine.facet("brand") == {}
 
 
 def test_search_ranks_by_the_averaged_vector_under_a_filter(engine):
@@ -144,13 +170,13 @@ def test_both_engines_give_the_same_results_for_the_same_catalog(tmp_path, ranki
     where = Where(any_of=(("category", ("mugs", "lamps")),))
 
     # when: the same round trip, with the engine's own ranking
-    results = [index.retrieve_candidates({"text": query, "image": query}, limit=8, filters=[where],
+    results = [index.retrieve_candidates({"text": query, "image": query}, limit=8, where=where,
                                          server_ranking=ranking, avg_vector=query) for index in (server, edge)]
 
     # then: the same cosines for the candidates both found (each engine's pools are checked
     # against exact search above)...
     (a, b) = results
-    pool_a, pool_b = ({c.id: c.raw for c in r.pools[0]} for r in results)
+    pool_a, pool_b = ({c.id: c.raw for c in r.pool} for r in results)
     assert len(pool_a.keys() & pool_b.keys()) >= len(pool_a) - 2
     for pid in pool_a.keys() & pool_b.keys():
         assert pool_a[pid] == pytest.approx(pool_b[pid], abs=1e-5)
