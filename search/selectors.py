@@ -252,7 +252,8 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     server_ranking = strategy if strategy in ("avg", "rrf", "dbsf") else None
     retrieval = index.retrieve_candidates(
         {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, where=matching(),
-        server_ranking=server_ranking, avg_vector=vector)
+        server_ranking=server_ranking, avg_vector=vector,
+        payload=("price",) if sort in ("price_asc", "price_desc") else ())
     ranked = _sort(_rank(strategy, retrieval.pool, retrieval.server_scores, weights), sort)
     result.count = index.count(matching())
     page_ranked = ranked[offset:offset + page_size]
@@ -301,7 +302,8 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     if record is None or not record.vector:
         return []
     own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
-    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), where=Where(not_ids=(product.pk,)))
+    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), where=Where(not_ids=(product.pk,)),
+                                       payload=())
     ranked = fusion.fuse_normalized(retrieval.pool, providers.fusion_weights())[:limit]
     products = Product.objects.searchable().in_bulk([r.id for r in ranked])
     return [SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)

@@ -91,14 +91,16 @@ def fuse_normalized(candidates: Sequence[Candidate], weights: Mapping[str, float
     # every modality is normalised for reporting; only the weighted ones enter the score
     normalized = normalize_per_modality(candidates)
     ranked = []
-    for candidate in candidates:
-        present = [m for m in active if m in normalized[candidate.id]]
-        if not present:
-            continue
-        total = sum(active[m] for m in present)
-        score = sum(active[m] * normalized[candidate.id][m] for m in present) / total
-        ranked.append(Ranked(candidate.id, score, dict(candidate.raw), normalized[candidate.id],
-                             candidate.payload))
+    for candidate in candidates:  # plain loops: this runs for every candidate of every search
+        own = normalized[candidate.id]
+        total = weighted = 0.0
+        for modality, weight in active.items():
+            value = own.get(modality)
+            if value is not None:
+                total += weight
+                weighted += weight * value
+        if total:
+            ranked.append(Ranked(candidate.id, weighted / total, candidate.raw, own, candidate.payload))
     return sort_ranked(ranked)
 
 

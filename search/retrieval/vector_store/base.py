@@ -21,8 +21,8 @@ VECTOR_NAMES = ("text", "image", "avg")
 # Payload keys the search filters and facets on: every engine indexes them.
 PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool"}
 SERVER_RANKINGS = ("avg", "rrf", "dbsf")
-# What ranking, facets and sorting read from each candidate; the rest of the payload
-# stays in the engine (copying it cost local mode more than the search itself).
+# What a candidate carries by default; the search asks only for what it sorts by (the rest
+# of the payload stays in the engine: copying it costs more than the queries themselves).
 CANDIDATE_PAYLOAD = ("category", "brand", "price")
 # Qdrant's own default for reciprocal rank fusion, 1 / (k + rank): set on every engine alike.
 RRF_K = 2
@@ -246,10 +246,12 @@ class ProductIndex(abc.ABC):
 
     def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
                             where: Where | None = None, server_ranking: str | None = None,
-                            avg_vector: np.ndarray | None = None) -> Retrieval:
+                            avg_vector: np.ndarray | None = None,
+                            payload: tuple[str, ...] = CANDIDATE_PAYLOAD) -> Retrieval:
         """The top `limit` per modality in `vectors` (modality -> query vector, searched against
         that named vector) under `where`, each candidate with its cosine in every modality it has;
-        optionally the engine's own ranking ("avg", "rrf", "dbsf") as well.
+        optionally the engine's own ranking ("avg", "rrf", "dbsf") as well; each candidate
+        carries the `payload` keys asked for (none: cheaper).
 
         Ids first, then the scores the first round missed: returning stored vectors to rescore
         candidates here cost three times the queries themselves. Two round trips: the top k per
@@ -259,14 +261,14 @@ class ProductIndex(abc.ABC):
         if self.dim() is None or not modalities:
             return Retrieval(pool=[], server_scores={} if server_ranking else None)
         first = [Request(limit=limit, vector=_plain(vectors[m]), using=m, where=where,
-                         with_payload=CANDIDATE_PAYLOAD) for m in modalities]
+                         with_payload=payload) for m in modalities]
         if server_ranking == "avg":
             query = avg_vector if avg_vector is not None else vectors[modalities[0]]
             first.append(Request(limit=limit, vector=_plain(query), using="avg", where=where,
-                                 with_payload=CANDIDATE_PAYLOAD))
+                                 with_payload=payload))
         elif server_ranking in ("rrf", "dbsf"):
             first.append(Request(
-                limit=limit, fusion=server_ranking, with_payload=CANDIDATE_PAYLOAD,
+                limit=limit, fusion=server_ranking, with_payload=payload,
                 prefetch=tuple(Request(limit=limit, vector=first[i].vector, using=m, where=where)
                                for i, m in enumerate(modalities))))
         elif server_ranking is not None:

@@ -132,7 +132,7 @@ def _filter(where: Where | None) -> models.Filter | None:
 
 
 def _payload(selection: tuple[str, ...] | bool) -> list[str] | bool:
-    return selection if isinstance(selection, bool) else list(selection)
+    return selection if isinstance(selection, bool) else (list(selection) or False)
 
 
 def _request(r: Request) -> models.QueryRequest:
