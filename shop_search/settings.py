@@ -174,6 +174,10 @@ SEARCH_SWEEP_GRACE_SECONDS = int(os.environ.get("SEARCH_SWEEP_GRACE_SECONDS", "1
 # indexes pending products this often, so changes made by other processes (a terminal import,
 # a bulk update with mark_pending) reach search by themselves.
 SEARCH_EMBEDDED_SWEEP_SECONDS = float(os.environ.get("SEARCH_EMBEDDED_SWEEP_SECONDS", "2"))
+# torch threads in the web server process (shoppers' query encoding, and the embedded indexer):
+# torch's default (one per core, waiting on each other at every operation) multiplies a query's
+# time when the machine is busy. 0 = torch's default. Workers and commands keep torch's default.
+SEARCH_SERVE_TORCH_THREADS = int(os.environ.get("SEARCH_SERVE_TORCH_THREADS", "1"))
 
 # Ranking: normalized (per-modality z-scores fused over the fields a product has), or the
 # baselines avg | rrf | dbsf | text | image. Weights per modality for `normalized`.

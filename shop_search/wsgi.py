@@ -6,6 +6,12 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_search.settings")
 application = get_wsgi_application()
 
+# Shoppers' queries are encoded one at a time, in request threads: one torch thread each
+# keeps a busy machine from multiplying their cost (SEARCH_SERVE_TORCH_THREADS).
+from search.retrieval.providers import serving_threads_apply  # noqa: E402
+
+serving_threads_apply()
+
 # The embedded default's server is also its indexer: it holds the vector index, so it indexes
 # what other processes change (with a broker, Celery workers and beat do this instead).
 from search.tasks import embedded_sweeper_start  # noqa: E402

@@ -37,3 +37,24 @@ def test_embedded_default_runs_tasks_in_process_without_any_broker():
     # then: it ran here, and nothing looked for an AMQP server
     assert done.returncode == 0, done.stderr
     assert "'indexed': 0" in done.stdout and "hostname" not in done.stderr
+
+
+@pytest.mark.parametrize("value, expected", [(None, "1"), ("0", "default"), ("2", "2")])
+def test_the_web_server_encodes_queries_on_one_torch_thread_unless_told(value, expected, tmp_path):
+    # torch's default (a thread per core) multiplies a query's time when the machine is busy
+    # (benchmarks/query_encoding.py); a worker or a command keeps the default
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "SEARCH_SERVE_TORCH_THREADS")}
+    env.update({"DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING",
+                "SEARCH_EMBEDDED_SWEEP_SECONDS": "0", "SHOP_SEARCH_VAR_DIR": str(tmp_path)})
+    if value is not None:
+        env["SEARCH_SERVE_TORCH_THREADS"] = value
+
+    def threads(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[-1]
+
+    default = threads("import django, torch; django.setup(); print(torch.get_num_threads())")  # a command
+    served = threads("import shop_search.wsgi, torch; print(torch.get_num_threads())")
+    assert served == (default if expected == "default" else expected)

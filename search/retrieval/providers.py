@@ -51,6 +51,16 @@ def get_encoder() -> Encoder:
                         batch_size=settings.SEARCH_ENCODE_BATCH_SIZE)
 
 
+def serving_threads_apply() -> int:
+    """Set torch's thread count for a web server process (SEARCH_SERVE_TORCH_THREADS; 0 keeps
+    torch's default); returns the count in force. Called by the WSGI entry point."""
+    import torch
+
+    if settings.SEARCH_SERVE_TORCH_THREADS > 0:
+        torch.set_num_threads(settings.SEARCH_SERVE_TORCH_THREADS)
+    return torch.get_num_threads()
+
+
 def fusion_weights() -> dict[str, float]:
     """SEARCH_FUSION_WEIGHTS as a mapping (validated at start-up by the search.E002 check)."""
     return weights_parse(settings.SEARCH_FUSION_WEIGHTS)
