@@ -9,8 +9,9 @@ from .indexing import (
     products_index,
     products_reindex_if_index_missing,
 )
+from .reconcile import ReconcileReport, index_reconcile
 
-__all__ = ["ClickError", "IndexReport", "click_log", "clicks_export", "export_columns", "export_size",
+__all__ = ["ClickError", "IndexReport", "ReconcileReport", "click_log", "index_reconcile", "clicks_export", "export_columns", "export_size",
            "iter_encoded", "product_payload", "product_source", "products_index", "ProductSource",
            "products_reindex_if_index_missing", "search_event_log",
            "search_logs_prune", "session_pseudonym", "write_export"]

@@ -9,7 +9,7 @@ averaged vector, are written once here.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -205,6 +205,10 @@ class ProductIndex(abc.ABC):
 
     @abc.abstractmethod
     def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]: ...
+
+    @abc.abstractmethod
+    def point_ids(self) -> Iterator[int]:
+        """Every point's id, page by page (reconciling the index with the database)."""
 
     @abc.abstractmethod
     def count(self, where: Where | None = None) -> int:

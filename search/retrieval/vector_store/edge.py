@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,16 @@ class EdgeIndex(ProductIndex):
             return {}
         return {int(r.id): StoredPoint(int(r.id), dict(r.vector or {}) if with_vectors else {}, dict(r.payload or {}))
                 for r in shard.retrieve(ids, with_payload=True, with_vector=with_vectors)}
+
+    def point_ids(self) -> Iterator[int]:
+        shard = self._open()
+        offset = None
+        while shard is not None:
+            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=1000, with_payload=False,
+                                                            with_vector=False))
+            yield from (int(r.id) for r in records)
+            if offset is None:
+                return
 
     def count(self, where: Where | None = None) -> int:
         shard = self._open()

@@ -3,7 +3,7 @@ which speaks the same API, stands in for the server."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -96,6 +96,18 @@ class QdrantServerIndex(ProductIndex):
                                            with_vectors=with_vectors)
         return {int(r.id): StoredPoint(int(r.id), dict(r.vector) if isinstance(r.vector, dict) else {},
                                        r.payload or {}) for r in records}
+
+    def point_ids(self) -> Iterator[int]:
+        if self.dim() is None:
+            return
+        offset = None
+        while True:
+            with self._locked():
+                records, offset = self.client.scroll(self.collection, offset=offset, limit=1000,
+                                                     with_payload=False, with_vectors=False)
+            yield from (int(r.id) for r in records)
+            if offset is None:
+                return
 
     def count(self, where: Where | None = None) -> int:
         if self.dim() is None:

@@ -88,6 +88,15 @@ def test_payload_updates_and_deletes(engine):
     assert engine.count() == 4 and engine.existing_ids([3, 4]) == set()
 
 
+def test_point_ids_lists_every_point_across_pages(engine):
+    assert list(engine.point_ids()) == []
+    engine.ensure_collection(DIM)
+    points = catalog(n=2500)  # more than one page of 1,000
+    engine.upsert(points)
+    engine.delete([7, 1500])
+    assert sorted(engine.point_ids()) == [p.id for p in points if p.id not in (7, 1500)]
+
+
 @pytest.mark.parametrize("where", [None, Where(any_of=(("category", ("mugs",)),), ranges=(("price", None, 40.0),)),
                                    Where(not_ids=(1, 2, 4, 5, 7))], ids=["all", "mugs-under-40", "not-ids"])
 def test_candidates_are_the_exact_top_k_per_modality_under_the_filter(engine, where):
