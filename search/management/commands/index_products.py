@@ -7,7 +7,7 @@ from tqdm import tqdm
 from catalog.models import IndexStatus, Product
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import get_encoder, get_product_index
-from search.retrieval.vector_store import IndexBusyError, IndexSchemaError
+from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, IndexUnavailableError
 from search.services import IndexReport, products_index
 from search.tasks import products_enqueue
 
@@ -44,6 +44,15 @@ class Command(BaseCommand):
         except IndexBusyError as exc:
             self._hand_over(exc, ids, force=opts["force"], recreate=opts["recreate"])
             return
+        except IndexUnavailableError as exc:  # unreadable or of another size
+            if not opts["recreate"]:
+                raise CommandError(str(exc)) from exc
+            if settings.SEARCH_VECTOR_ENGINE != "edge" or settings.QDRANT_URL:
+                raise CommandError(f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
+                                   "database keeps every product) and run this again.") from exc
+            index = get_product_index()
+            index.drop()  # an unreadable embedded store: the database rebuilds it below
+            self.stdout.write(f"{exc} Removed it; embedding every product again from the database.")
         try:
             encoder = get_encoder()
         except ModelUnavailableError as exc:

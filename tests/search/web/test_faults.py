@@ -73,3 +73,19 @@ def test_a_broken_store_never_makes_a_500(client, edge_shop, shop, fault):
     finally:
         for other in holder:
             other.close()
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "wrong dimension"])
+def test_one_command_named_by_the_message_rebuilds_the_store(client, edge_shop, shop, fault, capsys):
+    from django.core.management import call_command
+
+    FAULTS[fault](edge_shop, [])
+    assert NOTICE in client.get("/", {"q": "red mug"}).content.decode()
+
+    call_command("index_products", "--all", "--recreate")  # what the server log names
+
+    assert f"Indexed {len(shop)}" in capsys.readouterr().out
+    providers.reset(encoder=False)
+    page = client.get("/", {"q": "red mug"}).content.decode()
+    assert NOTICE not in page and cards(page) == len(shop)
+    assert client.get("/api/search", {"q": "red mug"}).json()["results"][0]["sku"] in ("no-image", "no-desc")
