@@ -1,5 +1,5 @@
 """One settings module. With no environment at all it is the embedded default:
-SQLite, Qdrant local mode under var/, Celery tasks run in-process. Each real-stack
+SQLite, Qdrant Edge under var/, Celery tasks run in-process. Each real-stack
 service is switched on by its own variable (DATABASE_URL, CELERY_BROKER_URL, QDRANT_URL).
 """
 from __future__ import annotations
