@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from search.retrieval.encoders import ModelUnavailableError
-from search.retrieval.providers import get_encoder, get_product_index
+from search.retrieval import providers
 from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, IndexUnavailableError
 from search.services import IndexReport, products_index
 from search.tasks import products_enqueue
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Queued {len(ids)} products in {sent} tasks.")
             return
         try:
-            index = get_product_index()
+            index = providers.get_product_index()
             index.count()  # opens the embedded store, or finds another process holding it
         except IndexBusyError as exc:
             self._hand_over(exc, ids, force=opts["force"], recreate=opts["recreate"])
@@ -50,11 +50,11 @@ class Command(BaseCommand):
             if settings.SEARCH_VECTOR_ENGINE != "edge" or settings.QDRANT_URL:
                 raise CommandError(f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
                                    "database keeps every product) and run this again.") from exc
-            index = get_product_index()
+            index = providers.get_product_index()
             index.drop()  # an unreadable embedded store: the database rebuilds it below
             self.stdout.write(f"{exc} Removed it; embedding every product again from the database.")
         try:
-            encoder = get_encoder()
+            encoder = providers.get_encoder()
         except ModelUnavailableError as exc:
             raise CommandError(str(exc)) from exc
         if opts["recreate"]:
