@@ -9,9 +9,10 @@ averaged vector, are written once here.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -26,6 +27,7 @@ SERVER_RANKINGS = ("avg", "rrf", "dbsf")
 CANDIDATE_PAYLOAD = ("category", "brand", "price")
 # Qdrant's own default for reciprocal rank fusion, 1 / (k + rank): set on every engine alike.
 RRF_K = 2
+T = TypeVar("T")
 
 
 class IndexUnavailableError(RuntimeError):
@@ -136,6 +138,40 @@ class Retrieval:
 class ProductIndex(abc.ABC):
     """The vector index of the catalog, whatever engine holds it."""
 
+    # Counts and facets are remembered until the next write through this object, where it is
+    # the only writer (the embedded engines, which one process holds): facets cost more than the
+    # search itself on a large catalog (100k products: 100 ms filtered), and until a write they
+    # cannot change. A server is written by other processes, so it is asked every time.
+    sole_writer = False
+    MEMO_SIZE = 1024
+
+    def _memo_state(self) -> tuple[OrderedDict, list[int]]:
+        if not hasattr(self, "_memo"):
+            self._memo: OrderedDict = OrderedDict()
+            self._generation = [0]
+        return self._memo, self._generation
+
+    def _changed(self) -> None:
+        """After every write: what was counted before no longer holds."""
+        memo, generation = self._memo_state()
+        generation[0] += 1
+        memo.clear()
+
+    def _remembered(self, key: tuple, compute: Callable[[], T]) -> T:
+        if not self.sole_writer:
+            return compute()
+        memo, generation = self._memo_state()
+        seen = generation[0]
+        hit = memo.get(key)
+        if hit is not None and hit[0] == seen:
+            return hit[1]
+        value = compute()
+        if generation[0] == seen:  # no write meanwhile: the value holds for this generation
+            memo[key] = (seen, value)
+            while len(memo) > self.MEMO_SIZE:
+                memo.popitem(last=False)
+        return value
+
     # --- schema -------------------------------------------------------------------
     @abc.abstractmethod
     def dim(self) -> int | None:
@@ -153,14 +189,19 @@ class ProductIndex(abc.ABC):
         if current is not None:
             raise self._schema_error(current, dim)
         self._create(dim)
+        self._changed()
 
     @abc.abstractmethod
     def _create(self, dim: int) -> None:
         """Create the collection: the named vectors at this size, a payload index per PAYLOAD_INDEXES."""
 
-    @abc.abstractmethod
     def drop(self) -> None:
         """Remove the collection and everything in it."""
+        self._drop()
+        self._changed()
+
+    @abc.abstractmethod
+    def _drop(self) -> None: ...
 
     def close(self) -> None:
         """Release what the engine holds (files, locks, connections)."""
@@ -187,17 +228,26 @@ class ProductIndex(abc.ABC):
             rows.append((point.id, vectors, point.payload))
         if rows:
             self._upsert(rows)
+            self._changed()
 
     @abc.abstractmethod
     def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None: ...
 
-    @abc.abstractmethod
     def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
         """Replace the point's payload."""
+        self._set_payload(point_id, payload)
+        self._changed()
 
     @abc.abstractmethod
+    def _set_payload(self, point_id: int, payload: dict[str, Any]) -> None: ...
+
     def delete(self, ids: Iterable[int]) -> None:
         """Remove these points; ids without a point are ignored."""
+        self._delete([int(i) for i in ids])
+        self._changed()
+
+    @abc.abstractmethod
+    def _delete(self, ids: list[int]) -> None: ...
 
     # --- reads --------------------------------------------------------------------
     @abc.abstractmethod
@@ -210,14 +260,20 @@ class ProductIndex(abc.ABC):
     def point_ids(self) -> Iterator[int]:
         """Every point's id, page by page (reconciling the index with the database)."""
 
-    @abc.abstractmethod
     def count(self, where: Where | None = None) -> int:
         """The exact number of points (under `where`)."""
+        return self._remembered(("count", where), lambda: self._count(where))
 
-    @abc.abstractmethod
     def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
         """Exact counts of the points under `where` per value of the payload key `key` (which has
         a payload index), the `limit` most frequent values."""
+        return dict(self._remembered(("facet", key, where, limit), lambda: self._facet(key, where, limit)))
+
+    @abc.abstractmethod
+    def _count(self, where: Where | None) -> int: ...
+
+    @abc.abstractmethod
+    def _facet(self, key: str, where: Where | None, limit: int) -> dict[str, int]: ...
 
     @abc.abstractmethod
     def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:

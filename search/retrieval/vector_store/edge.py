@@ -40,6 +40,8 @@ def _unreadable(path: Path, exc: BaseException) -> IndexUnavailableError:
 
 
 class EdgeIndex(ProductIndex):
+    sole_writer = True  # one process at a time may open the folder, and writes go through here
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._shard: qe.EdgeShard | None = None
@@ -87,7 +89,7 @@ class EdgeIndex(ProductIndex):
                 shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
             self._shard, self._dim = shard, dim
 
-    def drop(self) -> None:
+    def _drop(self) -> None:
         with self._lock:
             self.close()
             if self.path.exists():
@@ -102,13 +104,12 @@ class EdgeIndex(ProductIndex):
         shard.update(qe.UpdateOperation.upsert_points(
             [qe.Point(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in rows]))
 
-    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+    def _set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
         shard = self._open()
         if shard is not None:
             shard.update(qe.UpdateOperation.overwrite_payload([int(point_id)], payload))
 
-    def delete(self, ids: Iterable[int]) -> None:
-        ids = [int(i) for i in ids]
+    def _delete(self, ids: list[int]) -> None:
         shard = self._open()
         if ids and shard is not None:
             shard.update(qe.UpdateOperation.delete_points(ids))
@@ -139,11 +140,11 @@ class EdgeIndex(ProductIndex):
             if offset is None:
                 return
 
-    def count(self, where: Where | None = None) -> int:
+    def _count(self, where: Where | None) -> int:
         shard = self._open()
         return int(shard.count(qe.CountRequest(filter=_filter(where), exact=True))) if shard is not None else 0
 
-    def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
+    def _facet(self, key: str, where: Where | None, limit: int) -> dict[str, int]:
         shard = self._open()
         if shard is None:
             return {}

@@ -21,6 +21,7 @@ class QdrantServerIndex(ProductIndex):
         self.collection = collection
         # qdrant-client's local mode is plain Python state: serialise access from server threads.
         self.local = local
+        self.sole_writer = local  # local mode's folder is locked to this process; a server is shared
         self._lock: threading.RLock | None = threading.RLock() if local else None
         # Known vector size; saves a round trip per call once the collection is seen.
         self._dim: int | None = None
@@ -55,7 +56,7 @@ class QdrantServerIndex(ProductIndex):
                 self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS[schema])
             self._dim = dim
 
-    def drop(self) -> None:
+    def _drop(self) -> None:
         with self._locked():
             if self.client.collection_exists(self.collection):
                 self.client.delete_collection(self.collection)
@@ -67,12 +68,11 @@ class QdrantServerIndex(ProductIndex):
         with self._locked():
             self.client.upsert(self.collection, points=structs, wait=True)
 
-    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+    def _set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
         with self._locked():
             self.client.overwrite_payload(self.collection, payload=payload, points=[point_id], wait=True)
 
-    def delete(self, ids: Iterable[int]) -> None:
-        ids = [int(i) for i in ids]
+    def _delete(self, ids: list[int]) -> None:
         if not ids or self.dim() is None:
             return
         with self._locked():
@@ -109,13 +109,13 @@ class QdrantServerIndex(ProductIndex):
             if offset is None:
                 return
 
-    def count(self, where: Where | None = None) -> int:
+    def _count(self, where: Where | None) -> int:
         if self.dim() is None:
             return 0
         with self._locked():
             return int(self.client.count(self.collection, count_filter=_filter(where), exact=True).count)
 
-    def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
+    def _facet(self, key: str, where: Where | None, limit: int) -> dict[str, int]:
         if self.dim() is None:
             return {}
         with self._locked():

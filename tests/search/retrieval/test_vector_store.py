@@ -252,3 +252,20 @@ def test_threads_racing_for_the_encoder_and_the_index_build_each_once(settings, 
     assert len(loads) == 1
     assert len({id(e) for e, _ in got}) == 1 and len({id(i) for _, i in got}) == 1
     providers.reset()
+
+
+def test_counts_and_facets_follow_every_write_at_once(engine):
+    # counts and facets may be remembered between writes (the embedded engines): never past one
+    engine.ensure_collection(DIM)
+    engine.upsert(catalog(n=6))
+    mugs = Where(any_of=(("category", ("mugs",)),))
+    assert engine.count(mugs) == 2 and engine.facet("brand", where=mugs) == {"Acme": 1, "Lumen": 1}
+
+    engine.upsert(catalog(n=9)[6:])                                   # adds 9 (a mug, Lumen)
+    assert engine.count(mugs) == 3 and engine.facet("brand", where=mugs) == {"Acme": 1, "Lumen": 2}
+    engine.set_payload(3, {"category": "vases", "brand": "Acme", "price": 3.0})
+    assert engine.count(mugs) == 2 and engine.facet("brand", where=mugs) == {"Acme": 1, "Lumen": 1}
+    engine.delete([6])
+    assert engine.count(mugs) == 1 and engine.facet("brand", where=mugs) == {"Lumen": 1}
+    engine.drop()
+    assert engine.count(mugs) == 0 and engine.facet("brand", where=mugs) == {}
