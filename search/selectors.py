@@ -104,6 +104,7 @@ class SearchResult:
     count: int
     hits: list[SearchHit] = field(default_factory=list)
     facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    model_id: str = ""  # the model that ranked the results ("" when browsing)
 
     @property
     def num_pages(self) -> int:
@@ -232,12 +233,15 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
         result.facets = _db_facets(filters, base)
         return result
 
+    # the model whose vectors the store serves: the configured one, or, while a new model's
+    # store is being filled, the previous one
+    result.model_id = model_id = providers.serving_model_id()
     if image is not None:
         result.mode = "image"
-        vector = providers.get_encoder().encode_images([image])[0]
+        vector = providers.query_encoder(model_id).encode_images([image])[0]
     else:
         result.mode = "text"
-        vector = providers.query_vector(providers.embedding_model_id(), query)
+        vector = providers.query_vector(model_id, query)
     index = providers.get_product_index()
     # What the query matches: every product under the filters (the relevance cutoff comes with
     # the keyword leg), with the modality a single-modality strategy ranks by.

@@ -20,7 +20,7 @@ from django.utils import timezone
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from catalog.models import Product
-from search.services import products_index, products_reindex_if_index_missing
+from search.services import model_switch_advance, products_index, products_reindex_if_index_missing
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +117,13 @@ def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
     """One pass of the embedded server's sweep: rebuild a missing index from the database, then
     index products pending for longer than `settle_seconds`, here; returns how many."""
     products_reindex_if_index_missing()
+    model_switch_advance()  # a changed model: flag what its store lacks
     cutoff = timezone.now() - timedelta(seconds=settle_seconds)
     ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk")
                .values_list("pk", flat=True)[:10_000])
     for batch in _batches(ids, settings.SEARCH_INDEX_BATCH_SIZE):
         products_index(product_ids=batch)
+    model_switch_advance()  # ...and serve it once it is complete
     return len(ids)
 
 

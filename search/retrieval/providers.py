@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import atexit
 import functools
+import hashlib
+import os
+import shutil
 import threading
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -71,11 +75,32 @@ def embedding_model_id() -> str:
     return settings.SEARCH_EMBEDDING_MODEL
 
 
+@_built_once
+def _previous_encoder() -> Encoder:
+    """The model the serving store was built with, while the store of the configured model is
+    still being filled (a model switch); loaded on the first query that needs it."""
+    return load_encoder(serving_model_id(), device=settings.SEARCH_DEVICE, batch_size=1)
+
+
+def query_encoder(model_id: str | None = None) -> Encoder:
+    """The encoder for queries against vectors of `model_id` (default: the serving store's)."""
+    model_id = model_id or serving_model_id()
+    encoder = get_encoder()
+    if model_id in (encoder.model_id, settings.SEARCH_EMBEDDING_MODEL):
+        return encoder
+    previous = _previous_encoder()
+    if previous.model_id != model_id:  # the store moved on since it was loaded
+        _previous_encoder.cache_clear()
+        previous = _previous_encoder()
+    return previous
+
+
 @lru_cache(maxsize=1024)
 def query_vector(model_id: str, query: str) -> np.ndarray:
-    """Text-tower embedding of a query; repeated queries skip the model. Keyed by model id,
-    so a changed model never answers with another model's vectors."""
-    vector = get_encoder().encode_texts([query])[0]
+    """Text-tower embedding of a query by the model `model_id` (the configured one, or the one
+    still serving during a switch); repeated queries skip the model. Keyed by model id, so a
+    changed model never answers with another model's vectors."""
+    vector = query_encoder(model_id).encode_texts([query])[0]
     vector.setflags(write=False)  # shared between callers through the cache
     return vector
 
@@ -105,10 +130,79 @@ def get_product_index() -> ProductIndex:
                 raise IndexBusyError(f"The vector index at {settings.QDRANT_PATH} is open in another process.") from exc
             raise IndexUnavailableError(f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc}).") from exc
         return QdrantServerIndex(client, settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
-    index = EdgeIndex(Path(settings.QDRANT_PATH) / settings.SEARCH_COLLECTION)
+    index = EdgeIndex(Path(settings.QDRANT_PATH) / _serving_folder())
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)
     return index
+
+
+# --- switching models (embedded Edge) --------------------------------------------------
+# The serving store is QDRANT_PATH/<collection> until a switch, then the folder named in
+# QDRANT_PATH/<collection>.serving. A new model fills QDRANT_PATH/<collection>-<model hash>
+# while the old store keeps answering; the switch is one atomic rename of the pointer file.
+
+def switches_models() -> bool:
+    """Whether this engine fills a second store on a model change (the embedded Qdrant Edge)."""
+    return not settings.QDRANT_URL and settings.QDRANT_PATH != ":memory:" and settings.SEARCH_VECTOR_ENGINE == "edge"
+
+
+def _pointer() -> Path:
+    return Path(settings.QDRANT_PATH) / f"{settings.SEARCH_COLLECTION}.serving"
+
+
+def _serving_folder() -> str:
+    try:
+        return _pointer().read_text(encoding="utf-8").strip() or settings.SEARCH_COLLECTION
+    except FileNotFoundError:
+        return settings.SEARCH_COLLECTION
+
+
+def serving_model_id() -> str:
+    """The model whose vectors the serving store holds; the configured model when the store is
+    empty, or when the engine does not switch models."""
+    current = get_encoder().model_id
+    if not switches_models():
+        return current
+    return get_product_index().stored_model() or current
+
+
+def model_switching() -> bool:
+    """The serving store holds another model's vectors than the configured model's."""
+    return switches_models() and serving_model_id() != get_encoder().model_id
+
+
+@_built_once
+def get_next_index() -> ProductIndex:
+    """The store being filled for the configured model during a switch."""
+    digest = hashlib.sha256(get_encoder().model_id.encode("utf-8")).hexdigest()[:12]
+    index = EdgeIndex(Path(settings.QDRANT_PATH) / f"{settings.SEARCH_COLLECTION}-{digest}")
+    atexit.register(index.close)
+    return index
+
+
+def indexing_index() -> ProductIndex:
+    """Where indexing writes: the serving store, or during a switch the new model's store."""
+    return get_next_index() if model_switching() else get_product_index()
+
+
+def serving_switch(*, grace_seconds: float = 1.0) -> str:
+    """Serve the completed store of the configured model: point at it (an atomic rename), let
+    queries already running on the old store finish, then close and delete the old store.
+    Returns the old store's folder."""
+    new, old = get_next_index(), get_product_index()
+    old_path = old.path  # type: ignore[attr-defined]
+    pointer, staging = _pointer(), _pointer().with_suffix(".tmp")
+    staging.write_text(new.path.name, encoding="utf-8")  # type: ignore[attr-defined]
+    os.replace(staging, pointer)
+    get_product_index.cache_clear()  # new callers open the new store...
+    get_next_index.cache_clear()
+    _previous_encoder.cache_clear()
+    query_vector.cache_clear()
+    new.close()
+    time.sleep(grace_seconds)  # ...while queries already on the old one finish
+    old.close()
+    shutil.rmtree(old_path, ignore_errors=True)
+    return old_path.name
 
 
 def reset(*, encoder: bool = True) -> None:
@@ -116,11 +210,14 @@ def reset(*, encoder: bool = True) -> None:
     `encoder=False` keeps the loaded model, the slow part to rebuild."""
     if encoder:
         get_encoder.cache_clear()
-    if get_product_index.cache_info().currsize:
-        try:
-            get_product_index().close()
-        except Exception:  # closing a half-broken index must not mask the reset
-            pass
+    _previous_encoder.cache_clear()
+    for cached in (get_product_index, get_next_index):
+        if cached.cache_info().currsize:
+            try:
+                cached().close()
+            except Exception:  # closing a half-broken index must not mask the reset
+                pass
+        cached.cache_clear()
     if get_qdrant_client.cache_info().currsize:
         try:
             get_qdrant_client().close()

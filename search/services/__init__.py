@@ -4,6 +4,7 @@ from .exports import clicks_export, export_columns, export_size, iter_encoded, w
 from .indexing import (
     IndexReport,
     ProductSource,
+    model_switch_advance,
     product_payload,
     product_source,
     products_index,
@@ -11,7 +12,7 @@ from .indexing import (
 )
 from .reconcile import ReconcileReport, index_reconcile
 
-__all__ = ["ClickError", "IndexReport", "ReconcileReport", "click_log", "index_reconcile", "clicks_export", "export_columns", "export_size",
-           "iter_encoded", "product_payload", "product_source", "products_index", "ProductSource",
-           "products_reindex_if_index_missing", "search_event_log",
-           "search_logs_prune", "session_pseudonym", "write_export"]
+__all__ = ["ClickError", "IndexReport", "ProductSource", "ReconcileReport", "click_log", "clicks_export",
+           "export_columns", "export_size", "index_reconcile", "iter_encoded", "model_switch_advance",
+           "product_payload", "product_source", "products_index", "products_reindex_if_index_missing",
+           "search_event_log", "search_logs_prune", "session_pseudonym", "write_export"]

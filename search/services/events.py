@@ -39,7 +39,8 @@ def search_event_log(*, result: SearchResult, channel: str, session_key: str | N
             event = SearchEvent.objects.create(
                 id=uuid.UUID(result.search_id), channel=channel, mode=result.mode, query=result.query[:500],
                 query_normalized=query_normalize(result.query).lower()[:500], filters=filters,
-                sort=result.sort, strategy=result.strategy, model_id=embedding_model_id()[:255],
+                sort=result.sort, strategy=result.strategy,
+                model_id=(result.model_id or embedding_model_id())[:255],
                 page=result.page, page_size=result.page_size, result_count=result.count,
                 session_hash=session_pseudonym(session_key))
             SearchImpression.objects.bulk_create([

@@ -133,16 +133,24 @@ def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None
 
 def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, index: ProductIndex | None,
                     force: bool) -> IndexReport:
-    index = index or providers.get_product_index()
-    report = IndexReport()
-    active = _read(product_ids, index, report)
-    if not active:
-        return report
+    unavailable: ModelUnavailableError | None = None
     try:
         encoder = encoder or providers.get_encoder()
     except ModelUnavailableError as exc:
+        unavailable = exc
+    also: list[ProductIndex] = []
+    if index is None:
+        serving = providers.get_product_index()
+        index = providers.indexing_index() if unavailable is None else serving
+        # during a model switch the old store still serves: what leaves search leaves it too
+        also = [serving] if serving is not index else []
+    report = IndexReport()
+    active = _read(product_ids, index, report, also=also)
+    if not active:
+        return report
+    if unavailable is not None or encoder is None:
         # Not retried: the same settings fail the same way. The rows say what to change.
-        _mark(_Plan(failed=[(p, str(exc)) for p in active]), model_id="", report=report)
+        _mark(_Plan(failed=[(p, str(unavailable)) for p in active]), model_id="", report=report)
         return report
     index.ensure_collection(encoder.dim)
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
@@ -153,14 +161,16 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
     return report
 
 
-def _read(product_ids: Sequence[int], index: ProductIndex, report: IndexReport) -> list[Product]:
+def _read(product_ids: Sequence[int], index: ProductIndex, report: IndexReport,
+          also: Sequence[ProductIndex] = ()) -> list[Product]:
     """The active products among these ids; deleted and deactivated ones leave search here."""
     ids = sorted({int(i) for i in product_ids})
     products = {p.pk: p for p in Product.objects.filter(pk__in=ids)}
     inactive = [p for p in products.values() if not p.active]
     gone = [i for i in ids if i not in products]
     if gone or inactive:
-        index.delete(gone + [p.pk for p in inactive])
+        for store in (index, *also):
+            store.delete(gone + [p.pk for p in inactive])
         report.removed += len(gone) + len(inactive)
         now = timezone.now()
         for product in inactive:
@@ -251,5 +261,28 @@ def products_reindex_if_index_missing(*, index: ProductIndex | None = None) -> i
     return count
 
 
-__all__ = ["IndexReport", "ProductSource", "product_payload", "product_source", "products_index",
-           "products_reindex_if_index_missing"]
+def model_switch_advance() -> str:
+    """Move a model switch on (embedded Qdrant Edge): the configured model differs from the one
+    the serving store was built with. Flags the products embedded by the old model, which the
+    sweep then embeds into the new model's store while the old store keeps serving; once none
+    is left, serves the new store and deletes the old one. Returns "" (no switch), "filling"
+    or "switched"."""
+    if not providers.model_switching():
+        return ""
+    current = providers.get_encoder().model_id
+    catalog = Product.objects.searchable()
+    flagged = catalog.filter(index_status=IndexStatus.INDEXED).exclude(indexed_model=current).mark_pending()
+    if flagged:
+        logger.warning("The embedding model is now %s: embedding %d product(s) into a store of its own; search "
+                       "keeps answering with %s until it is complete.", current, flagged, providers.serving_model_id())
+    if catalog.filter(index_status=IndexStatus.PENDING).exists():
+        return "filling"
+    previous = providers.serving_model_id()
+    providers.get_next_index().ensure_collection(providers.get_encoder().dim)  # an empty catalog switches too
+    old = providers.serving_switch()
+    logger.warning("Search now answers with %s; the store of %s (%s) was deleted.", current, previous, old)
+    return "switched"
+
+
+__all__ = ["IndexReport", "ProductSource", "model_switch_advance", "product_payload", "product_source",
+           "products_index", "products_reindex_if_index_missing"]

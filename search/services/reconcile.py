@@ -74,7 +74,7 @@ def index_reconcile(*, fix: bool = False, index: ProductIndex | None = None,
     Raises:
         IndexUnavailableError (IndexBusyError): the index cannot be opened here.
     """
-    index = index or providers.get_product_index()
+    index = index or providers.indexing_index()  # during a model switch, the new model's store
     current_dim = index.dim()
     encoder = providers.get_encoder()
     model_id = encoder.model_id  # what indexing records on each row

@@ -8,7 +8,7 @@ from catalog.models import IndexStatus, Product
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval import providers
 from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, IndexUnavailableError
-from search.services import IndexReport, products_index
+from search.services import IndexReport, model_switch_advance, products_index
 from search.tasks import products_enqueue
 
 
@@ -58,7 +58,12 @@ class Command(BaseCommand):
         except ModelUnavailableError as exc:
             raise CommandError(str(exc)) from exc
         if opts["recreate"]:
-            index.drop()
+            index.drop()  # rebuilt in place for the configured model: no switch
+        else:
+            model_switch_advance()  # a changed model: flag what its store lacks...
+            index = providers.indexing_index()  # ...and fill that store while the old one serves
+            if opts["dirty"]:
+                ids = list(Product.objects.pending().order_by("pk").values_list("pk", flat=True))
         force = opts["force"] or opts["recreate"]
         total = IndexReport()
         with tqdm(total=len(ids), desc="index", unit="product", disable=opts["verbosity"] == 0) as bar:
@@ -71,6 +76,11 @@ class Command(BaseCommand):
                 bar.update(len(batch))
         self.stdout.write(f"Indexed {total.indexed}, unchanged {total.skipped}, payload updated "
                           f"{total.payload_updated}, removed {total.removed}, failed {total.failed}.")
+        if not opts["recreate"] and model_switch_advance() == "switched":
+            self.stdout.write(f"Search now answers with {encoder.model_id}; the previous model's store was deleted.")
+        elif not opts["recreate"] and providers.model_switching():
+            self.stdout.write("Search keeps answering with the previous model until every product is embedded by "
+                              f"{encoder.model_id}: `python manage.py index_products --dirty` finishes it.")
         for pk, error in list(total.errors.items())[:20]:
             self.stderr.write(self.style.ERROR(f"product {pk}: {error}"))
 

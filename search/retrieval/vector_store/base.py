@@ -260,6 +260,17 @@ class ProductIndex(abc.ABC):
     def point_ids(self) -> Iterator[int]:
         """Every point's id, page by page (reconciling the index with the database)."""
 
+    def stored_model(self) -> str | None:
+        """The model whose vectors the index holds (each point's payload names it); None when
+        empty. A store is filled by one model: a new model fills a store of its own."""
+        def read() -> str | None:
+            for point_id in self.point_ids():
+                point = self.retrieve([point_id], with_vectors=False).get(point_id)
+                return str(point.payload.get("model_id") or "") or None if point else None
+            return None
+
+        return self._remembered(("stored_model",), read)
+
     def count(self, where: Where | None = None) -> int:
         """The exact number of points (under `where`)."""
         return self._remembered(("count", where), lambda: self._count(where))
