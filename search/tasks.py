@@ -87,6 +87,8 @@ def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = Non
 def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
     """Queue products left pending longer than the grace period; returns how many."""
     grace = settings.SEARCH_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    # a changed model: flag what its store lacks, or serve it once the workers have filled it
+    model_switch_advance()
     cutoff = timezone.now() - timedelta(seconds=grace)
     ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).values_list("pk", flat=True))
     if ids:

@@ -25,7 +25,7 @@ from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
 from .vector_store import IndexBusyError, IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
-from .vector_store.server import QdrantServerIndex
+from .vector_store.server import QdrantServerIndex, alias_point, alias_target
 
 VECTOR_ENGINES = ("local", "edge")
 T = TypeVar("T")
@@ -129,20 +129,29 @@ def get_product_index() -> ProductIndex:
             if "already accessed by another instance" in str(exc):
                 raise IndexBusyError(f"The vector index at {settings.QDRANT_PATH} is open in another process.") from exc
             raise IndexUnavailableError(f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc}).") from exc
-        return QdrantServerIndex(client, settings.SEARCH_COLLECTION, local=not settings.QDRANT_URL)
+        # the collection the alias SEARCH_COLLECTION points at (after a model switch), else the
+        # collection of that name: queries go to it by its own name, so a switch made by another
+        # process reaches this one at its next look (_serving_look), never halfway
+        return QdrantServerIndex(client, _serving_collection(client), local=not settings.QDRANT_URL)
     index = EdgeIndex(Path(settings.QDRANT_PATH) / _serving_folder())
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)
     return index
 
 
-# --- switching models (embedded Edge) --------------------------------------------------
-# The serving store is QDRANT_PATH/<collection> until a switch, then the folder named in
-# QDRANT_PATH/<collection>.serving. A new model fills QDRANT_PATH/<collection>-<model hash>
-# while the old store keeps answering; the switch is one atomic rename of the pointer file.
+# --- switching models ----------------------------------------------------------------
+# A new model fills a store of its own, named <collection>-<model hash>, while the old one keeps
+# answering; then the serving store changes in one atomic step and the old one is deleted.
+# Qdrant Edge: the serving folder is QDRANT_PATH/<collection> until a switch, then the one named
+# in QDRANT_PATH/<collection>.serving (an atomic rename). A Qdrant server: the collection alias
+# <collection> (an atomic alias swap).
 
-def switches_models() -> bool:
-    """Whether this engine fills a second store on a model change (the embedded Qdrant Edge)."""
+# Another process (a worker) may switch a server: each process looks again this often.
+SERVING_LOOK_SECONDS = 5.0
+_serving_seen: dict = {"at": -1e9, "model": None}
+
+
+def _edge() -> bool:
     return not settings.QDRANT_URL and settings.QDRANT_PATH != ":memory:" and settings.SEARCH_VECTOR_ENGINE == "edge"
 
 
@@ -157,25 +166,46 @@ def _serving_folder() -> str:
         return settings.SEARCH_COLLECTION
 
 
+def _serving_collection(client: QdrantClient) -> str:
+    try:
+        return alias_target(client, settings.SEARCH_COLLECTION) or settings.SEARCH_COLLECTION
+    except Exception as exc:  # connection errors come in many types; all mean "not now"
+        raise IndexUnavailableError(f"The Qdrant server at {settings.QDRANT_URL} cannot be reached ({exc}).") from exc
+
+
+def _serving_look() -> str | None:
+    """A shared server: which collection serves and whose vectors it holds, looked up at most
+    every SERVING_LOOK_SECONDS (two round trips) instead of on every search."""
+    now = time.monotonic()
+    if now - _serving_seen["at"] >= SERVING_LOOK_SECONDS:
+        target = _serving_collection(get_qdrant_client())
+        if get_product_index().collection != target:  # type: ignore[attr-defined]
+            serving_forget()
+        _serving_seen.update(at=now, model=get_product_index().stored_model())
+    return _serving_seen["model"]
+
+
 def serving_model_id() -> str:
-    """The model whose vectors the serving store holds; the configured model when the store is
-    empty, or when the engine does not switch models."""
+    """The model whose vectors the serving store holds; the configured model when it is empty."""
     current = get_encoder().model_id
-    if not switches_models():
-        return current
+    if settings.QDRANT_URL:
+        return _serving_look() or current
+    # the embedded engines see every write: the answer is exact, and remembered until the next
     return get_product_index().stored_model() or current
 
 
 def model_switching() -> bool:
     """The serving store holds another model's vectors than the configured model's."""
-    return switches_models() and serving_model_id() != get_encoder().model_id
+    return serving_model_id() != get_encoder().model_id
 
 
 @_built_once
 def get_next_index() -> ProductIndex:
     """The store being filled for the configured model during a switch."""
-    digest = hashlib.sha256(get_encoder().model_id.encode("utf-8")).hexdigest()[:12]
-    index = EdgeIndex(Path(settings.QDRANT_PATH) / f"{settings.SEARCH_COLLECTION}-{digest}")
+    name = f"{settings.SEARCH_COLLECTION}-{hashlib.sha256(get_encoder().model_id.encode('utf-8')).hexdigest()[:12]}"
+    if not _edge():
+        return QdrantServerIndex(get_qdrant_client(), name, local=not settings.QDRANT_URL)
+    index = EdgeIndex(Path(settings.QDRANT_PATH) / name)
     atexit.register(index.close)
     return index
 
@@ -185,24 +215,39 @@ def indexing_index() -> ProductIndex:
     return get_next_index() if model_switching() else get_product_index()
 
 
-def serving_switch(*, grace_seconds: float = 1.0) -> str:
-    """Serve the completed store of the configured model: point at it (an atomic rename), let
-    queries already running on the old store finish, then close and delete the old store.
-    Returns the old store's folder."""
-    new, old = get_next_index(), get_product_index()
-    old_path = old.path  # type: ignore[attr-defined]
-    pointer, staging = _pointer(), _pointer().with_suffix(".tmp")
-    staging.write_text(new.path.name, encoding="utf-8")  # type: ignore[attr-defined]
-    os.replace(staging, pointer)
-    get_product_index.cache_clear()  # new callers open the new store...
+def serving_forget() -> None:
+    """New callers get the current serving store (the handles are not closed: queries may run)."""
+    get_product_index.cache_clear()
     get_next_index.cache_clear()
     _previous_encoder.cache_clear()
-    query_vector.cache_clear()
-    new.close()
-    time.sleep(grace_seconds)  # ...while queries already on the old one finish
-    old.close()
-    shutil.rmtree(old_path, ignore_errors=True)
-    return old_path.name
+    _serving_seen["at"] = -1e9
+
+
+def serving_switch(*, grace_seconds: float | None = None) -> str:
+    """Serve the completed store of the configured model in one atomic step, let queries
+    already running on the old store finish (on a server, until every process has looked
+    again), then delete the old store. Returns the old store's name."""
+    new, old = get_next_index(), get_product_index()
+    if isinstance(new, EdgeIndex) and isinstance(old, EdgeIndex):
+        pointer, staging = _pointer(), _pointer().with_suffix(".tmp")
+        staging.write_text(new.path.name, encoding="utf-8")
+        os.replace(staging, pointer)
+        serving_forget()
+        new.close()
+        time.sleep(1.0 if grace_seconds is None else grace_seconds)
+        old.close()
+        shutil.rmtree(old.path, ignore_errors=True)
+        return old.path.name
+    client = get_qdrant_client()
+    old_name = old.collection  # type: ignore[attr-defined]
+    alias_point(client, settings.SEARCH_COLLECTION, new.collection)  # type: ignore[attr-defined]
+    serving_forget()
+    if old_name != settings.SEARCH_COLLECTION:  # a collection of that name went with alias_point
+        if grace_seconds is None:
+            grace_seconds = SERVING_LOOK_SECONDS + 1 if settings.QDRANT_URL else 1.0
+        time.sleep(grace_seconds)
+        client.delete_collection(old_name)
+    return old_name
 
 
 def reset(*, encoder: bool = True) -> None:
@@ -211,6 +256,7 @@ def reset(*, encoder: bool = True) -> None:
     if encoder:
         get_encoder.cache_clear()
     _previous_encoder.cache_clear()
+    _serving_seen["at"] = -1e9
     for cached in (get_product_index, get_next_index):
         if cached.cache_info().currsize:
             try:

@@ -1,6 +1,7 @@
-"""Switching SEARCH_EMBEDDING_MODEL in the embedded default: the new model fills a store of its
-own while the old store keeps answering (queries encoded by the old model), then search switches
-over and the old store is deleted. Real tiny CLIPs of two sizes, real Qdrant Edge."""
+"""Switching SEARCH_EMBEDDING_MODEL: the new model fills a store of its own while the old store
+keeps answering (queries encoded by the old model), then search switches over and the old store
+is deleted. Real tiny CLIPs of two sizes, on Qdrant Edge (a pointer file) and on qdrant-client's
+in-memory mode standing in for a server (a collection alias)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,10 +29,11 @@ def model_b(tmp_path_factory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("model-b"), seed=7, dim=24)  # another size than A's
 
 
-@pytest.fixture
-def shop_on_a(settings, tmp_path, make_product):
-    """Six products indexed by model A (the tests' tiny CLIP) into an embedded Edge store."""
-    settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "vectors")
+@pytest.fixture(params=["server", "edge"])
+def shop_on_a(request, settings, tmp_path, make_product):
+    """Six products indexed by model A (the tests' tiny CLIP) into the engine's store."""
+    if request.param == "edge":
+        settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "vectors")
     settings.CELERY_TASK_ALWAYS_EAGER = True
     providers.reset(encoder=False)
     products = [make_product(title, image="red" if i % 2 else None) for i, title in enumerate(TITLES)]
@@ -40,21 +42,38 @@ def shop_on_a(settings, tmp_path, make_product):
     providers.reset()  # the next test gets model A again
 
 
+def store_name() -> str:
+    index = providers.get_product_index()
+    return index.path.name if hasattr(index, "path") else index.collection
+
+
+def store_exists(name: str) -> bool:
+    index = providers.get_product_index()
+    if hasattr(index, "path"):
+        return (index.path.parent / name).is_dir()
+    return name in {c.name for c in providers.get_qdrant_client().get_collections().collections}  # not aliases
+
+
 def ranking(query: str) -> list[int]:
     return [h.product.pk for h in product_search(query=query, page_size=20).hits]
 
 
 def switch_to(settings, model: Path) -> None:
-    """What a restart with the new setting does."""
+    """What a restart with the new setting does (a server keeps its collections)."""
     settings.SEARCH_EMBEDDING_MODEL = str(model)
-    providers.reset()
+    if settings.SEARCH_VECTOR_ENGINE == "edge" and settings.QDRANT_PATH != ":memory:":
+        providers.reset()
+    else:
+        providers.get_encoder.cache_clear()
+        providers.serving_forget()
+        providers.query_vector.cache_clear()
 
 
 def test_the_old_store_answers_until_the_new_model_has_embedded_everything(settings, client, shop_on_a, model_b,
                                                                          django_capture_on_commit_callbacks):
     model_a, products = shop_on_a
     before = {q: ranking(q) for q in ("red mug", "glass vase")}
-    old_folder = providers.get_product_index().path
+    old_store = store_name()
 
     # when: the shop switches to model B (another vector size) and restarts
     switch_to(settings, model_b)
@@ -75,7 +94,7 @@ def test_the_old_store_answers_until_the_new_model_has_embedded_everything(setti
 
     # then: still A's store, still A's answers
     assert providers.serving_model_id() == model_a and ranking("glass vase") == before["glass vase"]
-    assert old_folder.is_dir()
+    assert store_exists(old_store) and store_name() == old_store
 
     # when: the embedded server's sweep finishes the rest
     products_sweep_embedded()
@@ -83,7 +102,7 @@ def test_the_old_store_answers_until_the_new_model_has_embedded_everything(setti
     # then: search answers with B from B's store, every product is there, the old store is gone
     assert providers.serving_model_id() == providers.get_encoder().model_id != model_a
     assert providers.get_product_index().dim() == 24 and providers.get_product_index().count() == len(products)
-    assert not old_folder.exists()
+    assert not store_exists(old_store) and store_name() != old_store
     result = product_search(query="red mug", page_size=20)
     assert result.count == len(products) and result.model_id != model_a
     assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
@@ -113,3 +132,16 @@ def test_index_products_from_a_terminal_completes_a_switch(settings, shop_on_a, 
     out = capsys.readouterr().out
     assert f"Indexed {len(products)}" in out and "Search now answers with" in out
     assert providers.get_product_index().dim() == 24 and len(ranking("red mug")) == len(products)
+
+
+def test_the_celery_sweep_moves_a_switch_on_in_the_real_stack(settings, shop_on_a, model_b):
+    # with a broker, beat's sweep sends the flagged products to the workers (eager here), and a
+    # later sweep serves the new store once they have filled it
+    from search.tasks import products_sweep_pending
+
+    model_a, products = shop_on_a
+    switch_to(settings, model_b)
+    assert products_sweep_pending(grace_seconds=0) == len(products)
+    assert providers.serving_model_id() == model_a  # filled, not yet served
+    assert products_sweep_pending(grace_seconds=0) == 0
+    assert providers.serving_model_id() != model_a and len(ranking("red mug")) == len(products)

@@ -15,6 +15,35 @@ SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadS
            "bool": models.PayloadSchemaType.BOOL}
 
 
+def alias_target(client: QdrantClient, alias: str) -> str | None:
+    """The collection the alias points at; None when there is no such alias."""
+    return next((a.collection_name for a in client.get_aliases().aliases if a.alias_name == alias), None)
+
+
+def alias_point(client: QdrantClient, alias: str, collection: str) -> None:
+    """Point the alias at the collection in one atomic step. A collection with the alias's own
+    name (0.2 kept the vectors there, under the name shoppers' queries use) is deleted first:
+    a name cannot be both, so that one upgrade has a moment without it."""
+    operations: list[models.AliasOperations] = []
+    if alias_target(client, alias) is not None:
+        operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
+    elif client.collection_exists(alias):
+        client.delete_collection(alias)
+    operations.append(models.CreateAliasOperation(
+        create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))
+    client.update_collection_aliases(change_aliases_operations=operations)
+
+
+def _client_lock(client: QdrantClient) -> threading.RLock:
+    """One lock per local-mode client, shared by every index on it (the serving collection and
+    the one a new model fills use the same client)."""
+    lock = getattr(client, "_shop_search_lock", None)
+    if lock is None:
+        lock = threading.RLock()
+        client._shop_search_lock = lock  # type: ignore[attr-defined]
+    return lock
+
+
 class QdrantServerIndex(ProductIndex):
     def __init__(self, client: QdrantClient, collection: str, *, local: bool):
         self.client = client
@@ -22,7 +51,7 @@ class QdrantServerIndex(ProductIndex):
         # qdrant-client's local mode is plain Python state: serialise access from server threads.
         self.local = local
         self.sole_writer = local  # local mode's folder is locked to this process; a server is shared
-        self._lock: threading.RLock | None = threading.RLock() if local else None
+        self._lock: threading.RLock | None = _client_lock(client) if local else None
         # Known vector size; saves a round trip per call once the collection is seen.
         self._dim: int | None = None
 
