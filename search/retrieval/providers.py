@@ -257,18 +257,11 @@ def reset(*, encoder: bool = True) -> None:
         get_encoder.cache_clear()
     _previous_encoder.cache_clear()
     _serving_seen["at"] = -1e9
-    for cached in (get_product_index, get_next_index):
+    for cached in (get_product_index, get_next_index, get_qdrant_client):
         if cached.cache_info().currsize:
             try:
                 cached().close()
-            except Exception:  # closing a half-broken index must not mask the reset
+            except Exception:  # closing a half-broken index or client must not mask the reset
                 pass
         cached.cache_clear()
-    if get_qdrant_client.cache_info().currsize:
-        try:
-            get_qdrant_client().close()
-        except Exception:  # closing a half-broken client must not mask the reset
-            pass
-    get_qdrant_client.cache_clear()
-    get_product_index.cache_clear()
     query_vector.cache_clear()
