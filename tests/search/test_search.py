@@ -155,6 +155,29 @@ def test_empty_query_browses_with_exact_facets(shop):
     assert brands == {"Acme": 5, "Lumen": 5}  # the brand facet ignores the brand filter
 
 
+def test_browsing_counts_every_listed_product_while_indexing_catches_up(shop):
+    from search.services import products_index
+
+    acme = SearchFilters(brands=("Acme",))
+    assert product_search(filters=acme).count == 5  # every product indexed: the engine counts
+    # a product saved a moment ago is listed and counted before it reaches the vector index
+    new = Product.objects.create(sku="new-mug", title="Yellow mug", brand="Acme", category="mugs",
+                                 price=Decimal("9"))
+    pending = product_search(filters=acme)
+    assert pending.count == 6 and "new-mug" in skus(pending)
+    assert {f.value: f.count for f in pending.facets["brand"]} == {"Acme": 6, "Lumen": 5}
+    products_index(product_ids=[new.pk])
+    new.refresh_from_db()
+    assert new.index_status == "indexed"
+    indexed = product_search(filters=acme)
+    assert indexed.count == 6 and {f.value: f.count for f in indexed.facets["brand"]} == {"Acme": 6, "Lumen": 5}
+    assert {f.value: f.count for f in indexed.facets["category"]} == \
+        {f.value: f.count for f in pending.facets["category"]}
+    Product.objects.filter(pk=new.pk).update(active=False)  # unlisted: gone from both at once
+    products_index(product_ids=[new.pk])
+    assert product_search(filters=acme).count == 5
+
+
 def test_search_by_photo_fuses_image_to_image_and_image_to_text(shop, concept):
     photo = concept.picture("red", "mug")
     result = product_search(image=photo)
