@@ -5,9 +5,11 @@ SEARCH_CANDIDATES on "text" and on "image" for the query vector, in one batch, i
 only, under the same filters as the row. Measured: product_search end to end (retrieval,
 rescoring, fusion, whole-catalog count and facets, DB hydration), per strategy, filtered and
 not, a page past the ranked candidates, and `GET /api/search` through Django (view, serializer,
-search log) against product_search. The embedded engines remember counts and facets until the
-next write, so most rows reuse them (the same filters, another query); the "first since a
-write" rows pay for them every time. Query vectors are cached, as for repeated queries in
+search log) against product_search. The embedded engines remember counts and facets, and a
+write moves them by the points it wrote, so most rows reuse them (the same filters, another
+query); "first since a catalog write" changes a product's price before each search, and
+"afresh" rows compute them every time, as for filters not seen before. Browsing counts with the
+engine while it holds every listed product, and with the database while one is pending. Query vectors are cached, as for repeated queries in
 production; the text tower's own cost is a row of its own. Also printed: the process's memory
 and the recall of the engine's top candidates against exact numpy search.
 
@@ -59,6 +61,8 @@ def main() -> None:
     from django.conf import settings
     from django.test import Client
 
+    from catalog.models import Product
+
     from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
     from search.retrieval.vector_store.base import Request, _plain
     from search.selectors import SearchFilters, _index_facets, product_search
@@ -95,21 +99,50 @@ def main() -> None:
     rows.append((f"product_search page {deep} (past the candidates)",
                  timed(lambda: product_search(query=next_query(), page=deep), args.queries), floor))
 
+    some_ids = sorted(index.point_ids())[:: max(1, args.products // 500)]
+    stored = index.retrieve(some_ids, with_vectors=False)
+
+    def pending(fn):
+        def run():
+            Product.objects.filter(pk=some_ids[0]).update(index_status="pending")
+            try:
+                fn()
+            finally:
+                Product.objects.filter(pk=some_ids[0]).update(index_status="indexed")
+        return run
+
     def after_a_write(fn):
-        """As the first search after a catalog change: counts and facets not remembered yet."""
+        """As the first search after a merchandiser changes a product's price: the remembered
+        counts and facets move with the written point."""
+        def run():
+            pid = some_ids[next(cycle) % len(some_ids)]
+            payload = dict(stored[pid].payload)
+            payload["price"] = float(payload["price"]) + 1.0
+            index.set_payload(pid, payload)
+            stored[pid] = stored[pid].__class__(pid, {}, payload)
+            fn()
+        return run
+
+    def afresh(fn):
+        """As a filter set not seen since the process started: counts and facets computed."""
         def run():
             index._changed()
             fn()
         return run
 
-    rows.append(("product_search normalized + filters, first since a write",
+    rows.append(("product_search normalized + filters, first since a catalog write",
                  timed(after_a_write(lambda: product_search(query=next_query(), filters=filters)), args.queries),
                  floor_filtered))
-    rows.append(("facets + count alone, filtered, first since a write",
-                 timed(after_a_write(lambda: _index_facets(index, filters, lambda skip: filters.where(skip=skip))),
+    rows.append(("product_search normalized + filters, counts and facets afresh",
+                 timed(afresh(lambda: product_search(query=next_query(), filters=filters)), args.queries),
+                 floor_filtered))
+    rows.append(("facets + count alone, filtered, afresh",
+                 timed(afresh(lambda: _index_facets(index, filters, lambda skip: filters.where(skip=skip))),
                        args.queries), floor_filtered))
-    rows.append(("browse (empty query) + filters, from the DB",
+    rows.append(("browse (empty query) + filters",
                  timed(lambda: product_search(filters=filters), args.queries), floor_filtered))
+    rows.append(("browse (empty query) + filters, a product pending (counts from the DB)",
+                 timed(pending(lambda: product_search(filters=filters)), max(5, args.queries // 6)), floor_filtered))
     client = Client()
     api = timed(lambda: client.get("/api/search", {"q": next_query()}), args.queries)
     searched = next(t for label, t, _ in rows if label == "product_search normalized")
