@@ -190,6 +190,10 @@ SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
 
 # Search and click log: session ids are stored only as a keyed hash (this key, else SECRET_KEY).
 SEARCH_LOG_HASH_KEY = os.environ.get("SEARCH_LOG_HASH_KEY", "")
+# The storefront and API answer before their search is written: a thread per process writes
+# the log in batches (a click on a search still being written waits for it). 0: write it in
+# the request, as commands always do.
+SEARCH_LOG_DEFERRED = os.environ.get("SEARCH_LOG_DEFERRED", "1") not in ("0", "false", "False", "")
 
 # Qdrant: a server (QDRANT_URL), else the embedded engine at QDRANT_PATH (":memory:": tests).
 QDRANT_URL = os.environ.get("QDRANT_URL", "")

@@ -34,6 +34,9 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     settings.QDRANT_PATH = ":memory:"
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.SEARCH_INDEX_BATCH_SIZE = 64
+    # Tests run inside a transaction the log writer's own connection cannot see: log in the
+    # request (tests/search/test_clicklog.py runs the writer with committed data).
+    settings.SEARCH_LOG_DEFERRED = False
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
     providers.reset(encoder=False)
     yield settings

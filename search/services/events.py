@@ -1,15 +1,19 @@
 """Recording searches and clicks. Logging never makes a search fail."""
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
 import logging
+import os
+import queue
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from catalog.models import Product
@@ -27,29 +31,167 @@ def session_pseudonym(session_key: str | None) -> str:
     return hmac.new(key, session_key.encode(), hashlib.sha256).hexdigest()
 
 
-def search_event_log(*, result: SearchResult, channel: str, session_key: str | None) -> bool:
-    """Record a search with what it showed; returns False (and logs why) if that failed."""
+def _search_rows(result: SearchResult, channel: str, session_key: str | None
+                 ) -> tuple[SearchEvent, list[SearchImpression]]:
     from search.retrieval.providers import embedding_model_id
 
     filters = {"category": list(result.filters.categories), "brand": list(result.filters.brands),
                "price_min": str(result.filters.price_min) if result.filters.price_min is not None else None,
                "price_max": str(result.filters.price_max) if result.filters.price_max is not None else None}
+    event = SearchEvent(
+        id=uuid.UUID(result.search_id), channel=channel, mode=result.mode, query=result.query[:500],
+        query_normalized=query_normalize(result.query).lower()[:500], filters=filters,
+        sort=result.sort, strategy=result.strategy,
+        model_id=(result.model_id or embedding_model_id())[:255],
+        page=result.page, page_size=result.page_size, result_count=result.count,
+        session_hash=session_pseudonym(session_key))
+    impressions = [SearchImpression(search=event, product_id=hit.product.pk, product_sku=hit.product.sku,
+                                    position=hit.position, score=hit.score) for hit in result.hits]
+    return event, impressions
+
+
+def _write_searches(rows: list[tuple[SearchEvent, list[SearchImpression]]]) -> None:
+    with transaction.atomic():
+        SearchEvent.objects.bulk_create([event for event, _ in rows])
+        SearchImpression.objects.bulk_create([i for _, impressions in rows for i in impressions])
+
+
+def search_event_log(*, result: SearchResult, channel: str, session_key: str | None,
+                     deferred: bool = False) -> bool:
+    """Record a search with what it showed; returns False (and logs why) if that failed.
+
+    `deferred` (the web views, with SEARCH_LOG_DEFERRED): hand the rows to this process's log
+    writer and answer the shopper without waiting for the database; a click on the search waits
+    for them (`click_log`)."""
     try:
-        with transaction.atomic():
-            event = SearchEvent.objects.create(
-                id=uuid.UUID(result.search_id), channel=channel, mode=result.mode, query=result.query[:500],
-                query_normalized=query_normalize(result.query).lower()[:500], filters=filters,
-                sort=result.sort, strategy=result.strategy,
-                model_id=(result.model_id or embedding_model_id())[:255],
-                page=result.page, page_size=result.page_size, result_count=result.count,
-                session_hash=session_pseudonym(session_key))
-            SearchImpression.objects.bulk_create([
-                SearchImpression(search=event, product=hit.product, product_sku=hit.product.sku,
-                                 position=hit.position, score=hit.score) for hit in result.hits])
+        rows = _search_rows(result, channel, session_key)
+        if deferred and settings.SEARCH_LOG_DEFERRED:
+            return _writer().put(rows)
+        _write_searches([rows])
     except Exception:  # the shopper still gets results; the operator gets the traceback
         logger.exception("Could not record search %s", result.search_id)
         return False
     return True
+
+
+class _SearchLogWriter:
+    """One thread per process writing the search log in batches, off the request path.
+
+    A batch is whatever queued while the last one was written (one transaction: under load
+    that is fewer writes to fight merchandisers' saves for SQLite's one writer). A batch that
+    fails is written search by search, so one bad row (a product deleted meanwhile) costs only
+    its own impressions' product link. What is queued when the process exits is written then."""
+
+    MAX_QUEUED = 10_000
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self.pending: dict[uuid.UUID, threading.Event] = {}
+        self.lock = threading.Lock()
+        self.pid = os.getpid()
+        self.thread = threading.Thread(target=self._run, name="search-log-writer", daemon=True)
+        self.thread.start()
+        atexit.register(self.flush)
+
+    def put(self, rows: tuple[SearchEvent, list[SearchImpression]]) -> bool:
+        if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
+            _write_searches([rows])
+            return True
+        with self.lock:
+            self.pending[rows[0].id] = threading.Event()
+        self.queue.put(rows)
+        return True
+
+    def wait_for(self, search_id: uuid.UUID, timeout: float = 5.0) -> bool:
+        """Wait until the search is written, if this process holds it; False if it does not hold
+        it (never had it, or has written it already)."""
+        with self.lock:
+            written = self.pending.get(search_id)
+        return written is not None and written.wait(timeout)
+
+    def flush(self) -> None:
+        """Write what is queued now, in this thread (at exit, and in tests)."""
+        batch = self._drain(block=False)
+        if batch:
+            self._write(batch)
+
+    def _drain(self, *, block: bool) -> list:
+        batch = []
+        try:
+            batch.append(self.queue.get(block=block))
+            while len(batch) < 500:
+                batch.append(self.queue.get_nowait())
+        except queue.Empty:
+            pass
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._drain(block=True)
+            try:
+                self._write(batch)
+            except Exception:  # never let the writer die: log and go on
+                logger.exception("The search log writer failed a batch of %d", len(batch))
+            if self.queue.empty():
+                connection.close()  # idle: hold no connection (PostgreSQL counts them)
+
+    def _write(self, batch: list) -> None:
+        try:
+            _write_searches(batch)
+        except Exception:
+            connection.close()  # a broken connection is reopened by the next query
+            for rows in batch:
+                self._write_one(rows)
+        finally:
+            with self.lock:
+                for event, _ in batch:
+                    written = self.pending.pop(event.id, None)
+                    if written is not None:
+                        written.set()
+
+    def _write_one(self, rows: tuple[SearchEvent, list[SearchImpression]]) -> None:
+        event, impressions = rows
+        try:
+            _write_searches([rows])
+        except IntegrityError:  # a product deleted since it was shown: keep the row, not the link
+            existing = set(Product.objects.filter(pk__in=[i.product_id for i in impressions])
+                           .values_list("pk", flat=True))
+            for impression in impressions:
+                if impression.product_id not in existing:
+                    impression.product_id = None
+            try:
+                _write_searches([rows])
+            except Exception:
+                logger.exception("Could not record search %s", event.id)
+        except Exception:
+            logger.exception("Could not record search %s", event.id)
+
+
+_writers: dict[int, _SearchLogWriter] = {}
+_writers_lock = threading.Lock()
+
+
+def _writer() -> _SearchLogWriter:
+    """This process's writer (a forked worker starts its own)."""
+    pid = os.getpid()
+    writer = _writers.get(pid)
+    if writer is None:
+        with _writers_lock:
+            writer = _writers.get(pid)
+            if writer is None:
+                writer = _writers[pid] = _SearchLogWriter()
+    return writer
+
+
+def search_log_flush() -> None:
+    """Write what this process has queued for the search log, now."""
+    writer = _writers.get(os.getpid())
+    if writer is not None:
+        writer.flush()
+        with writer.lock:
+            waiting = list(writer.pending.values())
+        for written in waiting:
+            written.wait(5.0)
 
 
 class ClickError(ValueError):
@@ -70,9 +212,17 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
               position: int | None = None) -> ClickOutcome:
     """Record a click on a product shown by a search; a repeat of the same click is kept once."""
     try:
-        event = SearchEvent.objects.get(pk=uuid.UUID(str(search_id)))
-    except (ValueError, SearchEvent.DoesNotExist):
-        raise ClickError("search_id", "No search with this id.") from None
+        key = uuid.UUID(str(search_id))
+        event = SearchEvent.objects.filter(pk=key).first()
+        if event is None and (writer := _writers.get(os.getpid())) is not None:
+            # a click quicker than the log writer: wait for it if it still holds the search, and
+            # look again either way (it may have written it since the first look)
+            writer.wait_for(key)
+            event = SearchEvent.objects.filter(pk=key).first()
+    except ValueError:
+        event = None
+    if event is None:
+        raise ClickError("search_id", "No search with this id.")
     product = Product.objects.filter(pk=product_id).first() if product_id is not None else \
         Product.objects.filter(sku=sku).first() if sku else None
     if product is None:

@@ -61,7 +61,7 @@ def _search_response(request: Request, *, channel: str, **search_kwargs) -> Resp
         result = product_search(**search_kwargs)
     except (ModelUnavailableError, IndexUnavailableError) as exc:
         return _unavailable(exc)
-    search_event_log(result=result, channel=channel, session_key=_client_session(request))
+    search_event_log(result=result, channel=channel, session_key=_client_session(request), deferred=True)
     return Response(search_result_data(result, build_url=request.build_absolute_uri))
 
 

@@ -100,7 +100,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         result = product_search(**{**kwargs, "query": ""})
     if result is not None and not notice:
         search_event_log(result=result, channel="htmx" if request.htmx else "page",
-                         session_key=_session_key(request))
+                         session_key=_session_key(request), deferred=True)
     state = params.validated_data
     context = {"result": result, "error": error, "notice": notice, "param_errors": errors, "params": state,
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
@@ -136,7 +136,8 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
             kwargs = params.search_kwargs()
             kwargs.pop("query")
             result = product_search(image=checked.image, **{**kwargs, "page": 1, "page_size": 40})
-            search_event_log(result=result, channel="photo_page", session_key=_session_key(request))
+            search_event_log(result=result, channel="photo_page", session_key=_session_key(request),
+                             deferred=True)
         except ValidationError as exc:
             error = " ".join(exc.messages)
         except ModelUnavailableError as exc:

@@ -123,3 +123,60 @@ def test_a_failing_log_write_never_fails_the_search(client, shop, monkeypatch, c
     assert api.status_code == 200 and api.json()["count"] == 10
     assert SearchEvent.objects.count() == 0  # all or nothing per search
     assert "Could not record search" in caplog.text
+
+
+@pytest.fixture
+def slow_log_writer(monkeypatch):
+    """The log writer's database is slow: its writes wait until the test opens the gate."""
+    import threading
+
+    from search.services import events
+
+    gate = threading.Event()
+    write = events._write_searches
+
+    def slow(rows):
+        if threading.current_thread().name == "search-log-writer":
+            assert gate.wait(10), "the gate was never opened"
+        write(rows)
+
+    monkeypatch.setattr(events, "_write_searches", slow)
+    yield gate
+    gate.set()
+    events.search_log_flush()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_api_answers_before_the_log_is_written_and_a_quicker_click_still_counts(
+        client, shop, settings, slow_log_writer):
+    import threading
+
+    settings.SEARCH_LOG_DEFERRED = True
+    found = client.get("/api/search", {"q": "red mug"}).json()
+    assert not SearchEvent.objects.filter(pk=found["search_id"]).exists()  # answered first
+
+    threading.Timer(0.3, slow_log_writer.set).start()  # the write lands while the click waits
+    clicked = client.post("/api/clicks", {"search_id": found["search_id"], "product_id": found["results"][1]["id"]},
+                          content_type="application/json")
+    assert clicked.status_code == 201, clicked.content
+    event = SearchEvent.objects.get(pk=found["search_id"])
+    assert [i.product_sku for i in event.impressions.order_by("position")] == [r["sku"] for r in found["results"]]
+    assert Click.objects.get().product_sku == found["results"][1]["sku"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_product_deleted_before_its_search_is_written_keeps_the_search(client, shop, settings, slow_log_writer):
+    from catalog.models import Product
+    from search.services.events import search_log_flush
+
+    settings.SEARCH_LOG_DEFERRED = True
+    found = client.get("/", {"q": "red mug"})
+    assert found.status_code == 200
+    Product.objects.filter(sku="no-image").delete()
+    slow_log_writer.set()
+    search_log_flush()
+
+    event = SearchEvent.objects.get()
+    shown = {i.product_sku: i.product_id for i in event.impressions.all()}
+    assert len(shown) == event.result_count and shown["no-image"] is None  # the row, without the link
+    assert all(pid is not None for sku, pid in shown.items() if sku != "no-image")
