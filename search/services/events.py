@@ -64,10 +64,9 @@ def search_event_log(*, result: SearchResult, channel: str, session_key: str | N
     writer and answer the shopper without waiting for the database; a click on the search waits
     for them (`click_log`)."""
     try:
-        rows = _search_rows(result, channel, session_key)
         if deferred and settings.SEARCH_LOG_DEFERRED:
-            return _writer().put(rows)
-        _write_searches([rows])
+            return _writer().put(result, channel, session_key)
+        _write_searches([_search_rows(result, channel, session_key)])
     except Exception:  # the shopper still gets results; the operator gets the traceback
         logger.exception("Could not record search %s", result.search_id)
         return False
@@ -93,13 +92,14 @@ class _SearchLogWriter:
         self.thread.start()
         atexit.register(self.flush)
 
-    def put(self, rows: tuple[SearchEvent, list[SearchImpression]]) -> bool:
+    def put(self, result: SearchResult, channel: str, session_key: str | None) -> bool:
+        """Queue the search; its rows are built in the writer thread, off the request path."""
         if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
-            _write_searches([rows])
+            _write_searches([_search_rows(result, channel, session_key)])
             return True
         with self.lock:
-            self.pending[rows[0].id] = threading.Event()
-        self.queue.put(rows)
+            self.pending[uuid.UUID(result.search_id)] = threading.Event()
+        self.queue.put((result, channel, session_key))
         return True
 
     def wait_for(self, search_id: uuid.UUID, timeout: float = 5.0) -> bool:
@@ -135,17 +135,24 @@ class _SearchLogWriter:
             if self.queue.empty():
                 connection.close()  # idle: hold no connection (PostgreSQL counts them)
 
-    def _write(self, batch: list) -> None:
+    def _write(self, queued: list) -> None:
+        batch = []
         try:
-            _write_searches(batch)
-        except Exception:
-            connection.close()  # a broken connection is reopened by the next query
-            for rows in batch:
-                self._write_one(rows)
+            for result, channel, session_key in queued:
+                try:
+                    batch.append(_search_rows(result, channel, session_key))
+                except Exception:
+                    logger.exception("Could not record search %s", result.search_id)
+            try:
+                _write_searches(batch)
+            except Exception:
+                connection.close()  # a broken connection is reopened by the next query
+                for rows in batch:
+                    self._write_one(rows)
         finally:
             with self.lock:
-                for event, _ in batch:
-                    written = self.pending.pop(event.id, None)
+                for result, _, _ in queued:
+                    written = self.pending.pop(uuid.UUID(result.search_id), None)
                     if written is not None:
                         written.set()
 
