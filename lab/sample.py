@@ -213,7 +213,8 @@ def _phrase(shape: str, asked: dict[str, str], noun: str) -> str:
 
 
 def write_queries(path: Path, rows: list[dict], *, count: int, seed: int) -> None:
-    """Shopper-style queries with graded relevance, derived from the products' hidden attributes.
+    """Shopper-style queries with graded relevance, derived from the products' hidden attributes
+    (kind "semantic"), followed by the other kinds shoppers type (`other_queries`).
 
     Queries are drawn from attribute combinations that at least one product fully matches;
     nouns are the category's own word or a synonym ("sneakers" for running shoes)."""
@@ -244,8 +245,106 @@ def write_queries(path: Path, rows: list[dict], *, count: int, seed: int) -> Non
             continue
         seen.add(text)
         relevance = {r["sku"]: g for r in rows if (g := grade(r, asked)) > 0}
-        out.append({"id": f"q{len(out) + 1:04d}", "query": text, "shape": shape, "asked": asked,
-                    "relevance": relevance})
+        out.append({"id": f"q{len(out) + 1:04d}", "kind": "semantic", "query": text, "shape": shape,
+                    "asked": asked, "relevance": relevance})
+    out += other_queries(rows, out, seed=seed)
     with path.open("w", encoding="utf-8") as handle:
         for query in out:
             handle.write(json.dumps(query) + "\n")
+
+
+# --- the other kinds of queries: SKUs, brands, typos, nonsense --------------------------
+QUERY_KINDS = ("semantic", "sku", "brand", "typo", "nonsense")
+KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+TYPO_ERRORS = ("deletion", "transposition", "neighbour", "missing space")
+
+
+def _keyboard_neighbours() -> dict[str, str]:
+    """Letters next to each letter on a QWERTY keyboard (same row and the rows above and below)."""
+    where = {ch: (r, c) for r, row in enumerate(KEYBOARD_ROWS) for c, ch in enumerate(row)}
+    return {ch: "".join(other for other, (r2, c2) in where.items()
+                        if other != ch and abs(r2 - r) <= 1 and abs(c2 - c) <= 1)
+            for ch, (r, c) in where.items()}
+
+
+NEIGHBOURS = _keyboard_neighbours()
+
+
+def typo(text: str, rng: random.Random, *, errors: int = 1) -> tuple[str, list[str]]:
+    """The text as typed with `errors` slips of the kinds people make on a keyboard: a letter
+    left out, two letters swapped, a letter replaced by a key next to it, a space left out.
+    Returns the typed text and the slips made, in order; never the text itself."""
+    made: list[str] = []
+    typed = text
+    for _ in range(errors):
+        for _attempt in range(20):
+            error = rng.choice(TYPO_ERRORS)
+            letters = [i for i, ch in enumerate(typed) if ch.isalpha()]
+            if error == "missing space":
+                spaces = [i for i, ch in enumerate(typed) if ch == " "]
+                if not spaces:
+                    continue
+                i = rng.choice(spaces)
+                candidate = typed[:i] + typed[i + 1:]
+            elif error == "deletion":
+                if len(letters) < 4:
+                    continue
+                i = rng.choice(letters)
+                candidate = typed[:i] + typed[i + 1:]
+            elif error == "transposition":
+                pairs = [i for i in letters if i + 1 < len(typed) and typed[i + 1].isalpha() and typed[i] != typed[i + 1]]
+                if not pairs:
+                    continue
+                i = rng.choice(pairs)
+                candidate = typed[:i] + typed[i + 1] + typed[i] + typed[i + 2:]
+            else:
+                keys = [i for i in letters if typed[i].lower() in NEIGHBOURS]
+                if not keys:
+                    continue
+                i = rng.choice(keys)
+                candidate = typed[:i] + rng.choice(NEIGHBOURS[typed[i].lower()]) + typed[i + 1:]
+            if candidate != text and candidate != typed:
+                typed = candidate
+                made.append(error)
+                break
+    return typed, made
+
+
+def sku_variant(sku: str, rng: random.Random) -> str:
+    """A SKU as a shopper might type it: any case, with its separators, without, or with others."""
+    parts = [p for p in sku.replace("_", "-").replace("/", "-").replace(".", "-").split("-") if p]
+    joined = rng.choice(["-", "", " ", "_"]).join(parts)
+    return rng.choice([joined, joined.lower(), joined.upper()])
+
+
+def nonsense(rng: random.Random) -> str:
+    """Letters that spell nothing in any catalog: one or two made-up words."""
+    consonants = "bcdfghjklmnpqrstvwxz"
+    word = lambda: "".join(rng.choice(consonants + "aeiou" * (n % 3 == 1)) for n in range(rng.randint(5, 9)))  # noqa: E731
+    return " ".join(word() for _ in range(rng.randint(1, 2)))
+
+
+def other_queries(rows: list[dict], semantic: list[dict], *, seed: int) -> list[dict]:
+    """SKU queries (one product each, typed in any case and with or without separators), each
+    brand on its own (every product of the brand is grade 3), typo variants of the semantic
+    queries (same relevance; `clean` names the query typed right) and nonsense (nothing is
+    relevant: the right answer is no results). Apart from the semantic queries' random stream,
+    so adding kinds never changes them."""
+    rng = random.Random(seed * 104729 + 17)
+    out: list[dict] = []
+
+    def add(kind: str, text: str, relevance: dict[str, int], **extra) -> None:
+        out.append({"id": f"{kind[0]}{len(out) + 1:04d}", "kind": kind, "query": text, "relevance": relevance,
+                    **extra})
+
+    count = max(1, len(semantic))
+    for row in rng.sample(rows, min(len(rows), max(1, count // 2))):
+        add("sku", sku_variant(row["sku"], rng), {row["sku"]: 3}, sku=row["sku"])
+    for brand in sorted({r["brand"] for r in rows}):
+        add("brand", rng.choice([brand, brand.lower()]), {r["sku"]: 3 for r in rows if r["brand"] == brand})
+    for query in semantic:
+        typed, slips = typo(query["query"], rng, errors=rng.choice([1, 1, 2]))
+        add("typo", typed, query["relevance"], clean=query["id"], slips=slips)
+    for _ in range(max(1, count // 4)):
+        add("nonsense", nonsense(rng), {})
+    return out
