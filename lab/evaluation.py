@@ -61,10 +61,26 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
         per_slice = {s: {"ndcg@10": [], "mrr@10": [], "recall@50": []} for s in SLICES}
         # per query with both kinds: (mean RR of those missing the field, mean RR of complete ones)
         paired = {s: ([], []) for s in SLICES[1:]}
+        by_kind: dict[str, list] = {kind: [] for kind in KIND_MEASURES}
+        ndcg_of: dict[str, float] = {}
         for query in queries:
             grades = {sku: int(g) for sku, g in query["relevance"].items()}
-            ranked = [h.product.sku for h in product_search(query=query["query"], strategy=strategy,
-                                                            page_size=DEPTH, weights=weights).hits]
+            result = product_search(query=query["query"], strategy=strategy, page_size=DEPTH, weights=weights)
+            ranked = [h.product.sku for h in result.hits]
+            kind = query.get("kind", "semantic")
+            ndcg_of[query.get("id", query["query"])] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
+            if kind == "sku":
+                by_kind[kind].append(float(ranked[:1] == [query["sku"]]))
+            elif kind == "nonsense":
+                by_kind[kind].append(float(result.count == 0))
+            elif kind == "typo":
+                by_kind[kind].append((ndcg, query["clean"]))
+            elif kind in by_kind:
+                by_kind[kind].append(ndcg)
+            if progress:
+                progress(1)
+            if kind != "semantic":
+                continue  # the overall figures and slices stay those of the semantic queries
             relevant = {sku for sku, g in grades.items() if g >= 3}
             overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
             overall["mrr@10"].append(reciprocal_rank(ranked, relevant, 10))
@@ -80,8 +96,6 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
             for name, (missing_mrr, complete_mrr) in pushdown_pairs(ranked, relevant, slices).items():
                 paired[name][0].append(missing_mrr)
                 paired[name][1].append(complete_mrr)
-            if progress:
-                progress(1)
         report[strategy] = {
             "overall": {m: mean(v) for m, v in overall.items()},
             "slices": {s: {**{m: mean(v) for m, v in per_slice[s].items()}, "queries": len(per_slice[s]["ndcg@10"])}
@@ -89,9 +103,48 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
             "pushdown": {key: value for name, (missing_rr, complete_rr) in paired.items() for key, value in (
                 (f"mrr_{name}", mean(missing_rr)), (f"mrr_complete_vs_{name}", mean(complete_rr)),
                 (f"loss_{name}", relative_loss(missing_rr, complete_rr)), (f"queries_{name}", len(missing_rr)))},
-            "queries": len(queries),
+            "queries": sum(query.get("kind", "semantic") == "semantic" for query in queries),
+            "kinds": _kinds_summary(by_kind, ndcg_of),
         }
     return report
+
+
+# Per query kind: what is measured, and issue 11's target for it.
+KIND_MEASURES = {
+    "semantic": ("nDCG@10", None),
+    "sku": ("share with the product first", 0.99),
+    "brand": ("nDCG@10", 0.95),
+    "typo": ("nDCG@10 kept against the query typed right", 0.95),
+    "nonsense": ("share with no results", 0.95),
+}
+
+
+def _kinds_summary(by_kind: Mapping[str, list], ndcg_of: Mapping[str, float]) -> dict[str, dict]:
+    out = {}
+    for kind, values in by_kind.items():
+        if not values:
+            continue
+        if kind == "typo":
+            typed = mean([v for v, _ in values])
+            clean = mean([ndcg_of.get(c, 0.0) for _, c in values])
+            value = typed / clean if clean else None
+        else:
+            value = mean(values)
+        measure, target = KIND_MEASURES[kind]
+        out[kind] = {"queries": len(values), "measure": measure, "value": value, "target": target}
+    return out
+
+
+def kinds_markdown(report: dict) -> str:
+    """One row per strategy and query kind: the measure, its value, the target, met or missed."""
+    lines = ["| strategy | kind | queries | measure | value | target |", "|---|---|---|---|---|---|"]
+    for strategy, r in report.items():
+        for kind, k in r.get("kinds", {}).items():
+            value = "n/a" if k["value"] is None else f"{k['value']:.3f}"
+            target = "" if k["target"] is None else \
+                f">= {k['target']:.2f} ({'met' if k['value'] is not None and k['value'] >= k['target'] else 'missed'})"
+            lines.append(f"| {strategy} | {kind} | {k['queries']} | {k['measure']} | {value} | {target} |")
+    return "\n".join(lines)
 
 
 def _pct(value: float | None) -> str:

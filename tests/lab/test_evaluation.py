@@ -20,9 +20,16 @@ def test_evaluate_search_indexes_the_catalog_and_writes_reports(tmp_path, capsys
 
     out = capsys.readouterr().out
     assert "| normalized |" in out and "| dbsf |" in out and "nDCG@10 no image" in out
+    assert "| normalized | nonsense | 3 | share with no results |" in out
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["queries"] == 12 and set(report["strategies"]) == {"normalized", "avg", "dbsf"}
+    assert set(report["strategies"]) == {"normalized", "avg", "dbsf"}
     for result in report["strategies"].values():
+        assert result["queries"] == 12  # the semantic queries; each other kind is reported on its own
+        kinds = result["kinds"]
+        brands = len({json.loads(line)["brand"] for line in (tmp_path / "shop" / "catalog.jsonl").read_text().splitlines()})
+        assert {k: v["queries"] for k, v in kinds.items()} == {"semantic": 12, "sku": 6, "brand": brands, "typo": 12,
+                                                               "nonsense": 3}
+        assert all(v["value"] is None or 0.0 <= v["value"] for v in kinds.values())
         assert all(0.0 <= v <= 1.0 for v in result["overall"].values())
         assert result["overall"]["recall@50"] > 0  # 40 products: the relevant ones are retrieved
         assert result["slices"]["no_image"]["queries"] > 0

@@ -8,8 +8,8 @@ from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
-from lab.evaluation import (chart, comparison_markdown, evaluate, field_slices, markdown, queries_load,
-                            targets_check, tuning_markdown, weight_sets_parse)
+from lab.evaluation import (chart, comparison_markdown, evaluate, field_slices, kinds_markdown, markdown,
+                            queries_load, targets_check, tuning_markdown, weight_sets_parse)
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.fusion import weights_format
 from search.retrieval.providers import embedding_model_id, fusion_weights, get_encoder
@@ -70,9 +70,10 @@ class Command(BaseCommand):
         weights = None
         tuning = []
         if weight_sets:
-            with tqdm(total=len(labelled) * len(weight_sets), desc="tune weights", unit="query", disable=quiet) as bar:
+            semantic = [q for q in labelled if q.get("kind", "semantic") == "semantic"]  # what tuning ranks by
+            with tqdm(total=len(semantic) * len(weight_sets), desc="tune weights", unit="query", disable=quiet) as bar:
                 for candidate in weight_sets:
-                    tuning.append((candidate, evaluate(queries=labelled, slices=slices, strategies=["normalized"],
+                    tuning.append((candidate, evaluate(queries=semantic, slices=slices, strategies=["normalized"],
                                                        weights=candidate, progress=bar.update)["normalized"]))
             weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
             self.stdout.write(f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
@@ -83,6 +84,8 @@ class Command(BaseCommand):
         weights_used = weights_format(weights or fusion_weights())
         heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, SEARCH_FUSION_WEIGHTS={weights_used}"
         sections = [heading, markdown(results)]
+        if any(r.get("kinds", {}).keys() - {"semantic"} for r in results.values()):
+            sections += ["Per query kind (the table above is the semantic queries):", kinds_markdown(results)]
         if before is not None:
             sections += ["Against the baseline report (before -> after):", comparison_markdown(before, results)]
         targets = targets_check(results, before)
