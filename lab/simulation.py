@@ -30,11 +30,16 @@ class SimulationReport:
 
 def shoppers_simulate(*, queries: Sequence[dict], sessions: int, seed: int, strategy: str | None = None,
                       progress: Callable[[int], None] | None = None) -> SimulationReport:
-    """Run `sessions` shoppers, each one search and its clicks, into the real search and click log."""
+    """Run `sessions` shoppers, each one search and its clicks, into the real search and click log.
+
+    Shoppers type the semantic queries (queries.jsonl's other kinds, SKUs, typos and nonsense,
+    are for evaluate_search), so the click logs, and the fine-tuning results in the README,
+    are the same as before those kinds were written."""
     rng = random.Random(seed)
     report = SimulationReport()
+    queries = [q for q in queries if q.get("kind", "semantic") == "semantic"]
     for number in range(sessions):
-        query = rng.choice(list(queries))
+        query = rng.choice(queries)
         grades = {sku: int(g) for sku, g in query["relevance"].items()}
         result = product_search(query=query["query"], strategy=strategy, page_size=PAGE_SIZE)
         report.sessions += 1
