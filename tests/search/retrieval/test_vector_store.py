@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from search.retrieval.vector_store import IndexSchemaError, ProductPoint, Where
+from search.retrieval.vector_store import IndexSchemaError, ProductIndex, ProductPoint, Where
 from search.retrieval.vector_store.edge import EdgeIndex, IndexBusyError
 from search.retrieval.vector_store.server import QdrantServerIndex
 
@@ -271,10 +271,13 @@ def test_counts_and_facets_follow_every_write_at_once(engine):
     assert engine.count(mugs) == 0 and engine.facet("brand", where=mugs) == {}
 
 
-def test_remembered_counts_and_facets_stay_exact_through_random_writes(engine):
+@pytest.mark.parametrize("budget", [ProductIndex.MOVE_BUDGET, 0], ids=["moved", "forgotten"])
+def test_remembered_counts_and_facets_stay_exact_through_random_writes(engine, budget):
     # The embedded engines keep counts and facets across writes by moving them with each
-    # written point; checked here against counting by hand after every write of a random mix.
+    # written point (or forget them, past the budget for that); checked here against counting
+    # by hand after every write of a random mix.
     rng = np.random.default_rng(7)
+    engine.MOVE_BUDGET = budget
     engine.ensure_collection(DIM)
     truth: dict[int, tuple[dict, set[str]]] = {}
 
