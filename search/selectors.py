@@ -184,11 +184,12 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
 def _browse_counts(filters: SearchFilters, base: QuerySet) -> tuple[int, dict[str, list[FacetValue]]]:
     """Count and facets of the browsed catalog: from the vector engine when it holds every listed
     product (it remembers them between writes: at 100k products the database takes 350 ms), else
-    from the database, which lists products still pending or that failed to index."""
+    from the database, which lists products still pending or that failed to index, and products
+    added during a model switch (indexed into the new model's store, not the one serving)."""
     if not Product.objects.filter(active=True, index_status__in=(IndexStatus.PENDING, IndexStatus.FAILED)).exists():
         try:
             index = providers.get_product_index()
-            if index.dim() is not None:
+            if index.dim() is not None and not providers.model_switching():
                 return (index.count(filters.where()),
                         _index_facets(index, filters, lambda skip=None: filters.where(skip=skip)))
         except IndexUnavailableError:

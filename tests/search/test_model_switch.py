@@ -145,3 +145,19 @@ def test_the_celery_sweep_moves_a_switch_on_in_the_real_stack(settings, shop_on_
     assert providers.serving_model_id() == model_a  # filled, not yet served
     assert products_sweep_pending(grace_seconds=0) == 0
     assert providers.serving_model_id() != model_a and len(ranking("red mug")) == len(products)
+
+
+def test_browsing_counts_a_product_added_during_a_switch(settings, shop_on_a, model_b, make_product):
+    # a product added while the new model fills its store is indexed into that store only: the
+    # old store, still serving, does not hold it, so browsing must not count with it
+    _, products = shop_on_a
+    switch_to(settings, model_b)
+    assert model_switch_advance() == "filling"
+    products_index(product_ids=[p.pk for p in products])
+    added = make_product("Yellow mug", sku="ADDED")  # indexed at once (on commit) into B's store
+    added.refresh_from_db()
+    assert added.index_status == IndexStatus.INDEXED and providers.model_switching()  # filled, not yet served
+
+    browsed = product_search(page_size=20)
+    assert browsed.count == len(products) + 1 and "ADDED" in {h.product.sku for h in browsed.hits}
+    assert {f.value: f.count for f in browsed.facets["category"]}["mugs"] == len(products) + 1
