@@ -87,7 +87,6 @@ class _SearchLogWriter:
         self.queue: queue.Queue = queue.Queue()
         self.pending: dict[uuid.UUID, threading.Event] = {}
         self.lock = threading.Lock()
-        self.pid = os.getpid()
         self.thread = threading.Thread(target=self._run, name="search-log-writer", daemon=True)
         self.thread.start()
         atexit.register(self.flush)
@@ -110,9 +109,8 @@ class _SearchLogWriter:
         return written is not None and written.wait(timeout)
 
     def flush(self) -> None:
-        """Write what is queued now, in this thread (at exit, and in tests)."""
-        batch = self._drain(block=False)
-        if batch:
+        """Write everything queued now, in this thread (at exit, and in tests)."""
+        while batch := self._drain(block=False):
             self._write(batch)
 
     def _drain(self, *, block: bool) -> list:

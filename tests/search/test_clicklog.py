@@ -180,3 +180,22 @@ def test_a_product_deleted_before_its_search_is_written_keeps_the_search(client,
     shown = {i.product_sku: i.product_id for i in event.impressions.all()}
     assert len(shown) == event.result_count and shown["no-image"] is None  # the row, without the link
     assert all(pid is not None for sku, pid in shown.items() if sku != "no-image")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_is_queued_at_exit_is_written_however_much(shop, settings, slow_log_writer):
+    # the writer thread is stuck on a slow database; the exit flush writes all the rest itself
+    import dataclasses
+    import uuid
+
+    from search.selectors import product_search
+    from search.services.events import _writer, search_event_log
+
+    settings.SEARCH_LOG_DEFERRED = True
+    result = product_search(query="red mug")
+    for _ in range(1201):
+        assert search_event_log(result=dataclasses.replace(result, search_id=uuid.uuid4().hex), channel="api",
+                                session_key=None, deferred=True)
+    stuck = 1201 - _writer().queue.qsize()  # what the writer thread took before the gate
+    _writer().flush()  # as at exit
+    assert SearchEvent.objects.count() == 1201 - stuck
