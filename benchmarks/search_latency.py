@@ -9,7 +9,8 @@ search log) against product_search. The embedded engines remember counts and fac
 write moves them by the points it wrote, so most rows reuse them (the same filters, another
 query); "first since a catalog write" changes a product's price before each search, and
 "afresh" rows compute them every time, as for filters not seen before. Browsing counts with the
-engine while it holds every listed product, and with the database while one is pending. Query vectors are cached, as for repeated queries in
+engine while it holds every listed product, and with the database while one is pending. Query
+vectors are cached, as for repeated queries in
 production; the text tower's own cost is a row of its own. Also printed: the process's memory
 and the recall of the engine's top candidates against exact numpy search.
 
@@ -103,7 +104,7 @@ def main() -> None:
                  timed(lambda: product_search(query=next_query(), page=deep), args.queries), floor))
 
     some_ids = sorted(index.point_ids())[:: max(1, args.products // 500)]
-    stored = index.retrieve(some_ids, with_vectors=False)
+    payloads = {pid: dict(p.payload) for pid, p in index.retrieve(some_ids, with_vectors=False).items()}
 
     def pending() -> None:
         Product.objects.filter(pk=some_ids[0]).update(index_status="pending")
@@ -115,10 +116,8 @@ def main() -> None:
         """A merchandiser changes a product's price: the remembered counts and facets move
         with the written point (the write itself is not timed)."""
         pid = some_ids[next(cycle) % len(some_ids)]
-        payload = dict(stored[pid].payload)
-        payload["price"] = float(payload["price"]) + 1.0
-        index.set_payload(pid, payload)
-        stored[pid] = stored[pid].__class__(pid, {}, payload)
+        payloads[pid] = {**payloads[pid], "price": float(payloads[pid]["price"]) + 1.0}
+        index.set_payload(pid, payloads[pid])
 
     def search_filtered() -> None:
         product_search(query=next_query(), filters=filters)

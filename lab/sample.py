@@ -254,7 +254,6 @@ def write_queries(path: Path, rows: list[dict], *, count: int, seed: int) -> Non
 
 
 # --- the other kinds of queries: SKUs, brands, typos, nonsense --------------------------
-QUERY_KINDS = ("semantic", "sku", "brand", "typo", "nonsense")
 KEYBOARD_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
 TYPO_ERRORS = ("deletion", "transposition", "neighbour", "missing space")
 

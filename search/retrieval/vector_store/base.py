@@ -434,8 +434,13 @@ class PointState:
     vectors: frozenset[str] | None = None
 
 
+def _memo_where(key: tuple) -> Where | None:
+    """The filter of a remembered count ("count", where) or facet ("facet", key, where)."""
+    return key[2] if key[0] == "facet" else key[1] if key[0] == "count" else None
+
+
 def _uses_vectors(key: tuple) -> bool:
-    where = key[2] if key[0] == "facet" else key[1] if key[0] == "count" else None
+    where = _memo_where(key)
     return bool(where and where.has_vector)
 
 
@@ -470,10 +475,9 @@ def _under(where: Where | None, pid: int, state: PointState | None) -> bool | No
 def _moved(key: tuple, value: Any, before: Mapping[int, PointState],
            after: Mapping[int, PointState | None]) -> Any:
     """A remembered count or facet after a write changed `before` into `after`; None: forget it."""
-    kind = key[0]
+    kind, where = key[0], _memo_where(key)
     if kind not in ("count", "facet"):
         return None
-    where = key[1] if kind == "count" else key[2]
     if kind == "count":
         for pid in set(before) | set(after):
             was, now = _under(where, pid, before.get(pid)), _under(where, pid, after.get(pid))
@@ -499,4 +503,4 @@ def _moved(key: tuple, value: Any, before: Mapping[int, PointState],
             for v in values:
                 counts[v] = counts.get(v, 0) + sign
     counts = {v: n for v, n in counts.items() if n > 0}
-    return (counts, len(counts) < ProductIndex.FACET_VALUES) if len(counts) < ProductIndex.FACET_VALUES else None
+    return (counts, True) if len(counts) < ProductIndex.FACET_VALUES else None  # else: not whole any more
