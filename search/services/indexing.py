@@ -149,6 +149,8 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
     if not active:
         return report
     if unavailable is not None or encoder is None:
+        # reach the store first: held by another process (IndexBusyError), that process indexes them
+        index.existing_ids(p.pk for p in active)
         # Not retried: the same settings fail the same way. The rows say what to change.
         _mark(_Plan(failed=[(p, str(unavailable)) for p in active]), model_id="", report=report)
         return report

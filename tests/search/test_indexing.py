@@ -212,6 +212,33 @@ def test_unavailable_model_marks_products_failed_with_the_fix(settings, make_pro
     assert "SEARCH_EMBEDDING_MODEL" in product.index_error
 
 
+def test_a_process_without_the_store_leaves_products_pending_whatever_its_model(
+        settings, make_product, tmp_path, vector_engine):
+    # A terminal import while the server holds the embedded store: the server indexes the rows.
+    # That this process cannot load its model (another setting than the server's) is not theirs
+    # to carry: they stay pending, not failed.
+    from search.retrieval import providers
+    from search.retrieval.vector_store.edge import EdgeIndex
+
+    if vector_engine != "edge":
+        pytest.skip("only the embedded store is held by one process")
+    product = make_product("Red ceramic mug")
+    holder_path = providers.get_product_index().path
+    providers.reset(encoder=False)
+    holder = EdgeIndex(holder_path)  # the running server
+    holder.count()  # opened, as a serving process holds it
+    settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "missing-model")
+    providers.get_encoder.cache_clear()
+    try:
+        Product.objects.filter(pk=product.pk).update(index_status=IndexStatus.PENDING)
+        report = products_index(product_ids=[product.pk])
+    finally:
+        providers.reset()
+        holder.close()
+    product.refresh_from_db()
+    assert report.deferred == 1 and product.index_status == IndexStatus.PENDING and not product.index_error
+
+
 def test_collection_of_another_size_asks_for_recreate(make_product, index):
     make_product("Red ceramic mug")
     with pytest.raises(IndexSchemaError, match="--recreate"):
