@@ -133,6 +133,10 @@ def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None
 
 def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, index: ProductIndex | None,
                     force: bool) -> IndexReport:
+    serving = index or providers.get_product_index()
+    # Reach the store before loading a model: held by another process (IndexBusyError), that
+    # process indexes the rows, whatever this one's model setting (or its time to load).
+    serving.existing_ids(())
     unavailable: ModelUnavailableError | None = None
     try:
         encoder = encoder or providers.get_encoder()
@@ -140,7 +144,6 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         unavailable = exc
     also: list[ProductIndex] = []
     if index is None:
-        serving = providers.get_product_index()
         index = providers.indexing_index() if unavailable is None else serving
         # during a model switch the old store still serves: what leaves search leaves it too
         also = [serving] if serving is not index else []
@@ -149,8 +152,6 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
     if not active:
         return report
     if unavailable is not None or encoder is None:
-        # reach the store first: held by another process (IndexBusyError), that process indexes them
-        index.existing_ids(p.pk for p in active)
         # Not retried: the same settings fail the same way. The rows say what to change.
         _mark(_Plan(failed=[(p, str(unavailable)) for p in active]), model_id="", report=report)
         return report
