@@ -7,6 +7,8 @@ from .base import (
     SERVER_RANKINGS,
     VECTOR_NAMES,
     Hit,
+    Leg,
+    Matches,
     IndexBusyError,
     IndexSchemaError,
     IndexUnavailableError,
@@ -18,5 +20,5 @@ from .base import (
     average_vector,
 )
 
-__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "IndexBusyError", "IndexSchemaError", "IndexUnavailableError",
+__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "Leg", "Matches", "IndexBusyError", "IndexSchemaError", "IndexUnavailableError",
            "ProductIndex", "ProductPoint", "Retrieval", "StoredPoint", "Where", "average_vector"]

@@ -18,10 +18,14 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..fusion import Candidate
+from ..keywords import SPARSE_VECTOR, Sparse
 
 VECTOR_NAMES = ("text", "image", "avg")
-# Payload keys the search filters and facets on: every engine indexes them.
-PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool"}
+# Payload keys the search filters and facets on: every engine indexes them. `terms` holds the
+# hashed keyword terms of the product (which products hold every word of a query), `sku_key`
+# its SKU as compared (keywords.sku_key).
+PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool",
+                   "terms": "integer", "sku_key": "keyword"}
 SERVER_RANKINGS = ("avg", "rrf", "dbsf")
 # What a candidate carries by default; the search asks only for what it sorts by (the rest
 # of the payload stays in the engine: copying it costs more than the queries themselves).
@@ -62,6 +66,7 @@ class ProductPoint:
     text: np.ndarray | None
     image: np.ndarray | None
     payload: dict[str, Any] = field(default_factory=dict)
+    keywords: Sparse | None = None  # the keyword leg's term weights (keywords.KeywordEncoder)
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,9 @@ class Where:
         return bool(self.any_of or self.ranges or self.not_ids or self.ids or self.has_vector)
 
     def also(self, **conditions: Any) -> "Where":
-        """This filter with more conditions: `ranges` and `not_ids` are added to, others replaced."""
-        for key in ("ranges", "not_ids"):
+        """This filter with more conditions: `any_of`, `ranges` and `not_ids` are added to, others
+        replaced."""
+        for key in ("any_of", "ranges", "not_ids"):
             if key in conditions:
                 conditions[key] = getattr(self, key) + tuple(conditions[key])
         return replace(self, **conditions)
@@ -105,11 +111,14 @@ class Hit:
 
 @dataclass(frozen=True)
 class Request:
-    """One query an engine runs: the nearest points to `vector` in the named vector `using`, or,
-    with `fusion` ("rrf" | "dbsf"), the fusion of the `prefetch` queries; under `where`."""
+    """One query an engine runs: the nearest points to `vector` (or, on the sparse vector, the
+    best scores for `sparse`) in the named vector `using`, or, with `fusion` ("rrf" | "dbsf"),
+    the fusion of the `prefetch` queries; under `where`, scoring at least `score_threshold`."""
 
     limit: int
     vector: tuple[float, ...] = ()
+    sparse: Sparse | None = None
+    score_threshold: float | None = None
     using: str = ""
     where: Where | None = None
     fusion: str | None = None
@@ -222,19 +231,34 @@ class ProductIndex(abc.ABC):
     def dim(self) -> int | None:
         """The vector size of the collection, or None when there is no collection."""
 
-    def ensure_collection(self, dim: int) -> None:
-        """Create the collection (named vectors and payload indexes) if it is missing.
+    def ensure_collection(self, dim: int) -> bool:
+        """Create the collection (named vectors, the keyword leg's sparse vector, payload indexes)
+        if it is missing; give a collection made before the keyword leg its sparse vector and
+        payload indexes. Returns True when it did that: every point needs its keywords written.
 
         Raises:
             IndexSchemaError: it exists with vectors of another size.
         """
         current = self.dim()
-        if current == dim:
-            return
-        if current is not None:
+        if current is not None and current != dim:
             raise self._schema_error(current, dim)
-        self._create(dim)
+        if current is None:
+            self._create(dim)
+            self._changed()
+            return False
+        if self.has_keywords():
+            return False
+        self._add_keywords()
         self._changed()
+        return True
+
+    @abc.abstractmethod
+    def has_keywords(self) -> bool:
+        """Whether the collection has the keyword leg's sparse vector (made since 0.5)."""
+
+    @abc.abstractmethod
+    def _add_keywords(self) -> None:
+        """Add the sparse vector and the payload indexes the keyword leg needs."""
 
     @abc.abstractmethod
     def _create(self, dim: int) -> None:
@@ -261,7 +285,9 @@ class ProductIndex(abc.ABC):
         """Write these points (id = product id); each gets an "avg" of the vectors it has."""
         rows = []
         for point in points:
-            vectors: dict[str, list[float]] = {}
+            vectors: dict[str, Any] = {}
+            if point.keywords:
+                vectors[SPARSE_VECTOR] = point.keywords
             if point.text is not None:
                 vectors["text"] = point.text.tolist()
             if point.image is not None:
@@ -272,19 +298,21 @@ class ProductIndex(abc.ABC):
             vectors["avg"] = avg.tolist()
             rows.append((point.id, vectors, point.payload))
         if rows:
-            states = {pid: PointState(payload, frozenset(vectors)) for pid, vectors, payload in rows}
+            states = {pid: PointState(payload, frozenset(v for v in vectors if v in VECTOR_NAMES))
+                      for pid, vectors, payload in rows}
             self._written([pid for pid, _, _ in rows], lambda: self._upsert(rows), lambda before: states)
 
     @abc.abstractmethod
-    def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None: ...
+    def _upsert(self, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> None:
+        """Write the rows; a vector value is a list of floats, or a `Sparse` for SPARSE_VECTOR."""
 
-    def set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
-        """Replace the point's payload."""
-        self._written([point_id], lambda: self._set_payload(point_id, payload),
+    def set_payload(self, point_id: int, payload: dict[str, Any], *, keywords: Sparse | None = None) -> None:
+        """Replace the point's payload (and, if given, its keyword vector) and keep its vectors."""
+        self._written([point_id], lambda: self._set_payload(point_id, payload, keywords),
                       lambda before: {pid: PointState(payload, state.vectors) for pid, state in before.items()})
 
     @abc.abstractmethod
-    def _set_payload(self, point_id: int, payload: dict[str, Any]) -> None: ...
+    def _set_payload(self, point_id: int, payload: dict[str, Any], keywords: Sparse | None) -> None: ...
 
     def delete(self, ids: Iterable[int]) -> None:
         """Remove these points; ids without a point are ignored."""
@@ -369,6 +397,14 @@ class ProductIndex(abc.ABC):
                                            where=where, with_payload=True)], len(vector))
         return [Hit(id=f.id, score=f.score, payload=f.payload) for f in found]
 
+    def best_scores(self, vectors: Sequence[np.ndarray], *, using: str) -> list[float | None]:
+        """Each vector's best score in the named vector over the whole collection, in one round
+        trip (None where no point has that vector)."""
+        if self.dim() is None or not len(vectors):
+            return [None] * len(vectors)
+        responses = self._searched([Request(limit=1, vector=_plain(v), using=using) for v in vectors], len(vectors[0]))
+        return [r[0].score if r else None for r in responses]
+
     def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
                             where: Where | None = None, server_ranking: str | None = None,
                             avg_vector: np.ndarray | None = None,
@@ -422,6 +458,90 @@ class ProductIndex(abc.ABC):
         return Retrieval(pool=pool, server_scores=server_scores)
 
 
+    def retrieve_matches(self, legs: Mapping[str, "Leg"], *, limit: int, where: Where | None = None,
+                         payload: tuple[str, ...] = CANDIDATE_PAYLOAD) -> "Matches":
+        """The products that match a query: those that reach each leg's threshold under `where`
+        and the leg's own conditions (at most `limit` per leg, best first), each with its score in
+        every modality that a scoring leg measures, whichever leg found it. Two round trips:
+        every leg, then each modality's scores for the matches another leg found."""
+        legs = {name: leg for name, leg in legs.items() if leg.vector or leg.sparse}
+        dense = next((len(leg.vector) for leg in legs.values() if leg.vector), 0)
+        names = [name for name, leg in legs.items() if leg.matches]
+        if self.dim() is None or not names:
+            return Matches(pool=[], found={name: [] for name in legs})
+        first = [Request(limit=limit, vector=legs[n].vector, sparse=legs[n].sparse, using=legs[n].using,
+                         where=_both(where, legs[n].where), score_threshold=legs[n].threshold,
+                         with_payload=payload) for n in names]
+        responses = self._searched(first, dense)
+        payloads: dict[int, dict[str, Any]] = {}
+        raw: dict[int, dict[str, float]] = {}
+        found: dict[str, list[int]] = {}
+        for name, response in zip(names, responses):
+            found[name] = [f.id for f in response]
+            for f in response:
+                payloads.setdefault(f.id, f.payload)
+                scores = raw.setdefault(f.id, {})
+                if legs[name].scores:
+                    scores[legs[name].scores] = f.score
+        # each scored modality once, by the first leg that measures it
+        measuring: dict[str, Leg] = {}
+        for name, leg in legs.items():
+            if leg.scores:
+                measuring.setdefault(leg.scores, leg)
+        second = []
+        for modality, leg in measuring.items():
+            ids = tuple(sorted(pid for pid in raw if modality not in raw[pid]))
+            if ids:
+                second.append((modality, Request(limit=len(ids), vector=leg.vector, sparse=leg.sparse,
+                                                 using=leg.using, where=Where(ids=ids))))
+        if second:
+            for (modality, _), response in zip(second, self._searched([r for _, r in second], dense)):
+                for f in response:
+                    raw[f.id][modality] = f.score
+        for modality, leg in measuring.items():
+            if leg.sparse:  # a product that shares no term with the query scores 0 on it
+                for scores in raw.values():
+                    scores.setdefault(modality, 0.0)
+        pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items()]
+        return Matches(pool=pool, found=found,
+                       truncated=[n for n, r in zip(names, responses) if len(r) >= limit])
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One way a query finds products: the nearest to a dense `vector` (or the best scores for
+    `sparse`) in the named vector `using`, from `threshold` up, under more conditions `where`.
+    Its scores are the modality `scores` of what it finds ("": it only says what matches); a leg
+    that does not `match` only scores what the others found."""
+
+    using: str
+    vector: tuple[float, ...] = ()
+    sparse: Sparse | None = None
+    threshold: float | None = None
+    where: Where | None = None
+    scores: str = ""
+    matches: bool = True
+
+
+@dataclass
+class Matches:
+    """What a query matches: every product with its scores, which leg found which (best first),
+    and the legs that stopped at the limit (more products reach their threshold)."""
+
+    pool: list[Candidate]
+    found: dict[str, list[int]]
+    truncated: list[str] = field(default_factory=list)
+
+
+def _both(a: Where | None, b: Where | None) -> Where | None:
+    if not b:
+        return a
+    if not a:
+        return b
+    return a.also(any_of=b.any_of, ranges=b.ranges, not_ids=b.not_ids,
+                  **{k: getattr(b, k) for k in ("ids", "has_vector") if getattr(b, k)})
+
+
 def _plain(vector: np.ndarray) -> tuple[float, ...]:
     return tuple(np.asarray(vector, dtype=np.float32).tolist())
 
@@ -458,7 +578,8 @@ def _under(where: Where | None, pid: int, state: PointState | None) -> bool | No
     if where.ids and pid not in where.ids or pid in where.not_ids:
         return False
     for key, allowed in where.any_of:
-        if not any(isinstance(v, str) and v in allowed for v in _values(state.payload, key)):
+        if not any(isinstance(v, (str, int)) and not isinstance(v, bool) and v in allowed
+                   for v in _values(state.payload, key)):
             return False
     for key, gte, lte in where.ranges:
         if not any(isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -15,6 +15,7 @@ from typing import Any
 
 import qdrant_edge as qe
 
+from ..keywords import SPARSE_VECTOR, Sparse
 from .base import (
     PAYLOAD_INDEXES,
     RRF_K,
@@ -29,7 +30,7 @@ from .base import (
 )
 
 SCHEMAS = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
-           "bool": qe.PayloadSchemaType.Bool}
+           "bool": qe.PayloadSchemaType.Bool, "integer": qe.PayloadSchemaType.Integer}
 CONFIG_FILE = "edge_config.json"
 
 
@@ -82,12 +83,29 @@ class EdgeIndex(ProductIndex):
     def _create(self, dim: int) -> None:
         with self._lock:
             self.path.mkdir(parents=True, exist_ok=True)
-            config = qe.EdgeConfig(vectors={name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)
-                                            for name in VECTOR_NAMES})
+            config = qe.EdgeConfig(
+                vectors={name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for name in VECTOR_NAMES},
+                sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)})
             shard = qe.EdgeShard.create(str(self.path), config)
             for key, schema in PAYLOAD_INDEXES.items():
                 shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
             self._shard, self._dim = shard, dim
+
+    def has_keywords(self) -> bool:
+        try:
+            config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _unreadable(self.path, exc) from exc
+        return SPARSE_VECTOR in (config.get("sparse_vectors") or {})
+
+    def _add_keywords(self) -> None:
+        with self._lock:
+            shard = self._open()
+            if shard is None:
+                return
+            shard.update(qe.UpdateOperation.create_sparse_vector(SPARSE_VECTOR, qe.Modifier.Idf))
+            for key, schema in PAYLOAD_INDEXES.items():
+                shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
 
     def _drop(self) -> None:
         with self._lock:
@@ -97,17 +115,21 @@ class EdgeIndex(ProductIndex):
             self._dim = None
 
     # --- writes -------------------------------------------------------------------
-    def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None:
+    def _upsert(self, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> None:
         shard = self._open()
         if shard is None:
             raise RuntimeError("ensure_collection() before writing points")
         shard.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in rows]))
+            [qe.Point(id=pid, vector={k: _vector(v) for k, v in vectors.items()}, payload=payload)
+             for pid, vectors, payload in rows]))
 
-    def _set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+    def _set_payload(self, point_id: int, payload: dict[str, Any], keywords: Sparse | None) -> None:
         shard = self._open()
         if shard is not None:
             shard.update(qe.UpdateOperation.overwrite_payload([int(point_id)], payload))
+            if keywords:
+                shard.update(qe.UpdateOperation.update_vectors(
+                    [qe.PointVectors(id=int(point_id), vector={SPARSE_VECTOR: _vector(keywords)})]))
 
     def _delete(self, ids: list[int]) -> None:
         shard = self._open()
@@ -127,8 +149,8 @@ class EdgeIndex(ProductIndex):
         shard = self._open()
         if not ids or shard is None:
             return {}
-        return {int(r.id): StoredPoint(int(r.id), dict(r.vector or {}) if with_vectors else {}, dict(r.payload or {}))
-                for r in shard.retrieve(ids, with_payload=True, with_vector=with_vectors)}
+        return {int(r.id): StoredPoint(int(r.id), _dense(r.vector) if with_vectors else {}, dict(r.payload or {}))
+                for r in shard.retrieve(ids, with_payload=True, with_vector=list(VECTOR_NAMES) if with_vectors else False)}
 
     def point_ids(self) -> Iterator[int]:
         shard = self._open()
@@ -164,6 +186,14 @@ class EdgeIndex(ProductIndex):
                 for response in responses]
 
 
+def _vector(value: Any) -> Any:
+    return qe.SparseVector(indices=list(value.indices), values=list(value.values)) if isinstance(value, Sparse) else value
+
+
+def _dense(vectors: Any) -> dict[str, list[float]]:
+    return {k: v for k, v in (vectors or {}).items() if k in VECTOR_NAMES}
+
+
 def _filter(where: Where | None) -> qe.Filter | None:
     if not where:
         return None
@@ -189,6 +219,7 @@ def _request(r: Request) -> qe.QueryRequest:
         return qe.QueryRequest(limit=r.limit, offset=r.offset, query=query, prefetches=prefetches,
                                filter=_filter(r.where), with_payload=_payload(r.with_payload),
                                with_vector=list(r.with_vector) or False)
-    return qe.QueryRequest(limit=r.limit, offset=r.offset, query=qe.Query.Nearest(list(r.vector), using=r.using),
+    query = _vector(r.sparse) if r.sparse is not None else list(r.vector)
+    return qe.QueryRequest(limit=r.limit, offset=r.offset, query=qe.Query.Nearest(query, using=r.using),
                            filter=_filter(r.where), with_payload=_payload(r.with_payload),
-                           with_vector=list(r.with_vector) or False)
+                           with_vector=list(r.with_vector) or False, score_threshold=r.score_threshold)

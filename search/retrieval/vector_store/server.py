@@ -9,10 +9,11 @@ from typing import Any
 
 from qdrant_client import QdrantClient, models
 
+from ..keywords import SPARSE_VECTOR, Sparse
 from .base import PAYLOAD_INDEXES, VECTOR_NAMES, Found, ProductIndex, Request, StoredPoint, Where
 
 SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
-           "bool": models.PayloadSchemaType.BOOL}
+           "bool": models.PayloadSchemaType.BOOL, "integer": models.PayloadSchemaType.INTEGER}
 
 
 def alias_target(client: QdrantClient, alias: str) -> str | None:
@@ -54,6 +55,7 @@ class QdrantServerIndex(ProductIndex):
         self._lock: threading.RLock | None = _client_lock(client) if local else None
         # Known vector size; saves a round trip per call once the collection is seen.
         self._dim: int | None = None
+        self._keywords: bool | None = None
 
     def _locked(self):
         return self._lock if self._lock is not None else nullcontext()
@@ -79,27 +81,47 @@ class QdrantServerIndex(ProductIndex):
                 self.collection,
                 vectors_config={name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
                                 for name in VECTOR_NAMES},
+                sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             )
             # Local mode scans payloads and warns that indexes do nothing; servers need them.
             for key, schema in () if self.local else PAYLOAD_INDEXES.items():
                 self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS[schema])
-            self._dim = dim
+            self._dim, self._keywords = dim, True
+
+    def has_keywords(self) -> bool:
+        if self._keywords is None:
+            with self._locked():
+                sparse = self.client.get_collection(self.collection).config.params.sparse_vectors
+            self._keywords = SPARSE_VECTOR in (sparse or {})
+        return self._keywords
+
+    def _add_keywords(self) -> None:
+        with self._locked():
+            self.client.create_vector_name(self.collection, SPARSE_VECTOR, models.SparseVectorNameConfig(
+                sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
+            for key, schema in () if self.local else PAYLOAD_INDEXES.items():
+                self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS[schema])
+            self._keywords = True
 
     def _drop(self) -> None:
         with self._locked():
             if self.client.collection_exists(self.collection):
                 self.client.delete_collection(self.collection)
-            self._dim = None
+            self._dim = self._keywords = None
 
     # --- writes -------------------------------------------------------------------
-    def _upsert(self, rows: list[tuple[int, dict[str, list[float]], dict[str, Any]]]) -> None:
-        structs = [models.PointStruct(id=pid, vector=vectors, payload=payload) for pid, vectors, payload in rows]
+    def _upsert(self, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> None:
+        structs = [models.PointStruct(id=pid, vector={k: _vector(v) for k, v in vectors.items()}, payload=payload)
+                   for pid, vectors, payload in rows]
         with self._locked():
             self.client.upsert(self.collection, points=structs, wait=True)
 
-    def _set_payload(self, point_id: int, payload: dict[str, Any]) -> None:
+    def _set_payload(self, point_id: int, payload: dict[str, Any], keywords: Sparse | None) -> None:
         with self._locked():
             self.client.overwrite_payload(self.collection, payload=payload, points=[point_id], wait=True)
+            if keywords:
+                self.client.update_vectors(self.collection, points=[models.PointVectors(
+                    id=point_id, vector={SPARSE_VECTOR: _vector(keywords)})], wait=True)
 
     def _delete(self, ids: list[int]) -> None:
         if not ids or self.dim() is None:
@@ -122,9 +144,9 @@ class QdrantServerIndex(ProductIndex):
             return {}
         with self._locked():
             records = self.client.retrieve(self.collection, ids=ids, with_payload=True,
-                                           with_vectors=with_vectors)
-        return {int(r.id): StoredPoint(int(r.id), dict(r.vector) if isinstance(r.vector, dict) else {},
-                                       r.payload or {}) for r in records}
+                                           with_vectors=list(VECTOR_NAMES) if with_vectors else False)
+        return {int(r.id): StoredPoint(int(r.id), {k: v for k, v in r.vector.items() if k in VECTOR_NAMES}
+                                       if isinstance(r.vector, dict) else {}, r.payload or {}) for r in records}
 
     def point_ids(self) -> Iterator[int]:
         if self.dim() is None:
@@ -158,6 +180,11 @@ class QdrantServerIndex(ProductIndex):
                        p.payload or {}) for p in response.points] for response in responses]
 
 
+def _vector(value: Any) -> Any:
+    return models.SparseVector(indices=list(value.indices), values=list(value.values)) \
+        if isinstance(value, Sparse) else value
+
+
 def _filter(where: Where | None) -> models.Filter | None:
     if not where:
         return None
@@ -185,6 +212,7 @@ def _request(r: Request) -> models.QueryRequest:
                       for p in r.prefetch],
             query=fusion, limit=r.limit, offset=r.offset, filter=_filter(r.where),
             with_payload=_payload(r.with_payload), with_vector=list(r.with_vector) or False)
-    return models.QueryRequest(query=list(r.vector), using=r.using, limit=r.limit, offset=r.offset,
+    query = _vector(r.sparse) if r.sparse is not None else list(r.vector)
+    return models.QueryRequest(query=query, using=r.using, limit=r.limit, offset=r.offset,
                                filter=_filter(r.where), with_payload=_payload(r.with_payload),
-                               with_vector=list(r.with_vector) or False)
+                               with_vector=list(r.with_vector) or False, score_threshold=r.score_threshold)

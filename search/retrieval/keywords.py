@@ -1,0 +1,216 @@
+"""The keyword leg: words as the engine scores them, and the words a shopper meant.
+
+Scoring is Qdrant's own BM25 (the `Bm25` of qdrant-edge-py, the same tokenizer, stemmer and
+hashing that Qdrant's server-side BM25 uses) run in this process for either engine: a product
+gets a sparse vector of term weights, the engine multiplies each query term by its inverse
+document frequency (the IDF modifier) and adds them up. The same hashed terms go to the payload
+(`terms`, a keyword index) so that the engine can say which products hold every word of a query.
+
+Typos are fixed before the engine sees the query: each word that is not in the catalog's
+vocabulary is replaced by the vocabulary words one edit away (a letter left out, added,
+replaced, or two swapped: Damerau-Levenshtein distance 1, the edits people make) or, failing
+that, by two vocabulary words it runs together (a space left out). Character n-grams were the
+other choice; they cannot tell "mgu" from "gum" and match nonsense by its fragments, which an
+honest zero-results page cannot afford. Pure Python over plain data: no Django, no I/O.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import qdrant_edge as qe
+
+SPARSE_VECTOR = "keywords"
+# Words shorter than this are never corrected: one edit turns them into too many others.
+MIN_TYPO_LENGTH = 3
+# Corrections kept per word, the most frequent in the catalog first.
+MAX_VARIANTS = 3
+# Typical length (in tokens) of what a product's keyword text holds; BM25 normalises by it.
+AVERAGE_LENGTH = 40.0
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def fold(text: str) -> str:
+    """Lower case without accents: what every comparison of words here sees."""
+    decomposed = unicodedata.normalize("NFKD", str(text))
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def words(text: str) -> list[str]:
+    """The words of a text: runs of letters and digits, folded."""
+    return _WORD.findall(fold(text))
+
+
+def sku_key(text: str) -> str:
+    """A SKU as compared: "S7-00046", "s7 00046" and "s700046" are all "s700046"."""
+    return "".join(words(text))
+
+
+@dataclass(frozen=True)
+class Sparse:
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+
+    def __bool__(self) -> bool:
+        return bool(self.indices)
+
+
+@dataclass(frozen=True)
+class KeywordText:
+    """What the keyword leg reads of a product; the title counts twice."""
+
+    title: str = ""
+    brand: str = ""
+    category: str = ""
+    sku: str = ""
+    attributes: tuple[str, ...] = ()
+    description: str = ""
+
+    def text(self) -> str:
+        key = sku_key(self.sku)
+        parts = [self.title, self.title, self.brand, self.category, *self.attributes, self.sku,
+                 key if key != fold(self.sku) else "", self.description]
+        return " ".join(p for p in parts if p)
+
+
+class KeywordEncoder:
+    """Qdrant's BM25 for documents and queries. Stateless apart from its configuration."""
+
+    def __init__(self, *, avg_len: float = AVERAGE_LENGTH):
+        self._bm25 = qe.Bm25(qe.Bm25Config(language="english", lowercase=True, ascii_folding=True,
+                                           avg_len=avg_len))
+
+    def document(self, source: KeywordText) -> Sparse:
+        vector = self._bm25.embed_document(source.text())
+        return Sparse(tuple(int(i) for i in vector.indices), tuple(float(v) for v in vector.values))
+
+    def term(self, word: str) -> int | None:
+        """The hashed term of one word (its stem); None for a stop word."""
+        indices = self._bm25.embed_query(word).indices
+        return int(indices[0]) if len(indices) == 1 else None
+
+    def query(self, weighted: Mapping[str, float]) -> Sparse:
+        """The query vector: each word's term with its weight (the engine applies the IDF)."""
+        terms: dict[int, float] = {}
+        for word, weight in weighted.items():
+            term = self.term(word)
+            if term is not None:
+                terms[term] = max(terms.get(term, 0.0), float(weight))
+        ordered = sorted(terms)
+        return Sparse(tuple(ordered), tuple(terms[t] for t in ordered))
+
+
+def _deletes(word: str) -> set[str]:
+    return {word[:i] + word[i + 1:] for i in range(len(word))}
+
+
+def damerau1(a: str, b: str) -> bool:
+    """True when a and b differ by exactly one edit: a letter added, left out, replaced, or two
+    neighbours swapped."""
+    if a == b or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+
+
+@dataclass(frozen=True)
+class QueryWord:
+    """A word of the query and what it is matched as: itself, its corrections, or nothing."""
+
+    typed: str
+    variants: tuple[str, ...]  # vocabulary words it stands for; () when it is unknown
+    corrected: bool = False
+
+
+class Vocabulary:
+    """The catalog's words with how many products use each, for typo correction and prefixes.
+
+    Corrections are found through deletion neighbourhoods (SymSpell): every word and every
+    one-letter deletion of it is a key; two words one edit apart share a key.
+    """
+
+    def __init__(self, counts: Mapping[str, int]):
+        self.counts = {w: int(n) for w, n in counts.items() if w and n > 0}
+        self.sorted = sorted(self.counts)
+        self._near: dict[str, list[str]] = {}
+        for word in self.counts:
+            if len(word) >= MIN_TYPO_LENGTH:
+                for key in _deletes(word) | {word}:
+                    self._near.setdefault(key, []).append(word)
+
+    @classmethod
+    def from_texts(cls, texts: Iterable[str]) -> "Vocabulary":
+        counts: Counter = Counter()
+        for text in texts:
+            counts.update(set(words(text)))
+        return cls(counts)
+
+    def __contains__(self, word: str) -> bool:
+        return word in self.counts
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    def corrections(self, word: str) -> list[str]:
+        """Vocabulary words one edit from `word`, the most used first."""
+        if len(word) < MIN_TYPO_LENGTH or word.isdigit():
+            return []
+        found = set()
+        for key in _deletes(word) | {word}:
+            for candidate in self._near.get(key, ()):
+                if candidate != word and damerau1(word, candidate):
+                    found.add(candidate)
+        return sorted(found, key=lambda w: (-self.counts[w], w))[:MAX_VARIANTS]
+
+    def split(self, word: str) -> tuple[str, str] | None:
+        """Two vocabulary words that `word` runs together, the most used pair; None if none."""
+        best: tuple[int, tuple[str, str]] | None = None
+        for i in range(2, len(word) - 1):
+            left, right = word[:i], word[i:]
+            if left in self.counts and right in self.counts:
+                score = min(self.counts[left], self.counts[right])
+                if best is None or score > best[0]:
+                    best = (score, (left, right))
+        return best[1] if best else None
+
+    def with_prefix(self, prefix: str, *, limit: int = 200) -> list[str]:
+        """Vocabulary words that start with `prefix`, the most used first."""
+        start = bisect.bisect_left(self.sorted, prefix)
+        end = bisect.bisect_left(self.sorted, prefix + "\uffff")
+        return sorted(self.sorted[start:end], key=lambda w: (-self.counts[w], w))[:limit]
+
+    def understand(self, query: str) -> list[QueryWord]:
+        """Each word of the query with the vocabulary words it stands for."""
+        out = []
+        for word in words(query):
+            if word in self.counts:
+                out.append(QueryWord(word, (word,)))
+                continue
+            variants = self.corrections(word)
+            if variants:
+                out.append(QueryWord(word, tuple(variants), corrected=True))
+                continue
+            pair = self.split(word)
+            if pair:
+                out.extend(QueryWord(part, (part,), corrected=True) for part in pair)
+                continue
+            out.append(QueryWord(word, ()))
+        return out
+
+
+def corrected_query(understood: Sequence[QueryWord]) -> str:
+    """The query as it was probably meant (each corrected word by its likeliest variant)."""
+    return " ".join(w.variants[0] if w.variants else w.typed for w in understood)
+
+
+__all__ = ["SPARSE_VECTOR", "KeywordEncoder", "KeywordText", "QueryWord", "Sparse", "Vocabulary",
+           "corrected_query", "damerau1", "fold", "sku_key", "words"]
