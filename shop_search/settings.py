@@ -182,11 +182,20 @@ SEARCH_SERVE_TORCH_THREADS = int(os.environ.get("SEARCH_SERVE_TORCH_THREADS", "1
 # Ranking: normalized (per-modality z-scores fused over the fields a product has), or the
 # baselines avg | rrf | dbsf | text | image. Weights per modality for `normalized`.
 SEARCH_STRATEGY = os.environ.get("SEARCH_STRATEGY", "normalized")
-# "text=1,image=0.8"; read by search.retrieval.fusion.weights_parse, checked at start-up
-# (search.E002: manage.py check, migrate, runserver).
-SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1")
+# "text=1,image=0.8,keyword=1" (keyword: the keyword leg; a modality left out is not used); read
+# by search.retrieval.fusion.weights_parse, checked at start-up (search.E002: manage.py check,
+# migrate, runserver).
+SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,keyword=1")
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
 SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
+# The relevance cutoff (search/retrieval/calibration.py): the share of queries that name nothing
+# that must find nothing, per modality; higher is stricter.
+SEARCH_CUTOFF_QUANTILE = float(os.environ.get("SEARCH_CUTOFF_QUANTILE", "0.99"))
+# The most products a query matches (per leg); more are cut, and the count says "more than".
+SEARCH_MAX_MATCHES = int(os.environ.get("SEARCH_MAX_MATCHES", "1000"))
+# How often a web process looks whether the catalog changed, to rebuild the vocabulary that
+# corrects typos and suggests (0: at every search, for tests).
+SEARCH_VOCABULARY_SECONDS = float(os.environ.get("SEARCH_VOCABULARY_SECONDS", "5"))
 
 # Search and click log: session ids are stored only as a keyed hash (this key, else SECRET_KEY).
 SEARCH_LOG_HASH_KEY = os.environ.get("SEARCH_LOG_HASH_KEY", "")

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-MODALITIES = ("text", "image")
-WEIGHTS_EXAMPLE = "text=1,image=0.8"
+# text-text and text-image cosines, and the keyword leg's BM25 score (keywords.py)
+MODALITIES = ("text", "image", "keyword")
+WEIGHTS_EXAMPLE = "text=1,image=0.8,keyword=1"
 # Below this spread a modality carries no ranking information for this query (all scores
 # equal up to float noise), so every candidate gets 0 there instead of amplified noise.
 MIN_STD = 1e-6
@@ -151,7 +152,7 @@ def weights_parse(raw: str | Mapping[str, float]) -> dict[str, float]:
         raise ValueError(f"{raw!r}: write modality=weight pairs such as {WEIGHTS_EXAMPLE}") from None
     unknown = [key for key in weights if key not in MODALITIES]
     if unknown or not any(w > 0 for w in weights.values()) or any(w < 0 for w in weights.values()):
-        raise ValueError(f"{raw!r}: weights are for {' and '.join(MODALITIES)}, >= 0, at least one above 0"
+        raise ValueError(f"{raw!r}: weights are for {', '.join(MODALITIES)}, >= 0, at least one above 0"
                          + (f" ({', '.join(unknown)} is not a modality)" if unknown else ""))
     return weights
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import math
 import os
 import shutil
 import threading
@@ -21,8 +22,10 @@ import numpy as np
 from django.conf import settings
 from qdrant_client import QdrantClient
 
+from .calibration import Cutoff, cutoff_calibrate
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
+from .keywords import KeywordEncoder
 from .vector_store import IndexBusyError, IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex, alias_point, alias_target
@@ -53,6 +56,12 @@ def _built_once(build: Callable[[], T]) -> Callable[[], T]:
 def get_encoder() -> Encoder:
     return load_encoder(settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE,
                         batch_size=settings.SEARCH_ENCODE_BATCH_SIZE)
+
+
+@_built_once
+def get_keyword_encoder() -> KeywordEncoder:
+    """The keyword leg's BM25 (Qdrant's own, run here for either engine)."""
+    return KeywordEncoder()
 
 
 def serving_threads_apply() -> int:
@@ -103,6 +112,34 @@ def query_vector(model_id: str, query: str) -> np.ndarray:
     vector = query_encoder(model_id).encode_texts([query])[0]
     vector.setflags(write=False)  # shared between callers through the cache
     return vector
+
+
+# the cutoff measured for (model, store, catalog size within a quarter), and when it was checked
+_cutoff: dict = {"key": None, "value": None, "at": -1e9}
+_cutoff_lock = threading.Lock()
+CUTOFF_LOOK_SECONDS = 30.0
+
+
+def relevance_cutoff(model_id: str | None = None) -> Cutoff:
+    """From which cosine a product matches a text query of the serving model, measured on the
+    serving store (calibration.py); measured again when the model or store changes or the catalog
+    grows or shrinks by a quarter (looked at every CUTOFF_LOOK_SECONDS at most)."""
+    model_id = model_id or serving_model_id()
+    index = get_product_index()
+    now = time.monotonic()
+    with _cutoff_lock:
+        key, value, at = _cutoff["key"], _cutoff["value"], _cutoff["at"]
+    if value is not None and key[:2] == (model_id, id(index)) and now - at < CUTOFF_LOOK_SECONDS:
+        return value
+    size = round(math.log(max(index.count(), 1)) / math.log(1.25))
+    if value is not None and key == (model_id, id(index), size):
+        with _cutoff_lock:
+            _cutoff["at"] = now
+        return value
+    value = cutoff_calibrate(query_encoder(model_id), index, quantile=settings.SEARCH_CUTOFF_QUANTILE)
+    with _cutoff_lock:
+        _cutoff.update(key=(model_id, id(index), size), value=value, at=now)
+    return value
 
 
 @_built_once
@@ -257,6 +294,7 @@ def reset(*, encoder: bool = True) -> None:
         get_encoder.cache_clear()
     _previous_encoder.cache_clear()
     _serving_seen["at"] = -1e9
+    _cutoff.update(key=None, value=None, at=-1e9)
     for cached in (get_product_index, get_next_index, get_qdrant_client):
         if cached.cache_info().currsize:
             try:

@@ -22,6 +22,7 @@ from catalog.models import IndexStatus, Product
 
 from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError
+from search.retrieval.keywords import KeywordText, Sparse, sku_key
 from search.retrieval.vector_store import IndexBusyError, ProductIndex, ProductPoint
 
 logger = logging.getLogger(__name__)
@@ -55,10 +56,29 @@ def _sha(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def product_payload(product: Product, *, model_id: str, has_text: bool, has_image: bool) -> dict:
-    """What Qdrant filters on; the database stays the source of everything shown."""
+def _attribute_values(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [text for v in value.values() for text in _attribute_values(v)]
+    if isinstance(value, (list, tuple)):
+        return [text for v in value for text in _attribute_values(v)]
+    return [str(value)] if value not in (None, "", True, False) else []
+
+
+def product_keyword_text(product: Product) -> KeywordText:
+    """What the keyword leg reads of a product: its words, its SKU and its attributes' values."""
+    return KeywordText(title=product.title, brand=product.brand, category=product.category, sku=product.sku,
+                       attributes=tuple(_attribute_values(product.attributes or {})),
+                       description=product.description)
+
+
+def product_payload(product: Product, *, model_id: str, has_text: bool, has_image: bool,
+                    keywords: Sparse | None = None) -> dict:
+    """What Qdrant filters on; the database stays the source of everything shown. `terms` are the
+    keyword leg's terms (which query words the product holds)."""
     return {
         "sku": product.sku,
+        "sku_key": sku_key(product.sku),
+        "terms": list(keywords.indices) if keywords else [],
         "category": product.category,
         "brand": product.brand,
         "price": float(product.price),
@@ -81,6 +101,7 @@ class ProductSource:
     content_hash: str
     payload: dict
     payload_hash: str
+    keywords: Sparse
     image: object | None = None  # PIL image, set by _prepare for products to encode
 
 
@@ -98,12 +119,17 @@ def product_source(product: Product, model_id: str) -> ProductSource:
             raise ValidationError(f"image file {product.image.name!r} cannot be read ({exc}).") from exc
     if not text and data is None:
         raise ValidationError("nothing to embed: give the product a title or an image.")
-    payload = product_payload(product, model_id=model_id, has_text=bool(text), has_image=data is not None)
+    keywords = providers.get_keyword_encoder().document(product_keyword_text(product))
+    payload = product_payload(product, model_id=model_id, has_text=bool(text), has_image=data is not None,
+                              keywords=keywords)
     image_sha = hashlib.sha256(data).hexdigest() if data is not None else ""
+    # The keyword vector follows its terms (in the payload): a new SKU or attribute is a payload
+    # change, written without encoding again.
     return ProductSource(
         product=product, text=text, image_bytes=data,
         content_hash=_sha(model_id, text, image_sha),
-        payload=payload, payload_hash=_sha(json.dumps(payload, sort_keys=True)),
+        payload=payload, payload_hash=_sha(json.dumps(payload, sort_keys=True), repr(keywords.values)),
+        keywords=keywords,
     )
 
 
@@ -155,7 +181,11 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         # Not retried: the same settings fail the same way. The rows say what to change.
         _mark(_Plan(failed=[(p, str(unavailable)) for p in active]), model_id="", report=report)
         return report
-    index.ensure_collection(encoder.dim)
+    if index.ensure_collection(encoder.dim):
+        # a store from before the keyword leg: every product's keywords are written by the sweep
+        # (a payload write each, no encoding)
+        flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).mark_pending()
+        logger.warning("The vector index gained the keyword leg; %d product(s) get their keywords written.", flagged)
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
                     force=force)
     points = _encode(plan.encode, encoder)
@@ -216,13 +246,13 @@ def _encode(sources: Sequence[ProductSource], encoder: Encoder) -> list[ProductP
     image_vectors = dict(zip((s.product.pk for s in with_image),
                              encoder.encode_images([s.image for s in with_image])))
     return [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk), image=image_vectors.get(s.product.pk),
-                         payload=s.payload) for s in sources]
+                         payload=s.payload, keywords=s.keywords) for s in sources]
 
 
 def _write(index: ProductIndex, points: Sequence[ProductPoint], payload_only: Sequence[ProductSource]) -> None:
     index.upsert(points)
     for source in payload_only:
-        index.set_payload(source.product.pk, source.payload)
+        index.set_payload(source.product.pk, source.payload, keywords=source.keywords)
 
 
 def _mark(plan: _Plan, *, model_id: str, report: IndexReport) -> None:
