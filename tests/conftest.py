@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from search.retrieval import providers
+from search.selectors.lexicon import lexicon_forget
 
 # One INFO line per eager task drowns the output of a failing test.
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
@@ -37,10 +38,14 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     # Tests run inside a transaction the log writer's own connection cannot see: log in the
     # request (tests/search/test_clicklog.py runs the writer with committed data).
     settings.SEARCH_LOG_DEFERRED = False
+    # the vocabulary sees each change at the next search (a server looks every few seconds)
+    settings.SEARCH_VOCABULARY_SECONDS = 0
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
     providers.reset(encoder=False)
+    lexicon_forget()
     yield settings
     providers.reset(encoder=False)
+    lexicon_forget()
 
 
 @pytest.fixture(params=["server", "edge"])

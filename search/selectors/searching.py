@@ -1,4 +1,5 @@
-"""Read path: shopper queries (words or a photo) to ranked, filtered, faceted products."""
+"""Read path: shopper queries (words or a photo) to the products that match, ranked, filtered
+and faceted; browsing the catalog without a query."""
 from __future__ import annotations
 
 import uuid
@@ -14,8 +15,11 @@ from PIL import Image
 
 from catalog.models import IndexStatus, Product
 
-from .retrieval import fusion, providers
-from .retrieval.vector_store import IndexUnavailableError, ProductIndex, Where
+from ..retrieval import fusion, providers
+from ..retrieval.calibration import Cutoff
+from ..retrieval.keywords import SPARSE_VECTOR, QueryWord, corrected_query, sku_key
+from ..retrieval.vector_store import IndexUnavailableError, Leg, ProductIndex, Where
+from .lexicon import Lexicon, lexicon
 
 MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
@@ -105,6 +109,8 @@ class SearchResult:
     hits: list[SearchHit] = field(default_factory=list)
     facets: dict[str, list[FacetValue]] = field(default_factory=dict)
     model_id: str = ""  # the model that ranked the results ("" when browsing)
+    understood_as: str = ""  # the query with its typos corrected, when it had any
+    count_capped: bool = False  # more products passed the cutoff than SEARCH_MAX_MATCHES
 
     @property
     def num_pages(self) -> int:
@@ -203,7 +209,10 @@ def _rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, 
         return fusion.fuse_normalized(pool, providers.fusion_weights() if weights is None else weights)
     if strategy in ("text", "image"):
         return fusion.rank_single(pool, strategy)
-    return fusion.rank_by_scores(pool, server_scores or {})
+    # the engine's ranking of its top candidates, then the other matches as `normalized` ranks them
+    ranked = fusion.rank_by_scores(pool, server_scores or {})
+    seen = {r.id for r in ranked}
+    return ranked + [r for r in fusion.fuse_normalized(pool, providers.fusion_weights()) if r.id not in seen]
 
 
 def _sort(ranked: list[fusion.Ranked], sort: str) -> list[fusion.Ranked]:
@@ -251,66 +260,125 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     # the model whose vectors the store serves: the configured one, or, while a new model's
     # store is being filled, the previous one
     result.model_id = model_id = providers.serving_model_id()
+    index = providers.get_product_index()
+    words = lexicon()
     if image is not None:
         result.mode = "image"
         vector = providers.query_encoder(model_id).encode_images([image])[0]
+        legs = _photo_legs(vector, strategy)
     else:
         result.mode = "text"
         vector = providers.query_vector(model_id, query)
-    index = providers.get_product_index()
-    # What the query matches: every product under the filters (the relevance cutoff comes with
-    # the keyword leg), with the modality a single-modality strategy ranks by.
-    single = strategy if strategy in ("text", "image") else ""
+        understood = words.vocabulary.understand(query)
+        if any(w.corrected for w in understood):
+            result.understood_as = corrected_query(understood)
+        legs = _text_legs(query, vector, understood, strategy, providers.relevance_cutoff(model_id), words)
+    limit = settings.SEARCH_MAX_MATCHES if image is None else settings.SEARCH_CANDIDATES
 
-    def matching(skip: str | None = None) -> Where | None:
-        where = filters.where(skip=skip)
-        return (where or Where()).also(has_vector=single) if single else where
+    def ranked_under(where: Where | None) -> tuple[list[fusion.Ranked], bool]:
+        matches = index.retrieve_matches(legs, limit=limit, where=where, payload=MATCH_PAYLOAD)
+        server_scores = None
+        if strategy in ("avg", "rrf", "dbsf"):
+            server_scores = index.retrieve_candidates(
+                {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, where=where,
+                server_ranking=strategy, avg_vector=vector, payload=()).server_scores
+        ranked = _rank(strategy, matches.pool, server_scores, weights)
+        first = [set(matches.found.get(name, ())) for name in FIRST]  # a whole-query SKU, then brand
+        if any(first):
+            ranked.sort(key=lambda r: next((i for i, ids in enumerate(first) if r.id in ids), len(first)))
+        return ranked, bool(matches.truncated)
 
-    # The query meets both the text and the image vectors of every product: the top candidates
-    # per modality, ranked here; the products past them follow in the engine's own order.
-    server_ranking = strategy if strategy in ("avg", "rrf", "dbsf") else None
-    retrieval = index.retrieve_candidates(
-        {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, where=matching(),
-        server_ranking=server_ranking, avg_vector=vector,
-        payload=("price",) if sort in ("price_asc", "price_desc") else ())
-    ranked = _sort(_rank(strategy, retrieval.pool, retrieval.server_scores, weights), sort)
-    result.count = index.count(matching())
+    ranked, result.count_capped = ranked_under(filters.where())
+    ranked = _sort(ranked, sort)
+    result.count = len(ranked)
     page_ranked = ranked[offset:offset + page_size]
-    tail_ids: list[int] = []
-    if len(page_ranked) < page_size and result.count > len(ranked):
-        tail_ids = _tail(index, vector, single, matching(), filters, sort, exclude=[r.id for r in ranked],
-                         offset=max(0, offset - len(ranked)), limit=page_size - len(page_ranked))
-    products = Product.objects.searchable().in_bulk([r.id for r in page_ranked] + tail_ids)
+    products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
     result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,
                              normalized=r.normalized)
                    for i, r in enumerate(page_ranked) if r.id in products]
-    result.hits += [SearchHit(product=products[pid], position=offset + len(page_ranked) + i + 1)
-                    for i, pid in enumerate(tail_ids) if pid in products]
-    result.facets = _index_facets(index, filters, matching)
+    # disjunctive facets: a facet whose own filter is on counts the matches without it
+    unfiltered = {key: ranked_under(filters.where(skip=key))[0] for key in ("category", "brand", "price")
+                  if key in filters.active()}
+    result.facets = _match_facets(filters, ranked, unfiltered)
     return result
 
 
-def _tail(index: ProductIndex, vector: np.ndarray, single: str, where: Where | None, filters: SearchFilters,
-          sort: str, *, exclude: list[int], offset: int, limit: int) -> list[int]:
-    """The matching products past the ranked candidates: by relevance, the engine's nearest on
-    the averaged vector (or the single modality ranked by); sorted, the database's order."""
-    if sort == "relevance":
-        rest = (where or Where()).also(not_ids=exclude)
-        # Not the engine's offset: equal scores (two variants with the same text and no image)
-        # come back in any order, so pages cut by offset could show one twice and lose the
-        # other. Fetch up to the page end and past every tie at it, then order ties by id.
-        end, fetch = offset + limit, offset + limit + 16
-        while True:
-            hits = sorted(index.search(vector, using=single or "avg", limit=fetch, where=rest),
-                          key=lambda h: (-h.score, h.id))
-            if len(hits) < fetch or hits[min(end, len(hits)) - 1].score > hits[-1].score:
-                return [hit.id for hit in hits[offset:end]]
-            fetch *= 2
-    queryset = filters.queryset(Product.objects.searchable()).exclude(pk__in=exclude)
-    if single == "image":
-        queryset = queryset.exclude(image="")
-    order = {"price_asc": ("price", "-id"), "price_desc": ("-price", "-id")}.get(sort, ("-id",))
-    return list(queryset.order_by(*order).values_list("pk", flat=True)[offset:offset + limit])
+# What each match carries from the engine: what the facets count and the sorts read.
+MATCH_PAYLOAD = ("category", "brand", "price")
+# Legs whose products come first, in this order, when the whole query names them.
+FIRST = ("sku", "brand")
+
+
+def _text_legs(query: str, vector: np.ndarray, understood: list[QueryWord], strategy: str, cutoff: Cutoff,
+               words: Lexicon) -> dict[str, Leg]:
+    """How a text query finds products: each modality from its cutoff up, the keyword leg (every
+    word of the query, or a correction of it, in the product), and a product whose SKU or brand
+    is the whole query."""
+    plain = tuple(np.asarray(vector, dtype=np.float32).tolist())
+    modalities = (strategy,) if strategy in ("text", "image") else ("text", "image")
+    legs = {m: Leg(using=m, vector=plain, threshold=cutoff.get(m), scores=m) for m in modalities}
+    if strategy in ("text", "image"):
+        return legs
+    keyword = _keyword_leg(understood)
+    if keyword is not None:
+        legs["keyword"] = keyword
+    key = sku_key(query)
+    if key:
+        legs["sku"] = Leg(using="avg", vector=plain, where=Where(any_of=(("sku_key", (key,)),)))
+    brand = words.brands.get(key)
+    if brand:
+        legs["brand"] = Leg(using="avg", vector=plain, where=Where(any_of=(("brand", (brand,)),)))
+    return legs
+
+
+def _keyword_leg(understood: list[QueryWord]) -> Leg | None:
+    """BM25 over the words as typed and their corrections (a corrected word weighs less); it
+    matches the products that hold each word the vocabulary knows (or a correction of it). Words
+    it does not know still score (the vocabulary may lag a new product by a few seconds)."""
+    encoder = providers.get_keyword_encoder()
+    weighted: dict[str, float] = {}
+    groups = []
+    for word in understood:
+        if not word.variants:
+            weighted[word.typed] = 1.0
+            continue
+        terms = tuple(sorted({t for t in (encoder.term(v) for v in word.variants) if t is not None}))
+        if not terms:
+            continue  # a stop word
+        groups.append(("terms", terms))
+        for variant in word.variants:
+            weighted[variant] = max(weighted.get(variant, 0.0), CORRECTED_WEIGHT if word.corrected else 1.0)
+    sparse = encoder.query(weighted)
+    if not sparse:
+        return None
+    return Leg(using=SPARSE_VECTOR, sparse=sparse, where=Where(any_of=tuple(groups)) if groups else None,
+               scores="keyword", matches=bool(groups))
+
+
+# A corrected word's weight in the keyword score, against 1 for a word typed as the catalog spells it.
+CORRECTED_WEIGHT = 0.8
+
+
+def _photo_legs(vector: np.ndarray, strategy: str) -> dict[str, Leg]:
+    """A photo finds its nearest products in each modality (SEARCH_CANDIDATES of each): the cutoff
+    is measured for words, and a photo always looks like something."""
+    plain = tuple(np.asarray(vector, dtype=np.float32).tolist())
+    modalities = (strategy,) if strategy in ("text", "image") else ("text", "image")
+    return {m: Leg(using=m, vector=plain, scores=m) for m in modalities}
+
+
+def _match_facets(filters: SearchFilters, ranked: list[fusion.Ranked],
+                  unfiltered: Mapping[str, list[fusion.Ranked]]) -> dict[str, list[FacetValue]]:
+    """Counts over the matches, from the payload each carries."""
+    def counter(key: str) -> Counter:
+        return Counter(str(r.payload.get(key) or "") for r in unfiltered.get(key, ranked))
+
+    prices = [float(r.payload.get("price", 0.0)) for r in unfiltered.get("price", ranked)]
+
+    def price_of(low: int | None, high: int | None) -> int:
+        return sum(1 for p in prices if _in_bucket(p, low, high))
+
+    return _facets_from_counts(filters, counter("category"), counter("brand"), price_of)
 
 
 def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:

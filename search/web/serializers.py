@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
 
 
@@ -67,13 +68,16 @@ class ImageSearchParamsSerializer(SearchParamsSerializer):
 
 
 class ModalityScoreSerializer(serializers.Serializer):
-    raw = serializers.FloatField(help_text="Cosine between the query and this product's vector.")
+    raw = serializers.FloatField(help_text="Cosine between the query and this product's vector (keyword: "
+                                           "the BM25 score of the query's words in the product).")
     normalized = serializers.FloatField(help_text="The raw score standardised over this query's candidates.")
 
 
 class ModalitiesSerializer(serializers.Serializer):
     text = ModalityScoreSerializer(required=False, help_text="Absent when the product has no usable text.")
     image = ModalityScoreSerializer(required=False, help_text="Absent when the product has no image.")
+    keyword = ModalityScoreSerializer(required=False, help_text="The keyword leg; absent when no word of the "
+                                                                "query is a word the engine scores.")
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -112,7 +116,11 @@ class SearchResponseSerializer(serializers.Serializer):
     sort = serializers.CharField()
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
-    count = serializers.IntegerField()
+    count = serializers.IntegerField(help_text="Every product that matches (the relevance cutoff); 0: none.")
+    count_capped = serializers.BooleanField(help_text="More products passed the cutoff than are ranked "
+                                                      "(SEARCH_MAX_MATCHES): `count` is a lower bound.")
+    understood_as = serializers.CharField(allow_blank=True, help_text="The query with its typos corrected, "
+                                                                      "when it had any (else empty).")
     results = SearchHitSerializer(many=True)
     facets = FacetsSerializer()
 
@@ -123,7 +131,7 @@ def search_result_data(result: SearchResult, *, build_url) -> dict:
     for hit in result.hits:
         product = hit.product
         modalities = {m: {"raw": hit.raw[m], "normalized": hit.normalized.get(m)}
-                      for m in ("text", "image") if m in hit.raw}
+                      for m in MODALITIES if m in hit.raw}
         hits.append({"id": product.pk, "sku": product.sku, "title": product.title, "brand": product.brand,
                      "category": product.category, "price": product.price, "currency": product.currency,
                      "image_url": build_url(product.image.url) if product.image else None,
@@ -131,4 +139,5 @@ def search_result_data(result: SearchResult, *, build_url) -> dict:
     facets = {name: [vars(v) for v in values] for name, values in result.facets.items()}
     return {"search_id": result.search_id, "query": result.query, "strategy": result.strategy,
             "sort": result.sort, "page": result.page, "page_size": result.page_size, "count": result.count,
+            "count_capped": result.count_capped, "understood_as": result.understood_as,
             "results": hits, "facets": facets}

@@ -74,7 +74,7 @@ def test_orphan_points_of_gone_products_are_removed(shop, capsys, concept):
 def test_rows_of_another_model_and_unflagged_changes_are_embedded_again(shop, capsys):
     # given: a bulk update that changed a title and a price without mark_pending(), and a row
     # that was indexed by a model this shop no longer uses
-    before = found("red mug").index("blue-vase")
+    assert "blue-vase" not in found("red mug")
     Product.objects.filter(sku="blue-vase").update(title="Red mug", description="A red mug.")
     Product.objects.filter(sku="red-lamp").update(price=Decimal("5.00"))
     Product.objects.filter(sku="blue-sock").update(indexed_model="openai/clip-vit-base-patch16")
@@ -86,7 +86,7 @@ def test_rows_of_another_model_and_unflagged_changes_are_embedded_again(shop, ca
 
     code, out = reconcile(capsys, "--fix")
     assert "Fixed: indexed 2, payload updated 1" in out
-    assert found("red mug").index("blue-vase") < before - 2  # its new title is searched
+    assert "blue-vase" in found("red mug")[:3]  # its new title is searched
     assert "red-lamp" in found("red mug", filters=SearchFilters(price_max=Decimal("6")))
     assert Product.objects.get(sku="blue-sock").indexed_model == providers.get_encoder().model_id
     assert reconcile(capsys)[0] == 0

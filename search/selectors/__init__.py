@@ -1,0 +1,22 @@
+"""The read path: `searching` (product_search, product_similar, filters and facets), `lexicon`
+(the catalog's words: typo correction, brands, the phrases suggestions complete) and `suggesting`
+(completions as a shopper types)."""
+from .searching import (
+    MAX_PAGE_SIZE,
+    MAX_QUERY_CHARS,
+    PRICE_BUCKETS,
+    SORTS,
+    STRATEGIES,
+    FacetValue,
+    SearchFilters,
+    SearchHit,
+    SearchResult,
+    _index_facets,
+    product_search,
+    product_similar,
+    query_normalize,
+)
+
+__all__ = ["MAX_PAGE_SIZE", "MAX_QUERY_CHARS", "PRICE_BUCKETS", "SORTS", "STRATEGIES", "FacetValue",
+           "SearchFilters", "SearchHit", "SearchResult", "_index_facets", "product_search", "product_similar",
+           "query_normalize"]

@@ -1,0 +1,162 @@
+"""The catalog's words as this process knows them: the vocabulary that corrects typos, the brands
+a whole query can name, and the phrases suggestions complete (titles, brands, categories, and
+queries shoppers clicked a result of).
+
+Built from the database (titles, brands, categories and attribute values of listed products) and
+kept per process; a process looks whether the catalog changed (its size and newest edit) every
+SEARCH_VOCABULARY_SECONDS and then builds it again in the background, answering with the one it
+has meanwhile. At 100,000 products a build takes about a second (see the README's Benchmarks).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Count, Max
+
+from catalog.models import Product
+
+from ..models import Click, SearchEvent
+from ..retrieval.keywords import Vocabulary, fold, sku_key, words
+
+logger = logging.getLogger(__name__)
+
+# past queries suggested: those clicked at least this often, the most clicked, up to this many
+QUERY_MIN_CLICKS = 1
+QUERY_LIMIT = 5_000
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A completion: what is shown, its kind, its words and how much it weighs."""
+
+    text: str
+    kind: str  # "query" | "brand" | "category" | "product"
+    words: tuple[str, ...]
+    weight: float
+
+
+@dataclass
+class Lexicon:
+    vocabulary: Vocabulary
+    brands: dict[str, str]  # sku_key(brand) -> brand
+    phrases: list[Phrase] = field(default_factory=list)
+    # word -> indices of the phrases holding it
+    postings: dict[str, list[int]] = field(default_factory=dict)
+    fingerprint: tuple = ()
+
+
+def _attribute_texts(value: object) -> Iterable[str]:
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _attribute_texts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _attribute_texts(v)
+    elif isinstance(value, str):
+        yield value
+
+
+def _fingerprint() -> tuple:
+    listed = Product.objects.searchable().aggregate(n=Count("id"), newest=Max("updated_at"))
+    return listed["n"], listed["newest"], Click.objects.count()
+
+
+def lexicon_build() -> Lexicon:
+    """Read the listed catalog and the clicked queries into a Lexicon."""
+    fingerprint = _fingerprint()
+    counts: Counter = Counter()
+    brands: Counter = Counter()
+    categories: Counter = Counter()
+    titles: list[str] = []
+    for title, brand, category, attributes in Product.objects.searchable().values_list(
+            "title", "brand", "category", "attributes").iterator(chunk_size=2000):
+        own = set(words(title)) | set(words(brand)) | set(words(category))
+        for text in _attribute_texts(attributes or {}):
+            own.update(words(text))
+        counts.update(own)
+        if brand:
+            brands[brand] += 1
+        if category:
+            categories[category] += 1
+        titles.append(title)
+    clicked = (SearchEvent.objects.filter(mode="text", clicks__isnull=False).exclude(query_normalized="")
+               .values("query_normalized").annotate(n=Count("clicks")).filter(n__gte=QUERY_MIN_CLICKS)
+               .order_by("-n", "query_normalized")[:QUERY_LIMIT])
+    phrases: list[Phrase] = []
+    for row in clicked:
+        query = row["query_normalized"]
+        phrases.append(Phrase(query, "query", tuple(words(query)), 3.0 + row["n"]))
+    phrases += [Phrase(b, "brand", tuple(words(b)), 2.0 + n) for b, n in brands.items()]
+    phrases += [Phrase(c, "category", tuple(words(c)), 2.0 + n) for c, n in categories.items()]
+    seen = set()
+    for title in titles:
+        key = fold(title).strip()
+        if key and key not in seen:
+            seen.add(key)
+            phrases.append(Phrase(title, "product", tuple(words(title)), 1.0))
+    phrases = [p for p in phrases if p.words]
+    phrases.sort(key=lambda p: (-p.weight, p.text))
+    postings: dict[str, list[int]] = {}
+    for i, phrase in enumerate(phrases):
+        for word in set(phrase.words):
+            postings.setdefault(word, []).append(i)
+    return Lexicon(vocabulary=Vocabulary(counts), brands={sku_key(b): b for b in brands if sku_key(b)},
+                   phrases=phrases, postings=postings, fingerprint=fingerprint)
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.lexicon: Lexicon | None = None
+        self.looked = -1e9
+        self.lock = threading.Lock()
+        self.building = False
+
+
+_holder = _Holder()
+
+
+def lexicon() -> Lexicon:
+    """This process's lexicon: built on first use, built again (in the background) after the
+    catalog or the clicks changed."""
+    holder = _holder
+    if holder.lexicon is None or settings.SEARCH_VOCABULARY_SECONDS <= 0:
+        if holder.lexicon is None or holder.lexicon.fingerprint != _fingerprint():
+            holder.lexicon = lexicon_build()
+            holder.looked = time.monotonic()
+        return holder.lexicon
+    now = time.monotonic()
+    if now - holder.looked >= settings.SEARCH_VOCABULARY_SECONDS:
+        with holder.lock:
+            if holder.building or now - holder.looked < settings.SEARCH_VOCABULARY_SECONDS:
+                return holder.lexicon
+            holder.looked = now
+            if holder.lexicon.fingerprint == _fingerprint():
+                return holder.lexicon
+            holder.building = True
+        threading.Thread(target=_rebuild, name="lexicon-build", daemon=True).start()
+    return holder.lexicon
+
+
+def _rebuild() -> None:
+    try:
+        _holder.lexicon = lexicon_build()
+    except Exception:  # the old lexicon keeps serving; the next look tries again
+        logger.exception("Building the search vocabulary failed")
+    finally:
+        _holder.building = False
+        _holder.looked = time.monotonic()
+
+
+def lexicon_forget() -> None:
+    """Build anew at next use (tests, after settings change)."""
+    _holder.lexicon = None
+    _holder.looked = -1e9
+
+
+__all__ = ["Lexicon", "Phrase", "lexicon", "lexicon_build", "lexicon_forget"]
