@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from catalog.models import Product
 from search.retrieval import fusion
 from search.selectors import product_search
 
@@ -56,6 +57,11 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
     """Returns {strategy: {"overall": {...}, "slices": {slice: {...}}, "pushdown": {...}}};
     `weights` replaces SEARCH_FUSION_WEIGHTS for `normalized`."""
     report = {}
+    sku_by_id = dict(Product.objects.values_list("id", "sku"))
+
+    def skus_of(ids: Sequence[int]) -> list[str]:
+        return [sku_by_id[i] for i in ids if i in sku_by_id]
+
     for strategy in strategies:
         overall = {"ndcg@10": [], "mrr@10": [], "recall@50": []}
         per_slice = {s: {"ndcg@10": [], "mrr@10": [], "recall@50": []} for s in SLICES}
@@ -81,6 +87,10 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 progress(1)
             if kind != "semantic":
                 continue  # the overall figures and slices stay those of the semantic queries
+            wanted = {sku for sku, g in grades.items() if g >= 2}
+            if wanted and result.mode == "text":
+                matched = set(skus_of(result.ranked_ids))
+                by_kind["kept"].append(len(wanted & matched) / len(wanted))
             relevant = {sku for sku, g in grades.items() if g >= 3}
             overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
             overall["mrr@10"].append(reciprocal_rank(ranked, relevant, 10))
@@ -116,6 +126,8 @@ KIND_MEASURES = {
     "brand": ("nDCG@10", 0.95),
     "typo": ("nDCG@10 kept against the query typed right", 0.95),
     "nonsense": ("share with no results", 0.95),
+    # of the semantic queries: their products of grade >= 2 that are above the relevance cutoff
+    "kept": ("share of grade >= 2 products that match", 0.95),
 }
 
 

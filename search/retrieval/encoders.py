@@ -240,6 +240,27 @@ class JinaClipEncoder:
         return l2_normalize(np.asarray(vectors, dtype=np.float32))
 
 
+def tokenizer_words(encoder: Encoder) -> frozenset[str]:
+    """Whole words the text tower's tokenizer has a token of (lower case, 3+ ASCII letters): the
+    words the model was trained to read, which typo correction may correct to. Empty for an
+    encoder without a transformers tokenizer."""
+    tokenizer = getattr(getattr(encoder, "parts", None), "tokenizer", None) or \
+        getattr(getattr(encoder, "model", None), "tokenizer", None)
+    try:
+        vocab = list(tokenizer.get_vocab()) if tokenizer is not None else []
+    except Exception:  # a tokenizer without a vocabulary to list
+        return frozenset()
+    word_ends = any(token.endswith("</w>") for token in vocab)  # CLIP's BPE marks whole words
+    out = set()
+    for token in vocab:
+        if token.startswith("##") or (word_ends and not token.endswith("</w>")):
+            continue
+        word = token.removesuffix("</w>").lstrip("\u2581\u0120").lower()
+        if len(word) >= 3 and word.isascii() and word.isalpha():
+            out.add(word)
+    return frozenset(out)
+
+
 def load_encoder(model_id: str, *, device: str = "auto", batch_size: int = 32) -> Encoder:
     """Load the encoder for a Hugging Face id or a local directory.
 

@@ -129,6 +129,7 @@ class QueryWord:
     typed: str
     variants: tuple[str, ...]  # vocabulary words it stands for; () when it is unknown
     corrected: bool = False
+    in_catalog: bool = True  # False: corrected to words only the model knows (no product holds them)
 
 
 class Vocabulary:
@@ -138,46 +139,67 @@ class Vocabulary:
     one-letter deletion of it is a key; two words one edit apart share a key.
     """
 
-    def __init__(self, counts: Mapping[str, int]):
+    def __init__(self, counts: Mapping[str, int], *, encoder: KeywordEncoder | None = None,
+                 model_words: Iterable[str] = ()):
         self.counts = {w: int(n) for w, n in counts.items() if w and n > 0}
+        # words the model reads though no product uses them ("sneakers" in a shop of "trainers"):
+        # known, and corrected to when no catalog word is one edit away
+        self.model_words = frozenset(model_words) - set(self.counts)
+        # with an encoder, a word whose stem the catalog uses ("sock" for "socks") or a stop word
+        # is known, never a typo
+        self._encoder = encoder
+        self._terms = {t for t in map(encoder.term, self.counts) if t is not None} if encoder else set()
         self.sorted = sorted(self.counts)
         self._near: dict[str, list[str]] = {}
         for word in self.counts:
             if len(word) >= MIN_TYPO_LENGTH:
                 for key in _deletes(word) | {word}:
                     self._near.setdefault(key, []).append(word)
+        self._near_model: dict[str, list[str]] = {}
+        for word in self.model_words:
+            for key in _deletes(word) | {word}:
+                self._near_model.setdefault(key, []).append(word)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str]) -> "Vocabulary":
+    def from_texts(cls, texts: Iterable[str], *, encoder: KeywordEncoder | None = None) -> "Vocabulary":
         counts: Counter = Counter()
         for text in texts:
             counts.update(set(words(text)))
-        return cls(counts)
+        return cls(counts, encoder=encoder)
 
     def __contains__(self, word: str) -> bool:
         return word in self.counts
 
+    def known(self, word: str) -> bool:
+        """In the catalog as it is, or by its stem; a word the model reads; or a stop word."""
+        if word in self.counts or word in self.model_words or self._encoder is None:
+            return word in self.counts or word in self.model_words
+        term = self._encoder.term(word)
+        return term is None or term in self._terms
+
     def __len__(self) -> int:
         return len(self.counts)
 
-    def corrections(self, word: str) -> list[str]:
-        """Vocabulary words one edit from `word`, the most used first."""
+    def corrections(self, word: str, *, model: bool = False) -> list[str]:
+        """Catalog words one edit from `word`, the most used first (`model`: the model's words)."""
         if len(word) < MIN_TYPO_LENGTH or word.isdigit():
             return []
+        near = self._near_model if model else self._near
         found = set()
         for key in _deletes(word) | {word}:
-            for candidate in self._near.get(key, ()):
+            for candidate in near.get(key, ()):
                 if candidate != word and damerau1(word, candidate):
                     found.add(candidate)
-        return sorted(found, key=lambda w: (-self.counts[w], w))[:MAX_VARIANTS]
+        return sorted(found, key=lambda w: (-self.counts.get(w, 0), w))[:MAX_VARIANTS]
 
     def split(self, word: str) -> tuple[str, str] | None:
-        """Two vocabulary words that `word` runs together, the most used pair; None if none."""
+        """Two known words of 3+ letters that `word` runs together, the most used pair (catalog
+        words count their products, the model's words nothing); None if none."""
         best: tuple[int, tuple[str, str]] | None = None
-        for i in range(2, len(word) - 1):
+        for i in range(MIN_TYPO_LENGTH, len(word) - MIN_TYPO_LENGTH + 1):
             left, right = word[:i], word[i:]
-            if left in self.counts and right in self.counts:
-                score = min(self.counts[left], self.counts[right])
+            if all(part in self.counts or part in self.model_words for part in (left, right)):
+                score = min(self.counts.get(left, 0), self.counts.get(right, 0))
                 if best is None or score > best[0]:
                     best = (score, (left, right))
         return best[1] if best else None
@@ -192,16 +214,20 @@ class Vocabulary:
         """Each word of the query with the vocabulary words it stands for."""
         out = []
         for word in words(query):
-            if word in self.counts:
+            if self.known(word):
                 out.append(QueryWord(word, (word,)))
                 continue
             variants = self.corrections(word)
             if variants:
                 out.append(QueryWord(word, tuple(variants), corrected=True))
                 continue
+            variants = self.corrections(word, model=True)
+            if variants:
+                out.append(QueryWord(word, tuple(variants), corrected=True, in_catalog=False))
+                continue
             pair = self.split(word)
             if pair:
-                out.extend(QueryWord(part, (part,), corrected=True) for part in pair)
+                out.extend(QueryWord(part, (part,), corrected=True, in_catalog=part in self.counts) for part in pair)
                 continue
             out.append(QueryWord(word, ()))
         return out

@@ -22,10 +22,14 @@ from django.db.models import Count, Max
 from catalog.models import Product
 
 from ..models import Click, SearchEvent
+from ..retrieval import providers
+from ..retrieval.encoders import tokenizer_words
 from ..retrieval.keywords import Vocabulary, fold, sku_key, words
 
 logger = logging.getLogger(__name__)
 
+# what of a description the vocabulary reads (its words are for typos, not suggestions)
+DESCRIPTION_CHARS = 2000
 # past queries suggested: those clicked at least this often, the most clicked, up to this many
 QUERY_MIN_CLICKS = 1
 QUERY_LIMIT = 5_000
@@ -74,9 +78,9 @@ def lexicon_build() -> Lexicon:
     brands: Counter = Counter()
     categories: Counter = Counter()
     titles: list[str] = []
-    for title, brand, category, attributes in Product.objects.searchable().values_list(
-            "title", "brand", "category", "attributes").iterator(chunk_size=2000):
-        own = set(words(title)) | set(words(brand)) | set(words(category))
+    for title, brand, category, attributes, description in Product.objects.searchable().values_list(
+            "title", "brand", "category", "attributes", "description").iterator(chunk_size=2000):
+        own = set(words(title)) | set(words(brand)) | set(words(category)) | set(words(description[:DESCRIPTION_CHARS]))
         for text in _attribute_texts(attributes or {}):
             own.update(words(text))
         counts.update(own)
@@ -106,7 +110,9 @@ def lexicon_build() -> Lexicon:
     for i, phrase in enumerate(phrases):
         for word in set(phrase.words):
             postings.setdefault(word, []).append(i)
-    return Lexicon(vocabulary=Vocabulary(counts), brands={sku_key(b): b for b in brands if sku_key(b)},
+    vocabulary = Vocabulary(counts, encoder=providers.get_keyword_encoder(),
+                            model_words=tokenizer_words(providers.query_encoder()))
+    return Lexicon(vocabulary=vocabulary, brands={sku_key(b): b for b in brands if sku_key(b)},
                    phrases=phrases, postings=postings, fingerprint=fingerprint)
 
 

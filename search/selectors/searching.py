@@ -111,6 +111,7 @@ class SearchResult:
     model_id: str = ""  # the model that ranked the results ("" when browsing)
     understood_as: str = ""  # the query with its typos corrected, when it had any
     count_capped: bool = False  # more products passed the cutoff than SEARCH_MAX_MATCHES
+    ranked_ids: list[int] = field(default_factory=list)  # every match, in order (what the pages cut)
 
     @property
     def num_pages(self) -> int:
@@ -268,11 +269,14 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
         legs = _photo_legs(vector, strategy)
     else:
         result.mode = "text"
-        vector = providers.query_vector(model_id, query)
         understood = words.vocabulary.understand(query)
         if any(w.corrected for w in understood):
             result.understood_as = corrected_query(understood)
-        legs = _text_legs(query, vector, understood, strategy, providers.relevance_cutoff(model_id), words)
+        vector = providers.query_vector(model_id, query)
+        # the towers also read the query as it was probably meant (a misspelt word is another
+        # token to them); each product keeps the better of the two cosines
+        meant = providers.query_vector(model_id, result.understood_as) if result.understood_as else None
+        legs = _text_legs(query, vector, meant, understood, strategy, providers.relevance_cutoff(model_id), words)
     limit = settings.SEARCH_MAX_MATCHES if image is None else settings.SEARCH_CANDIDATES
 
     def ranked_under(where: Where | None) -> tuple[list[fusion.Ranked], bool]:
@@ -291,6 +295,7 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     ranked, result.count_capped = ranked_under(filters.where())
     ranked = _sort(ranked, sort)
     result.count = len(ranked)
+    result.ranked_ids = [r.id for r in ranked]
     page_ranked = ranked[offset:offset + page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
     result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,
@@ -309,14 +314,23 @@ MATCH_PAYLOAD = ("category", "brand", "price")
 FIRST = ("sku", "brand")
 
 
-def _text_legs(query: str, vector: np.ndarray, understood: list[QueryWord], strategy: str, cutoff: Cutoff,
-               words: Lexicon) -> dict[str, Leg]:
-    """How a text query finds products: each modality from its cutoff up, the keyword leg (every
-    word of the query, or a correction of it, in the product), and a product whose SKU or brand
-    is the whole query."""
+def _text_legs(query: str, vector: np.ndarray, meant: np.ndarray | None, understood: list[QueryWord],
+               strategy: str, cutoff: Cutoff, words: Lexicon) -> dict[str, Leg]:
+    """How a text query finds products: each modality from its cutoff up (for the query as
+    meant, or also as typed), the keyword leg (every word of the query, or a correction of
+    it, in the product), and a product whose SKU or brand is the whole query."""
     plain = tuple(np.asarray(vector, dtype=np.float32).tolist())
     modalities = (strategy,) if strategy in ("text", "image") else ("text", "image")
+    if meant is not None and all(w.in_catalog for w in understood if w.corrected):
+        # every correction is a word of this shop's: the query as meant replaces it
+        plain, meant = tuple(np.asarray(meant, dtype=np.float32).tolist()), None
     legs = {m: Leg(using=m, vector=plain, threshold=cutoff.get(m), scores=m) for m in modalities}
+    if meant is not None:
+        # a word corrected to one only the model knows may have been right as typed ("shawl" is
+        # not "shall"): both readings search, and each product keeps its better cosine
+        corrected = tuple(np.asarray(meant, dtype=np.float32).tolist())
+        legs.update({f"{m} as meant": Leg(using=m, vector=corrected, threshold=cutoff.get(m), scores=m)
+                     for m in modalities})
     if strategy in ("text", "image"):
         return legs
     keyword = _keyword_leg(understood)
@@ -339,7 +353,7 @@ def _keyword_leg(understood: list[QueryWord]) -> Leg | None:
     weighted: dict[str, float] = {}
     groups = []
     for word in understood:
-        if not word.variants:
+        if not word.variants or not word.in_catalog:
             weighted[word.typed] = 1.0
             continue
         terms = tuple(sorted({t for t in (encoder.term(v) for v in word.variants) if t is not None}))

@@ -20,6 +20,7 @@ from catalog.images import image_load
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import product_search
+from search.selectors.suggesting import query_suggest
 from search.services import (
     ClickError,
     click_log,
@@ -35,6 +36,8 @@ from .serializers import (
     ImageSearchParamsSerializer,
     SearchParamsSerializer,
     SearchResponseSerializer,
+    SuggestParamsSerializer,
+    SuggestResponseSerializer,
     search_result_data,
 )
 
@@ -75,6 +78,20 @@ class SearchApi(APIView):
         params = SearchParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         return _search_response(request, channel="api", **params.search_kwargs())
+
+
+class SuggestApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    @extend_schema(parameters=[SuggestParamsSerializer], responses={200: SuggestResponseSerializer},
+                   summary="Completions of what a shopper has typed (titles, brands, categories, clicked queries)")
+    def get(self, request: Request) -> Response:
+        params = SuggestParamsSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        query, limit = params.validated_data["q"], params.validated_data["limit"]
+        suggestions = query_suggest(query=query, limit=limit)
+        return Response({"query": query, "suggestions": [{"text": s.text, "kind": s.kind} for s in suggestions]})
 
 
 class ImageSearchApi(APIView):

@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
+from search.selectors.suggesting import MAX_SUGGEST_LIMIT, SUGGEST_LIMIT
 
 
 class SearchParamsSerializer(serializers.Serializer):
@@ -61,6 +62,28 @@ class ExportParamsSerializer(serializers.Serializer):
         if data["since"] and data["until"] and data["since"] > data["until"]:
             raise serializers.ValidationError({"until": ["Must not be before since."]})
         return data
+
+
+class SuggestParamsSerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
+                              help_text="What the shopper has typed so far (longer text is cut at "
+                                        f"{MAX_QUERY_CHARS} characters).")
+    limit = serializers.IntegerField(required=False, default=SUGGEST_LIMIT, min_value=1, max_value=MAX_SUGGEST_LIMIT)
+
+    def validate_q(self, value: str) -> str:
+        return value[:MAX_QUERY_CHARS]
+
+
+class SuggestionSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    kind = serializers.ChoiceField(choices=["query", "brand", "category", "product"],
+                                   help_text="A query shoppers clicked a result of, a brand, a category, "
+                                             "or a product's title.")
+
+
+class SuggestResponseSerializer(serializers.Serializer):
+    query = serializers.CharField(allow_blank=True)
+    suggestions = SuggestionSerializer(many=True)
 
 
 class ImageSearchParamsSerializer(SearchParamsSerializer):

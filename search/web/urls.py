@@ -13,5 +13,6 @@ urlpatterns = [
     path("api/exports/clicks", apis.ClickExportApi.as_view(), name="api_export_clicks"),
     path("api/search", apis.SearchApi.as_view(), name="api_search"),
     path("api/search/image", apis.ImageSearchApi.as_view(), name="api_image_search"),
+    path("api/suggest", apis.SuggestApi.as_view(), name="api_suggest"),
     path("api/schema/", SpectacularAPIView.as_view(), name="api_schema"),
 ]

@@ -28,7 +28,8 @@ def test_evaluate_search_indexes_the_catalog_and_writes_reports(tmp_path, capsys
         kinds = result["kinds"]
         brands = len({json.loads(line)["brand"] for line in (tmp_path / "shop" / "catalog.jsonl").read_text().splitlines()})
         assert {k: v["queries"] for k, v in kinds.items()} == {"semantic": 12, "sku": 6, "brand": brands, "typo": 12,
-                                                               "nonsense": 3}
+                                                               "nonsense": 3, "kept": 12}
+        assert kinds["sku"]["value"] == 1.0  # whatever the model: the SKU, typed any way, finds its product first
         assert all(v["value"] is None or 0.0 <= v["value"] for v in kinds.values())
         assert all(0.0 <= v <= 1.0 for v in result["overall"].values())
         assert result["overall"]["recall@50"] > 0  # 40 products: the relevant ones are retrieved

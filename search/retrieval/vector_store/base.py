@@ -474,34 +474,34 @@ class ProductIndex(abc.ABC):
                          with_payload=payload) for n in names]
         responses = self._searched(first, dense)
         payloads: dict[int, dict[str, Any]] = {}
-        raw: dict[int, dict[str, float]] = {}
         found: dict[str, list[int]] = {}
+        scored: dict[str, dict[int, float]] = {name: {} for name, leg in legs.items() if leg.scores}
         for name, response in zip(names, responses):
             found[name] = [f.id for f in response]
             for f in response:
                 payloads.setdefault(f.id, f.payload)
-                scores = raw.setdefault(f.id, {})
-                if legs[name].scores:
-                    scores[legs[name].scores] = f.score
-        # each scored modality once, by the first leg that measures it
-        measuring: dict[str, Leg] = {}
-        for name, leg in legs.items():
-            if leg.scores:
-                measuring.setdefault(leg.scores, leg)
+                if name in scored:
+                    scored[name][f.id] = f.score
+        # every scoring leg scores every match, whichever leg found it
         second = []
-        for modality, leg in measuring.items():
-            ids = tuple(sorted(pid for pid in raw if modality not in raw[pid]))
+        for name, scores in scored.items():
+            ids = tuple(sorted(pid for pid in payloads if pid not in scores))
             if ids:
-                second.append((modality, Request(limit=len(ids), vector=leg.vector, sparse=leg.sparse,
-                                                 using=leg.using, where=Where(ids=ids))))
+                leg = legs[name]
+                second.append((name, Request(limit=len(ids), vector=leg.vector, sparse=leg.sparse, using=leg.using,
+                                             where=Where(ids=ids))))
         if second:
-            for (modality, _), response in zip(second, self._searched([r for _, r in second], dense)):
+            for (name, _), response in zip(second, self._searched([r for _, r in second], dense)):
                 for f in response:
-                    raw[f.id][modality] = f.score
-        for modality, leg in measuring.items():
-            if leg.sparse:  # a product that shares no term with the query scores 0 on it
-                for scores in raw.values():
-                    scores.setdefault(modality, 0.0)
+                    scored[name][f.id] = f.score
+        # a modality measured by several legs (the query as typed and as corrected) keeps the best
+        raw: dict[int, dict[str, float]] = {pid: {} for pid in payloads}
+        for name, scores in scored.items():
+            modality, sparse = legs[name].scores, legs[name].sparse is not None
+            for pid, own in raw.items():
+                score = scores.get(pid, 0.0 if sparse else None)  # no shared term: 0; no vector: absent
+                if score is not None and score > own.get(modality, float("-inf")):
+                    own[modality] = score
         pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items()]
         return Matches(pool=pool, found=found,
                        truncated=[n for n, r in zip(names, responses) if len(r) >= limit])
