@@ -114,32 +114,43 @@ def query_vector(model_id: str, query: str) -> np.ndarray:
     return vector
 
 
-# the cutoff measured for (model, store, catalog size within a quarter), and when it was checked
-_cutoff: dict = {"key": None, "value": None, "at": -1e9}
+# the cutoff measured for (model, store, catalog size within a quarter), when it was measured
+# and when that key was last checked
+_cutoff: dict = {"key": None, "value": None, "at": -1e9, "measured": -1e9}
 _cutoff_lock = threading.Lock()
 CUTOFF_LOOK_SECONDS = 30.0
+# measured again at least this often: the catalog's content changes without changing its size
+CUTOFF_MAX_AGE_SECONDS = 600.0
 
 
 def relevance_cutoff(model_id: str | None = None) -> Cutoff:
     """From which cosine a product matches a text query of the serving model, measured on the
-    serving store (calibration.py); measured again when the model or store changes or the catalog
-    grows or shrinks by a quarter (looked at every CUTOFF_LOOK_SECONDS at most)."""
+    serving store (calibration.py): again when the model or store changes, when the catalog grows
+    or shrinks by a quarter (looked at every CUTOFF_LOOK_SECONDS at most), and every
+    CUTOFF_MAX_AGE_SECONDS."""
     model_id = model_id or serving_model_id()
     index = get_product_index()
     now = time.monotonic()
     with _cutoff_lock:
-        key, value, at = _cutoff["key"], _cutoff["value"], _cutoff["at"]
-    if value is not None and key[:2] == (model_id, id(index)) and now - at < CUTOFF_LOOK_SECONDS:
+        key, value, at, measured = _cutoff["key"], _cutoff["value"], _cutoff["at"], _cutoff["measured"]
+    fresh = value is not None and now - measured < CUTOFF_MAX_AGE_SECONDS
+    if fresh and key[:2] == (model_id, id(index)) and now - at < CUTOFF_LOOK_SECONDS:
         return value
     size = round(math.log(max(index.count(), 1)) / math.log(1.25))
-    if value is not None and key == (model_id, id(index), size):
+    if fresh and key == (model_id, id(index), size):
         with _cutoff_lock:
             _cutoff["at"] = now
         return value
     value = cutoff_calibrate(query_encoder(model_id), index, quantile=settings.SEARCH_CUTOFF_QUANTILE)
     with _cutoff_lock:
-        _cutoff.update(key=(model_id, id(index), size), value=value, at=now)
+        _cutoff.update(key=(model_id, id(index), size), value=value, at=now, measured=now)
     return value
+
+
+def cutoff_forget() -> None:
+    """Measure the cutoff again at the next search (after re-embedding the catalog)."""
+    with _cutoff_lock:
+        _cutoff.update(key=None, value=None, at=-1e9, measured=-1e9)
 
 
 @_built_once
@@ -294,7 +305,7 @@ def reset(*, encoder: bool = True) -> None:
         get_encoder.cache_clear()
     _previous_encoder.cache_clear()
     _serving_seen["at"] = -1e9
-    _cutoff.update(key=None, value=None, at=-1e9)
+    cutoff_forget()
     for cached in (get_product_index, get_next_index, get_qdrant_client):
         if cached.cache_info().currsize:
             try:

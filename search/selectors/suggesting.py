@@ -91,4 +91,9 @@ def query_suggest(*, query: str, limit: int = SUGGEST_LIMIT) -> list[Suggestion]
     return out
 
 
-__all__ = ["MAX_SUGGEST_LIMIT", "SUGGEST_LIMIT", "Suggestion", "query_suggest"]
+def popular_phrases(*, kind: str, limit: int = 6) -> list[Suggestion]:
+    """The heaviest phrases of a kind: the most clicked queries, the largest categories or brands."""
+    return [Suggestion(p.text, p.kind) for p in lexicon().phrases if p.kind == kind][:limit]
+
+
+__all__ = ["MAX_SUGGEST_LIMIT", "SUGGEST_LIMIT", "Suggestion", "popular_phrases", "query_suggest"]

@@ -17,6 +17,7 @@ from catalog.models import Product
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
+from search.selectors.suggesting import popular_phrases, query_suggest
 from search.services import ClickError, click_log, search_event_log
 
 from .serializers import SearchParamsSerializer
@@ -103,11 +104,24 @@ def search_page(request: HttpRequest) -> HttpResponse:
                          session_key=_session_key(request), deferred=True)
     state = params.validated_data
     context = {"result": result, "error": error, "notice": notice, "param_errors": errors, "params": state,
+               **_zero_results(result),
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
                "querystring": canonical_query(state, page=1).urlencode(),
                "price_links": _price_links(state, result)}
     current = canonical_query(state).urlencode()
     return _render(request, context, url=f"{request.path}?{current}" if current else request.path)
+
+
+def _zero_results(result) -> dict:
+    """What a query that matches nothing offers instead: searches that find something, the
+    largest categories, and the whole catalog."""
+    if result is None or result.mode != "text" or result.count or result.filters.active() or result.page > 1:
+        return {}
+    suggestions = query_suggest(query=result.understood_as or result.query, limit=5)
+    if not suggestions:
+        suggestions = popular_phrases(kind="query", limit=5)
+    return {"zero": True, "zero_suggestions": suggestions,
+            "zero_categories": popular_phrases(kind="category", limit=6)}
 
 
 def _price_links(state: dict, result) -> list:

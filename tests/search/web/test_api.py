@@ -89,3 +89,47 @@ def test_an_unavailable_model_is_a_503_with_a_reason(client, settings, tmp_path,
     finally:
         providers.get_encoder.cache_clear()
     assert response.status_code == 503 and "could not be loaded" in response.json()["detail"]
+
+
+def test_a_query_that_matches_nothing_counts_zero(client, shop):
+    body = client.get("/api/search", {"q": "xqzvvplk fjjwq"}).json()
+    assert (body["count"], body["results"], body["count_capped"]) == (0, [], False)
+    typo = client.get("/api/search", {"q": "red mgu"}).json()
+    assert typo["understood_as"] == "red mug" and typo["results"][0]["sku"] in ("no-image", "no-desc")
+
+
+def test_suggest_completes_titles_brands_and_categories(client, shop):
+    body = client.get("/api/suggest", {"q": "red c"}).json()
+    assert body["query"] == "red c"
+    assert {"text": "Red ceramic mug", "kind": "product"} in body["suggestions"]
+    assert client.get("/api/suggest", {"q": "lum"}).json()["suggestions"][0] == {"text": "Lumen", "kind": "brand"}
+    assert {"text": "mugs", "kind": "category"} in client.get("/api/suggest", {"q": "mu"}).json()["suggestions"]
+    # a typo in a finished word and in the word being typed
+    assert {"text": "Red ceramic mug", "kind": "product"} in client.get("/api/suggest", {"q": "rde cera"}).json()["suggestions"]
+    assert {"text": "Lumen", "kind": "brand"} in client.get("/api/suggest", {"q": "lmen"}).json()["suggestions"]
+    assert client.get("/api/suggest", {"q": "xqzv"}).json()["suggestions"] == []
+    assert client.get("/api/suggest", {"q": ""}).json()["suggestions"] == []
+
+
+@pytest.mark.parametrize("params, field", [({"limit": "0"}, "limit"), ({"limit": "abc"}, "limit"),
+                                           ({"limit": "500"}, "limit")])
+def test_suggest_refuses_bad_input_with_a_clear_error(client, shop, params, field):
+    response = client.get("/api/suggest", {"q": "mug", **params})
+    assert response.status_code == 400 and field in response.json()
+
+
+def test_suggest_offers_queries_shoppers_clicked(client, shop):
+    from search.selectors import product_search
+    from search.services import click_log, search_event_log
+
+    for _ in range(2):
+        result = product_search(query="wool socks")
+        search_event_log(result=result, channel="api", session_key="s")
+        click_log(search_id=result.search_id, product_id=result.hits[0].product.pk)
+    unclicked = product_search(query="wool scarves")
+    search_event_log(result=unclicked, channel="api", session_key="s")
+    suggestions = client.get("/api/suggest", {"q": "wo"}).json()["suggestions"]
+    assert suggestions[0] == {"text": "wool socks", "kind": "query"}
+    assert {"text": "wool scarves", "kind": "query"} not in suggestions
+    long = client.get("/api/suggest", {"q": "m" * 5000})
+    assert long.status_code == 200 and long.json()["suggestions"] == []

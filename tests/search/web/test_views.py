@@ -132,3 +132,19 @@ def test_unavailable_model_shows_a_message_not_a_crash(client, settings, tmp_pat
         providers.get_encoder.cache_clear()
     assert response.status_code == 200 and "Search is unavailable" in response.content.decode()
 
+
+
+def test_a_query_that_matches_nothing_gets_a_real_zero_results_page(client, shop):
+    html = client.get(URL, {"q": "xqzvvplk fjjwq"}).content.decode()
+    assert "0 results for “xqzvvplk fjjwq”" in html and cards(html) == 0
+    assert "No products match “xqzvvplk fjjwq”" in html
+    assert 'class="browse-all" href="/"' in html  # a way to browse
+    assert '<a href="?category=mugs">mugs</a>' in html  # the largest categories
+    assert 'class="facets"' not in html  # no filters over nothing
+    assert "The catalog is empty" not in html
+
+
+def test_a_corrected_query_says_what_it_searched(client, shop):
+    html = client.get(URL, {"q": "red mgu"}).content.decode()
+    assert "Including results for “<a" in html and ">red mug</a>”" in html
+    assert cards(html) > 0 and html.index("Red mug") < html.index("Green ceramic mug")
