@@ -97,3 +97,56 @@ def test_a_result_click_is_recorded_by_beacon_and_goes_straight_to_the_product(b
     click = Click.objects.get()
     assert click.position == 1 and click.product_sku == "no-desc"
     page.close()
+
+
+def test_suggestions_follow_typing_and_the_keyboard(browser, live_server, shop):
+    page = browser.new_page()
+    page.goto(live_server.url + "/")
+    box = page.get_by_role("combobox", name="Search products")
+    box.press_sequentially("red m", delay=40)
+
+    # a list of suggestions opens under the box, the box keeps focus and says it is expanded
+    listbox = page.get_by_role("listbox", name="Suggestions")
+    listbox.wait_for(state="visible")
+    options = listbox.get_by_role("option")
+    assert {"Red mug", "Red ceramic mug"} <= {t.split("\n")[0] for t in options.all_inner_texts()}
+    assert box.get_attribute("aria-expanded") == "true"
+    below = listbox.bounding_box()
+    field = box.bounding_box()
+    assert below["y"] >= field["y"] + field["height"] - 1 and below["width"] >= field["width"] - 1
+
+    # Down highlights the first option (named by aria-activedescendant), Down again the next
+    box.press("ArrowDown")
+    first = options.nth(0)
+    assert first.get_attribute("aria-selected") == "true"
+    assert box.get_attribute("aria-activedescendant") == first.get_attribute("id")
+    assert page.evaluate("document.activeElement.id") == "q"
+    highlighted = first.evaluate("e => getComputedStyle(e).backgroundColor")
+    assert highlighted != options.nth(1).evaluate("e => getComputedStyle(e).backgroundColor")
+
+    # Enter takes it: the box holds the suggestion and the results are searched for it
+    chosen = first.inner_text().split("\n")[0]
+    box.press("Enter")
+    page.wait_for_function(f"document.querySelector('#results .summary')?.textContent.includes({chosen!r})")
+    assert box.input_value() == chosen and listbox.is_hidden()
+    assert box.get_attribute("aria-expanded") == "false"
+
+    # Escape closes an open list and leaves what was typed
+    box.fill("")
+    box.press_sequentially("lum", delay=40)
+    listbox.wait_for(state="visible")
+    box.press("Escape")
+    assert listbox.is_hidden() and box.input_value() == "lum"
+    page.close()
+
+
+def test_the_zero_results_page_uses_the_width_of_the_page(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1200, "height": 800})
+    page.goto(live_server.url + "/?q=xqzvvplk+fjjwq")
+    heading = page.get_by_role("heading", name="No products match “xqzvvplk fjjwq”")
+    box = heading.bounding_box()
+    # one line across the page, not squeezed into the filter column (220px) of a results page
+    assert box["width"] > 400 and box["height"] < 40
+    assert page.get_by_role("link", name="Browse all products").is_visible()
+    assert page.locator("select[name=sort]").count() == 0
+    page.close()
