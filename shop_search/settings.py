@@ -185,7 +185,7 @@ SEARCH_STRATEGY = os.environ.get("SEARCH_STRATEGY", "normalized")
 # "text=1,image=0.8,keyword=1" (keyword: the keyword leg; a modality left out is not used); read
 # by search.retrieval.fusion.weights_parse, checked at start-up (search.E002: manage.py check,
 # migrate, runserver).
-SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,keyword=1")
+SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,keyword=0.25")
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
 SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
 # The relevance cutoff (search/retrieval/calibration.py): the share of queries that name nothing

@@ -161,11 +161,12 @@ class Vocabulary:
                 self._near_model.setdefault(key, []).append(word)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str], *, encoder: KeywordEncoder | None = None) -> "Vocabulary":
+    def from_texts(cls, texts: Iterable[str], *, encoder: KeywordEncoder | None = None,
+                   model_words: Iterable[str] = ()) -> "Vocabulary":
         counts: Counter = Counter()
         for text in texts:
             counts.update(set(words(text)))
-        return cls(counts, encoder=encoder)
+        return cls(counts, encoder=encoder, model_words=model_words)
 
     def __contains__(self, word: str) -> bool:
         return word in self.counts
@@ -204,6 +205,21 @@ class Vocabulary:
                     best = (score, (left, right))
         return best[1] if best else None
 
+    def split_corrected(self, word: str) -> tuple[str, str] | None:
+        """Two words run together, one of them with a typo ("cqnvasbackpack"): one part a known
+        word of 4+ letters, the other one edit from a catalog word; the likeliest pair or None."""
+        best: tuple[int, tuple[str, str]] | None = None
+        for i in range(MIN_TYPO_LENGTH, len(word) - MIN_TYPO_LENGTH + 1):
+            left, right = word[:i], word[i:]
+            for known, other, first in ((left, right, True), (right, left, False)):
+                if len(known) < 4 or not (known in self.counts or known in self.model_words):
+                    continue
+                for fixed in self.corrections(other)[:1]:
+                    score = min(self.counts.get(known, 0), self.counts.get(fixed, 0))
+                    if best is None or score > best[0]:
+                        best = (score, (known, fixed) if first else (fixed, known))
+        return best[1] if best else None
+
     def with_prefix(self, prefix: str, *, limit: int = 200) -> list[str]:
         """Vocabulary words that start with `prefix`, the most used first."""
         start = bisect.bisect_left(self.sorted, prefix)
@@ -225,7 +241,7 @@ class Vocabulary:
             if variants:
                 out.append(QueryWord(word, tuple(variants), corrected=True, in_catalog=False))
                 continue
-            pair = self.split(word)
+            pair = self.split(word) or self.split_corrected(word)
             if pair:
                 out.extend(QueryWord(part, (part,), corrected=True, in_catalog=part in self.counts) for part in pair)
                 continue
