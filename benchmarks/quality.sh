@@ -17,7 +17,7 @@ TUNE_SEED=${TUNE_SEED:-101}
 HELDOUT_SEED=${HELDOUT_SEED:-202}
 DEMO_EPOCHS=${DEMO_EPOCHS:-6}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-2}
-WEIGHT_SETS=${WEIGHT_SETS:-"text=1,image=1;text=1,image=0.7;text=1,image=0.5;text=1,image=0.3;text=0.7,image=1"}
+WEIGHT_SETS=${WEIGHT_SETS:-"text=1,image=1,keyword=0.25;text=1,image=0.5,keyword=0.25;text=1,image=0.3,keyword=0.25;text=1,image=0.5,keyword=0;text=1,image=0.5,keyword=0.5;text=0.7,image=1,keyword=0.25"}
 
 step() { printf '\n=== %s\n' "$*"; }
 # manage.py in one shop's embedded world (SQLite + Qdrant local mode + in-process tasks)

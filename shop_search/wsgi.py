@@ -17,3 +17,9 @@ serving_threads_apply()
 from search.tasks import embedded_sweeper_start  # noqa: E402
 
 embedded_sweeper_start()
+
+# The vocabulary of typo correction and suggestions is read from the database once per process:
+# in the background from start-up, not in the first shopper's search.
+from search.selectors.lexicon import lexicon_warm  # noqa: E402
+
+lexicon_warm()

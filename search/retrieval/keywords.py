@@ -51,6 +51,19 @@ def sku_key(text: str) -> str:
     return "".join(words(text))
 
 
+def attribute_texts(value: object) -> Iterable[str]:
+    """The values of a product's attributes as text (nested lists and objects walked; keys,
+    booleans and empty values left out)."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from attribute_texts(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from attribute_texts(v)
+    elif value is not None and not isinstance(value, bool) and str(value).strip():
+        yield str(value)
+
+
 @dataclass(frozen=True)
 class Sparse:
     indices: tuple[int, ...]
@@ -254,5 +267,5 @@ def corrected_query(understood: Sequence[QueryWord]) -> str:
     return " ".join(w.variants[0] if w.variants else w.typed for w in understood)
 
 
-__all__ = ["SPARSE_VECTOR", "KeywordEncoder", "KeywordText", "QueryWord", "Sparse", "Vocabulary",
+__all__ = ["SPARSE_VECTOR", "KeywordEncoder", "attribute_texts", "KeywordText", "QueryWord", "Sparse", "Vocabulary",
            "corrected_query", "damerau1", "fold", "sku_key", "words"]

@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import Count, Max
 
 from catalog.models import Product
@@ -24,7 +24,7 @@ from catalog.models import Product
 from ..models import Click, SearchEvent
 from ..retrieval import providers
 from ..retrieval.encoders import tokenizer_words
-from ..retrieval.keywords import Vocabulary, fold, sku_key, words
+from ..retrieval.keywords import Vocabulary, attribute_texts, fold, sku_key, words
 
 logger = logging.getLogger(__name__)
 
@@ -55,17 +55,6 @@ class Lexicon:
     fingerprint: tuple = ()
 
 
-def _attribute_texts(value: object) -> Iterable[str]:
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _attribute_texts(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _attribute_texts(v)
-    elif isinstance(value, str):
-        yield value
-
-
 def _fingerprint() -> tuple:
     listed = Product.objects.searchable().aggregate(n=Count("id"), newest=Max("updated_at"))
     return listed["n"], listed["newest"], Click.objects.count()
@@ -81,7 +70,7 @@ def lexicon_build() -> Lexicon:
     for title, brand, category, attributes, description in Product.objects.searchable().values_list(
             "title", "brand", "category", "attributes", "description").iterator(chunk_size=2000):
         own = set(words(title)) | set(words(brand)) | set(words(category)) | set(words(description[:DESCRIPTION_CHARS]))
-        for text in _attribute_texts(attributes or {}):
+        for text in attribute_texts(attributes or {}):
             own.update(words(text))
         counts.update(own)
         if brand:
@@ -120,21 +109,49 @@ class _Holder:
     def __init__(self) -> None:
         self.lexicon: Lexicon | None = None
         self.looked = -1e9
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards `building`
         self.building = False
+        self.built = threading.Event()  # set when a background build ends
+        self.sync = threading.Lock()  # one build in the caller's thread at a time
 
 
 _holder = _Holder()
 
 
+def _build_start() -> None:
+    """Build in the background unless a build is under way (call with the holder's lock)."""
+    if _holder.building:
+        return
+    _holder.building = True
+    _holder.built.clear()
+    threading.Thread(target=_rebuild, name="lexicon-build", daemon=True).start()
+
+
+def lexicon_warm() -> None:
+    """Start building this process's lexicon in the background (a web server at start-up: at
+    100,000 products the first search would otherwise wait about two seconds for it)."""
+    with _holder.lock:
+        if _holder.lexicon is None:
+            _build_start()
+
+
 def lexicon() -> Lexicon:
-    """This process's lexicon: built on first use, built again (in the background) after the
-    catalog or the clicks changed."""
+    """This process's lexicon: built on first use (or by lexicon_warm), built again in the
+    background after the catalog or the clicks changed; with SEARCH_VOCABULARY_SECONDS = 0,
+    exact at every call (tests)."""
     holder = _holder
-    if holder.lexicon is None or settings.SEARCH_VOCABULARY_SECONDS <= 0:
-        if holder.lexicon is None or holder.lexicon.fingerprint != _fingerprint():
-            holder.lexicon = lexicon_build()
-            holder.looked = time.monotonic()
+    if settings.SEARCH_VOCABULARY_SECONDS <= 0:
+        with holder.sync:
+            if holder.lexicon is None or holder.lexicon.fingerprint != _fingerprint():
+                holder.lexicon = lexicon_build()
+            return holder.lexicon
+    if holder.lexicon is None:
+        with holder.lock:
+            _build_start()
+        holder.built.wait(timeout=120)
+        with holder.sync:
+            if holder.lexicon is None:  # the background build failed: build here, and say why if it fails
+                holder.lexicon = lexicon_build()
         return holder.lexicon
     now = time.monotonic()
     if now - holder.looked >= settings.SEARCH_VOCABULARY_SECONDS:
@@ -142,10 +159,9 @@ def lexicon() -> Lexicon:
             if holder.building or now - holder.looked < settings.SEARCH_VOCABULARY_SECONDS:
                 return holder.lexicon
             holder.looked = now
-            if holder.lexicon.fingerprint == _fingerprint():
-                return holder.lexicon
-            holder.building = True
-        threading.Thread(target=_rebuild, name="lexicon-build", daemon=True).start()
+        if holder.lexicon.fingerprint != _fingerprint():
+            with holder.lock:
+                _build_start()
     return holder.lexicon
 
 
@@ -155,8 +171,11 @@ def _rebuild() -> None:
     except Exception:  # the old lexicon keeps serving; the next look tries again
         logger.exception("Building the search vocabulary failed")
     finally:
-        _holder.building = False
+        connections.close_all()  # this thread's own connections
         _holder.looked = time.monotonic()
+        with _holder.lock:
+            _holder.building = False
+        _holder.built.set()
 
 
 def lexicon_forget() -> None:
@@ -165,4 +184,4 @@ def lexicon_forget() -> None:
     _holder.looked = -1e9
 
 
-__all__ = ["Lexicon", "Phrase", "lexicon", "lexicon_build", "lexicon_forget"]
+__all__ = ["Lexicon", "Phrase", "lexicon", "lexicon_build", "lexicon_forget", "lexicon_warm"]

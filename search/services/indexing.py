@@ -22,7 +22,7 @@ from catalog.models import IndexStatus, Product
 
 from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError
-from search.retrieval.keywords import KeywordText, Sparse, sku_key
+from search.retrieval.keywords import KeywordText, Sparse, attribute_texts, sku_key
 from search.retrieval.vector_store import IndexBusyError, ProductIndex, ProductPoint
 
 logger = logging.getLogger(__name__)
@@ -56,18 +56,10 @@ def _sha(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def _attribute_values(value: object) -> list[str]:
-    if isinstance(value, dict):
-        return [text for v in value.values() for text in _attribute_values(v)]
-    if isinstance(value, (list, tuple)):
-        return [text for v in value for text in _attribute_values(v)]
-    return [str(value)] if value not in (None, "", True, False) else []
-
-
 def product_keyword_text(product: Product) -> KeywordText:
     """What the keyword leg reads of a product: its words, its SKU and its attributes' values."""
     return KeywordText(title=product.title, brand=product.brand, category=product.category, sku=product.sku,
-                       attributes=tuple(_attribute_values(product.attributes or {})),
+                       attributes=tuple(attribute_texts(product.attributes or {})),
                        description=product.description)
 
 
