@@ -220,14 +220,15 @@ class Vocabulary:
 
     def split_corrected(self, word: str) -> tuple[str, str] | None:
         """Two words run together, one of them with a typo ("cqnvasbackpack"): one part a known
-        word of 4+ letters, the other one edit from a catalog word; the likeliest pair or None."""
+        word of 4+ letters, the other one edit from a catalog word (else from a word of the
+        model's); the likeliest pair or None."""
         best: tuple[int, tuple[str, str]] | None = None
         for i in range(MIN_TYPO_LENGTH, len(word) - MIN_TYPO_LENGTH + 1):
             left, right = word[:i], word[i:]
             for known, other, first in ((left, right, True), (right, left, False)):
                 if len(known) < 4 or not (known in self.counts or known in self.model_words):
                     continue
-                for fixed in self.corrections(other)[:1]:
+                for fixed in (self.corrections(other) or self.corrections(other, model=True))[:1]:
                     score = min(self.counts.get(known, 0), self.counts.get(fixed, 0))
                     if best is None or score > best[0]:
                         best = (score, (known, fixed) if first else (fixed, known))

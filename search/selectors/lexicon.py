@@ -23,7 +23,7 @@ from catalog.models import Product
 
 from ..models import Click, SearchEvent
 from ..retrieval import providers
-from ..retrieval.encoders import tokenizer_words
+from ..retrieval.encoders import ModelUnavailableError, tokenizer_words
 from ..retrieval.keywords import Vocabulary, attribute_texts, fold, sku_key, words
 
 logger = logging.getLogger(__name__)
@@ -99,8 +99,12 @@ def lexicon_build() -> Lexicon:
     for i, phrase in enumerate(phrases):
         for word in set(phrase.words):
             postings.setdefault(word, []).append(i)
-    vocabulary = Vocabulary(counts, encoder=providers.get_keyword_encoder(),
-                            model_words=tokenizer_words(providers.query_encoder()))
+    try:
+        model_words = tokenizer_words(providers.query_encoder())
+    except ModelUnavailableError as exc:  # the search says so itself; typos still meet the catalog's words
+        logger.warning("Typo correction uses the catalog's words only: %s", exc)
+        model_words = frozenset()
+    vocabulary = Vocabulary(counts, encoder=providers.get_keyword_encoder(), model_words=model_words)
     return Lexicon(vocabulary=vocabulary, brands={sku_key(b): b for b in brands if sku_key(b)},
                    phrases=phrases, postings=postings, fingerprint=fingerprint)
 

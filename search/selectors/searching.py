@@ -262,19 +262,19 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     # store is being filled, the previous one
     result.model_id = model_id = providers.serving_model_id()
     index = providers.get_product_index()
-    words = lexicon()
     if image is not None:
         result.mode = "image"
         vector = providers.query_encoder(model_id).encode_images([image])[0]
         legs = _photo_legs(vector, strategy)
     else:
         result.mode = "text"
+        words = lexicon()
         understood = words.vocabulary.understand(query)
         if any(w.corrected for w in understood):
             result.understood_as = corrected_query(understood)
         vector = providers.query_vector(model_id, query)
-        # the towers also read the query as it was probably meant (a misspelt word is another
-        # token to them); each product keeps the better of the two cosines
+        # the towers read the query as it was probably meant too: a misspelt word is another
+        # token to them (_text_legs decides which reading searches)
         meant = providers.query_vector(model_id, result.understood_as) if result.understood_as else None
         legs = _text_legs(query, vector, meant, understood, strategy, providers.relevance_cutoff(model_id), words)
     limit = settings.SEARCH_MAX_MATCHES if image is None else settings.SEARCH_CANDIDATES
@@ -301,15 +301,31 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,
                              normalized=r.normalized)
                    for i, r in enumerate(page_ranked) if r.id in products]
-    # disjunctive facets: a facet whose own filter is on counts the matches without it
-    unfiltered = {key: ranked_under(filters.where(skip=key))[0] for key in ("category", "brand", "price")
-                  if key in filters.active()}
-    result.facets = _match_facets(filters, ranked, unfiltered)
+    # disjunctive facets: a facet whose own filter is on counts the matches without it (which
+    # products match is enough: no scores, no fusion)
+    rankable = _rankable(strategy, weights, legs)
+    unfiltered = {key: [c.payload for c in index.retrieve_matches(legs, limit=limit, where=filters.where(skip=key),
+                                                                  payload=MATCH_PAYLOAD, score=False).pool
+                        if rankable(c.payload)]
+                  for key in ("category", "brand", "price") if key in filters.active()}
+    result.facets = _match_facets(filters, [r.payload for r in ranked], unfiltered)
     return result
 
 
+def _rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[str, Leg]) -> Callable[[Mapping], bool]:
+    """Whether a match is ranked (and so counted), from its payload: it has a modality the
+    ranking weighs (fusion.fuse_normalized leaves out the others)."""
+    if strategy in ("text", "image"):
+        return lambda payload: bool(payload.get(f"has_{strategy}", True))
+    active = {m for m, w in (providers.fusion_weights() if weights is None or strategy != "normalized"
+                             else weights).items() if w > 0}
+    if "keyword" in active and any(leg.scores == "keyword" for leg in legs.values()):
+        return lambda payload: True  # every match has a keyword score (0 when it shares no word)
+    return lambda payload: any(payload.get(f"has_{m}", True) for m in active & {"text", "image"})
+
+
 # What each match carries from the engine: what the facets count and the sorts read.
-MATCH_PAYLOAD = ("category", "brand", "price")
+MATCH_PAYLOAD = ("category", "brand", "price", "has_text", "has_image")
 # Legs whose products come first, in this order, when the whole query names them.
 FIRST = ("sku", "brand")
 
@@ -381,13 +397,13 @@ def _photo_legs(vector: np.ndarray, strategy: str) -> dict[str, Leg]:
     return {m: Leg(using=m, vector=plain, scores=m) for m in modalities}
 
 
-def _match_facets(filters: SearchFilters, ranked: list[fusion.Ranked],
-                  unfiltered: Mapping[str, list[fusion.Ranked]]) -> dict[str, list[FacetValue]]:
+def _match_facets(filters: SearchFilters, matched: list[Mapping],
+                  unfiltered: Mapping[str, list[Mapping]]) -> dict[str, list[FacetValue]]:
     """Counts over the matches, from the payload each carries."""
     def counter(key: str) -> Counter:
-        return Counter(str(r.payload.get(key) or "") for r in unfiltered.get(key, ranked))
+        return Counter(str(payload.get(key) or "") for payload in unfiltered.get(key, matched))
 
-    prices = [float(r.payload.get("price", 0.0)) for r in unfiltered.get("price", ranked)]
+    prices = [float(payload.get("price", 0.0)) for payload in unfiltered.get("price", matched)]
 
     def price_of(low: int | None, high: int | None) -> int:
         return sum(1 for p in prices if _in_bucket(p, low, high))

@@ -176,7 +176,8 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
     if index.ensure_collection(encoder.dim):
         # a store from before the keyword leg: every product's keywords are written by the sweep
         # (a payload write each, no encoding)
-        flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).mark_pending()
+        flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).update(
+            index_status=IndexStatus.PENDING, payload_hash="")  # a payload write each, with the keywords
         logger.warning("The vector index gained the keyword leg; %d product(s) get their keywords written.", flagged)
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
                     force=force)

@@ -282,3 +282,43 @@ def test_a_missing_index_is_rebuilt_from_the_database_by_the_embedded_sweep(make
     assert swept == 2
     assert index.existing_ids(p.pk for p in products) == {p.pk for p in products}
     assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
+
+
+def test_a_store_from_before_the_keyword_leg_gains_it_without_encoding_again(make_product, index, encoder,
+                                                                              monkeypatch):
+    from search.retrieval import providers
+    from search.selectors import product_search
+    from search.services import products_index as index_products
+
+    # given: two products in a store without the keyword leg (as 0.4 made them)
+    old = [make_product("Red striped mug", sku="S7-00046"), make_product("Blue vase", sku="S7-00047")]
+    _forget_keywords(index)
+    assert not index.has_keywords()
+    encoded = []
+    original = encoder.encode_texts
+    monkeypatch.setattr(encoder, "encode_texts", lambda texts, **kw: encoded.extend(texts) or original(texts, **kw))
+
+    # when: the next product is indexed, then the sweep sends what it flagged
+    make_product("Green lamp", sku="S7-00048")
+    flagged = list(Product.objects.filter(index_status=IndexStatus.PENDING).values_list("pk", flat=True))
+    index_products(product_ids=flagged)
+
+    # then: the store has the keyword leg, the old products were rewritten without being encoded
+    assert index.has_keywords() and sorted(flagged) == sorted(p.pk for p in old)
+    assert encoded == ["Green lamp. mugs"]
+    providers.cutoff_forget()
+    assert [h.product.sku for h in product_search(query="s7 00046").hits][:1] == ["S7-00046"]
+    assert "S7-00046" in [h.product.sku for h in product_search(query="strped").hits]  # a typo, by keyword
+
+
+def _forget_keywords(index) -> None:
+    """Take the sparse vector away, as a store made before it was added."""
+    from search.retrieval.vector_store.edge import EdgeIndex
+
+    if isinstance(index, EdgeIndex):
+        import qdrant_edge as qe
+
+        index._open().update(qe.UpdateOperation.delete_vector_name("keywords"))
+    else:
+        index.client.delete_vector_name(index.collection, "keywords")
+        index._keywords = None

@@ -459,49 +459,62 @@ class ProductIndex(abc.ABC):
 
 
     def retrieve_matches(self, legs: Mapping[str, "Leg"], *, limit: int, where: Where | None = None,
-                         payload: tuple[str, ...] = CANDIDATE_PAYLOAD) -> "Matches":
+                         payload: tuple[str, ...] = CANDIDATE_PAYLOAD, score: bool = True) -> "Matches":
         """The products that match a query: those that reach each leg's threshold under `where`
         and the leg's own conditions (at most `limit` per leg, best first), each with its score in
         every modality that a scoring leg measures, whichever leg found it. Two round trips:
-        every leg, then each modality's scores for the matches another leg found."""
+        every leg, then each modality's scores for the matches another leg found (not with
+        `score=False`: which products match, and their payload, is all that is asked)."""
         legs = {name: leg for name, leg in legs.items() if leg.vector or leg.sparse}
         dense = next((len(leg.vector) for leg in legs.values() if leg.vector), 0)
         names = [name for name, leg in legs.items() if leg.matches]
         if self.dim() is None or not names:
             return Matches(pool=[], found={name: [] for name in legs})
+        scored: dict[str, dict[int, float]] = {name: {} for name, leg in legs.items() if leg.scores}
+        # The legs overlap (a red mug is near "red mug" in text and in image): the payload comes
+        # once per product, from the first scoring leg, which the second round asks for the rest
+        # (copying a payload out of the engine costs more than its score).
+        carrier = next((n for n in scored if legs[n].matches), None) if score else None
         first = [Request(limit=limit, vector=legs[n].vector, sparse=legs[n].sparse, using=legs[n].using,
                          where=_both(where, legs[n].where), score_threshold=legs[n].threshold,
-                         with_payload=payload) for n in names]
+                         with_payload=payload if carrier in (None, n) else ()) for n in names]
         responses = self._searched(first, dense)
         payloads: dict[int, dict[str, Any]] = {}
         found: dict[str, list[int]] = {}
-        scored: dict[str, dict[int, float]] = {name: {} for name, leg in legs.items() if leg.scores}
         for name, response in zip(names, responses):
             found[name] = [f.id for f in response]
             for f in response:
-                payloads.setdefault(f.id, f.payload)
+                if carrier in (None, name):
+                    payloads.setdefault(f.id, f.payload)
                 if name in scored:
                     scored[name][f.id] = f.score
+        matched = {pid for ids in found.values() for pid in ids}
         # every scoring leg scores every match, whichever leg found it
         second = []
-        for name, scores in scored.items():
-            ids = tuple(sorted(pid for pid in payloads if pid not in scores))
+        for name, scores in scored.items() if score else ():
+            ids = tuple(sorted(pid for pid in matched if pid not in scores))
             if ids:
                 leg = legs[name]
                 second.append((name, Request(limit=len(ids), vector=leg.vector, sparse=leg.sparse, using=leg.using,
-                                             where=Where(ids=ids))))
+                                             where=Where(ids=ids), with_payload=payload if name == carrier else ())))
         if second:
             for (name, _), response in zip(second, self._searched([r for _, r in second], dense)):
                 for f in response:
                     scored[name][f.id] = f.score
+                    if name == carrier:
+                        payloads.setdefault(f.id, f.payload)
+        lacking = [pid for pid in matched if pid not in payloads]  # no vector of the carrier's modality
+        if lacking:
+            for pid, point in self.retrieve(lacking, with_vectors=False).items():
+                payloads[pid] = {key: point.payload[key] for key in payload if key in point.payload}
         # a modality measured by several legs (the query as typed and as corrected) keeps the best
-        raw: dict[int, dict[str, float]] = {pid: {} for pid in payloads}
+        raw: dict[int, dict[str, float]] = {pid: {} for pid in matched if pid in payloads}  # gone meanwhile: out
         for name, scores in scored.items():
             modality, sparse = legs[name].scores, legs[name].sparse is not None
             for pid, own in raw.items():
-                score = scores.get(pid, 0.0 if sparse else None)  # no shared term: 0; no vector: absent
-                if score is not None and score > own.get(modality, float("-inf")):
-                    own[modality] = score
+                value = scores.get(pid, 0.0 if sparse else None)  # no shared term: 0; no vector: absent
+                if value is not None and value > own.get(modality, float("-inf")):
+                    own[modality] = value
         pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items()]
         return Matches(pool=pool, found=found,
                        truncated=[n for n, r in zip(names, responses) if len(r) >= limit])
