@@ -150,3 +150,51 @@ def test_the_zero_results_page_uses_the_width_of_the_page(browser, live_server, 
     assert page.get_by_role("link", name="Browse all products").is_visible()
     assert page.locator("select[name=sort]").count() == 0
     page.close()
+
+
+LAYOUT = """() => {
+  const grid = document.querySelector('#results .grid');
+  return {nested: document.querySelectorAll('#results #results').length,
+          columns: grid ? getComputedStyle(grid).gridTemplateColumns.split(' ').length : 0,
+          width: grid ? Math.round(grid.getBoundingClientRect().width) : 0};
+}"""
+
+
+def test_every_live_update_keeps_the_page_layout(browser, live_server, shop, concept, tmp_path):
+    from tests.shop_fixtures import png
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url + "/?q=red&page_size=2")
+    before = page.evaluate(LAYOUT)
+    assert before["nested"] == 0 and before["columns"] >= 4 and before["width"] > 800
+
+    def settled(check: str) -> dict:
+        page.wait_for_function(check)
+        page.wait_for_load_state("networkidle")
+        return page.evaluate(LAYOUT)
+
+    updates = {
+        "next page": lambda: page.get_by_role("link", name="Next →").click(),
+        "sort": lambda: page.locator("select[name=sort]").select_option("price_asc"),
+        "filter": lambda: page.locator("input[name=brand][value=Acme]").check(),
+        "typing": lambda: (page.locator("#q").fill(""), page.locator("#q").press_sequentially("mug", delay=30)),
+    }
+    checks = {
+        "next page": "location.search.includes('page=2')",
+        "sort": "location.search.includes('sort=price_asc')",
+        "filter": "location.search.includes('brand=Acme')",
+        "typing": "document.querySelector('#results .summary')?.textContent.includes('“mug”')",
+    }
+    for name, act in updates.items():
+        act()
+        after = settled(checks[name])
+        page.screenshot(path=str(tmp_path / f"layout-{name.replace(' ', '-')}.png"))
+        assert after == before, f"after {name}: {after} (before: {before})"
+
+    # a photo search swaps its results in the same way
+    image = png(concept.picture("red", "mug"))
+    page.locator("input[name=image]").set_input_files({"name": "red.png", "mimeType": "image/png", "buffer": image})
+    page.get_by_role("button", name="Find similar").click()
+    after = settled("document.querySelector('#results .summary')?.textContent.includes('photo')")
+    assert after["nested"] == 0 and after["columns"] == before["columns"], after
+    page.close()
