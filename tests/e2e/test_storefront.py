@@ -198,3 +198,23 @@ def test_every_live_update_keeps_the_page_layout(browser, live_server, shop, con
     after = settled("document.querySelector('#results .summary')?.textContent.includes('photo')")
     assert after["nested"] == 0 and after["columns"] == before["columns"], after
     page.close()
+
+
+def test_a_price_range_is_typed_whole_before_it_applies(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url + "/?q=mug")
+    low, high = page.locator("input[name=price_min]"), page.locator("input[name=price_max]")
+    low.click()
+    low.press_sequentially("10", delay=30)
+    page.keyboard.press("Tab")
+    page.wait_for_timeout(600)  # long enough for a request a Tab used to send, and its swap
+    assert page.evaluate("document.activeElement.name") == "price_max"
+    high.press_sequentially("13", delay=30)
+    page.wait_for_timeout(600)
+    assert high.input_value() == "13" and low.input_value() == "10"  # neither wiped meanwhile
+    page.keyboard.press("Tab")  # leaving the range applies it
+    page.wait_for_url("**price_max=13**")
+    assert "price_min=10" in page.url
+    assert float(low.input_value()) == 10 and float(high.input_value()) == 13
+    assert sorted(card_titles(page)) == ["Green ceramic mug", "Red ceramic mug"]
+    page.close()
