@@ -3,6 +3,7 @@ htmx requests get only the part of the page that changes."""
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
@@ -107,6 +108,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
                **_zero_results(result),
                "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
                "querystring": canonical_query(state, page=1).urlencode(),
+               # where a product page's "Back to search" returns: this search, this page
+               "back": canonical_query(state).urlencode(),
                "price_links": _price_links(state, result)}
     current = canonical_query(state).urlencode()
     return _render(request, context, url=f"{request.path}?{current}" if current else request.path)
@@ -173,7 +176,14 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except (ModelUnavailableError, IndexUnavailableError) as exc:
         logger.error("No similar products: %s", exc)
         similar = []
-    return render(request, "search/product.html", {"product": product, "similar": similar})
+    return render(request, "search/product.html", {"product": product, "similar": similar,
+                                                   "back": _back(request)})
+
+
+def _back(request: HttpRequest) -> str:
+    """The search a product was opened from (`from`, a query string the result link carries),
+    re-encoded so that it can only ever be a query string of the search page."""
+    return QueryDict(request.GET.get("from", "")[:2000]).urlencode()
 
 
 def _session_key(request: HttpRequest) -> str:
@@ -189,4 +199,8 @@ def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
         click_log(search_id=str(search_id), product_id=pk)
     except ClickError as exc:
         logger.info("Click not recorded: %s", exc)
-    return redirect("search:product", pk=pk)
+    response = redirect("search:product", pk=pk)
+    back = _back(request)
+    if back:
+        response["Location"] += "?" + urlencode({"from": back})
+    return response

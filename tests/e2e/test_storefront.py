@@ -88,7 +88,7 @@ def test_a_result_click_is_recorded_by_beacon_and_goes_straight_to_the_product(b
     page.on("request", lambda request: requests.append(request.url))
 
     page.locator("#results .card a").first.click()
-    page.wait_for_url("**/products/*/")
+    page.wait_for_url("**/products/*/**")
 
     assert not any("/r/" in url for url in requests)  # no redirect hop with JavaScript on
     deadline = time.monotonic() + 10
@@ -218,3 +218,33 @@ def test_a_price_range_is_typed_whole_before_it_applies(browser, live_server, sh
     assert float(low.input_value()) == 10 and float(high.input_value()) == 13
     assert sorted(card_titles(page)) == ["Green ceramic mug", "Red ceramic mug"]
     page.close()
+
+
+def test_back_to_search_returns_to_the_search_and_a_new_page_starts_at_the_top(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1280, "height": 500})
+    page.goto(live_server.url + "/?q=red&brand=Acme&page_size=2")
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.get_by_role("link", name="Next →").click()
+    page.wait_for_url("**page=2**")
+    page.wait_for_load_state("networkidle")
+    assert page.evaluate("window.scrollY") == 0  # the new page of results, from its top
+
+    page.locator("#results .card a").first.click()
+    page.wait_for_url("**/products/*/**")
+    page.get_by_role("link", name="← Back to search").click()
+    page.wait_for_url("**/?**")
+    assert all(part in page.url for part in ("q=red", "brand=Acme", "page_size=2", "page=2"))
+    assert page.locator("input[name=brand][value=Acme]").is_checked()
+    page.close()
+
+
+def test_back_to_search_works_with_javascript_off(browser, live_server, shop):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/?q=red+mug&category=mugs")
+    page.locator("#results .card a").first.click()  # through the recording redirect
+    page.wait_for_url("**/products/*/**")
+    page.get_by_role("link", name="← Back to search").click()
+    page.wait_for_url("**category=mugs**")
+    assert "q=red+mug" in page.url
+    context.close()
