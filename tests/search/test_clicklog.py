@@ -100,13 +100,14 @@ def test_the_no_javascript_link_records_and_redirects(client, shop):
     html = client.get("/", {"q": "red mug"}).content.decode()
     event = SearchEvent.objects.get()
     first = event.impressions.get(position=1)
-    link = f"/r/{event.pk.hex}/{first.product_id}/"
+    link = f"/r/{event.pk.hex}/{first.product_id}/?from=q%3Dred%2Bmug"  # back to this search, later
     assert f'href="{link}"' in html
 
     response = client.get(link)
     client.get(link)  # a double-click
 
-    assert response.status_code == 302 and response["Location"] == f"/products/{first.product_id}/"
+    assert response.status_code == 302
+    assert response["Location"] == f"/products/{first.product_id}/?from=q%3Dred%2Bmug"
     assert Click.objects.get().position == 1
 
 
