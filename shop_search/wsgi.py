@@ -8,9 +8,11 @@ application = get_wsgi_application()
 
 # Shoppers' queries are encoded one at a time, in request threads: one torch thread each
 # keeps a busy machine from multiplying their cost (SEARCH_SERVE_TORCH_THREADS).
-from search.retrieval.providers import serving_threads_apply  # noqa: E402
+from search.retrieval.providers import serving_threads_apply, serving_warm_start  # noqa: E402
 
 serving_threads_apply()
+# The model, the store and the relevance cutoff load in the background from start-up.
+serving_warm_start()
 
 # The embedded default's server is also its indexer: it holds the vector index, so it indexes
 # what other processes change (with a broker, Celery workers and beat do this instead).

@@ -8,6 +8,7 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import logging
 import math
 import os
 import shutil
@@ -31,6 +32,7 @@ from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex, alias_point, alias_target
 
 VECTOR_ENGINES = ("local", "edge")
+logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
@@ -72,6 +74,23 @@ def serving_threads_apply() -> int:
     if settings.SEARCH_SERVE_TORCH_THREADS > 0:
         torch.set_num_threads(settings.SEARCH_SERVE_TORCH_THREADS)
     return torch.get_num_threads()
+
+
+def serving_warm_start() -> threading.Thread:
+    """Load the model, open the store and measure the relevance cutoff in the background (a web
+    server at start-up): the first shopper's search would otherwise wait for all three (5.7 s
+    for CLIP on a CPU). A failure is logged; the search itself then says what is wrong."""
+    def warm() -> None:
+        try:
+            model_id = serving_model_id()
+            query_vector(model_id, "warm up")
+            relevance_cutoff(model_id)
+        except Exception as exc:  # the search reports it to the shopper and the log, with the fix
+            logger.warning("Warming up search failed: %s", exc)
+
+    thread = threading.Thread(target=warm, name="search-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def fusion_weights() -> dict[str, float]:

@@ -201,3 +201,16 @@ def test_bad_arguments_are_refused(shop):
         product_search(query="mug", strategy="best")
     with pytest.raises(ValueError, match="unknown sort"):
         product_search(query="mug", sort="random")
+
+
+def test_warming_up_loads_the_model_and_measures_the_cutoff_before_the_first_search(shop, concept, monkeypatch):
+    from search.retrieval import providers
+
+    providers.cutoff_forget()
+    providers.query_vector.cache_clear()
+    providers.serving_warm_start().join(timeout=60)
+    calls = []
+    original = concept.encode_texts
+    monkeypatch.setattr(concept, "encode_texts", lambda texts, **kw: calls.append(texts) or original(texts, **kw))
+    product_search(query="red mug")
+    assert calls == [["red mug"]]  # no calibration left for the first shopper: only the query
