@@ -248,3 +248,34 @@ def test_back_to_search_works_with_javascript_off(browser, live_server, shop):
     page.wait_for_url("**category=mugs**")
     assert "q=red+mug" in page.url
     context.close()
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_phones_see_results_first_and_open_the_filters_on_demand(browser, live_server, shop, tmp_path, javascript):
+    context = browser.new_context(viewport={"width": 375, "height": 812}, java_script_enabled=javascript)
+    page = context.new_page()
+    page.goto(live_server.url + "/?q=red+mug")
+    first = page.locator("#results .card").first.bounding_box()
+    page.screenshot(path=str(tmp_path / "phone.png"))
+    assert first["y"] + 100 < 812  # the first result is on the screen without scrolling
+    assert first["x"] >= 0 and first["x"] + first["width"] <= 375
+    category = page.locator("input[name=category][value=mugs]")
+    assert not category.is_visible()
+
+    page.get_by_text("Filters", exact=True).click()
+    assert category.is_visible()
+    category.check()
+    if not javascript:
+        page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**category=mugs**")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    context.close()
+
+
+@pytest.mark.parametrize("width, columns", [(768, 2), (1280, 4)])
+def test_the_results_fill_the_width_of_tablets_and_desktops(browser, live_server, shop, width, columns):
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(live_server.url + "/?q=red")
+    assert page.evaluate(LAYOUT)["columns"] == columns
+    assert page.locator("input[name=category]").first.is_visible()  # the filters beside the results
+    page.close()
