@@ -54,7 +54,12 @@ quality: venv
 	PY=$(BIN)/python bash benchmarks/quality.sh
 
 # The import contracts first (pyproject.toml, [tool.importlinter]): the layout is part of the build.
-test: venv
+# axe-core, which the browser tests inject into pages to check accessibility
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+test: venv node_modules/.installed
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

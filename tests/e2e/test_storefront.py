@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -278,4 +279,59 @@ def test_the_results_fill_the_width_of_tablets_and_desktops(browser, live_server
     page.goto(live_server.url + "/?q=red")
     assert page.evaluate(LAYOUT)["columns"] == columns
     assert page.locator("input[name=category]").first.is_visible()  # the filters beside the results
+    page.close()
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(page) -> list[str]:
+    """Serious and critical accessibility violations axe-core finds on the page as it is now."""
+    if not AXE.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{AXE} is missing; `make test` installs it (npm ci)")
+        pytest.skip("axe-core not installed (npm ci)")
+    page.add_script_tag(path=str(AXE))
+    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                          ".filter(v => ['serious', 'critical'].includes(v.impact))"
+                          ".map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).join(', ') + ')')")
+    return found
+
+
+def test_every_page_passes_axe_and_keyboard_users_skip_to_the_results(browser, live_server, shop, concept):
+    from tests.shop_fixtures import png
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    pages = {"home": "/", "results": "/?q=red+mug", "zero results": "/?q=xqzvvplk+fjjwq"}
+    for name, url in pages.items():
+        page.goto(live_server.url + url)
+        assert page.locator("h1").count() == 1, name
+        assert axe_violations(page) == [], name
+    page.goto(live_server.url + "/?q=red+mug")
+    page.locator("#results .card a").first.click()
+    page.wait_for_url("**/products/*/**")
+    assert page.locator("h1").count() == 1 and axe_violations(page) == [], "product"
+
+    # a photo search, swapped in by htmx
+    page.goto(live_server.url + "/")
+    page.locator("input[name=image]").set_input_files(
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+    page.get_by_role("button", name="Find similar").click()
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('photo')")
+    assert axe_violations(page) == [], "photo"
+
+    # the first Tab reaches the skip link, which takes focus to the results
+    page.goto(live_server.url + "/?q=red+mug")
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to results")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to results" and skip.is_visible()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('#results') !== null")
+    # one polite status says how many results, and says it again after each search
+    status = page.locator("#search-status")
+    assert status.get_attribute("aria-live") == "polite" and status.inner_text() == "5 results for “red mug”"
+    page.locator("input[name=category][value=mugs]").check()
+    page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('3 results')")
+    assert page.locator("[aria-live]").count() == 1
     page.close()
