@@ -58,7 +58,10 @@ def image_load(data: bytes, *, name: str = "image") -> CheckedImage:
             image = ImageOps.exif_transpose(probe).convert("RGB")
     except ValidationError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError as exc:  # Pillow's message names an in-memory buffer, not the file
+        raise ValidationError(f"{name}: not a readable image; use one of "
+                              f"{', '.join(sorted(ALLOWED_FORMATS))}.") from exc
+    except Image.DecompressionBombError as exc:
         raise ValidationError(f"{name}: not a readable image ({exc}).") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValidationError(f"{name}: the image is corrupt or truncated ({exc}).") from exc

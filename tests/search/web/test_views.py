@@ -148,3 +148,10 @@ def test_a_corrected_query_says_what_it_searched(client, shop):
     html = client.get(URL, {"q": "red mgu"}).content.decode()
     assert "Including results for “<a" in html and ">red mug</a>”" in html
     assert cards(html) > 0 and html.index("Red mug") < html.index("Green ceramic mug")
+
+
+def test_a_file_that_is_no_image_gets_an_error_that_says_what_to_send(client, shop):
+    notes = SimpleUploadedFile("notes.txt", b"shopping list: mugs, socks", content_type="text/plain")
+    html = client.post(reverse("search:image_search"), {"image": notes}).content.decode()
+    assert "notes.txt: not a readable image; use one of" in html and "JPEG" in html
+    assert "BytesIO" not in html and "0x" not in html
