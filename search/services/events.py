@@ -8,6 +8,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,16 +57,23 @@ def _write_searches(rows: list[tuple[SearchEvent, list[SearchImpression]]]) -> N
         SearchImpression.objects.bulk_create([i for _, impressions in rows for i in impressions])
 
 
+# What a search typed keystroke by keystroke is, for the log (the storefront's X-Search-Typing):
+# the first of a run of keystrokes, or one more of the run (its predecessor was a prefix).
+TYPING = ("start", "continue")
+
+
 def search_event_log(*, result: SearchResult, channel: str, session_key: str | None,
-                     deferred: bool = False) -> bool:
+                     deferred: bool = False, typing: str | None = None) -> bool:
     """Record a search with what it showed; returns False (and logs why) if that failed.
 
     `deferred` (the web views, with SEARCH_LOG_DEFERRED): hand the rows to this process's log
     writer and answer the shopper without waiting for the database; a click on the search waits
-    for them (`click_log`)."""
+    for them (`click_log`). `typing` ("start" | "continue", as the shopper types): the search is
+    held until it settles (no more keystrokes for SEARCH_SETTLE_SECONDS, another kind of search
+    from the same visit, or a click on it); one that more keystrokes replace is never written."""
     try:
         if deferred and settings.SEARCH_LOG_DEFERRED:
-            return _writer().put(result, channel, session_key)
+            return _writer().put(result, channel, session_key, typing=typing if typing in TYPING else None)
         _write_searches([_search_rows(result, channel, session_key)])
     except Exception:  # the shopper still gets results; the operator gets the traceback
         logger.exception("Could not record search %s", result.search_id)
@@ -86,37 +94,72 @@ class _SearchLogWriter:
     def __init__(self) -> None:
         self.queue: queue.Queue = queue.Queue()
         self.pending: dict[uuid.UUID, threading.Event] = {}
+        # per visit, the search being typed: (queued item, when), written once it settles
+        self.held: dict[str, tuple[tuple, float]] = {}
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="search-log-writer", daemon=True)
         self.thread.start()
         atexit.register(self.flush)
 
-    def put(self, result: SearchResult, channel: str, session_key: str | None) -> bool:
-        """Queue the search; its rows are built in the writer thread, off the request path."""
-        if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
-            _write_searches([_search_rows(result, channel, session_key)])
-            return True
+    def put(self, result: SearchResult, channel: str, session_key: str | None, *,
+            typing: str | None = None) -> bool:
+        """Queue the search; its rows are built in the writer thread, off the request path. A
+        typed one is held per visit: the next keystroke's search replaces it (a prefix is counted
+        nowhere); anything else from the visit, or time, settles it."""
+        item = (result, channel, session_key)
+        visit = session_key or ""
         with self.lock:
+            earlier = self.held.pop(visit, None)
+            if earlier is not None:
+                if typing == "continue":
+                    self.pending.pop(uuid.UUID(earlier[0][0].search_id), None)  # a prefix: dropped
+                else:
+                    self.queue.put(earlier[0])  # it settled: this is another search
             self.pending[uuid.UUID(result.search_id)] = threading.Event()
-        self.queue.put((result, channel, session_key))
+            if typing is not None and visit:
+                self.held[visit] = (item, time.monotonic())
+                return True
+        if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
+            _write_searches([_search_rows(*item)])
+            with self.lock:
+                written = self.pending.pop(uuid.UUID(result.search_id), None)
+            if written is not None:
+                written.set()
+            return True
+        self.queue.put(item)
         return True
+
+    def settle(self, *, search_id: uuid.UUID | None = None, now: float | None = None) -> None:
+        """Queue the held searches that settled: quiet for SEARCH_SETTLE_SECONDS, the one with
+        this id (a click on it), or all of them (`now` = infinity, at exit)."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            for visit, (item, at) in list(self.held.items()):
+                if now - at >= settings.SEARCH_SETTLE_SECONDS or uuid.UUID(item[0].search_id) == search_id:
+                    del self.held[visit]
+                    self.queue.put(item)
 
     def wait_for(self, search_id: uuid.UUID, timeout: float = 5.0) -> bool:
         """Wait until the search is written, if this process holds it; False if it does not hold
-        it (never had it, or has written it already)."""
+        it (never had it, or has written it already). A held search is settled by the wait."""
+        self.settle(search_id=search_id)
         with self.lock:
             written = self.pending.get(search_id)
         return written is not None and written.wait(timeout)
 
-    def flush(self) -> None:
-        """Write everything queued now, in this thread (at exit, and in tests)."""
+    def flush(self, *, settle: bool = True) -> None:
+        """Write everything queued now, in this thread (at exit, and in tests); with `settle`,
+        the searches still being typed too."""
+        if settle:
+            self.settle(now=float("inf"))
         while batch := self._drain(block=False):
             self._write(batch)
 
     def _drain(self, *, block: bool) -> list:
         batch = []
         try:
-            batch.append(self.queue.get(block=block))
+            # wake up now and then to settle what is being typed
+            batch.append(self.queue.get(block=block, timeout=SETTLE_LOOK_SECONDS if block else None))
             while len(batch) < 500:
                 batch.append(self.queue.get_nowait())
         except queue.Empty:
@@ -125,7 +168,10 @@ class _SearchLogWriter:
 
     def _run(self) -> None:
         while True:
+            self.settle()
             batch = self._drain(block=True)
+            if not batch:
+                continue
             try:
                 self._write(batch)
             except Exception:  # never let the writer die: log and go on
@@ -172,6 +218,7 @@ class _SearchLogWriter:
             logger.exception("Could not record search %s", event.id)
 
 
+SETTLE_LOOK_SECONDS = 0.5
 _writers: dict[int, _SearchLogWriter] = {}
 _writers_lock = threading.Lock()
 

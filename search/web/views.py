@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
+from django.conf import settings
+
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.http import QueryDict
 from django.utils.cache import patch_vary_headers
-from django_htmx.http import push_url
+from django_htmx.http import push_url, replace_url
 
 from catalog.images import image_load
 from catalog.models import Product
@@ -20,6 +22,7 @@ from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.selectors.suggesting import popular_phrases, query_suggest
 from search.services import ClickError, click_log, search_event_log
+from search.services.events import TYPING
 
 from .serializers import SearchParamsSerializer
 
@@ -74,14 +77,21 @@ def canonical_query(data: dict, **overrides) -> QueryDict:
     return query
 
 
+def _typing(request: HttpRequest) -> str | None:
+    """"start" or "continue" when the shopper is typing (the storefront's X-Search-Typing)."""
+    value = request.headers.get("X-Search-Typing")
+    return value if value in TYPING else None
+
+
 def _render(request: HttpRequest, context: dict, *, url: str | None = None) -> HttpResponse:
     # A history-restore request asks for the whole page even though htmx sends it.
     partial = request.htmx and not request.htmx.history_restore_request
     template = "search/search.html#results" if partial else "search/search.html"
-    response = render(request, template, context)
+    response = render(request, template, {**context, "settle_ms": int(settings.SEARCH_SETTLE_SECONDS * 1000)})
     patch_vary_headers(response, ("HX-Request",))
     if partial and url is not None:
-        push_url(response, url)
+        # one history entry per search the shopper settles on: the next keystroke replaces it
+        (replace_url if _typing(request) == "continue" else push_url)(response, url)
     return response
 
 
@@ -102,7 +112,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         result = product_search(**{**kwargs, "query": ""})
     if result is not None and not notice:
         search_event_log(result=result, channel="htmx" if request.htmx else "page",
-                         session_key=_session_key(request), deferred=True)
+                         session_key=_session_key(request), deferred=True, typing=_typing(request))
     state = params.validated_data
     context = {"result": result, "error": error, "notice": notice, "param_errors": errors, "params": state,
                **_zero_results(result),

@@ -335,3 +335,32 @@ def test_every_page_passes_axe_and_keyboard_users_skip_to_the_results(browser, l
     page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('3 results')")
     assert page.locator("[aria-live]").count() == 1
     page.close()
+
+
+def test_typing_adds_one_history_entry_and_logs_only_the_search_settled_on(browser, live_server, shop, settings):
+    import time
+
+    from search.models import SearchEvent
+
+    settings.SEARCH_LOG_DEFERRED = True
+    settings.SEARCH_SETTLE_SECONDS = 1.0
+    page = browser.new_page()
+    page.goto(live_server.url + "/")
+    start = page.evaluate("history.length")
+    box = page.locator("#q")
+    box.press_sequentially("red", delay=40)
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('“red”')")
+    box.press_sequentially(" mug", delay=40)  # more keystrokes within the pause that settles a search
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('“red mug”')")
+    assert page.evaluate("history.length") == start + 1 and "q=red+mug" in page.url
+
+    typed = SearchEvent.objects.filter(mode="text")
+    deadline = time.monotonic() + 10
+    while not typed.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # longer than a settle: anything else held would be written by now
+    assert list(typed.values_list("query", flat=True)) == ["red mug"]  # "red" is counted nowhere
+
+    page.go_back()  # one step back is the page before the search, not a prefix of it
+    page.wait_for_function("!location.search.includes('q=')")
+    page.close()

@@ -200,3 +200,38 @@ def test_what_is_queued_at_exit_is_written_however_much(shop, settings, slow_log
     stuck = 1201 - _writer().queue.qsize()  # what the writer thread took before the gate
     _writer().flush()  # as at exit
     assert SearchEvent.objects.count() == 1201 - stuck
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_the_search_a_shopper_settles_on_is_logged_not_the_prefixes(client, shop, settings):
+    import time
+
+    from search.services.events import search_log_flush
+
+    settings.SEARCH_LOG_DEFERRED = True
+    settings.SEARCH_SETTLE_SECONDS = 0.6
+    typed = {"HTTP_HX_REQUEST": "true"}
+    # keystrokes, as the storefront sends them: the first starts a run, the rest continue it
+    for n, prefix in enumerate(["r", "red", "red m", "red mug"]):
+        response = client.get("/", {"q": prefix}, **typed, HTTP_X_SEARCH_TYPING="continue" if n else "start")
+        assert response.status_code == 200
+        # one history entry for the run: the first pushes the URL, the rest replace it
+        assert ("HX-Push-Url" in response) == (n == 0) and ("HX-Replace-Url" in response) == (n > 0)
+    time.sleep(0.3)
+    assert SearchEvent.objects.count() == 0  # still typing, as far as anyone can tell
+    deadline = time.monotonic() + 10
+    while not SearchEvent.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # settles by itself, without another request
+    assert list(SearchEvent.objects.values_list("query", flat=True)) == ["red mug"]
+
+    # a filter from the same visit settles the next search at once; a click on a held one too
+    client.get("/", {"q": "wool"}, **typed, HTTP_X_SEARCH_TYPING="start")
+    client.get("/", {"q": "wool", "category": "socks"}, **typed)
+    held = client.get("/", {"q": "lamp"}, **typed, HTTP_X_SEARCH_TYPING="start")
+    search_id = held.content.decode().split('data-search="')[1].split('"')[0]
+    product_id = held.content.decode().split('data-product="')[1].split('"')[0]
+    clicked = client.post("/api/clicks", {"search_id": search_id, "product_id": int(product_id)},
+                          content_type="application/json")
+    assert clicked.status_code == 201, clicked.content
+    search_log_flush()
+    assert sorted(SearchEvent.objects.values_list("query", flat=True)) == ["lamp", "red mug", "wool", "wool"]

@@ -1,0 +1,19 @@
+// Searches typed keystroke by keystroke: each request says whether it starts a run of keystrokes
+// or continues one (X-Search-Typing), so that the server adds one history entry per search the
+// shopper settles on (the rest replace it) and logs only those. A pause as long as the server's
+// SEARCH_SETTLE_SECONDS (data-settle-ms on <body>) starts a new run.
+(() => {
+  const settleMs = Number(document.body.dataset.settleMs || 2000);
+  let lastTyping = -Infinity;
+  document.body.addEventListener("htmx:configRequest", (event) => {
+    const trigger = event.detail.triggeringEvent;
+    const typed = trigger && trigger.type === "input" && trigger.target && trigger.target.id === "q";
+    if (!typed) {
+      lastTyping = -Infinity;
+      return;
+    }
+    const now = performance.now();
+    event.detail.headers["X-Search-Typing"] = now - lastTyping < settleMs ? "continue" : "start";
+    lastTyping = now;
+  });
+})();
