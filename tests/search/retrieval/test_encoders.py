@@ -71,3 +71,18 @@ def test_a_siglip_checkpoint_loads_through_the_same_code(tmp_path, tiny_model_di
     images = encoder.encode_images([Image.new("RGB", (50, 50), "blue")])
     assert texts.shape == (2, 32) and images.shape == (1, 32)
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_hub_id_fails_at_once_when_the_hub_does_not_answer_and_names_the_offline_path(monkeypatch):
+    from search.retrieval import encoders
+
+    encoders._local_only.cache_clear()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
+    try:
+        assert encoders._local_only("someorg/some-clip") is True  # no download attempted, no retries
+        with pytest.raises(encoders.ModelUnavailableError) as failed:
+            encoders.load_encoder("someorg/some-clip", device="cpu")
+        assert "make demo-model" in str(failed.value) and "SEARCH_EMBEDDING_MODEL=var/demo-model" in str(failed.value)
+    finally:
+        encoders._local_only.cache_clear()
