@@ -16,6 +16,7 @@ honest zero-results page cannot afford. Pure Python over plain data: no Django, 
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -122,6 +123,23 @@ def _deletes(word: str) -> set[str]:
     return {word[:i] + word[i + 1:] for i in range(len(word))}
 
 
+def _neighbourhood(words: frozenset[str]) -> dict[str, list[str]]:
+    """Each word of 3+ letters, and each of its one-letter deletions, to the words it comes from."""
+    near: dict[str, list[str]] = {}
+    for word in words:
+        if len(word) >= MIN_TYPO_LENGTH:
+            for key in _deletes(word) | {word}:
+                near.setdefault(key, []).append(word)
+    return near
+
+
+@functools.lru_cache(maxsize=2)
+def _model_neighbourhood(words: frozenset[str]) -> dict[str, list[str]]:
+    """The model's words change only with the model, the catalog's with every edit (tens of
+    thousands of tokenizer words: about 0.4 s to index, a vocabulary build of its own)."""
+    return _neighbourhood(words)
+
+
 def damerau1(a: str, b: str) -> bool:
     """True when a and b differ by exactly one edit: a letter added, left out, replaced, or two
     neighbours swapped."""
@@ -157,21 +175,15 @@ class Vocabulary:
         self.counts = {w: int(n) for w, n in counts.items() if w and n > 0}
         # words the model reads though no product uses them ("sneakers" in a shop of "trainers"):
         # known, and corrected to when no catalog word is one edit away
-        self.model_words = frozenset(model_words) - set(self.counts)
+        self.model_words = frozenset(model_words)
         # with an encoder, a word whose stem the catalog uses ("sock" for "socks") or a stop word
         # is known, never a typo
         self._encoder = encoder
         self._terms = {t for t in map(encoder.term, self.counts) if t is not None} if encoder else set()
         self.sorted = sorted(self.counts)
-        self._near: dict[str, list[str]] = {}
-        for word in self.counts:
-            if len(word) >= MIN_TYPO_LENGTH:
-                for key in _deletes(word) | {word}:
-                    self._near.setdefault(key, []).append(word)
-        self._near_model: dict[str, list[str]] = {}
-        for word in self.model_words:
-            for key in _deletes(word) | {word}:
-                self._near_model.setdefault(key, []).append(word)
+        self._near = _neighbourhood(frozenset(self.counts))
+        # the same for every build of this process's vocabulary: indexed once per model
+        self._near_model = _model_neighbourhood(self.model_words)
 
     @classmethod
     def from_texts(cls, texts: Iterable[str], *, encoder: KeywordEncoder | None = None,
