@@ -265,7 +265,7 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     if image is not None:
         result.mode = "image"
         vector = providers.query_encoder(model_id).encode_images([image])[0]
-        legs = _photo_legs(vector, strategy)
+        legs = _modality_legs(vector, strategy, None)
     else:
         result.mode = "text"
         words = lexicon()
@@ -335,18 +335,14 @@ def _text_legs(query: str, vector: np.ndarray, meant: np.ndarray | None, underst
     """How a text query finds products: each modality from its cutoff up (for the query as
     meant, or also as typed), the keyword leg (every word of the query, or a correction of
     it, in the product), and a product whose SKU or brand is the whole query."""
-    plain = tuple(np.asarray(vector, dtype=np.float32).tolist())
-    modalities = (strategy,) if strategy in ("text", "image") else ("text", "image")
     if meant is not None and all(w.in_catalog for w in understood if w.corrected):
-        # every correction is a word of this shop's: the query as meant replaces it
-        plain, meant = tuple(np.asarray(meant, dtype=np.float32).tolist()), None
-    legs = {m: Leg(using=m, vector=plain, threshold=cutoff.get(m), scores=m) for m in modalities}
+        vector, meant = meant, None  # every correction is a word of this shop's: the query as meant replaces it
+    legs = _modality_legs(vector, strategy, cutoff)
     if meant is not None:
         # a word corrected to one only the model knows may have been right as typed ("shawl" is
         # not "shall"): both readings search, and each product keeps its better cosine
-        corrected = tuple(np.asarray(meant, dtype=np.float32).tolist())
-        legs.update({f"{m} as meant": Leg(using=m, vector=corrected, threshold=cutoff.get(m), scores=m)
-                     for m in modalities})
+        legs.update({f"{m} as meant": leg for m, leg in _modality_legs(meant, strategy, cutoff).items()})
+    plain = legs[next(iter(legs))].vector
     if strategy in ("text", "image"):
         return legs
     keyword = _keyword_leg(understood)
@@ -389,12 +385,13 @@ def _keyword_leg(understood: list[QueryWord]) -> Leg | None:
 CORRECTED_WEIGHT = 0.8
 
 
-def _photo_legs(vector: np.ndarray, strategy: str) -> dict[str, Leg]:
-    """A photo finds its nearest products in each modality (SEARCH_CANDIDATES of each): the cutoff
-    is measured for words, and a photo always looks like something."""
+def _modality_legs(vector: np.ndarray, strategy: str, cutoff: Cutoff | None) -> dict[str, Leg]:
+    """The query vector against each modality the strategy ranks by, from the cutoff up. A photo
+    has none (SEARCH_CANDIDATES nearest of each): the cutoff is measured for words, and a photo
+    always looks like something."""
     plain = tuple(np.asarray(vector, dtype=np.float32).tolist())
     modalities = (strategy,) if strategy in ("text", "image") else ("text", "image")
-    return {m: Leg(using=m, vector=plain, scores=m) for m in modalities}
+    return {m: Leg(using=m, vector=plain, threshold=cutoff.get(m) if cutoff else None, scores=m) for m in modalities}
 
 
 def _match_facets(filters: SearchFilters, matched: list[Mapping],
