@@ -60,3 +60,17 @@ class Click(models.Model):
         ordering = ["created_at"]
         # A double-click (or a beacon plus the fallback link) is one click.
         constraints = [models.UniqueConstraint(fields=["search", "product_sku"], name="click_once_per_search")]
+
+
+class SearchPhoto(models.Model):
+    """A shopper's photo, kept while its search is in use: a photo search's URL names it (`photo=`),
+    so that filters, sorting, pages and "Back to search" keep the photo without uploading it again.
+    Its key is a keyed hash of the stored bytes; it is deleted SEARCH_PHOTO_DAYS after its last
+    upload."""
+
+    key = models.CharField(max_length=32, primary_key=True)
+    image = models.BinaryField()  # JPEG, at most SEARCH_PHOTO_PIXELS on its longer side
+    created_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"photo {self.key} ({self.created_at:%Y-%m-%d %H:%M})"

@@ -207,6 +207,11 @@ SEARCH_LOG_DEFERRED = os.environ.get("SEARCH_LOG_DEFERRED", "1") not in ("0", "f
 # (the storefront's box counts a pause this long as a new search, with its own history entry).
 SEARCH_SETTLE_SECONDS = float(os.environ.get("SEARCH_SETTLE_SECONDS", "2"))
 
+# A photo search keeps the shopper's photo (downsized to this many pixels on its longer side)
+# so that its URL can name it; it is deleted this many days after its last upload.
+SEARCH_PHOTO_PIXELS = int(os.environ.get("SEARCH_PHOTO_PIXELS", "512"))
+SEARCH_PHOTO_DAYS = float(os.environ.get("SEARCH_PHOTO_DAYS", "7"))
+
 # Qdrant: a server (QDRANT_URL), else the embedded engine at QDRANT_PATH (":memory:": tests).
 QDRANT_URL = os.environ.get("QDRANT_URL", "")
 QDRANT_API_KEY = os.environ.get("QDRANT_API_KEY") or None

@@ -14,10 +14,11 @@ import os
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from django.conf import settings
@@ -30,6 +31,9 @@ from .keywords import KeywordEncoder
 from .vector_store import IndexBusyError, IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
 from .vector_store.server import QdrantServerIndex, alias_point, alias_target
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 VECTOR_ENGINES = ("local", "edge")
 logger = logging.getLogger(__name__)
@@ -130,6 +134,30 @@ def query_vector(model_id: str, query: str) -> np.ndarray:
     changed model never answers with another model's vectors."""
     vector = query_encoder(model_id).encode_texts([query])[0]
     vector.setflags(write=False)  # shared between callers through the cache
+    return vector
+
+
+# photo key -> its image-tower embedding, per model: filters, sorts and pages of one photo
+# search embed the photo once
+_photo_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+_photo_lock = threading.Lock()
+PHOTO_VECTORS = 256
+
+
+def photo_vector(model_id: str, key: str, load: Callable[[], "Image.Image"]) -> np.ndarray:
+    """Image-tower embedding of the shopper's photo `key` (read by `load` on first use) by the
+    model `model_id`; the same photo searched again skips the model."""
+    with _photo_lock:
+        vector = _photo_vectors.get((model_id, key))
+        if vector is not None:
+            _photo_vectors.move_to_end((model_id, key))
+            return vector
+    vector = query_encoder(model_id).encode_images([load()])[0]
+    vector.setflags(write=False)
+    with _photo_lock:
+        _photo_vectors[(model_id, key)] = vector
+        while len(_photo_vectors) > PHOTO_VECTORS:
+            _photo_vectors.popitem(last=False)
     return vector
 
 
@@ -333,3 +361,5 @@ def reset(*, encoder: bool = True) -> None:
                 pass
         cached.cache_clear()
     query_vector.cache_clear()
+    with _photo_lock:
+        _photo_vectors.clear()

@@ -235,11 +235,13 @@ def _validate(strategy: str, sort: str, page: int, page_size: int) -> None:
         raise ValueError(f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
 
 
-def product_search(*, query: str = "", image: Image.Image | None = None,
+def product_search(*, query: str = "", image: Image.Image | None = None, image_key: str = "",
                    filters: SearchFilters | None = None, strategy: str | None = None,
                    sort: str = "relevance", page: int = 1, page_size: int = 20,
                    weights: Mapping[str, float] | None = None) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
+    `image_key` names a kept photo (services.photo_save): its embedding is reused by the
+    filters, sorts and pages of the same photo search.
     `weights` overrides SEARCH_FUSION_WEIGHTS for `normalized` (evaluate_search tunes them)."""
     filters = filters or SearchFilters()
     strategy = strategy or settings.SEARCH_STRATEGY
@@ -264,7 +266,10 @@ def product_search(*, query: str = "", image: Image.Image | None = None,
     index = providers.get_product_index()
     if image is not None:
         result.mode = "image"
-        vector = providers.query_encoder(model_id).encode_images([image])[0]
+        if image_key:
+            vector = providers.photo_vector(model_id, image_key, lambda: image)
+        else:
+            vector = providers.query_encoder(model_id).encode_images([image])[0]
         legs = _modality_legs(vector, strategy, None)
     else:
         result.mode = "text"

@@ -38,6 +38,13 @@ class SearchParamsSerializer(serializers.Serializer):
                 "sort": data["sort"], "page": data["page"], "page_size": data["page_size"]}
 
 
+class StorefrontParamsSerializer(SearchParamsSerializer):
+    """The storefront's search state: the API's parameters and the kept photo of a photo search."""
+
+    photo = serializers.RegexField(r"^[0-9a-f]{32}$", required=False, allow_blank=True, default="",
+                                   error_messages={"invalid": "Not a photo search of this shop; search by photo again."})
+
+
 class ClickSerializer(serializers.Serializer):
     search_id = serializers.UUIDField(format="hex")
     product_id = serializers.IntegerField(required=False, min_value=1)

@@ -8,23 +8,22 @@ from urllib.parse import urlencode
 from django.conf import settings
 
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
-from django.http import QueryDict
+from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url, replace_url
 
-from catalog.images import image_load
 from catalog.models import Product
 
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.selectors.suggesting import popular_phrases, query_suggest
-from search.services import ClickError, click_log, search_event_log
+from search.services import ClickError, click_log, photo_bytes, photo_image, photo_save, search_event_log
 from search.services.events import TYPING
 
-from .serializers import SearchParamsSerializer
+from .serializers import StorefrontParamsSerializer
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
@@ -32,13 +31,15 @@ UNAVAILABLE = "Search is unavailable right now: the embedding model could not be
 INDEX_UNAVAILABLE = ("Search is unavailable right now, so here is the whole catalog: "
                      "filters and sorting still work.")
 PHOTO_INDEX_UNAVAILABLE = "Search by photo is unavailable right now. Please try again later."
+PHOTO_GONE = ("That photo is no longer kept (photos are deleted {days:g} days after their search): "
+              "choose it again with “Search by photo”.")
 SORT_LABELS = {"relevance": "Best match", "price_asc": "Price: low to high",
                "price_desc": "Price: high to low", "newest": "Newest"}
 
 
-def _params(query_dict) -> tuple[SearchParamsSerializer, dict[str, list[str]]]:
+def _params(query_dict) -> tuple[StorefrontParamsSerializer, dict[str, list[str]]]:
     """Validate; a bad parameter is reported and dropped, the rest of the page still works."""
-    params = SearchParamsSerializer(data=query_dict)
+    params = StorefrontParamsSerializer(data=query_dict)
     if params.is_valid():
         return params, {}
     errors = {name: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
@@ -48,7 +49,7 @@ def _params(query_dict) -> tuple[SearchParamsSerializer, dict[str, list[str]]]:
         data.pop(name, None)
         if name == "price_max":
             data.pop("price_min", None)
-    params = SearchParamsSerializer(data=data)
+    params = StorefrontParamsSerializer(data=data)
     params.is_valid(raise_exception=True)
     return params, errors
 
@@ -60,6 +61,8 @@ def canonical_query(data: dict, **overrides) -> QueryDict:
     query = QueryDict(mutable=True)
     if data.get("q"):
         query["q"] = data["q"]
+    elif data.get("photo"):  # words replace a photo
+        query["photo"] = data["photo"]
     for name in ("category", "brand"):
         if data.get(name):
             query.setlist(name, list(data[name]))
@@ -97,32 +100,57 @@ def _render(request: HttpRequest, context: dict, *, url: str | None = None) -> H
 
 def search_page(request: HttpRequest) -> HttpResponse:
     params, errors = _params(request.GET)
+    state = dict(params.validated_data)
+    if state["q"]:
+        state["photo"] = ""  # words typed over a photo search replace it
     result, error, notice = None, "", ""
     kwargs = params.search_kwargs()
     try:
-        result = product_search(**kwargs)
+        if state.get("photo"):
+            kwargs.pop("query")
+            image = photo_image(key=state["photo"])
+            if image is None:
+                error = PHOTO_GONE.format(days=settings.SEARCH_PHOTO_DAYS)
+            else:
+                result = product_search(image=image, image_key=state["photo"], **kwargs)
+        else:
+            result = product_search(**kwargs)
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
         error = UNAVAILABLE
     except IndexUnavailableError as exc:
-        # The shopper still gets the catalog, browsed from the database with their filters;
-        # the operator gets the reason and the command that rebuilds the index.
-        logger.error("Search unavailable, browsing the catalog instead: %s", exc)
-        notice = INDEX_UNAVAILABLE
-        result = product_search(**{**kwargs, "query": ""})
+        if state.get("photo"):
+            logger.error("Search by photo unavailable: %s", exc)
+            error = PHOTO_INDEX_UNAVAILABLE
+        else:
+            # The shopper still gets the catalog, browsed from the database with their filters;
+            # the operator gets the reason and the command that rebuilds the index.
+            logger.error("Search unavailable, browsing the catalog instead: %s", exc)
+            notice = INDEX_UNAVAILABLE
+            result = product_search(**{**kwargs, "query": ""})
     if result is not None and not notice:
-        search_event_log(result=result, channel="htmx" if request.htmx else "page",
-                         session_key=_session_key(request), deferred=True, typing=_typing(request))
-    state = params.validated_data
-    context = {"result": result, "error": error, "notice": notice, "param_errors": errors, "params": state,
-               **_zero_results(result),
-               "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
-               "querystring": canonical_query(state, page=1).urlencode(),
-               # where a product page's "Back to search" returns: this search, this page
-               "back": canonical_query(state).urlencode(),
-               "price_links": _price_links(state, result)}
+        channel = "photo_page" if result.mode == "image" else "htmx" if request.htmx else "page"
+        search_event_log(result=result, channel=channel, session_key=_session_key(request), deferred=True,
+                         typing=_typing(request))
     current = canonical_query(state).urlencode()
-    return _render(request, context, url=f"{request.path}?{current}" if current else request.path)
+    return _render(request, _context(state, result, error=error, notice=notice, errors=errors),
+                   url=f"{request.path}?{current}" if current else request.path)
+
+
+def _context(state: dict, result, *, error: str = "", notice: str = "", errors: dict | None = None) -> dict:
+    """What the search page shows of a search state and its result."""
+    photo = "" if state.get("q") else state.get("photo") or ""
+    return {"result": result, "error": error, "notice": notice, "param_errors": errors or {},
+            "params": state, "photo": photo, **_zero_results(result),
+            "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
+            "querystring": canonical_query(state, page=1).urlencode(),
+            # where a product page's "Back to search" returns: this search, this page
+            "back": canonical_query(state).urlencode(),
+            # the same words or photo without filters; the same filters without the photo
+            "unfiltered": canonical_query({"q": state.get("q"), "photo": photo, "strategy": state.get("strategy")}).urlencode(),
+            "without_photo": canonical_query(state, photo="", page=1).urlencode(),
+            "price_links": _price_links(state, result),
+            "photo_days": settings.SEARCH_PHOTO_DAYS}
 
 
 def _zero_results(result) -> dict:
@@ -149,34 +177,43 @@ def _price_links(state: dict, result) -> list:
 
 
 def image_search_page(request: HttpRequest) -> HttpResponse:
-    """Search by photo: the image tower embeds it; it meets product images and texts alike."""
+    """Search by photo: the photo is kept (services.photo_save) and the shopper is sent to the
+    search page for it, `?photo=<key>` with the filters they had, so that a photo search is a
+    URL like any other: filters, sorting, pages, "Back to search" and the Back button keep it."""
     if request.method != "POST":
         return search_page(request)
     params, errors = _params(request.POST)
+    state = {**params.validated_data, "q": "", "page": 1}
     upload = request.FILES.get("image")
-    result, error = None, ""
+    error = ""
     if upload is None:
         error = "Choose a photo to search with."
     else:
         try:
-            checked = image_load(upload.read(), name=upload.name or "photo")
-            kwargs = params.search_kwargs()
-            kwargs.pop("query")
-            result = product_search(image=checked.image, **{**kwargs, "page": 1, "page_size": 40})
-            search_event_log(result=result, channel="photo_page", session_key=_session_key(request),
-                             deferred=True)
+            state["photo"] = photo_save(data=upload.read(), name=upload.name or "photo")
         except ValidationError as exc:
             error = " ".join(exc.messages)
-        except ModelUnavailableError as exc:
-            logger.error("Search unavailable: %s", exc)
-            error = UNAVAILABLE
-        except IndexUnavailableError as exc:
-            logger.error("Search by photo unavailable: %s", exc)
-            error = PHOTO_INDEX_UNAVAILABLE
-    context = {"result": result, "error": error, "param_errors": errors, "params": params.validated_data,
-               "sorts": [(s, SORT_LABELS[s]) for s in SORTS], "querystring": "", "photo": upload,
-               "price_links": []}
-    return _render(request, context)
+    if error:
+        state["photo"] = ""
+        return _render(request, _context(state, None, error=error, errors=errors))
+    # 303: the browser (and htmx's request) asks for the photo search's own URL with GET
+    return _see_other(f"{reverse('search:search')}?{canonical_query(state).urlencode()}")
+
+
+def _see_other(url: str) -> HttpResponse:
+    response = HttpResponse(status=303)
+    response["Location"] = url
+    return response
+
+
+def photo_file(request: HttpRequest, key: str) -> HttpResponse:
+    """The kept photo of a photo search, shown beside its results."""
+    data = photo_bytes(key=key)
+    if data is None:
+        raise Http404("No such photo")
+    response = HttpResponse(data, content_type="image/jpeg")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response
 
 
 def product_detail(request: HttpRequest, pk: int) -> HttpResponse:

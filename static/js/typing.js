@@ -17,3 +17,13 @@
     lastTyping = now;
   });
 })();
+
+// The box shows the search the results are for: a photo search (or a link to another query)
+// replaces what was in it, unless the shopper is typing there.
+document.body.addEventListener("htmx:afterSettle", () => {
+  const results = document.getElementById("results");
+  const box = document.getElementById("q");
+  if (results && box && document.activeElement !== box && "q" in results.dataset) {
+    box.value = results.dataset.q;
+  }
+});

@@ -34,6 +34,24 @@ def browser():
         browser.close()
 
 
+ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+@pytest.fixture
+def screenshot(request):
+    """Save what the browser shows as test-artifacts/screenshots/<test>/<name>.png (kept after the
+    run: what each browser test saw, to look at when one fails or the page changes)."""
+    folder = ARTIFACTS / "screenshots" / request.node.name.replace("/", "_").replace("[", "-").rstrip("]")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str) -> Path:
+        path = folder / f"{name.replace(' ', '-')}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
+
 def card_titles(page) -> list[str]:
     return page.locator("#results .card h2").all_inner_texts()
 
@@ -52,7 +70,7 @@ def test_typing_swaps_in_results_and_filters_update_without_reload(browser, live
     assert page.evaluate("window.__sameDocument") is True
 
     # a filter: only mugs, still no reload, state in the URL
-    page.locator("input[name=category][value=mugs]").check()
+    page.locator("input[type=checkbox][name=category][value=mugs]").check()
     page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
     assert set(card_titles(page)) == {"Red mug", "Red ceramic mug", "Green ceramic mug"}
     assert "category=mugs" in page.url
@@ -71,7 +89,7 @@ def test_the_same_search_works_with_javascript_off(browser, live_server, shop):
     page.goto(live_server.url + "/?q=red+mug")
     assert card_titles(page)[0] == "Red mug"
 
-    page.locator("input[name=category][value=mugs]").check()
+    page.locator("input[type=checkbox][name=category][value=mugs]").check()
     page.get_by_role("button", name="Apply filters").click()
     page.wait_for_url("**category=mugs**")
     assert len(card_titles(page)) == 3
@@ -161,50 +179,133 @@ LAYOUT = """() => {
 }"""
 
 
-def test_every_live_update_keeps_the_page_layout(browser, live_server, shop, concept, tmp_path):
+def open_filters(page) -> None:
+    """On a phone the filters are behind the Filters switch: open it if it is closed."""
+    toggle = page.locator("#show-filters")
+    if page.get_by_text("Filters", exact=True).is_visible() and not toggle.is_checked():
+        page.get_by_text("Filters", exact=True).click()
+
+
+@pytest.mark.parametrize("width, columns", [(375, 2), (768, 2), (1280, 4)])
+def test_every_live_update_keeps_the_page_layout(browser, live_server, shop, concept, screenshot, width, columns):
+    from tests.shop_fixtures import png
+
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    page.goto(live_server.url + "/?q=red&page_size=2")
+    before = page.evaluate(LAYOUT)
+    assert before == {"nested": 0, "columns": columns, "width": before["width"]} and before["width"] > width * 0.5
+    screenshot(page, "start")
+    # phones: the filters folded away behind a switch; wider: beside the results
+    assert page.locator("input[name=category]").first.is_visible() == (width >= 768)
+
+    def price() -> None:
+        open_filters(page)
+        page.get_by_role("spinbutton", name="Minimum price").fill("1")
+        page.keyboard.press("Tab")
+        page.keyboard.type("500")
+        page.keyboard.press("Tab")
+
+    def typing() -> None:
+        box = page.locator("#q")
+        box.fill("")
+        box.press_sequentially("mug", delay=30)
+        page.get_by_role("listbox", name="Suggestions").wait_for(state="visible")
+        box.press("Escape")  # the suggestions close; what was typed stays and is searched
+
+    def photo() -> None:
+        page.locator("input[name=image]").set_input_files(
+            {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+        page.get_by_role("button", name="Find similar").click()
+
+    def facet(name: str, value: str):
+        def act() -> None:
+            open_filters(page)
+            page.locator(f"input[type=checkbox][name={name}][value={value}]").check()
+        return act
+
+    updates = [
+        ("next page", lambda: page.get_by_role("link", name="Next →").click(), "location.search.includes('page=2')"),
+        ("sort", lambda: page.locator("select[name=sort]").select_option("price_asc"),
+         "location.search.includes('sort=price_asc')"),
+        ("filter", facet("brand", "Acme"), "location.search.includes('brand=Acme')"),
+        ("price", price, "location.search.includes('price_max=500')"),
+        ("typing", typing, "document.querySelector('#results .summary')?.textContent.includes('“mug”')"),
+        ("photo", photo, "location.search.includes('photo=')"),
+        ("filter on a photo", facet("category", "mugs"),
+         "location.search.includes('photo=') && location.search.includes('category=mugs')"),
+    ]
+    for name, act, check in updates:
+        act()
+        page.wait_for_function(check)
+        page.wait_for_load_state("networkidle")
+        after = page.evaluate(LAYOUT)
+        screenshot(page, name)
+        assert after == before, f"after {name} at {width}px: {after} (before: {before})"
+        first = page.locator("#results .card").first.bounding_box()
+        assert first["x"] >= 0 and first["x"] + first["width"] <= width, name
+    page.close()
+
+
+def test_a_photo_search_keeps_its_photo_through_filters_and_says_what_it_is_for(browser, live_server, shop, concept,
+                                                                                screenshot):
     from tests.shop_fixtures import png
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(live_server.url + "/?q=red&page_size=2")
-    before = page.evaluate(LAYOUT)
-    assert before["nested"] == 0 and before["columns"] >= 4 and before["width"] > 800
-
-    def settled(check: str) -> dict:
-        page.wait_for_function(check)
-        page.wait_for_load_state("networkidle")
-        return page.evaluate(LAYOUT)
-
-    updates = {
-        "next page": lambda: page.get_by_role("link", name="Next →").click(),
-        "sort": lambda: page.locator("select[name=sort]").select_option("price_asc"),
-        "filter": lambda: page.locator("input[name=brand][value=Acme]").check(),
-        "typing": lambda: (page.locator("#q").fill(""), page.locator("#q").press_sequentially("mug", delay=30)),
-    }
-    checks = {
-        "next page": "location.search.includes('page=2')",
-        "sort": "location.search.includes('sort=price_asc')",
-        "filter": "location.search.includes('brand=Acme')",
-        "typing": "document.querySelector('#results .summary')?.textContent.includes('“mug”')",
-    }
-    for name, act in updates.items():
-        act()
-        after = settled(checks[name])
-        page.screenshot(path=str(tmp_path / f"layout-{name.replace(' ', '-')}.png"))
-        assert after == before, f"after {name}: {after} (before: {before})"
-
-    # a photo search swaps its results in the same way
-    image = png(concept.picture("red", "mug"))
-    page.locator("input[name=image]").set_input_files({"name": "red.png", "mimeType": "image/png", "buffer": image})
+    page.goto(live_server.url + "/?q=lamp&category=mugs")
+    page.locator("input[name=image]").set_input_files(
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
     page.get_by_role("button", name="Find similar").click()
-    after = settled("document.querySelector('#results .summary')?.textContent.includes('photo')")
-    assert after["nested"] == 0 and after["columns"] == before["columns"], after
+    page.wait_for_url("**photo=**")
+    page.wait_for_load_state("networkidle")
+    screenshot(page, "photo search")
+    # its own state: the photo, the filter the shopper had, not the words it replaced
+    assert "category=mugs" in page.url and "q=" not in page.url
+    assert page.locator("#q").input_value() == ""
+    assert "Red mug" in card_titles(page)[:2] and len(card_titles(page)) == 3  # red mugs before the green one
+    assert page.get_by_role("img", name="Your photo").is_visible()
+    assert "look like" in page.locator(".photo-query").inner_text()
+    assert page.locator("#search-status").inner_text() == "3 products like your photo"
+
+    # a facet keeps the photo; so does the pager's and the product page's way back
+    page.locator("input[type=checkbox][name=brand][value=Lumen]").check()
+    page.wait_for_url("**brand=Lumen**")
+    assert "photo=" in page.url and "category=mugs" in page.url
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 2")
+    page.locator("#results .card a").first.click()
+    page.wait_for_url("**/products/*/**")
+    page.get_by_role("link", name="← Back to search").click()
+    page.wait_for_url("**photo=**")
+    assert "brand=Lumen" in page.url and page.locator("input[type=checkbox][name=brand][value=Lumen]").is_checked()
+
+    # removing the photo keeps the filters and browses them
+    page.get_by_role("link", name="Remove the photo").click()
+    page.wait_for_url("**/?category=mugs&brand=Lumen")
+    assert page.locator(".summary").inner_text() == "2 products"
     page.close()
+
+
+def test_a_photo_search_works_with_javascript_off(browser, live_server, shop, concept):
+    from tests.shop_fixtures import png
+
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/?category=mugs")
+    page.locator("input[name=image]").set_input_files(
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+    page.get_by_role("button", name="Find similar").click()
+    page.wait_for_url("**photo=**")
+    assert "category=mugs" in page.url and "Red mug" in card_titles(page)[:2]
+    page.locator("input[type=checkbox][name=brand][value=Acme]").check()
+    page.get_by_role("button", name="Apply filters").click()
+    page.wait_for_url("**brand=Acme**")
+    assert "photo=" in page.url and card_titles(page) == ["Red ceramic mug"]
+    context.close()
 
 
 def test_a_price_range_is_typed_whole_before_it_applies(browser, live_server, shop):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(live_server.url + "/?q=mug")
-    low, high = page.locator("input[name=price_min]"), page.locator("input[name=price_max]")
+    low, high = page.get_by_role("spinbutton", name="Minimum price"), page.get_by_role("spinbutton", name="Maximum price")
     low.click()
     low.press_sequentially("10", delay=30)
     page.keyboard.press("Tab")
@@ -235,7 +336,7 @@ def test_back_to_search_returns_to_the_search_and_a_new_page_starts_at_the_top(b
     page.get_by_role("link", name="← Back to search").click()
     page.wait_for_url("**/?**")
     assert all(part in page.url for part in ("q=red", "brand=Acme", "page_size=2", "page=2"))
-    assert page.locator("input[name=brand][value=Acme]").is_checked()
+    assert page.locator("input[type=checkbox][name=brand][value=Acme]").is_checked()
     page.close()
 
 
@@ -252,15 +353,15 @@ def test_back_to_search_works_with_javascript_off(browser, live_server, shop):
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
-def test_phones_see_results_first_and_open_the_filters_on_demand(browser, live_server, shop, tmp_path, javascript):
+def test_phones_see_results_first_and_open_the_filters_on_demand(browser, live_server, shop, screenshot, javascript):
     context = browser.new_context(viewport={"width": 375, "height": 812}, java_script_enabled=javascript)
     page = context.new_page()
     page.goto(live_server.url + "/?q=red+mug")
     first = page.locator("#results .card").first.bounding_box()
-    page.screenshot(path=str(tmp_path / "phone.png"))
+    screenshot(page, "phone")
     assert first["y"] + 100 < 812  # the first result is on the screen without scrolling
     assert first["x"] >= 0 and first["x"] + first["width"] <= 375
-    category = page.locator("input[name=category][value=mugs]")
+    category = page.locator("input[type=checkbox][name=category][value=mugs]")
     assert not category.is_visible()
 
     page.get_by_text("Filters", exact=True).click()
@@ -271,15 +372,6 @@ def test_phones_see_results_first_and_open_the_filters_on_demand(browser, live_s
     page.wait_for_url("**category=mugs**")
     page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
     context.close()
-
-
-@pytest.mark.parametrize("width, columns", [(768, 2), (1280, 4)])
-def test_the_results_fill_the_width_of_tablets_and_desktops(browser, live_server, shop, width, columns):
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    page.goto(live_server.url + "/?q=red")
-    assert page.evaluate(LAYOUT)["columns"] == columns
-    assert page.locator("input[name=category]").first.is_visible()  # the filters beside the results
-    page.close()
 
 
 AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
@@ -331,7 +423,7 @@ def test_every_page_passes_axe_and_keyboard_users_skip_to_the_results(browser, l
     # one polite status says how many results, and says it again after each search
     status = page.locator("#search-status")
     assert status.get_attribute("aria-live") == "polite" and status.inner_text() == "5 results for “red mug”"
-    page.locator("input[name=category][value=mugs]").check()
+    page.locator("input[type=checkbox][name=category][value=mugs]").check()
     page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('3 results')")
     assert page.locator("[aria-live]").count() == 1
     page.close()

@@ -140,3 +140,17 @@ def test_prune_removes_old_searches_with_their_clicks(log, capsys):
     assert "Deleted 1 searches" in capsys.readouterr().out
     assert not SearchEvent.objects.filter(query="red mug").exists()
     assert Click.objects.count() == 2 and SearchEvent.objects.count() == 3
+
+
+def test_prune_deletes_shoppers_photos_once_they_expire(log, capsys, settings):
+    from search.models import SearchPhoto
+    from search.services import photo_bytes, photo_save
+    from tests.conftest import png_bytes
+
+    settings.SEARCH_PHOTO_DAYS = 7
+    old, recent = photo_save(data=png_bytes("red")), photo_save(data=png_bytes("blue"))
+    SearchPhoto.objects.filter(key=old).update(created_at=timezone.now() - timedelta(days=8))
+    assert photo_bytes(key=old) is None and photo_bytes(key=recent)  # expired: no longer served
+    call_command("prune_search_logs", "--older-than", "30")
+    assert "Deleted 1 photo(s)" in capsys.readouterr().out
+    assert list(SearchPhoto.objects.values_list("key", flat=True)) == [recent]

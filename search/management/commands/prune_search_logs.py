@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search.services import search_logs_prune
+from search.services import photos_prune, search_logs_prune
 
 
 class Command(BaseCommand):
-    help = "Delete searches, impressions and clicks older than DAYS (retention)."
+    help = ("Delete searches, impressions and clicks older than DAYS (retention), and shoppers' photos "
+            "older than SEARCH_PHOTO_DAYS.")
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
@@ -16,3 +18,5 @@ class Command(BaseCommand):
             raise CommandError("--older-than must be 0 or more days.")
         deleted = search_logs_prune(older_than_days=older_than)
         self.stdout.write(f"Deleted {deleted} searches older than {older_than} days (with their clicks).")
+        photos = photos_prune()
+        self.stdout.write(f"Deleted {photos} photo(s) of photo searches older than {settings.SEARCH_PHOTO_DAYS:g} days.")

@@ -87,11 +87,52 @@ def test_hostile_queries_are_escaped(client, shop):
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
 
 
-def test_search_by_photo_page(client, shop, concept):
-    photo = SimpleUploadedFile("mine.png", png(concept.picture("red", "mug")), content_type="image/png")
-    html = client.post(reverse("search:image_search"), {"image": photo}).content.decode()
-    assert "Products like your photo" in html
-    assert html.index("Red mug") < html.index("Blue vase")
+def photo_search(client, concept, *concepts: str, **params) -> str:
+    """Upload a photo of these concepts; returns the photo search's own URL."""
+    photo = SimpleUploadedFile("mine.png", png(concept.picture(*concepts)), content_type="image/png")
+    response = client.post(reverse("search:image_search"), {"image": photo, **params})
+    assert response.status_code == 303, response.content.decode()[:500]
+    return response["Location"]
+
+
+def test_a_photo_search_has_its_own_url_that_filters_sorts_and_pages_keep(client, shop, concept):
+    url = photo_search(client, concept, "red", "mug", q="old words", category="mugs")
+    assert url.startswith("/?photo=") and "category=mugs" in url and "q=" not in url
+    html = client.get(url).content.decode()
+    assert "3 products like your photo" in html  # the filter the shopper had applies
+    assert html.index("Red mug") < html.index("Green ceramic mug")
+    assert 'value="old words"' not in html  # the words it replaced are not in the box
+    assert "look like" in html and "search with words" in html  # what a photo search is good for
+    key = url.split("photo=")[1].split("&")[0]
+    assert f'name="photo" value="{key}"' in html  # every filter, sort and page change sends it
+    assert f'/search/photos/{key}.jpg' in html and client.get(f"/search/photos/{key}.jpg")["Content-Type"] == "image/jpeg"
+
+    # a facet, a sort and a page of the photo search stay photo searches
+    unfiltered = client.get("/", {"photo": key}).content.decode()
+    assert "10 products like your photo" in unfiltered
+    assert unfiltered.index("Red mug") < unfiltered.index("Blue vase")
+    by_price = client.get("/", {"photo": key, "sort": "price_asc", "page_size": 4, "page": 2}).content.decode()
+    assert "Page 2 of 3" in by_price and f"photo={key}" in by_price.split('rel="next"')[1][:200]
+    # the link that removes the photo keeps the filters
+    assert f'href="?category=mugs"' in html.split("Remove the photo")[0][-200:]
+
+
+def test_words_typed_over_a_photo_search_replace_it(client, shop, concept):
+    key = photo_search(client, concept, "red", "mug").split("photo=")[1]
+    html = client.get("/", {"photo": key, "q": "blue vase"}).content.decode()
+    assert "results for “blue vase”" in html and 'name="photo"' not in html
+
+
+def test_a_photo_search_whose_photo_is_gone_says_so(client, shop, concept):
+    from search.models import SearchPhoto
+
+    key = photo_search(client, concept, "red", "mug").split("photo=")[1]
+    SearchPhoto.objects.all().delete()
+    response = client.get("/", {"photo": key})
+    assert response.status_code == 200 and "no longer kept" in response.content.decode()
+    assert client.get(f"/search/photos/{key}.jpg").status_code == 404
+    forged = client.get("/", {"photo": "../../etc/passwd"}).content.decode()
+    assert "Not a photo search of this shop" in forged
 
 
 def test_search_by_photo_refuses_a_broken_file(client, shop):

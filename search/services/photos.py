@@ -1,0 +1,76 @@
+"""Shoppers' photos, kept while their search is in use: a photo search is a URL (`?photo=<key>`)
+like any other search, so filters, sorting, pages and "Back to search" keep it."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from PIL import Image
+
+from catalog.images import image_load
+
+from ..models import SearchPhoto
+
+# How often a process deletes expired photos when it stores one (seconds).
+PRUNE_EVERY = 3600
+_last_prune = -1e9
+
+
+def photo_save(*, data: bytes, name: str = "photo") -> str:
+    """Check the uploaded bytes, keep a downsized JPEG of the photo and return its key.
+
+    Raises:
+        ValidationError: not an image this shop reads (the message names the formats), or too large.
+    """
+    image = image_load(data, name=name).image
+    image.thumbnail((settings.SEARCH_PHOTO_PIXELS, settings.SEARCH_PHOTO_PIXELS), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=90)
+    stored = buffer.getvalue()
+    secret = (settings.SEARCH_LOG_HASH_KEY or settings.SECRET_KEY).encode()
+    key = hmac.new(secret, stored, hashlib.sha256).hexdigest()[:32]
+    SearchPhoto.objects.update_or_create(key=key, defaults={"image": stored, "created_at": timezone.now()})
+    _prune_now_and_then()
+    return key
+
+
+def photo_bytes(*, key: str) -> bytes | None:
+    """The stored JPEG of the photo with this key; None when there is none (expired or unknown)."""
+    row = SearchPhoto.objects.filter(key=key, created_at__gte=_expiry()).values_list("image", flat=True).first()
+    return bytes(row) if row is not None else None
+
+
+def photo_image(*, key: str) -> Image.Image | None:
+    """The photo with this key, decoded; None when there is none."""
+    data = photo_bytes(key=key)
+    if data is None:
+        return None
+    with Image.open(io.BytesIO(data)) as image:
+        return image.convert("RGB")
+
+
+def photos_prune(*, older_than_days: float | None = None) -> int:
+    """Delete photos uploaded longer ago than that (default SEARCH_PHOTO_DAYS); returns how many."""
+    cutoff = _expiry(older_than_days)
+    deleted, _ = SearchPhoto.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
+
+
+def _expiry(days: float | None = None) -> timezone.datetime:
+    return timezone.now() - timedelta(days=settings.SEARCH_PHOTO_DAYS if days is None else days)
+
+
+def _prune_now_and_then() -> None:
+    global _last_prune
+    now = time.monotonic()
+    if now - _last_prune >= PRUNE_EVERY:
+        _last_prune = now
+        photos_prune()
+
+
+__all__ = ["photo_bytes", "photo_image", "photo_save", "photos_prune"]
