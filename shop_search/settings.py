@@ -193,6 +193,10 @@ SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
 SEARCH_CUTOFF_QUANTILE = float(os.environ.get("SEARCH_CUTOFF_QUANTILE", "0.99"))
 # The most products a query matches (per leg); more are cut, and the count says "more than".
 SEARCH_MAX_MATCHES = int(os.environ.get("SEARCH_MAX_MATCHES", "1000"))
+# The product attributes shoppers filter on (keys as imported, in the order shown under
+# Category and Brand): "colour,material,size". Each product's attributes are all in the index
+# already, so changing this needs a restart, not a re-index. Empty: no attribute filters.
+SEARCH_FACET_ATTRIBUTES = os.environ.get("SEARCH_FACET_ATTRIBUTES", "colour,color,size,material,pattern")
 # How often a web process looks whether the catalog changed, to rebuild the vocabulary that
 # corrects typos and suggests (0: at every search, for tests).
 SEARCH_VOCABULARY_SECONDS = float(os.environ.get("SEARCH_VOCABULARY_SECONDS", "5"))

@@ -50,3 +50,16 @@ def shop(concept, django_capture_on_commit_callbacks):
     return ids
 
 
+@pytest.fixture
+def untidy_shop(concept, settings, django_capture_on_commit_callbacks):
+    """Mugs whose category, brand and colour were typed three ways."""
+    from catalog.services import product_create
+
+    settings.SEARCH_FACET_ATTRIBUTES = "colour,material"
+    rows = [("Red mug", "Mugs ", "acme", {"Colour": "Red"}), ("Blue mug", "mugs", "Acme", {"colour": "blue "}),
+            ("Red sock", "socks", "Acme", {"colour": "red", "material": "wool"})]
+    with django_capture_on_commit_callbacks(execute=True):
+        for n, (title, category, brand, attributes) in enumerate(rows):
+            colour, noun = title.lower().split()
+            product_create(sku=f"u{n}", title=title, category=category, brand=brand, price="10",
+                           attributes=attributes, image_bytes=png(concept.picture(colour, noun)), image_name="p.png")

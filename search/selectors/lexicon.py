@@ -24,7 +24,9 @@ from catalog.models import Product
 from ..models import Click, SearchEvent
 from ..retrieval import providers
 from ..retrieval.encoders import ModelUnavailableError, tokenizer_words
+from ..retrieval.facets import attribute_field, attribute_values, facet_key, facet_label
 from ..retrieval.keywords import Vocabulary, attribute_texts, fold, sku_key, words
+from ..retrieval.vector_store import IndexUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +50,12 @@ class Phrase:
 @dataclass
 class Lexicon:
     vocabulary: Vocabulary
-    brands: dict[str, str]  # sku_key(brand) -> brand
+    brands: dict[str, str]  # sku_key(brand) -> brand (as most products spell it)
+    # payload field ("category", "brand", "attr_colour") -> facet value as compared -> as shown
+    # (the spelling most listed products use)
+    labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    # attribute payload field -> the keys products spell it with ("Colour", "colour")
+    attribute_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     phrases: list[Phrase] = field(default_factory=list)
     # word -> indices of the phrases holding it
     postings: dict[str, list[int]] = field(default_factory=dict)
@@ -64,8 +71,8 @@ def lexicon_build() -> Lexicon:
     """Read the listed catalog and the clicked queries into a Lexicon."""
     fingerprint = _fingerprint()
     counts: Counter = Counter()
-    brands: Counter = Counter()
-    categories: Counter = Counter()
+    spellings: dict[str, Counter] = {}  # field -> Counter of (facet key, spelling)
+    attribute_keys: dict[str, set[str]] = {}
     titles: list[str] = []
     for title, brand, category, attributes, description in Product.objects.searchable().values_list(
             "title", "brand", "category", "attributes", "description").iterator(chunk_size=2000):
@@ -73,10 +80,14 @@ def lexicon_build() -> Lexicon:
         for text in attribute_texts(attributes or {}):
             own.update(words(text))
         counts.update(own)
-        if brand:
-            brands[brand] += 1
-        if category:
-            categories[category] += 1
+        for name, value in (("brand", brand), ("category", category)):
+            if facet_key(value):
+                spellings.setdefault(name, Counter())[(facet_key(value), facet_label(value))] += 1
+        if isinstance(attributes, dict):
+            for key, value in attributes.items():
+                attribute_keys.setdefault(attribute_field(str(key)), set()).add(str(key))
+                for label in attribute_values(value):
+                    spellings.setdefault(attribute_field(str(key)), Counter())[(facet_key(label), label)] += 1
         titles.append(title)
     clicked = (SearchEvent.objects.filter(mode="text", clicks__isnull=False).exclude(query_normalized="")
                .values("query_normalized").annotate(n=Count("clicks")).filter(n__gte=QUERY_MIN_CLICKS)
@@ -85,6 +96,8 @@ def lexicon_build() -> Lexicon:
     for row in clicked:
         query = row["query_normalized"]
         phrases.append(Phrase(query, "query", tuple(words(query)), 3.0 + row["n"]))
+    labels, listed = _labels(spellings)
+    brands, categories = listed.get("brand", {}), listed.get("category", {})
     phrases += [Phrase(b, "brand", tuple(words(b)), 2.0 + n) for b, n in brands.items()]
     phrases += [Phrase(c, "category", tuple(words(c)), 2.0 + n) for c, n in categories.items()]
     seen = set()
@@ -101,12 +114,30 @@ def lexicon_build() -> Lexicon:
             postings.setdefault(word, []).append(i)
     try:
         model_words = tokenizer_words(providers.query_encoder())
-    except ModelUnavailableError as exc:  # the search says so itself; typos still meet the catalog's words
+    except (ModelUnavailableError, IndexUnavailableError) as exc:  # the search says so itself; typos still meet the catalog's words
         logger.warning("Typo correction uses the catalog's words only: %s", exc)
         model_words = frozenset()
     vocabulary = Vocabulary(counts, encoder=providers.get_keyword_encoder(), model_words=model_words)
     return Lexicon(vocabulary=vocabulary, brands={sku_key(b): b for b in brands if sku_key(b)},
+                   labels=labels, attribute_keys={f: tuple(sorted(k)) for f, k in attribute_keys.items()},
                    phrases=phrases, postings=postings, fingerprint=fingerprint)
+
+
+def _labels(spellings: dict[str, Counter]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, int]]]:
+    """Per field, each facet value's label (its most used spelling; the first in order on a tie)
+    and, per label, how many listed products have the value."""
+    labels: dict[str, dict[str, str]] = {}
+    listed: dict[str, dict[str, int]] = {}
+    for name, counter in spellings.items():
+        best: dict[str, tuple[int, str]] = {}
+        totals: Counter = Counter()
+        for (key, label), n in counter.items():
+            totals[key] += n
+            if key not in best or (-n, label) < (-best[key][0], best[key][1]):
+                best[key] = (n, label)
+        labels[name] = {key: label for key, (_, label) in best.items()}
+        listed[name] = {labels[name][key]: n for key, n in totals.items()}
+    return labels, listed
 
 
 class _Holder:

@@ -2,21 +2,25 @@
 and faceted; browsing the catalog without a query."""
 from __future__ import annotations
 
+import functools
+import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
 from django.db.models import Count, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from PIL import Image
 
 from catalog.models import IndexStatus, Product
 
 from ..retrieval import fusion, providers
 from ..retrieval.calibration import Cutoff
+from ..retrieval.facets import FacetAttribute, attribute_values, facet_attributes_parse, facet_key
 from ..retrieval.keywords import SPARSE_VECTOR, QueryWord, corrected_query, sku_key
 from ..retrieval.vector_store import IndexUnavailableError, Leg, ProductIndex, Where
 from .lexicon import Lexicon, lexicon
@@ -37,16 +41,46 @@ def query_normalize(query: str) -> str:
     return " ".join(str(query).split())[:MAX_QUERY_CHARS]
 
 
+def facet_attributes() -> tuple[FacetAttribute, ...]:
+    """The attributes shoppers filter on (SEARCH_FACET_ATTRIBUTES), in the order shown."""
+    return _facet_attributes(settings.SEARCH_FACET_ATTRIBUTES)
+
+
+@functools.lru_cache(maxsize=8)
+def _facet_attributes(value: str) -> tuple[FacetAttribute, ...]:
+    return facet_attributes_parse(value)
+
+
+def _folded(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(k for k in (facet_key(v) for v in values) if k))
+
+
 @dataclass(frozen=True)
 class SearchFilters:
+    """The shopper's filters. Category, brand and attribute values are compared folded
+    (facets.facet_key: "Mugs " is "mugs"), whatever spelling the URL or the API gives."""
+
     categories: tuple[str, ...] = ()
     brands: tuple[str, ...] = ()
     price_min: Decimal | None = None
     price_max: Decimal | None = None
+    # (payload field, values): the chosen values of each attribute filter
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "categories", _folded(self.categories))
+        object.__setattr__(self, "brands", _folded(self.brands))
+        object.__setattr__(self, "attributes", tuple((field, _folded(values)) for field, values in self.attributes
+                                                     if _folded(values)))
+
+    def keyword_filters(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """Each payload field with its chosen values: category, brand, then the attributes."""
+        return tuple((name, values) for name, values in (("category", self.categories), ("brand", self.brands),
+                                                          *self.attributes) if values)
 
     def active(self) -> list[str]:
-        return [name for name, on in (("category", self.categories), ("brand", self.brands),
-                                      ("price", self.price_min is not None or self.price_max is not None)) if on]
+        price = self.price_min is not None or self.price_max is not None
+        return [name for name, _ in self.keyword_filters()] + (["price"] if price else [])
 
     def where(self, *, skip: str | None = None) -> Where | None:
         """The shopper's filters for the vector index; None when there are none.
@@ -54,8 +88,7 @@ class SearchFilters:
         No `active` condition: deactivating a product removes its point, and results are
         read from active rows only, so a late straggler is never shown. Leaving it out
         matters in local mode, which checks every condition on every point in Python."""
-        any_of = tuple((key, values) for key, values in (("category", self.categories), ("brand", self.brands))
-                       if values and skip != key)
+        any_of = tuple((key, values) for key, values in self.keyword_filters() if skip != key)
         ranges = ()
         if (self.price_min is not None or self.price_max is not None) and skip != "price":
             ranges = (("price", float(self.price_min) if self.price_min is not None else None,
@@ -64,16 +97,50 @@ class SearchFilters:
         return where if where else None
 
     def queryset(self, queryset: QuerySet, *, skip: str | None = None) -> QuerySet:
-        if self.categories and skip != "category":
-            queryset = queryset.filter(category__in=self.categories)
-        if self.brands and skip != "brand":
-            queryset = queryset.filter(brand__in=self.brands)
+        """The same filters in the database, which keeps values as typed: compared by a
+        case-blind pattern that allows any whitespace between words and around them."""
+        for name, values in self.keyword_filters():
+            if name == skip:
+                continue
+            if name in ("category", "brand"):
+                queryset = queryset.filter(_any_pattern(name, values, whole=True))
+            else:
+                queryset = _attribute_filtered(queryset, name, values)
         if skip != "price":
             if self.price_min is not None:
                 queryset = queryset.filter(price__gte=self.price_min)
             if self.price_max is not None:
                 queryset = queryset.filter(price__lte=self.price_max)
         return queryset
+
+
+def _pattern(value: str, *, whole: bool) -> str:
+    """A regular expression (Python's and PostgreSQL's alike) for a folded facet value: the value
+    itself, or else (not `whole`) the value as an element of a JSON list as the database prints
+    it (`["Red", "Blue"]`, `[38,39]`; an element with a comma in it may match by its parts)."""
+    body = r"\s+".join(re.escape(word) for word in value.split())
+    scalar = rf"^\s*{body}\s*$"
+    return scalar if whole else rf'{scalar}|^\[(.*,)?\s*"?\s*{body}\s*"?\s*(,.*)?\]$'
+
+
+def _any_pattern(expression: str, values: Iterable[str], *, whole: bool) -> Q:
+    q = Q()
+    for value in values:
+        q |= Q(**{f"{expression}__iregex": _pattern(value, whole=whole)})
+    return q
+
+
+def _attribute_filtered(queryset: QuerySet, field_name: str, values: tuple[str, ...]) -> QuerySet:
+    """Products whose attribute (any spelling of its key the catalog uses) holds one of the values."""
+    keys = lexicon().attribute_keys.get(field_name, ())
+    if not keys:
+        return queryset.none()
+    q = Q()
+    for i, key in enumerate(keys):
+        alias = f"_attr_{field_name}_{i}"
+        queryset = queryset.alias(**{alias: KeyTextTransform(key, "attributes")})
+        q |= _any_pattern(alias, values, whole=False)
+    return queryset.filter(q)
 
 
 @dataclass(frozen=True)
@@ -138,12 +205,21 @@ def _in_bucket(price: float, low: int | None, high: int | None) -> bool:
     return (low is None or price >= low) and (high is None or price <= high)
 
 
-def _facets_from_counts(filters: SearchFilters, categories: Counter, brands: Counter,
+def _facets_from_counts(filters: SearchFilters, counts: Mapping[str, Counter],
                         price_of: Callable[[int | None, int | None], int]) -> dict[str, list[FacetValue]]:
-    def values(counter: Counter, selected: tuple[str, ...]) -> list[FacetValue]:
+    """The facets shown: category, brand and each attribute filter with a value among the
+    products counted, or one chosen; then the price buckets. Values are labelled with the
+    spelling most products use."""
+    labels = lexicon().labels
+    chosen = dict(filters.keyword_filters())
+
+    def values(name: str) -> list[FacetValue]:
+        counter = counts.get(name, Counter())
+        selected = chosen.get(name, ())
         top = [v for v, _ in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0])) if v][:FACET_LIMIT]
         top += [v for v in selected if v not in top]  # a chosen value stays visible to be unchosen
-        return [FacetValue(v, v, counter.get(v, 0), v in selected) for v in top]
+        shown = labels.get(name, {})
+        return [FacetValue(v, shown.get(v, v), counter.get(v, 0), v in selected) for v in top]
 
     prices = []
     for low, high in PRICE_BUCKETS:
@@ -151,29 +227,51 @@ def _facets_from_counts(filters: SearchFilters, categories: Counter, brands: Cou
                     and filters.price_max == (Decimal(high) if high is not None else None))
         prices.append(FacetValue(f"{low or ''}-{high or ''}", _price_label(low, high), price_of(low, high),
                                  selected, low, high))
-    return {"category": values(categories, filters.categories), "brand": values(brands, filters.brands),
+    facets = {name: values(name) for name in _facet_fields()}
+    return {**{name: found for name, found in facets.items() if found or name in ("category", "brand")},
             "price": prices}
+
+
+def _facet_fields() -> list[str]:
+    """The payload fields the storefront facets on: category, brand, the attribute filters."""
+    return ["category", "brand", *(a.field for a in facet_attributes())]
 
 
 def _index_facets(index: ProductIndex, filters: SearchFilters,
                   matching: Callable[[str | None], Where | None]) -> dict[str, list[FacetValue]]:
     """Disjunctive counts by the engine over every product the query and filters match: each
     facet ignores its own filter only (`matching(skip)`)."""
-    categories = Counter(index.facet("category", where=matching("category"), limit=FACET_LIMIT))
-    brands = Counter(index.facet("brand", where=matching("brand"), limit=FACET_LIMIT))
+    counts = {name: Counter(index.facet(name, where=matching(name), limit=FACET_LIMIT)) for name in _facet_fields()}
     by_price = matching("price") or Where()
 
     def price_of(low: int | None, high: int | None) -> int:
         bucket = (("price", float(low) if low is not None else None, float(high) if high is not None else None),)
         return index.count(by_price.also(ranges=bucket))
 
-    return _facets_from_counts(filters, categories, brands, price_of)
+    return _facets_from_counts(filters, counts, price_of)
 
 
 def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetValue]]:
     def counts(name: str) -> Counter:
         rows = filters.queryset(base, skip=name).values(name).annotate(n=Count("id"))
-        return Counter({row[name]: row["n"] for row in rows})
+        counter: Counter = Counter()
+        for row in rows:
+            counter[facet_key(row[name])] += row["n"]
+        return counter
+
+    def attribute_counts(name: str) -> Counter:
+        keys = lexicon().attribute_keys.get(name, ())
+        counter: Counter = Counter()
+        if not keys:
+            return counter
+        queryset = filters.queryset(base, skip=name)
+        for attributes in queryset.values_list("attributes", flat=True).iterator(chunk_size=2000):
+            found = set()
+            for key in keys:
+                if isinstance(attributes, dict) and key in attributes:
+                    found.update(facet_key(v) for v in attribute_values(attributes[key]))
+            counter.update(found)
+        return counter
 
     price_qs = filters.queryset(base, skip="price")
 
@@ -185,7 +283,9 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
             q &= Q(price__lte=high)
         return price_qs.filter(q).count()
 
-    return _facets_from_counts(filters, counts("category"), counts("brand"), price_of)
+    counted = {name: counts(name) if name in ("category", "brand") else attribute_counts(name)
+               for name in _facet_fields()}
+    return _facets_from_counts(filters, counted, price_of)
 
 
 def _browse_counts(filters: SearchFilters, base: QuerySet) -> tuple[int, dict[str, list[FacetValue]]]:
@@ -285,7 +385,7 @@ def product_search(*, query: str = "", image: Image.Image | None = None, image_k
     limit = settings.SEARCH_MAX_MATCHES if image is None else settings.SEARCH_CANDIDATES
 
     def ranked_under(where: Where | None) -> tuple[list[fusion.Ranked], bool]:
-        matches = index.retrieve_matches(legs, limit=limit, where=where, payload=MATCH_PAYLOAD)
+        matches = index.retrieve_matches(legs, limit=limit, where=where, payload=_match_payload())
         server_scores = None
         if strategy in ("avg", "rrf", "dbsf"):
             server_scores = index.retrieve_candidates(
@@ -310,9 +410,9 @@ def product_search(*, query: str = "", image: Image.Image | None = None, image_k
     # products match is enough: no scores, no fusion)
     rankable = _rankable(strategy, weights, legs)
     unfiltered = {key: [c.payload for c in index.retrieve_matches(legs, limit=limit, where=filters.where(skip=key),
-                                                                  payload=MATCH_PAYLOAD, score=False).pool
+                                                                  payload=_match_payload(), score=False).pool
                         if rankable(c.payload)]
-                  for key in ("category", "brand", "price") if key in filters.active()}
+                  for key in filters.active()}
     result.facets = _match_facets(filters, [r.payload for r in ranked], unfiltered)
     return result
 
@@ -331,6 +431,10 @@ def _rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[
 
 # What each match carries from the engine: what the facets count and the sorts read.
 MATCH_PAYLOAD = ("category", "brand", "price", "has_text", "has_image")
+
+
+def _match_payload() -> tuple[str, ...]:
+    return MATCH_PAYLOAD + tuple(a.field for a in facet_attributes())
 # Legs whose products come first, in this order, when the whole query names them.
 FIRST = ("sku", "brand")
 
@@ -358,7 +462,7 @@ def _text_legs(query: str, vector: np.ndarray, meant: np.ndarray | None, underst
         legs["sku"] = Leg(using="avg", vector=plain, where=Where(any_of=(("sku_key", (key,)),)))
     brand = words.brands.get(key)
     if brand:
-        legs["brand"] = Leg(using="avg", vector=plain, where=Where(any_of=(("brand", (brand,)),)))
+        legs["brand"] = Leg(using="avg", vector=plain, where=Where(any_of=(("brand", (facet_key(brand),)),)))
     return legs
 
 
@@ -403,14 +507,18 @@ def _match_facets(filters: SearchFilters, matched: list[Mapping],
                   unfiltered: Mapping[str, list[Mapping]]) -> dict[str, list[FacetValue]]:
     """Counts over the matches, from the payload each carries."""
     def counter(key: str) -> Counter:
-        return Counter(str(payload.get(key) or "") for payload in unfiltered.get(key, matched))
+        counted: Counter = Counter()
+        for payload in unfiltered.get(key, matched):
+            value = payload.get(key)
+            counted.update(set(value) if isinstance(value, list) else {str(value or "")})
+        return counted
 
     prices = [float(payload.get("price", 0.0)) for payload in unfiltered.get("price", matched)]
 
     def price_of(low: int | None, high: int | None) -> int:
         return sum(1 for p in prices if _in_bucket(p, low, high))
 
-    return _facets_from_counts(filters, counter("category"), counter("brand"), price_of)
+    return _facets_from_counts(filters, {name: counter(name) for name in _facet_fields()}, price_of)
 
 
 def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:

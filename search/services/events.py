@@ -39,6 +39,8 @@ def _search_rows(result: SearchResult, channel: str, session_key: str | None
     filters = {"category": list(result.filters.categories), "brand": list(result.filters.brands),
                "price_min": str(result.filters.price_min) if result.filters.price_min is not None else None,
                "price_max": str(result.filters.price_max) if result.filters.price_max is not None else None}
+    if result.filters.attributes:  # payload field ("attr_colour") -> the chosen values, folded
+        filters["attributes"] = {name: list(values) for name, values in result.filters.attributes}
     event = SearchEvent(
         id=uuid.UUID(result.search_id), channel=channel, mode=result.mode, query=result.query[:500],
         query_normalized=query_normalize(result.query).lower()[:500], filters=filters,

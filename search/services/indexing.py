@@ -22,6 +22,7 @@ from catalog.models import IndexStatus, Product
 
 from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError
+from search.retrieval.facets import facet_payload
 from search.retrieval.keywords import KeywordText, Sparse, attribute_texts, sku_key
 from search.retrieval.vector_store import IndexBusyError, ProductIndex, ProductPoint
 
@@ -71,8 +72,8 @@ def product_payload(product: Product, *, model_id: str, has_text: bool, has_imag
         "sku": product.sku,
         "sku_key": sku_key(product.sku),
         "terms": list(keywords.indices) if keywords else [],
-        "category": product.category,
-        "brand": product.brand,
+        # category, brand and each attribute as filters compare them (the database keeps them as typed)
+        **facet_payload(category=product.category, brand=product.brand, attributes=product.attributes),
         "price": float(product.price),
         "currency": product.currency,
         "active": product.active,
@@ -174,11 +175,7 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         _mark(_Plan(failed=[(p, str(unavailable)) for p in active]), model_id="", report=report)
         return report
     if index.ensure_collection(encoder.dim):
-        # a store from before the keyword leg: every product's keywords are written by the sweep
-        # (a payload write each, no encoding)
-        flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).update(
-            index_status=IndexStatus.PENDING, payload_hash="")  # a payload write each, with the keywords
-        logger.warning("The vector index gained the keyword leg; %d product(s) get their keywords written.", flagged)
+        _payloads_rewrite()
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
                     force=force)
     points = _encode(plan.encode, encoder)
@@ -275,12 +272,25 @@ def _state_write(product: Product, **fields) -> bool:
     return bool(Product.objects.filter(pk=product.pk, updated_at=product.updated_at).update(**fields))
 
 
+def _payloads_rewrite() -> int:
+    """The store was written by an older version (before the keyword leg, or the facet payload):
+    the sweep writes every indexed product's payload and keywords again (a payload write each,
+    no encoding). Returns how many."""
+    flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).update(
+        index_status=IndexStatus.PENDING, payload_hash="")
+    logger.warning("The vector index was written by an older version; %d product(s) get their payload "
+                   "written again (no encoding).", flagged)
+    return flagged
+
+
 def products_reindex_if_index_missing(*, index: ProductIndex | None = None) -> int:
     """The vector index has no collection (deleted, or a new engine or folder) while rows say
-    `indexed`: flag them pending, so they are embedded again from the database. Returns how many."""
+    `indexed`: flag them pending, so they are embedded again from the database. A store an older
+    version wrote is brought up to date, and its payloads written again. Returns how many."""
     index = index or providers.get_product_index()
-    if index.dim() is not None:
-        return 0
+    dim = index.dim()
+    if dim is not None:
+        return _payloads_rewrite() if index.ensure_collection(dim) else 0
     count = Product.objects.filter(index_status=IndexStatus.INDEXED).mark_pending()
     if count:
         logger.warning("The vector index is missing; %d product(s) will be embedded again from the database.", count)

@@ -19,6 +19,7 @@ from catalog.images import image_load
 
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
+from search.selectors.searching import facet_attributes
 from search.selectors import product_search
 from search.selectors.suggesting import query_suggest
 from search.services import (
@@ -104,7 +105,7 @@ class ImageSearchApi(APIView):
                    summary="Search products by a photo (multipart field `image`)")
     def post(self, request: Request) -> Response:
         data = {**request.query_params.dict(), **request.data.dict()}
-        for name in ("category", "brand"):
+        for name in ("category", "brand", *(a.param for a in facet_attributes())):
             data[name] = request.data.getlist(name) or request.query_params.getlist(name)
         params = ImageSearchParamsSerializer(data=data)
         params.is_valid(raise_exception=True)

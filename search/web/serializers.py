@@ -5,6 +5,10 @@ from rest_framework import serializers
 
 from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
+from search.selectors.searching import facet_attributes
+
+MAX_FILTER_VALUES = 50
+MAX_FILTER_CHARS = 120
 from search.selectors.suggesting import MAX_SUGGEST_LIMIT, SUGGEST_LIMIT
 
 
@@ -27,13 +31,36 @@ class SearchParamsSerializer(serializers.Serializer):
         low, high = data.get("price_min"), data.get("price_max")
         if low is not None and high is not None and low > high:
             raise serializers.ValidationError({"price_max": ["Must be at least price_min."]})
+        data["attributes"] = self._attributes()
         return data
+
+    def _attributes(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The attribute filters (SEARCH_FACET_ATTRIBUTES: `?colour=red&colour=blue`), each as its
+        payload field and values."""
+        raw = self.initial_data
+        chosen, errors = [], {}
+        for attribute in facet_attributes():
+            values = raw.getlist(attribute.param) if hasattr(raw, "getlist") else raw.get(attribute.param, [])
+            values = [values] if isinstance(values, (str, int, float)) else values
+            if not isinstance(values, (list, tuple)):
+                errors[attribute.param] = ["Give a list of values."]
+                continue
+            values = [str(v) for v in values if str(v).strip()]
+            if len(values) > MAX_FILTER_VALUES or any(len(v) > MAX_FILTER_CHARS for v in values):
+                errors[attribute.param] = [f"At most {MAX_FILTER_VALUES} values of at most {MAX_FILTER_CHARS} "
+                                           "characters each."]
+            elif values:
+                chosen.append((attribute.field, tuple(values)))
+        if errors:
+            raise serializers.ValidationError(errors)
+        return chosen
 
     def search_kwargs(self) -> dict:
         data = self.validated_data
         filters = SearchFilters(categories=tuple(c for c in data["category"] if c),
                                 brands=tuple(b for b in data["brand"] if b),
-                                price_min=data.get("price_min"), price_max=data.get("price_max"))
+                                price_min=data.get("price_min"), price_max=data.get("price_max"),
+                                attributes=tuple(data.get("attributes", ())))
         return {"query": data["q"], "filters": filters, "strategy": data.get("strategy") or None,
                 "sort": data["sort"], "page": data["page"], "page_size": data["page_size"]}
 

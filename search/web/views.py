@@ -19,6 +19,7 @@ from catalog.models import Product
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
+from search.selectors.searching import facet_attributes
 from search.selectors.suggesting import popular_phrases, query_suggest
 from search.services import ClickError, click_log, photo_bytes, photo_image, photo_save, search_event_log
 from search.services.events import TYPING
@@ -66,6 +67,8 @@ def canonical_query(data: dict, **overrides) -> QueryDict:
     for name in ("category", "brand"):
         if data.get(name):
             query.setlist(name, list(data[name]))
+    for param, values in _attribute_params(data):
+        query.setlist(param, list(values))
     for name in ("price_min", "price_max"):
         if data.get(name) is not None:
             query[name] = str(data[name]).rstrip("0").rstrip(".") if "." in str(data[name]) else str(data[name])
@@ -78,6 +81,22 @@ def canonical_query(data: dict, **overrides) -> QueryDict:
     if data.get("page") and data["page"] > 1:
         query["page"] = str(data["page"])
     return query
+
+
+def _attribute_params(data: dict) -> list[tuple[str, tuple[str, ...]]]:
+    """The attribute filters of a search state as URL parameters and their values."""
+    chosen = dict(data.get("attributes") or ())
+    return [(a.param, chosen[a.field]) for a in facet_attributes() if chosen.get(a.field)]
+
+
+def _facet_groups(result) -> list[tuple[str, str, list]]:
+    """The facets the page shows, in order: (legend, URL parameter, values)."""
+    if result is None:
+        return []
+    groups = [("Category", "category", result.facets.get("category", [])),
+              ("Brand", "brand", result.facets.get("brand", []))]
+    groups += [(a.label, a.param, result.facets[a.field]) for a in facet_attributes() if a.field in result.facets]
+    return groups
 
 
 def _typing(request: HttpRequest) -> str | None:
@@ -150,7 +169,8 @@ def _context(state: dict, result, *, error: str = "", notice: str = "", errors: 
             "unfiltered": canonical_query({"q": state.get("q"), "photo": photo, "strategy": state.get("strategy")}).urlencode(),
             "without_photo": canonical_query(state, photo="", page=1).urlencode(),
             "price_links": _price_links(state, result),
-            "photo_days": settings.SEARCH_PHOTO_DAYS}
+            "facet_groups": _facet_groups(result),
+            "attribute_params": _attribute_params(state)}
 
 
 def _zero_results(result) -> dict:

@@ -302,6 +302,26 @@ def test_a_photo_search_works_with_javascript_off(browser, live_server, shop, co
     context.close()
 
 
+def test_attribute_filters_and_one_value_per_spelling(browser, live_server, untidy_shop, screenshot):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url + "/")
+    colours = page.get_by_role("group", name="Colour")
+    assert colours.get_by_role("checkbox").count() == 2  # "Red" and "red" are one colour
+    categories = page.get_by_role("group", name="Category")
+    assert [t.split()[0] for t in categories.locator("label").all_inner_texts()] == ["Mugs", "socks"]
+    colours.get_by_role("checkbox", name="Red").check()
+    page.wait_for_url("**colour=Red**")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 2")
+    screenshot(page, "red")
+    assert sorted(card_titles(page)) == ["Red mug", "Red sock"]
+    assert page.evaluate(LAYOUT)["nested"] == 0
+    page.get_by_role("group", name="Material").get_by_role("checkbox", name="wool").check()
+    page.wait_for_url("**material=wool**")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 1")
+    assert card_titles(page) == ["Red sock"]
+    page.close()
+
+
 def test_a_price_range_is_typed_whole_before_it_applies(browser, live_server, shop):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(live_server.url + "/?q=mug")

@@ -26,6 +26,9 @@ VECTOR_NAMES = ("text", "image", "avg")
 # its SKU as compared (keywords.sku_key).
 PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool",
                    "terms": "integer", "sku_key": "keyword"}
+# What each point's payload holds, by version (a store of an older one has every payload written
+# again, without encoding): 2 = category, brand and attributes folded for facets (facets.py).
+PAYLOAD_SCHEMA = 2
 SERVER_RANKINGS = ("avg", "rrf", "dbsf")
 # What a candidate carries by default; the search asks only for what it sorts by (the rest
 # of the payload stays in the engine: copying it costs more than the queries themselves).
@@ -233,8 +236,9 @@ class ProductIndex(abc.ABC):
 
     def ensure_collection(self, dim: int) -> bool:
         """Create the collection (named vectors, the keyword leg's sparse vector, payload indexes)
-        if it is missing; give a collection made before the keyword leg its sparse vector and
-        payload indexes. Returns True when it did that: every point needs its keywords written.
+        if it is missing; bring a collection made by an older version up to date: the keyword
+        leg's sparse vector and payload indexes, the payload's schema (PAYLOAD_SCHEMA). Returns
+        True when it did that: every point needs its payload (and keywords) written again.
 
         Raises:
             IndexSchemaError: it exists with vectors of another size.
@@ -244,13 +248,43 @@ class ProductIndex(abc.ABC):
             raise self._schema_error(current, dim)
         if current is None:
             self._create(dim)
+            self._payload_schema_set(PAYLOAD_SCHEMA)
             self._changed()
             return False
-        if self.has_keywords():
-            return False
-        self._add_keywords()
-        self._changed()
-        return True
+        stale = False
+        if not self.has_keywords():
+            self._add_keywords()
+            stale = True
+        if self._payload_schema() < PAYLOAD_SCHEMA:
+            self._payload_schema_set(PAYLOAD_SCHEMA)
+            stale = True
+        if stale:
+            self._changed()
+        return stale
+
+    @abc.abstractmethod
+    def _payload_schema(self) -> int:
+        """The PAYLOAD_SCHEMA the collection's points were written with (1: before it was recorded)."""
+
+    @abc.abstractmethod
+    def _payload_schema_set(self, version: int) -> None: ...
+
+    def facet_index(self, key: str) -> None:
+        """Give the payload key a keyword index, which facets need (an attribute newly chosen as a
+        filter: its values are in every payload already)."""
+        if key not in self._indexed and self._keyword_index(key):
+            self._indexed.add(key)
+
+    @property
+    def _indexed(self) -> set[str]:
+        known = self.__dict__.get("_indexed_keys")
+        if known is None:
+            known = self.__dict__["_indexed_keys"] = set(PAYLOAD_INDEXES)
+        return known
+
+    @abc.abstractmethod
+    def _keyword_index(self, key: str) -> bool:
+        """Create a keyword payload index on `key` if it has none; False while there is no collection."""
 
     @abc.abstractmethod
     def has_keywords(self) -> bool:
@@ -267,6 +301,7 @@ class ProductIndex(abc.ABC):
     def drop(self) -> None:
         """Remove the collection and everything in it."""
         self._drop()
+        self.__dict__.pop("_indexed_keys", None)
         self._changed()
 
     @abc.abstractmethod
@@ -349,8 +384,9 @@ class ProductIndex(abc.ABC):
         return self._remembered(("count", where), lambda: self._count(where))
 
     def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
-        """Exact counts of the points under `where` per value of the payload key `key` (which has
-        a payload index), the `limit` most frequent values."""
+        """Exact counts of the points under `where` per value of the payload key `key` (given a
+        keyword index if it has none), the `limit` most frequent values."""
+        self.facet_index(key)
         if not self.sole_writer:
             return self._facet(key, where, limit)
         whole, complete = self._remembered(("facet", key, where), lambda: self._facet_whole(key, where))

@@ -32,6 +32,8 @@ from .base import (
 SCHEMAS = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
            "bool": qe.PayloadSchemaType.Bool, "integer": qe.PayloadSchemaType.Integer}
 CONFIG_FILE = "edge_config.json"
+# what this app records of the store beside Edge's own files (the payload's schema)
+OWN_FILE = "shop_search.json"
 
 
 def _unreadable(path: Path, exc: BaseException) -> IndexUnavailableError:
@@ -106,6 +108,30 @@ class EdgeIndex(ProductIndex):
             shard.update(qe.UpdateOperation.create_sparse_vector(SPARSE_VECTOR, qe.Modifier.Idf))
             for key, schema in PAYLOAD_INDEXES.items():
                 shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
+
+    def _payload_schema(self) -> int:
+        try:
+            return int(json.loads((self.path / OWN_FILE).read_text(encoding="utf-8")).get("payload_schema", 1))
+        except FileNotFoundError:
+            return 1
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            raise _unreadable(self.path, exc) from exc
+
+    def _payload_schema_set(self, version: int) -> None:
+        with self._lock:
+            target = self.path / OWN_FILE
+            partial = target.with_suffix(".tmp")
+            partial.write_text(json.dumps({"payload_schema": version}), encoding="utf-8")
+            partial.replace(target)
+
+    def _keyword_index(self, key: str) -> bool:
+        with self._lock:
+            shard = self._open()
+            if shard is None:
+                return False
+            if key not in shard.info().payload_schema:
+                shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS["keyword"]))
+            return True
 
     def _drop(self) -> None:
         with self._lock:

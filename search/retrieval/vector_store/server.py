@@ -103,6 +103,28 @@ class QdrantServerIndex(ProductIndex):
                 self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS[schema])
             self._keywords = True
 
+    # the payload's schema, in the collection's metadata (Qdrant 1.16+)
+    SCHEMA_METADATA = "shop_search_payload_schema"
+
+    def _payload_schema(self) -> int:
+        with self._locked():
+            metadata = self.client.get_collection(self.collection).config.metadata or {}
+        return int(metadata.get(self.SCHEMA_METADATA, 1))
+
+    def _payload_schema_set(self, version: int) -> None:
+        with self._locked():
+            self.client.update_collection(self.collection, metadata={self.SCHEMA_METADATA: version})
+
+    def _keyword_index(self, key: str) -> bool:
+        if self.dim() is None:
+            return False
+        if self.local:
+            return True  # local mode scans payloads (and warns that an index does nothing)
+        with self._locked():
+            if key not in (self.client.get_collection(self.collection).payload_schema or {}):
+                self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS["keyword"])
+        return True
+
     def _drop(self) -> None:
         with self._locked():
             if self.client.collection_exists(self.collection):

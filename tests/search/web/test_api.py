@@ -133,3 +133,13 @@ def test_suggest_offers_queries_shoppers_clicked(client, shop):
     assert {"text": "wool scarves", "kind": "query"} not in suggestions
     long = client.get("/api/suggest", {"q": "m" * 5000})
     assert long.status_code == 200 and long.json()["suggestions"] == []
+
+
+def test_attribute_filters_and_facets_in_the_api(client, untidy_shop):
+    body = client.get("/api/search", {"colour": ["RED", "Blue"], "category": "mugs "}).json()
+    assert body["count"] == 2
+    assert {f["label"]: f["count"] for f in body["facets"]["attr_colour"]} == {"Red": 1, "blue": 1}  # within mugs
+    assert {f["value"]: f["selected"] for f in body["facets"]["attr_colour"]} == {"red": True, "blue": True}
+    assert {f["label"] for f in body["facets"]["category"]} == {"Mugs", "socks"}
+    too_long = client.get("/api/search", {"colour": "x" * 500})
+    assert too_long.status_code == 400 and "colour" in too_long.json()

@@ -196,3 +196,17 @@ def test_a_file_that_is_no_image_gets_an_error_that_says_what_to_send(client, sh
     html = client.post(reverse("search:image_search"), {"image": notes}).content.decode()
     assert "notes.txt: not a readable image; use one of" in html and "JPEG" in html
     assert "BytesIO" not in html and "0x" not in html
+
+
+def test_the_storefront_shows_one_facet_value_per_spelling_and_the_chosen_attributes(client, untidy_shop):
+    html = client.get(URL).content.decode()
+    assert html.count('name="category" value="Mugs"') == 1 and 'value="mugs"' not in html  # a tie: the first in order
+    assert html.count('name="brand" value="Acme"') == 1 and 'value="acme"' not in html
+    assert "<legend>Colour</legend>" in html and "<legend>Material</legend>" in html
+    assert 'name="colour" value="Red"' in html
+    # the chosen value, as a URL types it or as the checkbox sends it
+    for spelling in ("Red", "red", " RED "):
+        page = client.get(URL, {"colour": spelling}).content.decode()
+        assert cards(page) == 2 and "Red mug" in page and "Red sock" in page
+        assert 'name="colour" value="Red" checked' in page
+    assert cards(client.get(URL, {"colour": "red", "category": "MUGS"}).content.decode()) == 1
