@@ -106,6 +106,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # needs for durability against a crashed process (not a power cut mid-commit).
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
     })
+    # Tests get a file too, as the shop does: an in-memory database shares one cache between
+    # connections, where a long read (the lexicon) fails a browser test's session write at once
+    # ("database table is locked") instead of letting WAL keep readers and the writer apart.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SQLITE_TEST_NAME", str(VAR_DIR / "test-db.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
