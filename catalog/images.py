@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.template.defaultfilters import filesizeformat
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
@@ -39,7 +40,7 @@ def image_load(data: bytes, *, name: str = "image") -> CheckedImage:
         raise ValidationError(f"{name}: the file is empty.")
     if len(data) > max_bytes:
         raise ValidationError(
-            f"{name}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB limit "
+            f"{name}: {filesizeformat(len(data))} is over the {filesizeformat(max_bytes)} limit "
             "(CATALOG_MAX_IMAGE_BYTES); resize or recompress it."
         )
     try:

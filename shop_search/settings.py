@@ -59,6 +59,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # after authentication (staff may send more), before any view reads the body
+    "shop_search.limits.RequestSizeLimitMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -140,6 +142,14 @@ CATALOG_MAX_IMAGE_PIXELS = int(os.environ.get("CATALOG_MAX_IMAGE_PIXELS", str(40
 CATALOG_IMAGE_FETCH_TIMEOUT = float(os.environ.get("CATALOG_IMAGE_FETCH_TIMEOUT", "15"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# The largest request body anyone may send (a photo search: the image limit and the form), and
+# signed-in staff (an admin import with its images); larger is a 413 before it is read
+# (shop_search/limits.py).
+REQUEST_MAX_BYTES = int(os.environ.get("REQUEST_MAX_BYTES", str(25 * 1024 * 1024)))
+STAFF_REQUEST_MAX_BYTES = int(os.environ.get("STAFF_REQUEST_MAX_BYTES", str(1024 * 1024 * 1024)))
+FILE_UPLOAD_HANDLERS = ["shop_search.limits.BoundedUploadHandler",
+                        "django.core.files.uploadhandler.MemoryFileUploadHandler",
+                        "django.core.files.uploadhandler.TemporaryFileUploadHandler"]
 
 # --- Celery ---------------------------------------------------------------------------
 # No broker configured means the embedded default: tasks run in-process at commit time.
@@ -232,6 +242,8 @@ SEARCH_VECTOR_ENGINE = os.environ.get("SEARCH_VECTOR_ENGINE", "edge")
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PARSER_CLASSES": ["shop_search.limits.SafeJSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
     # `format` is the export format of /api/exports/clicks, not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",

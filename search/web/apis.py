@@ -19,7 +19,6 @@ from catalog.images import image_load
 
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
-from search.selectors.searching import facet_attributes
 from search.selectors import product_search
 from search.selectors.suggesting import query_suggest
 from search.services import (
@@ -104,9 +103,11 @@ class ImageSearchApi(APIView):
                    responses={200: SearchResponseSerializer},
                    summary="Search products by a photo (multipart field `image`)")
     def post(self, request: Request) -> Response:
-        data = {**request.query_params.dict(), **request.data.dict()}
-        for name in ("category", "brand", *(a.param for a in facet_attributes())):
-            data[name] = request.data.getlist(name) or request.query_params.getlist(name)
+        # the form's fields, else the query string's (a request with no body has no form at all)
+        data = request.query_params.copy()
+        form = request.data if hasattr(request.data, "lists") else {}
+        for name, values in (form.lists() if form else ()):
+            data.setlist(name, values)
         params = ImageSearchParamsSerializer(data=data)
         params.is_valid(raise_exception=True)
         upload = params.validated_data["image"]

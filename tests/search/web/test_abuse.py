@@ -1,0 +1,56 @@
+"""Public endpoints against bad and hostile input: a clear 4xx that says what to fix, never a
+500, and no body read whole before its size is checked (issue 13)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.shop_fixtures import png
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_photo_search_with_no_body_says_what_to_send(client, shop):
+    response = client.generic("POST", "/api/search/image")  # as `curl -X POST`: no body, no content type
+    assert response.status_code == 400
+    assert response.json() == {"image": ["No file was submitted."]}
+
+
+def test_json_nested_too_deep_is_refused_not_a_500(client, shop):
+    deep = "[" * 100_000 + "]" * 100_000
+    response = client.post("/api/clicks", deep, content_type="application/json")
+    assert response.status_code == 400 and "nested" in response.json()["detail"]
+
+
+def test_a_body_larger_than_the_limit_is_refused_before_it_is_read(client, shop, settings):
+    settings.REQUEST_MAX_BYTES = 1_000_000
+    big = SimpleUploadedFile("huge.png", b"\x89PNG" + b"\0" * 2_000_000, content_type="image/png")
+    for url in ("/api/search/image", "/search/image"):
+        response = client.post(url, {"image": big})
+        big.seek(0)
+        assert response.status_code == 413, url
+        text = response.json()["detail"] if url.startswith("/api/") else response.content.decode()
+        assert "976.6\xa0KB" in text and "20.0\xa0MB" in text and "REQUEST_MAX_BYTES" not in text
+
+
+def test_a_streamed_upload_without_a_length_stops_at_the_limit(rf, settings):
+    """A chunked body has no Content-Length: the upload handler counts what it reads."""
+    from django.core.files.uploadhandler import StopUpload
+
+    from shop_search.limits import BoundedUploadHandler
+
+    settings.REQUEST_MAX_BYTES = 1000
+    handler = BoundedUploadHandler()
+    handler.new_file("image", "x.png", "image/png", None)
+    handler.receive_data_chunk(b"x" * 600, 0)
+    with pytest.raises(StopUpload):
+        handler.receive_data_chunk(b"x" * 600, 600)
+
+
+def test_the_photo_search_api_still_answers_a_real_photo(client, shop, concept):
+    photo = SimpleUploadedFile("q.png", png(concept.picture("red", "mug")), content_type="image/png")
+    body = client.post("/api/search/image", {"image": photo, "category": ["mugs"]}).json()
+    assert body["results"][0]["sku"] in {"no-desc", "no-image"}
+    assert json.dumps(body)  # plain JSON
