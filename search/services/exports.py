@@ -172,6 +172,16 @@ def _flat(row: dict) -> dict:
     return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
 
 
+# A text cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert(row: dict) -> dict:
+    """A CSV row whose text cells a spreadsheet shows as text: a shopper's query such as
+    `=HYPERLINK(...)` gets a leading apostrophe. JSONL and Parquet keep the text as it was."""
+    return {k: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for k, v in row.items()}
+
+
 def iter_encoded(rows: Iterator[dict], *, fmt: str, columns: list[str]) -> Iterator[bytes]:
     """JSONL or CSV as a stream of byte chunks (for a streaming HTTP response or a file)."""
     if fmt == "jsonl":
@@ -182,7 +192,7 @@ def iter_encoded(rows: Iterator[dict], *, fmt: str, columns: list[str]) -> Itera
         writer = csv.DictWriter(buffer, fieldnames=columns)
         writer.writeheader()
         for row in rows:
-            writer.writerow(_flat(row))
+            writer.writerow(_inert(_flat(row)))
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue().encode()
                 buffer.seek(0)

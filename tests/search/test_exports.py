@@ -154,3 +154,15 @@ def test_prune_deletes_shoppers_photos_once_they_expire(log, capsys, settings):
     call_command("prune_search_logs", "--older-than", "30")
     assert "Deleted 1 photo(s)" in capsys.readouterr().out
     assert list(SearchPhoto.objects.values_list("key", flat=True)) == [recent]
+
+
+def test_csv_exports_show_a_formula_typed_as_a_query_as_text(tmp_path, client, shop):
+    import csv
+
+    for query in ("=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "@SUM(A1)", "-2+3", "red mug"):
+        client.get("/api/search", {"q": query})
+    with open(export(tmp_path, "events", "csv"), newline="") as handle:
+        queries = [row["query"] for row in csv.DictReader(handle)]
+    assert queries == ["'=HYPERLINK(\"http://evil\",\"x\")", "'+1+1", "'@SUM(A1)", "'-2+3", "red mug"]
+    rows = [json.loads(line) for line in open(export(tmp_path, "events", "jsonl"))]
+    assert rows[0]["query"].startswith("=HYPERLINK")  # JSONL keeps the text as typed
