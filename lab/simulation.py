@@ -44,7 +44,8 @@ def shoppers_simulate(*, queries: Sequence[dict], sessions: int, seed: int, stra
         result = product_search(query=query["query"], strategy=strategy, page_size=PAGE_SIZE)
         report.sessions += 1
         report.searches += 1
-        if search_event_log(result=result, channel="simulated", session_key=f"sim-{seed}-{number}"):
+        session = f"sim-{seed}-{number}"
+        if search_event_log(result=result, channel="simulated", session_key=session):
             report.logged += 1
         else:
             continue
@@ -52,7 +53,7 @@ def shoppers_simulate(*, queries: Sequence[dict], sessions: int, seed: int, stra
             if rng.random() > (1.0 / hit.position) ** EXAMINATION_DECAY:
                 continue
             if rng.random() < CLICK_BY_GRADE.get(grades.get(hit.product.sku, 0), 0.0):
-                click_log(search_id=result.search_id, product_id=hit.product.pk)
+                click_log(search_id=result.search_id, product_id=hit.product.pk, session_key=session)
                 report.clicks += 1
                 if rng.random() < STOP_AFTER_CLICK:
                     break

@@ -221,6 +221,8 @@ SEARCH_LOG_HASH_KEY = os.environ.get("SEARCH_LOG_HASH_KEY", "")
 # the log in batches (a click on a search still being written waits for it). 0: write it in
 # the request, as commands always do.
 SEARCH_LOG_DEFERRED = os.environ.get("SEARCH_LOG_DEFERRED", "1") not in ("0", "false", "False", "")
+# A click counts for a search only from the session that ran it and within this many seconds.
+SEARCH_CLICK_WINDOW_SECONDS = int(os.environ.get("SEARCH_CLICK_WINDOW_SECONDS", "3600"))
 # A search typed keystroke by keystroke is logged once it settles: no keystroke for this long
 # (the storefront's box counts a pause this long as a new search, with its own history entry).
 SEARCH_SETTLE_SECONDS = float(os.environ.get("SEARCH_SETTLE_SECONDS", "2"))

@@ -249,11 +249,14 @@ def search_log_flush() -> None:
 
 
 class ClickError(ValueError):
-    """The click names something that does not exist; the message says what."""
+    """The click names something that does not exist, or may not be counted; the message says
+    what. `forbidden`: the search exists but this click may not count for it (another session's
+    search, or one too old)."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, *, forbidden: bool = False):
         super().__init__(message)
         self.field = field
+        self.forbidden = forbidden
 
 
 @dataclass(frozen=True)
@@ -263,8 +266,11 @@ class ClickOutcome:
 
 
 def click_log(*, search_id: str, product_id: int | None = None, sku: str | None = None,
-              position: int | None = None) -> ClickOutcome:
-    """Record a click on a product shown by a search; a repeat of the same click is kept once."""
+              position: int | None = None, session_key: str | None = None) -> ClickOutcome:
+    """Record a click on a product shown by a search; a repeat of the same click is kept once.
+    It counts only from the session that ran the search (`session_key`, compared by its keyed
+    hash: none for a search run without one) and within SEARCH_CLICK_WINDOW_SECONDS of it: the
+    click log is what fine-tuning learns from, and search ids are in every results page."""
     try:
         key = uuid.UUID(str(search_id))
         event = SearchEvent.objects.filter(pk=key).first()
@@ -277,6 +283,12 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
         event = None
     if event is None:
         raise ClickError("search_id", "No search with this id.")
+    if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
+        raise ClickError("search_id", "This search was run in another session; only its own session's clicks count.",
+                         forbidden=True)
+    if timezone.now() - event.created_at > timedelta(seconds=settings.SEARCH_CLICK_WINDOW_SECONDS):
+        raise ClickError("search_id", f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
+                         "minutes old; its clicks no longer count.", forbidden=True)
     product = Product.objects.filter(pk=product_id).first() if product_id is not None else \
         Product.objects.filter(sku=sku).first() if sku else None
     if product is None:

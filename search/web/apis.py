@@ -58,6 +58,12 @@ def _client_session(request: Request) -> str | None:
     return request.headers.get("X-Session-Id") or None
 
 
+def _click_session(request: Request) -> str | None:
+    """The session a click comes from: the API client's X-Session-Id, else the storefront's
+    session cookie (the beacon sends it)."""
+    return _client_session(request) or request._request.session.session_key or None
+
+
 def _search_response(request: Request, *, channel: str, **search_kwargs) -> Response:
     """Search, record the search, answer; a model that cannot load is a 503, not a crash."""
     try:
@@ -133,9 +139,10 @@ class ClickApi(APIView):
         data = ClickSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            outcome = click_log(**data.validated_data)
+            outcome = click_log(**data.validated_data, session_key=_click_session(request))
         except ClickError as exc:
-            return Response({exc.field: [str(exc)]}, status=status.HTTP_400_BAD_REQUEST)
+            return Response({exc.field: [str(exc)]},
+                            status=status.HTTP_403_FORBIDDEN if exc.forbidden else status.HTTP_400_BAD_REQUEST)
         return Response({"recorded": outcome.created, "position": outcome.click.position},
                         status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
 

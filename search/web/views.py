@@ -263,7 +263,7 @@ def _session_key(request: HttpRequest) -> str:
 def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
     """The result link with JavaScript off: record the click, then go to the product."""
     try:
-        click_log(search_id=str(search_id), product_id=pk)
+        click_log(search_id=str(search_id), product_id=pk, session_key=request.session.session_key)
     except ClickError as exc:
         logger.info("Click not recorded: %s", exc)
     response = redirect("search:product", pk=pk)

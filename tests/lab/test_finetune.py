@@ -29,7 +29,7 @@ def triplets(tmp_path, django_capture_on_commit_callbacks):
         assert search_event_log(result=result, channel="api", session_key="s")
         for hit in result.hits:
             if hit.position > 1 and hit.product.attributes["colour"] == colour and hit.product.category == category:
-                click_log(search_id=result.search_id, product_id=hit.product.pk)
+                click_log(search_id=result.search_id, product_id=hit.product.pk, session_key="s")
     out = tmp_path / "triplets.jsonl"
     call_command("export_clicks", "--kind", "triplets", "--format", "jsonl", "--out", str(out))
     assert out.read_text().count("\n") >= 20

@@ -54,3 +54,56 @@ def test_the_photo_search_api_still_answers_a_real_photo(client, shop, concept):
     body = client.post("/api/search/image", {"image": photo, "category": ["mugs"]}).json()
     assert body["results"][0]["sku"] in {"no-desc", "no-image"}
     assert json.dumps(body)  # plain JSON
+
+
+def storefront_search(client, query: str) -> tuple[str, int]:
+    """A storefront search in this client's session: its search id and first product."""
+    import re
+
+    html = client.get("/", {"q": query}).content.decode()
+    search_id, product = re.search(r'data-search="([0-9a-f]{32})" data-product="(\d+)"', html).groups()
+    return search_id, int(product)
+
+
+def test_a_click_counts_only_from_the_session_that_searched(client, shop, settings):
+    from django.test import Client
+
+    from search.models import Click
+
+    search_id, product = storefront_search(client, "red mug")
+    stranger = Client()  # search ids are in the page: anyone can read one
+    stranger.get("/")  # a session of their own
+    forged = stranger.post("/api/clicks", {"search_id": search_id, "product_id": product},
+                           content_type="application/json")
+    assert forged.status_code == 403 and "another session" in forged.json()["search_id"][0]
+    stranger.get(f"/r/{search_id}/{product}/")  # the no-JavaScript link records nothing either
+    assert not Click.objects.exists()
+
+    own = client.post("/api/clicks", {"search_id": search_id, "product_id": product}, content_type="application/json")
+    assert own.status_code == 201
+    again = client.get(f"/r/{search_id}/{product}/")
+    assert again.status_code == 302 and Click.objects.count() == 1  # once
+
+
+def test_a_click_long_after_its_search_does_not_count(client, shop, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from search.models import Click, SearchEvent
+
+    settings.SEARCH_LOG_DEFERRED = False
+    search_id, product = storefront_search(client, "red mug")
+    SearchEvent.objects.filter(pk=search_id).update(created_at=timezone.now() - timedelta(hours=2))
+    late = client.post("/api/clicks", {"search_id": search_id, "product_id": product}, content_type="application/json")
+    assert late.status_code == 403 and "60 minutes old" in late.json()["search_id"][0]
+    assert not Click.objects.exists()
+
+
+def test_an_api_client_clicks_with_the_session_it_searched_with(client, shop):
+    body = client.get("/api/search", {"q": "red mug"}, HTTP_X_SESSION_ID="visit-1").json()
+    click = {"search_id": body["search_id"], "product_id": body["results"][0]["id"]}
+    other = client.post("/api/clicks", click, content_type="application/json", HTTP_X_SESSION_ID="visit-2")
+    assert other.status_code == 403
+    same = client.post("/api/clicks", click, content_type="application/json", HTTP_X_SESSION_ID="visit-1")
+    assert same.status_code == 201

@@ -125,7 +125,7 @@ def test_suggest_offers_queries_shoppers_clicked(client, shop):
     for _ in range(2):
         result = product_search(query="wool socks")
         search_event_log(result=result, channel="api", session_key="s")
-        click_log(search_id=result.search_id, product_id=result.hits[0].product.pk)
+        click_log(search_id=result.search_id, product_id=result.hits[0].product.pk, session_key="s")
     unclicked = product_search(query="wool scarves")
     search_event_log(result=unclicked, channel="api", session_key="s")
     suggestions = client.get("/api/suggest", {"q": "wo"}).json()["suggestions"]
