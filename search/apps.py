@@ -37,4 +37,11 @@ def search_settings_check(app_configs=None, **kwargs) -> list[checks.CheckMessag
                                    hint=f"Use one of {', '.join(VECTOR_ENGINES)}.", id="search.E004"))
     if settings.SEARCH_CANDIDATES < 1:
         errors.append(checks.Error("SEARCH_CANDIDATES must be at least 1", id="search.E003"))
+    from .web.throttling import rate_limits
+
+    try:
+        rate_limits(settings.SEARCH_RATE_LIMITS)
+    except ValueError as exc:
+        errors.append(checks.Error(f"SEARCH_RATE_LIMITS is not usable: {exc}",
+                                   hint="Write e.g. search=300/min,photo=30/min (empty: no limits).", id="search.E005"))
     return errors

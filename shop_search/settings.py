@@ -242,7 +242,19 @@ SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
 # Qdrant documents for development and tests).
 SEARCH_VECTOR_ENGINE = os.environ.get("SEARCH_VECTOR_ENGINE", "edge")
 
+# Rate limits per client address (search/web/throttling.py): scope=N/period for search (storefront
+# and API), photo, suggest and clicks; a scope left out is not limited. 429 with Retry-After.
+SEARCH_RATE_LIMITS = os.environ.get("SEARCH_RATE_LIMITS", "search=300/min,photo=30/min,suggest=600/min,clicks=300/min")
+# How many proxies in front of the app set X-Forwarded-For (0: the client's address is the
+# connection's, and a client cannot choose its own by sending the header).
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+# Django's cache (rate limit counts): per process unless CACHE_URL names a Redis shared by all.
+if os.environ.get("CACHE_URL"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": os.environ["CACHE_URL"]}}
+
 REST_FRAMEWORK = {
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PARSER_CLASSES": ["shop_search.limits.SafeJSONParser", "rest_framework.parsers.FormParser",
                                "rest_framework.parsers.MultiPartParser"],

@@ -40,6 +40,8 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     settings.SEARCH_LOG_DEFERRED = False
     # the vocabulary sees each change at the next search (a server looks every few seconds)
     settings.SEARCH_VOCABULARY_SECONDS = 0
+    # one client address runs the whole suite: rate limits are tested on their own (test_abuse.py)
+    settings.SEARCH_RATE_LIMITS = ""
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
     providers.reset(encoder=False)
     lexicon_forget()

@@ -45,7 +45,9 @@ def live_shop(request, tmp_path, tiny_model_dir):
     env.update({"DJANGO_SETTINGS_MODULE": "shop_search.settings", "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
                 "QDRANT_PATH": str(tmp_path / "var" / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
                 "SEARCH_DEVICE": "cpu", "LOG_LEVEL": "WARNING", "DJANGO_SUPERUSER_PASSWORD": "pw-staff-1",
-                "SEARCH_VECTOR_ENGINE": request.param})
+                "SEARCH_VECTOR_ENGINE": request.param,
+                # sixteen shoppers from one address: real ones come from addresses of their own
+                "SEARCH_RATE_LIMITS": ""})
     manage = [sys.executable, "manage.py"]
 
     def run(*args: str) -> None:

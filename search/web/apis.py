@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.images import image_load
+from .throttling import ClickThrottle, PhotoThrottle, SearchThrottle, SuggestThrottle
 
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
@@ -77,6 +78,7 @@ def _search_response(request: Request, *, channel: str, **search_kwargs) -> Resp
 class SearchApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes = [SearchThrottle]
 
     @extend_schema(parameters=[SearchParamsSerializer], responses={200: SearchResponseSerializer},
                    summary="Search products by words (empty q browses the catalog)")
@@ -89,6 +91,7 @@ class SearchApi(APIView):
 class SuggestApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes = [SuggestThrottle]
 
     @extend_schema(parameters=[SuggestParamsSerializer], responses={200: SuggestResponseSerializer},
                    summary="Completions of what a shopper has typed (titles, brands, categories, clicked queries)")
@@ -103,6 +106,7 @@ class SuggestApi(APIView):
 class ImageSearchApi(APIView):
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes = [PhotoThrottle]
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(request={"multipart/form-data": ImageSearchParamsSerializer},
@@ -132,6 +136,7 @@ class ClickApi(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    throttle_classes = [ClickThrottle]
 
     @extend_schema(request=ClickSerializer, responses={201: None, 200: None},
                    summary="Record a click on a result (a repeated click is kept once)")

@@ -25,6 +25,7 @@ from search.services import ClickError, click_log, photo_bytes, photo_image, pho
 from search.services.events import TYPING
 
 from .serializers import StorefrontParamsSerializer
+from .throttling import throttle_wait, too_many
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
@@ -118,6 +119,8 @@ def _render(request: HttpRequest, context: dict, *, url: str | None = None) -> H
 
 
 def search_page(request: HttpRequest) -> HttpResponse:
+    if (wait := throttle_wait(request, "search")) is not None:
+        return too_many(request, wait)
     params, errors = _params(request.GET)
     state = dict(params.validated_data)
     if state["q"]:
@@ -202,6 +205,8 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
     URL like any other: filters, sorting, pages, "Back to search" and the Back button keep it."""
     if request.method != "POST":
         return search_page(request)
+    if (wait := throttle_wait(request, "photo")) is not None:
+        return too_many(request, wait)
     params, errors = _params(request.POST)
     state = {**params.validated_data, "q": "", "page": 1}
     upload = request.FILES.get("image")
@@ -262,6 +267,8 @@ def _session_key(request: HttpRequest) -> str:
 
 def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
     """The result link with JavaScript off: record the click, then go to the product."""
+    if throttle_wait(request, "clicks") is not None:
+        return redirect("search:product", pk=pk)  # the shopper still gets the product, unrecorded
     try:
         click_log(search_id=str(search_id), product_id=pk, session_key=request.session.session_key)
     except ClickError as exc:

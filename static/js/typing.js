@@ -27,3 +27,21 @@ document.body.addEventListener("htmx:afterSettle", () => {
     box.value = results.dataset.q;
   }
 });
+
+// A request the server refuses (too many requests, too large) says why where the shopper looks,
+// instead of leaving the page as it was; the next search that answers clears it.
+document.body.addEventListener("htmx:responseError", (event) => {
+  const xhr = event.detail.xhr;
+  const plain = (xhr.getResponseHeader("Content-Type") || "").startsWith("text/plain");
+  const text = plain && xhr.responseText ? xhr.responseText.slice(0, 300) : "Something went wrong. Please try again.";
+  let notice = document.getElementById("request-error");
+  if (!notice) {
+    notice = document.createElement("p");
+    notice.id = "request-error";
+    notice.className = "notice error";
+    notice.setAttribute("role", "alert");
+    document.querySelector("main").prepend(notice);
+  }
+  notice.textContent = text;
+});
+document.body.addEventListener("htmx:afterSettle", () => document.getElementById("request-error")?.remove());

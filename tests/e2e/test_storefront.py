@@ -476,3 +476,20 @@ def test_typing_adds_one_history_entry_and_logs_only_the_search_settled_on(brows
     page.go_back()  # one step back is the page before the search, not a prefix of it
     page.wait_for_function("!location.search.includes('q=')")
     page.close()
+
+
+def test_a_refused_live_update_says_why(browser, live_server, shop, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.SEARCH_RATE_LIMITS = "search=2/min"
+    page = browser.new_page()
+    page.goto(live_server.url + "/?q=red")  # the first of two
+    page.locator("input[type=checkbox][name=brand][value=Acme]").check()  # the second
+    page.wait_for_url("**brand=Acme**")
+    page.locator("input[type=checkbox][name=category][value=mugs]").check()  # one too many
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert alert.inner_text().startswith("Too many requests from your address. Please try again in")
+    cache.clear()
+    page.close()

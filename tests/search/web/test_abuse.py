@@ -107,3 +107,46 @@ def test_an_api_client_clicks_with_the_session_it_searched_with(client, shop):
     assert other.status_code == 403
     same = client.post("/api/clicks", click, content_type="application/json", HTTP_X_SESSION_ID="visit-1")
     assert same.status_code == 201
+
+
+@pytest.fixture
+def limits(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.SEARCH_RATE_LIMITS = "search=3/min,photo=1/min,suggest=2/min,clicks=2/min"
+    yield
+    cache.clear()
+
+
+def test_each_public_endpoint_has_a_rate_limit_with_retry_after(client, shop, concept, limits):
+    def photo():
+        return {"image": SimpleUploadedFile("q.png", png(concept.picture("red", "mug")), content_type="image/png")}
+
+    cases = [("search page", 3, lambda: client.get("/", {"q": "mug"})),
+             ("search API", 0, lambda: client.get("/api/search", {"q": "mug"})),  # shares the page's count
+             ("suggest", 2, lambda: client.get("/api/suggest", {"q": "mu"})),
+             ("photo API", 1, lambda: client.post("/api/search/image", photo())),
+             ("photo page", 0, lambda: client.post("/search/image", photo()))]
+    for name, allowed, ask in cases:
+        for _ in range(allowed):
+            assert ask().status_code in (200, 303), name
+        refused = ask()
+        assert refused.status_code == 429, name
+        wait = int(refused["Retry-After"])
+        assert 1 <= wait <= 60 and str(wait) in refused.content.decode(), name
+
+
+def test_another_address_has_a_count_of_its_own_and_cannot_pick_one(client, shop, limits):
+    for _ in range(3):
+        client.get("/", {"q": "mug"})
+    assert client.get("/", {"q": "mug"}, HTTP_X_FORWARDED_FOR="10.9.9.9").status_code == 429  # a header is no address
+    assert client.get("/", {"q": "mug"}, REMOTE_ADDR="10.0.0.2").status_code == 200
+
+
+def test_a_bad_rate_limit_setting_stops_start_up_with_the_fix(settings):
+    from django.core import checks
+
+    settings.SEARCH_RATE_LIMITS = "search=lots"
+    errors = [e for e in checks.run_checks() if e.id == "search.E005"]
+    assert errors and "search=300/min" in errors[0].hint
