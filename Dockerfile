@@ -1,6 +1,6 @@
 # Image for the real stack (web, GPU workers, beat). Build: docker compose build
 FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 DJANGO_DEBUG=0 \
     STATIC_ROOT=/app/staticfiles
 WORKDIR /app
 # torch from PyTorch's CUDA index for the GPU workers; pass
@@ -14,7 +14,8 @@ COPY search ./search
 COPY lab ./lab
 COPY templates ./templates
 COPY static ./static
-RUN pip install ".[server]" && python manage.py collectstatic --noinput
+# collectstatic needs settings, not the production key the container gets at run time
+RUN pip install ".[server]" && DJANGO_DEBUG=1 python manage.py collectstatic --noinput
 RUN useradd --create-home shop && mkdir -p /data/media /models && chown -R shop /data /models
 USER shop
 EXPOSE 8000

@@ -24,15 +24,54 @@ def env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-DEBUG = env_bool("DJANGO_DEBUG", True)
-# The development key only works with DEBUG on; production must set its own.
+# Development (DEBUG, a built-in key) until a secret key is set: setting DJANGO_SECRET_KEY is
+# what makes this a production server, unless DJANGO_DEBUG=1 says otherwise.
+DEBUG = env_bool("DJANGO_DEBUG", not os.environ.get("DJANGO_SECRET_KEY"))
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+# keys seen in examples and tutorials (this README's included): never a production key
+KNOWN_KEYS = {"change-me", "changeme", "secret", "secret-key", "dev-only-insecure-key-change-me", "django-insecure"}
+
+
+def secret_key_problem(key: str) -> str:
+    """What is wrong with a production secret key; "" when it will do (Django's own rule: 50
+    characters or more, 5 different ones or more, not a generated development key)."""
+    if not key:
+        return "DJANGO_SECRET_KEY is not set"
+    if key.lower() in KNOWN_KEYS or key.startswith("django-insecure-"):
+        return "DJANGO_SECRET_KEY is a well-known example key"
+    if len(key) < 50 or len(set(key)) < 5:
+        return "DJANGO_SECRET_KEY is too short or too simple (50 characters or more, 5 different ones or more)"
+    return ""
+
+
+if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+    raise RuntimeError(f"{problem}; production (DJANGO_DEBUG=0) needs a key of its own: "
+                       'python -c "import secrets; print(secrets.token_urlsafe(50))"')
 if not SECRET_KEY:
-    if not DEBUG:
-        raise RuntimeError("Set DJANGO_SECRET_KEY when DJANGO_DEBUG is off.")
     SECRET_KEY = "dev-only-insecure-key-change-me"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+# Production serves over HTTPS (DJANGO_HTTPS=0 to try the real stack on http://localhost):
+# redirect to it, secure cookies, HSTS. Behind a proxy that terminates TLS, it must set
+# X-Forwarded-Proto. `manage.py check --deploy` passes with no warnings (tests/test_settings.py).
+HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+if HTTPS:
+    SECURE_SSL_REDIRECT = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy on every response (shop_search/security.py): scripts, styles and
+# everything else from this site only; images may also be data:/blob: (previews).
+CONTENT_SECURITY_POLICY = os.environ.get(
+    "DJANGO_CONTENT_SECURITY_POLICY",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -54,6 +93,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "shop_search.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -58,3 +58,42 @@ def test_the_web_server_encodes_queries_on_one_torch_thread_unless_told(value, e
     default = threads("import django, torch; django.setup(); print(torch.get_num_threads())")  # a command
     served = threads("import shop_search.wsgi, torch; print(torch.get_num_threads())")
     assert served == (default if expected == "default" else expected)
+
+
+def _django(code: str, **env: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[1]
+    base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_HTTPS")}
+    return subprocess.run([sys.executable, *code.split()] if code.startswith("manage.py") else
+                          [sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
+                          env={**base, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING", **env})
+
+
+STRONG = "k3y-" + "x7Q9pL2vR8sT4wZ6yB1nM5cD0fG3hJ9kE2uA7iO4" * 2
+
+
+def test_setting_a_secret_key_is_what_turns_debug_off():
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    assert _django(code).stdout.strip() == "True"  # nothing set: development
+    assert _django(code, DJANGO_SECRET_KEY=STRONG).stdout.strip() == "False"
+    assert _django(code, DJANGO_SECRET_KEY=STRONG, DJANGO_DEBUG="1").stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("key", ["change-me", "django-insecure-abc", "short-but-random-Q9x", "a" * 60])
+def test_production_refuses_a_known_or_weak_key_and_says_how_to_make_one(key):
+    done = _django("import django; django.setup()", DJANGO_SECRET_KEY=key)
+    assert done.returncode != 0 and "secrets.token_urlsafe(50)" in done.stderr
+
+
+def test_the_production_profile_passes_the_deployment_check_with_no_warning():
+    done = _django("manage.py check --deploy --fail-level WARNING", DJANGO_SECRET_KEY=STRONG)
+    assert done.returncode == 0 and "no issues" in done.stdout, done.stdout + done.stderr
+
+
+def test_pages_carry_a_content_security_policy_and_https_only_headers(client, settings, db):
+    settings.SECURE_HSTS_SECONDS = 31536000
+    response = client.get("/", secure=True)
+    assert "script-src 'self'" in response["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
+    assert response["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert response["X-Content-Type-Options"] == "nosniff" and response["X-Frame-Options"] == "DENY"
+    assert response["Referrer-Policy"] == "same-origin"

@@ -45,3 +45,21 @@ document.body.addEventListener("htmx:responseError", (event) => {
   notice.textContent = text;
 });
 document.body.addEventListener("htmx:afterSettle", () => document.getElementById("request-error")?.remove());
+
+// When a change to the filters searches (the form's "search-update" trigger): a checkbox or the
+// sort at once; the price range once focus leaves the pair of fields, so that a minimum and a
+// maximum are typed whole (Enter submits them too). Plain listeners, not htmx trigger filters,
+// which need eval and the Content-Security-Policy forbids it.
+(() => {
+  const form = document.getElementById("search-form");
+  if (!form || !window.htmx) return;
+  form.addEventListener("change", (event) => {
+    if (!event.target.closest(".price-range")) htmx.trigger(form, "search-update");
+  });
+  form.addEventListener("focusout", (event) => {
+    const range = event.target.closest(".price-range");
+    if (range && !(event.relatedTarget && event.relatedTarget.closest(".price-range"))) {
+      htmx.trigger(form, "search-update");
+    }
+  });
+})();
