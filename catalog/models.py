@@ -1,6 +1,8 @@
 """Products and their index state."""
 from __future__ import annotations
 
+import json
+import re
 from decimal import Decimal
 
 from django.core.validators import (
@@ -23,6 +25,33 @@ NO_NUL = ProhibitNullCharactersValidator()
 # Far beyond what a text tower reads (CLIP: 77 tokens), but bounded so one row cannot
 # bloat the database or the payload.
 DESCRIPTION_MAX = 20_000
+# attributes: how deep their nesting and how long their JSON may be
+ATTRIBUTES_DEPTH = 8
+ATTRIBUTES_MAX_CHARS = 20_000
+
+
+def attributes_validate(value) -> None:
+    """Attributes every database stores and every search reads: no NUL character (PostgreSQL
+    refuses one in JSON), nesting at most ATTRIBUTES_DEPTH deep, at most ATTRIBUTES_MAX_CHARS of JSON."""
+    from django.core.exceptions import ValidationError
+
+    def walk(node, depth: int) -> None:
+        if depth > ATTRIBUTES_DEPTH:
+            raise ValidationError(f"Attributes may nest at most {ATTRIBUTES_DEPTH} levels deep.")
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if "\x00" in str(key):
+                    raise ValidationError("An attribute name contains a NUL character.")
+                walk(item, depth + 1)
+        elif isinstance(node, (list, tuple)):
+            for item in node:
+                walk(item, depth + 1)
+        elif isinstance(node, str) and "\x00" in node:
+            raise ValidationError("An attribute value contains a NUL character.")
+
+    walk(value, 0)
+    if len(json.dumps(value, default=str)) > ATTRIBUTES_MAX_CHARS:
+        raise ValidationError(f"Attributes may take at most {ATTRIBUTES_MAX_CHARS:,} characters of JSON.")
 
 
 class IndexStatus(models.TextChoices):
@@ -47,15 +76,17 @@ class ProductQuerySet(models.QuerySet):
 
 
 def product_image_path(instance: "Product", filename: str) -> str:
-    return f"products/{instance.sku}/{filename}"
+    """products/<sku as one folder name>/<file>: a sku's slashes and dots never make a path."""
+    folder = re.sub(r"[^A-Za-z0-9_-]", "_", instance.sku) or "_"
+    return f"products/{folder}/{filename}"
 
 
 class Product(models.Model):
     sku = models.CharField(
         max_length=64,
         unique=True,
-        validators=[RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$",
-                                   "Use letters, digits and . _ - / (no spaces).")],
+        validators=[RegexValidator(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._\-/]*$",
+                                   "Use letters, digits and . _ - / (no spaces, no '..').")],
     )
     title = models.CharField(max_length=300, validators=[NO_NUL])
     description = models.TextField(blank=True, validators=[NO_NUL, MaxLengthValidator(DESCRIPTION_MAX)])
@@ -66,7 +97,7 @@ class Product(models.Model):
     currency = models.CharField(max_length=3, default="USD",
                                 validators=[RegexValidator(r"^[A-Z]{3}$", "Use a 3-letter ISO code such as USD.")])
     image = models.ImageField(upload_to=product_image_path, blank=True, max_length=255)
-    attributes = models.JSONField(default=dict, blank=True)
+    attributes = models.JSONField(default=dict, blank=True, validators=[attributes_validate])
     active = models.BooleanField(default=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, db_index=True)

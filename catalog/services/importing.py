@@ -8,7 +8,6 @@ task per row).
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import urllib.error
@@ -20,9 +19,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.core.files.storage import default_storage
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from catalog.images import image_load
@@ -44,10 +44,15 @@ class RowError:
     line: int
     sku: str
     message: str
+    last_line: int = 0  # the row's last line, when it spans several
 
     def __str__(self) -> str:
         sku = f" (sku {self.sku})" if self.sku else ""
         return f"line {self.line}{sku}: {self.message}"
+
+    @property
+    def lines(self) -> int:
+        return max(self.last_line, self.line) - self.line + 1
 
 
 @dataclass
@@ -58,14 +63,19 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     product_ids: list[int] = field(default_factory=list)
+    lines: int = 0  # every line of the file, the header and blank lines included
 
     @property
     def failed(self) -> int:
         return len(self.errors)
 
     def summary(self) -> str:
-        return (f"{self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{self.failed} failed")
+        """Every line of the file accounted for: the rows written or left as they were, and the
+        lines of the rows refused (a row may span lines: a quoted cell with line breaks)."""
+        not_imported = sum(e.lines for e in self.errors)
+        errors = f"{self.failed} error{'s' if self.failed != 1 else ''}"
+        return (f"{self.lines} lines: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+                f"{not_imported} not imported ({errors})")
 
 
 class ImportFileError(ValueError):
@@ -90,8 +100,22 @@ def _detect_format(name: str, explicit: str | None) -> str:
     return fmt
 
 
-def _iter_jsonl(text: IO[str], report: ImportReport) -> Iterator[_Row]:
-    for number, raw in enumerate(text, start=1):
+def _decoded_lines(source: IO[bytes], report: ImportReport) -> Iterator[tuple[int, str]]:
+    """Each line of the file as text, with its number. A line that is not UTF-8 is reported
+    (with the byte of that line it fails at) and left out; the rest of the file still imports."""
+    for number, raw in enumerate(source, start=1):
+        report.lines = number
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.errors.append(RowError(number, "", f"not UTF-8 text (byte {exc.start + 1} of the line is "
+                                                      f"0x{raw[exc.start]:02x}); save the file as UTF-8."))
+
+
+def _iter_jsonl(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[_Row]:
+    for number, raw in lines:
         if not raw.strip():
             continue
         try:
@@ -99,39 +123,68 @@ def _iter_jsonl(text: IO[str], report: ImportReport) -> Iterator[_Row]:
         except json.JSONDecodeError as exc:
             report.errors.append(RowError(number, "", f"not valid JSON ({exc.msg} at column {exc.colno})."))
             continue
+        except RecursionError:
+            report.errors.append(RowError(number, "", "the JSON is nested too deeply."))
+            continue
         if not isinstance(data, dict):
             report.errors.append(RowError(number, "", "each line must be a JSON object."))
             continue
         yield _Row(number, data)
 
 
-def _iter_csv(text: IO[str], report: ImportReport) -> Iterator[_Row]:
-    reader = csv.DictReader(text)
+def _iter_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[_Row]:
+    """Rows of a CSV file with the line each starts on. Strict quoting: a quote left open is an
+    error that names its line and the lines it swallowed, not a silently merged row."""
+    numbers: list[int] = []  # the file's line number of each line the reader has taken
+
+    def fed() -> Iterator[str]:
+        for number, text in lines:
+            numbers.append(number)
+            yield text
+
+    reader = csv.reader(fed(), strict=True)
     try:
-        header = reader.fieldnames
+        header = next(reader, None)
     except csv.Error as exc:
         raise ImportFileError(f"The CSV header cannot be read: {exc}.") from exc
     if not header:
         raise ImportFileError("The CSV file is empty: it needs a header row such as "
                               f"{','.join(COLUMNS)}.")
+    header = [h.strip() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ImportFileError(f"The CSV header lacks the column(s) {', '.join(missing)}; "
                               f"expected columns: {', '.join(COLUMNS)}.")
     while True:
-        start_line = reader.line_num + 1
+        taken = len(numbers)
         try:
-            data = next(reader)
+            cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            report.errors.append(RowError(start_line, "", f"the CSV row cannot be parsed ({exc})."))
+            first = numbers[taken] if len(numbers) > taken else report.lines
+            last = numbers[-1] if numbers else first
+            if "unexpected end of data" in str(exc):
+                report.errors.append(RowError(
+                    first, "", f"a quote opened on this line is never closed, so lines {first}-{last} were read as "
+                               "one row; nothing from them was imported. Close the quote (or double a quote inside "
+                               "a quoted cell).", last_line=last))
+            else:
+                report.errors.append(RowError(first, "", f"the CSV row cannot be parsed ({exc}).", last_line=last))
             continue
-        if None in data:  # more cells than header columns
-            report.errors.append(RowError(start_line, str(data.get("sku") or ""),
-                                          "the row has more cells than the header has columns."))
+        first, last = numbers[taken], numbers[-1]
+        if not cells or cells == [""] * len(cells) and len(cells) <= 1:
+            continue  # a blank line
+        sku = cells[header.index("sku")].strip() if len(cells) > header.index("sku") else ""
+        if len(cells) != len(header):
+            absent = header[len(cells):]
+            what = (f"{', '.join(absent)} missing: a short row would blank them; write the row whole, with "
+                    "empty cells between commas where there is nothing") if absent else \
+                "the row has more cells than the header has columns"
+            report.errors.append(RowError(first, sku, f"the row has {len(cells)} cells but the header has "
+                                                      f"{len(header)} columns ({what}).", last_line=last))
             continue
-        yield _Row(start_line, data)
+        yield _Row(first, dict(zip(header, cells)))
 
 
 class _ImageResolver:
@@ -231,8 +284,8 @@ def _build(row: _Row, existing: Product | None, images: _ImageResolver
     product = existing or Product()
     changed = existing is None
     for name in COLUMNS:
-        if name == "image" or name not in data:
-            continue
+        if name == "image" or data.get(name) is None:
+            continue  # a column left out, or a JSON null: the stored value stays
         value = _parse_value(name, data[name])
         if getattr(product, name) != value:
             setattr(product, name, value)
@@ -240,6 +293,8 @@ def _build(row: _Row, existing: Product | None, images: _ImageResolver
     image_bytes: bytes | None = None
     image_name = ""
     image_value = data.get("image")
+    if isinstance(image_value, str) and "\x00" in image_value:
+        raise ValidationError("image: the path or URL contains a NUL character.")
     if isinstance(image_value, str) and image_value.strip():
         raw, image_name = images.fetch(image_value)
         checked = image_load(raw, name=f"image {image_value.strip()!r}")
@@ -267,31 +322,28 @@ def catalog_import(*, source: IO[bytes] | Path, name: str = "", file_format: str
                                   images_dir=images_dir, chunk_size=chunk_size, progress=progress)
     fmt = _detect_format(name or "upload", file_format)
     report = ImportReport()
-    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    lines = _decoded_lines(source, report)
     images = _ImageResolver(images_dir)
-    rows = _iter_csv(text, report) if fmt == "csv" else _iter_jsonl(text, report)
+    rows = _iter_csv(lines, report) if fmt == "csv" else _iter_jsonl(lines, report)
     seen: dict[str, int] = {}
     chunk: list[_Row] = []
-    try:
-        for row in rows:
-            sku = str(row.data.get("sku") or "").strip()
-            if sku in seen:
-                report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
-                continue
-            if sku:
-                seen[sku] = row.line
-            chunk.append(row)
-            if len(chunk) >= chunk_size:
-                _import_chunk(chunk, images, report)
-                if progress:
-                    progress(len(chunk))
-                chunk = []
-        if chunk:
+    for row in rows:
+        sku = str(row.data.get("sku") or "").strip()
+        if sku in seen:
+            report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
+            continue
+        if sku:
+            seen[sku] = row.line
+        chunk.append(row)
+        if len(chunk) >= chunk_size:
             _import_chunk(chunk, images, report)
             if progress:
                 progress(len(chunk))
-    except UnicodeDecodeError as exc:
-        raise ImportFileError(f"The file is not UTF-8 text (byte {exc.start}); save it as UTF-8.") from exc
+            chunk = []
+    if chunk:
+        _import_chunk(chunk, images, report)
+        if progress:
+            progress(len(chunk))
     report.errors.sort(key=lambda e: e.line)
     return report
 
@@ -309,13 +361,16 @@ def _import_chunk(chunk: list[_Row], images: _ImageResolver, report: ImportRepor
         if current is None and not str(row.data.get("title") or "").strip():
             report.errors.append(RowError(row.line, sku, "title: this column is required."))
             continue
-        if current is None and "price" not in row.data:
+        if current is None and row.data.get("price") is None:
             report.errors.append(RowError(row.line, sku, "price: this column is required for a new product."))
             continue
         try:
             product, changed, image_bytes, image_name = _build(row, current, images)
         except ValidationError as exc:
             report.errors.append(RowError(row.line, sku, _messages(exc)))
+            continue
+        except (SuspiciousFileOperation, ValueError, RecursionError) as exc:  # a path or value no check foresaw
+            report.errors.append(RowError(row.line, sku, f"the row cannot be read ({str(exc)[:200]})."))
             continue
         if current is None:
             to_create.append((row, product, image_bytes, image_name))
@@ -325,22 +380,50 @@ def _import_chunk(chunk: list[_Row], images: _ImageResolver, report: ImportRepor
             report.unchanged += 1
     if not to_create and not to_update:
         return
+    try:
+        _write(to_create, to_update, report)
+    except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as exc:
+        # one row the database or the file storage refuses: write the chunk's rows one by one,
+        # so that the others are kept and that row is reported with the reason
+        logger.warning("Importing a chunk of %d row(s) failed (%s); writing them one by one.",
+                       len(to_create) + len(to_update), exc)
+        for item in to_create + to_update:
+            creating = any(item is c for c in to_create)
+            if not creating:
+                item[1].refresh_from_db(fields=["image"])  # what the rolled-back write may have set
+            try:
+                _write([item] if creating else [], [] if creating else [item], report)
+            except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as row_exc:
+                report.errors.append(RowError(item[0].line, item[1].sku, f"could not be saved ({str(row_exc)[:200]})."))
+
+
+def _write(to_create: list, to_update: list, report: ImportReport) -> None:
+    """Write the rows in one transaction; if it fails, the image files it stored are deleted."""
     now = timezone.now()
-    with transaction.atomic():
-        for _, product, image_bytes, image_name in to_create + to_update:
-            if image_bytes is not None:
-                product.image.save(image_name, ContentFile(image_bytes), save=False)
-        created = Product.objects.bulk_create([p for _, p, _, _ in to_create])
-        updated = [p for _, p, _, _ in to_update]
-        for product in updated:
-            product.index_status = IndexStatus.PENDING
-            product.updated_at = now
-        if updated:
-            Product.objects.bulk_update(
-                updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"])
-        ids = [p.pk for p in created] + [p.pk for p in updated]
-        # bulk paths send no signals: announce the chunk explicitly, after commit
-        products_changed_on_commit(product_ids=ids)
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            for _, product, image_bytes, image_name in to_create + to_update:
+                if image_bytes is not None:
+                    product.image.save(image_name, ContentFile(image_bytes), save=False)
+                    stored.append(product.image.name)  # a file this write made
+            created = Product.objects.bulk_create([p for _, p, _, _ in to_create])
+            updated = [p for _, p, _, _ in to_update]
+            for product in updated:
+                product.index_status = IndexStatus.PENDING
+                product.updated_at = now
+            if updated:
+                Product.objects.bulk_update(
+                    updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"])
+            ids = [p.pk for p in created] + [p.pk for p in updated]
+            # bulk paths send no signals: announce the chunk explicitly, after commit
+            products_changed_on_commit(product_ids=ids)
+    except BaseException:
+        for name in stored:
+            default_storage.delete(name)
+        for _, product, _, _ in to_create:
+            product.pk = None  # not saved after all
+        raise
     report.created += len(created)
     report.updated += len(updated)
     report.product_ids.extend(ids)

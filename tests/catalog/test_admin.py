@@ -139,7 +139,7 @@ def test_import_page_takes_a_file_and_an_images_zip(staff, django_capture_on_com
 
     body = response.content.decode()
     assert response.status_code == 200
-    assert "1 created, 0 updated, 0 unchanged, 2 failed" in body
+    assert "4 lines: 1 created, 0 updated, 0 unchanged, 2 not imported (2 errors)" in body
     assert "title: this column is required" in body and "not a number" in body
     product = Product.objects.get(sku="Z1")
     assert product.image and product.index_status == IndexStatus.INDEXED

@@ -159,9 +159,10 @@ def test_file_level_problems_raise_a_clear_error(tmp_path):
     (tmp_path / "c.txt").write_text("")
     with pytest.raises(ImportFileError, match=".csv or .jsonl"):
         catalog_import(source=tmp_path / "c.txt")
+    # a line that is not UTF-8 is a row error with its line, not the end of the import
     (tmp_path / "latin.csv").write_bytes("sku,title,price\nL1,Caf\xe9,3\n".encode("latin-1"))
-    with pytest.raises(ImportFileError, match="UTF-8"):
-        catalog_import(source=tmp_path / "latin.csv")
+    report = catalog_import(source=tmp_path / "latin.csv")
+    assert [str(e) for e in report.errors] == ["line 2: not UTF-8 text (byte 7 of the line is 0xe9); save the file as UTF-8."]
 
 
 def test_images_can_come_from_http_urls(tmp_path, images_dir, django_capture_on_commit_callbacks):

@@ -1,0 +1,108 @@
+"""Imports a careless merchandiser or an attacker would send: nothing stored is lost, every line
+is accounted for, one bad row never takes good rows (or their image files) with it (issue 13)."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from catalog.models import Product
+from catalog.services import catalog_import
+from tests.conftest import png_bytes
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(tmp_path: Path, name: str, content: bytes | str, images_dir: Path | None = None, **kw):
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return catalog_import(source=path, images_dir=images_dir or tmp_path, **kw)
+
+
+@pytest.fixture
+def stored(django_capture_on_commit_callbacks):
+    from catalog.services import product_create
+
+    with django_capture_on_commit_callbacks(execute=True):
+        return product_create(sku="S7-00003", title="Old title", description="Kept description", brand="Acme",
+                              category="mugs", price=Decimal("12.00"))
+
+
+def test_a_short_csv_row_never_blanks_what_is_stored(tmp_path, stored):
+    report = run(tmp_path, "short.csv", "sku,title,price,description,brand,category\nS7-00003,Short row new title,10\n")
+    assert report.failed == 1 and report.updated == 0
+    assert "3 cells but the header has 6 columns" in str(report.errors[0])
+    stored.refresh_from_db()
+    assert (stored.title, stored.description, stored.brand, stored.category) == \
+        ("Old title", "Kept description", "Acme", "mugs")
+
+
+def test_a_jsonl_null_leaves_the_stored_value(tmp_path, stored):
+    report = run(tmp_path, "nulls.jsonl", json.dumps({"sku": "S7-00003", "title": "New title", "brand": None,
+                                                      "description": None, "price": None}) + "\n")
+    assert report.updated == 1 and report.failed == 0
+    stored.refresh_from_db()
+    assert (stored.title, stored.brand, stored.description, stored.price) == \
+        ("New title", "Acme", "Kept description", Decimal("12.00"))
+
+
+def test_an_unterminated_quote_names_its_line_and_every_line_is_accounted_for(tmp_path):
+    lines = ["sku,title,price"] + [f"A{n},Product {n},1" for n in range(1, 4)] + ['A4,"Broken,1'] + \
+        [f"A{n},Product {n},1" for n in range(5, 10)]
+    report = run(tmp_path, "quote.csv", "\n".join(lines) + "\n")
+    assert report.created == 3
+    assert [str(e) for e in report.errors] == [
+        "line 5: a quote opened on this line is never closed, so lines 5-10 were read as one row; "
+        "nothing from them was imported. Close the quote (or double a quote inside a quoted cell)."]
+    assert report.summary() == "10 lines: 3 created, 0 updated, 0 unchanged, 6 not imported (1 error)"
+
+
+def test_a_byte_that_is_not_utf8_fails_its_line_only(tmp_path):
+    rows = [f"B{n},Product {n},1" for n in range(1, 601)]
+    rows[560] = "B561,Caf\xe9 latin-1,1"
+    content = ("sku,title,price\n" + "\n".join(rows) + "\n").encode("latin-1")
+    report = run(tmp_path, "latin1.csv", content, chunk_size=500)
+    assert report.created == 599 and report.failed == 1
+    assert str(report.errors[0]).startswith("line 562: not UTF-8 text (byte 9 of the line")
+    assert Product.objects.count() == 599
+
+
+@pytest.mark.parametrize("bad", [
+    '{"sku": "C3", "title": "deep", "price": 1, "attributes": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"sku": "C3", "title": "nul image", "price": 1, "image": "red\\u0000.png"}',
+    '{"sku": "X/../../tmp/evil", "title": "escape", "price": 1, "image": "red.png"}',
+    '{"sku": "C3", "title": "nul attribute", "price": 1, "attributes": {"colour": "re\\u0000d"}}',
+], ids=["nested", "nul-image", "sku-path", "nul-attribute"])
+def test_one_bad_row_never_takes_its_chunk_with_it(tmp_path, bad, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    (tmp_path / "red.png").write_bytes(png_bytes("red"))
+    good = [json.dumps({"sku": f"G{n}", "title": f"Good {n}", "price": 1, "image": "red.png"}) for n in range(4)]
+    report = run(tmp_path, "mixed.jsonl", "\n".join(good[:2] + [bad] + good[2:]) + "\n", chunk_size=500)
+    assert report.created == 4 and report.failed == 1 and report.errors[0].line == 3, report.errors
+    assert set(Product.objects.values_list("sku", flat=True)) == {"G0", "G1", "G2", "G3"}
+    assert not (Path("/tmp") / "evil").exists()
+
+
+def test_rows_that_fail_to_save_leave_no_image_files(tmp_path, settings, monkeypatch):
+    from catalog.models import Product as Model
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    (tmp_path / "red.png").write_bytes(png_bytes("red"))
+    (tmp_path / "blue.png").write_bytes(png_bytes("blue"))
+    real = Model.objects.bulk_create
+
+    def failing(objs, *args, **kwargs):  # the database refuses the write (a lost connection, a constraint)
+        if any(p.sku == "D2" for p in objs):
+            from django.db import DataError
+            raise DataError("refused")
+        return real(objs, *args, **kwargs)
+
+    monkeypatch.setattr(Model.objects, "bulk_create", failing)
+    lines = [json.dumps({"sku": "D1", "title": "One", "price": 1, "image": "red.png"}),
+             json.dumps({"sku": "D2", "title": "Two", "price": 1, "image": "blue.png"})]
+    report = run(tmp_path, "two.jsonl", "\n".join(lines) + "\n")
+    assert report.created == 1 and [e.sku for e in report.errors] == ["D2"]
+    files = sorted(p.name for p in (tmp_path / "media").rglob("*") if p.is_file())
+    assert files == [Product.objects.get(sku="D1").image.name.rsplit("/", 1)[-1]]
