@@ -84,7 +84,7 @@ class ProductAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         products_delete(product_ids=list(queryset.values_list("pk", flat=True)))
 
-    @admin.action(description="Re-embed selected products")
+    @admin.action(description="Re-embed selected products", permissions=["change"])
     def reembed_selected(self, request: HttpRequest, queryset) -> None:
         count = products_reindex(product_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} product(s) queued for re-embedding.", messages.SUCCESS)

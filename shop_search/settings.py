@@ -5,6 +5,7 @@ service is switched on by its own variable (DATABASE_URL, CELERY_BROKER_URL, QDR
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -151,7 +152,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Tests get a file too, as the shop does: an in-memory database shares one cache between
     # connections, where a long read (the lexicon) fails a browser test's session write at once
     # ("database table is locked") instead of letting WAL keep readers and the writer apart.
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SQLITE_TEST_NAME", str(VAR_DIR / "test-db.sqlite3"))}
+    # One per test process: two test runs in one checkout must not share it.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ.get(
+        "SQLITE_TEST_NAME", str(Path(tempfile.gettempdir()) / f"shop_search-test-{os.getpid()}.sqlite3"))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

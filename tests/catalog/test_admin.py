@@ -148,3 +148,18 @@ def test_import_page_takes_a_file_and_an_images_zip(staff, django_capture_on_com
 def test_import_page_is_for_staff_only(client):
     response = client.get(reverse("admin:catalog_product_import"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_a_viewer_cannot_run_the_re_embed_action(client, make_product):
+    from django.contrib.auth.models import Permission, User
+
+    product = make_product("Red ceramic mug")
+    viewer = User.objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_product"))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:catalog_product_changelist")).content.decode()
+    assert "Red ceramic mug" in page and "reembed_selected" not in page  # not offered
+    client.post(reverse("admin:catalog_product_changelist"),
+                {"action": "reembed_selected", "_selected_action": [product.pk]})
+    product.refresh_from_db()
+    assert product.index_status == IndexStatus.INDEXED  # nothing queued
