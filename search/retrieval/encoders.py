@@ -147,7 +147,30 @@ class ClipParts:
                               truncation=True, max_length=self.max_length, return_tensors="pt")
 
     def pixels(self, images: Sequence[Image.Image]):
-        return self.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")["pixel_values"]
+        # RGB pixels, channels last, said outright: guessed from the shape, a 1x1 or 3-pixel-wide
+        # image reads as channels-first and fails the whole batch
+        return self.image_processor(images=[_central(im.convert("RGB")) for im in images], return_tensors="pt",
+                                    input_data_format="channels_last")["pixel_values"]
+
+
+# The longest side an image keeps, in multiples of its shortest, before the processor sees it.
+MAX_ASPECT = 2
+
+
+def _central(image: Image.Image) -> Image.Image:
+    """The image's middle, at most MAX_ASPECT times as long as wide. CLIP-style processors resize
+    the shortest side and keep the centre square anyway; resized whole, a 1x40,000 strip (40 k
+    pixels, inside every size limit) would become 224x9 million pixels, gigabytes of floats."""
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if long <= short * MAX_ASPECT:
+        return image
+    keep = short * MAX_ASPECT
+    if width > height:
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    top = (height - keep) // 2
+    return image.crop((0, top, width, top + keep))
 
 
 def load_clip_parts(model_id: str) -> ClipParts:

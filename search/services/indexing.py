@@ -178,7 +178,11 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         _payloads_rewrite()
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
                     force=force)
-    points = _encode(plan.encode, encoder)
+    points, unreadable = _encode(plan.encode, encoder)
+    if unreadable:
+        failed_ids = {p.pk for p, _ in unreadable}
+        plan.encode = [s for s in plan.encode if s.product.pk not in failed_ids]
+        plan.failed.extend(unreadable)
     _write(index, points, plan.payload)
     _mark(plan, model_id=encoder.model_id, report=report)
     return report
@@ -228,15 +232,35 @@ def _prepare(products: Sequence[Product], *, model_id: str, present: set[int], f
     return plan
 
 
-def _encode(sources: Sequence[ProductSource], encoder: Encoder) -> list[ProductPoint]:
-    """One batch per tower; a product gets a vector only for what it has (never a zero vector)."""
-    with_text = [s for s in sources if s.text]
-    with_image = [s for s in sources if s.image is not None]
-    text_vectors = dict(zip((s.product.pk for s in with_text), encoder.encode_texts([s.text for s in with_text])))
-    image_vectors = dict(zip((s.product.pk for s in with_image),
-                             encoder.encode_images([s.image for s in with_image])))
-    return [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk), image=image_vectors.get(s.product.pk),
-                         payload=s.payload, keywords=s.keywords) for s in sources]
+def _encode(sources: Sequence[ProductSource], encoder: Encoder) -> tuple[list[ProductPoint], list[tuple[Product, str]]]:
+    """One batch per tower; a product gets a vector only for what it has (never a zero vector).
+    A batch the model fails on is encoded item by item: only the products it cannot embed fail
+    (with the reason), the rest of the batch is indexed."""
+    failed: dict[int, str] = {}
+    text_vectors = _encoded([s for s in sources if s.text], "text", lambda s: s.text, encoder.encode_texts, failed)
+    image_vectors = _encoded([s for s in sources if s.image is not None], "image", lambda s: s.image,
+                             encoder.encode_images, failed)
+    points = [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk), image=image_vectors.get(s.product.pk),
+                           payload=s.payload, keywords=s.keywords) for s in sources if s.product.pk not in failed]
+    return points, [(s.product, failed[s.product.pk]) for s in sources if s.product.pk in failed]
+
+
+def _encoded(sources: list[ProductSource], what: str, item, encode, failed: dict[int, str]) -> dict[int, object]:
+    if not sources:
+        return {}
+    try:
+        return dict(zip((s.product.pk for s in sources), encode([item(s) for s in sources])))
+    except ModelUnavailableError:
+        raise
+    except Exception as exc:  # the model's own errors have no common type
+        if len(sources) == 1:
+            failed[sources[0].product.pk] = f"{what}: the model could not embed it ({str(exc)[:300]})."
+            return {}
+        logger.warning("Embedding a batch of %d %s(s) failed (%s); embedding them one by one.", len(sources), what, exc)
+    vectors: dict[int, object] = {}
+    for source in sources:
+        vectors.update(_encoded([source], what, item, encode, failed))
+    return vectors
 
 
 def _write(index: ProductIndex, points: Sequence[ProductPoint], payload_only: Sequence[ProductSource]) -> None:

@@ -1,0 +1,47 @@
+"""The queue and the indexer under faults: one bad item fails alone, errors are recorded on the
+rows, the sweep sends nothing twice, a broker outage is said as such (issue 13)."""
+from __future__ import annotations
+
+import resource
+
+import pytest
+from PIL import Image
+
+from catalog.models import IndexStatus, Product
+from search.retrieval import providers
+from search.services import products_index
+from tests.conftest import png_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+def pending_again() -> None:
+    Product.objects.update(index_status=IndexStatus.PENDING, content_hash="", payload_hash="")
+
+
+def test_tiny_and_extreme_images_embed_in_bounded_memory(make_product, encoder):
+    # a 1x1 image read as channels-first failed its whole batch; a 1x40,000 strip (inside the
+    # pixel limit) resized whole for the 224-pixel tower would take gigabytes
+    make_product("Dot", image=png_bytes("red", size=(1, 1)), sku="DOT")
+    make_product("Strip", image=png_bytes("blue", size=(1, 40_000)), sku="STRIP")
+    assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    vectors = encoder.encode_images([Image.new("RGB", (1, 40_000), "blue"), Image.new("RGB", (40_000, 1), "red")])
+    assert vectors.shape[0] == 2 and (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) < 200_000  # KiB
+
+
+def test_an_image_the_model_fails_on_fails_its_product_only(make_product, encoder, monkeypatch):
+    products = [make_product(f"Mug {n}", image=colour, sku=f"M{n}") for n, colour in enumerate(["red", "green", "blue"])]
+    real = encoder.encode_images
+
+    def fails_on_green(images, **kwargs):  # a fault the model raises on one image of a batch
+        if any(im.getpixel((0, 0)) == (0, 128, 0) for im in images):
+            raise RuntimeError("the tower cannot read this image")
+        return real(images, **kwargs)
+
+    monkeypatch.setattr(encoder, "encode_images", fails_on_green)
+    pending_again()
+    report = products_index(product_ids=[p.pk for p in products])
+    statuses = dict(Product.objects.values_list("sku", "index_status"))
+    assert statuses == {"M0": IndexStatus.INDEXED, "M1": IndexStatus.FAILED, "M2": IndexStatus.INDEXED}, report
+    assert Product.objects.get(sku="M1").index_error == "image: the model could not embed it (the tower cannot read this image)."
