@@ -16,7 +16,7 @@ from django.db import models
 # What the indexer writes. A save of only these fields is the indexer's own and schedules
 # nothing; any other save is a change that must reach search.
 INDEX_STATE_FIELDS = frozenset(
-    {"index_status", "index_error", "indexed_model", "content_hash", "payload_hash", "indexed_at"}
+    {"index_status", "index_error", "indexed_model", "content_hash", "payload_hash", "indexed_at", "index_queued_at"}
 )
 
 
@@ -113,6 +113,9 @@ class Product(models.Model):
     content_hash = models.CharField(max_length=64, blank=True)
     payload_hash = models.CharField(max_length=64, blank=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # When an embedding task for the row was last handed to the broker: the sweep re-sends a
+    # pending row only once that message may be lost (SEARCH_QUEUE_REDELIVERY_SECONDS).
+    index_queued_at = models.DateTimeField(null=True, blank=True)
 
     objects = ProductQuerySet.as_manager()
 

@@ -11,11 +11,13 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
 from django.db import close_old_connections
+from django.db.models import Q
 from django.utils import timezone
 from qdrant_client.http.exceptions import ResponseHandlingException
 
@@ -65,32 +67,56 @@ def _batches(ids: Sequence[int], size: int) -> Iterable[list[int]]:
         yield list(ids[start:start + size])
 
 
-def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = None) -> int:
-    """Send embedding tasks for these ids in batches; returns how many tasks were sent.
+@dataclass
+class Enqueued:
+    """What products_enqueue handed to the broker: tasks sent, products left unsent (the broker
+    refused or could not be reached: they stay pending for the sweep) and why."""
+
+    sent: int = 0
+    unsent: int = 0
+    error: str = ""
+
+    def __int__(self) -> int:
+        return self.sent
+
+
+def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = None) -> Enqueued:
+    """Send embedding tasks for these ids in batches, and note on the rows when (the sweep does
+    not send them again while that message may still arrive).
 
     A broker outage is logged, not raised: the rows stay pending and the periodic sweep
     sends them again, so a save never fails because the queue is down.
     """
     ids = sorted({int(pk) for pk in product_ids if pk is not None})
     size = batch_size or settings.SEARCH_INDEX_BATCH_SIZE
-    sent = 0
+    result = Enqueued()
     for batch in _batches(ids, size):
         try:
-            embed_products_task.apply_async(args=[batch])
-            sent += 1
-        except Exception:  # kombu raises many types; all mean "not queued now"
-            logger.exception("Could not queue indexing of %d products; the sweep will retry",
-                             len(batch))
-    return sent
+            embed_products_task.apply_async(args=[batch], retry=False)
+        except Exception as exc:  # kombu raises many types; all mean "not queued now"
+            logger.error("Could not queue indexing of %d products (%s); they stay pending and the sweep retries",
+                         len(batch), exc)
+            result.unsent += len(batch)
+            result.error = result.error or str(exc)
+            continue
+        result.sent += 1
+        if not settings.CELERY_TASK_ALWAYS_EAGER:
+            Product.objects.filter(pk__in=batch).update(index_queued_at=timezone.now())
+    return result
 
 
 def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
-    """Queue products left pending longer than the grace period; returns how many."""
+    """Queue products left pending longer than the grace period and not queued since the
+    broker would have redelivered a lost message; returns how many."""
     grace = settings.SEARCH_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
     # a changed model: flag what its store lacks, or serve it once the workers have filled it
     model_switch_advance()
-    cutoff = timezone.now() - timedelta(seconds=grace)
-    ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).values_list("pk", flat=True))
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=grace)
+    redelivered = now - timedelta(seconds=settings.SEARCH_QUEUE_REDELIVERY_SECONDS)
+    ids = list(Product.objects.pending().filter(updated_at__lte=cutoff)
+               .filter(Q(index_queued_at__isnull=True) | Q(index_queued_at__lt=redelivered))
+               .values_list("pk", flat=True))
     if ids:
         products_enqueue(product_ids=ids)
     return len(ids)

@@ -209,6 +209,18 @@ CELERY_TASK_ROUTES = {
     "search.tasks.sweep_pending_products_task": {"queue": "celery"},
 }
 CELERY_TASK_ACKS_LATE = True
+# A worker that dies mid-task (killed, out of memory) leaves its message to be delivered again:
+# a worker process lost is re-queued at once; a whole worker lost, after the broker's visibility
+# timeout (Redis: an hour by default), here a few minutes. It must exceed the longest task.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+SEARCH_QUEUE_VISIBILITY_SECONDS = int(os.environ.get("SEARCH_QUEUE_VISIBILITY_SECONDS", "300"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SEARCH_QUEUE_VISIBILITY_SECONDS}
+# The sweep sends a pending row again only this long after it was last queued: by then the
+# broker has redelivered the message if a worker lost it, so a message still queued is not doubled.
+SEARCH_QUEUE_REDELIVERY_SECONDS = int(os.environ.get("SEARCH_QUEUE_REDELIVERY_SECONDS",
+                                                     str(SEARCH_QUEUE_VISIBILITY_SECONDS * 2)))
+# Sending a task to a broker that is down fails in seconds, not after kombu's retries.
+CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "4"))
 # Embedding batches are long: one prefetched message per worker process keeps the
 # queue fair between GPU workers.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

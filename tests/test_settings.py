@@ -62,7 +62,9 @@ def test_the_web_server_encodes_queries_on_one_torch_thread_unless_told(value, e
 
 def _django(code: str, **env: str) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[1]
-    base = {k: v for k, v in os.environ.items() if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_HTTPS")}
+    # (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process: never a production setting)
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")}
     return subprocess.run([sys.executable, *code.split()] if code.startswith("manage.py") else
                           [sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
                           env={**base, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING", **env})

@@ -117,3 +117,94 @@ def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, red
         assert "embed_products_task" in (tmp_path / "worker.log").read_text()
     finally:
         index.close()
+
+
+def _web_env(tmp_path, redis_url, tiny_model_dir) -> dict:
+    db = tmp_path / "db.sqlite3"
+    return {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "CELERY_BROKER_URL": redis_url,
+            "QDRANT_PATH": str(tmp_path / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+            "SEARCH_DEVICE": "cpu", "MEDIA_ROOT": str(tmp_path / "media"), "LOG_LEVEL": "WARNING",
+            "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "shop_search.settings"}
+
+
+def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(tmp_path, redis_url, tiny_model_dir):
+    import redis
+
+    env = _web_env(tmp_path, redis_url, tiny_model_dir)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
+
+    def shell(code: str) -> str:
+        done = subprocess.run(manage + ["shell", "-v0", "-c", code], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    # given: a saved product whose task waits in the broker (no worker is running)
+    shell("from catalog.services import product_create; product_create(sku='Q-1', title='Red mug', price=3)")
+    broker = redis.Redis.from_url(redis_url)
+    assert broker.llen("embeddings") == 1
+    # when: the sweep runs three times, past the grace period
+    for _ in range(3):
+        shell("from search.tasks import products_sweep_pending; print(products_sweep_pending(grace_seconds=0))")
+    # then: the message already queued is not doubled
+    assert broker.llen("embeddings") == 1
+    # once it may be lost (the redelivery window has passed), the sweep sends it again
+    env["SEARCH_QUEUE_REDELIVERY_SECONDS"] = "0"
+    assert shell("from search.tasks import products_sweep_pending; print(products_sweep_pending(grace_seconds=0))"
+                 ).strip() == "1"
+    assert broker.llen("embeddings") == 2
+
+    # a broker outage: the command says so, fails, and the rows stay pending
+    env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    started = time.monotonic()
+    done = subprocess.run(manage + ["index_products", "--dirty", "--queue"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and time.monotonic() - started < 60
+    assert "Could not queue 1 of 1 products: the broker did not take them" in done.stderr
+    assert status_of(tmp_path / "db.sqlite3", "Q-1") == "pending"
+
+
+def test_a_task_whose_worker_is_killed_is_delivered_again_within_the_visibility_timeout(
+        tmp_path, redis_url, tiny_model_dir):
+    import signal
+
+    env = {**_web_env(tmp_path, redis_url, tiny_model_dir), "SEARCH_QUEUE_VISIBILITY_SECONDS": "8"}
+    db = tmp_path / "db.sqlite3"
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    subprocess.run(manage + ["shell", "-v0", "-c", "from catalog.services import product_create;"
+                             "product_create(sku='K-1', title='Red mug', price=3)"], env=env, cwd=ROOT, check=True)
+
+    def worker(name: str) -> tuple[subprocess.Popen, Path]:
+        path = tmp_path / f"{name}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "shop_search", "worker", "-Q", "embeddings", "-n", f"{name}@%h",
+             "--concurrency", "1", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            env=env, cwd=ROOT, stdout=path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        return proc, path
+
+    # given: the task is running in a worker, held at its last step (the database is locked)
+    lock = sqlite3.connect(db, timeout=10, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    first, first_log = worker("first")
+    deadline = time.monotonic() + 120
+    while "embed_products_task" not in first_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(3)  # the model loads, the product is encoded, its state write waits for the lock
+    # when: the whole worker is killed (kill -9: no chance to give the message back)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    killed = time.monotonic()
+    lock.execute("ROLLBACK")
+    lock.close()
+    assert status_of(db, "K-1") == "pending"
+    # then: after the visibility timeout, another worker gets the message and indexes the product
+    time.sleep(9)
+    second, second_log = worker("second")
+    try:
+        wait_for_indexed(db, "K-1", second, second_log, timeout=90)
+        assert time.monotonic() - killed < 100  # minutes at most, not Redis's default hour
+    finally:
+        os.killpg(second.pid, signal.SIGTERM)
+        second.wait(timeout=60)

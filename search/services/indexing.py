@@ -24,7 +24,7 @@ from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError
 from search.retrieval.facets import facet_payload
 from search.retrieval.keywords import KeywordText, Sparse, attribute_texts, sku_key
-from search.retrieval.vector_store import IndexBusyError, ProductIndex, ProductPoint
+from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, ProductIndex, ProductPoint
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +174,13 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         # Not retried: the same settings fail the same way. The rows say what to change.
         _mark(_Plan(failed=[(p, str(unavailable)) for p in active]), model_id="", report=report)
         return report
-    if index.ensure_collection(encoder.dim):
-        _payloads_rewrite()
+    try:
+        if index.ensure_collection(encoder.dim):
+            _payloads_rewrite()
+    except IndexSchemaError as exc:
+        # Not retried either: the store must be rebuilt for this model. The rows say how.
+        _mark(_Plan(failed=[(p, str(exc)) for p in active]), model_id="", report=report)
+        return report
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
                     force=force)
     points, unreadable = _encode(plan.encode, encoder)

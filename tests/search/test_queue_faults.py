@@ -45,3 +45,13 @@ def test_an_image_the_model_fails_on_fails_its_product_only(make_product, encode
     statuses = dict(Product.objects.values_list("sku", "index_status"))
     assert statuses == {"M0": IndexStatus.INDEXED, "M1": IndexStatus.FAILED, "M2": IndexStatus.INDEXED}, report
     assert Product.objects.get(sku="M1").index_error == "image: the model could not embed it (the tower cannot read this image)."
+
+
+def test_a_store_of_another_vector_size_is_recorded_on_the_rows(make_product, encoder):
+    index = providers.get_product_index()
+    index.drop()
+    index.ensure_collection(encoder.dim + 5)  # built by another model
+    product = make_product("Red mug")
+    product.refresh_from_db()
+    assert product.index_status == IndexStatus.FAILED
+    assert "index_products --all --recreate" in product.index_error

@@ -35,8 +35,13 @@ class Command(BaseCommand):
             products = products.filter(index_status=IndexStatus.FAILED)
         ids = list(products.order_by("pk").values_list("pk", flat=True))
         if opts["queue"]:
-            sent = products_enqueue(product_ids=ids, batch_size=opts["batch_size"])
-            self.stdout.write(f"Queued {len(ids)} products in {sent} tasks.")
+            queued = products_enqueue(product_ids=ids, batch_size=opts["batch_size"])
+            if queued.unsent:
+                raise CommandError(
+                    f"Could not queue {queued.unsent} of {len(ids)} products: the broker did not take them "
+                    f"({queued.error}). They stay pending: the sweep sends them once the broker is back, or run "
+                    "this command again (or without --queue, to index them here).")
+            self.stdout.write(f"Queued {len(ids)} products in {queued.sent} tasks.")
             return
         try:
             index = providers.get_product_index()
