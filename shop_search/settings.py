@@ -183,6 +183,11 @@ CATALOG_MAX_IMAGE_BYTES = int(os.environ.get("CATALOG_MAX_IMAGE_BYTES", str(20 *
 # Decoded size limit: a small file can decode to a huge bitmap (decompression bomb).
 CATALOG_MAX_IMAGE_PIXELS = int(os.environ.get("CATALOG_MAX_IMAGE_PIXELS", str(40_000_000)))
 CATALOG_IMAGE_FETCH_TIMEOUT = float(os.environ.get("CATALOG_IMAGE_FETCH_TIMEOUT", "15"))
+# Image URLs in imports (catalog/fetching.py): one download may take this long in all, one import
+# this long for all its downloads, and only public addresses are fetched unless this is on.
+CATALOG_IMAGE_FETCH_SECONDS = float(os.environ.get("CATALOG_IMAGE_FETCH_SECONDS", "20"))
+CATALOG_IMPORT_FETCH_BUDGET_SECONDS = float(os.environ.get("CATALOG_IMPORT_FETCH_BUDGET_SECONDS", "600"))
+CATALOG_IMAGE_URL_ALLOW_PRIVATE = os.environ.get("CATALOG_IMAGE_URL_ALLOW_PRIVATE", "0") in ("1", "true", "True", "yes")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # The largest request body anyone may send (a photo search: the image limit and the form), and

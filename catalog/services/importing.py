@@ -10,8 +10,6 @@ from __future__ import annotations
 import csv
 import json
 import logging
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -23,8 +21,10 @@ from django.core.exceptions import SuspiciousFileOperation, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
+from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 
+from catalog.fetching import FetchBudget, image_download
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 from catalog.signals import products_changed_on_commit
@@ -192,6 +192,7 @@ class _ImageResolver:
 
     def __init__(self, images_dir: Path | None):
         self.images_dir = images_dir.resolve() if images_dir else None
+        self.budget = FetchBudget()  # the whole import's time for downloading images
 
     def fetch(self, value: str) -> tuple[bytes, str]:
         value = value.strip()
@@ -206,27 +207,16 @@ class _ImageResolver:
         if not path.is_relative_to(self.images_dir):
             raise ValidationError(f"image: {value!r} points outside the images directory.")
         if not path.is_file():
-            raise ValidationError(f"image: no file {value!r} in {self.images_dir}.")
+            raise ValidationError(f"image: no file {value!r} among the images (the images folder, or the "
+                                  "uploaded ZIP).")
         size = path.stat().st_size
         if size > settings.CATALOG_MAX_IMAGE_BYTES:
-            raise ValidationError(f"image: {value!r} is {size / 1e6:.1f} MB, over the "
-                                  f"{settings.CATALOG_MAX_IMAGE_BYTES / 1e6:.0f} MB limit.")
+            raise ValidationError(f"image: {value!r} is {filesizeformat(size)}, over the "
+                                  f"{filesizeformat(settings.CATALOG_MAX_IMAGE_BYTES)} limit.")
         return path.read_bytes(), path.name
 
     def _download(self, url: str) -> bytes:
-        limit = settings.CATALOG_MAX_IMAGE_BYTES
-        request = urllib.request.Request(url, headers={"User-Agent": "shop_search-import/0.1"})
-        try:
-            with urllib.request.urlopen(request, timeout=settings.CATALOG_IMAGE_FETCH_TIMEOUT) as resp:
-                data = resp.read(limit + 1)
-        except urllib.error.HTTPError as exc:
-            raise ValidationError(f"image: downloading {url} failed with HTTP {exc.code}.") from exc
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise ValidationError(f"image: could not download {url} ({reason}).") from exc
-        if len(data) > limit:
-            raise ValidationError(f"image: {url} is over the {limit / 1e6:.0f} MB limit.")
-        return data
+        return image_download(url, self.budget)
 
 
 def _parse_value(name: str, value: Any) -> Any:

@@ -165,7 +165,8 @@ def test_file_level_problems_raise_a_clear_error(tmp_path):
     assert [str(e) for e in report.errors] == ["line 2: not UTF-8 text (byte 7 of the line is 0xe9); save the file as UTF-8."]
 
 
-def test_images_can_come_from_http_urls(tmp_path, images_dir, django_capture_on_commit_callbacks):
+def test_images_can_come_from_http_urls(tmp_path, images_dir, django_capture_on_commit_callbacks, settings):
+    settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True  # the test's server is on this machine
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=str(images_dir), **kw)

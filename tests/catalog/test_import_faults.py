@@ -106,3 +106,69 @@ def test_rows_that_fail_to_save_leave_no_image_files(tmp_path, settings, monkeyp
     assert report.created == 1 and [e.sku for e in report.errors] == ["D2"]
     files = sorted(p.name for p in (tmp_path / "media").rglob("*") if p.is_file())
     assert files == [Product.objects.get(sku="D1").image.name.rsplit("/", 1)[-1]]
+
+
+@pytest.fixture
+def web_server():
+    """A web server on this machine: one image, a path that trickles bytes, a redirect home."""
+    import http.server
+    import threading
+    import time
+
+    image = png_bytes("red")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            if self.path == "/slow.png":  # 100 bytes a second, for ever
+                self.send_response(200)
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                try:
+                    for _ in range(600):
+                        self.wfile.write(b"x" * 10)
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    return
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(len(image)))
+            self.end_headers()
+            self.wfile.write(image)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_image_urls_may_not_reach_this_machine_or_the_shops_network(tmp_path, web_server, settings):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    rows = [{"sku": "L1", "title": "Loopback", "price": 1, "image": f"{web_server}/red.png"},
+            {"sku": "L2", "title": "Metadata", "price": 1, "image": "http://169.254.169.254/latest/meta-data/"},
+            {"sku": "L3", "title": "Private", "price": 1, "image": "http://10.0.0.1:9/x.png"},
+            {"sku": "L4", "title": "Mapped", "price": 1, "image": f"http://[::ffff:127.0.0.1]:{web_server.rsplit(':', 1)[1]}/red.png"}]
+    report = run(tmp_path, "urls.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    assert report.created == 0 and len(report.errors) == 4
+    assert all("loopback, private or link-local address" in e.message for e in report.errors), report.errors
+    settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True  # a shop that serves its images from its own network
+    assert run(tmp_path, "one.jsonl", json.dumps(rows[0]) + "\n").created == 1
+
+
+def test_a_slow_image_url_has_a_total_deadline_and_the_import_a_budget(tmp_path, web_server, settings):
+    import time
+
+    settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True
+    settings.CATALOG_IMAGE_FETCH_SECONDS = 1.5
+    settings.CATALOG_IMPORT_FETCH_BUDGET_SECONDS = 2.5
+    rows = [{"sku": f"T{n}", "title": f"Slow {n}", "price": 1, "image": f"{web_server}/slow.png"} for n in range(4)]
+    started = time.monotonic()
+    report = run(tmp_path, "slow.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    assert time.monotonic() - started < 6  # not 4 x 100 s
+    messages = [e.message for e in report.errors]
+    assert "did not arrive within 1.5 s" in messages[0]
+    assert "spent its 2.5 s for downloading images" in messages[-1]
