@@ -327,7 +327,8 @@ REST_FRAMEWORK = {
 SPECTACULAR_SETTINGS = {
     "TITLE": "shop_search API",
     "DESCRIPTION": "Multimodal product search: words or a photo, fused over text and image vectors.",
-    "VERSION": "0.1.0",
+    "VERSION": "0.2.0",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "search.web.schema.schema_finish"],
 }
 
 LOGGING = {

@@ -253,10 +253,13 @@ class ClickError(ValueError):
     what. `forbidden`: the search exists but this click may not count for it (another session's
     search, or one too old)."""
 
-    def __init__(self, field: str, message: str, *, forbidden: bool = False):
+    def __init__(self, field: str, message: str, *, forbidden: bool = False, status: int = 404):
         super().__init__(message)
         self.field = field
         self.forbidden = forbidden
+        # the HTTP status it answers: 404 what it names does not exist, 403 it may not count,
+        # 409 it contradicts the search
+        self.status = 403 if forbidden else status
 
 
 @dataclass(frozen=True)
@@ -296,9 +299,9 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
     shown = event.impressions.filter(product_sku=product.sku).values_list("position", flat=True).first()
     if shown is None:
         raise ClickError("product_id" if product_id is not None else "sku",
-                         "This product was not shown by that search.")
+                         "This product was not shown by that search.", status=409)
     if position is not None and position != shown:
-        raise ClickError("position", f"The product was shown at position {shown}, not {position}.")
+        raise ClickError("position", f"The product was shown at position {shown}, not {position}.", status=409)
     try:
         with transaction.atomic():
             click = Click.objects.create(search=event, product=product, product_sku=product.sku, position=shown)

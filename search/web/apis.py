@@ -5,9 +5,11 @@ import logging
 import tempfile
 
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, StreamingHttpResponse
+from django.http import FileResponse, QueryDict, StreamingHttpResponse
+from rest_framework.fields import ListField
 from rest_framework.authentication import BasicAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -32,6 +34,8 @@ from search.services import (
     write_export,
 )
 from .serializers import (
+    CLICK_REQUEST,
+    ClickResponseSerializer,
     ClickSerializer,
     ExportParamsSerializer,
     ImageSearchParamsSerializer,
@@ -39,6 +43,7 @@ from .serializers import (
     SearchResponseSerializer,
     SuggestParamsSerializer,
     SuggestResponseSerializer,
+    error_responses,
     search_result_data,
 )
 
@@ -52,6 +57,13 @@ def _unavailable(exc: Exception) -> Response:
     what = "the search index cannot be read" if isinstance(exc, IndexUnavailableError) else \
         "the embedding model could not be loaded"
     return Response({"detail": f"Search is unavailable: {what}."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def _strict(query: QueryDict, serializer: type) -> dict:
+    """Query parameters as the API's schema reads them: an empty value is a value (checked like
+    any other), not "left out" as an HTML form would have it; list parameters keep every value."""
+    lists = {name for name, field in serializer().fields.items() if isinstance(field, ListField)}
+    return {name: query.getlist(name) if name in lists else query.getlist(name)[-1] for name in query}
 
 
 def _client_session(request: Request) -> str | None:
@@ -80,10 +92,12 @@ class SearchApi(APIView):
     permission_classes: list = []
     throttle_classes = [SearchThrottle]
 
-    @extend_schema(parameters=[SearchParamsSerializer], responses={200: SearchResponseSerializer},
+    @extend_schema(parameters=[SearchParamsSerializer],
+                   responses={200: SearchResponseSerializer, **error_responses(400, 429, 503)},
                    summary="Search products by words (empty q browses the catalog)")
     def get(self, request: Request) -> Response:
-        params = SearchParamsSerializer(data=request.query_params)
+        params = SearchParamsSerializer(data=_strict(request.query_params, SearchParamsSerializer),
+                                        context={"query": request.query_params})
         params.is_valid(raise_exception=True)
         return _search_response(request, channel="api", **params.search_kwargs())
 
@@ -93,10 +107,11 @@ class SuggestApi(APIView):
     permission_classes: list = []
     throttle_classes = [SuggestThrottle]
 
-    @extend_schema(parameters=[SuggestParamsSerializer], responses={200: SuggestResponseSerializer},
+    @extend_schema(parameters=[SuggestParamsSerializer],
+                   responses={200: SuggestResponseSerializer, **error_responses(400, 429)},
                    summary="Completions of what a shopper has typed (titles, brands, categories, clicked queries)")
     def get(self, request: Request) -> Response:
-        params = SuggestParamsSerializer(data=request.query_params)
+        params = SuggestParamsSerializer(data=_strict(request.query_params, SuggestParamsSerializer))
         params.is_valid(raise_exception=True)
         query, limit = params.validated_data["q"], params.validated_data["limit"]
         suggestions = query_suggest(query=query, limit=limit)
@@ -110,7 +125,7 @@ class ImageSearchApi(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(request={"multipart/form-data": ImageSearchParamsSerializer},
-                   responses={200: SearchResponseSerializer},
+                   responses={200: SearchResponseSerializer, **error_responses(400, 413, 415, 429, 503)},
                    summary="Search products by a photo (multipart field `image`)")
     def post(self, request: Request) -> Response:
         # the form's fields, else the query string's (a request with no body has no form at all)
@@ -138,7 +153,9 @@ class ClickApi(APIView):
     permission_classes: list = []
     throttle_classes = [ClickThrottle]
 
-    @extend_schema(request=ClickSerializer, responses={201: None, 200: None},
+    @extend_schema(request=CLICK_REQUEST,
+                   responses={201: ClickResponseSerializer, 200: ClickResponseSerializer,
+                              **error_responses(400, 403, 404, 409, 413, 415, 429)},
                    summary="Record a click on a result (a repeated click is kept once)")
     def post(self, request: Request) -> Response:
         data = ClickSerializer(data=request.data)
@@ -146,8 +163,7 @@ class ClickApi(APIView):
         try:
             outcome = click_log(**data.validated_data, session_key=_click_session(request))
         except ClickError as exc:
-            return Response({exc.field: [str(exc)]},
-                            status=status.HTTP_403_FORBIDDEN if exc.forbidden else status.HTTP_400_BAD_REQUEST)
+            return Response({exc.field: [str(exc)]}, status=exc.status)
         return Response({"recorded": outcome.created, "position": outcome.click.position},
                         status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
 
@@ -169,7 +185,10 @@ class ClickExportApi(APIView):
     authentication_classes = [SessionAuthentication, BasicAuthentication]
     permission_classes = [CanExportClicks]
 
-    @extend_schema(parameters=[ExportParamsSerializer], responses={200: bytes},
+    @extend_schema(parameters=[ExportParamsSerializer],
+                   responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY, (200, "text/csv"): OpenApiTypes.BINARY,
+                              (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+                              **{(code, "application/json"): r for code, r in error_responses(400, 403).items()}},
                    summary="Stream the click log: events or training triplets as JSONL, CSV or Parquet")
     def get(self, request: Request):
         params = ExportParamsSerializer(data=request.query_params)

@@ -1,6 +1,8 @@
 """Search parameters and responses: one definition for the storefront and the API."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from search.retrieval.fusion import MODALITIES
@@ -12,17 +14,27 @@ MAX_FILTER_CHARS = 120
 from search.selectors.suggesting import MAX_SUGGEST_LIMIT, SUGGEST_LIMIT
 
 
+@extend_schema_field({"type": "string", "pattern": r"^(\d{1,10}(\.\d{1,2})?)?$", "example": "19.99",
+                      "description": "Digits, at most two after a point; empty: no bound."})
+class PriceField(serializers.DecimalField):
+    """A price as the API takes it: digits, and at most two after a point ("19.99"); empty is no
+    bound, as a form's empty field."""
+
+    def __init__(self, **kwargs):
+        super().__init__(max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True,
+                         default=None, **kwargs)
+
+
 class SearchParamsSerializer(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_QUERY_CHARS * 4)
     strategy = serializers.ChoiceField(choices=STRATEGIES, required=False, allow_blank=True)
-    category = serializers.ListField(child=serializers.CharField(max_length=120), required=False, default=list,
-                                     max_length=50)
-    brand = serializers.ListField(child=serializers.CharField(max_length=120), required=False, default=list,
-                                  max_length=50)
-    price_min = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
-                                         allow_null=True, default=None)
-    price_max = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
-                                         allow_null=True, default=None)
+    # an empty value chooses nothing (a form's empty field)
+    category = serializers.ListField(child=serializers.CharField(max_length=120, allow_blank=True), required=False,
+                                     default=list, max_length=50)
+    brand = serializers.ListField(child=serializers.CharField(max_length=120, allow_blank=True), required=False,
+                                  default=list, max_length=50)
+    price_min = PriceField()
+    price_max = PriceField()
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
     page = serializers.IntegerField(min_value=1, max_value=10_000, required=False, default=1)
     page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False, default=20)
@@ -37,7 +49,7 @@ class SearchParamsSerializer(serializers.Serializer):
     def _attributes(self) -> list[tuple[str, tuple[str, ...]]]:
         """The attribute filters (SEARCH_FACET_ATTRIBUTES: `?colour=red&colour=blue`), each as its
         payload field and values."""
-        raw = self.initial_data
+        raw = self.context.get("query", self.initial_data)  # the API passes its query string
         chosen, errors = [], {}
         for attribute in facet_attributes():
             values = raw.getlist(attribute.param) if hasattr(raw, "getlist") else raw.get(attribute.param, [])
@@ -72,6 +84,33 @@ class StorefrontParamsSerializer(SearchParamsSerializer):
                                    error_messages={"invalid": "Not a photo search of this shop; search by photo again."})
 
 
+class FieldErrorsSerializer(serializers.Serializer):
+    """A 400: each parameter that is wrong, with what to fix."""
+
+    field_name = serializers.ListField(child=serializers.CharField(), required=False,
+                                       help_text="Per parameter: its messages (the key is the parameter's name).")
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="What happened and what to do.")
+
+
+def error_responses(*codes: int) -> dict:
+    """The documented error answers of an endpoint (drf-spectacular responses)."""
+    described = {
+        400: OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter is wrong: `{parameter: [messages]}`."),
+        403: OpenApiResponse(DetailSerializer, description="Not allowed (or, for a click: not this session's search, "
+                                                           "or too old to count)."),
+        404: OpenApiResponse(OpenApiTypes.OBJECT, description="No such search or product: `{field: [message]}`."),
+        409: OpenApiResponse(OpenApiTypes.OBJECT, description="The click contradicts the search: `{field: [message]}`."),
+        413: OpenApiResponse(DetailSerializer, description="The request body is larger than this shop accepts."),
+        415: OpenApiResponse(DetailSerializer, description="The body is not in a type this endpoint reads."),
+        429: OpenApiResponse(DetailSerializer, description="Too many requests from this address; see Retry-After."),
+        503: OpenApiResponse(DetailSerializer, description="Search is unavailable (the model or the index)."),
+    }
+    return {code: described[code] for code in codes}
+
+
 class ClickSerializer(serializers.Serializer):
     search_id = serializers.UUIDField(format="hex")
     product_id = serializers.IntegerField(required=False, min_value=1)
@@ -83,6 +122,25 @@ class ClickSerializer(serializers.Serializer):
             raise serializers.ValidationError({"product_id": ["Give product_id or sku."]})
         data["search_id"] = data["search_id"].hex
         return data
+
+
+# The click body as the schema says it: a search id and the product, by id or by sku (one of
+# them at least), and optionally the position it was shown at.
+_CLICK_PROPERTIES = {
+    "search_id": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$",
+                  "description": "The `search_id` of the search that showed the product."},
+    "product_id": {"type": "integer", "minimum": 1},
+    "sku": {"type": "string", "minLength": 1, "maxLength": 64},
+    "position": {"type": "integer", "minimum": 1, "description": "Where the search showed it (checked)."},
+}
+CLICK_REQUEST = {"application/json": {
+    "type": "object", "properties": _CLICK_PROPERTIES, "additionalProperties": False,
+    "anyOf": [{"required": ["search_id", "product_id"]}, {"required": ["search_id", "sku"]}]}}
+
+
+class ClickResponseSerializer(serializers.Serializer):
+    recorded = serializers.BooleanField(help_text="False when this click was already recorded (kept once).")
+    position = serializers.IntegerField()
 
 
 class ExportParamsSerializer(serializers.Serializer):

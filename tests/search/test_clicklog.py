@@ -1,4 +1,4 @@
-"""Search events and clicks: what is stored, deduplication, pseudonymisation, 400s."""
+"""Search events and clicks: what is stored, deduplication, pseudonymisation, 4xx answers."""
 from __future__ import annotations
 
 import hashlib
@@ -65,22 +65,22 @@ def test_clicks_are_recorded_once_at_the_shown_position(client, shop):
     assert click.position == 5 and click.product_sku == product["sku"]
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"search_id": "0" * 32}, "search_id"),
-    ({"search_id": "not-a-uuid"}, "search_id"),
-    ({"product_id": 999_999}, "product_id"),
-    ({"product_id": None, "sku": "no-such-sku"}, "sku"),
-    ({"position": 7}, "position"),
-    ({"product_id": None}, "product_id"),
+@pytest.mark.parametrize("change, field, status", [
+    ({"search_id": "0" * 32}, "search_id", 404),  # well-formed, but no such search
+    ({"search_id": "not-a-uuid"}, "search_id", 400),
+    ({"product_id": 999_999}, "product_id", 404),
+    ({"product_id": None, "sku": "no-such-sku"}, "sku", 404),
+    ({"position": 7}, "position", 409),  # the search showed it elsewhere
+    ({"product_id": None}, "product_id", 400),
 ])
-def test_bad_clicks_get_a_400_and_are_not_stored(client, shop, change, field):
+def test_bad_clicks_get_a_4xx_that_names_the_field_and_are_not_stored(client, shop, change, field, status):
     body = client.get("/api/search", {"q": "red mug", "page_size": 3}).json()
     payload = {"search_id": body["search_id"], "product_id": body["results"][0]["id"], **change}
     payload = {k: v for k, v in payload.items() if v is not None}
 
     response = client.post("/api/clicks", payload, content_type="application/json")
 
-    assert response.status_code == 400 and field in response.json()
+    assert response.status_code == status and field in response.json()
     assert Click.objects.count() == 0
 
 
@@ -93,7 +93,7 @@ def test_a_product_not_shown_by_the_search_is_refused(client, shop):
     unseen = Product.objects.exclude(sku=body["results"][0]["sku"]).first()
     response = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": unseen.pk},
                            content_type="application/json")
-    assert response.status_code == 400 and "not shown" in response.json()["product_id"][0]
+    assert response.status_code == 409 and "not shown" in response.json()["product_id"][0]
 
 
 def test_the_no_javascript_link_records_and_redirects(client, shop):
