@@ -1,31 +1,26 @@
 """Merchandiser screens: products with their index state, bulk import, re-embed."""
 from __future__ import annotations
 
-import tempfile
-import zipfile
-from pathlib import Path
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from .forms import CatalogImportForm, ProductAdminForm
-from .models import IndexStatus, Product
+from .models import ImportJob, IndexStatus, Product
 from .services import (
     EDITABLE_FIELDS,
-    catalog_import,
+    import_job_start,
     product_create,
     product_delete,
     product_update,
     products_delete,
     products_reindex,
 )
-from .services.importing import ImportFileError
 
 STATUS_COLOURS = {
     IndexStatus.PENDING: "#8a6d00",
@@ -91,33 +86,31 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         urls = super().get_urls()
-        custom = [path("import/", self.admin_site.admin_view(self.import_view), name="catalog_product_import")]
+        custom = [path("import/", self.admin_site.admin_view(self.import_view), name="catalog_product_import"),
+                  path("import/<int:job_id>/", self.admin_site.admin_view(self.import_job_view),
+                       name="catalog_product_import_job")]
         return custom + urls
 
-    def import_view(self, request: HttpRequest) -> HttpResponse:
+    def _may_import(self, request: HttpRequest) -> None:
         if not self.has_add_permission(request) or not self.has_change_permission(request):
             raise PermissionDenied
-        report = None
+
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        """The upload: kept, and imported in the background; the shopper's-eye report is on the job's page."""
+        self._may_import(request)
         form = CatalogImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["file"]
-            archive = form.cleaned_data.get("images")
-            with tempfile.TemporaryDirectory(prefix="catalog-images-") as tmp:
-                images_dir = None
-                if archive:
-                    images_dir = Path(tmp)
-                    with zipfile.ZipFile(archive) as zf:
-                        # ZipFile.extract strips ".." and absolute parts, so nothing lands outside tmp.
-                        zf.extractall(images_dir)
-                try:
-                    report = catalog_import(source=upload.file, name=upload.name, images_dir=images_dir)
-                except ImportFileError as exc:
-                    form.add_error("file", str(exc))
-            if report is not None:
-                level = messages.WARNING if report.errors else messages.SUCCESS
-                self.message_user(request, f"Import finished: {report.summary()}.", level)
-                if not report.errors:
-                    return redirect(reverse("admin:catalog_product_changelist"))
+            job = import_job_start(upload=form.cleaned_data["file"], images=form.cleaned_data.get("images"),
+                                   user=request.user)
+            return redirect(reverse("admin:catalog_product_import_job", args=[job.pk]))
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "report": report, "title": "Import products"}
+                   "jobs": ImportJob.objects.all()[:10], "title": "Import products"}
         return render(request, "admin/catalog/product/import.html", context)
+
+    def import_job_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        self._may_import(request)
+        job = get_object_or_404(ImportJob, pk=job_id)
+        running = job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "job": job,
+                   "running": running, "title": f"Import of {job.file_name}"}
+        return render(request, "admin/catalog/product/import_job.html", context)

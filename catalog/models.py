@@ -134,3 +134,40 @@ class Product(models.Model):
         """The text the text tower sees: what a shopper would read about the product."""
         parts = [self.title, self.brand, self.category, self.description]
         return ". ".join(p.strip() for p in parts if p and p.strip())
+
+
+class ImportJob(models.Model):
+    """A catalog import started in the admin: it runs in the background (a Celery task, or a
+    thread of the embedded server) and its page shows the progress, then the report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey("auth.User", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    file_name = models.CharField(max_length=255)
+    # the uploads, kept until the job has read them
+    upload = models.FileField(upload_to="imports/", max_length=255)
+    images = models.FileField(upload_to="imports/", max_length=255, blank=True)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.PositiveIntegerField(default=0)  # the file's data lines, counted at upload
+    rows_done = models.PositiveIntegerField(default=0)
+    # the import's report: {"summary": ..., "created": n, ..., "errors": [{"line", "sku", "message"}]}
+    report = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"import of {self.file_name} ({self.get_status_display()})"
+
+    @property
+    def percent(self) -> int:
+        if self.status == self.Status.DONE:
+            return 100
+        return min(99, round(100 * self.rows_done / self.rows_total)) if self.rows_total else 0

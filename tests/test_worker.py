@@ -208,3 +208,37 @@ def test_a_task_whose_worker_is_killed_is_delivered_again_within_the_visibility_
     finally:
         os.killpg(second.pid, signal.SIGTERM)
         second.wait(timeout=60)
+
+
+def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir):
+    env = _web_env(tmp_path, redis_url, tiny_model_dir)
+    db = tmp_path / "db.sqlite3"
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    log_path = tmp_path / "worker.log"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "shop_search", "worker", "-Q", "embeddings,celery",
+         "--concurrency", "1", "-l", "info", "--without-gossip", "--without-mingle"],
+        env=env, cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    try:
+        # the admin's request: keep the upload, queue the job, answer
+        subprocess.run(manage + ["shell", "-v0", "-c",
+                                 "from django.core.files.uploadedfile import SimpleUploadedFile;"
+                                 "from catalog.services import import_job_start;"
+                                 "import_job_start(upload=SimpleUploadedFile('c.csv', "
+                                 "b'sku,title,price\\nI-1,Red mug,3\\nI-2,,4\\n'))"],
+                       env=env, cwd=ROOT, check=True, timeout=120)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with sqlite3.connect(db, timeout=10) as conn:
+                status, report = conn.execute("SELECT status, report FROM catalog_importjob").fetchone()
+            if status in ("done", "failed"):
+                break
+            assert worker.poll() is None, log_path.read_text()[-3000:]
+            time.sleep(0.3)
+        assert status == "done", log_path.read_text()[-3000:]
+        assert "3 lines: 1 created, 0 updated, 0 unchanged, 1 not imported (1 error)" in report
+        wait_for_indexed(db, "I-1", worker, log_path)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)

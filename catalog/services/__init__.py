@@ -1,4 +1,5 @@
 """Catalog write services: every change to products goes through here."""
+from .import_jobs import import_job_run, import_job_start
 from .importing import ImportReport, RowError, catalog_import
 from .products import (
     EDITABLE_FIELDS,
@@ -14,6 +15,8 @@ __all__ = [
     "ImportReport",
     "RowError",
     "catalog_import",
+    "import_job_run",
+    "import_job_start",
     "product_create",
     "product_delete",
     "product_update",

@@ -123,7 +123,10 @@ def test_reembed_action_forces_a_new_embedding(staff, make_product, django_captu
     assert product.index_status == IndexStatus.INDEXED and product.indexed_at > before
 
 
-def test_import_page_takes_a_file_and_an_images_zip(staff, django_capture_on_commit_callbacks):
+@pytest.mark.django_db(transaction=True)  # the import runs in a thread, on its own connection
+def test_an_import_runs_in_the_background_and_its_page_follows_it(staff):
+    import time
+
     csv_text = ("sku,title,price,image\n"
                 "Z1,Red mug,4.00,pics/red.png\n"
                 "Z2,,4.00,\n"
@@ -131,18 +134,34 @@ def test_import_page_takes_a_file_and_an_images_zip(staff, django_capture_on_com
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("pics/red.png", png_bytes("red"))
-    with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post(reverse("admin:catalog_product_import"), {
-            "file": SimpleUploadedFile("catalog.csv", csv_text.encode()),
-            "images": SimpleUploadedFile("images.zip", archive.getvalue()),
-        })
-
-    body = response.content.decode()
-    assert response.status_code == 200
+    started = time.monotonic()
+    response = staff.post(reverse("admin:catalog_product_import"), {
+        "file": SimpleUploadedFile("catalog.csv", csv_text.encode()),
+        "images": SimpleUploadedFile("images.zip", archive.getvalue()),
+    })
+    # the request only keeps the upload: it answers at once with the job's page
+    assert response.status_code == 302 and "/import/" in response["Location"]
+    job_page = response["Location"]
+    body = staff.get(job_page).content.decode()
+    deadline = time.monotonic() + 60
+    while "Result:" not in body and time.monotonic() < deadline:
+        assert 'http-equiv="refresh"' in body and "rows" in body  # it follows itself meanwhile
+        time.sleep(0.2)
+        body = staff.get(job_page).content.decode()
     assert "4 lines: 1 created, 0 updated, 0 unchanged, 2 not imported (2 errors)" in body
     assert "title: this column is required" in body and "not a number" in body
+    assert 'http-equiv="refresh"' not in body
     product = Product.objects.get(sku="Z1")
-    assert product.image and product.index_status == IndexStatus.INDEXED
+    assert product.image
+    while Product.objects.get(sku="Z1").index_status != IndexStatus.INDEXED and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert Product.objects.get(sku="Z1").index_status == IndexStatus.INDEXED
+    from catalog.models import ImportJob
+
+    job = ImportJob.objects.get()
+    assert not job.upload and not job.images  # the uploads go once read; the report stays
+    listing = staff.get(reverse("admin:catalog_product_import")).content.decode()
+    assert "catalog.csv" in listing and "Done" in listing
 
 
 def test_import_page_is_for_staff_only(client):

@@ -1,0 +1,106 @@
+"""Catalog imports started in the admin, run in the background: the request only stores the
+upload and answers with a page that follows the job (an import of thousands of rows with image
+URLs takes minutes, far past a web server's request timeout)."""
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import close_old_connections, connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from catalog.models import ImportJob
+
+from .importing import ImportFileError, catalog_import
+
+logger = logging.getLogger(__name__)
+# rows written (and progress shown) at a time by a background import
+JOB_CHUNK_ROWS = 200
+
+
+def import_job_start(*, upload: UploadedFile, images: UploadedFile | None = None, user=None) -> ImportJob:
+    """Keep the uploads and start importing them in the background; returns the job to follow.
+    With a broker (the real stack) a Celery worker runs it; in the embedded default, a thread of
+    this server."""
+    rows = sum(chunk.count(b"\n") for chunk in upload.chunks())
+    upload.seek(0)
+    job = ImportJob(created_by=user if getattr(user, "is_authenticated", False) else None,
+                    file_name=Path(upload.name).name[:255], rows_total=max(0, rows - 1))
+    job.upload.save(f"{timezone.now():%Y%m%d-%H%M%S}-{Path(upload.name).suffix.lower() or '.csv'}", upload, save=False)
+    if images:
+        job.images.save(f"{timezone.now():%Y%m%d-%H%M%S}-images.zip", images, save=False)
+    job.save()
+    transaction.on_commit(lambda: _dispatch(job.pk))
+    return job
+
+
+def _dispatch(job_id: int) -> None:
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        threading.Thread(target=_run_in_thread, args=(job_id,), name=f"import-job-{job_id}", daemon=True).start()
+        return
+    from celery import current_app
+
+    try:  # by name: the task (catalog.tasks) calls this module, not the other way round
+        current_app.send_task("catalog.tasks.import_job_task", args=[job_id], retry=False)
+    except Exception as exc:  # the broker is down: say so on the job's page
+        ImportJob.objects.filter(pk=job_id).update(
+            status=ImportJob.Status.FAILED, finished_at=timezone.now(),
+            error=f"The import could not be queued ({exc}); the task queue is unreachable. Try again later.")
+
+
+def _run_in_thread(job_id: int) -> None:
+    try:
+        import_job_run(job_id=job_id)
+    finally:
+        connections.close_all()
+
+
+def import_job_run(*, job_id: int) -> ImportJob:
+    """Run a queued import and store its report on the job (done), or why it stopped (failed)."""
+    close_old_connections()
+    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
+        status=ImportJob.Status.RUNNING)
+    job = ImportJob.objects.get(pk=job_id)
+    if not claimed:
+        return job  # already run (a task delivered twice)
+
+    def progress(rows: int) -> None:
+        ImportJob.objects.filter(pk=job_id).update(rows_done=F("rows_done") + rows)
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="catalog-images-") as tmp:
+            images_dir = None
+            if job.images:
+                images_dir = Path(tmp)
+                with job.images.open("rb") as archive, zipfile.ZipFile(archive) as zf:
+                    zf.extractall(images_dir)  # ZipFile.extract strips ".." and absolute parts
+            with job.upload.open("rb") as source:
+                report = catalog_import(source=source, name=job.file_name, images_dir=images_dir,
+                                        chunk_size=JOB_CHUNK_ROWS, progress=progress)
+        job.report = {"summary": report.summary(), "created": report.created, "updated": report.updated,
+                      "unchanged": report.unchanged, "failed": report.failed, "lines": report.lines,
+                      "warnings": report.warnings,
+                      "errors": [{"line": e.line, "sku": e.sku, "message": e.message} for e in report.errors]}
+        job.status = ImportJob.Status.DONE
+    except ImportFileError as exc:
+        job.status, job.error = ImportJob.Status.FAILED, str(exc)
+    except Exception as exc:  # the job's page says the import stopped; the log has the traceback
+        logger.exception("Import job %s stopped", job_id)
+        job.status, job.error = ImportJob.Status.FAILED, f"The import stopped: {str(exc)[:300]}"
+    job.finished_at = timezone.now()
+    job.rows_done = ImportJob.objects.values_list("rows_done", flat=True).get(pk=job_id)
+    job.save(update_fields=["status", "error", "report", "finished_at", "rows_done"])
+    for stored in (job.upload, job.images):  # the report is kept; the uploads are not needed any more
+        if stored:
+            stored.delete(save=False)
+    ImportJob.objects.filter(pk=job_id).update(upload="", images="")
+    return job
+
+
+__all__ = ["import_job_run", "import_job_start"]
