@@ -14,6 +14,7 @@ from .forms import CatalogImportForm, ProductAdminForm
 from .models import ImportJob, IndexStatus, Product
 from .services import (
     EDITABLE_FIELDS,
+    import_job_resume,
     import_job_start,
     product_create,
     product_delete,
@@ -110,7 +111,11 @@ class ProductAdmin(admin.ModelAdmin):
     def import_job_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         self._may_import(request)
         job = get_object_or_404(ImportJob, pk=job_id)
-        running = job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING)
+        if request.method == "POST" and import_job_resume(job=job):
+            self.message_user(request, "The import runs again: rows it wrote before are kept or updated.",
+                              messages.SUCCESS)
+            return redirect(request.path)
+        running = job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING) and not job.stalled
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "job": job,
                    "running": running, "title": f"Import of {job.file_name}"}
         return render(request, "admin/catalog/product/import_job.html", context)

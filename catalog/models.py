@@ -159,12 +159,24 @@ class ImportJob(models.Model):
     report = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # when the running import last wrote a chunk: one silent far longer has stopped (its server
+    # or worker died) and may be run again; a duplicate delivery of a live one may not
+    beat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"import of {self.file_name} ({self.get_status_display()})"
+
+    @property
+    def stalled(self) -> bool:
+        """Running, but silent for longer than CATALOG_IMPORT_STALL_SECONDS: its process is gone."""
+        from django.conf import settings
+        from django.utils import timezone
+
+        return (self.status == self.Status.RUNNING and self.beat_at is not None
+                and (timezone.now() - self.beat_at).total_seconds() > settings.CATALOG_IMPORT_STALL_SECONDS)
 
     @property
     def percent(self) -> int:

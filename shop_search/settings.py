@@ -187,6 +187,8 @@ CATALOG_IMAGE_FETCH_TIMEOUT = float(os.environ.get("CATALOG_IMAGE_FETCH_TIMEOUT"
 # this long for all its downloads, and only public addresses are fetched unless this is on.
 CATALOG_IMAGE_FETCH_SECONDS = float(os.environ.get("CATALOG_IMAGE_FETCH_SECONDS", "20"))
 CATALOG_IMPORT_FETCH_BUDGET_SECONDS = float(os.environ.get("CATALOG_IMPORT_FETCH_BUDGET_SECONDS", "600"))
+# An admin import silent this long (no chunk written) has stopped: its page offers to run it again.
+CATALOG_IMPORT_STALL_SECONDS = int(os.environ.get("CATALOG_IMPORT_STALL_SECONDS", "900"))
 CATALOG_IMAGE_URL_ALLOW_PRIVATE = os.environ.get("CATALOG_IMAGE_URL_ALLOW_PRIVATE", "0") in ("1", "true", "True", "yes")
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

@@ -1,5 +1,5 @@
 """Catalog write services: every change to products goes through here."""
-from .import_jobs import import_job_run, import_job_start
+from .import_jobs import import_job_resume, import_job_run, import_job_start
 from .importing import ImportReport, RowError, catalog_import
 from .products import (
     EDITABLE_FIELDS,
@@ -15,6 +15,7 @@ __all__ = [
     "ImportReport",
     "RowError",
     "catalog_import",
+    "import_job_resume",
     "import_job_run",
     "import_job_start",
     "product_create",

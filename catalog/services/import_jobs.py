@@ -7,12 +7,13 @@ import logging
 import tempfile
 import threading
 import zipfile
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import close_old_connections, connections, transaction
-from django.db.models import F
+from django.db import connections, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from catalog.models import ImportJob
@@ -61,17 +62,29 @@ def _run_in_thread(job_id: int) -> None:
         connections.close_all()
 
 
+def import_job_resume(*, job: ImportJob) -> bool:
+    """Run a stalled import again (its server or worker died): the rows it wrote are updated or
+    left unchanged, the rest imported. Returns False if the job is not stalled."""
+    if not job.stalled:
+        return False
+    transaction.on_commit(lambda: _dispatch(job.pk))
+    return True
+
+
 def import_job_run(*, job_id: int) -> ImportJob:
-    """Run a queued import and store its report on the job (done), or why it stopped (failed)."""
-    close_old_connections()
-    claimed = ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(
-        status=ImportJob.Status.RUNNING)
+    """Run a queued (or stalled) import and store its report on the job (done), or why it
+    stopped (failed). A second delivery of a job that is running does nothing."""
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.CATALOG_IMPORT_STALL_SECONDS)
+    claimed = ImportJob.objects.filter(
+        Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale),
+        pk=job_id).update(status=ImportJob.Status.RUNNING, beat_at=now, rows_done=0)
     job = ImportJob.objects.get(pk=job_id)
     if not claimed:
-        return job  # already run (a task delivered twice)
+        return job  # done, or running elsewhere (a task delivered twice)
 
     def progress(rows: int) -> None:
-        ImportJob.objects.filter(pk=job_id).update(rows_done=F("rows_done") + rows)
+        ImportJob.objects.filter(pk=job_id).update(rows_done=F("rows_done") + rows, beat_at=timezone.now())
 
     try:
         with tempfile.TemporaryDirectory(prefix="catalog-images-") as tmp:
@@ -103,4 +116,4 @@ def import_job_run(*, job_id: int) -> ImportJob:
     return job
 
 
-__all__ = ["import_job_run", "import_job_start"]
+__all__ = ["import_job_resume", "import_job_run", "import_job_start"]

@@ -182,3 +182,44 @@ def test_a_viewer_cannot_run_the_re_embed_action(client, make_product):
                 {"action": "reembed_selected", "_selected_action": [product.pk]})
     product.refresh_from_db()
     assert product.index_status == IndexStatus.INDEXED  # nothing queued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_whose_server_stopped_can_be_run_again(staff, settings):
+    import time
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from catalog.models import ImportJob
+
+    # given: an import that was running when its server stopped, half-way
+    job = ImportJob(file_name="c.csv", rows_total=2, rows_done=1, status=ImportJob.Status.RUNNING,
+                    beat_at=timezone.now() - timedelta(hours=1))
+    job.upload.save("c.csv", ContentFile(b"sku,title,price\nR1,Red mug,3\nR2,Blue mug,4\n"), save=False)
+    job.save()
+    Product.objects.create(sku="R1", title="Red mug", price=3)  # the row it wrote before it stopped
+    page = reverse("admin:catalog_product_import_job", args=[job.pk])
+    body = staff.get(page).content.decode()
+    assert "This import stopped after 1 of about 2 rows" in body and 'http-equiv="refresh"' not in body
+    # a second delivery of a live import would do nothing; this one is stalled: run it again
+    staff.post(page)
+    deadline = time.monotonic() + 60
+    while "Result:" not in body and time.monotonic() < deadline:
+        time.sleep(0.2)
+        body = staff.get(page).content.decode()
+    assert "3 lines: 1 created, 0 updated, 1 unchanged, 0 not imported (0 errors)" in body
+    assert sorted(Product.objects.values_list("sku", flat=True)) == ["R1", "R2"]
+
+
+def test_a_second_delivery_of_a_running_import_does_nothing():
+    from django.utils import timezone
+
+    from catalog.models import ImportJob
+    from catalog.services import import_job_run
+
+    job = ImportJob.objects.create(file_name="c.csv", rows_total=9, rows_done=4, status=ImportJob.Status.RUNNING,
+                                   beat_at=timezone.now())
+    again = import_job_run(job_id=job.pk)
+    assert (again.status, again.rows_done) == (ImportJob.Status.RUNNING, 4) and not Product.objects.exists()
