@@ -111,11 +111,15 @@ def error_responses(*codes: int) -> dict:
     return {code: described[code] for code in codes}
 
 
+# the largest id a database column holds (a larger number is a 400, not an overflow)
+MAX_ID = 2**63 - 1
+
+
 class ClickSerializer(serializers.Serializer):
     search_id = serializers.UUIDField(format="hex")
-    product_id = serializers.IntegerField(required=False, min_value=1)
+    product_id = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     sku = serializers.CharField(required=False, max_length=64)
-    position = serializers.IntegerField(required=False, min_value=1)
+    position = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
     def validate(self, data):
         if "product_id" not in data and "sku" not in data:
@@ -127,11 +131,12 @@ class ClickSerializer(serializers.Serializer):
 # The click body as the schema says it: a search id and the product, by id or by sku (one of
 # them at least), and optionally the position it was shown at.
 _CLICK_PROPERTIES = {
-    "search_id": {"type": "string", "pattern": "^[0-9a-fA-F]{32}$|^[0-9a-fA-F-]{36}$",
+    "search_id": {"type": "string",
+                  "pattern": "^[0-9a-fA-F]{32}$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
                   "description": "The `search_id` of the search that showed the product."},
-    "product_id": {"type": "integer", "minimum": 1},
+    "product_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     "sku": {"type": "string", "minLength": 1, "maxLength": 64},
-    "position": {"type": "integer", "minimum": 1, "description": "Where the search showed it (checked)."},
+    "position": {"type": "integer", "minimum": 1, "maximum": MAX_ID, "description": "Where the search showed it (checked)."},
 }
 CLICK_REQUEST = {"application/json": {
     "type": "object", "properties": _CLICK_PROPERTIES, "additionalProperties": False,

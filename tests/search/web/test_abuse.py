@@ -150,3 +150,10 @@ def test_a_bad_rate_limit_setting_stops_start_up_with_the_fix(settings):
     settings.SEARCH_RATE_LIMITS = "search=lots"
     errors = [e for e in checks.run_checks() if e.id == "search.E005"]
     assert errors and "search=300/min" in errors[0].hint
+
+
+def test_an_id_too_large_for_any_column_is_a_400(client, shop):
+    body = client.get("/api/search", {"q": "mug"}).json()
+    response = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": 2**70},
+                           content_type="application/json")
+    assert response.status_code == 400 and "product_id" in response.json()
