@@ -165,10 +165,11 @@ def _iter_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterato
             first = numbers[taken] if len(numbers) > taken else report.lines
             last = numbers[-1] if numbers else first
             if "unexpected end of data" in str(exc):
+                swallowed = (f"so lines {first}-{last} were read as one row; nothing from them was imported"
+                             if last > first else "so nothing from it was imported")
                 report.errors.append(RowError(
-                    first, "", f"a quote opened on this line is never closed, so lines {first}-{last} were read as "
-                               "one row; nothing from them was imported. Close the quote (or double a quote inside "
-                               "a quoted cell).", last_line=last))
+                    first, "", f"a quote opened on this line is never closed, {swallowed}. Close the quote (or "
+                               "double a quote inside a quoted cell).", last_line=last))
             else:
                 report.errors.append(RowError(first, "", f"the CSV row cannot be parsed ({exc}).", last_line=last))
             continue

@@ -172,3 +172,11 @@ def test_a_slow_image_url_has_a_total_deadline_and_the_import_a_budget(tmp_path,
     messages = [e.message for e in report.errors]
     assert "did not arrive within 1.5 s" in messages[0]
     assert "spent its 2.5 s for downloading images" in messages[-1]
+
+
+def test_a_quote_left_open_on_the_last_line_names_that_line(tmp_path):
+    report = run(tmp_path, "last.csv", 'sku,title,price\nA1,Fine,1\nA2,"Broken,1\n')
+    assert report.created == 1
+    assert [str(e) for e in report.errors] == [
+        "line 3: a quote opened on this line is never closed, so nothing from it was imported. "
+        "Close the quote (or double a quote inside a quoted cell)."]
