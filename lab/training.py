@@ -99,7 +99,7 @@ class TrainConfig:
     grad_accum: int = 1
     lr: float = 2e-5
     weight_decay: float = 0.01
-    precision: str = "auto"  # auto | fp32 | fp16 | bf16 (half precision only on CUDA)
+    precision: str = "auto"  # auto (half precision on CUDA) | fp32 | fp16 | bf16 (on any device)
     gradient_checkpointing: bool = False
     seed: int = 0
 
@@ -132,6 +132,8 @@ class ClipTrainer:
         self.model = self.parts.model.to(self.device)
         self.images: dict[str, Image.Image | None] = {}
         self.text_loss = True
+        # query -> the keys of every product clicked for it (set by train)
+        self.positives: dict[str, set[str]] = {}
 
     # --- embeddings -----------------------------------------------------------------
     def _texts(self, texts: Sequence[str]):
@@ -165,16 +167,23 @@ class ClipTrainer:
             if not any(p.requires_grad for p in child.parameters()):
                 child.eval()
 
+    def _columns(self, batch: Sequence[Example], negatives: Sequence[Product | None]):
+        """The batch's products (each row's positive, then the hard negatives drawn) and the mask
+        of what is no negative of a row: another copy of its own positive, and any other product
+        clicked for the same query (`self.positives`), which is a right answer too."""
+        products = [e.positive for e in batch] + [n for n in negatives if n is not None]
+        keys = [p.key for p in products]
+        mask = self.torch.tensor([[j != i and (keys[j] == e.positive.key or keys[j] in self.positives.get(e.query, ()))
+                                   for j in range(len(products))] for i, e in enumerate(batch)], device=self.device)
+        return products, mask
+
     def _loss(self, batch: Sequence[Example], rng: random.Random):
         torch = self.torch
         queries = self._texts([e.query for e in batch])
-        negatives = [rng.choice(e.negatives) if e.negatives else None for e in batch]
-        products = [e.positive for e in batch] + [n for n in negatives if n is not None]
-        keys = [p.key for p in products]
-        # a product may be the positive of one row and appear elsewhere in the batch: only its
-        # own column counts as the answer, other copies of it are not negatives
-        same = torch.tensor([[keys[j] == e.positive.key and j != i for j in range(len(products))]
-                             for i, e in enumerate(batch)], device=self.device)
+        # hard negatives: what the shopper skipped above the click, never a product clicked for the query
+        negatives = [rng.choice(pool) if (pool := [n for n in e.negatives if n.key not in self.positives.get(e.query, ())])
+                     else None for e in batch]
+        products, same = self._columns(batch, negatives)
         scale = self.model.logit_scale.exp().clamp(max=100)
         labels = torch.arange(len(batch), device=self.device)
         loss = torch.zeros((), device=self.device)
@@ -197,14 +206,18 @@ class ClipTrainer:
         torch = self.torch
         rng = random.Random(config.seed)
         torch.manual_seed(config.seed)
+        self.positives = {}
+        for example in examples:
+            self.positives.setdefault(example.query, set()).add(example.positive.key)
         params = self._freeze(config.train)
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         cuda = self.device.type == "cuda"
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.precision)
         if config.precision == "auto" and cuda:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        use_amp = cuda and dtype is not None
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and dtype == torch.float16)
+        # asked for by name, half precision runs on any device (autocast); "auto" only on CUDA
+        use_amp = dtype is not None
+        scaler = torch.amp.GradScaler(self.device.type, enabled=use_amp and dtype == torch.float16)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         self._train_mode()
@@ -215,17 +228,21 @@ class ClipTrainer:
             epoch = []
             # Gradient accumulation: micro-batches of batch_size, one optimiser step per
             # grad_accum of them (in-batch negatives come from each micro-batch).
+            learned = False  # whether this accumulation window had a backward pass
             for step, start in enumerate(range(0, len(order), config.batch_size), start=1):
                 batch = order[start:start + config.batch_size]
-                with torch.autocast(device_type="cuda", dtype=dtype, enabled=use_amp):
+                with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp):
                     loss = self._loss(batch, rng) / config.grad_accum
                 if loss.requires_grad:  # a batch with nothing to learn from (no images, image mode)
                     scaler.scale(loss).backward()
+                    learned = True
                 epoch.append(float(loss.detach()) * config.grad_accum)
                 if step % config.grad_accum == 0 or start + config.batch_size >= len(order):
-                    scaler.step(optimizer)
-                    scaler.update()
+                    if learned:  # a scaler step with no scaled backward raises ("_scale is None")
+                        scaler.step(optimizer)
+                        scaler.update()
                     optimizer.zero_grad(set_to_none=True)
+                    learned = False
                 if progress:
                     progress(1)
             losses.append(mean(epoch))
