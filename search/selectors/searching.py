@@ -20,7 +20,7 @@ from catalog.models import IndexStatus, Product
 
 from ..retrieval import fusion, providers
 from ..retrieval.calibration import Cutoff
-from ..retrieval.facets import FacetAttribute, attribute_values, facet_attributes_parse, facet_key
+from ..retrieval.facets import FacetAttribute, facet_attributes_parse, facet_key, facet_payload
 from ..retrieval.keywords import SPARSE_VECTOR, QueryWord, corrected_query, sku_key
 from ..retrieval.vector_store import IndexUnavailableError, Leg, ProductIndex, Where
 from .lexicon import Lexicon, lexicon
@@ -260,17 +260,11 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
         return counter
 
     def attribute_counts(name: str) -> Counter:
-        keys = lexicon().attribute_keys.get(name, ())
+        # each product's values as its payload carries them (facets.facet_payload), so that the
+        # database counts what the engine counts
         counter: Counter = Counter()
-        if not keys:
-            return counter
-        queryset = filters.queryset(base, skip=name)
-        for attributes in queryset.values_list("attributes", flat=True).iterator(chunk_size=2000):
-            found = set()
-            for key in keys:
-                if isinstance(attributes, dict) and key in attributes:
-                    found.update(facet_key(v) for v in attribute_values(attributes[key]))
-            counter.update(found)
+        for attributes in filters.queryset(base, skip=name).values_list("attributes", flat=True).iterator(chunk_size=2000):
+            counter.update(facet_payload(category="", brand="", attributes=attributes).get(name, ()))
         return counter
 
     price_qs = filters.queryset(base, skip="price")
@@ -335,13 +329,15 @@ def _validate(strategy: str, sort: str, page: int, page_size: int) -> None:
         raise ValueError(f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
 
 
-def product_search(*, query: str = "", image: Image.Image | None = None, image_key: str = "",
+def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.Image] | None = None,
+                   image_key: str = "",
                    filters: SearchFilters | None = None, strategy: str | None = None,
                    sort: str = "relevance", page: int = 1, page_size: int = 20,
                    weights: Mapping[str, float] | None = None) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
-    filters, sorts and pages of the same photo search.
+    filters, sorts and pages of the same photo search, and `image` may then be a function that
+    reads the photo, called only when its embedding is not cached.
     `weights` overrides SEARCH_FUSION_WEIGHTS for `normalized` (evaluate_search tunes them)."""
     filters = filters or SearchFilters()
     strategy = strategy or settings.SEARCH_STRATEGY
@@ -367,7 +363,7 @@ def product_search(*, query: str = "", image: Image.Image | None = None, image_k
     if image is not None:
         result.mode = "image"
         if image_key:
-            vector = providers.photo_vector(model_id, image_key, lambda: image)
+            vector = providers.photo_vector(model_id, image_key, image if callable(image) else lambda: image)
         else:
             vector = providers.query_encoder(model_id).encode_images([image])[0]
         legs = _modality_legs(vector, strategy, None)

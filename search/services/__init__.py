@@ -10,10 +10,10 @@ from .indexing import (
     products_index,
     products_reindex_if_index_missing,
 )
-from .photos import photo_bytes, photo_image, photo_save, photos_prune
+from .photos import PhotoGone, photo_bytes, photo_image, photo_kept, photo_save, photos_prune
 from .reconcile import ReconcileReport, index_reconcile
 
-__all__ = ["ClickError", "IndexReport", "ProductSource", "ReconcileReport", "click_log", "clicks_export",
-           "export_columns", "export_size", "index_reconcile", "iter_encoded", "model_switch_advance", "photo_bytes", "photo_image", "photo_save", "photos_prune",
+__all__ = ["ClickError", "PhotoGone", "IndexReport", "ProductSource", "ReconcileReport", "click_log", "clicks_export",
+           "export_columns", "export_size", "index_reconcile", "iter_encoded", "model_switch_advance", "photo_bytes", "photo_image", "photo_kept", "photo_save", "photos_prune",
            "product_payload", "product_source", "products_index", "products_reindex_if_index_missing",
            "search_event_log", "search_logs_prune", "session_pseudonym", "write_export"]

@@ -45,11 +45,24 @@ def photo_bytes(*, key: str) -> bytes | None:
     return bytes(row) if row is not None else None
 
 
-def photo_image(*, key: str) -> Image.Image | None:
-    """The photo with this key, decoded; None when there is none."""
+class PhotoGone(LookupError):
+    """The photo of a photo search is no longer kept (expired, or never was)."""
+
+
+def photo_kept(*, key: str) -> bool:
+    """Whether the photo with this key is still kept (without reading it)."""
+    return SearchPhoto.objects.filter(key=key, created_at__gte=_expiry()).exists()
+
+
+def photo_image(*, key: str) -> Image.Image:
+    """The photo with this key, decoded.
+
+    Raises:
+        PhotoGone: it is no longer kept.
+    """
     data = photo_bytes(key=key)
     if data is None:
-        return None
+        raise PhotoGone(key)
     with Image.open(io.BytesIO(data)) as image:
         return image.convert("RGB")
 
@@ -73,4 +86,4 @@ def _prune_now_and_then() -> None:
         photos_prune()
 
 
-__all__ = ["photo_bytes", "photo_image", "photo_save", "photos_prune"]
+__all__ = ["PhotoGone", "photo_bytes", "photo_image", "photo_kept", "photo_save", "photos_prune"]

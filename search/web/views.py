@@ -21,7 +21,7 @@ from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.selectors.searching import facet_attributes
 from search.selectors.suggesting import popular_phrases, query_suggest
-from search.services import ClickError, click_log, photo_bytes, photo_image, photo_save, search_event_log
+from search.services import ClickError, PhotoGone, click_log, photo_bytes, photo_image, photo_kept, photo_save, search_event_log
 from search.services.events import TYPING
 
 from .serializers import StorefrontParamsSerializer
@@ -130,13 +130,15 @@ def search_page(request: HttpRequest) -> HttpResponse:
     try:
         if state.get("photo"):
             kwargs.pop("query")
-            image = photo_image(key=state["photo"])
-            if image is None:
-                error = PHOTO_GONE.format(days=settings.SEARCH_PHOTO_DAYS)
-            else:
-                result = product_search(image=image, image_key=state["photo"], **kwargs)
+            key = state["photo"]
+            if not photo_kept(key=key):
+                raise PhotoGone(key)
+            # read and decoded only if this photo's embedding is not cached (its facets and pages)
+            result = product_search(image=lambda: photo_image(key=key), image_key=key, **kwargs)
         else:
             result = product_search(**kwargs)
+    except PhotoGone:
+        error = PHOTO_GONE.format(days=settings.SEARCH_PHOTO_DAYS)
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
         error = UNAVAILABLE
