@@ -323,3 +323,4 @@ def _forget_keywords(index) -> None:
     else:
         index.client.delete_vector_name(index.collection, "keywords")
         index._keywords = None
+    index.schema_forget()  # as a process that opens this older store

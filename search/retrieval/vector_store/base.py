@@ -251,6 +251,8 @@ class ProductIndex(abc.ABC):
             self._payload_schema_set(PAYLOAD_SCHEMA)
             self._changed()
             return False
+        if self.__dict__.get("_up_to_date"):
+            return False  # checked already: indexing calls this for every batch, the sweep every few seconds
         stale = False
         if not self.has_keywords():
             self._add_keywords()
@@ -260,14 +262,26 @@ class ProductIndex(abc.ABC):
             stale = True
         if stale:
             self._changed()
+        self.__dict__["_up_to_date"] = True
         return stale
+
+    def _payload_schema_set(self, version: int) -> None:
+        """Record the PAYLOAD_SCHEMA the points are written with."""
+        self._store_payload_schema(version)
+        if version < PAYLOAD_SCHEMA:
+            self.schema_forget()
+
+    def schema_forget(self) -> None:
+        """Forget that the collection was found up to date: look again at the next
+        ensure_collection (its schema was changed from outside this object)."""
+        self.__dict__.pop("_up_to_date", None)
 
     @abc.abstractmethod
     def _payload_schema(self) -> int:
         """The PAYLOAD_SCHEMA the collection's points were written with (1: before it was recorded)."""
 
     @abc.abstractmethod
-    def _payload_schema_set(self, version: int) -> None: ...
+    def _store_payload_schema(self, version: int) -> None: ...
 
     def facet_index(self, key: str) -> None:
         """Give the payload key a keyword index, which facets need (an attribute newly chosen as a
@@ -302,6 +316,7 @@ class ProductIndex(abc.ABC):
         """Remove the collection and everything in it."""
         self._drop()
         self.__dict__.pop("_indexed_keys", None)
+        self.schema_forget()
         self._changed()
 
     @abc.abstractmethod

@@ -117,7 +117,7 @@ class EdgeIndex(ProductIndex):
         except (OSError, ValueError, TypeError, AttributeError) as exc:
             raise _unreadable(self.path, exc) from exc
 
-    def _payload_schema_set(self, version: int) -> None:
+    def _store_payload_schema(self, version: int) -> None:
         with self._lock:
             target = self.path / OWN_FILE
             partial = target.with_suffix(".tmp")

@@ -111,7 +111,7 @@ class QdrantServerIndex(ProductIndex):
             metadata = self.client.get_collection(self.collection).config.metadata or {}
         return int(metadata.get(self.SCHEMA_METADATA, 1))
 
-    def _payload_schema_set(self, version: int) -> None:
+    def _store_payload_schema(self, version: int) -> None:
         with self._locked():
             self.client.update_collection(self.collection, metadata={self.SCHEMA_METADATA: version})
 
