@@ -76,9 +76,6 @@ class Enqueued:
     unsent: int = 0
     error: str = ""
 
-    def __int__(self) -> int:
-        return self.sent
-
 
 def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = None) -> Enqueued:
     """Send embedding tasks for these ids in batches, and note on the rows when (the sweep does

@@ -250,16 +250,14 @@ def search_log_flush() -> None:
 
 class ClickError(ValueError):
     """The click names something that does not exist, or may not be counted; the message says
-    what. `forbidden`: the search exists but this click may not count for it (another session's
-    search, or one too old)."""
+    what, and `status` the HTTP answer: 404 what it names does not exist, 403 the search exists
+    but this click may not count for it (another session's search, or one too old), 409 it
+    contradicts the search."""
 
-    def __init__(self, field: str, message: str, *, forbidden: bool = False, status: int = 404):
+    def __init__(self, field: str, message: str, *, status: int = 404):
         super().__init__(message)
         self.field = field
-        self.forbidden = forbidden
-        # the HTTP status it answers: 404 what it names does not exist, 403 it may not count,
-        # 409 it contradicts the search
-        self.status = 403 if forbidden else status
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -288,10 +286,10 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
         raise ClickError("search_id", "No search with this id.")
     if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
         raise ClickError("search_id", "This search was run in another session; only its own session's clicks count.",
-                         forbidden=True)
+                         status=403)
     if timezone.now() - event.created_at > timedelta(seconds=settings.SEARCH_CLICK_WINDOW_SECONDS):
         raise ClickError("search_id", f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
-                         "minutes old; its clicks no longer count.", forbidden=True)
+                         "minutes old; its clicks no longer count.", status=403)
     product = Product.objects.filter(pk=product_id).first() if product_id is not None else \
         Product.objects.filter(sku=sku).first() if sku else None
     if product is None:

@@ -84,13 +84,6 @@ class StorefrontParamsSerializer(SearchParamsSerializer):
                                    error_messages={"invalid": "Not a photo search of this shop; search by photo again."})
 
 
-class FieldErrorsSerializer(serializers.Serializer):
-    """A 400: each parameter that is wrong, with what to fix."""
-
-    field_name = serializers.ListField(child=serializers.CharField(), required=False,
-                                       help_text="Per parameter: its messages (the key is the parameter's name).")
-
-
 class DetailSerializer(serializers.Serializer):
     detail = serializers.CharField(help_text="What happened and what to do.")
 
@@ -99,8 +92,9 @@ def error_responses(*codes: int) -> dict:
     """The documented error answers of an endpoint (drf-spectacular responses)."""
     described = {
         400: OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter is wrong: `{parameter: [messages]}`."),
-        403: OpenApiResponse(DetailSerializer, description="Not allowed (or, for a click: not this session's search, "
-                                                           "or too old to count)."),
+        403: OpenApiResponse(OpenApiTypes.OBJECT, description="Not allowed: `{detail: message}`, or for a click "
+                                                               "(not this session's search, or too old to count) "
+                                                               "`{search_id: [message]}`."),
         404: OpenApiResponse(OpenApiTypes.OBJECT, description="No such search or product: `{field: [message]}`."),
         409: OpenApiResponse(OpenApiTypes.OBJECT, description="The click contradicts the search: `{field: [message]}`."),
         413: OpenApiResponse(DetailSerializer, description="The request body is larger than this shop accepts."),
