@@ -5,6 +5,8 @@ import json
 import re
 from decimal import Decimal
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import (
     MaxLengthValidator,
     MinValueValidator,
@@ -12,6 +14,7 @@ from django.core.validators import (
     RegexValidator,
 )
 from django.db import models
+from django.utils import timezone
 
 # What the indexer writes. A save of only these fields is the indexer's own and schedules
 # nothing; any other save is a change that must reach search.
@@ -33,8 +36,6 @@ ATTRIBUTES_MAX_CHARS = 20_000
 def attributes_validate(value) -> None:
     """Attributes every database stores and every search reads: no NUL character (PostgreSQL
     refuses one in JSON), nesting at most ATTRIBUTES_DEPTH deep, at most ATTRIBUTES_MAX_CHARS of JSON."""
-    from django.core.exceptions import ValidationError
-
     def walk(node, depth: int) -> None:
         if depth > ATTRIBUTES_DEPTH:
             raise ValidationError(f"Attributes may nest at most {ATTRIBUTES_DEPTH} levels deep.")
@@ -172,9 +173,6 @@ class ImportJob(models.Model):
     @property
     def stalled(self) -> bool:
         """Running, but silent for longer than CATALOG_IMPORT_STALL_SECONDS: its process is gone."""
-        from django.conf import settings
-        from django.utils import timezone
-
         return (self.status == self.Status.RUNNING and self.beat_at is not None
                 and (timezone.now() - self.beat_at).total_seconds() > settings.CATALOG_IMPORT_STALL_SECONDS)
 

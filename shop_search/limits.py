@@ -5,8 +5,6 @@ is cut off at the same size by the upload handler. JSON nested deeper than Pytho
 parse is a 400, not a RecursionError."""
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -75,13 +73,5 @@ class SafeJSONParser(JSONParser):
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
-def json_loads(text: str | bytes):
-    """json.loads, with nesting too deep for Python reported as a ValueError."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-__all__ = ["BoundedUploadHandler", "RequestSizeLimitMiddleware", "SafeJSONParser", "json_loads", "max_bytes",
+__all__ = ["BoundedUploadHandler", "RequestSizeLimitMiddleware", "SafeJSONParser", "max_bytes",
            "too_large"]

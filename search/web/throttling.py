@@ -5,6 +5,7 @@ limited); over a limit is a 429 with Retry-After. Counted in Django's cache: per
 embedded default, shared through CACHE_URL (Redis) on the real stack."""
 from __future__ import annotations
 
+import functools
 import math
 
 from django.conf import settings
@@ -14,6 +15,7 @@ from rest_framework.throttling import SimpleRateThrottle
 SCOPES = ("search", "photo", "suggest", "clicks")
 
 
+@functools.lru_cache(maxsize=8)
 def rate_limits(value: str) -> dict[str, str]:
     """SEARCH_RATE_LIMITS as {scope: "N/period"}.
 
@@ -44,15 +46,8 @@ class ScopeThrottle(SimpleRateThrottle):
         self.rate = rate_limits(settings.SEARCH_RATE_LIMITS).get(self.scope)
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
-    def get_cache_key(self, request, view) -> str | None:
-        if self.rate is None:
-            return None
+    def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
-
-    def allow_request(self, request, view) -> bool:
-        if self.rate is None:
-            return True
-        return super().allow_request(request, view)
 
 
 def throttle_wait(request: HttpRequest, scope: str) -> int | None:
