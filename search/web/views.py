@@ -163,7 +163,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
 
 def _context(state: dict, result, *, error: str = "", notice: str = "", errors: dict | None = None) -> dict:
     """What the search page shows of a search state and its result."""
-    photo = "" if state.get("q") else state.get("photo") or ""
+    photo = state.get("photo") or ""  # the callers clear it when words replace it
     return {"result": result, "error": error, "notice": notice, "param_errors": errors or {},
             "params": state, "photo": photo, **_zero_results(result),
             "sorts": [(s, SORT_LABELS[s]) for s in SORTS],

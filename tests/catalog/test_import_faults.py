@@ -110,7 +110,7 @@ def test_rows_that_fail_to_save_leave_no_image_files(tmp_path, settings, monkeyp
 
 @pytest.fixture
 def web_server():
-    """A web server on this machine: one image, a path that trickles bytes, a redirect home."""
+    """A web server on this machine: an image at any path, and a path that trickles bytes."""
     import http.server
     import threading
     import time
