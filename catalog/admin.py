@@ -97,7 +97,7 @@ class ProductAdmin(admin.ModelAdmin):
             raise PermissionDenied
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        """The upload: kept, and imported in the background; the shopper's-eye report is on the job's page."""
+        """The upload: kept, and imported in the background; the report is on the job's page."""
         self._may_import(request)
         form = CatalogImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():

@@ -172,9 +172,10 @@ class ImportJob(models.Model):
 
     @property
     def stalled(self) -> bool:
-        """Running, but silent for longer than CATALOG_IMPORT_STALL_SECONDS: its process is gone."""
-        return (self.status == self.Status.RUNNING and self.beat_at is not None
-                and (timezone.now() - self.beat_at).total_seconds() > settings.CATALOG_IMPORT_STALL_SECONDS)
+        """Silent for longer than CATALOG_IMPORT_STALL_SECONDS: running with no chunk written, or
+        queued and never started (its server stopped first): its process is gone."""
+        since = {self.Status.RUNNING: self.beat_at, self.Status.QUEUED: self.created_at}.get(self.status)
+        return since is not None and (timezone.now() - since).total_seconds() > settings.CATALOG_IMPORT_STALL_SECONDS
 
     @property
     def percent(self) -> int:

@@ -223,3 +223,26 @@ def test_a_second_delivery_of_a_running_import_does_nothing():
                                    beat_at=timezone.now())
     again = import_job_run(job_id=job.pk)
     assert (again.status, again.rows_done) == (ImportJob.Status.RUNNING, 4) and not Product.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_queued_when_its_server_stopped_can_be_run_too(staff):
+    import time
+    from datetime import timedelta
+
+    from django.core.files.base import ContentFile
+    from django.utils import timezone
+
+    from catalog.models import ImportJob
+
+    job = ImportJob(file_name="q.csv", rows_total=1)
+    job.upload.save("q.csv", ContentFile(b"sku,title,price\nQ1,Red mug,3\n"), save=False)
+    job.save()
+    ImportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    page = reverse("admin:catalog_product_import_job", args=[job.pk])
+    assert "This import stopped after 0 of about 1 rows" in staff.get(page).content.decode()
+    staff.post(page)
+    deadline = time.monotonic() + 60
+    while not Product.objects.filter(sku="Q1").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert Product.objects.filter(sku="Q1").exists()
