@@ -42,6 +42,8 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     settings.SEARCH_VOCABULARY_SECONDS = 0
     # one client address runs the whole suite: rate limits are tested on their own (test_abuse.py)
     settings.SEARCH_RATE_LIMITS = ""
+    # the tiny model's folder is shared by the whole session: each test keeps its own calibration
+    settings.SEARCH_FUSION_CALIBRATION = str(tmp_path / "fusion_calibration.json")
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
     providers.reset(encoder=False)
     lexicon_forget()

@@ -160,3 +160,180 @@ def weights_parse(raw: str | Mapping[str, float]) -> dict[str, float]:
 def weights_format(weights: Mapping[str, float]) -> str:
     """{"text": 1.0, "image": 0.8} -> "text=1,image=0.8", the form weights_parse reads."""
     return ",".join(f"{k}={v:g}" for k, v in weights.items())
+
+
+# --- calibration: every candidate on one relevance scale -----------------------------------
+# A mean of z-scores does not put a product scored on one modality and one scored on two on
+# the same scale (the mean of two correlated z-scores has a smaller spread than one), and the
+# text cosine of a title alone is not that of a title with a description. A calibration maps
+# what a candidate has into the log-odds that it is relevant, fitted on the shop's own labelled
+# queries and clicks: the same scale whichever fields a product has. Its features (one model,
+# with an indicator and interactions per missing field, so little data fits it):
+FEATURES = (
+    "z_text", "raw_text",                # the text tower: this query's z-score and the raw cosine
+    "z_keyword", "log_keyword",          # the keyword leg (0 where the product shares no word)
+    "has_image", "z_image", "raw_image",  # the image tower, 0 where the product has no image
+    # without an image the text and keyword legs are all there is: their own weights
+    "no_image_z_text", "no_image_raw_text", "no_image_z_keyword",
+    # a title alone, as the text tower saw it: its own weights too
+    "no_description", "no_description_z_text", "no_description_raw_text", "no_description_z_image",
+)
+CALIBRATION_VERSION = 1
+RIDGE = 1e-3  # L2 penalty on the coefficients (the lists' weights sum to 1)
+
+
+def candidate_features(raw: Mapping[str, float], normalized: Mapping[str, float],
+                       payload: Mapping[str, Any]) -> list[float]:
+    """FEATURES of one candidate, from its raw scores, their z-scores and its payload."""
+    has_image = "image" in raw
+    no_description = 0.0 if payload.get("has_description", True) else 1.0
+    z_text = normalized.get("text", 0.0)
+    keyword = max(float(raw.get("keyword", 0.0)), 0.0)
+    raw_text, z_keyword, z_image = float(raw.get("text", 0.0)), normalized.get("keyword", 0.0), normalized.get("image", 0.0)
+    no_image = 0.0 if has_image else 1.0
+    return [z_text, raw_text, z_keyword, float(np.log1p(keyword)),
+            1.0 - no_image, z_image, float(raw.get("image", 0.0)),
+            no_image * z_text, no_image * raw_text, no_image * z_keyword,
+            no_description, no_description * z_text, no_description * raw_text, no_description * z_image]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Log-odds of relevance as a linear function of FEATURES; `fitted` says on what."""
+
+    intercept: float
+    coefficients: Mapping[str, float]
+    fitted: Mapping[str, Any] = field(default_factory=dict)
+
+    def score(self, features: Sequence[float]) -> float:
+        return self.intercept + sum(self.coefficients.get(name, 0.0) * value for name, value in zip(FEATURES, features))
+
+    def as_dict(self) -> dict:
+        return {"version": CALIBRATION_VERSION, "features": list(FEATURES), "intercept": self.intercept,
+                "coefficients": dict(self.coefficients), "fitted": dict(self.fitted)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
+        """Raises ValueError when the data is not a calibration this code can apply."""
+        if not isinstance(data, Mapping) or data.get("version") != CALIBRATION_VERSION:
+            raise ValueError(f"not a version {CALIBRATION_VERSION} fusion calibration; fit it again (calibrate_fusion)")
+        coefficients = data.get("coefficients")
+        if not isinstance(coefficients, Mapping) or set(coefficients) - set(FEATURES):
+            raise ValueError(f"the coefficients must be for {', '.join(FEATURES)}; fit it again (calibrate_fusion)")
+        try:
+            return cls(float(data["intercept"]), {k: float(v) for k, v in coefficients.items()},
+                       dict(data.get("fitted") or {}))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("the intercept and coefficients must be numbers; fit it again (calibrate_fusion)") from None
+
+
+def fuse_calibrated(candidates: Sequence[Candidate], calibration: Calibration) -> list[Ranked]:
+    """Rank by calibrated log-odds of relevance: every candidate, whatever fields it has, on one
+    scale. The z-scores are those of normalize_per_modality, as in fuse_normalized."""
+    normalized = normalize_per_modality(candidates)
+    ranked = [Ranked(c.id, calibration.score(candidate_features(c.raw, normalized[c.id], c.payload)), c.raw,
+                     normalized[c.id], c.payload) for c in candidates]
+    return sort_ranked(ranked)
+
+
+def calibration_fit(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, group_weights: np.ndarray, *,
+                    ridge: float = RIDGE, iterations: int = 50) -> dict[str, float]:
+    """A listwise ranking fit (ListNet): per list of one query's matches, the softmax of the
+    scores is pulled towards the targets' shares, by Newton's method with an L2 penalty.
+
+    Equal targets ask for equal scores, so products of the same relevance are pulled to the
+    same score whichever fields they have; only the order within a query matters, so there
+    is no intercept.
+
+    Args:
+        features: one row of FEATURES per (list, product).
+        targets: >= 0 per row; a list's targets are its relevance shares (e.g. 1 for the
+            products of a grade or better, 0 for the others).
+        groups: the list of each row, rows of a list adjacent.
+        group_weights: per list (indexed by the group number), e.g. so every query weighs the same.
+    Returns:
+        {feature: coefficient}.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    groups = np.asarray(groups)
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    sums = np.add.reduceat(t, starts)
+    keep = sums > 0
+    t = t / np.repeat(np.where(keep, sums, 1.0), np.diff(np.r_[starts, len(t)]))
+    w_list = np.asarray(group_weights, dtype=np.float64)[groups[starts]] * keep
+    w_list = w_list / w_list.sum()
+    w_row = np.repeat(w_list, np.diff(np.r_[starts, len(t)]))
+    beta = np.zeros(x.shape[1])
+    for _ in range(iterations):
+        s = x @ beta
+        s = s - np.repeat(np.maximum.reduceat(s, starts), np.diff(np.r_[starts, len(s)]))
+        e = np.exp(s)
+        p = e / np.repeat(np.add.reduceat(e, starts), np.diff(np.r_[starts, len(e)]))
+        gradient = x.T @ (w_row * (t - p)) - ridge * beta
+        mean_x = np.add.reduceat(x * p[:, None], starts)  # per list: E_p[x]
+        hessian = (x * (w_row * p)[:, None]).T @ x - (mean_x * w_list[:, None]).T @ mean_x + ridge * np.eye(x.shape[1])
+        step = np.linalg.solve(hessian, gradient)
+        beta += step
+        if np.abs(step).max() < 1e-8:
+            break
+    return {name: float(b) for name, b in zip(FEATURES, beta)}
+
+
+# The indicator of each missing field: complete products have has_image 1 and no_description 0.
+FIELD_INDICATORS = {"no_image": ("has_image", -1.0), "no_description": ("no_description", 1.0)}
+
+
+def calibration_level(coefficients: Mapping[str, float], features: np.ndarray, targets: np.ndarray,
+                      groups: np.ndarray, *, rounds: int = 2) -> dict[str, float]:
+    """Level the fields: shift the scores of products missing a field until, over the lists
+    given, its relevant products rank as high as the complete relevant ones (the same mean
+    reciprocal rank, paired per list, as the evaluation measures it).
+
+    A fit ranks by the evidence a product has, so a relevant product with less evidence (no
+    image) tends to rank below an equally relevant complete one; the shift puts equal
+    relevance on an equal footing (README, "Fusion calibration"). Pass the lists whose
+    positives are the top grade (or the clicks). Returns the coefficients with the shifts
+    folded into the indicators of FIELD_INDICATORS.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    column = {name: FEATURES.index(name) for name in FEATURES}
+    no_image = x[:, column["has_image"]] == 0
+    no_description = (x[:, column["no_description"]] == 1) & ~no_image
+    complete = ~no_image & ~no_description
+    relevant = np.asarray(targets) > 0
+    groups = np.asarray(groups)
+    lists = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    out = dict(coefficients)
+
+    def loss(missing: np.ndarray) -> float | None:
+        """1 - mean RR of relevant `missing` products / that of relevant complete ones."""
+        beta = np.array([out.get(name, 0.0) for name in FEATURES])
+        scores = x @ beta
+        ours, theirs = [], []
+        for rows in lists:
+            a, b = rows[relevant[rows] & missing[rows]], rows[relevant[rows] & complete[rows]]
+            if not len(a) or not len(b):
+                continue
+            order = rows[np.argsort(-scores[rows], kind="stable")]
+            rank = {row: i for i, row in enumerate(order, start=1)}
+            ours.append(np.mean([1 / rank[r] for r in a]))
+            theirs.append(np.mean([1 / rank[r] for r in b]))
+        return 1.0 - np.mean(ours) / np.mean(theirs) if ours else None
+
+    for _ in range(rounds):
+        for field_name, missing in (("no_image", no_image), ("no_description", no_description)):
+            indicator, sign = FIELD_INDICATORS[field_name]
+            start = out.get(indicator, 0.0)
+            if loss(missing) is None:
+                continue
+            low, high = -4.0, 4.0  # the shift, in log-odds: bisection on a loss that falls as it grows
+            for _ in range(24):
+                middle = (low + high) / 2
+                out[indicator] = start + sign * middle
+                if loss(missing) > 0:
+                    low = middle
+                else:
+                    high = middle
+            out[indicator] = start + sign * (low + high) / 2
+    return out

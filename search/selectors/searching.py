@@ -179,6 +179,10 @@ class SearchResult:
     understood_as: str = ""  # the query with its typos corrected, when it had any
     count_capped: bool = False  # more products passed the cutoff than SEARCH_MAX_MATCHES
     ranked_ids: list[int] = field(default_factory=list)  # every match, in order (what the pages cut)
+    # every match with its scores (what a calibration is fitted on), and whether the ranking
+    # was the fitted calibration's
+    ranked: list[fusion.Ranked] = field(default_factory=list, repr=False)
+    calibrated: bool = False
 
     @property
     def num_pages(self) -> int:
@@ -299,8 +303,11 @@ def _browse_counts(filters: SearchFilters, base: QuerySet) -> tuple[int, dict[st
 
 
 def _rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, float] | None,
-          weights: Mapping[str, float] | None = None) -> list[fusion.Ranked]:
+          weights: Mapping[str, float] | None = None, calibration: fusion.Calibration | None = None
+          ) -> list[fusion.Ranked]:
     if strategy == "normalized":
+        if calibration is not None:
+            return fusion.fuse_calibrated(pool, calibration)
         return fusion.fuse_normalized(pool, providers.fusion_weights() if weights is None else weights)
     if strategy in ("text", "image"):
         return fusion.rank_single(pool, strategy)
@@ -333,12 +340,16 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
                    image_key: str = "",
                    filters: SearchFilters | None = None, strategy: str | None = None,
                    sort: str = "relevance", page: int = 1, page_size: int = 20,
-                   weights: Mapping[str, float] | None = None) -> SearchResult:
+                   weights: Mapping[str, float] | None = None,
+                   calibration: fusion.Calibration | None = None) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
     filters, sorts and pages of the same photo search, and `image` may then be a function that
     reads the photo, called only when its embedding is not cached.
-    `weights` overrides SEARCH_FUSION_WEIGHTS for `normalized` (evaluate_search tunes them)."""
+    `normalized` fuses a word search with the model's fitted calibration when it has one
+    (providers.fusion_calibration), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
+    weights instead (evaluate_search tunes them), `calibration` with that calibration (the
+    evaluation fits one per fold)."""
     filters = filters or SearchFilters()
     strategy = strategy or settings.SEARCH_STRATEGY
     _validate(strategy, sort, page, page_size)
@@ -378,6 +389,12 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
         # token to them (_text_legs decides which reading searches)
         meant = providers.query_vector(model_id, result.understood_as) if result.understood_as else None
         legs = _text_legs(query, vector, meant, understood, strategy, providers.relevance_cutoff(model_id), words)
+        if strategy == "normalized" and weights is None:
+            # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
+            calibration = calibration or providers.fusion_calibration(model_id)
+            result.calibrated = calibration is not None
+    if not result.calibrated:
+        calibration = None
     limit = settings.SEARCH_MAX_MATCHES if image is None else settings.SEARCH_CANDIDATES
 
     def ranked_under(where: Where | None) -> tuple[list[fusion.Ranked], bool]:
@@ -387,7 +404,7 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
             server_scores = index.retrieve_candidates(
                 {"text": vector, "image": vector}, limit=settings.SEARCH_CANDIDATES, where=where,
                 server_ranking=strategy, avg_vector=vector, payload=()).server_scores
-        ranked = _rank(strategy, matches.pool, server_scores, weights)
+        ranked = _rank(strategy, matches.pool, server_scores, weights, calibration)
         first = [set(matches.found.get(name, ())) for name in FIRST]  # a whole-query SKU, then brand
         if any(first):
             ranked.sort(key=lambda r: next((i for i, ids in enumerate(first) if r.id in ids), len(first)))
@@ -396,6 +413,7 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
     ranked, result.count_capped = ranked_under(filters.where())
     ranked = _sort(ranked, sort)
     result.count = len(ranked)
+    result.ranked = ranked
     result.ranked_ids = [r.id for r in ranked]
     page_ranked = ranked[offset:offset + page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
@@ -404,7 +422,7 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
                    for i, r in enumerate(page_ranked) if r.id in products]
     # disjunctive facets: a facet whose own filter is on counts the matches without it (which
     # products match is enough: no scores, no fusion)
-    rankable = _rankable(strategy, weights, legs)
+    rankable = (lambda payload: True) if result.calibrated else _rankable(strategy, weights, legs)
     unfiltered = {key: [c.payload for c in index.retrieve_matches(legs, limit=limit, where=filters.where(skip=key),
                                                                   payload=_match_payload(), score=False).pool
                         if rankable(c.payload)]
@@ -426,7 +444,7 @@ def _rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[
 
 
 # What each match carries from the engine: what the facets count and the sorts read.
-MATCH_PAYLOAD = ("category", "brand", "price", "has_text", "has_image")
+MATCH_PAYLOAD = ("category", "brand", "price", "has_text", "has_image", "has_description")
 
 
 def _match_payload() -> tuple[str, ...]:

@@ -79,6 +79,8 @@ def product_payload(product: Product, *, model_id: str, has_text: bool, has_imag
         "active": product.active,
         "has_text": has_text,
         "has_image": has_image,
+        # whether the text vector saw a description or the title alone (the calibration reads it)
+        "has_description": bool(product.description.strip()),
         "model_id": model_id,
     }
 

@@ -27,8 +27,9 @@ VECTOR_NAMES = ("text", "image", "avg")
 PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool",
                    "terms": "integer", "sku_key": "keyword"}
 # What each point's payload holds, by version (a store of an older one has every payload written
-# again, without encoding): 2 = category, brand and attributes folded for facets (facets.py).
-PAYLOAD_SCHEMA = 2
+# again, without encoding): 2 = category, brand and attributes folded for facets (facets.py);
+# 3 = `has_description`, which the fusion calibration reads (fusion.candidate_features).
+PAYLOAD_SCHEMA = 3
 SERVER_RANKINGS = ("avg", "rrf", "dbsf")
 # What a candidate carries by default; the search asks only for what it sorts by (the rest
 # of the payload stays in the engine: copying it costs more than the queries themselves).

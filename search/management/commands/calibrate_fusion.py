@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from search.retrieval import fusion, providers
+from search.services.calibrating import (NotEnoughEvidence, calibration_from_evidence, evidence_from_clicks,
+                                         evidence_from_labels, evidence_merge)
+
+
+class Command(BaseCommand):
+    help = ("Fit the fusion calibration of the model in use on this shop's clicks and labelled queries, and keep "
+            "it with the model: word searches then rank every product, with or without an image or a "
+            "description, on one relevance scale (README, \"Fusion calibration\").")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--queries", metavar="FILE",
+                            help='labelled queries, JSONL: {"query": "red mug", "relevance": {"SKU-1": 3, ...}} '
+                                 "(grades 0-3; products not listed are irrelevant)")
+        parser.add_argument("--no-clicks", action="store_true", help="leave the search log out")
+        parser.add_argument("--days", type=int, default=90, help="the search log's last DAYS days (default 90)")
+        parser.add_argument("--remove", action="store_true",
+                            help="delete the model's calibration: searches fuse with SEARCH_FUSION_WEIGHTS again")
+
+    def handle(self, *args, queries: str | None, no_clicks: bool, days: int, remove: bool, **options):
+        path = providers.calibration_path()
+        if path is None:
+            raise CommandError("SEARCH_FUSION_CALIBRATION is off; set it to auto (or a file) to keep a calibration.")
+        if remove:
+            path.unlink(missing_ok=True)
+            self.stdout.write(f"Removed {path}: searches fuse with SEARCH_FUSION_WEIGHTS.")
+            return
+        if days < 1:
+            raise CommandError("--days must be at least 1.")
+        if no_clicks and not queries:
+            raise CommandError("Nothing to fit on: give --queries FILE, or leave out --no-clicks.")
+        parts = []
+        if queries:
+            try:
+                rows = [json.loads(line) for line in Path(queries).read_text(encoding="utf-8").splitlines()
+                        if line.strip()]
+                if not all(isinstance(r, dict) and isinstance(r.get("query"), str) and
+                           isinstance(r.get("relevance"), dict) for r in rows):
+                    raise ValueError('every line needs "query" (text) and "relevance" ({sku: grade})')
+                parts.append(evidence_from_labels(r for r in rows if r.get("kind", "semantic") == "semantic"))
+            except (OSError, ValueError, TypeError) as exc:
+                raise CommandError(f"{queries}: {exc}") from exc
+        if not no_clicks:
+            parts.append(evidence_from_clicks(days=days))
+        evidence = evidence_merge(*parts)
+        with tqdm(total=len(evidence.labels), desc="search again", unit="query",
+                  disable=options["verbosity"] == 0 or not evidence.labels) as bar:
+            try:
+                calibration = calibration_from_evidence(evidence, progress=bar.update)
+            except NotEnoughEvidence as exc:
+                raise CommandError(str(exc)) from exc
+        saved = providers.calibration_save(calibration)
+        fitted = calibration.fitted
+        lines = [f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
+                 f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
+                 "", "| feature | coefficient |", "|---|---|", f"| intercept | {calibration.intercept:+.3f} |"]
+        lines += [f"| {name} | {calibration.coefficients[name]:+.3f} |" for name in fusion.FEATURES]
+        self.stdout.write("\n".join(lines))
+        self.stdout.write(self.style.SUCCESS(f"Saved {saved}: word searches with model {fitted['model']} use it now."))

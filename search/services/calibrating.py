@@ -1,0 +1,168 @@
+"""Fitting the fusion calibration (fusion.Calibration) on a shop's own evidence.
+
+Two kinds of evidence say which of a query's matches are relevant:
+- labelled queries: each with graded products (a grade over the top grade is the target);
+- the search log: a clicked product is relevant (1), one shown above a click and skipped is not
+  (0), the same query's searches pooled (what lies below the last click says nothing).
+
+Each distinct query is searched again now, with the model in use, and every match becomes one
+row of features (fusion.candidate_features) with its target; matches of a labelled query that
+carry no grade are irrelevant. Every query weighs the same, however many matches it has.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import numpy as np
+from django.utils import timezone
+
+from catalog.models import Product
+from search.models import SearchEvent
+from search.retrieval import fusion, providers
+from search.selectors import product_search
+
+# Fewer queries with a relevant match than this, and the fit would follow noise: the search
+# keeps fusing with SEARCH_FUSION_WEIGHTS.
+MIN_QUERIES = 20
+
+
+@dataclass
+class Evidence:
+    """Per query: product id -> (target in [0, 1], weight)."""
+
+    labels: dict[str, dict[int, tuple[float, float]]]
+    # queries whose every relevant product is known (labelled): their other matches are irrelevant
+    complete: set[str] = field(default_factory=set)
+    labelled_queries: int = 0
+    click_queries: int = 0
+
+    def queries_with_positive(self) -> int:
+        return sum(any(t > 0 for t, _ in products.values()) for products in self.labels.values())
+
+
+def evidence_from_labels(queries: Iterable[Mapping], *, top_grade: int = 3) -> Evidence:
+    """Labelled queries ({"query": text, "relevance": {sku: grade}}); graded by SKU, as
+    generate_catalog writes them. Products of another shop's SKUs are left out."""
+    rows = list(queries)
+    ids = dict(Product.objects.filter(sku__in={sku for q in rows for sku in q["relevance"]}).values_list("sku", "id"))
+    labels = {}
+    for row in rows:
+        graded = {ids[sku]: (min(int(g), top_grade) / top_grade, 1.0) for sku, g in row["relevance"].items() if sku in ids}
+        labels[row["query"]] = {pid: value for pid, value in graded.items()}
+    return Evidence(labels=labels, complete=set(labels), labelled_queries=len(labels))
+
+
+def evidence_from_clicks(*, days: int = 90) -> Evidence:
+    """The word searches with clicks of the last `days` days, pooled per normalised query."""
+    since = timezone.now() - timedelta(days=days)
+    events = (SearchEvent.objects.filter(mode="text", created_at__gte=since, clicks__isnull=False).distinct()
+              .prefetch_related("impressions", "clicks"))
+    counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # [clicks, skips]
+    for event in events.iterator(chunk_size=500):
+        clicks = {c.product_id: c.position for c in event.clicks.all() if c.product_id}
+        if not clicks:
+            continue
+        last = max(clicks.values())
+        for shown in event.impressions.all():
+            if shown.product_id is None or shown.position > last:
+                continue
+            counts[event.query_normalized][shown.product_id][0 if shown.product_id in clicks else 1] += 1
+    labels = {query: {pid: (c / (c + s), float(c + s)) for pid, (c, s) in products.items()}
+              for query, products in counts.items()}
+    return Evidence(labels=labels, click_queries=len(labels))
+
+
+def evidence_merge(*parts: Evidence) -> Evidence:
+    merged: dict[str, dict[int, tuple[float, float]]] = {}
+    for part in parts:
+        for query, products in part.labels.items():
+            into = merged.setdefault(query, {})
+            for pid, (target, weight) in products.items():
+                if pid in into:  # both say something: their weighted mean
+                    t, w = into[pid]
+                    into[pid] = ((t * w + target * weight) / (w + weight), w + weight)
+                else:
+                    into[pid] = (target, weight)
+    return Evidence(labels=merged, complete=set().union(*(p.complete for p in parts)), labelled_queries=sum(p.labelled_queries for p in parts),
+                    click_queries=sum(p.click_queries for p in parts))
+
+
+def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callable[[int], None] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Search each query again; (features, targets, groups, group weights, whether each list's
+    positives are the top grade or the clicks) of the lists its matches with evidence make
+    (fusion.calibration_fit, fusion.calibration_level).
+
+    A labelled query makes one list per grade: its matches of that grade or better are the
+    relevant ones (a match without a grade is irrelevant: labels grade every relevant product),
+    so the top grade is learnt above the rest, and each grade above the lower ones. The clicks
+    of a query make one list: each product shown above the last click, weighted by its share of
+    clicks. Every query weighs the same, its lists sharing that weight.
+    """
+    features, targets, groups, weights, tops = [], [], [], [], []
+    weights_only = providers.fusion_weights()  # the features do not depend on them; no calibration applied
+    for query, known in evidence.labels.items():
+        if progress:
+            progress(1)
+        if not any(t > 0 for t, _ in known.values()):
+            continue
+        result = product_search(query=query, strategy="normalized", page_size=1, weights=weights_only)
+        complete = query in evidence.complete
+        rows = [(fusion.candidate_features(r.raw, r.normalized, r.payload), *known.get(r.id, (0.0, 1.0)))
+                for r in result.ranked if complete or r.id in known]
+        if complete:
+            levels = [[float(target * top_grade >= level - 1e-9) for _, target, _ in rows]
+                      for level in range(top_grade, 0, -1)]
+            shares = [1.0] * top_grade  # (weighing the top grade more was tried: nDCG@10 fell, 0.931 -> 0.925)
+        else:
+            levels, shares = [[target * weight for _, target, weight in rows]], [1.0]
+        kept = [(level, share) for level, share in zip(levels, shares) if 0 < sum(level) < len(level)]
+        total = sum(share for _, share in kept)
+        for level, share in kept:  # each list orders something
+            group = len(weights)
+            weights.append(share / total)
+            tops.append(level is levels[0])  # the top grade's list, or the clicks'
+            for (row, _, _), target in zip(rows, level):
+                features.append(row)
+                targets.append(target)
+                groups.append(group)
+    return (np.asarray(features, dtype=np.float64).reshape(-1, len(fusion.FEATURES)),
+            np.asarray(targets, dtype=np.float64), np.asarray(groups, dtype=np.int64),
+            np.asarray(weights, dtype=np.float64), np.asarray(tops, dtype=bool))
+
+
+class NotEnoughEvidence(ValueError):
+    pass
+
+
+def calibration_from_evidence(evidence: Evidence, *, progress: Callable[[int], None] | None = None
+                              ) -> fusion.Calibration:
+    """Fit a calibration on this evidence with the model in use.
+
+    Raises:
+        NotEnoughEvidence: fewer than MIN_QUERIES queries with a relevant match; the message
+            says what there is and what to do.
+    """
+    having = evidence.queries_with_positive()
+    if having < MIN_QUERIES:
+        raise NotEnoughEvidence(
+            f"{having} queries with a click or a relevant label; a calibration needs at least {MIN_QUERIES}. "
+            "Until then the search fuses with SEARCH_FUSION_WEIGHTS; label queries (--queries) or wait for clicks.")
+    x, y, groups, weights, tops = calibration_rows(evidence, progress=progress)
+    if not len(weights):
+        raise NotEnoughEvidence("none of the queries with evidence finds both relevant and irrelevant products "
+                                "now; there is nothing to order")
+    coefficients = fusion.calibration_fit(x, y, groups, weights)
+    top = np.isin(groups, np.flatnonzero(tops))  # the lists whose positives are the top grade, or the clicks
+    coefficients = fusion.calibration_level(coefficients, x[top], y[top], groups[top])
+    return fusion.Calibration(0.0, coefficients, fitted={
+        "model": providers.embedding_model_id(), "at": timezone.now().isoformat(timespec="seconds"),
+        "labelled_queries": evidence.labelled_queries, "click_queries": evidence.click_queries,
+        "queries": having, "lists": int(len(weights)), "rows": int(len(y))})
+
+
+__all__ = ["Evidence", "MIN_QUERIES", "NotEnoughEvidence", "calibration_from_evidence", "calibration_rows",
+           "evidence_from_clicks", "evidence_from_labels", "evidence_merge"]

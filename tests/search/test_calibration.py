@@ -1,0 +1,116 @@
+"""Fitting the fusion calibration on a shop's labelled queries and clicks, keeping it with the
+model, and the search using it (or, without one or with a broken one, the weights)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from catalog.models import Product
+from search.models import Click, SearchEvent, SearchImpression
+from search.retrieval import providers
+from search.selectors import product_search
+from search.services.calibrating import MIN_QUERIES, evidence_from_clicks, evidence_from_labels, evidence_merge
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def generated(tmp_path, settings):
+    """A generated shop with its queries; the tiny model's cosines say little, so its cutoff is
+    lowered until queries match irrelevant products too (there is something to order)."""
+    settings.SEARCH_CUTOFF_QUANTILE = 0.05
+    call_command("generate_catalog", str(tmp_path / "shop"), products=60, seed=5, missing_image=0.3,
+                 missing_description=0.3, queries=MIN_QUERIES + 4)
+    return tmp_path / "shop"
+
+
+def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, settings, capsys):
+    call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized", "--verbosity", "0")
+    assert not product_search(query="wool sock").calibrated  # no calibration yet: the weights fuse
+
+    call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"))
+
+    out = capsys.readouterr().out
+    saved = json.loads(open(settings.SEARCH_FUSION_CALIBRATION).read())
+    assert f"Fitted on {MIN_QUERIES + 4} queries ({MIN_QUERIES + 4} labelled, 0 from the search log)" in out
+    assert "| no_image_z_text |" in out and "Saved" in out
+    assert saved["fitted"]["model"] == settings.SEARCH_EMBEDDING_MODEL
+    result = product_search(query="wool sock")
+    assert result.calibrated and result.count > 0
+    # every match is ranked on the one scale, a product without an image too
+    assert any("image" not in r.raw for r in result.ranked) and any("image" in r.raw for r in result.ranked)
+
+    settings.SEARCH_FUSION_CALIBRATION = "off"
+    assert not product_search(query="wool sock").calibrated
+
+
+def test_a_broken_calibration_file_falls_back_to_the_weights(generated, settings, caplog):
+    call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized", "--verbosity", "0")
+    with open(settings.SEARCH_FUSION_CALIBRATION, "w") as handle:
+        handle.write('{"version": 1, "coefficients": {"z_text": "high"}, "intercept": 0}')
+
+    result = product_search(query="wool sock")
+
+    assert not result.calibrated and result.count > 0
+    assert "is not used (the intercept and coefficients must be numbers" in caplog.text
+
+
+def test_too_little_evidence_is_refused_and_says_what_to_do(generated, settings):
+    rows = [json.loads(line) for line in (generated / "queries.jsonl").read_text().splitlines()][:5]
+    few = generated / "few.jsonl"
+    few.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    call_command("evaluate_search", "--catalog", str(generated), "--queries", str(few), "--strategies", "normalized",
+                 "--verbosity", "0")
+
+    with pytest.raises(CommandError, match=f"5 queries with a click or a relevant label; a calibration needs at "
+                                           f"least {MIN_QUERIES}. Until then the search fuses with SEARCH_FUSION_WEIGHTS"):
+        call_command("calibrate_fusion", "--queries", str(few), "--no-clicks")
+    with pytest.raises(CommandError, match="every line needs"):
+        (generated / "bad.jsonl").write_text('{"query": "mug"}\n')
+        call_command("calibrate_fusion", "--queries", str(generated / "bad.jsonl"))
+    with pytest.raises(CommandError, match="Nothing to fit on"):
+        call_command("calibrate_fusion", "--no-clicks")
+    assert not providers.calibration_path().exists()  # nothing written
+
+
+def test_clicks_say_relevant_skips_above_say_not_and_below_the_last_click_says_nothing():
+    products = [Product.objects.create(sku=f"P{i}", title=f"Product {i}") for i in range(5)]
+    for clicked in (2, 2, 1):  # three searches for the same query; positions 1..5
+        event = SearchEvent.objects.create(channel="page", mode="text", query="Red Mug", query_normalized="red mug",
+                                           sort="relevance", strategy="normalized")
+        for position, product in enumerate(products, start=1):
+            SearchImpression.objects.create(search=event, product=product, product_sku=product.sku, position=position)
+        Click.objects.create(search=event, product=products[clicked - 1], product_sku=products[clicked - 1].sku,
+                             position=clicked)
+
+    evidence = evidence_from_clicks(days=30)
+
+    labels = evidence.labels["red mug"]
+    ids = [p.pk for p in products]
+    # P1: skipped twice above a click, clicked once; P2: clicked twice; P3..P5 never above a click
+    assert labels == {ids[0]: (pytest.approx(1 / 3), 3.0), ids[1]: (1.0, 2.0)}
+    assert evidence.click_queries == 1 and not evidence.complete
+
+
+def test_labels_and_clicks_merge_and_only_labelled_queries_are_complete():
+    Product.objects.create(sku="A", title="A")
+    labelled = evidence_from_labels([{"query": "red mug", "relevance": {"A": 3, "unknown-sku": 2}}])
+    pid = Product.objects.get(sku="A").pk
+    assert labelled.labels == {"red mug": {pid: (1.0, 1.0)}} and labelled.complete == {"red mug"}
+
+    clicked = type(labelled)(labels={"red mug": {pid: (0.0, 3.0)}, "vase": {pid: (1.0, 1.0)}}, click_queries=2)
+    merged = evidence_merge(labelled, clicked)
+    assert merged.labels["red mug"][pid] == (pytest.approx(0.25), 4.0)  # weighted by what each saw
+    assert merged.complete == {"red mug"} and merged.labelled_queries == 1 and merged.click_queries == 2
+
+
+def test_the_calibration_lives_beside_a_model_folder_or_under_var(settings, tmp_path):
+    settings.SEARCH_FUSION_CALIBRATION = "auto"
+    settings.VAR_DIR = tmp_path / "var"
+    model = tmp_path / "my-model"
+    model.mkdir()
+    assert providers.calibration_path(str(model)) == model / "fusion_calibration.json"
+    assert providers.calibration_path("openai/clip-vit-base-patch32") == \
+        tmp_path / "var" / "calibration" / "openai--clip-vit-base-patch32.json"
