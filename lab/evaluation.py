@@ -15,9 +15,11 @@ from pathlib import Path
 
 from catalog.models import Product
 from search.retrieval import fusion
+from search.retrieval.providers import fusion_weights
 from search.selectors import product_search
 
 from .metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
+from .significance import Interval, paired_comparison, pushdown_interval
 
 SLICES = ("complete", "no_image", "no_description")
 DEPTH = 50  # results read per query: Recall@50 and the push-down look this deep
@@ -52,10 +54,18 @@ def pushdown_pairs(ranked: Sequence[str], relevant: set[str], slices: dict[str, 
     return out
 
 
+# `normalized` fused with SEARCH_FUSION_WEIGHTS, never a calibration: what a shop gets before it has data
+UNCALIBRATED = "normalized-uncalibrated"
+
+
 def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Sequence[str],
-             weights: Mapping[str, float] | None = None, progress: Callable[[int], None] | None = None) -> dict:
-    """Returns {strategy: {"overall": {...}, "slices": {slice: {...}}, "pushdown": {...}}};
-    `weights` replaces SEARCH_FUSION_WEIGHTS for `normalized`."""
+             weights: Mapping[str, float] | None = None, progress: Callable[[int], None] | None = None,
+             calibration_of: Callable[[dict], fusion.Calibration | None] | None = None) -> dict:
+    """Returns {strategy: {"overall": {...}, "slices": {slice: {...}}, "pushdown": {...},
+    "per_query": {...}}}; `per_query` holds each semantic query's figures by id (what the paired
+    tests read). `weights` replaces SEARCH_FUSION_WEIGHTS for `normalized`; `calibration_of`
+    gives each query's calibration (cross-fitting: one fitted without that query's fold).
+    UNCALIBRATED is `normalized` with SEARCH_FUSION_WEIGHTS and no calibration."""
     report = {}
     sku_by_id = dict(Product.objects.values_list("id", "sku"))
 
@@ -69,12 +79,19 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
         paired = {s: ([], []) for s in SLICES[1:]}
         by_kind: dict[str, list] = {kind: [] for kind in KIND_MEASURES}
         ndcg_of: dict[str, float] = {}
+        per_query = {"ndcg@10": {}, "mrr@10": {}, "slices": {s: {} for s in SLICES}, "pairs": {s: {} for s in SLICES[1:]}}
         for query in queries:
             grades = {sku: int(g) for sku, g in query["relevance"].items()}
-            result = product_search(query=query["query"], strategy=strategy, page_size=DEPTH, weights=weights)
+            qid = query.get("id", query["query"])
+            options = {"weights": weights}
+            if strategy == UNCALIBRATED:
+                options = {"weights": weights or fusion_weights()}
+            elif strategy == "normalized" and weights is None and calibration_of is not None:
+                options = {"calibration": calibration_of(query)}
+            result = product_search(query=query["query"], strategy=strategy.split("-")[0], page_size=DEPTH, **options)
             ranked = [h.product.sku for h in result.hits]
             kind = query.get("kind", "semantic")
-            ndcg_of[query.get("id", query["query"])] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
+            ndcg_of[qid] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
             if kind == "sku":
                 by_kind[kind].append(float(ranked[:1] == [query["sku"]]))
             elif kind == "nonsense":
@@ -94,6 +111,8 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
             relevant = {sku for sku, g in grades.items() if g >= 3}
             overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
             overall["mrr@10"].append(reciprocal_rank(ranked, relevant, 10))
+            per_query["ndcg@10"][qid] = overall["ndcg@10"][-1]
+            per_query["mrr@10"][qid] = overall["mrr@10"][-1]
             overall["recall@50"].append(recall_at_k(ranked, relevant, DEPTH))
             for name in SLICES:
                 keep = {sku for sku in relevant if slices.get(sku) == name}
@@ -101,11 +120,13 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                     continue
                 view, gains = slice_view(ranked, grades, keep)
                 per_slice[name]["ndcg@10"].append(ndcg_at_k(view, gains, 10))
+                per_query["slices"][name][qid] = per_slice[name]["ndcg@10"][-1]
                 per_slice[name]["mrr@10"].append(reciprocal_rank(view, keep, 10))
                 per_slice[name]["recall@50"].append(recall_at_k(view, keep, DEPTH))
             for name, (missing_mrr, complete_mrr) in pushdown_pairs(ranked, relevant, slices).items():
                 paired[name][0].append(missing_mrr)
                 paired[name][1].append(complete_mrr)
+                per_query["pairs"][name][qid] = [missing_mrr, complete_mrr]
         report[strategy] = {
             "overall": {m: mean(v) for m, v in overall.items()},
             "slices": {s: {**{m: mean(v) for m, v in per_slice[s].items()}, "queries": len(per_slice[s]["ndcg@10"])}
@@ -115,6 +136,7 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 (f"loss_{name}", relative_loss(missing_rr, complete_rr)), (f"queries_{name}", len(missing_rr)))},
             "queries": sum(query.get("kind", "semantic") == "semantic" for query in queries),
             "kinds": _kinds_summary(by_kind, ndcg_of),
+            "per_query": per_query,
         }
     return report
 
@@ -212,24 +234,74 @@ def comparison_markdown(before: dict, after: dict) -> str:
     return "\n".join(lines)
 
 
-def targets_check(report: dict, baseline: dict | None = None) -> list[tuple[str, bool, str]]:
-    """The quality targets, each as (target, met, the figures behind it); misses are listed too."""
+def significance(report: dict) -> dict:
+    """`normalized` against every other strategy, paired over the same queries: nDCG@10 overall
+    and on each missing-field slice (significance.paired_comparison), and per strategy the
+    push-down of products missing a field with its bootstrap interval. {} without normalized."""
+    if "normalized" not in report or "per_query" not in report["normalized"]:
+        return {}
+    mine = report["normalized"]["per_query"]
+    against = {}
+    for other, r in report.items():
+        if other == "normalized":
+            continue
+        theirs = r["per_query"]
+        against[other] = {"overall": paired_comparison(mine["ndcg@10"], theirs["ndcg@10"]).as_dict(),
+                          **{name: paired_comparison(mine["slices"][name], theirs["slices"][name]).as_dict()
+                             for name in SLICES[1:]}}
+    pushdown = {strategy: {name: pushdown_interval(r["per_query"]["pairs"][name]).as_dict() for name in SLICES[1:]}
+                for strategy, r in report.items()}
+    return {"against": against, "pushdown": pushdown}
+
+
+def _comparison_text(c: dict) -> str:
+    return (f"{c['verdict']} {c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
+            f"p={c['p_value']:.2g}")
+
+
+def _interval_text(i: dict) -> str:
+    return Interval(i["value"], i["low"], i["high"], i["queries"]).text()
+
+
+def significance_markdown(comparisons: dict) -> str:
+    lines = ["| normalized against | nDCG@10 overall | no image | no description |", "|---|---|---|---|"]
+    for other, c in comparisons["against"].items():
+        lines.append(f"| {other} | {_comparison_text(c['overall'])} | {_comparison_text(c['no_image'])} | "
+                     f"{_comparison_text(c['no_description'])} |")
+    lines += ["", "MRR loss of products missing a field against complete ones of the same relevance "
+              "[95% bootstrap interval over queries]:", "",
+              "| strategy | no image | no description |", "|---|---|---|"]
+    for strategy, p in comparisons["pushdown"].items():
+        lines.append(f"| {strategy} | {_interval_text(p['no_image'])} | {_interval_text(p['no_description'])} |")
+    return "\n".join(lines)
+
+
+PUSHDOWN_TOLERANCE = 0.05  # products missing a field within +-5% of the MRR of complete ones
+
+
+def targets_check(report: dict, baseline: dict | None = None,
+                  comparisons: dict | None = None) -> list[tuple[str, bool, str]]:
+    """The quality targets, each as (target, met, the figures behind it); misses are listed too.
+    With `comparisons` (significance()), each figure carries its paired test."""
     out = []
     if "normalized" not in report:
         return out
     mine = report["normalized"]
-    others = {s: r for s, r in report.items() if s != "normalized"}
-    scopes = (("overall", lambda r: r["overall"]["ndcg@10"]),
-              ("no image", lambda r: r["slices"]["no_image"]["ndcg@10"]),
-              ("no description", lambda r: r["slices"]["no_description"]["ndcg@10"]))
-    for label, get in scopes if others else ():
+    others = {s: r for s, r in report.items() if s not in ("normalized", UNCALIBRATED)}
+    scopes = (("overall", "overall", lambda r: r["overall"]["ndcg@10"]),
+              ("no image", "no_image", lambda r: r["slices"]["no_image"]["ndcg@10"]),
+              ("no description", "no_description", lambda r: r["slices"]["no_description"]["ndcg@10"]))
+    for label, key, get in scopes if others else ():
         best = max(others, key=lambda s: get(others[s]))
-        out.append((f"normalized beats every other strategy on nDCG@10 ({label})", get(mine) > get(others[best]),
-                    f"{get(mine):.3f} vs {best} {get(others[best]):.3f}"))
+        figures = f"{get(mine):.3f} vs {best} {get(others[best]):.3f}"
+        if comparisons:
+            figures += f" ({_comparison_text(comparisons['against'][best][key])})"
+        out.append((f"normalized >= every baseline on nDCG@10 ({label})", get(mine) >= get(others[best]), figures))
     for name in SLICES[1:]:
         loss = mine["pushdown"][f"loss_{name}"]
-        out.append((f"products with {name.replace('_', ' ')} lose <= 5% MRR against complete ones",
-                    loss is not None and loss <= 0.05, _pct(loss)))
+        figures = _interval_text(comparisons["pushdown"]["normalized"][name]) if comparisons else _pct(loss)
+        out.append((f"products with {name.replace('_', ' ')} within +-5% of the MRR of complete ones",
+                    loss is not None and abs(loss) <= PUSHDOWN_TOLERANCE, figures))
     if baseline and "normalized" in baseline:
         before, after = baseline["normalized"]["overall"]["ndcg@10"], mine["overall"]["ndcg@10"]
         out.append(("nDCG@10 (normalized) higher than the baseline report", after > before,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -8,13 +9,15 @@ from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
-from lab.evaluation import (chart, comparison_markdown, evaluate, field_slices, kinds_markdown, markdown,
-                            queries_load, targets_check, tuning_markdown, weight_sets_parse)
+from lab.evaluation import (UNCALIBRATED, chart, comparison_markdown, evaluate, field_slices, kinds_markdown,
+                            markdown, queries_load, significance, significance_markdown, targets_check,
+                            tuning_markdown, weight_sets_parse)
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.fusion import weights_format
 from search.retrieval.providers import embedding_model_id, fusion_weights, get_encoder
 from search.selectors import STRATEGIES
 from search.services import products_index
+from search.services.calibrating import NotEnoughEvidence, calibration_from_evidence, evidence_from_labels
 
 
 class Command(BaseCommand):
@@ -31,9 +34,13 @@ class Command(BaseCommand):
                                  "'text=1,image=1;text=1,image=0.5'; the best (overall nDCG@10) is used for "
                                  "the report and written to REPORT/weights.env")
         parser.add_argument("--baseline", help="an earlier report.json to compare with (before -> after)")
+        parser.add_argument("--cross-fit", type=int, default=0, metavar="K",
+                            help="fit the fusion calibration on the labelled queries themselves, K folds: each "
+                                 "query is ranked with the calibration fitted on the other folds (K >= 2); adds "
+                                 f"{UNCALIBRATED} (SEARCH_FUSION_WEIGHTS, no calibration)")
 
     def handle(self, *args, catalog: str, queries: str | None, strategies: str, report: str | None,
-               tune_weights: str | None, baseline: str | None, **options):
+               tune_weights: str | None, baseline: str | None, cross_fit: int, **options):
         folder = Path(catalog)
         catalog_file = folder / "catalog.jsonl"
         if not catalog_file.is_file():
@@ -42,6 +49,10 @@ class Command(BaseCommand):
         unknown = [s for s in wanted if s not in STRATEGIES]
         if unknown:
             raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join(STRATEGIES)}.")
+        if cross_fit == 1 or cross_fit < 0:
+            raise CommandError("--cross-fit needs at least 2 folds (or 0: the model's own calibration, if any).")
+        if cross_fit and tune_weights:
+            raise CommandError("--cross-fit and --tune-weights measure two different fusions; run them apart.")
         try:
             labelled = queries_load(queries or folder / "queries.jsonl")
             weight_sets = weight_sets_parse(tune_weights) if tune_weights else []
@@ -78,17 +89,29 @@ class Command(BaseCommand):
             weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
             self.stdout.write(f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
                               f"Best: SEARCH_FUSION_WEIGHTS={weights_format(weights)}")
+        calibration_of = None
+        if cross_fit:
+            calibration_of = self._cross_fit(labelled, cross_fit, quiet)
+            if "normalized" in wanted and UNCALIBRATED not in wanted:
+                wanted.insert(wanted.index("normalized") + 1, UNCALIBRATED)
         with tqdm(total=len(labelled) * len(wanted), desc="evaluate", unit="query", disable=quiet) as bar:
             results = evaluate(queries=labelled, slices=slices, strategies=wanted, weights=weights,
-                               progress=bar.update)
+                               progress=bar.update, calibration_of=calibration_of)
         weights_used = weights_format(weights or fusion_weights())
-        heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, SEARCH_FUSION_WEIGHTS={weights_used}"
+        fused = (f"normalized: calibration cross-fitted over {cross_fit} folds; {UNCALIBRATED}: "
+                 f"SEARCH_FUSION_WEIGHTS={weights_used}" if cross_fit else f"SEARCH_FUSION_WEIGHTS={weights_used}")
+        heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, {fused}"
+        comparisons = significance(results)
         sections = [heading, markdown(results)]
+        if comparisons:
+            sections += ["normalized against each other strategy, paired over the same queries (difference in "
+                         "nDCG@10 [95% confidence interval] and p-value of a paired t-test):",
+                         significance_markdown(comparisons)]
         if any(r.get("kinds", {}).keys() - {"semantic"} for r in results.values()):
             sections += ["Per query kind (the table above is the semantic queries):", kinds_markdown(results)]
         if before is not None:
             sections += ["Against the baseline report (before -> after):", comparison_markdown(before, results)]
-        targets = targets_check(results, before)
+        targets = targets_check(results, before, comparisons)
         if targets:
             sections.append("Targets:\n\n" + "\n".join(f"- [{'x' if met else ' '}] {name}: {figures}"
                                                           for name, met, figures in targets))
@@ -98,7 +121,7 @@ class Command(BaseCommand):
             out = Path(report)
             out.mkdir(parents=True, exist_ok=True)
             meta = {"catalog": str(folder), "queries": len(labelled), "model": embedding_model_id(),
-                    "weights": weights_used}
+                    "weights": weights_used, "cross_fit": cross_fit, "comparisons": comparisons}
             (out / "report.json").write_text(json.dumps(
                 {**meta, "strategies": results, "tuning": [{"weights": w, **r} for w, r in tuning],
                  "targets": [{"target": n, "met": m, "figures": f} for n, m, f in targets]}, indent=2), encoding="utf-8")
@@ -107,3 +130,27 @@ class Command(BaseCommand):
                 (out / "weights.env").write_text(f"SEARCH_FUSION_WEIGHTS={weights_used}\n", encoding="utf-8")
             chart(results, out / "report.png", title=f"nDCG@10 by strategy ({len(labelled)} queries)")
             self.stdout.write(self.style.SUCCESS(f"Report written to {out}/report.md, .json, .png"))
+
+    def _cross_fit(self, labelled: list[dict], folds: int, quiet: bool):
+        """One calibration per fold, fitted on the semantic queries of the other folds; returns
+        each query's: a semantic query its fold's, a typo its clean query's, the others fold 0's."""
+        semantic = [q for q in labelled if q.get("kind", "semantic") == "semantic"]
+        order = sorted(semantic, key=lambda q: q.get("id", q["query"]))
+        random.Random(CROSS_FIT_SEED).shuffle(order)
+        fold_of = {q.get("id", q["query"]): i % folds for i, q in enumerate(order)}
+        calibrations = []
+        with tqdm(total=len(semantic), desc="cross-fit", unit="query", disable=quiet) as bar:
+            for fold in range(folds):
+                others = [q for q in semantic if fold_of[q.get("id", q["query"])] != fold]
+                try:
+                    calibrations.append(calibration_from_evidence(evidence_from_labels(others), progress=bar.update))
+                except NotEnoughEvidence as exc:
+                    raise CommandError(f"fold {fold + 1} of {folds}: {exc}") from exc
+
+        def calibration_of(query: dict):
+            key = query.get("clean") if query.get("kind") == "typo" else query.get("id", query["query"])
+            return calibrations[fold_of.get(key, 0)]
+        return calibration_of
+
+
+CROSS_FIT_SEED = 20261123
