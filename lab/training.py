@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -102,19 +102,65 @@ class TrainConfig:
     precision: str = "auto"  # auto (half precision on CUDA) | fp32 | fp16 | bf16 (on any device)
     gradient_checkpointing: bool = False
     seed: int = 0
+    # share of the optimiser steps over which the learning rate climbs linearly from 0 (then it
+    # falls linearly to 0 at the end): a pretrained model is not shaken by the first steps
+    warmup: float = 0.1
+    # after each epoch the run is saved here (model, optimiser, schedule, random state), and a
+    # run started again with the same folder goes on from the last saved epoch
+    checkpoint_dir: str | None = None
 
 
-def _load_image(path: str | None, cache: dict) -> Image.Image | None:
-    if not path or path.startswith(("http://", "https://")):
-        return None  # training reads local files only
-    if path not in cache:
+# Decoded images kept between batches, at most this many (the rest is read again when a batch
+# needs it): memory stays bounded whatever the size of the click log.
+IMAGE_CACHE = 256
+
+
+class ImageReader:
+    """Reads a batch's images when the batch needs them, keeping the IMAGE_CACHE most recent."""
+
+    def __init__(self, size: int = IMAGE_CACHE):
+        self.size = size
+        self.cache: OrderedDict[str, Image.Image | None] = OrderedDict()
+        self.unreadable: set[str] = set()
+
+    def __call__(self, path: str | None) -> Image.Image | None:
+        if not path or path.startswith(("http://", "https://")) or path in self.unreadable:
+            return None  # training reads local files only
+        if path in self.cache:
+            self.cache.move_to_end(path)
+            return self.cache[path]
         try:
             with Image.open(path) as im:
-                cache[path] = im.convert("RGB")
+                image = im.convert("RGB")
         except OSError:
             logger.warning("Skipping unreadable training image %s", path)
-            cache[path] = None
-    return cache[path]
+            self.unreadable.add(path)
+            return None
+        self.cache[path] = image
+        while len(self.cache) > self.size:
+            self.cache.popitem(last=False)
+        return image
+
+
+def batches_without_duplicates(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
+    """Shuffled batches in which no product is the positive of two rows: a second copy would be
+    masked for both rows (it is their answer), one in-batch negative fewer for every other row.
+    (Two rows of one query are fine: each masks the other's positive.) An example that fits no
+    open batch waits for the next one."""
+    order = list(examples)
+    rng.shuffle(order)
+    batches: list[list[Example]] = []
+    while order:
+        batch, products, rest = [], set(), []
+        for example in order:
+            if len(batch) < size and example.positive.key not in products:
+                batch.append(example)
+                products.add(example.positive.key)
+            else:
+                rest.append(example)
+        batches.append(batch)
+        order = rest
+    return batches
 
 
 class ClipTrainer:
@@ -130,10 +176,11 @@ class ClipTrainer:
         # the serving loader, in fp32 (master weights; autocast does half precision)
         self.parts = load_clip_parts(base)
         self.model = self.parts.model.to(self.device)
-        self.images: dict[str, Image.Image | None] = {}
+        self.images = ImageReader()
         self.text_loss = True
         # query -> the keys of every product clicked for it (set by train)
         self.positives: dict[str, set[str]] = {}
+        self.learns = {"text": False, "image": False}  # which tower has parameters that learn (set by _freeze)
 
     # --- embeddings -----------------------------------------------------------------
     def _texts(self, texts: Sequence[str]):
@@ -157,6 +204,8 @@ class ClipTrainer:
                 param.requires_grad = name.startswith(TEXT_TOWER if mode == "text" else IMAGE_TOWER)
         # the text loss only moves the model when something on the text side can learn
         self.text_loss = any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(TEXT_TOWER))
+        self.learns = {"text": self.text_loss,
+                       "image": any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(IMAGE_TOWER))}
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def _train_mode(self) -> None:
@@ -177,32 +226,104 @@ class ClipTrainer:
                                    for j in range(len(products))] for i, e in enumerate(batch)], device=self.device)
         return products, mask
 
-    def _loss(self, batch: Sequence[Example], rng: random.Random):
-        torch = self.torch
-        queries = self._texts([e.query for e in batch])
+    def _inputs(self, batch: Sequence[Example], rng: random.Random):
+        """The batch's products and mask (_columns) and its images, read now (ImageReader)."""
         # hard negatives: what the shopper skipped above the click, never a product clicked for the query
         negatives = [rng.choice(pool) if (pool := [n for n in e.negatives if n.key not in self.positives.get(e.query, ())])
                      else None for e in batch]
         products, same = self._columns(batch, negatives)
+        with_image = [(j, img) for j, p in enumerate(products) if (img := self.images(p.image))]
+        return products, same, with_image
+
+    def _contrastive(self, batch: Sequence[Example], queries, texts, images, same, with_image):
+        """InfoNCE of each row's query against every product of the batch: on their texts (when
+        the text side learns) and on their images (rows whose positive has one)."""
+        torch = self.torch
         scale = self.model.logit_scale.exp().clamp(max=100)
-        labels = torch.arange(len(batch), device=self.device)
         loss = torch.zeros((), device=self.device)
-        if self.text_loss:
-            text_logits = scale * queries @ self._texts([p.text for p in products]).T
+        if texts is not None:
+            text_logits = scale * queries.float() @ texts.float().T
+            labels = torch.arange(len(batch), device=self.device)
             loss = torch.nn.functional.cross_entropy(text_logits.masked_fill(same, -1e4), labels)
-        with_image = [(j, img) for j, p in enumerate(products) if (img := _load_image(p.image, self.images))]
-        rows = [i for i, e in enumerate(batch) if any(j == i for j, _ in with_image)]
-        if rows:
-            columns = [j for j, _ in with_image]
-            image_logits = scale * queries[rows] @ self._images([img for _, img in with_image]).T
-            mask = same[rows][:, columns]
+        columns = [j for j, _ in with_image]
+        rows = [i for i in range(len(batch)) if i in set(columns)]
+        if rows and images is not None:
+            image_logits = scale * queries[rows].float() @ images.float().T
             target = torch.tensor([columns.index(i) for i in rows], device=self.device)
-            loss = loss + torch.nn.functional.cross_entropy(image_logits.masked_fill(mask, -1e4), target)
+            loss = loss + torch.nn.functional.cross_entropy(image_logits.masked_fill(same[rows][:, columns], -1e4), target)
         return loss
+
+    def _rng_state(self):
+        cuda = self.device.type == "cuda"
+        return self.torch.get_rng_state(), self.torch.cuda.get_rng_state(self.device) if cuda else None
+
+    def _rng_restore(self, state) -> None:
+        self.torch.set_rng_state(state[0])
+        if state[1] is not None:
+            self.torch.cuda.set_rng_state(state[1], self.device)
+
+    def _embed(self, encode: Callable, items: Sequence, chunk: int, cached: bool):
+        """Embeddings of `items`. Cached (a window larger than a micro-batch): computed in chunks
+        without a graph, so memory holds one chunk's activations, each chunk's random state kept
+        to compute it again identically in _backward_chunks (gradient caching)."""
+        if not items:
+            return None, None
+        if not cached:
+            return encode(items), None
+        parts, states = [], []
+        with self.torch.no_grad():
+            for start in range(0, len(items), chunk):
+                states.append(self._rng_state())
+                parts.append(encode(items[start:start + chunk]))
+        return self.torch.cat(parts).requires_grad_(), states
+
+    def _backward_chunks(self, encode: Callable, items: Sequence, grad, states, chunk: int, autocast) -> None:
+        """Each chunk computed again with its graph (and its random state: the same dropout) and
+        back-propagated with the loss's gradient for its embeddings."""
+        after = self._rng_state()
+        for n, start in enumerate(range(0, len(items), chunk)):
+            self._rng_restore(states[n])
+            with autocast():
+                out = encode(items[start:start + chunk])
+            if out.requires_grad:
+                out.backward(grad[start:start + chunk])
+        self._rng_restore(after)
+
+    def _step(self, window: Sequence[Example], rng: random.Random, *, chunk: int, autocast, scaler) -> float:
+        """Gradients of one optimiser step's window: every row's negatives are the whole window's
+        products, whatever the micro-batch size (a window over `chunk` is gradient-cached)."""
+        cached = len(window) > chunk
+        products, same, with_image = self._inputs(window, rng)
+        sides = [(self._texts, [e.query for e in window], self.learns["text"]),
+                 (self._texts, [p.text for p in products] if self.text_loss else [], self.learns["text"]),
+                 (self._images, [img for _, img in with_image], self.learns["image"])]
+        with autocast():
+            embedded = [self._embed(encode, items, chunk, cached) for encode, items, _ in sides]
+            loss = self._contrastive(window, embedded[0][0], embedded[1][0], embedded[2][0], same, with_image)
+        if loss.requires_grad:
+            scaler.scale(loss).backward()
+            if cached:
+                for (encode, items, learns), (vectors, states) in zip(sides, embedded):
+                    if learns and vectors is not None and vectors.grad is not None:
+                        self._backward_chunks(encode, items, vectors.grad, states, chunk, autocast)
+        return float(loss.detach())
+
+    def _schedule(self, optimizer, total: int, warmup: float):
+        """Linear warm-up over `warmup` of the steps, then linear decay to 0."""
+        warm = max(1, round(total * warmup)) if warmup > 0 else 0
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return max(0.0, (total - step) / max(1, total - warm))
+        return self.torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def train(self, examples: Sequence[Example], config: TrainConfig,
               progress: Callable[[int], None] | None = None) -> list[float]:
-        """Run the epochs; returns the mean loss of each epoch."""
+        """Run the epochs; returns the mean loss of each epoch.
+
+        Each optimiser step sees a window of batch_size x grad_accum examples (no product twice,
+        batches_without_duplicates) as one contrastive batch, computed batch_size at a time."""
         torch = self.torch
         rng = random.Random(config.seed)
         torch.manual_seed(config.seed)
@@ -218,36 +339,57 @@ class ClipTrainer:
         # asked for by name, half precision runs on any device (autocast); "auto" only on CUDA
         use_amp = dtype is not None
         scaler = torch.amp.GradScaler(self.device.type, enabled=use_amp and dtype == torch.float16)
+
+        def autocast():
+            return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp)
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        window = config.batch_size * config.grad_accum
+        plan = [batches_without_duplicates(examples, window, rng) for _ in range(config.epochs)]
+        scheduler = self._schedule(optimizer, sum(len(epoch) for epoch in plan), config.warmup)
+        losses: list[float] = []
+        checkpoint = Path(config.checkpoint_dir) / "checkpoint.pt" if config.checkpoint_dir else None
+        if checkpoint is not None and checkpoint.exists():
+            losses = self._resume(checkpoint, optimizer, scheduler, scaler)
+            logger.info("Resumed from %s after epoch %d", checkpoint, len(losses))
+            if progress:
+                progress(sum(-(-len(w) // config.batch_size) for epoch in plan[:len(losses)] for w in epoch))
         self._train_mode()
-        losses = []
-        for _ in range(config.epochs):
-            order = list(examples)
-            rng.shuffle(order)
+        for number in range(len(losses), config.epochs):
             epoch = []
-            # Gradient accumulation: micro-batches of batch_size, one optimiser step per
-            # grad_accum of them (in-batch negatives come from each micro-batch).
-            learned = False  # whether this accumulation window had a backward pass
-            for step, start in enumerate(range(0, len(order), config.batch_size), start=1):
-                batch = order[start:start + config.batch_size]
-                with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp):
-                    loss = self._loss(batch, rng) / config.grad_accum
-                if loss.requires_grad:  # a batch with nothing to learn from (no images, image mode)
-                    scaler.scale(loss).backward()
-                    learned = True
-                epoch.append(float(loss.detach()) * config.grad_accum)
-                if step % config.grad_accum == 0 or start + config.batch_size >= len(order):
-                    if learned:  # a scaler step with no scaled backward raises ("_scale is None")
-                        scaler.step(optimizer)
-                        scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    learned = False
+            for batch in plan[number]:
+                epoch.append(self._step(batch, rng, chunk=config.batch_size, autocast=autocast, scaler=scaler))
+                # a window with nothing to learn from (--train image, no image in it) has no
+                # gradient: a scaler step then raises ("_scale is None"), so none is taken
+                if any(p.grad is not None for p in params):
+                    scaler.step(optimizer)
+                    scaler.update()
+                    scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
                 if progress:
-                    progress(1)
+                    progress(-(-len(batch) // config.batch_size))
             losses.append(mean(epoch))
+            if checkpoint is not None:
+                self._checkpoint(checkpoint, optimizer, scheduler, scaler, losses)
         self.model.eval()
         return losses
+
+    def _checkpoint(self, path: Path, optimizer, scheduler, scaler, losses: list[float]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        self.torch.save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "losses": losses,
+                         "torch_rng": self._rng_state()}, partial)
+        partial.replace(path)  # a run killed while saving leaves the previous epoch's checkpoint whole
+
+    def _resume(self, path: Path, optimizer, scheduler, scaler) -> list[float]:
+        state = self.torch.load(path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        self._rng_restore(state["torch_rng"])
+        return list(state["losses"])
 
     # --- evaluation -----------------------------------------------------------------
     def evaluate(self, examples: Sequence[Example], pool: Sequence[Product], *,
@@ -259,7 +401,7 @@ class ClipTrainer:
         with self.torch.inference_mode():
             keys = [p.key for p in pool]
             texts = self._texts([p.text for p in pool]).cpu().numpy()
-            with_image = [(k, img) for k, p in enumerate(pool) if (img := _load_image(p.image, self.images))]
+            with_image = [(k, img) for k, p in enumerate(pool) if (img := self.images(p.image))]
             images = self._images([img for _, img in with_image]).cpu().numpy() if with_image else np.zeros((0, 1))
             image_row = {k: r for r, (k, _) in enumerate(with_image)}
             relevant: dict[str, set[str]] = defaultdict(set)

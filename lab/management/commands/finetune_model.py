@@ -23,7 +23,14 @@ class Command(BaseCommand):
                                  "projection: both projections; all: everything")
         parser.add_argument("--epochs", type=int, default=3)
         parser.add_argument("--batch-size", type=int, default=32)
-        parser.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimiser step")
+        parser.add_argument("--grad-accum", type=int, default=1,
+                            help="micro-batches per optimiser step, all of them one contrastive batch: every row's "
+                                 "negatives are the whole window's products (gradient caching keeps the memory of "
+                                 "one micro-batch)")
+        parser.add_argument("--warmup", type=float, default=0.1,
+                            help="share of the steps over which the learning rate climbs from 0 (then decays to 0)")
+        parser.add_argument("--checkpoint-dir", help="save the run after each epoch here; started again with the "
+                                                     "same folder, it goes on from the last saved epoch")
         parser.add_argument("--lr", type=float, default=2e-5)
         parser.add_argument("--holdout", type=float, default=0.2, help="share of queries held out")
         parser.add_argument("--precision", choices=["auto", "fp32", "fp16", "bf16"], default="auto",
@@ -33,8 +40,10 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
-        if opts["epochs"] < 1 or opts["batch_size"] < 2 or opts["grad_accum"] < 1 or not 0 <= opts["holdout"] < 1:
-            raise CommandError("Need --epochs >= 1, --batch-size >= 2, --grad-accum >= 1, 0 <= --holdout < 1.")
+        if (opts["epochs"] < 1 or opts["batch_size"] < 2 or opts["grad_accum"] < 1 or not 0 <= opts["holdout"] < 1
+                or not 0 <= opts["warmup"] < 1):
+            raise CommandError("Need --epochs >= 1, --batch-size >= 2, --grad-accum >= 1, 0 <= --holdout < 1, "
+                               "0 <= --warmup < 1.")
         try:
             examples = triplets_load(opts["data"])
         except (OSError, ValueError) as exc:
@@ -49,10 +58,12 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         config = TrainConfig(train=opts["train"], epochs=opts["epochs"], batch_size=opts["batch_size"],
                              grad_accum=opts["grad_accum"], lr=opts["lr"], precision=opts["precision"],
-                             gradient_checkpointing=opts["gradient_checkpointing"], seed=opts["seed"])
+                             gradient_checkpointing=opts["gradient_checkpointing"], seed=opts["seed"],
+                             warmup=opts["warmup"], checkpoint_dir=opts["checkpoint_dir"])
         pool = product_pool(examples)
         self.stdout.write(f"{len(train)} training examples, {len(held)} held out "
-                          f"({len({e.query for e in held})} queries), {len(pool)} products, device {trainer.device}")
+                          f"({len({e.query for e in held})} queries), {len(pool)} products, device {trainer.device}, "
+                          f"{config.batch_size * config.grad_accum} examples per contrastive batch")
         run = training_run(trainer, train=train, held=held, pool=pool, config=config, weights=fusion_weights(),
                            out_dir=opts["out"], desc="fine-tune", quiet=opts["verbosity"] == 0,
                            report={"base": base, "train_examples": len(train), "held_out": len(held)})
