@@ -1,0 +1,224 @@
+"""The quality grid: generated shops of several seeds and missing-field rates, each measured with
+the default settings by `evaluate_search --cross-fit` in its own process (own SQLite database and
+Qdrant folder), then read back into one table with the paired tests of every cell.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .evaluation import UNCALIBRATED
+from .sample import generate_catalog
+from .significance import holm
+
+BASELINES = ("avg", "rrf", "dbsf", "text", "image")
+SCOPES = (("overall", "overall"), ("no image", "no_image"), ("no description", "no_description"))
+
+
+@dataclass(frozen=True)
+class Cell:
+    seed: int
+    missing_image: float
+    missing_description: float
+
+    @property
+    def name(self) -> str:
+        return f"seed{self.seed}-image{self.missing_image:g}-description{self.missing_description:g}"
+
+
+def model_fingerprint(model: str) -> str:
+    """Changes when the model's files do (a demo model trained again at the same path), so the
+    stores built with the old one are not read as this one's."""
+    folder = Path(model)
+    digest = hashlib.sha256(model.encode())
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.is_file():
+                stat = path.stat()
+                digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:12]
+
+
+def cell_prepare(out: Path, cell: Cell, *, products: int, queries: int) -> Path:
+    """The cell's catalog (generated once per parameters: the drawn images are cached with it)
+    and its semantic queries; returns the cell's folder."""
+    folder = out / cell.name
+    params = {"seed": cell.seed, "missing_image": cell.missing_image,
+              "missing_description": cell.missing_description, "products": products, "queries": queries}
+    marker = folder / "params.json"
+    if not marker.exists() or json.loads(marker.read_text()) != params:
+        generate_catalog(folder / "catalog", products=products, seed=cell.seed, missing_image=cell.missing_image,
+                         missing_description=cell.missing_description, queries=queries)
+        marker.write_text(json.dumps(params))
+    rows = [json.loads(line) for line in (folder / "catalog" / "queries.jsonl").read_text().splitlines() if line]
+    (folder / "semantic.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows if r.get("kind", "semantic") == "semantic"))
+    return folder
+
+
+def cell_run(folder: Path, *, model: str, folds: int, strategies: Sequence[str], threads: int) -> dict:
+    """evaluate_search --cross-fit in a process of its own, with the default fusion settings; the
+    store of each model is kept in the cell (var-<fingerprint>), so a run again encodes nothing."""
+    fingerprint = model_fingerprint(model)
+    for old in folder.glob("var-*"):
+        if old.name != f"var-{fingerprint}":
+            subprocess.run(["rm", "-rf", str(old)], check=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "QDRANT_PATH", "SEARCH_FUSION_WEIGHTS")}
+    env.update(SHOP_SEARCH_VAR_DIR=str(folder / f"var-{fingerprint}"), SEARCH_EMBEDDING_MODEL=model,
+               SEARCH_FUSION_CALIBRATION="off", LOG_LEVEL="WARNING", OMP_NUM_THREADS=str(threads),
+               SEARCH_SERVE_TORCH_THREADS=str(threads))
+    manage = [sys.executable, str(Path(__file__).resolve().parent.parent / "manage.py")]
+    subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], env=env, check=True)
+    log = folder / "evaluate.log"
+    with log.open("w") as handle:
+        done = subprocess.run([*manage, "evaluate_search", "--catalog", str(folder / "catalog"),
+                               "--queries", str(folder / "semantic.jsonl"), "--strategies", ",".join(strategies),
+                               "--cross-fit", str(folds), "--report", str(folder / "report"), "--verbosity", "0"],
+                              env=env, stdout=handle, stderr=subprocess.STDOUT)
+    if done.returncode:
+        raise RuntimeError(f"{folder.name}: evaluate_search failed; see {log}")
+    return json.loads((folder / "report" / "report.json").read_text())
+
+
+def grid_run(out: Path, cells: Sequence[Cell], *, model: str, products: int, queries: int, folds: int,
+             strategies: Sequence[str], jobs: int, progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Every cell's report.json by cell name; `jobs` cells at a time."""
+    out.mkdir(parents=True, exist_ok=True)
+    folders = {cell.name: cell_prepare(out, cell, products=products, queries=queries) for cell in cells}
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def one(cell: Cell) -> tuple[str, dict]:
+        report = cell_run(folders[cell.name], model=model, folds=folds, strategies=strategies, threads=threads)
+        if progress:
+            progress(cell.name)
+        return cell.name, report
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return dict(pool.map(one, cells))
+
+
+def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: float = 0.05) -> dict:
+    """Per cell: normalized's nDCG@10 and, per scope, the best baseline's and the paired test
+    against it; the push-down intervals; whether each target holds. Holm-adjusted p-values over
+    every comparison of the grid (a family of many tests)."""
+    rows = []
+    for cell in cells:
+        report = reports[cell.name]
+        strategies, comparisons = report["strategies"], report["comparisons"]
+        mine = strategies["normalized"]
+        row = {"cell": cell.name, "seed": cell.seed, "missing_image": cell.missing_image,
+               "missing_description": cell.missing_description, "queries": mine["queries"], "scopes": {}}
+        for label, key in SCOPES:
+            def value(r, key=key):
+                return r["overall"]["ndcg@10"] if key == "overall" else r["slices"][key]["ndcg@10"]
+            baselines = {s: r for s, r in strategies.items() if s in BASELINES}
+            best = max(baselines, key=lambda s: value(baselines[s]))
+            row["scopes"][key] = {"normalized": value(mine), "best": best, "best_value": value(baselines[best]),
+                                  "uncalibrated": value(strategies[UNCALIBRATED]) if UNCALIBRATED in strategies else None,
+                                  "test": comparisons["against"][best][key],
+                                  "met": value(mine) >= value(baselines[best])}
+        row["pushdown"] = {name: {**comparisons["pushdown"]["normalized"][name],
+                                  "uncalibrated": comparisons["pushdown"].get(UNCALIBRATED, {}).get(name)}
+                           for name in ("no_image", "no_description")}
+        for p in row["pushdown"].values():
+            p["met"] = p["value"] is not None and abs(p["value"]) <= tolerance
+        rows.append(row)
+    tests = [(i, key) for i, row in enumerate(rows) for _, key in SCOPES]
+    adjusted = holm([rows[i]["scopes"][key]["test"]["p_value"] for i, key in tests]) if tests else []
+    for (i, key), p in zip(tests, adjusted):
+        rows[i]["scopes"][key]["test"]["p_holm"] = p
+    met = {f"ndcg_{key}": sum(r["scopes"][key]["met"] for r in rows) for _, key in SCOPES}
+    met.update({f"pushdown_{name}": sum(r["pushdown"][name]["met"] for r in rows) for name in ("no_image", "no_description")})
+    lost = sum(r["scopes"][key]["test"]["verdict"] == "loses" and r["scopes"][key]["test"]["p_holm"] < 0.05
+               for r in rows for _, key in SCOPES)
+    return {"cells": rows, "met": met, "significant_losses_after_holm": lost}
+
+
+def _test_text(t: dict) -> str:
+    return f"{t['verdict']} {t['difference']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}]"
+
+
+def _interval_text(p: dict | None) -> str:
+    if not p or p.get("value") is None:
+        return "n/a"
+    if p.get("low") is None:
+        return f"{p['value'] * 100:+.0f}%"
+    return f"{p['value'] * 100:+.0f}% [{p['low'] * 100:+.0f}, {p['high'] * 100:+.0f}]"
+
+
+def grid_markdown(summary: dict) -> str:
+    lines = ["| seed | missing image / description | nDCG@10 normalized (uncalibrated) | best baseline | "
+             "normalized - best [95% CI] | no image: normalized vs best | no description: normalized vs best | "
+             "MRR loss no image [95% CI] (uncalibrated) | MRR loss no description [95% CI] (uncalibrated) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in summary["cells"]:
+        o, i, d = (r["scopes"][k] for k in ("overall", "no_image", "no_description"))
+        tick = {True: "", False: " **miss**"}
+        lines.append(
+            f"| {r['seed']} | {r['missing_image']:g} / {r['missing_description']:g} | "
+            f"{o['normalized']:.3f} ({o['uncalibrated']:.3f}) | {o['best']} {o['best_value']:.3f} | "
+            f"{_test_text(o['test'])}{tick[o['met']]} | "
+            f"{i['normalized']:.3f} vs {i['best']} {i['best_value']:.3f}, {i['test']['verdict']}{tick[i['met']]} | "
+            f"{d['normalized']:.3f} vs {d['best']} {d['best_value']:.3f}, {d['test']['verdict']}{tick[d['met']]} | "
+            f"{_interval_text(r['pushdown']['no_image'])}{tick[r['pushdown']['no_image']['met']]} "
+            f"({_interval_text(r['pushdown']['no_image']['uncalibrated'])}) | "
+            f"{_interval_text(r['pushdown']['no_description'])}{tick[r['pushdown']['no_description']['met']]} "
+            f"({_interval_text(r['pushdown']['no_description']['uncalibrated'])}) |")
+    n, met = len(summary["cells"]), summary["met"]
+    lines += ["", f"Targets over {n} cells: normalized >= every baseline on nDCG@10 overall in {met['ndcg_overall']}, "
+              f"on products without an image in {met['ndcg_no_image']}, without a description in "
+              f"{met['ndcg_no_description']}; products missing a field within +-5% of the MRR of complete ones: "
+              f"no image in {met['pushdown_no_image']}, no description in {met['pushdown_no_description']}. "
+              f"Losses to the best baseline that stay significant after Holm's correction over the grid's "
+              f"{3 * n} tests: {summary['significant_losses_after_holm']}."]
+    return "\n".join(lines)
+
+
+def grid_chart(summary: dict, path: Path) -> Path:
+    """nDCG@10 (normalized, uncalibrated, best baseline) and the MRR loss, by missing-field rate,
+    one point per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = summary["cells"]
+    rate = [c["missing_image"] for c in cells]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    for label, get, marker in (("normalized (calibrated)", lambda c: c["scopes"]["overall"]["normalized"], "o"),
+                               ("normalized, weights only", lambda c: c["scopes"]["overall"]["uncalibrated"], "s"),
+                               ("best baseline", lambda c: c["scopes"]["overall"]["best_value"], "^")):
+        left.scatter(rate, [get(c) for c in cells], label=label, marker=marker, alpha=0.8)
+    left.set_xlabel("share of products missing an image (and a description)")
+    left.set_ylabel("nDCG@10")
+    left.set_title("nDCG@10 per cell")
+    left.legend(fontsize=8)
+    left.grid(alpha=0.3)
+    for name, marker in (("no_image", "o"), ("no_description", "s")):
+        values = [c["pushdown"][name]["value"] for c in cells]
+        lows = [v - (c["pushdown"][name]["low"] if c["pushdown"][name]["low"] is not None else v)
+                for v, c in zip(values, cells)]
+        highs = [(c["pushdown"][name]["high"] if c["pushdown"][name]["high"] is not None else v) - v
+                 for v, c in zip(values, cells)]
+        right.errorbar(rate, values, yerr=[lows, highs], fmt=marker, label=name.replace("_", " "), alpha=0.8, capsize=3)
+    right.axhspan(-0.05, 0.05, color="green", alpha=0.15, label="target +-5%")
+    right.set_xlabel("share of products missing an image (and a description)")
+    right.set_ylabel("MRR loss against complete products")
+    right.set_title("missing fields, calibrated (95% intervals)")
+    right.legend(fontsize=8)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["Cell", "grid_chart", "grid_markdown", "grid_run", "grid_summary", "model_fingerprint"]
