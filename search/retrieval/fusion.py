@@ -8,6 +8,7 @@ the weighted mean over the modalities it HAS: a missing image is neither a penal
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -191,7 +192,7 @@ def candidate_features(raw: Mapping[str, float], normalized: Mapping[str, float]
     keyword = max(float(raw.get("keyword", 0.0)), 0.0)
     raw_text, z_keyword, z_image = float(raw.get("text", 0.0)), normalized.get("keyword", 0.0), normalized.get("image", 0.0)
     no_image = 0.0 if has_image else 1.0
-    return [z_text, raw_text, z_keyword, float(np.log1p(keyword)),
+    return [z_text, raw_text, z_keyword, math.log1p(keyword),
             1.0 - no_image, z_image, float(raw.get("image", 0.0)),
             no_image * z_text, no_image * raw_text, no_image * z_keyword,
             no_description, no_description * z_text, no_description * raw_text, no_description * z_image]

@@ -2,8 +2,9 @@
 
 Two kinds of evidence say which of a query's matches are relevant:
 - labelled queries: each with graded products (a grade over the top grade is the target);
-- the search log: a clicked product is relevant (1), one shown above a click and skipped is not
-  (0), the same query's searches pooled (what lies below the last click says nothing).
+- the search log: a clicked product is relevant (1), one shown above a click, or just below the
+  last one, and not clicked is not (0); the same query's searches pooled (what lies further
+  down says nothing: the shopper may not have looked).
 
 Each distinct query is searched again now, with the model in use, and every match becomes one
 row of features (fusion.candidate_features) with its target; matches of a labelled query that
@@ -67,7 +68,9 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
             continue
         last = max(clicks.values())
         for shown in event.impressions.all():
-            if shown.product_id is None or shown.position > last:
+            # examined: everything down to the last click and the one just below it (Joachims'
+            # "click > skip above" and "click > no-click next"); further down says nothing
+            if shown.product_id is None or shown.position > last + 1:
                 continue
             counts[event.query_normalized][shown.product_id][0 if shown.product_id in clicks else 1] += 1
     labels = {query: {pid: (c / (c + s), float(c + s)) for pid, (c, s) in products.items()}
@@ -119,7 +122,7 @@ def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callab
             shares = [1.0] * top_grade  # (weighing the top grade more was tried: nDCG@10 fell, 0.931 -> 0.925)
         else:
             levels, shares = [[target * weight for _, target, weight in rows]], [1.0]
-        kept = [(level, share) for level, share in zip(levels, shares) if 0 < sum(level) < len(level)]
+        kept = [(level, share) for level, share in zip(levels, shares) if max(level) > min(level)]
         total = sum(share for _, share in kept)
         for level, share in kept:  # each list orders something
             group = len(weights)

@@ -75,7 +75,7 @@ def test_too_little_evidence_is_refused_and_says_what_to_do(generated, settings)
     assert not providers.calibration_path().exists()  # nothing written
 
 
-def test_clicks_say_relevant_skips_above_say_not_and_below_the_last_click_says_nothing():
+def test_clicks_say_relevant_skips_above_and_next_say_not_and_further_down_says_nothing():
     products = [Product.objects.create(sku=f"P{i}", title=f"Product {i}") for i in range(5)]
     for clicked in (2, 2, 1):  # three searches for the same query; positions 1..5
         event = SearchEvent.objects.create(channel="page", mode="text", query="Red Mug", query_normalized="red mug",
@@ -89,8 +89,9 @@ def test_clicks_say_relevant_skips_above_say_not_and_below_the_last_click_says_n
 
     labels = evidence.labels["red mug"]
     ids = [p.pk for p in products]
-    # P1: skipped twice above a click, clicked once; P2: clicked twice; P3..P5 never above a click
-    assert labels == {ids[0]: (pytest.approx(1 / 3), 3.0), ids[1]: (1.0, 2.0)}
+    # P1: skipped twice above a click, clicked once; P2: clicked twice, and the one just below
+    # the last click once; P3: just below the last click twice; P4 and P5 further down: nothing
+    assert labels == {ids[0]: (pytest.approx(1 / 3), 3.0), ids[1]: (pytest.approx(2 / 3), 3.0), ids[2]: (0.0, 2.0)}
     assert evidence.click_queries == 1 and not evidence.complete
 
 
@@ -114,3 +115,16 @@ def test_the_calibration_lives_beside_a_model_folder_or_under_var(settings, tmp_
     assert providers.calibration_path(str(model)) == model / "fusion_calibration.json"
     assert providers.calibration_path("openai/clip-vit-base-patch32") == \
         tmp_path / "var" / "calibration" / "openai--clip-vit-base-patch32.json"
+
+
+def test_a_query_clicked_many_times_makes_one_list_weighted_by_its_clicks(shop):
+    from search.services.calibrating import Evidence, calibration_rows
+
+    # five clicks on one product, three skips of another: the list orders them (it used to be
+    # dropped when the clicks outnumbered the products)
+    evidence = Evidence(labels={"red mug": {shop["no-image"]: (1.0, 5.0), shop["green-mug"]: (0.0, 3.0)}}, click_queries=1)
+
+    features, targets, groups, weights, tops = calibration_rows(evidence)
+
+    assert len(targets) == 2 and sorted(targets) == [0.0, 5.0]  # a click share times the times seen
+    assert list(groups) == [0, 0] and list(weights) == [1.0] and list(tops) == [True]
