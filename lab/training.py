@@ -320,7 +320,7 @@ class ClipTrainer:
 
     def train(self, examples: Sequence[Example], config: TrainConfig,
               progress: Callable[[int], None] | None = None) -> list[float]:
-        """Run the epochs; returns the mean loss of each epoch.
+        """Run the epochs; returns the mean loss of each epoch. `progress` is told the examples done.
 
         Each optimiser step sees a window of batch_size x grad_accum examples (no product twice,
         batches_without_duplicates) as one contrastive batch, computed batch_size at a time."""
@@ -353,7 +353,7 @@ class ClipTrainer:
             losses = self._resume(checkpoint, optimizer, scheduler, scaler)
             logger.info("Resumed from %s after epoch %d", checkpoint, len(losses))
             if progress:
-                progress(sum(-(-len(w) // config.batch_size) for epoch in plan[:len(losses)] for w in epoch))
+                progress(len(examples) * len(losses))
         self._train_mode()
         for number in range(len(losses), config.epochs):
             epoch = []
@@ -367,7 +367,7 @@ class ClipTrainer:
                     scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 if progress:
-                    progress(-(-len(batch) // config.batch_size))
+                    progress(len(batch))
             losses.append(mean(epoch))
             if checkpoint is not None:
                 self._checkpoint(checkpoint, optimizer, scheduler, scaler, losses)
@@ -469,8 +469,7 @@ def training_run(trainer: ClipTrainer, *, train: Sequence[Example], held: Sequen
         The measurements, the losses and the saved directory.
     """
     before = trainer.evaluate(held, pool, weights=weights)
-    steps = config.epochs * -(-len(train) // config.batch_size)
-    with tqdm(total=steps, desc=desc, unit="batch", disable=quiet) as bar:
+    with tqdm(total=config.epochs * len(train), desc=desc, unit="example", disable=quiet) as bar:
         losses = trainer.train(train, config, progress=bar.update)
     after = trainer.evaluate(held, pool, weights=weights)
     out = trainer.save(out_dir, report={**report, "config": asdict(config), "losses": losses,
