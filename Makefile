@@ -14,7 +14,7 @@ DEMO_MODEL ?= var/demo-model
 help:
 	@echo "make demo   create .venv, migrate, generate + index a sample catalog, serve on http://$(HOST)"
 	@echo "make test   create/update .venv and run the whole test suite"
-	@echo "make quality  offline quality chain: demo model, tuning, evaluation, clicks, fine-tuning, before/after (~25 min)"
+	@echo "make quality  offline quality chain: demo model, the grid, clicks, fine-tuning, before/after (QUALITY_DIR, reused between runs)"
 	@echo "make demo-model  build the offline demo model in $(DEMO_MODEL); then SEARCH_EMBEDDING_MODEL=$(DEMO_MODEL) make demo"
 
 $(BIN)/.installed: pyproject.toml Makefile
