@@ -192,28 +192,34 @@ def grid_chart(summary: dict, path: Path) -> Path:
 
     cells = summary["cells"]
     rate = [c["missing_image"] for c in cells]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
-    for label, get, marker in (("normalized (calibrated)", lambda c: c["scopes"]["overall"]["normalized"], "o"),
-                               ("normalized, weights only", lambda c: c["scopes"]["overall"]["uncalibrated"], "s"),
-                               ("best baseline", lambda c: c["scopes"]["overall"]["best_value"], "^")):
-        left.scatter(rate, [get(c) for c in cells], label=label, marker=marker, alpha=0.8)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=120)
+    for n, (label, get, marker) in enumerate((
+            ("normalized (calibrated)", lambda c: c["scopes"]["overall"]["normalized"], "o"),
+            ("normalized, weights only", lambda c: c["scopes"]["overall"]["uncalibrated"], "s"),
+            ("best baseline", lambda c: c["scopes"]["overall"]["best_value"], "^"))):
+        left.scatter([r + (n - 1) * 0.008 for r in rate], [get(c) for c in cells], label=label, marker=marker,
+                     alpha=0.8)
     left.set_xlabel("share of products missing an image (and a description)")
     left.set_ylabel("nDCG@10")
-    left.set_title("nDCG@10 per cell")
+    left.set_title("nDCG@10, one point per shop")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
-    for name, marker in (("no_image", "o"), ("no_description", "s")):
-        values = [c["pushdown"][name]["value"] for c in cells]
-        lows = [v - (c["pushdown"][name]["low"] if c["pushdown"][name]["low"] is not None else v)
-                for v, c in zip(values, cells)]
-        highs = [(c["pushdown"][name]["high"] if c["pushdown"][name]["high"] is not None else v) - v
-                 for v, c in zip(values, cells)]
-        right.errorbar(rate, values, yerr=[lows, highs], fmt=marker, label=name.replace("_", " "), alpha=0.8, capsize=3)
+    series = [(f"{name.replace('_', ' ')}, {kind}", name, kind, marker)
+              for kind, markers in (("calibrated", ("o", "s")), ("weights only", ("x", "+")))
+              for name, marker in zip(("no_image", "no_description"), markers)]
+    for n, (label, name, kind, marker) in enumerate(series):
+        points = [c["pushdown"][name] if kind == "calibrated" else c["pushdown"][name]["uncalibrated"] for c in cells]
+        keep = [(r, p) for r, p in zip(rate, points) if p and p.get("value") is not None]
+        x = [r + (n - 1.5) * 0.007 for r, _ in keep]
+        values = [p["value"] for _, p in keep]
+        errors = [[p["value"] - (p["low"] if p["low"] is not None else p["value"]) for _, p in keep],
+                  [(p["high"] if p["high"] is not None else p["value"]) - p["value"] for _, p in keep]]
+        right.errorbar(x, values, yerr=errors, fmt=marker, label=label, alpha=0.8, capsize=2)
     right.axhspan(-0.05, 0.05, color="green", alpha=0.15, label="target +-5%")
     right.set_xlabel("share of products missing an image (and a description)")
     right.set_ylabel("MRR loss against complete products")
-    right.set_title("missing fields, calibrated (95% intervals)")
-    right.legend(fontsize=8)
+    right.set_title("products missing a field (95% intervals; < 0: ranked higher)")
+    right.legend(fontsize=7)
     right.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
