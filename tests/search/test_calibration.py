@@ -42,6 +42,10 @@ def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, sett
     # every match is ranked on the one scale, a product without an image too
     assert any("image" not in r.raw for r in result.ranked) and any("image" in r.raw for r in result.ranked)
 
+    # the evaluation says which fusion ranked
+    call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized")
+    assert f"normalized: the model's fitted calibration ({settings.SEARCH_FUSION_CALIBRATION})" in capsys.readouterr().out
+
     settings.SEARCH_FUSION_CALIBRATION = "off"
     assert not product_search(query="wool sock").calibrated
 
