@@ -119,7 +119,10 @@ def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callab
         if complete:
             levels = [[float(target * top_grade >= level - 1e-9) for _, target, _ in rows]
                       for level in range(top_grade, 0, -1)]
-            shares = [1.0] * top_grade  # (weighing the top grade more was tried: nDCG@10 fell, 0.931 -> 0.925)
+            # the list of every relevant product weighs most, the top grade's least (1 : 2 : 4 from
+            # the top down), chosen on the tuning shop (seed 101, base demo model, cross-fitted
+            # nDCG@10): 1:1:1 0.911, 1:2:4 0.916, 1:4:16 0.909, 4:2:1 0.905
+            shares = [2.0 ** (top_grade - level) for level in range(top_grade, 0, -1)]
         else:
             levels, shares = [[target * weight for _, target, weight in rows]], [1.0]
         kept = [(level, share) for level, share in zip(levels, shares) if max(level) > min(level)]
