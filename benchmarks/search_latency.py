@@ -66,6 +66,7 @@ def main() -> None:
 
     from catalog.models import Product
 
+    from search.retrieval.fusion import FEATURES, Calibration
     from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
     from search.retrieval.vector_store.base import Request, _plain
     from search.selectors import SearchFilters, _index_facets, product_search
@@ -96,6 +97,10 @@ def main() -> None:
     for strategy in ("normalized", "avg", "rrf", "dbsf"):
         rows.append((f"product_search {strategy}",
                      timed(lambda s=strategy: product_search(query=next_query(), strategy=s), args.queries), floor))
+    # the fused ranking with a fitted calibration (calibrate_fusion): features per match, one dot product
+    calibration = Calibration(0.0, {name: 0.5 for name in FEATURES})
+    rows.append(("product_search normalized, a fitted calibration",
+                 timed(lambda: product_search(query=next_query(), calibration=calibration), args.queries), floor))
     rows.append(("product_search normalized + filters",
                  timed(lambda: product_search(query=next_query(), filters=filters), args.queries), floor_filtered))
     rows.append(("product_search page 3", timed(lambda: product_search(query=next_query(), page=3), args.queries),

@@ -263,13 +263,15 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
             counter[facet_key(row[name])] += row["n"]
         return counter
 
-    def attribute_counts(name: str) -> Counter:
+    def attribute_counts(names: list[str], skip: str | None) -> dict[str, Counter]:
         # each product's values as its payload carries them (facets.facet_payload), so that the
-        # database counts what the engine counts
-        counter: Counter = Counter()
-        for attributes in filters.queryset(base, skip=name).values_list("attributes", flat=True).iterator(chunk_size=2000):
-            counter.update(facet_payload(category="", brand="", attributes=attributes).get(name, ()))
-        return counter
+        # database counts what the engine counts; one read of the rows for every name given
+        counters: dict[str, Counter] = {name: Counter() for name in names}
+        for attributes in filters.queryset(base, skip=skip).values_list("attributes", flat=True).iterator(chunk_size=2000):
+            payload = facet_payload(category="", brand="", attributes=attributes)
+            for name in names:
+                counters[name].update(payload.get(name, ()))
+        return counters
 
     price_qs = filters.queryset(base, skip="price")
 
@@ -281,9 +283,17 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
             q &= Q(price__lte=high)
         return price_qs.filter(q).count()
 
-    counted = {name: counts(name) if name in ("category", "brand") else attribute_counts(name)
-               for name in _facet_fields()}
-    return _facets_from_counts(filters, counted, price_of)
+    fields = _facet_fields()
+    counted = {name: counts(name) for name in fields if name in ("category", "brand")}
+    # an attribute facet counts under every filter but its own: those without a filter of their
+    # own share one read of the rows (reading them once per attribute cost 5 reads: 200 ms at 10k)
+    attributes = [name for name in fields if name not in ("category", "brand")]
+    active = set(filters.active())
+    counted.update(attribute_counts([name for name in attributes if name not in active], None))
+    for name in attributes:
+        if name in active:
+            counted.update(attribute_counts([name], name))
+    return _facets_from_counts(filters, {name: counted[name] for name in fields}, price_of)
 
 
 def _browse_counts(filters: SearchFilters, base: QuerySet) -> tuple[int, dict[str, list[FacetValue]]]:
