@@ -98,7 +98,7 @@ def main() -> None:
         rows.append((f"product_search {strategy}",
                      timed(lambda s=strategy: product_search(query=next_query(), strategy=s), args.queries), floor))
     # the fused ranking with a fitted calibration (calibrate_fusion): features per match, one dot product
-    calibration = Calibration(0.0, {name: 0.5 for name in FEATURES})
+    calibration = Calibration({name: 0.5 for name in FEATURES})
     rows.append(("product_search normalized, a fitted calibration",
                  timed(lambda: product_search(query=next_query(), calibration=calibration), args.queries), floor))
     rows.append(("product_search normalized + filters",

@@ -9,28 +9,28 @@ weigh the same on both sides.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from catalog.models import Product
 from search.retrieval import fusion
 from search.retrieval.providers import fusion_weights
-from search.selectors import product_search
+from search.selectors import STRATEGIES, product_search
+from search.services.calibrating import labels_read
 
 from .metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
-from .significance import Interval, paired_comparison, pushdown_interval
+from .significance import comparison_text, interval_text, paired_comparison, pushdown_interval
 
 SLICES = ("complete", "no_image", "no_description")
 DEPTH = 50  # results read per query: Recall@50 and the push-down look this deep
 
 
 def queries_load(path: str | Path) -> list[dict]:
-    rows = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    for row in rows:
-        if not {"query", "relevance"} <= set(row):
-            raise ValueError(f"{path}: every line needs 'query' and 'relevance'")
-    return rows
+    """The labelled queries of every kind (the search's own reader: services.calibrating.labels_read)."""
+    try:
+        return labels_read(path)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def field_slices(catalog_rows: Sequence[dict]) -> dict[str, str]:
@@ -56,6 +56,8 @@ def pushdown_pairs(ranked: Sequence[str], relevant: set[str], slices: dict[str, 
 
 # `normalized` fused with SEARCH_FUSION_WEIGHTS, never a calibration: what a shop gets before it has data
 UNCALIBRATED = "normalized-uncalibrated"
+# what the targets hold `normalized` against: every other strategy of the search
+BASELINES = tuple(s for s in STRATEGIES if s != "normalized")
 
 
 def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Sequence[str],
@@ -88,7 +90,8 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 options = {"weights": weights or fusion_weights()}
             elif strategy == "normalized" and weights is None and calibration_of is not None:
                 options = {"calibration": calibration_of(query)}
-            result = product_search(query=query["query"], strategy=strategy.split("-")[0], page_size=DEPTH, **options)
+            result = product_search(query=query["query"], strategy="normalized" if strategy == UNCALIBRATED else strategy,
+                                    page_size=DEPTH, **options)
             ranked = [h.product.sku for h in result.hits]
             kind = query.get("kind", "semantic")
             ndcg_of[qid] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
@@ -106,7 +109,7 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 continue  # the overall figures and slices stay those of the semantic queries
             wanted = {sku for sku, g in grades.items() if g >= 2}
             if wanted and result.mode == "text":
-                matched = set(skus_of(result.ranked_ids))
+                matched = set(skus_of([r.id for r in result.ranked]))
                 by_kind["kept"].append(len(wanted & matched) / len(wanted))
             relevant = {sku for sku, g in grades.items() if g >= 3}
             overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
@@ -254,25 +257,16 @@ def significance(report: dict) -> dict:
     return {"against": against, "pushdown": pushdown}
 
 
-def _comparison_text(c: dict) -> str:
-    return (f"{c['verdict']} {c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}] "
-            f"p={c['p_value']:.2g}")
-
-
-def _interval_text(i: dict) -> str:
-    return Interval(i["value"], i["low"], i["high"], i["queries"]).text()
-
-
 def significance_markdown(comparisons: dict) -> str:
     lines = ["| normalized against | nDCG@10 overall | no image | no description |", "|---|---|---|---|"]
     for other, c in comparisons["against"].items():
-        lines.append(f"| {other} | {_comparison_text(c['overall'])} | {_comparison_text(c['no_image'])} | "
-                     f"{_comparison_text(c['no_description'])} |")
+        lines.append(f"| {other} | {comparison_text(c['overall'])} | {comparison_text(c['no_image'])} | "
+                     f"{comparison_text(c['no_description'])} |")
     lines += ["", "MRR loss of products missing a field against complete ones of the same relevance "
               "[95% bootstrap interval over queries]:", "",
               "| strategy | no image | no description |", "|---|---|---|"]
     for strategy, p in comparisons["pushdown"].items():
-        lines.append(f"| {strategy} | {_interval_text(p['no_image'])} | {_interval_text(p['no_description'])} |")
+        lines.append(f"| {strategy} | {interval_text(p['no_image'])} | {interval_text(p['no_description'])} |")
     return "\n".join(lines)
 
 
@@ -287,7 +281,7 @@ def targets_check(report: dict, baseline: dict | None = None,
     if "normalized" not in report:
         return out
     mine = report["normalized"]
-    others = {s: r for s, r in report.items() if s not in ("normalized", UNCALIBRATED)}
+    others = {s: r for s, r in report.items() if s in BASELINES}
     scopes = (("overall", "overall", lambda r: r["overall"]["ndcg@10"]),
               ("no image", "no_image", lambda r: r["slices"]["no_image"]["ndcg@10"]),
               ("no description", "no_description", lambda r: r["slices"]["no_description"]["ndcg@10"]))
@@ -295,11 +289,11 @@ def targets_check(report: dict, baseline: dict | None = None,
         best = max(others, key=lambda s: get(others[s]))
         figures = f"{get(mine):.3f} vs {best} {get(others[best]):.3f}"
         if comparisons:
-            figures += f" ({_comparison_text(comparisons['against'][best][key])})"
+            figures += f" ({comparison_text(comparisons['against'][best][key])})"
         out.append((f"normalized >= every baseline on nDCG@10 ({label})", get(mine) >= get(others[best]), figures))
     for name in SLICES[1:]:
         loss = mine["pushdown"][f"loss_{name}"]
-        figures = _interval_text(comparisons["pushdown"]["normalized"][name]) if comparisons else _pct(loss)
+        figures = interval_text(comparisons["pushdown"]["normalized"][name]) if comparisons else _pct(loss)
         out.append((f"products with {name.replace('_', ' ')} within +-5% of the MRR of complete ones",
                     loss is not None and abs(loss) <= PUSHDOWN_TOLERANCE, figures))
     if baseline and "normalized" in baseline:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -14,11 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .evaluation import UNCALIBRATED
+from .evaluation import BASELINES, UNCALIBRATED
 from .sample import generate_catalog
-from .significance import holm
+from .significance import comparison_text, holm, interval_text
 
-BASELINES = ("avg", "rrf", "dbsf", "text", "image")
 SCOPES = (("overall", "overall"), ("no image", "no_image"), ("no description", "no_description"))
 
 
@@ -69,7 +69,7 @@ def cell_run(folder: Path, *, model: str, folds: int, strategies: Sequence[str],
     fingerprint = model_fingerprint(model)
     for old in folder.glob("var-*"):
         if old.name != f"var-{fingerprint}":
-            subprocess.run(["rm", "-rf", str(old)], check=True)
+            shutil.rmtree(old)
     env = {k: v for k, v in os.environ.items()
            if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "QDRANT_PATH", "SEARCH_FUSION_WEIGHTS")}
     env.update(SHOP_SEARCH_VAR_DIR=str(folder / f"var-{fingerprint}"), SEARCH_EMBEDDING_MODEL=model,
@@ -142,18 +142,6 @@ def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: 
     return {"cells": rows, "met": met, "significant_losses_after_holm": lost}
 
 
-def _test_text(t: dict) -> str:
-    return f"{t['verdict']} {t['difference']:+.3f} [{t['low']:+.3f}, {t['high']:+.3f}]"
-
-
-def _interval_text(p: dict | None) -> str:
-    if not p or p.get("value") is None:
-        return "n/a"
-    if p.get("low") is None:
-        return f"{p['value'] * 100:+.0f}%"
-    return f"{p['value'] * 100:+.0f}% [{p['low'] * 100:+.0f}, {p['high'] * 100:+.0f}]"
-
-
 def grid_markdown(summary: dict) -> str:
     lines = ["| seed | missing image / description | nDCG@10 normalized (uncalibrated) | best baseline | "
              "normalized - best [95% CI] | no image: normalized vs best | no description: normalized vs best | "
@@ -165,13 +153,13 @@ def grid_markdown(summary: dict) -> str:
         lines.append(
             f"| {r['seed']} | {r['missing_image']:g} / {r['missing_description']:g} | "
             f"{o['normalized']:.3f} ({o['uncalibrated']:.3f}) | {o['best']} {o['best_value']:.3f} | "
-            f"{_test_text(o['test'])}{tick[o['met']]} | "
+            f"{comparison_text(o['test'], p_value=False)}{tick[o['met']]} | "
             f"{i['normalized']:.3f} vs {i['best']} {i['best_value']:.3f}, {i['test']['verdict']}{tick[i['met']]} | "
             f"{d['normalized']:.3f} vs {d['best']} {d['best_value']:.3f}, {d['test']['verdict']}{tick[d['met']]} | "
-            f"{_interval_text(r['pushdown']['no_image'])}{tick[r['pushdown']['no_image']['met']]} "
-            f"({_interval_text(r['pushdown']['no_image']['uncalibrated'])}) | "
-            f"{_interval_text(r['pushdown']['no_description'])}{tick[r['pushdown']['no_description']['met']]} "
-            f"({_interval_text(r['pushdown']['no_description']['uncalibrated'])}) |")
+            f"{interval_text(r['pushdown']['no_image'], decimals=0)}{tick[r['pushdown']['no_image']['met']]} "
+            f"({interval_text(r['pushdown']['no_image']['uncalibrated'], decimals=0)}) | "
+            f"{interval_text(r['pushdown']['no_description'], decimals=0)}{tick[r['pushdown']['no_description']['met']]} "
+            f"({interval_text(r['pushdown']['no_description']['uncalibrated'], decimals=0)}) |")
     n, met = len(summary["cells"]), summary["met"]
     lines += ["", f"Targets over {n} cells: normalized >= every baseline on nDCG@10 overall in {met['ndcg_overall']}, "
               f"on products without an image in {met['ndcg_no_image']}, without a description in "

@@ -38,10 +38,6 @@ class Comparison:
         return {"queries": self.queries, "difference": self.difference, "low": self.low, "high": self.high,
                 "p_value": self.p_value, "verdict": self.verdict}
 
-    def text(self) -> str:
-        """'+0.021 [+0.004, +0.038] p=0.02'"""
-        return f"{self.difference:+.3f} [{self.low:+.3f}, {self.high:+.3f}] p={self.p_value:.2g}"
-
 
 def paired_comparison(a: Mapping[str, float], b: Mapping[str, float], *, confidence: float = CONFIDENCE) -> Comparison:
     """Paired t-test of a against b over their common queries.
@@ -88,11 +84,21 @@ class Interval:
         return {"value": self.value, "low": self.low, "high": self.high, "queries": self.queries}
 
     def text(self) -> str:
-        if self.value is None:
-            return "n/a"
-        if self.low is None:
-            return f"{self.value * 100:+.1f}%"
-        return f"{self.value * 100:+.1f}% [{self.low * 100:+.0f}, {self.high * 100:+.0f}]"
+        return interval_text(self.as_dict())
+
+
+def comparison_text(c: Mapping, *, p_value: bool = True) -> str:
+    """A Comparison as reports keep it (its as_dict): 'beats +0.021 [+0.004, +0.038] p=0.02'."""
+    text = f"{c['verdict']} {c['difference']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+    return f"{text} p={c['p_value']:.2g}" if p_value else text
+
+
+def interval_text(i: Mapping | None, *, decimals: int = 1) -> str:
+    """An Interval as reports keep it: '+4.8% [-11, +20]'; 'n/a' without a value."""
+    if not i or i.get("value") is None:
+        return "n/a"
+    value = f"{i['value'] * 100:+.{decimals}f}%"
+    return value if i.get("low") is None else f"{value} [{i['low'] * 100:+.0f}, {i['high'] * 100:+.0f}]"
 
 
 def pushdown_interval(pairs: Mapping[str, Sequence[float]], *, confidence: float = CONFIDENCE,
@@ -117,4 +123,4 @@ def pushdown_interval(pairs: Mapping[str, Sequence[float]], *, confidence: float
     return Interval(value, float(result.confidence_interval.low), float(result.confidence_interval.high), len(values))
 
 
-__all__ = ["Comparison", "Interval", "holm", "paired_comparison", "pushdown_interval"]
+__all__ = ["Comparison", "Interval", "comparison_text", "holm", "interval_text", "paired_comparison", "pushdown_interval"]

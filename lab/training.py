@@ -246,7 +246,8 @@ class ClipTrainer:
             labels = torch.arange(len(batch), device=self.device)
             loss = torch.nn.functional.cross_entropy(text_logits.masked_fill(same, -1e4), labels)
         columns = [j for j, _ in with_image]
-        rows = [i for i in range(len(batch)) if i in set(columns)]
+        pictured = set(columns)
+        rows = [i for i in range(len(batch)) if i in pictured]
         if rows and images is not None:
             image_logits = scale * queries[rows].float() @ images.float().T
             target = torch.tensor([columns.index(i) for i in rows], device=self.device)

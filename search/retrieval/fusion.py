@@ -167,7 +167,8 @@ def weights_format(weights: Mapping[str, float]) -> str:
 # A mean of z-scores does not put a product scored on one modality and one scored on two on
 # the same scale (the mean of two correlated z-scores has a smaller spread than one), and the
 # text cosine of a title alone is not that of a title with a description. A calibration maps
-# what a candidate has into the log-odds that it is relevant, fitted on the shop's own labelled
+# what a candidate has into a relevance score within its query (a log-odds up to the query's
+# constant), fitted on the shop's own labelled
 # queries and clicks: the same scale whichever fields a product has. Its features (one model,
 # with an indicator and interactions per missing field, so little data fits it):
 FEATURES = (
@@ -200,18 +201,17 @@ def candidate_features(raw: Mapping[str, float], normalized: Mapping[str, float]
 
 @dataclass(frozen=True)
 class Calibration:
-    """Log-odds of relevance as a linear function of FEATURES; `fitted` says on what."""
+    """A candidate's relevance score within its query, linear in FEATURES (no intercept: only
+    the order within a query matters); `fitted` says on what."""
 
-    intercept: float
     coefficients: Mapping[str, float]
     fitted: Mapping[str, Any] = field(default_factory=dict)
 
     def score(self, features: Sequence[float]) -> float:
-        return self.intercept + sum(self.coefficients.get(name, 0.0) * value for name, value in zip(FEATURES, features))
+        return sum(self.coefficients.get(name, 0.0) * value for name, value in zip(FEATURES, features))
 
     def as_dict(self) -> dict:
-        return {"version": CALIBRATION_VERSION, "features": list(FEATURES), "intercept": self.intercept,
-                "coefficients": dict(self.coefficients), "fitted": dict(self.fitted)}
+        return {"version": CALIBRATION_VERSION, "coefficients": dict(self.coefficients), "fitted": dict(self.fitted)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
@@ -222,14 +222,13 @@ class Calibration:
         if not isinstance(coefficients, Mapping) or set(coefficients) - set(FEATURES):
             raise ValueError(f"the coefficients must be for {', '.join(FEATURES)}; fit it again (calibrate_fusion)")
         try:
-            return cls(float(data["intercept"]), {k: float(v) for k, v in coefficients.items()},
-                       dict(data.get("fitted") or {}))
-        except (KeyError, TypeError, ValueError):
-            raise ValueError("the intercept and coefficients must be numbers; fit it again (calibrate_fusion)") from None
+            return cls({k: float(v) for k, v in coefficients.items()}, dict(data.get("fitted") or {}))
+        except (TypeError, ValueError):
+            raise ValueError("the coefficients must be numbers; fit it again (calibrate_fusion)") from None
 
 
 def fuse_calibrated(candidates: Sequence[Candidate], calibration: Calibration) -> list[Ranked]:
-    """Rank by calibrated log-odds of relevance: every candidate, whatever fields it has, on one
+    """Rank by the calibrated relevance score: every candidate, whatever fields it has, on one
     scale. The z-scores are those of normalize_per_modality, as in fuse_normalized."""
     normalized = normalize_per_modality(candidates)
     ranked = [Ranked(c.id, calibration.score(candidate_features(c.raw, normalized[c.id], c.payload)), c.raw,
@@ -328,7 +327,7 @@ def calibration_level(coefficients: Mapping[str, float], features: np.ndarray, t
             start = out.get(indicator, 0.0)
             if loss(missing) is None:
                 continue
-            low, high = -4.0, 4.0  # the shift, in log-odds: bisection on a loss that falls as it grows
+            low, high = -4.0, 4.0  # the shift, in score units: bisection on a loss that falls as it grows
             for _ in range(24):
                 middle = (low + high) / 2
                 out[indicator] = start + sign * middle

@@ -178,9 +178,8 @@ class SearchResult:
     model_id: str = ""  # the model that ranked the results ("" when browsing)
     understood_as: str = ""  # the query with its typos corrected, when it had any
     count_capped: bool = False  # more products passed the cutoff than SEARCH_MAX_MATCHES
-    ranked_ids: list[int] = field(default_factory=list)  # every match, in order (what the pages cut)
-    # every match with its scores (what a calibration is fitted on), and whether the ranking
-    # was the fitted calibration's
+    # every match in order with its scores (what the pages cut, and what a calibration is
+    # fitted on), and whether the ranking was the fitted calibration's
     ranked: list[fusion.Ranked] = field(default_factory=list, repr=False)
     calibrated: bool = False
 
@@ -424,7 +423,6 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
     ranked = _sort(ranked, sort)
     result.count = len(ranked)
     result.ranked = ranked
-    result.ranked_ids = [r.id for r in ranked]
     page_ranked = ranked[offset:offset + page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
     result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,

@@ -12,10 +12,12 @@ carry no grade are irrelevant. Every query weighs the same, however many matches
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 from django.utils import timezone
@@ -42,6 +44,29 @@ class Evidence:
 
     def queries_with_positive(self) -> int:
         return sum(any(t > 0 for t, _ in products.values()) for products in self.labels.values())
+
+
+def labels_read(path: str | Path) -> list[dict]:
+    """Labelled queries, JSONL: {"query": "red mug", "relevance": {"SKU-1": 3, ...}} a line
+    (generate_catalog writes them; the lab's evaluation reads them here too).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: a line is not JSON, or lacks a text "query" or a {sku: grade} "relevance";
+            the message names the line.
+    """
+    rows = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ValueError(f"line {number}: not JSON") from None
+        if not (isinstance(row, dict) and isinstance(row.get("query"), str) and isinstance(row.get("relevance"), dict)):
+            raise ValueError(f'line {number}: every line needs "query" (text) and "relevance" ({{sku: grade}})')
+        rows.append(row)
+    return rows
 
 
 def evidence_from_labels(queries: Iterable[Mapping], *, top_grade: int = 3) -> Evidence:
@@ -141,7 +166,7 @@ def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callab
 
 
 class NotEnoughEvidence(ValueError):
-    pass
+    """Too little evidence to fit on; the message says what there is and what to do."""
 
 
 def calibration_from_evidence(evidence: Evidence, *, progress: Callable[[int], None] | None = None
@@ -164,11 +189,11 @@ def calibration_from_evidence(evidence: Evidence, *, progress: Callable[[int], N
     coefficients = fusion.calibration_fit(x, y, groups, weights)
     top = np.isin(groups, np.flatnonzero(tops))  # the lists whose positives are the top grade, or the clicks
     coefficients = fusion.calibration_level(coefficients, x[top], y[top], groups[top])
-    return fusion.Calibration(0.0, coefficients, fitted={
+    return fusion.Calibration(coefficients, fitted={
         "model": providers.embedding_model_id(), "at": timezone.now().isoformat(timespec="seconds"),
         "labelled_queries": evidence.labelled_queries, "click_queries": evidence.click_queries,
         "queries": having, "lists": int(len(weights)), "rows": int(len(y))})
 
 
-__all__ = ["Evidence", "MIN_QUERIES", "NotEnoughEvidence", "calibration_from_evidence", "calibration_rows",
+__all__ = ["Evidence", "MIN_QUERIES", "NotEnoughEvidence", "calibration_from_evidence", "calibration_rows", "labels_read",
            "evidence_from_clicks", "evidence_from_labels", "evidence_merge"]

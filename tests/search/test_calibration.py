@@ -53,12 +53,12 @@ def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, sett
 def test_a_broken_calibration_file_falls_back_to_the_weights(generated, settings, caplog):
     call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized", "--verbosity", "0")
     with open(settings.SEARCH_FUSION_CALIBRATION, "w") as handle:
-        handle.write('{"version": 1, "coefficients": {"z_text": "high"}, "intercept": 0}')
+        handle.write('{"version": 1, "coefficients": {"z_text": "high"}}')
 
     result = product_search(query="wool sock")
 
     assert not result.calibrated and result.count > 0
-    assert "is not used (the intercept and coefficients must be numbers" in caplog.text
+    assert "is not used (the coefficients must be numbers" in caplog.text
 
 
 def test_too_little_evidence_is_refused_and_says_what_to_do(generated, settings):

@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search.retrieval import fusion, providers
 from search.services.calibrating import (NotEnoughEvidence, calibration_from_evidence, evidence_from_clicks,
-                                         evidence_from_labels, evidence_merge)
+                                         evidence_from_labels, evidence_merge, labels_read)
 
 
 class Command(BaseCommand):
@@ -40,11 +37,7 @@ class Command(BaseCommand):
         parts = []
         if queries:
             try:
-                rows = [json.loads(line) for line in Path(queries).read_text(encoding="utf-8").splitlines()
-                        if line.strip()]
-                if not all(isinstance(r, dict) and isinstance(r.get("query"), str) and
-                           isinstance(r.get("relevance"), dict) for r in rows):
-                    raise ValueError('every line needs "query" (text) and "relevance" ({sku: grade})')
+                rows = labels_read(queries)
                 parts.append(evidence_from_labels(r for r in rows if r.get("kind", "semantic") == "semantic"))
             except (OSError, ValueError, TypeError) as exc:
                 raise CommandError(f"{queries}: {exc}") from exc
@@ -61,7 +54,7 @@ class Command(BaseCommand):
         fitted = calibration.fitted
         lines = [f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
                  f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
-                 "", "| feature | coefficient |", "|---|---|", f"| intercept | {calibration.intercept:+.3f} |"]
+                 "", "| feature | coefficient |", "|---|---|"]
         lines += [f"| {name} | {calibration.coefficients[name]:+.3f} |" for name in fusion.FEATURES]
         self.stdout.write("\n".join(lines))
         self.stdout.write(self.style.SUCCESS(f"Saved {saved}: word searches with model {fitted['model']} use it now."))

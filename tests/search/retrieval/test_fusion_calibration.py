@@ -57,7 +57,7 @@ def test_a_fitted_and_levelled_calibration_ranks_relevant_products_alike_with_or
     train, test = synthetic_queries(1), synthetic_queries(2)
     x, y, groups = rows_of(train)
     coefficients = calibration_level(calibration_fit(x, y, groups, np.ones(len(train))), x, y, groups)
-    calibration = Calibration(0.0, coefficients)
+    calibration = Calibration(coefficients)
 
     # the mean of z-scores lets a product with one modality float: its z-score is not shrunk by
     # averaging with a second one, so relevant products without an image rank far above
@@ -92,7 +92,7 @@ def test_the_fit_learns_which_modality_tells_relevance():
 
 
 def test_a_calibration_round_trips_and_a_broken_one_says_what_to_do():
-    calibration = Calibration(0.0, {name: 0.5 for name in FEATURES}, {"queries": 30})
+    calibration = Calibration({name: 0.5 for name in FEATURES}, {"queries": 30})
     assert Calibration.from_dict(calibration.as_dict()) == calibration
     with pytest.raises(ValueError, match="fit it again"):
         Calibration.from_dict({"version": 99})
@@ -104,7 +104,7 @@ def test_a_calibration_round_trips_and_a_broken_one_says_what_to_do():
 
 def test_a_title_alone_has_its_own_weights():
     # given: the same text cosine, once for a title alone and once for a title and description
-    calibration = Calibration(0.0, {"z_text": 1.0, "no_description_z_text": -0.5})
+    calibration = Calibration({"z_text": 1.0, "no_description_z_text": -0.5})
     candidates = [Candidate(1, {"text": 0.9}, {"has_description": False}), Candidate(2, {"text": 0.9}, {}),
                   Candidate(3, {"text": 0.1}, {})]
     ranked = fuse_calibrated(candidates, calibration)
