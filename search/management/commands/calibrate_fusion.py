@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from search.retrieval import fusion, providers
+from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
 from search.services.calibrating import (NotEnoughEvidence, calibration_from_evidence, evidence_from_clicks,
                                          evidence_from_labels, evidence_merge, labels_read)
 
@@ -34,6 +36,13 @@ class Command(BaseCommand):
             raise CommandError("--days must be at least 1.")
         if no_clicks and not queries:
             raise CommandError("Nothing to fit on: give --queries FILE, or leave out --no-clicks.")
+        try:
+            providers.get_product_index().count()  # the fit searches: open the store first
+        except IndexBusyError as exc:  # the embedded default: the running server holds the store
+            raise CommandError(f"{exc} Stop the server, fit, and start it again: the fit searches the store, "
+                               "which one process holds (a Qdrant server has no such limit).") from exc
+        except IndexUnavailableError as exc:
+            raise CommandError(str(exc)) from exc
         parts = []
         if queries:
             try:
@@ -48,8 +57,9 @@ class Command(BaseCommand):
                   disable=options["verbosity"] == 0 or not evidence.labels) as bar:
             try:
                 calibration = calibration_from_evidence(evidence, progress=bar.update)
-            except NotEnoughEvidence as exc:
+            except (NotEnoughEvidence, ModelUnavailableError) as exc:
                 raise CommandError(str(exc)) from exc
+
         saved = providers.calibration_save(calibration)
         fitted = calibration.fitted
         lines = [f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
