@@ -188,7 +188,7 @@ class ClipTrainer:
         return self.torch.nn.functional.normalize(self.model.get_text_features(**batch).float(), dim=-1)
 
     def _images(self, images: Sequence[Image.Image]):
-        pixels = self.parts.pixels(images).to(self.device)
+        pixels = self.parts.pixels(images, device=self.device)
         return self.torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).float(), dim=-1)
 
     # --- training -------------------------------------------------------------------

@@ -65,8 +65,14 @@ class Encoder(Protocol):
             float32 array (len(texts), dim), rows L2-normalised.
         """
 
-    def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> np.ndarray:
-        """Embed RGB PIL images with the image tower; same shape and norm as encode_texts."""
+    def encode_images(self, images: Sequence["Image.Image | np.ndarray"], *,
+                      batch_size: int | None = None) -> np.ndarray:
+        """Embed images with the image tower (PIL images, or RGB uint8 arrays from
+        `image_array`); same shape and norm as encode_texts."""
+
+    def image_draft_size(self) -> tuple[int, int] | None:
+        """The least (width, height) an image needs for this model (a JPEG may be decoded
+        scaled down to it), or None: decode it whole."""
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
@@ -146,11 +152,140 @@ class ClipParts:
                               padding="max_length" if self.pad_to_max else True,
                               truncation=True, max_length=self.max_length, return_tensors="pt")
 
-    def pixels(self, images: Sequence[Image.Image]):
+    def __post_init__(self):
+        self.recipe = PixelRecipe.of(self.image_processor)
+
+    def pixels(self, images: Sequence["Image.Image | np.ndarray"], *, device=None):
+        """The model's pixel_values for these images (PIL images, or RGB uint8 arrays from
+        `image_array`). With a recipe the processor's resize, crop and normalise run as tensor
+        ops on `device` (the same numbers within rounding, tested); else the processor runs."""
+        if self.recipe is not None:
+            return self.recipe.pixels([image_array(im) for im in images], device=device)
         # RGB pixels, channels last, said outright: guessed from the shape, a 1x1 or 3-pixel-wide
         # image reads as channels-first and fails the whole batch
-        return self.image_processor(images=[_central(im.convert("RGB")) for im in images], return_tensors="pt",
-                                    input_data_format="channels_last")["pixel_values"]
+        pixels = self.image_processor(images=[_central(_rgb(im)) for im in images], return_tensors="pt",
+                                      input_data_format="channels_last")["pixel_values"]
+        return pixels if device is None else pixels.to(device)
+
+    def draft_size(self) -> tuple[int, int] | None:
+        """The least size an image needs for this model: a JPEG decoder may scale down to it."""
+        return self.recipe.draft_size() if self.recipe is not None else None
+
+
+def _rgb(image: "Image.Image | np.ndarray") -> Image.Image:
+    return Image.fromarray(image) if isinstance(image, np.ndarray) else image.convert("RGB")
+
+
+def image_array(image: "Image.Image | np.ndarray") -> np.ndarray:
+    """RGB uint8 pixels (height, width, 3) of the image's middle (see `_central`): what a decoding
+    thread hands the encoder."""
+    if isinstance(image, np.ndarray):
+        return image
+    return np.asarray(_central(image.convert("RGB")))
+
+
+# PIL resampling filters and the torch mode that computes the same filter (antialias=True uses
+# PIL's kernels, cubic a=-0.5 included)
+_TORCH_MODES = {Image.Resampling.BICUBIC: "bicubic", Image.Resampling.BILINEAR: "bilinear"}
+
+
+@dataclass(frozen=True)
+class PixelRecipe:
+    """What a CLIP or SigLIP image processor does to pixels, as tensor ops that run where the
+    model runs: resize (shortest edge kept in proportion, or an exact size), centre crop,
+    rescale and normalise. On a GPU this leaves the CPU only the JPEG decode.
+
+    Processors with any other step (padding, tiling, a filter torch lacks) have no recipe; the
+    processor itself runs for them."""
+
+    shortest_edge: int | None
+    exact: tuple[int, int] | None
+    crop: tuple[int, int] | None
+    mode: str
+    scale: float
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    KNOWN = ("CLIPImageProcessor", "SiglipImageProcessor")
+
+    @classmethod
+    def of(cls, processor) -> "PixelRecipe | None":
+        if type(processor).__name__ not in cls.KNOWN or not getattr(processor, "do_resize", True):
+            return None
+        mode = _TORCH_MODES.get(Image.Resampling(getattr(processor, "resample", Image.Resampling.BICUBIC)))
+        size = dict(processor.size or {})
+        if mode is None or not (("shortest_edge" in size) ^ ("height" in size and "width" in size)):
+            return None
+        crop = None
+        if getattr(processor, "do_center_crop", False):
+            crop = (int(processor.crop_size["height"]), int(processor.crop_size["width"]))
+        normalize = getattr(processor, "do_normalize", True)
+        return cls(shortest_edge=int(size["shortest_edge"]) if "shortest_edge" in size else None,
+                   exact=None if "shortest_edge" in size else (int(size["height"]), int(size["width"])),
+                   crop=crop, mode=mode,
+                   scale=float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0,
+                   mean=tuple(processor.image_mean) if normalize else (0.0, 0.0, 0.0),
+                   std=tuple(processor.image_std) if normalize else (1.0, 1.0, 1.0))
+
+    def draft_size(self) -> tuple[int, int]:
+        """(width, height), as PIL's draft() takes it."""
+        if self.exact is not None:
+            return (self.exact[1], self.exact[0])
+        edge = max(self.shortest_edge or 0, *(self.crop or (0,)))
+        return (edge, edge)
+
+    def _target(self, height: int, width: int) -> tuple[int, int]:
+        if self.exact is not None:
+            return self.exact
+        short, long = sorted((height, width))
+        # the processor's own arithmetic (transformers' get_resize_output_image_size)
+        new_short, new_long = self.shortest_edge, int(self.shortest_edge * long / short)
+        return (new_long, new_short) if width <= height else (new_short, new_long)
+
+    def pixels(self, arrays: Sequence[np.ndarray], *, device=None):
+        """pixel_values (n, 3, H, W) float32 on `device` (default CPU) from RGB uint8 arrays.
+        Same-sized images are resized together; the result is rounded to whole levels as the
+        processor's 8-bit PIL resize is."""
+        import torch
+        import torch.nn.functional as F
+
+        device = torch.device(device or "cpu")
+        pin = device.type == "cuda"
+        out: list = [None] * len(arrays)
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, array in enumerate(arrays):
+            groups.setdefault(array.shape[:2], []).append(i)
+        for (height, width), members in groups.items():
+            host = torch.from_numpy(np.stack([arrays[i] for i in members]))
+            if pin:
+                host = host.pin_memory()
+            batch = host.to(device, non_blocking=pin).permute(0, 3, 1, 2).float()
+            target = self._target(height, width)
+            if target != (height, width):
+                batch = F.interpolate(batch, size=target, mode=self.mode, antialias=True,
+                                      align_corners=False).round_().clamp_(0, 255)
+            if self.crop is not None:
+                batch = _center_crop(batch, self.crop)
+            for j, i in enumerate(members):
+                out[i] = batch[j]
+        pixels = torch.stack(out)
+        mean = torch.tensor(self.mean, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=device).view(1, 3, 1, 1)
+        return (pixels * self.scale - mean) / std
+
+
+def _center_crop(batch, crop: tuple[int, int]):
+    """transformers' center_crop: the middle (height, width), padded with zeros where smaller."""
+    import torch.nn.functional as F
+
+    height, width = batch.shape[-2:]
+    want_h, want_w = crop
+    if height < want_h or width < want_w:
+        pad_h, pad_w = max(want_h - height, 0), max(want_w - width, 0)
+        batch = F.pad(batch, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        height, width = batch.shape[-2:]
+    top, left = (height - want_h) // 2, (width - want_w) // 2
+    return batch[..., top:top + want_h, left:left + want_w]
 
 
 # The longest side an image keeps, in multiples of its shortest, before the processor sees it.
@@ -237,7 +372,11 @@ class TransformersClipEncoder:
                 out.append(features.float().cpu().numpy())
         return l2_normalize(np.concatenate(out))
 
-    def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> np.ndarray:
+    def image_draft_size(self) -> tuple[int, int] | None:
+        return self.parts.draft_size()
+
+    def encode_images(self, images: Sequence["Image.Image | np.ndarray"], *,
+                      batch_size: int | None = None) -> np.ndarray:
         import torch
 
         if not images:
@@ -246,9 +385,8 @@ class TransformersClipEncoder:
         out: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(images), size):
-                pixels = self.parts.pixels(images[start:start + size])
-                features = self.model.get_image_features(
-                    pixel_values=pixels.to(self.device, dtype=self.dtype))
+                pixels = self.parts.pixels(images[start:start + size], device=self.device)
+                features = self.model.get_image_features(pixel_values=pixels.to(dtype=self.dtype))
                 out.append(features.float().cpu().numpy())
         return l2_normalize(np.concatenate(out))
 
@@ -287,11 +425,15 @@ class JinaClipEncoder:
                                              batch_size=batch_size or self.batch_size)
         return l2_normalize(np.asarray(vectors, dtype=np.float32))
 
-    def encode_images(self, images: Sequence[Image.Image], *, batch_size: int | None = None) -> np.ndarray:
+    def image_draft_size(self) -> tuple[int, int] | None:
+        return None  # its remote code preprocesses; it gets whole images
+
+    def encode_images(self, images: Sequence["Image.Image | np.ndarray"], *,
+                      batch_size: int | None = None) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._torch.inference_mode():
-            vectors = self.model.encode_image([im.convert("RGB") for im in images],
+            vectors = self.model.encode_image([_rgb(im) for im in images],
                                               batch_size=batch_size or self.batch_size)
         return l2_normalize(np.asarray(vectors, dtype=np.float32))
 
