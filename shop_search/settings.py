@@ -242,6 +242,8 @@ CELERY_BEAT_SCHEDULE = {
 SEARCH_EMBEDDING_MODEL = os.environ.get("SEARCH_EMBEDDING_MODEL", "openai/clip-vit-base-patch32")
 SEARCH_DEVICE = os.environ.get("SEARCH_DEVICE", "auto")  # auto | cpu | cuda | cuda:1 | mps
 SEARCH_ENCODE_BATCH_SIZE = int(os.environ.get("SEARCH_ENCODE_BATCH_SIZE", "32"))
+# Threads that read, hash and decode product images while the model encodes (0: one per core).
+SEARCH_DECODE_THREADS = int(os.environ.get("SEARCH_DECODE_THREADS", "0"))
 # Product ids per embedding task: an import of 10,000 rows sends 10,000 / this many tasks.
 SEARCH_INDEX_BATCH_SIZE = int(os.environ.get("SEARCH_INDEX_BATCH_SIZE", "64"))
 # Products still pending this long after their last change are re-sent by the sweep.

@@ -1,27 +1,39 @@
 """Search write services: keeping the vector index in step with the catalog.
 
 products_index runs in phases, each a function below: read the rows (deleted and inactive
-products leave search), prepare what the towers would see (hash it; skip what is unchanged;
-decode images), encode, write the points, and mark each row's index state.
+products leave search), prepare what the towers would see (hash it; skip what is unchanged),
+encode and write the points, and mark each row's index state.
+
+Encoding is a pipeline, so the model is never left waiting on the CPU: images are read, hashed
+and decoded by a pool of threads (Pillow and hashlib let go of the GIL), JPEGs only as large as
+the model needs (`image_load(draft=...)`), a few chunks ahead of the forward pass; resizing and
+normalising run as tensor ops where the model runs (`PixelRecipe`); each chunk's points are
+written to the vector store by a writer thread while the next chunk is encoded; the rows' states
+are written in a few statements per batch.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Case, Q, Value, When
 from django.utils import timezone
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 
 from search.retrieval import providers
-from search.retrieval.encoders import Encoder, ModelUnavailableError
+from search.retrieval.encoders import Encoder, ModelUnavailableError, image_array
 from search.retrieval.facets import facet_payload
 from search.retrieval.keywords import KeywordText, Sparse, attribute_texts, sku_key
 from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, ProductIndex, ProductPoint
@@ -97,7 +109,6 @@ class ProductSource:
     payload: dict
     payload_hash: str
     keywords: Sparse
-    image: object | None = None  # PIL image, set by _prepare for products to encode
 
 
 def product_source(product: Product, model_id: str) -> ProductSource:
@@ -185,12 +196,11 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         return report
     plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
                     force=force)
-    points, unreadable = _encode(plan.encode, encoder)
+    unreadable = _encode_write(index, plan.encode, encoder, plan.payload)
     if unreadable:
         failed_ids = {p.pk for p, _ in unreadable}
         plan.encode = [s for s in plan.encode if s.product.pk not in failed_ids]
         plan.failed.extend(unreadable)
-    _write(index, points, plan.payload)
     _mark(plan, model_id=encoder.model_id, report=report)
     return report
 
@@ -213,46 +223,115 @@ def _read(product_ids: Sequence[int], index: ProductIndex, report: IndexReport,
     return [p for p in products.values() if p.active]
 
 
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's image reading and decoding threads (SEARCH_DECODE_THREADS), started on first
+    use, so a forked worker process starts its own."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=settings.SEARCH_DECODE_THREADS or os.cpu_count() or 1,
+                                       thread_name_prefix="decode")
+        return _pool
+
+
+def _source_or_error(product: Product, model_id: str) -> ProductSource | str:
+    try:
+        return product_source(product, model_id)
+    except ValidationError as exc:
+        return " ".join(exc.messages)
+
+
 def _prepare(products: Sequence[Product], *, model_id: str, present: set[int], force: bool) -> _Plan:
-    """Hash each product; what is already in the index with the same content and model is not
-    encoded again (a point that went missing, e.g. a recreated collection, is); images to encode
-    are decoded, and a corrupt one fails its product, not the batch."""
+    """Hash each product (image files read in parallel); what is already in the index with the
+    same content and model is not encoded again (a point that went missing, e.g. a recreated
+    collection, is)."""
     plan = _Plan()
-    for product in products:
-        try:
-            source = product_source(product, model_id)
-        except ValidationError as exc:
-            plan.failed.append((product, " ".join(exc.messages)))
+    for product, source in zip(products, _threads().map(lambda p: _source_or_error(p, model_id), products)):
+        if isinstance(source, str):
+            plan.failed.append((product, source))
             continue
         unchanged = (not force and product.pk in present and product.content_hash == source.content_hash
                      and product.indexed_model == model_id)
         if unchanged:
             (plan.current if product.payload_hash == source.payload_hash else plan.payload).append(source)
             continue
-        if source.image_bytes is not None:
-            try:
-                source.image = image_load(source.image_bytes, name=f"image {product.image.name!r}").image
-            except ValidationError as exc:
-                plan.failed.append((product, " ".join(exc.messages)))
-                continue
         plan.encode.append(source)
     return plan
 
 
-def _encode(sources: Sequence[ProductSource], encoder: Encoder) -> tuple[list[ProductPoint], list[tuple[Product, str]]]:
-    """One batch per tower; a product gets a vector only for what it has (never a zero vector).
-    A batch the model fails on is encoded item by item: only the products it cannot embed fail
-    (with the reason), the rest of the batch is indexed."""
+# Chunks decoded ahead of the one being encoded: enough to keep the model fed, few enough that
+# a large batch of photos is not all held in memory at once.
+DECODE_AHEAD = 2
+
+
+def _decoded(source: ProductSource, draft: tuple[int, int] | None):
+    """The image's RGB pixels (the middle the model sees), decoded no larger than needed; runs in
+    a decoding thread. A corrupt image raises ValidationError: it fails its product only."""
+    loaded = image_load(source.image_bytes, name=f"image {source.product.image.name!r}", draft=draft)
+    return image_array(loaded.image)
+
+
+def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder: Encoder,
+                  payload_only: Sequence[ProductSource]) -> list[tuple[Product, str]]:
+    """Encode the products in chunks of the encoder's batch size and write their points, as a
+    pipeline: chunk k+1 and k+2 decode while chunk k is encoded, and chunk k-1 is written
+    meanwhile. A product gets a vector only for what it has (never a zero vector). Returns the
+    products that failed, with the reason; the others are in the store when it returns."""
     failed: dict[int, str] = {}
-    text_vectors = _encoded([s for s in sources if s.text], "text", lambda s: s.text, encoder.encode_texts, failed)
-    image_vectors = _encoded([s for s in sources if s.image is not None], "image", lambda s: s.image,
-                             encoder.encode_images, failed)
-    points = [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk), image=image_vectors.get(s.product.pk),
-                           payload=s.payload, keywords=s.keywords) for s in sources if s.product.pk not in failed]
-    return points, [(s.product, failed[s.product.pk]) for s in sources if s.product.pk in failed]
+    size = max(1, int(getattr(encoder, "batch_size", 0) or settings.SEARCH_ENCODE_BATCH_SIZE))
+    chunks = [sources[i:i + size] for i in range(0, len(sources), size)]
+    draft = encoder.image_draft_size() if hasattr(encoder, "image_draft_size") else None
+    ahead: deque[dict[int, Future]] = deque()
+
+    def decode(k: int) -> None:
+        if k < len(chunks):
+            ahead.append({s.product.pk: _threads().submit(_decoded, s, draft)
+                          for s in chunks[k] if s.image_bytes is not None})
+
+    for k in range(DECODE_AHEAD + 1):
+        decode(k)
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-write")
+    writes: list[Future] = []
+    try:
+        for k, chunk in enumerate(chunks):
+            pending = ahead.popleft()
+            decode(k + DECODE_AHEAD + 1)
+            text_vectors = _encoded([s for s in chunk if s.text], "text", lambda s: s.text,
+                                    encoder.encode_texts, failed)
+            pixels: dict[int, object] = {}
+            for source in chunk:
+                if source.product.pk in pending:
+                    try:
+                        pixels[source.product.pk] = pending[source.product.pk].result()
+                    except ValidationError as exc:
+                        failed[source.product.pk] = " ".join(exc.messages)
+            image_vectors = _encoded([s for s in chunk if s.product.pk in pixels], "image",
+                                     lambda s: pixels[s.product.pk], encoder.encode_images, failed)
+            points = [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk),
+                                   image=image_vectors.get(s.product.pk), payload=s.payload, keywords=s.keywords)
+                      for s in chunk if s.product.pk not in failed]
+            writes.append(writer.submit(index.upsert, points))
+        for source in payload_only:
+            writes.append(writer.submit(index.set_payload, source.product.pk, source.payload,
+                                        keywords=source.keywords))
+        for write in writes:
+            write.result()  # the store's own error, raised here as if written in this thread
+    finally:
+        for pending in ahead:
+            for future in pending.values():
+                future.cancel()
+        writer.shutdown(wait=True)
+    return [(s.product, failed[s.product.pk]) for s in sources if s.product.pk in failed]
 
 
-def _encoded(sources: list[ProductSource], what: str, item, encode, failed: dict[int, str]) -> dict[int, object]:
+def _encoded(sources: list[ProductSource], what: str, item: Callable, encode: Callable,
+             failed: dict[int, str]) -> dict[int, object]:
+    """Encode one batch; a batch the model fails on is encoded item by item: only the products it
+    cannot embed fail (with the reason), the rest of the batch is indexed."""
     if not sources:
         return {}
     try:
@@ -270,28 +349,25 @@ def _encoded(sources: list[ProductSource], what: str, item, encode, failed: dict
     return vectors
 
 
-def _write(index: ProductIndex, points: Sequence[ProductPoint], payload_only: Sequence[ProductSource]) -> None:
-    index.upsert(points)
-    for source in payload_only:
-        index.set_payload(source.product.pk, source.payload, keywords=source.keywords)
-
-
 def _mark(plan: _Plan, *, model_id: str, report: IndexReport) -> None:
-    """Record each product's index state, in one commit for the batch (row-by-row autocommit
-    cost more than the tiny model's encoding)."""
+    """Record each product's index state, in one commit and a few statements for the batch
+    (a statement per row cost more than the model at GPU speed)."""
     now = timezone.now()
+    writes: list[tuple[Product, dict]] = []
+    for product, message in plan.failed:
+        writes.append((product, {"index_status": IndexStatus.FAILED, "index_error": message}))
+        report.errors[product.pk] = message
+    for source in plan.encode:
+        writes.append((source.product, {"index_status": IndexStatus.INDEXED, "index_error": "",
+                                        "indexed_model": model_id, "content_hash": source.content_hash,
+                                        "payload_hash": source.payload_hash, "indexed_at": now}))
+    for source in plan.payload + plan.current:
+        product = source.product
+        if product.index_status != IndexStatus.INDEXED or product.payload_hash != source.payload_hash:
+            writes.append((product, {"index_status": IndexStatus.INDEXED, "index_error": "",
+                                     "payload_hash": source.payload_hash, "indexed_at": now}))
     with transaction.atomic():
-        for product, message in plan.failed:
-            _state_write(product, index_status=IndexStatus.FAILED, index_error=message)
-            report.errors[product.pk] = message
-        for source in plan.encode:
-            _state_write(source.product, index_status=IndexStatus.INDEXED, index_error="", indexed_model=model_id,
-                         content_hash=source.content_hash, payload_hash=source.payload_hash, indexed_at=now)
-        for source in plan.payload + plan.current:
-            product = source.product
-            if product.index_status != IndexStatus.INDEXED or product.payload_hash != source.payload_hash:
-                _state_write(product, index_status=IndexStatus.INDEXED, index_error="",
-                             payload_hash=source.payload_hash, indexed_at=now)
+        _states_write(writes)
     report.failed += len(plan.failed)
     report.indexed += len(plan.encode)
     report.payload_updated += len(plan.payload)
@@ -301,6 +377,37 @@ def _mark(plan: _Plan, *, model_id: str, report: IndexReport) -> None:
 def _state_write(product: Product, **fields) -> bool:
     """Write index state only if the row was not edited meanwhile (that edit queued its own task)."""
     return bool(Product.objects.filter(pk=product.pk, updated_at=product.updated_at).update(**fields))
+
+
+# Rows per UPDATE statement: each costs about six bound parameters (SQLite allows 32,766).
+STATES_PER_STATEMENT = 500
+
+
+def _states_write(writes: Sequence[tuple[Product, dict]]) -> int:
+    """`_state_write` for many rows: one UPDATE per group of rows writing the same fields, values
+    that differ per row chosen by CASE on the id, each row still written only if not edited
+    meanwhile. Returns how many rows were written."""
+    groups: dict[tuple[str, ...], list[tuple[Product, dict]]] = {}
+    for product, fields in writes:
+        groups.setdefault(tuple(sorted(fields)), []).append((product, fields))
+    written = 0
+    for names, members in groups.items():
+        for start in range(0, len(members), STATES_PER_STATEMENT):
+            part = members[start:start + STATES_PER_STATEMENT]
+            if len(part) == 1:
+                written += _state_write(part[0][0], **part[0][1])
+                continue
+            values: dict[str, object] = {}
+            for name in names:
+                distinct = {fields[name] for _, fields in part}
+                values[name] = next(iter(distinct)) if len(distinct) == 1 else Case(
+                    *(When(pk=product.pk, then=Value(fields[name])) for product, fields in part),
+                    output_field=Product._meta.get_field(name))
+            rows = Q()
+            for product, _ in part:
+                rows |= Q(pk=product.pk, updated_at=product.updated_at)
+            written += Product.objects.filter(rows).update(**values)
+    return written
 
 
 def _payloads_rewrite() -> int:

@@ -51,8 +51,10 @@ class ConceptEncoder:
         return image
 
     @staticmethod
-    def _key(image: Image.Image) -> str:
-        return hashlib.sha256(image.convert("RGB").tobytes()).hexdigest()
+    def _key(image: "Image.Image | np.ndarray") -> str:
+        # the indexer hands over RGB arrays (decoded in its threads), a photo search a PIL image
+        pixels = image if isinstance(image, np.ndarray) else np.asarray(image.convert("RGB"))
+        return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
     def encode_texts(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         rows = []
