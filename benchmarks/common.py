@@ -37,23 +37,49 @@ def setup_instance(*, model: str | None, preset: str, engine: str = "edge") -> P
     return tmp
 
 
-def import_catalog(tmp: Path, *, products: int, seed: int, index: bool) -> list[int]:
-    """Generate and import a sample catalog; index it (with a progress bar) if asked."""
+def photos_swap(folder: Path, *, seed: int) -> int:
+    """Give every product of a generated catalog with an image an 800-1200 px photo-like JPEG
+    instead of its small drawing (lab/photos.py); returns how many."""
+    import json
+
+    from tqdm import tqdm
+
+    from lab.photos import photo_jpeg, photo_sizes
+
+    catalog = folder / "catalog.jsonl"
+    rows = [json.loads(line) for line in catalog.read_text(encoding="utf-8").splitlines()]
+    with_image = [row for row in rows if row["image"]]
+    for n, (row, (width, height)) in enumerate(tqdm(list(zip(with_image, photo_sizes(len(with_image), seed=seed))),
+                                                    desc="photos", unit="photo", file=sys.stderr)):
+        name = row["image"].rsplit(".", 1)[0] + ".jpg"
+        (folder / name).write_bytes(photo_jpeg(width, height, seed=seed * 100_000 + n))
+        row["image"] = name
+    catalog.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return len(with_image)
+
+
+def import_catalog(tmp: Path, *, products: int, seed: int, index: bool, photos: bool = False) -> list[int]:
+    """Generate and import a sample catalog (with photo-like JPEGs if asked); index it (with a
+    progress bar) if asked. Returns the new products' ids."""
     from catalog.models import Product
     from catalog.services import catalog_import
     from catalog.signals import products_changed
     from lab.sample import generate_catalog
     from search.receivers import products_changed_enqueue
 
-    generate_catalog(tmp / "shop", products=products, seed=seed, missing_image=0.1, missing_description=0.1)
+    folder = tmp / f"shop-{seed}"
+    generate_catalog(folder, products=products, seed=seed, missing_image=0.1, missing_description=0.1)
+    if photos:
+        photos_swap(folder, seed=seed)
+    before = set(Product.objects.values_list("pk", flat=True))
     # import only: indexing is timed apart, so the serving app does not hear of the import
     uid = "search.products_changed_enqueue"
     products_changed.disconnect(dispatch_uid=uid)
     try:
-        catalog_import(source=tmp / "shop" / "catalog.jsonl")
+        catalog_import(source=folder / "catalog.jsonl")
     finally:
         products_changed.connect(products_changed_enqueue, dispatch_uid=uid)
-    ids = list(Product.objects.order_by("pk").values_list("pk", flat=True))
+    ids = [pk for pk in Product.objects.order_by("pk").values_list("pk", flat=True) if pk not in before]
     if index:
         from django.core.management import call_command
 

@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
@@ -285,6 +286,11 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
     size = max(1, int(getattr(encoder, "batch_size", 0) or settings.SEARCH_ENCODE_BATCH_SIZE))
     chunks = [sources[i:i + size] for i in range(0, len(sources), size)]
     draft = encoder.image_draft_size() if hasattr(encoder, "image_draft_size") else None
+    # On a CPU the model's own threads use every core, and they wait for each other at every
+    # operation: decoding beside them slowed the forward pass more than it saved (1.27x the
+    # model's time against 1.04x, benchmarks/index_throughput.py). There a chunk is decoded,
+    # by all the threads, before its forward pass; on an accelerator, ahead of it.
+    look_ahead = DECODE_AHEAD if getattr(getattr(encoder, "device", None), "type", "cpu") != "cpu" else 0
     ahead: deque[dict[int, Future]] = deque()
 
     def decode(k: int) -> None:
@@ -292,14 +298,16 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
             ahead.append({s.product.pk: _threads().submit(_decoded, s, draft)
                           for s in chunks[k] if s.image_bytes is not None})
 
-    for k in range(DECODE_AHEAD + 1):
+    for k in range(look_ahead):
         decode(k)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-write")
     writes: list[Future] = []
     try:
         for k, chunk in enumerate(chunks):
+            decode(k + look_ahead)
             pending = ahead.popleft()
-            decode(k + DECODE_AHEAD + 1)
+            if not look_ahead:
+                futures_wait(pending.values())
             text_vectors = _encoded([s for s in chunk if s.text], "text", lambda s: s.text,
                                     encoder.encode_texts, failed)
             pixels: dict[int, object] = {}
