@@ -14,5 +14,13 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if settings.CONTENT_SECURITY_POLICY and "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = settings.CONTENT_SECURITY_POLICY
+            response["Content-Security-Policy"] = content_security_policy(settings.CONTENT_SECURITY_POLICY,
+                                                                          getattr(settings, "MEDIA_ORIGIN", ""))
         return response
+
+
+def content_security_policy(policy: str, media_origin: str) -> str:
+    """The policy, with product images also allowed from the object store that serves them."""
+    if not media_origin or "img-src" not in policy:
+        return policy
+    return policy.replace("img-src", f"img-src {media_origin}", 1)

@@ -93,6 +93,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # first: a container's health probe is answered before host checks and HTTPS redirects
+    "shop_search.health.HealthMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "shop_search.security.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -177,6 +179,56 @@ MEDIA_URL = os.environ.get("MEDIA_URL", "/media/")
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", VAR_DIR / "media"))
 # Product images are served by Django unless a proxy or object store takes over (then 0).
 SERVE_MEDIA = env_bool("SERVE_MEDIA", True)
+# Product images on an S3-compatible store (AWS S3, MinIO, Cloudflare R2, ...) through
+# django-storages, when a bucket is named: web, workers and beat may then run on different
+# hosts. Else they live in MEDIA_ROOT (one host, or a shared volume).
+AWS_STORAGE_BUCKET_NAME = os.environ.get("AWS_STORAGE_BUCKET_NAME", "")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            # another S3-compatible store than AWS: its URL (e.g. http://minio:9000)
+            "endpoint_url": os.environ.get("AWS_S3_ENDPOINT_URL") or None,
+            "region_name": os.environ.get("AWS_S3_REGION_NAME") or None,
+            # unset: boto3 finds credentials itself (an instance role, ~/.aws)
+            "access_key": os.environ.get("AWS_ACCESS_KEY_ID") or None,
+            "secret_key": os.environ.get("AWS_SECRET_ACCESS_KEY") or None,
+            "location": os.environ.get("AWS_LOCATION", "media"),
+            # a CDN or public bucket host for image URLs; else URLs are signed and expire
+            "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None,
+            "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", True),
+            "querystring_expire": int(os.environ.get("AWS_QUERYSTRING_EXPIRE", "3600")),
+            # images are named by their content: the same name is the same bytes
+            "file_overwrite": False,
+        },
+    }
+    SERVE_MEDIA = False
+
+
+def media_origin() -> str:
+    """Where product images are served from when not from this site: the storefront's
+    Content-Security-Policy lets images load from it."""
+    if not AWS_STORAGE_BUCKET_NAME:
+        return ""
+    options = STORAGES["default"]["OPTIONS"]
+    if options["custom_domain"]:
+        return f"https://{options['custom_domain']}"
+    if options["endpoint_url"]:
+        from urllib.parse import urlsplit
+
+        endpoint = urlsplit(options["endpoint_url"])
+        return f"{endpoint.scheme}://{endpoint.netloc}"
+    region = f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{options['region_name']}.amazonaws.com" \
+        if options["region_name"] else ""
+    return f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com {region}".strip()
+
+
+MEDIA_ORIGIN = media_origin()
 
 # Uploads: an image bigger than this is refused before Pillow opens it.
 CATALOG_MAX_IMAGE_BYTES = int(os.environ.get("CATALOG_MAX_IMAGE_BYTES", str(20 * 1024 * 1024)))
@@ -305,6 +357,19 @@ QDRANT_URL = os.environ.get("QDRANT_URL", "")
 QDRANT_API_KEY = os.environ.get("QDRANT_API_KEY") or None
 QDRANT_PATH = os.environ.get("QDRANT_PATH", str(VAR_DIR / "qdrant"))
 SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
+# A Qdrant cluster: how the collection is laid out when this app creates it (later changes need
+# Qdrant's own resharding/replication APIs). Shards spread the points over the nodes; each shard
+# is kept on QDRANT_REPLICATION_FACTOR nodes; a write is acknowledged once
+# QDRANT_WRITE_CONSISTENCY_FACTOR of them have it. One node: leave all three at 1.
+QDRANT_SHARD_NUMBER = int(os.environ.get("QDRANT_SHARD_NUMBER", "1"))
+QDRANT_REPLICATION_FACTOR = int(os.environ.get("QDRANT_REPLICATION_FACTOR", "1"))
+QDRANT_WRITE_CONSISTENCY_FACTOR = int(os.environ.get("QDRANT_WRITE_CONSISTENCY_FACTOR", "1"))
+if min(QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_FACTOR) < 1 \
+        or QDRANT_WRITE_CONSISTENCY_FACTOR > QDRANT_REPLICATION_FACTOR:
+    raise RuntimeError(
+        "QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR and QDRANT_WRITE_CONSISTENCY_FACTOR must be 1 or more, "
+        "and the write consistency no more than the replication factor (a write cannot wait for more copies "
+        f"than there are); got {QDRANT_SHARD_NUMBER}, {QDRANT_REPLICATION_FACTOR}, {QDRANT_WRITE_CONSISTENCY_FACTOR}.")
 # The embedded engine when QDRANT_URL is unset: "edge" (Qdrant Edge, beta: Qdrant's engine in
 # this process, in QDRANT_PATH/<collection>) or "local" (qdrant-client's local mode, which
 # Qdrant documents for development and tests).

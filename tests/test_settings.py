@@ -99,3 +99,24 @@ def test_pages_carry_a_content_security_policy_and_https_only_headers(client, se
     assert response["Strict-Transport-Security"].startswith("max-age=31536000")
     assert response["X-Content-Type-Options"] == "nosniff" and response["X-Frame-Options"] == "DENY"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_a_bucket_in_the_environment_puts_product_images_on_s3_and_lets_pages_show_them():
+    code = ("import django; django.setup(); from django.conf import settings; "
+            "from django.core.files.storage import default_storage as storage; "
+            "print(storage.__class__.__name__, settings.SERVE_MEDIA, settings.MEDIA_ORIGIN)")
+    done = _django(code, AWS_STORAGE_BUCKET_NAME="shop-media", AWS_S3_REGION_NAME="eu-west-1")
+    assert done.returncode == 0, done.stderr
+    backend, serve, origin = done.stdout.split(" ", 2)
+    assert backend == "S3Storage" and serve == "False"
+    assert origin.split() == ["https://shop-media.s3.amazonaws.com", "https://shop-media.s3.eu-west-1.amazonaws.com"]
+    minio = _django("import django; django.setup(); from django.conf import settings; print(settings.MEDIA_ORIGIN)",
+                    AWS_STORAGE_BUCKET_NAME="shop-media", AWS_S3_ENDPOINT_URL="http://minio:9000/")
+    assert minio.stdout.strip() == "http://minio:9000"
+
+
+@pytest.mark.parametrize("shards, replicas, consistency", [("0", "1", "1"), ("3", "1", "2")])
+def test_a_qdrant_cluster_layout_that_cannot_work_stops_start_up_with_why(shards, replicas, consistency):
+    done = _django("import django; django.setup()", QDRANT_SHARD_NUMBER=shards, QDRANT_REPLICATION_FACTOR=replicas,
+                   QDRANT_WRITE_CONSISTENCY_FACTOR=consistency)
+    assert done.returncode != 0 and "no more than the replication factor" in done.stderr

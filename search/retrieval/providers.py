@@ -257,6 +257,12 @@ def cutoff_forget() -> None:
         _cutoff.update(key=None, value=None, at=-1e9, measured=-1e9)
 
 
+def qdrant_layout() -> dict[str, int]:
+    """How a new collection is spread over a Qdrant cluster (QDRANT_SHARD_NUMBER and co.)."""
+    return {"shard_number": settings.QDRANT_SHARD_NUMBER, "replication_factor": settings.QDRANT_REPLICATION_FACTOR,
+            "write_consistency_factor": settings.QDRANT_WRITE_CONSISTENCY_FACTOR}
+
+
 @_built_once
 def get_qdrant_client() -> QdrantClient:
     if settings.QDRANT_URL:
@@ -284,7 +290,8 @@ def get_product_index() -> ProductIndex:
         # the collection the alias SEARCH_COLLECTION points at (after a model switch), else the
         # collection of that name: queries go to it by its own name, so a switch made by another
         # process reaches this one at its next look (_serving_look), never halfway
-        return QdrantServerIndex(client, _serving_collection(client), local=not settings.QDRANT_URL)
+        return QdrantServerIndex(client, _serving_collection(client), local=not settings.QDRANT_URL,
+                                 layout=qdrant_layout())
     index = EdgeIndex(Path(settings.QDRANT_PATH) / _serving_folder())
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)
@@ -356,7 +363,7 @@ def get_next_index() -> ProductIndex:
     """The store being filled for the configured model during a switch."""
     name = f"{settings.SEARCH_COLLECTION}-{hashlib.sha256(get_encoder().model_id.encode('utf-8')).hexdigest()[:12]}"
     if not _edge():
-        return QdrantServerIndex(get_qdrant_client(), name, local=not settings.QDRANT_URL)
+        return QdrantServerIndex(get_qdrant_client(), name, local=not settings.QDRANT_URL, layout=qdrant_layout())
     index = EdgeIndex(Path(settings.QDRANT_PATH) / name)
     atexit.register(index.close)
     return index

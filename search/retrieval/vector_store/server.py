@@ -46,9 +46,11 @@ def _client_lock(client: QdrantClient) -> threading.RLock:
 
 
 class QdrantServerIndex(ProductIndex):
-    def __init__(self, client: QdrantClient, collection: str, *, local: bool):
+    def __init__(self, client: QdrantClient, collection: str, *, local: bool, layout: dict[str, int] | None = None):
         self.client = client
         self.collection = collection
+        # shard_number, replication_factor, write_consistency_factor for a new collection (a cluster)
+        self.layout = dict(layout or {})
         # qdrant-client's local mode is plain Python state: serialise access from server threads.
         self.local = local
         self.sole_writer = local  # local mode's folder is locked to this process; a server is shared
@@ -82,6 +84,7 @@ class QdrantServerIndex(ProductIndex):
                 vectors_config={name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
                                 for name in VECTOR_NAMES},
                 sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                **({} if self.local else self.layout),
             )
             # Local mode scans payloads and warns that indexes do nothing; servers need them.
             for key, schema in () if self.local else PAYLOAD_INDEXES.items():
