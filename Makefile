@@ -9,13 +9,14 @@ DEMO_PRODUCTS ?= 300
 HOST ?= 127.0.0.1:8000
 DEMO_MODEL ?= var/demo-model
 
-.PHONY: venv demo test quality demo-model serve migrate clean help
+.PHONY: venv demo test quality demo-model serve migrate clean help lock
 
 help:
 	@echo "make demo   create .venv, migrate, generate + index a sample catalog, serve on http://$(HOST)"
 	@echo "make test   create/update .venv and run the whole test suite"
 	@echo "make quality  offline quality chain: demo model, the grid, clicks, fine-tuning, before/after (QUALITY_DIR, reused between runs)"
 	@echo "make demo-model  build the offline demo model in $(DEMO_MODEL); then SEARCH_EMBEDDING_MODEL=$(DEMO_MODEL) make demo"
+	@echo "make lock   write requirements/production.lock, the real stack's images' dependencies (uv)"
 
 $(BIN)/.installed: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +63,12 @@ node_modules/.installed: package.json package-lock.json
 test: venv node_modules/.installed
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The real stack's images install from this lock (Dockerfile); tests/test_deploy.py checks it
+# against pyproject.toml.
+lock: venv
+	$(BIN)/python -m pip install --quiet uv
+	UV=$(BIN)/uv bash requirements/lock.sh
 
 clean:
 	rm -rf var/ media/ .pytest_cache
