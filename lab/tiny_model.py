@@ -131,3 +131,29 @@ def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int | None = Non
         "Tiny randomly initialised CLIP written by `manage.py build_tiny_model`.\n"
         "It loads like any CLIP checkpoint, but its rankings are random.\n", encoding="utf-8")
     return out
+
+
+def build_tiny_siglip(out_dir: str | Path, *, tokenizer_dir: str | Path, image_size: int = 32, seed: int = 0,
+                      vision_layers: int = 1, processor: str = "siglip") -> Path:
+    """Write a random SiglipModel with a tiny CLIP's tokenizer to out_dir, and SigLIP's own image
+    processor (squeezed to an exact square, no crop, mean and std 0.5), or CLIP's (`processor="clip"`)."""
+    import torch
+    from transformers import AutoTokenizer, CLIPImageProcessor, SiglipConfig, SiglipImageProcessor, SiglipModel
+
+    out = Path(out_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    config = SiglipConfig(
+        text_config={"vocab_size": tokenizer.vocab_size + 2, "hidden_size": 32, "intermediate_size": 64,
+                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": vision_layers,
+                       "num_attention_heads": 2, "image_size": image_size, "patch_size": 8},
+    )
+    SiglipModel(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    if processor == "clip":
+        CLIPImageProcessor(size={"shortest_edge": image_size},
+                           crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+    else:
+        SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(out)
+    return out

@@ -51,19 +51,9 @@ def test_unavailable_model_says_which_setting_to_change(tmp_path):
 
 def test_a_siglip_checkpoint_loads_through_the_same_code(tmp_path, tiny_model_dir):
     """SigLIP shares the get_*_features interface; texts are padded to a fixed length."""
-    from transformers import AutoTokenizer, CLIPImageProcessor, SiglipConfig, SiglipModel
+    from lab.tiny_model import build_tiny_siglip
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    config = SiglipConfig(
-        text_config={"vocab_size": tokenizer.vocab_size + 2, "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                       "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-    )
-    SiglipModel(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(tmp_path)
-
+    build_tiny_siglip(tmp_path, tokenizer_dir=tiny_model_dir, image_size=32, processor="clip")
     encoder = load_encoder(str(tmp_path), device="cpu")
 
     assert encoder.pad_to_max and encoder.max_length == 64

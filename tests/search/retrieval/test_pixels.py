@@ -13,6 +13,7 @@ from PIL import Image
 
 from catalog.images import image_load
 from lab.photos import photo_jpeg
+from lab.tiny_model import build_tiny_siglip
 from search.retrieval.encoders import PixelRecipe, _central, image_array, load_encoder
 
 # 1000 px square, landscape, portrait, a strip past the aspect limit, one just over the model's size
@@ -48,21 +49,8 @@ def _cosines(encoder) -> list[float]:
 
 @pytest.fixture
 def siglip_dir(tmp_path, tiny_model_dir):
-    from transformers import AutoTokenizer, SiglipConfig, SiglipImageProcessor, SiglipModel
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    torch.manual_seed(0)
-    config = SiglipConfig(
-        text_config={"vocab_size": tokenizer.vocab_size + 2, "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": 48, "patch_size": 8},
-    )
-    SiglipModel(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
     # SigLIP's own processor: squeezed to an exact square, no crop, mean and std 0.5
-    SiglipImageProcessor(size={"height": 48, "width": 48}).save_pretrained(tmp_path)
-    return tmp_path
+    return build_tiny_siglip(tmp_path, tokenizer_dir=tiny_model_dir, image_size=48, vision_layers=2)
 
 
 def test_clip_embeddings_from_the_tensor_path_match_the_processor(tiny_model_dir):
