@@ -296,6 +296,12 @@ SEARCH_DEVICE = os.environ.get("SEARCH_DEVICE", "auto")  # auto | cpu | cuda | c
 SEARCH_ENCODE_BATCH_SIZE = int(os.environ.get("SEARCH_ENCODE_BATCH_SIZE", "32"))
 # Threads that read, hash and decode product images while the model encodes (0: one per core).
 SEARCH_DECODE_THREADS = int(os.environ.get("SEARCH_DECODE_THREADS", "0"))
+# Chunks decoded ahead of the one the model encodes: auto = 2 on a GPU, 0 on a CPU (where
+# decoding beside the model's own threads slows it more than it saves).
+_decode_ahead = os.environ.get("SEARCH_DECODE_AHEAD", "auto").strip().lower()
+if _decode_ahead != "auto" and not _decode_ahead.isdigit():
+    raise RuntimeError(f"SEARCH_DECODE_AHEAD must be auto or a whole number of chunks (0, 1, 2...), not {_decode_ahead!r}.")
+SEARCH_DECODE_AHEAD = None if _decode_ahead == "auto" else int(_decode_ahead)
 # Product ids per embedding task: an import of 10,000 rows sends 10,000 / this many tasks.
 SEARCH_INDEX_BATCH_SIZE = int(os.environ.get("SEARCH_INDEX_BATCH_SIZE", "64"))
 # Products still pending this long after their last change are re-sent by the sweep.

@@ -120,3 +120,8 @@ def test_a_qdrant_cluster_layout_that_cannot_work_stops_start_up_with_why(shards
     done = _django("import django; django.setup()", QDRANT_SHARD_NUMBER=shards, QDRANT_REPLICATION_FACTOR=replicas,
                    QDRANT_WRITE_CONSISTENCY_FACTOR=consistency)
     assert done.returncode != 0 and "no more than the replication factor" in done.stderr
+
+
+def test_a_decode_look_ahead_that_is_not_a_number_stops_start_up_with_the_fix():
+    done = _django("import django; django.setup()", SEARCH_DECODE_AHEAD="lots")
+    assert done.returncode != 0 and "SEARCH_DECODE_AHEAD must be auto or a whole number" in done.stderr

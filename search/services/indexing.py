@@ -290,7 +290,9 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
     # operation: decoding beside them slowed the forward pass more than it saved (1.27x the
     # model's time against 1.04x, benchmarks/index_throughput.py). There a chunk is decoded,
     # by all the threads, before its forward pass; on an accelerator, ahead of it.
-    look_ahead = DECODE_AHEAD if getattr(getattr(encoder, "device", None), "type", "cpu") != "cpu" else 0
+    look_ahead = settings.SEARCH_DECODE_AHEAD
+    if look_ahead is None:
+        look_ahead = DECODE_AHEAD if getattr(getattr(encoder, "device", None), "type", "cpu") != "cpu" else 0
     ahead: deque[dict[int, Future]] = deque()
 
     def decode(k: int) -> None:

@@ -17,10 +17,13 @@ from search.services import products_index
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def small_chunks(encoder, monkeypatch):
-    """Chunks of 2 products, so ten products run through the pipeline five chunks deep."""
+@pytest.fixture(params=["cpu", "gpu"])
+def small_chunks(request, encoder, monkeypatch, settings):
+    """Chunks of 2 products, so ten products run through the pipeline five chunks deep; decoded
+    just before each chunk as on a CPU, or two chunks ahead as on a GPU (no GPU here: the
+    schedule is what differs, and it must not change a result)."""
     monkeypatch.setattr(encoder, "batch_size", 2)
+    settings.SEARCH_DECODE_AHEAD = 0 if request.param == "cpu" else 2
     return encoder
 
 
