@@ -6,7 +6,8 @@ encode and write the points, and mark each row's index state.
 
 Encoding is a pipeline, so the model is never left waiting on the CPU: images are read, hashed
 and decoded by a pool of threads (Pillow and hashlib let go of the GIL), JPEGs only as large as
-the model needs (`image_load(draft=...)`), a few chunks ahead of the forward pass; resizing and
+the model needs (`image_load(draft=...)`), on a GPU a few chunks ahead of the forward pass (on a
+CPU just before it, see SEARCH_DECODE_AHEAD); resizing and
 normalising run as tensor ops where the model runs (`PixelRecipe`); each chunk's points are
 written to the vector store by a writer thread while the next chunk is encoded; the rows' states
 are written in a few statements per batch.
@@ -230,13 +231,22 @@ _pool_lock = threading.Lock()
 
 def _threads() -> ThreadPoolExecutor:
     """The process's image reading and decoding threads (SEARCH_DECODE_THREADS), started on first
-    use, so a forked worker process starts its own."""
+    use; a forked process (a Celery or gunicorn worker) starts its own."""
     global _pool
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=settings.SEARCH_DECODE_THREADS or os.cpu_count() or 1,
                                        thread_name_prefix="decode")
         return _pool
+
+
+def _threads_forget() -> None:
+    """In a forked child: the parent's threads did not come along, so its pool would never run."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_threads_forget)
 
 
 def _source_or_error(product: Product, model_id: str) -> ProductSource | str:

@@ -113,3 +113,28 @@ def test_a_store_that_fails_mid_batch_leaves_every_row_pending_for_the_retry(sma
     assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.PENDING}
     monkeypatch.setattr(index, "upsert", real)
     assert products_index(product_ids=[p.pk for p in photographed], index=index).indexed == 10
+
+
+def test_a_forked_worker_process_decodes_with_threads_of_its_own(small_chunks, photographed):
+    """A Celery prefork child inherits the parent's pool object but not its threads: without a
+    pool of its own, its first batch of photos would wait forever."""
+    import multiprocessing
+
+    from search.services import indexing
+
+    indexing._threads().submit(int).result()  # the parent's pool exists and has threads
+    blobs = []
+    for product in photographed[:3]:
+        with product.image.open("rb") as handle:
+            blobs.append(handle.read())
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        shapes = pool.apply_async(_decode_in_child, (blobs,)).get(timeout=60)
+    assert [len(shape) for shape in shapes] == [3, 3, 3]
+
+
+def _decode_in_child(blobs):
+    from search.services import indexing
+
+    return [indexing._threads().submit(lambda d: image_load(d, draft=(32, 32)).image.size + (3,), data).result(10)
+            for data in blobs]
