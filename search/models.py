@@ -74,3 +74,15 @@ class SearchPhoto(models.Model):
 
     def __str__(self) -> str:
         return f"photo {self.key} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class SearchInsight(SearchEvent):
+    """The merchandiser's view of the search log (the admin's insights page): a proxy with a
+    permission of its own, so that seeing what shoppers search for is granted on its own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "search insights"
+        verbose_name_plural = "search insights"
+        default_permissions = ()
+        permissions = [("view_insights", "Can view search insights")]

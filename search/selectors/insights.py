@@ -1,0 +1,168 @@
+"""What shoppers search for, counted in the database from the search and click log, for the
+merchandiser's insights page (search/admin.py).
+
+A search is one logged answer (`SearchEvent`): a word search, settled (the storefront logs a
+search typed keystroke by keystroke once), each further page of results counted again, as
+search analytics products count them. Photo searches and browsing have no words, so the query
+tables leave them out; the trend counts them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from django.db.models import Avg, Count, F, Max, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from search.models import Click, SearchEvent
+
+# What the page's channel choice means, in the log's channel names
+CHANNELS: dict[str, tuple[str, ...]] = {
+    "all": (),
+    "storefront": ("page", "htmx"),
+    "api": ("api",),
+    "photo": ("photo_page", "photo_api"),
+}
+TABLES = ("top", "zero", "no_clicks")
+
+
+@dataclass(frozen=True)
+class Period:
+    """[start, end) and a channel (a key of CHANNELS)."""
+
+    start: datetime
+    end: datetime
+    channel: str = "all"
+
+
+@dataclass(frozen=True)
+class QueryRow:
+    query: str            # as a shopper typed it (one of the spellings the log folds together)
+    normalized: str       # as the log compares it
+    searches: int
+    zero_results: int     # searches that found nothing
+    clicked: int          # searches with at least one click
+    clicks: int
+    mean_position: float | None  # of the clicks, 1 = first result
+
+    @property
+    def ctr(self) -> float:
+        """Share of searches with a click."""
+        return self.clicked / self.searches if self.searches else 0.0
+
+
+@dataclass(frozen=True)
+class DayRow:
+    day: date
+    searches: int
+    zero_results: int
+    clicked: int
+
+    @property
+    def ctr(self) -> float:
+        return self.clicked / self.searches if self.searches else 0.0
+
+    @property
+    def zero_rate(self) -> float:
+        return self.zero_results / self.searches if self.searches else 0.0
+
+
+@dataclass(frozen=True)
+class ProductQueryRow:
+    query: str
+    clicks: int
+    mean_position: float
+
+
+@dataclass
+class Summary:
+    searches: int = 0
+    word_searches: int = 0
+    zero_results: int = 0
+    clicked: int = 0
+    clicks: int = 0
+    mean_position: float | None = None
+    days: list[DayRow] = field(default_factory=list)
+
+    @property
+    def ctr(self) -> float:
+        return self.clicked / self.searches if self.searches else 0.0
+
+    @property
+    def zero_rate(self) -> float:
+        return self.zero_results / self.searches if self.searches else 0.0
+
+
+def period_searches(period: Period) -> QuerySet[SearchEvent]:
+    searches = SearchEvent.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
+    channels = CHANNELS.get(period.channel, ())
+    return searches.filter(channel__in=channels) if channels else searches
+
+
+def _counted(searches: QuerySet[SearchEvent]) -> dict:
+    """The counts each table and the summary share; the join with clicks repeats a search once per
+    click, so searches are counted distinct."""
+    return {
+        "searches": Count("id", distinct=True),
+        "zero_results": Count("id", filter=Q(result_count=0), distinct=True),
+        "clicked": Count("id", filter=Q(clicks__isnull=False), distinct=True),
+        # (named apart from the `clicks` relation, which the other counts follow)
+        "click_count": Count("clicks"),
+        "mean_position": Avg("clicks__position"),
+    }
+
+
+def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[QueryRow]:
+    """One of the page's query tables:
+    - top: the most searched queries;
+    - zero: queries that found nothing, most searched first;
+    - no_clicks: queries that found something and were never clicked, most searched first.
+    """
+    if table not in TABLES:
+        raise ValueError(f"table must be one of {', '.join(TABLES)}, not {table!r}")
+    words = period_searches(period).filter(mode="text").exclude(query_normalized="")
+    rows = words.values("query_normalized").annotate(**_counted(words), shown=Max("query"))
+    if table == "zero":
+        rows = rows.filter(zero_results__gt=0).order_by("-zero_results", "-searches", "query_normalized")
+    elif table == "no_clicks":
+        # found something at least once (not every search was a zero result), never clicked
+        rows = rows.filter(click_count=0, searches__gt=F("zero_results")).order_by("-searches", "query_normalized")
+    else:
+        rows = rows.order_by("-searches", "query_normalized")
+    return [QueryRow(query=r["shown"] or r["query_normalized"], normalized=r["query_normalized"],
+                     searches=r["searches"], zero_results=r["zero_results"], clicked=r["clicked"],
+                     clicks=r["click_count"], mean_position=r["mean_position"]) for r in rows[:limit]]
+
+
+def summary(period: Period) -> Summary:
+    """The period's totals and its days, every search counted (photos and browsing too)."""
+    searches = period_searches(period)
+    totals = searches.aggregate(**_counted(searches))
+    days = (searches.annotate(day=TruncDate("created_at")).values("day").annotate(**_counted(searches))
+            .order_by("day"))
+    counted = {d["day"]: DayRow(day=d["day"], searches=d["searches"], zero_results=d["zero_results"],
+                                clicked=d["clicked"]) for d in days}
+    first = timezone.localdate(period.start)
+    last = timezone.localdate(period.end - timedelta(microseconds=1))
+    # every day of the period, the quiet ones too: a trend with gaps closed up would lie
+    every = [counted.get(first + timedelta(days=n)) or DayRow(day=first + timedelta(days=n), searches=0,
+                                                              zero_results=0, clicked=0)
+             for n in range((last - first).days + 1)]
+    return Summary(searches=totals["searches"], zero_results=totals["zero_results"], clicked=totals["clicked"],
+                   clicks=totals["click_count"], mean_position=totals["mean_position"],
+                   word_searches=searches.filter(mode="text").exclude(query_normalized="").count(), days=every)
+
+
+def product_queries(period: Period, *, product_id: int, limit: int = 30) -> list[ProductQueryRow]:
+    """The queries whose results a product was clicked from, most clicks first."""
+    clicks = Click.objects.filter(product_id=product_id, search__in=period_searches(period).filter(mode="text"))
+    rows = (clicks.values("search__query_normalized").annotate(clicks=Count("id"), mean_position=Avg("position"),
+                                                                 shown=Max("search__query"))
+            .order_by("-clicks", "search__query_normalized"))
+    return [ProductQueryRow(query=r["shown"] or r["search__query_normalized"], clicks=r["clicks"],
+                            mean_position=r["mean_position"]) for r in rows[:limit]]
+
+
+__all__ = ["CHANNELS", "TABLES", "DayRow", "Period", "ProductQueryRow", "QueryRow", "Summary", "period_searches",
+           "product_queries", "query_table", "summary"]

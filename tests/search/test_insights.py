@@ -1,0 +1,163 @@
+"""The merchandiser's search insights (issue 16): numbers counted from a generated log whose
+counts are known, the period and channel choices, the queries that lead to a product, the
+admin page, its permission and its CSV exports."""
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.utils import timezone
+
+from catalog.models import Product
+from search.models import Click, SearchEvent
+from search.selectors.insights import Period, product_queries, query_table, summary
+
+pytestmark = pytest.mark.django_db
+NOW = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+
+
+def _search(query: str, *, days_ago: int, channel: str = "page", results: int = 10, mode: str = "text",
+            clicks: tuple[tuple[Product, int], ...] = ()) -> SearchEvent:
+    event = SearchEvent.objects.create(channel=channel, mode=mode, query=query,
+                                       query_normalized=" ".join(query.lower().split()), sort="relevance",
+                                       strategy="normalized", result_count=results)
+    SearchEvent.objects.filter(pk=event.pk).update(created_at=NOW - timedelta(days=days_ago))
+    for product, position in clicks:
+        Click.objects.create(search=event, product=product, product_sku=product.sku, position=position)
+    return event
+
+
+@pytest.fixture
+def log():
+    mug = Product.objects.create(sku="MUG-1", title="Red mug", price=Decimal("9"))
+    cup = Product.objects.create(sku="CUP-1", title="Red cup", price=Decimal("7"))
+    # red mug: 5 searches in the period (two spellings), 3 with clicks, 4 clicks at 1, 3, 2, 1
+    _search("red mug", days_ago=1, clicks=((mug, 1), (cup, 3)))
+    _search("Red  Mug", days_ago=1, channel="htmx", clicks=((mug, 2),))
+    _search("red mug", days_ago=2, clicks=((mug, 1),))
+    _search("red mug", days_ago=2)
+    _search("red mug", days_ago=3, channel="api")
+    _search("red mug", days_ago=40, clicks=((mug, 1),))  # outside the last 30 days
+    # unicorn: found nothing, 3 times (one through the API)
+    for days, channel in ((1, "page"), (2, "page"), (3, "api")):
+        _search("unicorn", days_ago=days, channel=channel, results=0)
+    # blue vase: found something twice through the API, never clicked
+    _search("blue vase", days_ago=1, channel="api")
+    _search("blue vase", days_ago=2, channel="api")
+    # mug: once, clicked at 4; a photo search (no words)
+    _search("mug", days_ago=3, clicks=((mug, 4),))
+    _search("", days_ago=1, channel="photo_page", mode="image")
+    return {"mug": mug, "cup": cup}
+
+
+def last_30(channel: str = "all") -> Period:
+    return Period(start=NOW - timedelta(days=30), end=NOW + timedelta(hours=1), channel=channel)
+
+
+def test_top_queries_count_searches_clicks_and_positions(log):
+    rows = query_table(last_30(), table="top")
+    assert [(r.normalized, r.searches) for r in rows] == [("red mug", 5), ("unicorn", 3), ("blue vase", 2),
+                                                           ("mug", 1)]
+    red = rows[0]
+    assert (red.clicked, red.clicks, red.zero_results) == (3, 4, 0)
+    assert red.ctr == pytest.approx(0.6) and red.mean_position == pytest.approx(7 / 4)
+
+
+def test_zero_result_and_unclicked_queries(log):
+    assert [(r.normalized, r.zero_results) for r in query_table(last_30(), table="zero")] == [("unicorn", 3)]
+    # found something and nobody clicked: not unicorn (found nothing), not red mug (clicked)
+    assert [(r.normalized, r.searches) for r in query_table(last_30(), table="no_clicks")] == [("blue vase", 2)]
+
+
+def test_a_channel_counts_only_its_own_searches(log):
+    api = {r.normalized: r.searches for r in query_table(last_30("api"), table="top")}
+    assert api == {"blue vase": 2, "unicorn": 1, "red mug": 1}
+    storefront = {r.normalized: r.searches for r in query_table(last_30("storefront"), table="top")}
+    assert storefront == {"red mug": 4, "unicorn": 2, "mug": 1}
+
+
+def test_the_summary_and_trend_count_every_search(log):
+    totals = summary(last_30())
+    assert (totals.searches, totals.word_searches) == (12, 11)  # the photo search counts, without words
+    assert (totals.zero_results, totals.clicked, totals.clicks) == (3, 4, 5)
+    days = {row.day: (row.searches, row.zero_results, row.clicked) for row in totals.days}
+    by_age = {age: days[timezone.localdate(NOW - timedelta(days=age))] for age in (1, 2, 3)}
+    assert by_age == {1: (5, 1, 2), 2: (4, 1, 1), 3: (3, 1, 1)}
+    # every day of the period is there, the quiet ones at zero
+    assert len(totals.days) == 31 and sum(row.searches for row in totals.days) == 12
+    assert days[timezone.localdate(NOW - timedelta(days=10))] == (0, 0, 0)
+
+
+def test_the_queries_that_lead_to_a_product(log):
+    rows = product_queries(last_30(), product_id=log["mug"].pk)
+    assert [(r.query, r.clicks, r.mean_position) for r in rows] == [("red mug", 3, pytest.approx(4 / 3)),
+                                                                     ("mug", 1, 4.0)]
+    assert [(r.query, r.clicks) for r in product_queries(last_30(), product_id=log["cup"].pk)] == [("red mug", 1)]
+
+
+# --- the admin page ----------------------------------------------------------------------
+@pytest.fixture
+def merchandiser(client):
+    user = User.objects.create_user("merch", password="pw-merch-1", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_insights"))
+    client.force_login(user)
+    return client
+
+
+def _cells(html: str, section: str) -> list[list[str]]:
+    part = html.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
+    return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", part.split("<tbody>", 1)[1], re.S)] if "<tbody>" in part else []
+
+
+def test_the_insights_page_shows_the_tables_and_charts(log, merchandiser):
+    response = merchandiser.get("/admin/search/searchinsight/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert _cells(html, "table-top")[0] == ["red mug", "5", "0", "60%", "4", "1.8"]
+    assert [row[0] for row in _cells(html, "table-zero")] == ["unicorn"]
+    assert [row[0] for row in _cells(html, "table-no_clicks")] == ["blue vase"]
+    assert html.count('<svg class="chart"') == 2 and "Searches per day" in html
+    assert re.search(r'id="total-searches">12<', html)
+
+
+def test_a_product_sku_shows_the_queries_that_lead_to_it_and_an_unknown_one_says_so(log, merchandiser):
+    html = merchandiser.get("/admin/search/searchinsight/", {"sku": "mug-1"}).content.decode()
+    assert _cells(html, "product-queries") == [["red mug", "3", "1.3"], ["mug", "1", "4.0"]]
+    response = merchandiser.get("/admin/search/searchinsight/", {"sku": "NOPE"})
+    assert response.status_code == 400 and "No product has the SKU &#x27;NOPE&#x27;." in response.content.decode()
+
+
+def test_dates_the_wrong_way_round_say_what_to_fix(merchandiser):
+    response = merchandiser.get("/admin/search/searchinsight/", {"start": "2026-05-10", "end": "2026-05-01"})
+    assert response.status_code == 400 and "The start date is after the end date" in response.content.decode()
+    assert merchandiser.get("/admin/search/searchinsight/", {"start": "not a date"}).status_code == 400
+
+
+def test_each_table_exports_as_csv_and_a_query_never_becomes_a_formula(log, merchandiser):
+    _search("=HYPERLINK(\"http://x\")", days_ago=1)
+    response = merchandiser.get("/admin/search/searchinsight/", {"channel": "all", "export": "top"})
+    assert response["Content-Type"].startswith("text/csv") and "search-top-" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0][:3] == ["query", "searches", "zero_results"]
+    assert rows[1] == ["red mug", "5", "0", "3", "4", "0.6000", "1.75"]
+    assert ["'=HYPERLINK(\"http://x\")"] == [r[0] for r in rows if "HYPERLINK" in r[0]]
+    days = list(csv.reader(io.StringIO(merchandiser.get("/admin/search/searchinsight/",
+                                                        {"export": "days"}).content.decode())))
+    assert sum(int(r[1]) for r in days[1:]) == 13
+    assert merchandiser.get("/admin/search/searchinsight/", {"export": "everything"}).status_code == 400
+
+
+def test_insights_need_their_own_permission(log, client):
+    staff = User.objects.create_user("clerk", password="pw-clerk-1", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="change_product"))
+    client.force_login(staff)
+    assert client.get("/admin/search/searchinsight/").status_code == 403
+    assert "Search insights" not in client.get("/admin/").content.decode()
+    client.logout()
+    assert client.get("/admin/search/searchinsight/").status_code == 302  # to the login page
