@@ -2,7 +2,8 @@
 counted in the database, against its floor measured in the same run: counting the period's
 searches (one pass over the rows the page reads, nothing grouped or joined).
 
-A generated log: --searches over 90 days, queries drawn Zipf-like from --queries distinct ones,
+A generated log: --searches over 90 days (each carrying its day and click count, as the click
+service keeps them), queries drawn Zipf-like from --queries distinct ones,
 8% finding nothing, about a third clicked (1-3 clicks at positions skewed to the top), channels
 mixed as a storefront's are. SQLite in a temp dir (or DATABASE_URL, e.g. PostgreSQL).
 
@@ -75,13 +76,19 @@ def generate(searches: int, queries: int, seed: int) -> None:
                                     strategy="normalized", result_count=found)
                 events.append(event)
                 if found and rng.random() < 0.35:
-                    for position in rng.sample(range(1, 21), k=rng.choice((1, 1, 1, 2, 3))):
-                        product = products[min(int(rng.expovariate(1 / 200)), len(products) - 1)]
-                        clicks.append(Click(search=event, product=product, product_sku=product.sku,
-                                            position=min(position, int(rng.expovariate(1 / 3)) + 1)))
+                    chosen = {min(int(rng.expovariate(1 / 200)), len(products) - 1)
+                              for _ in range(rng.choice((1, 1, 1, 2, 3)))}
+                    positions = rng.sample(range(1, 21), k=len(chosen))
+                    for index, position in zip(chosen, positions):
+                        product = products[index]
+                        position = min(position, int(rng.expovariate(1 / 3)) + 1)
+                        clicks.append(Click(search=event, product=product, product_sku=product.sku, position=position))
+                        # what the click service keeps on the search
+                        event.click_count += 1
+                        event.click_position_sum += position
             with transaction.atomic():
                 SearchEvent.objects.bulk_create(events)
-                Click.objects.bulk_create(clicks, ignore_conflicts=True)
+                Click.objects.bulk_create(clicks)
             bar.update(len(events))
     # auto_now_add stamped every row with now: spread them over the 90 days as generated
     _spread_times(SearchEvent, rng)
@@ -97,8 +104,10 @@ def _spread_times(model, rng) -> None:
         if connection.vendor == "sqlite":
             cursor.execute(f"UPDATE {table_name} SET created_at = datetime('now', "
                            f"'-' || (abs(random()) % (90 * 86400)) || ' seconds')")
+            cursor.execute(f"UPDATE {table_name} SET day = date(created_at)")  # TIME_ZONE is UTC here
         else:
             cursor.execute(f"UPDATE {table_name} SET created_at = now() - (random() * interval '90 days')")
+            cursor.execute(f"UPDATE {table_name} SET day = (created_at AT TIME ZONE 'UTC')::date")
 
 
 def timed(call, repeat: int) -> tuple[float, object]:
@@ -128,11 +137,11 @@ def main() -> None:
 
     generate(args.searches, args.queries, seed=5)
     top_product = Click.objects.values("product").annotate(n=Count("id")).order_by("-n")[0]["product"]
-    now = timezone.now() + timedelta(minutes=1)
+    today = timezone.localdate()
     rows = []
-    for label, days, channel in (("last 30 days, all channels", 30, "all"), ("last 90 days, all channels", 90, "all"),
+    for label, days, channel in (("last 30 days, all channels", 30, "all"), ("last 91 days, all channels", 91, "all"),
                                  ("last 30 days, storefront", 30, "storefront")):
-        period = Period(start=now - timedelta(days=days), end=now, channel=channel)
+        period = Period(first=today - timedelta(days=days - 1), last=today, channel=channel)
         floor, count = timed(lambda: period_searches(period).count(), args.repeat)
         rows.append([label, "count the period's searches (floor)", f"{floor:.0f}", "1.0", f"{count:,} searches"])
         for name, call in (("top queries", lambda: query_table(period, table="top")),

@@ -5,7 +5,7 @@ Seeing it needs its own permission (search.view_insights)."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
@@ -52,10 +52,8 @@ class InsightsForm(forms.Form):
         return data
 
     def period(self) -> Period:
-        zone = timezone.get_current_timezone()
-        start = timezone.make_aware(datetime.combine(self.cleaned_data["start"], time.min), zone)
-        end = timezone.make_aware(datetime.combine(self.cleaned_data["end"] + timedelta(days=1), time.min), zone)
-        return Period(start=start, end=end, channel=self.cleaned_data["channel"])
+        return Period(first=self.cleaned_data["start"], last=self.cleaned_data["end"],
+                      channel=self.cleaned_data["channel"])
 
 
 @admin.register(SearchInsight)
@@ -119,7 +117,7 @@ CSV_HEADERS = ["query", "searches", "zero_results", "clicked_searches", "clicks"
 
 def _csv(export: str, period: Period, product: Product | None) -> HttpResponse:
     """One table of the page as CSV (up to 10,000 rows), named by the table and the period."""
-    name = f"search-{export}-{period.start:%Y%m%d}-{(period.end - timedelta(days=1)):%Y%m%d}-{period.channel}.csv"
+    name = f"search-{export}-{period.first:%Y%m%d}-{period.last:%Y%m%d}-{period.channel}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     writer = csv.writer(response)

@@ -25,10 +25,18 @@ class SearchEvent(models.Model):
     # Keyed hash of the session: searches of one visit link up, but no raw session key
     # or IP address is stored.
     session_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    # What the insights count, kept on the search so that they group one table: its day in the
+    # shop's time zone, and its clicks (written with each click, search.services.events.click_log)
+    day = models.DateField(null=True, blank=True)
+    click_count = models.PositiveIntegerField(default=0)
+    click_position_sum = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["created_at"]
         permissions = [("export_clicks", "Can export search and click logs")]
+        # the insights read only this index for a period's days (SQLite and PostgreSQL scan it alone)
+        indexes = [models.Index(fields=["day", "mode", "channel", "query_normalized", "result_count", "click_count",
+                                        "click_position_sum"], name="search_event_insights")]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.mode} {self.query!r}"

@@ -9,11 +9,9 @@ tables leave them out; the trend counts them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 
-from django.db.models import Avg, Count, F, Max, Q, QuerySet
-from django.db.models.functions import TruncDate
-from django.utils import timezone
+from django.db.models import Avg, Count, F, Max, Q, QuerySet, Sum
 
 from search.models import Click, SearchEvent
 
@@ -29,16 +27,17 @@ TABLES = ("top", "zero", "no_clicks")
 
 @dataclass(frozen=True)
 class Period:
-    """[start, end) and a channel (a key of CHANNELS)."""
+    """The days from `first` to `last`, both included (in the shop's time zone), and a channel
+    (a key of CHANNELS)."""
 
-    start: datetime
-    end: datetime
+    first: date
+    last: date
     channel: str = "all"
 
 
 @dataclass(frozen=True)
 class QueryRow:
-    query: str            # as a shopper typed it (one of the spellings the log folds together)
+    query: str            # as the log folds it (case and spaces)
     normalized: str       # as the log compares it
     searches: int
     zero_results: int     # searches that found nothing
@@ -95,22 +94,25 @@ class Summary:
 
 
 def period_searches(period: Period) -> QuerySet[SearchEvent]:
-    searches = SearchEvent.objects.filter(created_at__gte=period.start, created_at__lt=period.end)
+    searches = SearchEvent.objects.filter(day__gte=period.first, day__lte=period.last)
     channels = CHANNELS.get(period.channel, ())
     return searches.filter(channel__in=channels) if channels else searches
 
 
-def _counted(searches: QuerySet[SearchEvent]) -> dict:
-    """The counts each table and the summary share; the join with clicks repeats a search once per
-    click, so searches are counted distinct."""
-    return {
-        "searches": Count("id", distinct=True),
-        "zero_results": Count("id", filter=Q(result_count=0), distinct=True),
-        "clicked": Count("id", filter=Q(clicks__isnull=False), distinct=True),
-        # (named apart from the `clicks` relation, which the other counts follow)
-        "click_count": Count("clicks"),
-        "mean_position": Avg("clicks__position"),
-    }
+# What each table and the summary count, from the search rows alone: each search carries its
+# clicks (count and position sum, written with the click) and its day, so nothing is joined and
+# no date is computed per row.
+COUNTED = {
+    "searches": Count("id"),
+    "zero_results": Count("id", filter=Q(result_count=0)),
+    "clicked": Count("id", filter=Q(click_count__gt=0)),
+    "clicks": Sum("click_count"),
+    "position_sum": Sum("click_position_sum"),
+}
+
+
+def _mean(position_sum: int | None, clicks: int | None) -> float | None:
+    return position_sum / clicks if clicks else None
 
 
 def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[QueryRow]:
@@ -122,36 +124,34 @@ def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[
     if table not in TABLES:
         raise ValueError(f"table must be one of {', '.join(TABLES)}, not {table!r}")
     words = period_searches(period).filter(mode="text").exclude(query_normalized="")
-    rows = words.values("query_normalized").annotate(**_counted(words), shown=Max("query"))
+    rows = words.values("query_normalized").annotate(**COUNTED)
     if table == "zero":
         rows = rows.filter(zero_results__gt=0).order_by("-zero_results", "-searches", "query_normalized")
     elif table == "no_clicks":
         # found something at least once (not every search was a zero result), never clicked
-        rows = rows.filter(click_count=0, searches__gt=F("zero_results")).order_by("-searches", "query_normalized")
+        rows = rows.filter(clicks=0, searches__gt=F("zero_results")).order_by("-searches", "query_normalized")
     else:
         rows = rows.order_by("-searches", "query_normalized")
-    return [QueryRow(query=r["shown"] or r["query_normalized"], normalized=r["query_normalized"],
+    return [QueryRow(query=r["query_normalized"], normalized=r["query_normalized"],
                      searches=r["searches"], zero_results=r["zero_results"], clicked=r["clicked"],
-                     clicks=r["click_count"], mean_position=r["mean_position"]) for r in rows[:limit]]
+                     clicks=r["clicks"] or 0, mean_position=_mean(r["position_sum"], r["clicks"]))
+            for r in rows[:limit]]
 
 
 def summary(period: Period) -> Summary:
-    """The period's totals and its days, every search counted (photos and browsing too)."""
+    """The period's totals and every one of its days, every search counted (photos and browsing too)."""
     searches = period_searches(period)
-    totals = searches.aggregate(**_counted(searches))
-    days = (searches.annotate(day=TruncDate("created_at")).values("day").annotate(**_counted(searches))
-            .order_by("day"))
+    totals = searches.aggregate(**COUNTED)
     counted = {d["day"]: DayRow(day=d["day"], searches=d["searches"], zero_results=d["zero_results"],
-                                clicked=d["clicked"]) for d in days}
-    first = timezone.localdate(period.start)
-    last = timezone.localdate(period.end - timedelta(microseconds=1))
+                                clicked=d["clicked"])
+               for d in searches.values("day").annotate(**COUNTED).order_by("day")}
     # every day of the period, the quiet ones too: a trend with gaps closed up would lie
-    every = [counted.get(first + timedelta(days=n)) or DayRow(day=first + timedelta(days=n), searches=0,
-                                                              zero_results=0, clicked=0)
-             for n in range((last - first).days + 1)]
+    days = [counted.get(period.first + timedelta(days=n)) or
+            DayRow(day=period.first + timedelta(days=n), searches=0, zero_results=0, clicked=0)
+            for n in range((period.last - period.first).days + 1)]
     return Summary(searches=totals["searches"], zero_results=totals["zero_results"], clicked=totals["clicked"],
-                   clicks=totals["click_count"], mean_position=totals["mean_position"],
-                   word_searches=searches.filter(mode="text").exclude(query_normalized="").count(), days=every)
+                   clicks=totals["clicks"] or 0, mean_position=_mean(totals["position_sum"], totals["clicks"]),
+                   word_searches=searches.filter(mode="text").exclude(query_normalized="").count(), days=days)
 
 
 def product_queries(period: Period, *, product_id: int, limit: int = 30) -> list[ProductQueryRow]:

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Product
@@ -47,7 +48,7 @@ def _search_rows(result: SearchResult, channel: str, session_key: str | None
         sort=result.sort, strategy=result.strategy,
         model_id=(result.model_id or embedding_model_id())[:255],
         page=result.page, page_size=result.page_size, result_count=result.count,
-        session_hash=session_pseudonym(session_key))
+        session_hash=session_pseudonym(session_key), day=timezone.localdate())
     impressions = [SearchImpression(search=event, product_id=hit.product.pk, product_sku=hit.product.sku,
                                     position=hit.position, score=hit.score) for hit in result.hits]
     return event, impressions
@@ -303,6 +304,9 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
     try:
         with transaction.atomic():
             click = Click.objects.create(search=event, product=product, product_sku=product.sku, position=shown)
+            # the insights read these off the search (no join with the clicks)
+            SearchEvent.objects.filter(pk=event.pk).update(click_count=F("click_count") + 1,
+                                                           click_position_sum=F("click_position_sum") + shown)
         return ClickOutcome(click, True)
     except IntegrityError:
         return ClickOutcome(Click.objects.get(search=event, product_sku=product.sku), False)
