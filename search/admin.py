@@ -16,7 +16,7 @@ from django.utils import timezone
 from catalog.models import Product
 
 from .models import SearchInsight
-from .selectors.insights import CHANNELS, TABLES, Period, product_queries, query_table, summary
+from .selectors.insights import TABLES, Period, product_queries, query_table, query_tables, summary
 from .web.charts import bar_chart, rate_chart
 
 MAX_DAYS = 366
@@ -99,7 +99,7 @@ class SearchInsightAdmin(admin.ModelAdmin):
         context.update(
             period=period, start=bound.cleaned_data["start"], end=bound.cleaned_data["end"],
             channel=dict(bound.fields["channel"].choices)[bound.cleaned_data["channel"]].lower(), totals=totals, query_string=request.GET.urlencode(),
-            tables=[(name, TABLE_TITLES[name], query_table(period, table=name)) for name in TABLES],
+            tables=[(name, TABLE_TITLES[name], rows) for name, rows in query_tables(period).items()],
             searches_chart=bar_chart(days, [d.searches for d in totals.days], title="Searches per day"),
             rates_chart=rate_chart(days, {"Click-through rate": ([d.ctr for d in totals.days], "#1b7f3b"),
                                           "Zero-result rate": ([d.zero_rate for d in totals.days], "#b3261e")},

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from django.db.models import Avg, Count, F, Max, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
 
 from search.models import Click, SearchEvent
 
@@ -115,48 +115,59 @@ def _mean(position_sum: int | None, clicks: int | None) -> float | None:
     return position_sum / clicks if clicks else None
 
 
-def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[QueryRow]:
-    """One of the page's query tables:
+def query_tables(period: Period, *, limit: int = 50) -> dict[str, list[QueryRow]]:
+    """The page's three query tables, from one grouping of the period's word searches:
     - top: the most searched queries;
-    - zero: queries that found nothing, most searched first;
-    - no_clicks: queries that found something and were never clicked, most searched first.
-    """
+    - zero: queries that found nothing, most often first;
+    - no_clicks: queries that found something at least once and were never clicked, most
+      searched first."""
+    words = period_searches(period).filter(mode="text").exclude(query_normalized="")
+    rows = [QueryRow(query=r["query_normalized"], normalized=r["query_normalized"], searches=r["searches"],
+                     zero_results=r["zero_results"], clicked=r["clicked"], clicks=r["clicks"] or 0,
+                     mean_position=_mean(r["position_sum"], r["clicks"]))
+            for r in words.values("query_normalized").annotate(**COUNTED).order_by()]
+    by_searches = sorted(rows, key=lambda r: (-r.searches, r.normalized))
+    return {
+        "top": by_searches[:limit],
+        "zero": sorted((r for r in rows if r.zero_results), key=lambda r: (-r.zero_results, -r.searches,
+                                                                          r.normalized))[:limit],
+        "no_clicks": [r for r in by_searches if not r.clicks and r.searches > r.zero_results][:limit],
+    }
+
+
+def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[QueryRow]:
+    """One of query_tables' tables (the CSV export)."""
     if table not in TABLES:
         raise ValueError(f"table must be one of {', '.join(TABLES)}, not {table!r}")
-    words = period_searches(period).filter(mode="text").exclude(query_normalized="")
-    rows = words.values("query_normalized").annotate(**COUNTED)
-    if table == "zero":
-        rows = rows.filter(zero_results__gt=0).order_by("-zero_results", "-searches", "query_normalized")
-    elif table == "no_clicks":
-        # found something at least once (not every search was a zero result), never clicked
-        rows = rows.filter(clicks=0, searches__gt=F("zero_results")).order_by("-searches", "query_normalized")
-    else:
-        rows = rows.order_by("-searches", "query_normalized")
-    return [QueryRow(query=r["query_normalized"], normalized=r["query_normalized"],
-                     searches=r["searches"], zero_results=r["zero_results"], clicked=r["clicked"],
-                     clicks=r["clicks"] or 0, mean_position=_mean(r["position_sum"], r["clicks"]))
-            for r in rows[:limit]]
+    return query_tables(period, limit=limit)[table]
 
 
 def summary(period: Period) -> Summary:
-    """The period's totals and every one of its days, every search counted (photos and browsing too)."""
-    searches = period_searches(period)
-    totals = searches.aggregate(**COUNTED)
-    counted = {d["day"]: DayRow(day=d["day"], searches=d["searches"], zero_results=d["zero_results"],
-                                clicked=d["clicked"])
-               for d in searches.values("day").annotate(**COUNTED).order_by("day")}
-    # every day of the period, the quiet ones too: a trend with gaps closed up would lie
-    days = [counted.get(period.first + timedelta(days=n)) or
-            DayRow(day=period.first + timedelta(days=n), searches=0, zero_results=0, clicked=0)
-            for n in range((period.last - period.first).days + 1)]
-    return Summary(searches=totals["searches"], zero_results=totals["zero_results"], clicked=totals["clicked"],
-                   clicks=totals["clicks"] or 0, mean_position=_mean(totals["position_sum"], totals["clicks"]),
-                   word_searches=searches.filter(mode="text").exclude(query_normalized="").count(), days=days)
+    """The period's totals and every one of its days, every search counted (photos and browsing
+    too), in one grouping by day; the totals are the days' sums."""
+    counted = {d["day"]: d for d in period_searches(period).values("day").annotate(
+        **COUNTED, words=Count("id", filter=Q(mode="text") & ~Q(query_normalized=""))).order_by()}
+    days = []
+    for n in range((period.last - period.first).days + 1):
+        day = period.first + timedelta(days=n)
+        row = counted.get(day, {})
+        # every day of the period, the quiet ones too: a trend with gaps closed up would lie
+        days.append(DayRow(day=day, searches=row.get("searches", 0), zero_results=row.get("zero_results", 0),
+                           clicked=row.get("clicked", 0)))
+    total = lambda name: sum(row[name] or 0 for row in counted.values())  # noqa: E731
+    return Summary(searches=total("searches"), word_searches=total("words"), zero_results=total("zero_results"),
+                   clicked=total("clicked"), clicks=total("clicks"),
+                   mean_position=_mean(total("position_sum"), total("clicks")), days=days)
 
 
 def product_queries(period: Period, *, product_id: int, limit: int = 30) -> list[ProductQueryRow]:
     """The queries whose results a product was clicked from, most clicks first."""
-    clicks = Click.objects.filter(product_id=product_id, search__in=period_searches(period).filter(mode="text"))
+    # from the product's clicks to their searches (a join on the click's few rows, not a scan of the period)
+    clicks = Click.objects.filter(product_id=product_id, search__day__gte=period.first, search__day__lte=period.last,
+                                  search__mode="text")
+    channels = CHANNELS.get(period.channel, ())
+    if channels:
+        clicks = clicks.filter(search__channel__in=channels)
     rows = (clicks.values("search__query_normalized").annotate(clicks=Count("id"), mean_position=Avg("position"),
                                                                  shown=Max("search__query"))
             .order_by("-clicks", "search__query_normalized"))
@@ -165,4 +176,4 @@ def product_queries(period: Period, *, product_id: int, limit: int = 30) -> list
 
 
 __all__ = ["CHANNELS", "TABLES", "DayRow", "Period", "ProductQueryRow", "QueryRow", "Summary", "period_searches",
-           "product_queries", "query_table", "summary"]
+           "product_queries", "query_table", "query_tables", "summary"]
