@@ -35,36 +35,39 @@ class Period:
     channel: str = "all"
 
 
-@dataclass(frozen=True)
-class QueryRow:
-    query: str            # as the log folds it (case and spaces)
-    normalized: str       # as the log compares it
-    searches: int
-    zero_results: int     # searches that found nothing
-    clicked: int          # searches with at least one click
-    clicks: int
-    mean_position: float | None  # of the clicks, 1 = first result
+class _Rates:
+    """Shares of a row's searches: its fields searches, zero_results and clicked."""
 
-    @property
-    def ctr(self) -> float:
-        """Share of searches with a click."""
-        return self.clicked / self.searches if self.searches else 0.0
-
-
-@dataclass(frozen=True)
-class DayRow:
-    day: date
     searches: int
     zero_results: int
     clicked: int
 
     @property
     def ctr(self) -> float:
+        """Share of searches with a click."""
         return self.clicked / self.searches if self.searches else 0.0
 
     @property
     def zero_rate(self) -> float:
         return self.zero_results / self.searches if self.searches else 0.0
+
+
+@dataclass(frozen=True)
+class QueryRow(_Rates):
+    query: str            # as the log folds it and compares it (case and spaces)
+    searches: int
+    zero_results: int     # searches that found nothing
+    clicked: int          # searches with at least one click
+    clicks: int
+    mean_position: float | None  # of the clicks, 1 = first result
+
+
+@dataclass(frozen=True)
+class DayRow(_Rates):
+    day: date
+    searches: int
+    zero_results: int
+    clicked: int
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ class ProductQueryRow:
 
 
 @dataclass
-class Summary:
+class Summary(_Rates):
     searches: int = 0
     word_searches: int = 0
     zero_results: int = 0
@@ -83,14 +86,6 @@ class Summary:
     clicks: int = 0
     mean_position: float | None = None
     days: list[DayRow] = field(default_factory=list)
-
-    @property
-    def ctr(self) -> float:
-        return self.clicked / self.searches if self.searches else 0.0
-
-    @property
-    def zero_rate(self) -> float:
-        return self.zero_results / self.searches if self.searches else 0.0
 
 
 def period_searches(period: Period) -> QuerySet[SearchEvent]:
@@ -122,15 +117,15 @@ def query_tables(period: Period, *, limit: int = 50) -> dict[str, list[QueryRow]
     - no_clicks: queries that found something at least once and were never clicked, most
       searched first."""
     words = period_searches(period).filter(mode="text").exclude(query_normalized="")
-    rows = [QueryRow(query=r["query_normalized"], normalized=r["query_normalized"], searches=r["searches"],
+    rows = [QueryRow(query=r["query_normalized"], searches=r["searches"],
                      zero_results=r["zero_results"], clicked=r["clicked"], clicks=r["clicks"] or 0,
                      mean_position=_mean(r["position_sum"], r["clicks"]))
             for r in words.values("query_normalized").annotate(**COUNTED).order_by()]
-    by_searches = sorted(rows, key=lambda r: (-r.searches, r.normalized))
+    by_searches = sorted(rows, key=lambda r: (-r.searches, r.query))
     return {
         "top": by_searches[:limit],
         "zero": sorted((r for r in rows if r.zero_results), key=lambda r: (-r.zero_results, -r.searches,
-                                                                          r.normalized))[:limit],
+                                                                          r.query))[:limit],
         "no_clicks": [r for r in by_searches if not r.clicks and r.searches > r.zero_results][:limit],
     }
 

@@ -67,7 +67,7 @@ def last_30(channel: str = "all") -> Period:
 
 def test_top_queries_count_searches_clicks_and_positions(log):
     rows = query_table(last_30(), table="top")
-    assert [(r.normalized, r.searches) for r in rows] == [("red mug", 5), ("unicorn", 3), ("blue vase", 2),
+    assert [(r.query, r.searches) for r in rows] == [("red mug", 5), ("unicorn", 3), ("blue vase", 2),
                                                            ("mug", 1)]
     red = rows[0]
     assert (red.clicked, red.clicks, red.zero_results) == (3, 4, 0)
@@ -75,15 +75,15 @@ def test_top_queries_count_searches_clicks_and_positions(log):
 
 
 def test_zero_result_and_unclicked_queries(log):
-    assert [(r.normalized, r.zero_results) for r in query_table(last_30(), table="zero")] == [("unicorn", 3)]
+    assert [(r.query, r.zero_results) for r in query_table(last_30(), table="zero")] == [("unicorn", 3)]
     # found something and nobody clicked: not unicorn (found nothing), not red mug (clicked)
-    assert [(r.normalized, r.searches) for r in query_table(last_30(), table="no_clicks")] == [("blue vase", 2)]
+    assert [(r.query, r.searches) for r in query_table(last_30(), table="no_clicks")] == [("blue vase", 2)]
 
 
 def test_a_channel_counts_only_its_own_searches(log):
-    api = {r.normalized: r.searches for r in query_table(last_30("api"), table="top")}
+    api = {r.query: r.searches for r in query_table(last_30("api"), table="top")}
     assert api == {"blue vase": 2, "unicorn": 1, "red mug": 1}
-    storefront = {r.normalized: r.searches for r in query_table(last_30("storefront"), table="top")}
+    storefront = {r.query: r.searches for r in query_table(last_30("storefront"), table="top")}
     assert storefront == {"red mug": 4, "unicorn": 2, "mug": 1}
 
 
