@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 
 from django.utils.html import escape
+from django.utils.text import slugify
 from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 480, 200
@@ -15,10 +16,11 @@ LEFT, RIGHT, TOP, BOTTOM = 44, 8, 24, 30
 
 def _frame(title: str, description: str, body: list[str], y_labels: list[tuple[float, str]]) -> SafeString:
     inner_h = HEIGHT - TOP - BOTTOM
+    key = slugify(title)  # ids unique on a page of charts with different titles
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-             f'aria-labelledby="chart-title-{id(body)} chart-desc-{id(body)}" xmlns="http://www.w3.org/2000/svg">',
-             f'<title id="chart-title-{id(body)}">{escape(title)}</title>',
-             f'<desc id="chart-desc-{id(body)}">{escape(description)}</desc>']
+             f'aria-labelledby="{key}-title {key}-desc" xmlns="http://www.w3.org/2000/svg">',
+             f'<title id="{key}-title">{escape(title)}</title>',
+             f'<desc id="{key}-desc">{escape(description)}</desc>']
     for share, label in y_labels:
         y = TOP + inner_h * (1 - share)
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
