@@ -17,7 +17,7 @@ from search.selectors.lexicon import lexicon_forget
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 # The concept-encoder shop (tests/shop_fixtures.py) serves the search, API and browser tests.
-pytest_plugins = ["tests.shop_fixtures"]
+pytest_plugins = ["tests.shop_fixtures", "tests.search.insights_log"]
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +61,21 @@ def vector_engine(request, settings, tmp_path):
         settings.QDRANT_PATH = str(tmp_path / "vectors")
         providers.reset(encoder=False)
     yield request.param
+    providers.reset(encoder=False)
+
+
+@pytest.fixture
+def embedded_store_held(settings, tmp_path):
+    """The embedded store (Qdrant Edge) held by another process, as a running server holds it:
+    the commands must say so instead of failing with a traceback."""
+    from search.retrieval.vector_store.edge import EdgeIndex
+
+    settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "held")
+    providers.reset(encoder=False)
+    holder = EdgeIndex(tmp_path / "held" / settings.SEARCH_COLLECTION)  # the running server
+    holder.ensure_collection(8)
+    yield holder
+    holder.close()
     providers.reset(encoder=False)
 
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Permission, User
 
-from tests.e2e.test_storefront import axe_violations, browser, screenshot  # noqa: F401  (fixtures)
-from tests.search.test_insights import log  # noqa: F401  (the generated log with known counts)
+from tests.e2e.browsing import axe_violations
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
 @pytest.fixture
-def signed_in(browser, live_server, log):  # noqa: F811
+def signed_in(browser, live_server, insights_log):  # insights_log: tests/search/insights_log.py
     user = User.objects.create_user("merch", password="pw-merch-1", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_insights"))
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -25,7 +24,7 @@ def signed_in(browser, live_server, log):  # noqa: F811
     return page
 
 
-def test_the_insights_page_shows_its_numbers_charts_and_tables(signed_in, live_server, screenshot):  # noqa: F811
+def test_the_insights_page_shows_its_numbers_charts_and_tables(signed_in, live_server, screenshot):
     page = signed_in
     page.click("text=Search insights")  # listed on the admin's home page for this permission
     page.wait_for_selector("#table-top")

@@ -7,65 +7,23 @@ import csv
 import io
 import re
 from datetime import timedelta
-from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from catalog.models import Product
-from search.models import SearchEvent, SearchImpression
+from search.models import SearchEvent
 from search.selectors.insights import Period, product_queries, query_table, summary
 from search.services.events import click_log
+from tests.search.insights_log import NOW, search_logged
 
 pytestmark = pytest.mark.django_db
-NOW = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
-
-
-def _search(query: str, *, days_ago: int, channel: str = "page", results: int = 10, mode: str = "text",
-            clicks: tuple[tuple[Product, int], ...] = ()) -> SearchEvent:
-    """A logged search with its impressions, its clicks recorded through the click service (which
-    keeps the search's click count), then moved `days_ago` back."""
-    event = SearchEvent.objects.create(channel=channel, mode=mode, query=query,
-                                       query_normalized=" ".join(query.lower().split()), sort="relevance",
-                                       strategy="normalized", result_count=results, day=timezone.localdate())
-    for product, position in clicks:
-        SearchImpression.objects.create(search=event, product=product, product_sku=product.sku, position=position)
-        click_log(search_id=str(event.pk), product_id=product.pk)
-    when = NOW - timedelta(days=days_ago)
-    SearchEvent.objects.filter(pk=event.pk).update(created_at=when, day=timezone.localdate(when))
-    return event
-
-
-@pytest.fixture
-def log():
-    mug = Product.objects.create(sku="MUG-1", title="Red mug", price=Decimal("9"))
-    cup = Product.objects.create(sku="CUP-1", title="Red cup", price=Decimal("7"))
-    # red mug: 5 searches in the period (two spellings), 3 with clicks, 4 clicks at 1, 3, 2, 1
-    _search("red mug", days_ago=1, clicks=((mug, 1), (cup, 3)))
-    _search("Red  Mug", days_ago=1, channel="htmx", clicks=((mug, 2),))
-    _search("red mug", days_ago=2, clicks=((mug, 1),))
-    _search("red mug", days_ago=2)
-    _search("red mug", days_ago=3, channel="api")
-    _search("red mug", days_ago=40, clicks=((mug, 1),))  # outside the last 30 days
-    # unicorn: found nothing, 3 times (one through the API)
-    for days, channel in ((1, "page"), (2, "page"), (3, "api")):
-        _search("unicorn", days_ago=days, channel=channel, results=0)
-    # blue vase: found something twice through the API, never clicked
-    _search("blue vase", days_ago=1, channel="api")
-    _search("blue vase", days_ago=2, channel="api")
-    # mug: once, clicked at 4; a photo search (no words)
-    _search("mug", days_ago=3, clicks=((mug, 4),))
-    _search("", days_ago=1, channel="photo_page", mode="image")
-    return {"mug": mug, "cup": cup}
-
-
 def last_30(channel: str = "all") -> Period:
     today = timezone.localdate(NOW)
     return Period(first=today - timedelta(days=29), last=today, channel=channel)
 
 
-def test_top_queries_count_searches_clicks_and_positions(log):
+def test_top_queries_count_searches_clicks_and_positions(insights_log):
     rows = query_table(last_30(), table="top")
     assert [(r.query, r.searches) for r in rows] == [("red mug", 5), ("unicorn", 3), ("blue vase", 2),
                                                            ("mug", 1)]
@@ -74,20 +32,20 @@ def test_top_queries_count_searches_clicks_and_positions(log):
     assert red.ctr == pytest.approx(0.6) and red.mean_position == pytest.approx(7 / 4)
 
 
-def test_zero_result_and_unclicked_queries(log):
+def test_zero_result_and_unclicked_queries(insights_log):
     assert [(r.query, r.zero_results) for r in query_table(last_30(), table="zero")] == [("unicorn", 3)]
     # found something and nobody clicked: not unicorn (found nothing), not red mug (clicked)
     assert [(r.query, r.searches) for r in query_table(last_30(), table="no_clicks")] == [("blue vase", 2)]
 
 
-def test_a_channel_counts_only_its_own_searches(log):
+def test_a_channel_counts_only_its_own_searches(insights_log):
     api = {r.query: r.searches for r in query_table(last_30("api"), table="top")}
     assert api == {"blue vase": 2, "unicorn": 1, "red mug": 1}
     storefront = {r.query: r.searches for r in query_table(last_30("storefront"), table="top")}
     assert storefront == {"red mug": 4, "unicorn": 2, "mug": 1}
 
 
-def test_the_summary_and_trend_count_every_search(log):
+def test_the_summary_and_trend_count_every_search(insights_log):
     totals = summary(last_30())
     assert (totals.searches, totals.word_searches) == (12, 11)  # the photo search counts, without words
     assert (totals.zero_results, totals.clicked, totals.clicks) == (3, 4, 5)
@@ -99,11 +57,12 @@ def test_the_summary_and_trend_count_every_search(log):
     assert days[timezone.localdate(NOW - timedelta(days=10))] == (0, 0, 0)
 
 
-def test_the_queries_that_lead_to_a_product(log):
-    rows = product_queries(last_30(), product_id=log["mug"].pk)
+def test_the_queries_that_lead_to_a_product(insights_log):
+    rows = product_queries(last_30(), product_id=insights_log["mug"].pk)
     assert [(r.query, r.clicks, r.mean_position) for r in rows] == [("red mug", 3, pytest.approx(4 / 3)),
                                                                      ("mug", 1, 4.0)]
-    assert [(r.query, r.clicks) for r in product_queries(last_30(), product_id=log["cup"].pk)] == [("red mug", 1)]
+    cup = insights_log["cup"].pk
+    assert [(r.query, r.clicks) for r in product_queries(last_30(), product_id=cup)] == [("red mug", 1)]
 
 
 # --- the admin page ----------------------------------------------------------------------
@@ -121,7 +80,7 @@ def _cells(html: str, section: str) -> list[list[str]]:
             for row in re.findall(r"<tr>(.*?)</tr>", part.split("<tbody>", 1)[1], re.S)] if "<tbody>" in part else []
 
 
-def test_the_insights_page_shows_the_tables_and_charts(log, merchandiser):
+def test_the_insights_page_shows_the_tables_and_charts(insights_log, merchandiser):
     response = merchandiser.get("/admin/search/searchinsight/")
     assert response.status_code == 200
     html = response.content.decode()
@@ -132,7 +91,7 @@ def test_the_insights_page_shows_the_tables_and_charts(log, merchandiser):
     assert re.search(r'id="total-searches">12<', html)
 
 
-def test_a_product_sku_shows_the_queries_that_lead_to_it_and_an_unknown_one_says_so(log, merchandiser):
+def test_a_product_sku_shows_the_queries_that_lead_to_it_and_an_unknown_one_says_so(insights_log, merchandiser):
     html = merchandiser.get("/admin/search/searchinsight/", {"sku": "mug-1"}).content.decode()
     assert _cells(html, "product-queries") == [["red mug", "3", "1.3"], ["mug", "1", "4.0"]]
     response = merchandiser.get("/admin/search/searchinsight/", {"sku": "NOPE"})
@@ -145,8 +104,8 @@ def test_dates_the_wrong_way_round_say_what_to_fix(merchandiser):
     assert merchandiser.get("/admin/search/searchinsight/", {"start": "not a date"}).status_code == 400
 
 
-def test_each_table_exports_as_csv_and_a_query_never_becomes_a_formula(log, merchandiser):
-    _search("=HYPERLINK(\"http://x\")", days_ago=1)
+def test_each_table_exports_as_csv_and_a_query_never_becomes_a_formula(insights_log, merchandiser):
+    search_logged("=HYPERLINK(\"http://x\")", days_ago=1)
     response = merchandiser.get("/admin/search/searchinsight/", {"channel": "all", "export": "top"})
     assert response["Content-Type"].startswith("text/csv") and "search-top-" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.content.decode())))
@@ -159,7 +118,7 @@ def test_each_table_exports_as_csv_and_a_query_never_becomes_a_formula(log, merc
     assert merchandiser.get("/admin/search/searchinsight/", {"export": "everything"}).status_code == 400
 
 
-def test_insights_need_their_own_permission(log, client):
+def test_insights_need_their_own_permission(insights_log, client):
     staff = User.objects.create_user("clerk", password="pw-clerk-1", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="change_product"))
     client.force_login(staff)
@@ -169,16 +128,16 @@ def test_insights_need_their_own_permission(log, client):
     assert client.get("/admin/search/searchinsight/").status_code == 302  # to the login page
 
 
-def test_a_repeated_click_counts_once_on_its_search(log):
+def test_a_repeated_click_counts_once_on_its_search(insights_log):
     event = SearchEvent.objects.filter(query="red mug", click_count=2).get()
-    product = log["mug"]
+    product = insights_log["mug"]
     SearchEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())  # the repeat comes within the window
     assert click_log(search_id=str(event.pk), product_id=product.pk).created is False
     event.refresh_from_db()
     assert (event.click_count, event.click_position_sum) == (2, 4)  # positions 1 and 3, once each
 
 
-def test_searches_logged_before_get_their_day_and_clicks_from_the_migration(log):
+def test_searches_logged_before_get_their_day_and_clicks_from_the_migration(insights_log):
     import importlib
 
     from django.apps import apps
