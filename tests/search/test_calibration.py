@@ -134,17 +134,7 @@ def test_a_query_clicked_many_times_makes_one_list_weighted_by_its_clicks(shop):
     assert list(groups) == [0, 0] and list(weights) == [1.0] and list(tops) == [True]
 
 
-def test_calibrating_while_the_server_holds_the_embedded_store_says_what_to_do(generated, settings, tmp_path):
-    from search.retrieval.vector_store.edge import EdgeIndex
-
-    settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "held")
-    providers.reset(encoder=False)
-    holder = EdgeIndex(tmp_path / "held" / settings.SEARCH_COLLECTION)  # the running server
-    holder.ensure_collection(8)
-    try:
-        with pytest.raises(CommandError, match="open in another process.*Stop the server, fit, and start it again"):
-            call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"), "--no-clicks")
-    finally:
-        holder.close()
-        providers.reset(encoder=False)
+def test_calibrating_while_the_server_holds_the_embedded_store_says_what_to_do(generated, embedded_store_held):
+    with pytest.raises(CommandError, match="open in another process.*Stop the server, fit, and start it again"):
+        call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"), "--no-clicks")
     assert not providers.calibration_path().exists()

@@ -54,16 +54,6 @@ def test_check_model_names_the_setting_when_the_model_is_missing(settings, tmp_p
         providers.get_encoder.cache_clear()
 
 
-def test_reconcile_names_the_server_holding_the_embedded_store_instead_of_a_traceback(settings, tmp_path):
-    from search.retrieval.vector_store.edge import EdgeIndex
-
-    settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "held")
-    providers.reset(encoder=False)
-    holder = EdgeIndex(tmp_path / "held" / settings.SEARCH_COLLECTION)  # the running server
-    holder.ensure_collection(8)
-    try:
-        with pytest.raises(CommandError, match="open in another process.*Stop the server and run this again"):
-            call_command("reconcile_index")
-    finally:
-        holder.close()
-        providers.reset(encoder=False)
+def test_reconcile_names_the_server_holding_the_embedded_store_instead_of_a_traceback(embedded_store_held):
+    with pytest.raises(CommandError, match="open in another process.*Stop the server and run this again"):
+        call_command("reconcile_index")
