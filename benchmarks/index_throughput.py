@@ -45,9 +45,8 @@ def forward_seconds(encoder, texts: list[str], images: int) -> tuple[float, floa
 
     parts, size, device = encoder.parts, encoder.batch_size, encoder.device
     batches = [parts.tokenize(texts[i:i + size]).to(device) for i in range(0, len(texts), size)]
-    side = parts.image_processor.crop_size["height"] if getattr(parts.image_processor, "do_center_crop", False) \
-        else parts.image_processor.size.get("height", parts.image_processor.size.get("shortest_edge"))
-    pixels = torch.randn(min(size, images), 3, side, side, device=device, dtype=encoder.dtype)
+    width, height = parts.draft_size() or (224, 224)  # the model's input size
+    pixels = torch.randn(min(size, images), 3, height, width, device=device, dtype=encoder.dtype)
     with torch.inference_mode():
         encoder.model.get_text_features(**batches[0])  # warm-up
         encoder.model.get_image_features(pixel_values=pixels)

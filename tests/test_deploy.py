@@ -47,13 +47,14 @@ def app_services(spec: dict) -> dict[str, dict]:
     return {name: s for name, s in spec["services"].items() if str(s.get("image", "")).startswith("shop-search:")}
 
 
-def env_example() -> dict[str, bool]:
-    """NAME -> set (True) or shown commented with its default (False), from .env.example."""
-    names: dict[str, bool] = {}
+def env_example() -> dict[str, str | None]:
+    """NAME -> its value where .env.example sets it, None where it shows it commented (with
+    its default)."""
+    names: dict[str, str | None] = {}
     for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^(# )?([A-Z][A-Z0-9_]*)=", line)
+        match = re.match(r"^(# )?([A-Z][A-Z0-9_]*)=(.*)$", line)
         if match:
-            names[match.group(2)] = match.group(1) is None
+            names[match.group(2)] = match.group(3) if match.group(1) is None else None
     return names
 
 
@@ -141,7 +142,7 @@ def test_env_example_lists_every_setting_and_nothing_else():
     secrets = {"DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "QDRANT_API_KEY"}
     text = COMPOSE.read_text(encoding="utf-8")
     for secret in secrets:
-        assert listed[secret] is True and re.search(rf"\${{{secret}:\?", text), secret
+        assert listed[secret] == "" and re.search(rf"\${{{secret}:\?", text), secret
     assert "shop:shop@" not in text and "requirepass" in text
 
 
@@ -152,7 +153,7 @@ def test_the_settings_start_with_the_web_services_environment(tmp_path):
 
     values = {name: secrets.token_urlsafe(50) for name in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD",
                                                            "REDIS_PASSWORD", "QDRANT_API_KEY")}
-    values.update({k: v for k, v in _active_example_values().items() if v})
+    values.update({k: v for k, v in env_example().items() if v})
     env = {}
     for key, value in (spec["services"]["web"]["environment"] or {}).items():
         env[key] = re.sub(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}", lambda m: values.get(m.group(1), ""), str(value))
@@ -161,15 +162,6 @@ def test_the_settings_start_with_the_web_services_environment(tmp_path):
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _active_example_values() -> dict[str, str]:
-    out = {}
-    for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
-        match = re.match(r"^([A-Z][A-Z0-9_]*)=(.*)$", line)
-        if match:
-            out[match.group(1)] = match.group(2)
-    return out
 
 
 def test_every_app_command_names_things_that_exist():

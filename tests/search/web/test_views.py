@@ -116,7 +116,7 @@ def test_a_photo_search_has_its_own_url_that_filters_sorts_and_pages_keep(client
     by_price = client.get("/", {"photo": key, "sort": "price_asc", "page_size": 4, "page": 2}).content.decode()
     assert "Page 2 of 3" in by_price and f"photo={key}" in by_price.split('rel="next"')[1][:200]
     # the link that removes the photo keeps the filters
-    assert f'href="?category=mugs"' in html.split("Remove the photo")[0][-200:]
+    assert 'href="?category=mugs"' in html.split("Remove the photo")[0][-200:]
 
 
 def test_words_typed_over_a_photo_search_replace_it(client, shop, concept):
