@@ -15,7 +15,7 @@ from pathlib import Path
 from catalog.models import Product
 from search.retrieval import fusion
 from search.retrieval.providers import fusion_weights
-from search.selectors import STRATEGIES, product_search
+from search.selectors import NO_MERCHANDISING, STRATEGIES, product_search
 from search.services.calibrating import labels_read
 
 from .metrics import mean, ndcg_at_k, recall_at_k, reciprocal_rank, reciprocal_ranks, relative_loss, slice_view
@@ -91,7 +91,7 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
             elif strategy == "normalized" and weights is None and calibration_of is not None:
                 options = {"calibration": calibration_of(query)}
             result = product_search(query=query["query"], strategy="normalized" if strategy == UNCALIBRATED else strategy,
-                                    page_size=DEPTH, **options)
+                                    page_size=DEPTH, merchandising=NO_MERCHANDISING, **options)
             ranked = [h.product.sku for h in result.hits]
             kind = query.get("kind", "semantic")
             ndcg_of[qid] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0

@@ -30,6 +30,9 @@ class SearchEvent(models.Model):
     day = models.DateField(null=True, blank=True)
     click_count = models.PositiveIntegerField(default=0)
     click_position_sum = models.PositiveIntegerField(default=0)
+    # The merchandising that shaped it: {"rules": [ranking rule ids that changed what was shown,
+    # or where], "synonyms": [synonym ids the keyword leg used]}; {} when none did
+    merchandising = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["created_at"]
@@ -51,6 +54,9 @@ class SearchImpression(models.Model):
     product_sku = models.CharField(max_length=64)
     position = models.PositiveIntegerField()
     score = models.FloatField(null=True)
+    # "pinned", "boosted" or "buried" when a ranking rule put it there: not the model's ranking,
+    # so fine-tuning never learns from it as a negative (search.services.exports)
+    placement = models.CharField(max_length=8, blank=True, default="")
 
     class Meta:
         ordering = ["search", "position"]
@@ -94,3 +100,80 @@ class SearchInsight(SearchEvent):
         verbose_name_plural = "search insights"
         default_permissions = ()
         permissions = [("view_insights", "Can view search insights")]
+
+
+class RankingRule(models.Model):
+    """A merchandiser's rule for word searches, applied after fusion (search.retrieval.rules):
+    pin a product to a position, hide it, or boost or bury products by brand, category or
+    attribute, for one query, the queries that contain some words, or every word search."""
+
+    class Match(models.TextChoices):
+        EXACT = "exact", "The query is"
+        CONTAINS = "contains", "The query contains the words"
+        ANY = "any", "Every word search"
+
+    class Action(models.TextChoices):
+        PIN = "pin", "Pin a product to a position"
+        HIDE = "hide", "Hide a product"
+        BOOST = "boost", "Boost products that have…"
+        BURY = "bury", "Bury products that have…"
+
+    class Field(models.TextChoices):
+        BRAND = "brand", "Brand"
+        CATEGORY = "category", "Category"
+        ATTRIBUTE = "attribute", "Attribute"
+
+    match = models.CharField(max_length=8, choices=Match.choices, default=Match.EXACT)
+    query = models.CharField(max_length=200, blank=True,
+                             help_text="Compared word by word, ignoring case, accents and punctuation.")
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.PIN)
+    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="+", help_text="Pin and hide: the product.")
+    position = models.PositiveSmallIntegerField(null=True, blank=True,
+                                                help_text="Pin: 1 is the first result.")
+    field = models.CharField(max_length=10, choices=Field.choices, blank=True,
+                             help_text="Boost and bury: what the products must have.")
+    attribute = models.CharField(max_length=60, blank=True, help_text="Attribute: its name, e.g. colour.")
+    value = models.CharField(max_length=120, blank=True, help_text="Boost and bury: e.g. Acme, or red.")
+    strength = models.PositiveSmallIntegerField(
+        default=50, help_text="Boost and bury, 1-100%: 100% puts the products first (bury: last); 50% halves "
+                              "their distance from the top (bury: doubles their position).")
+    note = models.CharField(max_length=200, blank=True, help_text="Why: e.g. the spring campaign.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    query_key = models.CharField(max_length=200, blank=True, editable=False)  # the query's words, folded
+
+    class Meta:
+        ordering = ["query", "id"]
+        indexes = [models.Index(fields=["active", "match", "query_key"], name="ranking_rule_lookup")]
+
+    def save(self, *args, **kwargs):
+        from .retrieval.keywords import words
+
+        self.query_key = " ".join(words(self.query))[:200]
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        when = "every word search" if self.match == self.Match.ANY else f"{self.get_match_display().lower()} {self.query!r}"
+        return f"{self.get_action_display()} — {when}"
+
+
+class Synonym(models.Model):
+    """Words the keyword leg treats as one: a search for any of them finds products that use
+    the others. One-way: only `one_way_from` finds the others, not the other way round."""
+
+    words = models.CharField(max_length=500, help_text="Comma-separated, one word each: sofa, couch, settee.")
+    one_way_from = models.CharField(
+        max_length=60, blank=True, help_text="Optional: only this word finds the others (e.g. \"jumper\" finds "
+                                             "sweaters; \"sweater\" does not find jumpers).")
+    note = models.CharField(max_length=200, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["words"]
+
+    def __str__(self) -> str:
+        return f"{self.one_way_from} → {self.words}" if self.one_way_from else self.words

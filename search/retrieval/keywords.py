@@ -252,10 +252,16 @@ class Vocabulary:
         end = bisect.bisect_left(self.sorted, prefix + "\uffff")
         return sorted(self.sorted[start:end], key=lambda w: (-self.counts[w], w))[:limit]
 
-    def understand(self, query: str) -> list[QueryWord]:
-        """Each word of the query with the vocabulary words it stands for."""
+    def understand(self, query: str, synonyms: Mapping[str, Sequence[str]] | None = None) -> list[QueryWord]:
+        """Each word of the query with the vocabulary words it stands for. `synonyms`: a word's
+        synonyms (the merchandiser's) it stands for too, those the catalog uses; a word with
+        one is not corrected."""
         out = []
         for word in words(query):
+            also = tuple(s for s in (synonyms or {}).get(word, ()) if s != word and self.known(s))
+            if also:
+                out.append(QueryWord(word, (word, *also)))
+                continue
             if self.known(word):
                 out.append(QueryWord(word, (word,)))
                 continue

@@ -1,9 +1,10 @@
 """The read path: `searching` (product_search, product_similar, filters and facets), `lexicon`
-(the catalog's words: typo correction, brands, the phrases suggestions complete) and `suggesting`
-(completions as a shopper types)."""
+(the catalog's words: typo correction, brands, the phrases suggestions complete), `suggesting`
+(completions as a shopper types) and `merchandising` (the ranking rules and synonyms for a query)."""
 from .searching import (
     MAX_PAGE_SIZE,
     MAX_QUERY_CHARS,
+    NO_MERCHANDISING,
     PRICE_BUCKETS,
     SORTS,
     STRATEGIES,
@@ -17,6 +18,6 @@ from .searching import (
     query_normalize,
 )
 
-__all__ = ["MAX_PAGE_SIZE", "MAX_QUERY_CHARS", "PRICE_BUCKETS", "SORTS", "STRATEGIES", "FacetValue",
+__all__ = ["MAX_PAGE_SIZE", "MAX_QUERY_CHARS", "NO_MERCHANDISING", "PRICE_BUCKETS", "SORTS", "STRATEGIES", "FacetValue",
            "SearchFilters", "SearchHit", "SearchResult", "_index_facets", "product_search", "product_similar",
            "query_normalize"]

@@ -22,8 +22,10 @@ from ..retrieval import fusion, providers
 from ..retrieval.calibration import Cutoff
 from ..retrieval.facets import FacetAttribute, facet_attributes_parse, facet_key, facet_payload
 from ..retrieval.keywords import SPARSE_VECTOR, QueryWord, corrected_query, sku_key
+from ..retrieval.rules import PIN, rules_apply
 from ..retrieval.vector_store import IndexUnavailableError, Leg, ProductIndex, Where
 from .lexicon import Lexicon, lexicon
+from .merchandising import Merchandising, query_merchandising
 
 MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
@@ -160,6 +162,7 @@ class SearchHit:
     score: float | None = None
     raw: Mapping[str, float] = field(default_factory=dict)
     normalized: Mapping[str, float] = field(default_factory=dict)
+    placement: str = ""  # "pinned", "boosted" or "buried" when a ranking rule put it there
 
 
 @dataclass
@@ -182,6 +185,8 @@ class SearchResult:
     # fitted on), and whether the ranking was the fitted calibration's
     ranked: list[fusion.Ranked] = field(default_factory=list, repr=False)
     calibrated: bool = False
+    # the merchandiser's rules that shaped it, as logged: {"rules": [ids], "synonyms": [ids]}
+    merchandising: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def num_pages(self) -> int:
@@ -350,7 +355,8 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
                    filters: SearchFilters | None = None, strategy: str | None = None,
                    sort: str = "relevance", page: int = 1, page_size: int = 20,
                    weights: Mapping[str, float] | None = None,
-                   calibration: fusion.Calibration | None = None) -> SearchResult:
+                   calibration: fusion.Calibration | None = None,
+                   merchandising: Merchandising | None = None) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
     filters, sorts and pages of the same photo search, and `image` may then be a function that
@@ -390,7 +396,8 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
     else:
         result.mode = "text"
         words = lexicon()
-        understood = words.vocabulary.understand(query)
+        merchandising = query_merchandising(query) if merchandising is None else merchandising
+        understood = words.vocabulary.understand(query, merchandising.synonyms)
         if any(w.corrected for w in understood):
             result.understood_as = corrected_query(understood)
         vector = providers.query_vector(model_id, query)
@@ -407,7 +414,7 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
     limit = settings.SEARCH_MAX_MATCHES if image is None else settings.SEARCH_CANDIDATES
 
     def ranked_under(where: Where | None) -> tuple[list[fusion.Ranked], bool]:
-        matches = index.retrieve_matches(legs, limit=limit, where=where, payload=_match_payload())
+        matches = index.retrieve_matches(legs, limit=limit, where=where, payload=_match_payload(merchandising))
         server_scores = None
         if strategy in ("avg", "rrf", "dbsf"):
             server_scores = index.retrieve_candidates(
@@ -420,23 +427,53 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
         return ranked, bool(matches.truncated)
 
     ranked, result.count_capped = ranked_under(filters.where())
+    applied = None
+    if merchandising is not None and (merchandising.rules or merchandising.synonym_ids):
+        applied = rules_apply(ranked, merchandising.rules, relevance=sort == "relevance",
+                              pinnable=_pinnable(merchandising, ranked, filters, index) if sort == "relevance" else None)
+        ranked = applied.ranked
+        used = {"rules": applied.rule_ids, "synonyms": list(merchandising.synonym_ids)}
+        result.merchandising = {key: ids for key, ids in used.items() if ids}
     ranked = _sort(ranked, sort)
     result.count = len(ranked)
     result.ranked = ranked
     page_ranked = ranked[offset:offset + page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
-    result.hits = [SearchHit(product=products[r.id], position=offset + i + 1, score=r.score, raw=r.raw,
-                             normalized=r.normalized)
+    placements, inserted = (applied.placements, applied.inserted) if applied else ({}, set())
+    result.hits = [SearchHit(product=products[r.id], position=offset + i + 1,
+                             score=None if r.id in inserted else r.score, raw=r.raw, normalized=r.normalized,
+                             placement=placements.get(r.id, ""))
                    for i, r in enumerate(page_ranked) if r.id in products]
     # disjunctive facets: a facet whose own filter is on counts the matches without it (which
     # products match is enough: no scores, no fusion)
     rankable = (lambda payload: True) if result.calibrated else _rankable(strategy, weights, legs)
+    hidden = applied.hidden if applied else set()
     unfiltered = {key: [c.payload for c in index.retrieve_matches(legs, limit=limit, where=filters.where(skip=key),
                                                                   payload=_match_payload(), score=False).pool
-                        if rankable(c.payload)]
+                        if rankable(c.payload) and c.id not in hidden]
                   for key in filters.active()}
     result.facets = _match_facets(filters, [r.payload for r in ranked], unfiltered)
     return result
+
+
+# Ranks by the model alone: no ranking rule, no synonym (a calibration learns from this ranking).
+NO_MERCHANDISING = Merchandising()
+
+
+def _pinnable(merchandising: Merchandising, ranked: list[fusion.Ranked], filters: SearchFilters,
+              index: ProductIndex) -> dict[int, fusion.Ranked]:
+    """The products pinned for the query that it did not match but may show: active, and
+    passing the shopper's filters. Each with its payload (the facets count it); one not yet
+    indexed is shown all the same."""
+    matched = {r.id for r in ranked}
+    wanted = {r.product_id for r in merchandising.rules if r.action == PIN} - matched
+    if not wanted:
+        return {}
+    allowed = set(filters.queryset(Product.objects.searchable().filter(pk__in=wanted)).values_list("pk", flat=True))
+    points = index.retrieve(allowed, with_vectors=False) if allowed else {}
+    return {pid: fusion.Ranked(id=pid, score=0.0, raw={}, normalized={},
+                               payload=dict(points[pid].payload) if pid in points else {})
+            for pid in allowed}
 
 
 def _rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[str, Leg]) -> Callable[[Mapping], bool]:
@@ -455,8 +492,10 @@ def _rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[
 MATCH_PAYLOAD = ("category", "brand", "price", "has_text", "has_image", "has_description")
 
 
-def _match_payload() -> tuple[str, ...]:
-    return MATCH_PAYLOAD + tuple(a.field for a in facet_attributes())
+def _match_payload(merchandising: Merchandising | None = None) -> tuple[str, ...]:
+    """What the facets and sorts read, and the fields the query's boosts and buries look at."""
+    ruled = tuple(r.field for r in merchandising.rules if r.field) if merchandising else ()
+    return tuple(dict.fromkeys(MATCH_PAYLOAD + tuple(a.field for a in facet_attributes()) + ruled))
 # Legs whose products come first, in this order, when the whole query names them.
 FIRST = ("sku", "brand")
 
@@ -559,5 +598,5 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
             for i, r in enumerate(ranked) if r.id in products]
 
 
-__all__ = ["SearchFilters", "SearchHit", "SearchResult", "product_search", "product_similar",
+__all__ = ["NO_MERCHANDISING", "SearchFilters", "SearchHit", "SearchResult", "product_search", "product_similar",
                       "STRATEGIES", "SORTS", "PRICE_BUCKETS"]

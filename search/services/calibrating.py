@@ -25,7 +25,7 @@ from django.utils import timezone
 from catalog.models import Product
 from search.models import SearchEvent
 from search.retrieval import fusion, providers
-from search.selectors import product_search
+from search.selectors import NO_MERCHANDISING, product_search
 
 # Fewer queries with a relevant match than this, and the fit would follow noise: the search
 # keeps fusing with SEARCH_FUSION_WEIGHTS.
@@ -95,8 +95,8 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
         for shown in event.impressions.all():
             # examined: everything down to the last click and the one just below it (Joachims'
             # "click > skip above" and "click > no-click next"); further down says nothing
-            if shown.product_id is None or shown.position > last + 1:
-                continue
+            if shown.product_id is None or shown.position > last + 1 or shown.placement:
+                continue  # (a product a ranking rule placed says nothing of the model's ranking)
             counts[event.query_normalized][shown.product_id][0 if shown.product_id in clicks else 1] += 1
     labels = {query: {pid: (c / (c + s), float(c + s)) for pid, (c, s) in products.items()}
               for query, products in counts.items()}
@@ -137,7 +137,9 @@ def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callab
             progress(1)
         if not any(t > 0 for t, _ in known.values()):
             continue
-        result = product_search(query=query, strategy="normalized", page_size=1, weights=weights_only)
+        # the model's own ranking: a merchandiser's pins and boosts are not what it learns
+        result = product_search(query=query, strategy="normalized", page_size=1, weights=weights_only,
+                                merchandising=NO_MERCHANDISING)
         complete = query in evidence.complete
         rows = [(fusion.candidate_features(r.raw, r.normalized, r.payload), *known.get(r.id, (0.0, 1.0)))
                 for r in result.ranked if complete or r.id in known]

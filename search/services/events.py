@@ -48,9 +48,11 @@ def _search_rows(result: SearchResult, channel: str, session_key: str | None
         sort=result.sort, strategy=result.strategy,
         model_id=(result.model_id or embedding_model_id())[:255],
         page=result.page, page_size=result.page_size, result_count=result.count,
-        session_hash=session_pseudonym(session_key), day=timezone.localdate())
+        session_hash=session_pseudonym(session_key), day=timezone.localdate(),
+        merchandising=result.merchandising)
     impressions = [SearchImpression(search=event, product_id=hit.product.pk, product_sku=hit.product.sku,
-                                    position=hit.position, score=hit.score) for hit in result.hits]
+                                    position=hit.position, score=hit.score, placement=hit.placement)
+                   for hit in result.hits]
     return event, impressions
 
 

@@ -2,7 +2,8 @@
 
 `events`: one row per search with its impressions and clicks.
 `triplets`: training rows (query, positive, negative): a clicked product, and each product
-shown above it that was skipped (a hard negative). Columns query/positive/negative come first;
+shown above it that was skipped (a hard negative), unless a ranking rule placed it there
+(pinned, boosted, buried: the model did not rank it, and a merchandiser's choice is no negative). Columns query/positive/negative come first;
 `text_only` keeps just those three, the form sentence-transformers trains on directly.
 """
 from __future__ import annotations
@@ -37,9 +38,11 @@ EVENT_COLUMNS: Columns = (
     ("search_id", "string"), ("created_at", "string"), ("channel", "string"), ("mode", "string"),
     ("query", "string"), ("query_normalized", "string"), ("filters", "json"), ("sort", "string"),
     ("strategy", "string"), ("model_id", "string"), ("page", "int32"), ("page_size", "int32"),
-    ("result_count", "int32"), ("session_hash", "string"), ("impressions", "impressions"), ("clicks", "clicks"))
+    ("result_count", "int32"), ("session_hash", "string"), ("merchandising", "json"), ("impressions", "impressions"),
+    ("clicks", "clicks"))
 RECORDS: dict[str, Columns] = {
-    "impressions": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("score", "float64")),
+    "impressions": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("score", "float64"),
+                    ("placement", "string")),
     "clicks": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("created_at", "string")),
 }
 
@@ -90,9 +93,10 @@ def _event_row(event: SearchEvent) -> dict:
         "mode": event.mode, "query": event.query, "query_normalized": event.query_normalized,
         "filters": event.filters, "sort": event.sort, "strategy": event.strategy, "model_id": event.model_id,
         "page": event.page, "page_size": event.page_size, "result_count": event.result_count,
-        "session_hash": event.session_hash,
+        "session_hash": event.session_hash, "merchandising": event.merchandising,
         "impressions": [_project(RECORDS["impressions"], {"position": i.position, "product_id": i.product_id,
-                                                         "sku": i.product_sku, "score": i.score})
+                                                         "sku": i.product_sku, "score": i.score,
+                                                         "placement": i.placement})
                         for i in event.impressions.all()],
         "clicks": [_project(RECORDS["clicks"], {"position": c.position, "product_id": c.product_id,
                                                 "sku": c.product_sku, "created_at": c.created_at.isoformat()})
@@ -122,7 +126,8 @@ def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
                 continue
             for skipped in shown:
                 negative = products.get(skipped.product_id)
-                if skipped.position >= click.position or skipped.product_sku in clicked or negative is None:
+                if (skipped.position >= click.position or skipped.product_sku in clicked or negative is None
+                        or skipped.placement):
                     continue
                 yield _project(columns, {
                     "query": event.query, "positive": positive.search_text, "negative": negative.search_text,
