@@ -1,24 +1,37 @@
 """The merchandiser's search insights: what shoppers search for, what finds nothing, what nobody
 clicks, and which searches lead to a product, counted from the search and click log for a
 period and a channel, with the trend drawn as charts and every table exportable as CSV.
-Seeing it needs its own permission (search.view_insights)."""
+Seeing it needs its own permission (search.view_insights).
+
+And what a merchandiser does about it: ranking rules (pin, hide, boost, bury) and synonyms, each
+previewed against live results before it is saved. Their own model permissions."""
 from __future__ import annotations
 
 import csv
+import logging
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import path
 from django.utils import timezone
 
 from catalog.models import Product
 
-from .models import SearchInsight
+from .models import RankingRule, SearchInsight, Synonym
+from .retrieval.encoders import ModelUnavailableError
+from .retrieval.facets import facet_key
+from .retrieval.keywords import words
+from .retrieval.vector_store import IndexUnavailableError
+from .selectors import product_search, query_normalize
 from .selectors.insights import TABLES, Period, product_queries, query_table, query_tables, summary
+from .selectors.merchandising import Merchandising, query_merchandising
 from .web.charts import bar_chart, rate_chart
 
+logger = logging.getLogger(__name__)
 MAX_DAYS = 366
 TABLE_TITLES = {"top": "Top queries", "zero": "Queries with zero results",
                 "no_clicks": "Queries with results but no clicks"}
@@ -77,8 +90,6 @@ class SearchInsightAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         if not self.has_view_permission(request):
-            from django.core.exceptions import PermissionDenied
-
             raise PermissionDenied
         bound = InsightsForm(request.GET or {})
         valid = bound.is_valid()
@@ -143,3 +154,179 @@ def _csv(export: str, period: Period, product: Product | None) -> HttpResponse:
 def _cell(text: str) -> str:
     """A shopper's query as a spreadsheet cell: never a formula (=, +, -, @ start one)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+# --- ranking rules and synonyms ---
+
+PREVIEW_SIZE = 20
+MAX_PIN_POSITION = 100
+
+
+class RankingRuleForm(forms.ModelForm):
+    class Meta:
+        model = RankingRule
+        fields = ["match", "query", "action", "product", "position", "field", "attribute", "value", "strength",
+                  "note", "active"]
+
+    def clean(self):
+        data = super().clean()
+        match, action = data.get("match"), data.get("action")
+        if match == RankingRule.Match.ANY:
+            data["query"] = ""
+        elif match and not words(data.get("query") or ""):
+            self.add_error("query", "Type the query this rule is for (or choose “Every word search”).")
+        if action in (RankingRule.Action.PIN, RankingRule.Action.HIDE):
+            if not data.get("product"):
+                self.add_error("product", f"Choose the product to {action}.")
+            data.update(field="", attribute="", value="")
+            if action == RankingRule.Action.HIDE:
+                data["position"] = None
+            elif not data.get("position") or not 1 <= data["position"] <= MAX_PIN_POSITION:
+                self.add_error("position", f"Give the position to pin it to: 1 to {MAX_PIN_POSITION}, 1 is the first.")
+        elif action in (RankingRule.Action.BOOST, RankingRule.Action.BURY):
+            data.update(product=None, position=None)
+            if not data.get("field"):
+                self.add_error("field", f"Choose what the products to {action} must have: a brand, a category or an "
+                                        "attribute.")
+            if data.get("field") == RankingRule.Field.ATTRIBUTE and not (data.get("attribute") or "").strip():
+                self.add_error("attribute", "Name the attribute, as the catalog does (e.g. colour).")
+            if data.get("field") != RankingRule.Field.ATTRIBUTE:
+                data["attribute"] = ""
+            if not facet_key(data.get("value") or ""):
+                self.add_error("value", "Give the value the products must have (e.g. Acme, or red).")
+            strength = data.get("strength")
+            if strength is None or not 1 <= strength <= 100:
+                self.add_error("strength", "Give a strength from 1 to 100 (%).")
+        if action == RankingRule.Action.PIN and data.get("position") and data.get("product") and not self.errors:
+            same = RankingRule.objects.filter(active=True, action=RankingRule.Action.PIN, match=match,
+                                              position=data["position"], query_key=" ".join(words(data.get("query") or "")))
+            clash = same.exclude(pk=self.instance.pk).exclude(product=data["product"]).first()
+            if clash is not None and data.get("active"):
+                self.add_error("position", f"{clash.product.sku} is already pinned at position {clash.position} for "
+                                           "this query (rule {}): choose another position.".format(clash.pk))
+        return data
+
+
+class SynonymForm(forms.ModelForm):
+    class Meta:
+        model = Synonym
+        fields = ["words", "one_way_from", "note", "active"]
+
+    def clean_words(self):
+        group = []
+        for part in self.cleaned_data["words"].split(","):
+            found = words(part)
+            if len(found) > 1:
+                raise forms.ValidationError(f"“{part.strip()}” is {len(found)} words: a synonym is one word, matched "
+                                            "with one word. Write it as one, or leave it out.")
+            if found and found[0] not in group:
+                group.append(found[0])
+        if len(group) < 2:
+            raise forms.ValidationError("Give at least two words, separated by commas: sofa, couch.")
+        return ", ".join(group)
+
+    def clean_one_way_from(self):
+        found = words(self.cleaned_data.get("one_way_from") or "")
+        if len(found) > 1:
+            raise forms.ValidationError("One word: the word shoppers type that should find the others.")
+        return found[0] if found else ""
+
+
+class PreviewMixin:
+    """A “Preview against live results” button on the change form: the first page of a search
+    as it is now, and as it would be with the form's rule saved, nothing saved meanwhile."""
+
+    preview_template = "admin/search/preview.html"
+    change_form_template = "admin/search/merchandising_change_form.html"
+
+    def get_urls(self):
+        info = self.model._meta.app_label, self.model._meta.model_name
+        return [path("preview/", self.admin_site.admin_view(self.preview_view), name="%s_%s_preview" % info),
+                *super().get_urls()]
+
+    def merchandising(self, query: str, row, saved_pk) -> Merchandising:
+        raise NotImplementedError
+
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponse("Preview with POST, from the rule's form.", status=405, content_type="text/plain")
+        obj = None
+        pk = request.GET.get("id", "")
+        if pk:
+            obj = self.model.objects.filter(pk=pk).first() if pk.isdigit() else None
+            if obj is None:
+                return HttpResponse(f"No {self.model._meta.verbose_name} {pk}: it was deleted meanwhile.",
+                                    status=404, content_type="text/plain")
+        allowed = self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
+        if not allowed:
+            raise PermissionDenied
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
+        context = {"errors": [], "opts": self.model._meta}
+        if not form.is_valid():
+            context["errors"] = [f"{form.fields[name].label if name in form.fields else ''}: {' '.join(e)}".lstrip(": ")
+                                 for name, e in form.errors.items()]
+            return render(request, self.preview_template, context)
+        row = form.save(commit=False)
+        query = query_normalize(request.POST.get("preview_query") or getattr(row, "query", "") or "")
+        if not words(query):
+            context["errors"] = ["Type a query to preview this with."]
+            return render(request, self.preview_template, context)
+        try:
+            now = product_search(query=query, page_size=PREVIEW_SIZE)
+            then = product_search(query=query, page_size=PREVIEW_SIZE,
+                                  merchandising=self.merchandising(query, row, obj.pk if obj else None))
+        except (ModelUnavailableError, IndexUnavailableError) as exc:  # say so, in the panel
+            logger.warning("Rule preview for %r failed: %s", query, exc)
+            context["errors"] = [f"The search could not run: {exc}"]
+            return render(request, self.preview_template, context)
+        was = {r.id: i + 1 for i, r in enumerate(now.ranked)}
+        gone = [hit for hit in now.hits if hit.product.pk not in {r.id for r in then.ranked}]
+        context.update(query=query, now=now, then=then, gone=gone,
+                       moved=[(hit, was.get(hit.product.pk)) for hit in then.hits])
+        return render(request, self.preview_template, context)
+
+
+@admin.register(RankingRule)
+class RankingRuleAdmin(PreviewMixin, admin.ModelAdmin):
+    form = RankingRuleForm
+    list_display = ("rule_query", "action", "target", "note", "active", "updated_at")
+    list_filter = ("action", "match", "active")
+    search_fields = ("query", "product__sku", "product__title", "value", "note")
+    autocomplete_fields = ("product",)
+    fieldsets = (
+        ("For which searches", {"fields": ("match", "query")}),
+        ("What it does", {"fields": ("action",)}),
+        ("Pin or hide: the product", {"fields": ("product", "position")}),
+        ("Boost or bury: the products that have", {"fields": ("field", "attribute", "value", "strength")}),
+        (None, {"fields": ("note", "active")}),
+    )
+
+    @admin.display(description="For", ordering="query")
+    def rule_query(self, obj: RankingRule) -> str:
+        return "every word search" if obj.match == RankingRule.Match.ANY else (
+            f"“{obj.query}”" if obj.match == RankingRule.Match.EXACT else f"queries with “{obj.query}”")
+
+    @admin.display(description="Target")
+    def target(self, obj: RankingRule) -> str:
+        if obj.action == RankingRule.Action.PIN:
+            return f"{obj.product.sku} at {obj.position}" if obj.product else ""
+        if obj.action == RankingRule.Action.HIDE:
+            return obj.product.sku if obj.product else ""
+        what = obj.attribute if obj.field == RankingRule.Field.ATTRIBUTE else obj.get_field_display().lower()
+        return f"{what} = {obj.value} ({obj.strength}%)"
+
+    def merchandising(self, query: str, row: RankingRule, saved_pk) -> Merchandising:
+        saved = RankingRule.objects.filter(active=True).exclude(pk=saved_pk).select_related(None)
+        return query_merchandising(query, rules=[*saved, row])
+
+
+@admin.register(Synonym)
+class SynonymAdmin(PreviewMixin, admin.ModelAdmin):
+    form = SynonymForm
+    list_display = ("words", "one_way_from", "note", "active", "updated_at")
+    list_filter = ("active",)
+    search_fields = ("words", "one_way_from", "note")
+
+    def merchandising(self, query: str, row: Synonym, saved_pk) -> Merchandising:
+        saved = Synonym.objects.filter(active=True).exclude(pk=saved_pk)
+        return query_merchandising(query, synonyms=[*saved, row])

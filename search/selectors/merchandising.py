@@ -35,7 +35,7 @@ def rule_applies(row: RankingRule, query_words: list[str]) -> bool:
     """Whether a rule is for this query (its words, folded)."""
     if row.match == RankingRule.Match.ANY:
         return True
-    wanted = row.query_key.split()
+    wanted = words(row.query)
     if not wanted:
         return False
     if row.match == RankingRule.Match.EXACT:

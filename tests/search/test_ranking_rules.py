@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from catalog.models import Product
-from search.models import RankingRule, Synonym
+from search.models import RankingRule, SearchEvent, Synonym
 from search.retrieval.fusion import Ranked
 from search.retrieval.rules import Rule, rules_apply
-from search.selectors import SearchFilters, product_search
+from search.selectors import NO_MERCHANDISING, SearchFilters, product_search
+from search.services.calibrating import evidence_from_clicks
+from search.services.exports import clicks_export
 
 pytestmark = [pytest.mark.django_db]
 
@@ -172,3 +174,34 @@ def test_a_synonym_lets_the_keyword_leg_find_the_words_the_catalog_uses(live):
     Synonym.objects.create(words="jumper, scarf", one_way_from="jumper")
     assert "red-scarf" in skus(product_search(query="jumper"))
     assert product_search(query="scarf").merchandising.get("synonyms") is None
+
+
+# --- what the log, the exports and the calibration make of it ---
+
+def test_a_search_logs_its_rules_and_the_placed_products_are_no_training_negatives(client, live):
+    pin = rule("pin", product="blue-vase", position=1)
+    body = client.get("/api/search", {"q": "red mug"}).json()
+    assert body["results"][0]["sku"] == "blue-vase"
+    assert "placement" not in body["results"][0] and "pinned" not in str(body)  # shoppers see only the result
+    event = SearchEvent.objects.get(pk=body["search_id"])
+    assert event.merchandising == {"rules": [pin.pk]}
+    assert [(i.product_sku, i.placement) for i in event.impressions.all()[:2]] == [("blue-vase", "pinned"), (body["results"][1]["sku"], "")]
+    third = body["results"][2]
+    assert client.post("/api/clicks", {"search_id": body["search_id"], "product_id": third["id"]},
+                       content_type="application/json").status_code == 201
+
+    events = list(clicks_export(kind="events"))
+    assert events[0]["merchandising"] == {"rules": [pin.pk]}
+    assert events[0]["impressions"][0]["placement"] == "pinned"
+    triplets = list(clicks_export(kind="triplets"))
+    # the product shown second is a negative; the pinned one above it is not
+    assert [t["negative_position"] for t in triplets] == [2]
+    evidence = evidence_from_clicks()
+    assert Product.objects.get(sku="blue-vase").pk not in evidence.labels["red mug"]
+    assert len(evidence.labels["red mug"]) == 3  # the 2 shown above the click (one pinned, left out), it, the next
+
+
+def test_the_calibration_searches_without_rules(live):
+    rule("pin", product="blue-vase", position=1)
+    assert skus(product_search(query="red mug"))[0] == "blue-vase"
+    assert skus(product_search(query="red mug", merchandising=NO_MERCHANDISING))[0] != "blue-vase"

@@ -1,0 +1,121 @@
+"""The merchandiser's ranking rules and synonyms in the admin (issue 16): what a bad rule is told,
+the preview against live results (nothing saved), and the permissions."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from catalog.models import Product
+from search.models import RankingRule, Synonym
+
+pytestmark = [pytest.mark.django_db]
+
+
+def staff(client, *codenames: str, name: str = "merch"):
+    user = User.objects.create_user(name, password=f"pw-{name}-1", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def merchandiser(client):
+    return staff(client, "add_rankingrule", "change_rankingrule", "view_rankingrule", "add_synonym",
+                 "change_synonym", "view_synonym")
+
+
+def pin_form(**changes) -> dict:
+    form = {"match": "exact", "query": "red mug", "action": "pin", "product": "", "position": "1", "field": "",
+            "attribute": "", "value": "", "strength": "50", "note": "", "active": "on"}
+    form.update(changes)
+    return form
+
+
+def rows(html: str, table: str) -> list[list[str]]:
+    part = html.split(f'class="{table}"', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
+    return [[re.sub(r"<[^>]+>", " ", c).split()[0] if c.strip() else "" for c in re.findall(r"<td>(.*?)</td>", r, re.S)]
+            for r in re.findall(r"<tr[^>]*>(.*?)</tr>", part, re.S)]
+
+
+@pytest.mark.parametrize("changes, field, message", [
+    ({"product": ""}, "product", "Choose the product to pin."),
+    ({"position": ""}, "position", "Give the position to pin it to: 1 to 100, 1 is the first."),
+    ({"query": " ?! "}, "query", "Type the query this rule is for"),
+    ({"action": "boost", "field": ""}, "field", "Choose what the products to boost must have"),
+    ({"action": "bury", "field": "attribute", "value": "red"}, "attribute", "Name the attribute"),
+    ({"action": "boost", "field": "brand", "value": "  "}, "value", "Give the value the products must have"),
+])
+def test_a_rule_missing_what_it_needs_says_what_to_fix_and_is_not_saved(merchandiser, shop, changes, field, message):
+    form = pin_form(**{"product": str(shop["green-mug"]), **changes})
+    response = merchandiser.post("/admin/search/rankingrule/add/", form)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not RankingRule.objects.exists()
+
+
+def test_a_second_product_pinned_at_a_taken_position_is_refused(merchandiser, shop):
+    assert merchandiser.post("/admin/search/rankingrule/add/", pin_form(product=str(shop["green-mug"]))).status_code == 302
+    response = merchandiser.post("/admin/search/rankingrule/add/", pin_form(query="Red  MUG", product=str(shop["red-lamp"])))
+    assert "green-mug is already pinned at position 1 for this query" in response.content.decode()
+    assert RankingRule.objects.count() == 1
+
+
+def test_a_synonym_of_two_words_is_refused_and_the_words_are_kept_folded(merchandiser):
+    response = merchandiser.post("/admin/search/synonym/add/", {"words": "tee shirt, top", "active": "on"})
+    assert "“tee shirt” is 2 words" in response.content.decode() and not Synonym.objects.exists()
+    assert "at least two words" in merchandiser.post("/admin/search/synonym/add/", {"words": "Sofa,", "active": "on"}
+                                                     ).content.decode()
+    merchandiser.post("/admin/search/synonym/add/", {"words": "Sofa, COUCH, sofa, Settée", "active": "on"})
+    assert Synonym.objects.get().words == "sofa, couch, settee"
+
+
+def test_the_preview_shows_the_results_now_and_with_the_rule_and_saves_nothing(merchandiser, vector_engine, shop):
+    response = merchandiser.post("/admin/search/rankingrule/preview/", pin_form(product=str(shop["blue-sock"]), position="2"))
+    html = response.content.decode()
+    assert response.status_code == 200, html
+    now, then = rows(html, "preview-now"), rows(html, "preview-then")
+    assert "blue-sock" not in [r[1] for r in now]
+    assert then[1][:2] == ["2", "blue-sock"] and then[1][-1] == "new"
+    assert then[0][1] == now[0][1] and then[2][1] == now[1][1] and then[2][-1] == "2"  # moved down one
+    counts = re.search(r"“red mug”: (\d+) results now, (\d+) with this ranking rule saved", html)
+    assert counts and int(counts[2]) == int(counts[1]) + 1
+    assert not RankingRule.objects.exists()
+
+
+def test_the_preview_of_an_edit_replaces_the_saved_rule_and_of_a_synonym_shows_what_it_finds(merchandiser,
+                                                                                                 vector_engine, shop):
+    saved = RankingRule.objects.create(action="hide", query="red mug", product=Product.objects.get(sku="no-desc"))
+    html = merchandiser.post(f"/admin/search/rankingrule/preview/?id={saved.pk}",
+                             pin_form(action="hide", product=str(shop["no-desc"]), active="")).content.decode()
+    assert "no-desc" not in [r[1] for r in rows(html, "preview-now")]
+    assert "no-desc" in [r[1] for r in rows(html, "preview-then")]  # switched off: shown again
+    html = merchandiser.post("/admin/search/synonym/preview/", {"words": "crimson, red", "active": "on",
+                                                                "preview_query": "crimson"}).content.decode()
+    assert "No results." in html.split('class="preview-now"', 1)[1].split("</table>", 1)[0]
+    assert {r[1] for r in rows(html, "preview-then")} <= {"no-image", "no-desc", "red-scarf", "red-lamp"}
+    assert rows(html, "preview-then")
+
+
+def test_a_preview_of_a_bad_rule_or_without_a_query_says_what_to_fix(merchandiser, shop):
+    html = merchandiser.post("/admin/search/rankingrule/preview/", pin_form(position="")).content.decode()
+    assert "Choose the product to pin." in html and "Give the position to pin it to" in html
+    html = merchandiser.post("/admin/search/rankingrule/preview/",
+                             pin_form(match="any", query="", product=str(shop["red-lamp"]))).content.decode()
+    assert "Type a query to preview this with." in html
+    assert merchandiser.post("/admin/search/rankingrule/preview/?id=999", pin_form()).status_code == 404
+    assert merchandiser.get("/admin/search/rankingrule/preview/").status_code == 405
+
+
+def test_rules_and_synonyms_need_their_own_permissions(client, shop):
+    clerk = staff(client, "change_product", "view_insights")
+    for url in ("/admin/search/rankingrule/", "/admin/search/rankingrule/add/", "/admin/search/synonym/"):
+        assert clerk.get(url).status_code == 403
+    assert clerk.post("/admin/search/rankingrule/preview/", pin_form(product=str(shop["red-lamp"]))).status_code == 403
+    index = clerk.get("/admin/").content.decode()
+    assert "Ranking rules" not in index and "Synonyms" not in index
+    client.logout()
+    viewer = staff(client, "view_rankingrule", name="viewer")  # may look, not change
+    assert viewer.get("/admin/search/rankingrule/").status_code == 200
+    assert viewer.post("/admin/search/rankingrule/preview/", pin_form(product=str(shop["red-lamp"]))).status_code == 403
