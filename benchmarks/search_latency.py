@@ -7,7 +7,8 @@ find what matches: each modality above the relevance cutoff, the keyword leg, a 
 as the whole query; every match scored in each modality; fusion; count, pages and facets over
 the matches; DB hydration), per strategy, filtered and not, a query with typos, a SKU, a query
 that matches nothing, and `GET /api/search` through Django (view, serializer, search log)
-against product_search. Browsing counts with the engine, which remembers counts and facets
+against product_search; and the normalized search again with a busy merchandiser's ranking rules
+and synonyms (RULES rules, SYNONYMS synonym groups, read at each search). Browsing counts with the engine, which remembers counts and facets
 between writes ("afresh" rows forget them each time, as for filters not seen before), and with
 the database while a product is pending. Query vectors are cached, as for repeated queries in
 production; the text tower's own cost is a row of its own. Also printed: the process's memory
@@ -48,6 +49,43 @@ def rss_mb() -> tuple[float, float]:
     with open("/proc/self/status", encoding="ascii") as status:
         now = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     return now / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+RULES, SYNONYMS = 1000, 300
+
+
+def _merchandise(skus: list[str]) -> None:
+    """A busy merchandiser's rules: for each benchmark query a pin, a hide and a brand boost;
+    rules for other queries (exact and "contains") up to RULES, 5 for every word search, and
+    SYNONYMS synonym groups. Rules are read at each search: this is their cost."""
+    from catalog.models import Product
+    from search.models import RankingRule, Synonym
+
+    ids = list(Product.objects.filter(sku__in=skus).values_list("pk", flat=True))
+    rows = []
+    for i, query in enumerate(QUERIES):
+        rows += [RankingRule(query=query, action="pin", product_id=ids[i % len(ids)], position=2),
+                 RankingRule(query=query, action="hide", product_id=ids[(i + 1) % len(ids)]),
+                 RankingRule(query=query, action="boost", field="brand", value="acme", strength=50)]
+    rows += [RankingRule(match="any", query="", action="bury", field="category", value=f"cat {n}") for n in range(5)]
+    n = 0
+    while len(rows) < RULES:
+        match = "contains" if n % 3 == 0 else "exact"
+        rows.append(RankingRule(match=match, query=f"other query {n}", action="pin", product_id=ids[n % len(ids)],
+                                position=1))
+        n += 1
+    for row in rows:
+        row.query_key = " ".join(row.query.lower().split())
+    RankingRule.objects.bulk_create(rows)
+    Synonym.objects.bulk_create([Synonym(words=f"word{n}, other{n}") for n in range(SYNONYMS - 1)]
+                                + [Synonym(words="sneakers, trainers")])
+
+
+def _unmerchandise() -> None:
+    from search.models import RankingRule, Synonym
+
+    RankingRule.objects.all().delete()
+    Synonym.objects.all().delete()
 
 
 def main() -> None:
@@ -114,6 +152,10 @@ def main() -> None:
                        args.queries), floor))
     rows.append(("product_search, a query that matches nothing",
                  timed(lambda: product_search(query="xqzvvplk fjjwq"), args.queries), floor))
+    _merchandise(sku_list)
+    rows.append((f"product_search normalized, {RULES:,} ranking rules and {SYNONYMS} synonyms",
+                 timed(lambda: product_search(query=next_query()), args.queries), floor))
+    _unmerchandise()
 
     some_ids = sorted(index.point_ids())[:: max(1, args.products // 500)]
 

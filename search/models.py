@@ -142,11 +142,11 @@ class RankingRule(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    query_key = models.CharField(max_length=200, blank=True, editable=False)  # the query's words, folded
+    # the query's words, folded (the admin finds two pins at one position of one query by it)
+    query_key = models.CharField(max_length=200, blank=True, editable=False)
 
     class Meta:
         ordering = ["query", "id"]
-        indexes = [models.Index(fields=["active", "match", "query_key"], name="ranking_rule_lookup")]
 
     def save(self, *args, **kwargs):
         from .retrieval.keywords import words

@@ -1,12 +1,14 @@
 """The merchandiser's rules that apply to a word search: its ranking rules (search.retrieval.rules)
 and the synonyms of its words for the keyword leg. Read from the database at each search, so a
-saved rule applies to the next search in every process, without a deploy or a restart."""
+saved rule applies to the next search in every process, without a deploy or a restart: each
+process keeps them compiled and asks the database only whether they changed."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from django.db.models import Q
+from django.db.models import Count, Max
 
 from ..models import RankingRule, Synonym
 from ..retrieval.facets import attribute_field, facet_key
@@ -31,17 +33,16 @@ def rule_of(row: RankingRule) -> Rule:
                 strength=min(max(row.strength or 0, 1), 100) / 100)
 
 
-def rule_applies(row: RankingRule, query_words: list[str]) -> bool:
-    """Whether a rule is for this query (its words, folded)."""
-    if row.match == RankingRule.Match.ANY:
+def _applies(match: str, wanted: tuple[str, ...], query_words: list[str]) -> bool:
+    """Whether a rule is for this query: by its match and its query's words, folded."""
+    if match == RankingRule.Match.ANY:
         return True
-    wanted = words(row.query)
     if not wanted:
         return False
-    if row.match == RankingRule.Match.EXACT:
-        return wanted == query_words
+    if match == RankingRule.Match.EXACT:
+        return list(wanted) == query_words
     n = len(wanted)
-    return any(query_words[i:i + n] == wanted for i in range(len(query_words) - n + 1))
+    return any(tuple(query_words[i:i + n]) == wanted for i in range(len(query_words) - n + 1))
 
 
 def synonym_words(row: Synonym) -> list[str]:
@@ -49,31 +50,87 @@ def synonym_words(row: Synonym) -> list[str]:
     return list(dict.fromkeys(w for part in row.words.split(",") for w in words(part)))
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """Active rules as the search reads them: (match, the query's words, rule), exact ones by
+    their words."""
+    exact: dict[tuple[str, ...], tuple[Rule, ...]]
+    other: tuple[tuple[str, tuple[str, ...], Rule], ...]
+
+    @classmethod
+    def of(cls, rows: Iterable[RankingRule]) -> _Rules:
+        exact: dict[tuple[str, ...], list[Rule]] = {}
+        other = []
+        for row in rows:
+            if not row.active:
+                continue
+            wanted = tuple(words(row.query))
+            if row.match == RankingRule.Match.EXACT:
+                exact.setdefault(wanted, []).append(rule_of(row))
+            else:
+                other.append((row.match, wanted, rule_of(row)))
+        return cls({k: tuple(v) for k, v in exact.items()}, tuple(other))
+
+    def applying(self, query_words: list[str]) -> tuple[Rule, ...]:
+        return self.exact.get(tuple(query_words), ()) + tuple(
+            rule for match, wanted, rule in self.other if _applies(match, wanted, query_words))
+
+
+@dataclass(frozen=True)
+class _Synonyms:
+    """Active synonyms: each word that finds others, with (synonym id, the words it finds)."""
+    finds: dict[str, tuple[tuple[int, tuple[str, ...]], ...]]
+
+    @classmethod
+    def of(cls, rows: Iterable[Synonym]) -> _Synonyms:
+        finds: dict[str, list[tuple[int, tuple[str, ...]]]] = {}
+        for row in rows:
+            if not row.active:
+                continue
+            group = synonym_words(row)
+            for word in words(row.one_way_from)[:1] or group:
+                finds.setdefault(word, []).append((row.pk or 0, tuple(w for w in group if w != word)))
+        return cls({k: tuple(v) for k, v in finds.items()})
+
+
+# Each process keeps the rules and synonyms compiled, with the version they were read at: a
+# search asks the database only whether they changed (a count and the latest change of each
+# table), so a saved rule applies to the next search of every process.
+_saved: dict[type, tuple[tuple, object]] = {}
+_saved_lock = threading.Lock()
+
+
+def _version(model) -> tuple:
+    return tuple(model.objects.aggregate(n=Count("id"), last=Max("updated_at"), top=Max("id")).values())
+
+
+def _compiled(model, compile_):
+    version = _version(model)
+    held = _saved.get(model)
+    if held is not None and held[0] == version:
+        return held[1]
+    compiled = compile_(model.objects.filter(active=True))
+    with _saved_lock:
+        _saved[model] = (version, compiled)
+    return compiled
+
+
 def query_merchandising(query: str, *, rules: Iterable[RankingRule] | None = None,
                         synonyms: Iterable[Synonym] | None = None) -> Merchandising:
     """The active rules and synonyms for a word search. `rules` / `synonyms`: use these rows
     instead of the saved ones (a preview, with a rule as it would be saved)."""
     query_words = words(query)
-    if rules is None:
-        rules = RankingRule.objects.filter(active=True).filter(
-            Q(match=RankingRule.Match.ANY) | Q(match=RankingRule.Match.EXACT, query_key=" ".join(query_words))
-            | Q(match=RankingRule.Match.CONTAINS))
-    applying = tuple(rule_of(row) for row in rules if row.active and rule_applies(row, query_words))
-    if synonyms is None:
-        synonyms = Synonym.objects.filter(active=True)
+    book = _compiled(RankingRule, _Rules.of) if rules is None else _Rules.of(rules)
+    thesaurus = _compiled(Synonym, _Synonyms.of) if synonyms is None else _Synonyms.of(synonyms)
     found: dict[str, list[str]] = {}
     used: list[int] = []
-    for row in synonyms:
-        if not row.active:
-            continue
-        group = synonym_words(row)
-        source = words(row.one_way_from)[:1]
-        for word in set(query_words) & set(source or group):
-            found.setdefault(word, []).extend(w for w in group if w != word and w not in found[word])
-            if row.pk not in used:
-                used.append(row.pk or 0)
-    return Merchandising(rules=applying, synonyms={w: tuple(v) for w, v in found.items() if v},
+    for word in dict.fromkeys(query_words):
+        for synonym_id, others in thesaurus.finds.get(word, ()):
+            found.setdefault(word, []).extend(w for w in others if w not in found[word])
+            if synonym_id not in used:
+                used.append(synonym_id)
+    return Merchandising(rules=book.applying(query_words), synonyms={w: tuple(v) for w, v in found.items() if v},
                          synonym_ids=tuple(used))
 
 
-__all__ = ["Merchandising", "query_merchandising", "rule_applies", "rule_of", "synonym_words"]
+__all__ = ["Merchandising", "query_merchandising", "rule_of", "synonym_words"]
