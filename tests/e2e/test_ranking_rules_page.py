@@ -1,0 +1,55 @@
+"""A ranking rule made in a real browser (issue 16): the merchandiser picks the product from the
+admin's search box, previews the rule against live results (the two lists side by side, the
+pinned product marked new), saves it, and the storefront shows it at once."""
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+
+from search.models import RankingRule
+from tests.e2e.browsing import axe_violations
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
+
+
+def test_a_pin_previewed_saved_and_shown_on_the_storefront(browser, live_server, shop, concept, screenshot):
+    user = User.objects.create_user("merch", password="pw-merch-1", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=("add_rankingrule", "view_rankingrule",
+                                                                        "change_rankingrule", "view_product")))
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(live_server.url + "/admin/login/?next=/admin/")
+    page.fill("#id_username", "merch")
+    page.fill("#id_password", "pw-merch-1")
+    page.click("input[type=submit]")
+    page.wait_for_url(live_server.url + "/admin/")
+    page.click("text=Ranking rules")
+    page.click("text=Add ranking rule")
+
+    page.fill("#id_query", "red mug")
+    page.select_option("#id_action", "pin")
+    page.click("#id_product + .select2 .select2-selection")  # the admin's product search box
+    page.fill(".select2-search__field", "sock")
+    page.click(".select2-results__option:has-text('blue-sock')")
+    page.fill("#id_position", "2")
+    page.click("#preview-button")
+    page.wait_for_selector(".preview-then")
+
+    now = page.locator(".preview-now tbody tr")
+    then = page.locator(".preview-then tbody tr")
+    assert then.nth(1).locator("td").all_inner_texts() == ["2", "blue-sock", "Blue wool sock pinned", "new"]
+    assert then.nth(0).locator("td").nth(1).inner_text() == now.nth(0).locator("td").nth(1).inner_text()
+    assert then.nth(2).locator("td").nth(1).inner_text() == now.nth(1).locator("td").nth(1).inner_text()
+    left, right = page.locator(".preview-now").bounding_box(), page.locator(".preview-then").bounding_box()
+    assert abs(left["y"] - right["y"]) < 2 and right["x"] >= left["x"] + left["width"]  # side by side
+    assert not RankingRule.objects.exists()  # a preview saves nothing
+    assert not axe_violations(page)
+    screenshot(page, "ranking-rule-preview")
+
+    page.click("input[name=_save]")
+    page.wait_for_selector(".messagelist .success")
+    assert page.locator("#result_list tbody tr td.field-target").inner_text() == "blue-sock at 2"
+
+    store = browser.new_page(viewport={"width": 1280, "height": 900})
+    store.goto(live_server.url + "/?q=red+mug")
+    titles = store.locator("#results .card h2").all_inner_texts()
+    assert titles[1] == "Blue wool sock"
