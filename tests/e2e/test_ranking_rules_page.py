@@ -26,7 +26,16 @@ def test_a_pin_previewed_saved_and_shown_on_the_storefront(browser, live_server,
     page.click("text=Add ranking rule")
 
     page.fill("#id_query", "red mug")
+    # the form shows what the chosen action uses
+    page.select_option("#id_action", "boost")
+    assert page.is_hidden(".field-product") and page.is_visible(".field-value") and page.is_hidden(".field-attribute")
+    page.select_option("#id_field", "attribute")
+    assert page.is_visible(".field-attribute")
+    page.select_option("#id_match", "any")
+    assert page.is_hidden(".field-query")
+    page.select_option("#id_match", "exact")
     page.select_option("#id_action", "pin")
+    assert page.is_visible(".field-position") and page.is_hidden(".field-value") and page.is_hidden(".field-strength")
     page.click("#id_product + .select2 .select2-selection")  # the admin's product search box
     page.fill(".select2-search__field", "sock")
     page.click(".select2-results__option:has-text('blue-sock')")
