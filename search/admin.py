@@ -116,6 +116,9 @@ class SearchInsightAdmin(admin.ModelAdmin):
                                           "Zero-result rate": ([d.zero_rate for d in totals.days], "#b3261e")},
                                    title="Click-through and zero-result rate per day"),
             product=bound.cleaned_data.get("product"),
+            # each query a step from a rule or a synonym for it, for who may add them
+            can_add_rule=request.user.has_perm("search.add_rankingrule"),
+            can_add_synonym=request.user.has_perm("search.add_synonym"),
         )
         if context["product"] is not None:
             context["product_rows"] = product_queries(period, product_id=context["product"].pk)

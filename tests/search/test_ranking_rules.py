@@ -161,6 +161,18 @@ def test_an_inactive_rule_does_nothing_and_a_saved_change_applies_to_the_next_se
     assert skus(product_search(query="red mug"))[0] == "green-mug"
 
 
+def test_a_deleted_product_takes_its_rules_with_it(live, django_capture_on_commit_callbacks):
+    from catalog.services import product_delete
+
+    rule("pin", product="green-mug", position=1)
+    rule("hide", product="green-mug", query="mug")
+    with django_capture_on_commit_callbacks(execute=True):
+        product_delete(product=Product.objects.get(sku="green-mug"))
+    assert not RankingRule.objects.exists()
+    result = product_search(query="red mug")
+    assert "green-mug" not in skus(result) and result.merchandising == {}
+
+
 def test_a_synonym_lets_the_keyword_leg_find_the_words_the_catalog_uses(live):
     # "crimson" is neither a word of the catalog nor of the model: nothing to find
     plain = product_search(query="crimson")

@@ -119,3 +119,16 @@ def test_rules_and_synonyms_need_their_own_permissions(client, shop):
     viewer = staff(client, "view_rankingrule", name="viewer")  # may look, not change
     assert viewer.get("/admin/search/rankingrule/").status_code == 200
     assert viewer.post("/admin/search/rankingrule/preview/", pin_form(product=str(shop["red-lamp"]))).status_code == 403
+
+
+def test_each_insights_query_is_a_step_from_a_rule_or_a_synonym_for_it(client, insights_log):
+    acting = staff(client, "view_insights", "add_rankingrule", "add_synonym")
+    html = acting.get("/admin/search/searchinsight/").content.decode()
+    top = html.split('id="table-top"', 1)[1].split("</section>", 1)[0]
+    link = re.search(r'<a href="([^"]+)" aria-label="Add a ranking rule for “red mug”">Rule</a>', top)
+    assert link
+    form = acting.get(link[1].replace("&amp;", "&")).content.decode()
+    assert re.search(r'<input[^>]+name="query"[^>]+value="red mug"', form)
+    zero = html.split('id="table-zero"', 1)[1].split("</section>", 1)[0]
+    synonym = re.search(r'<a href="([^"]+)" aria-label="Add a synonym for “unicorn”">Synonym</a>', zero)
+    assert synonym and "unicorn, " in acting.get(synonym[1]).content.decode()
