@@ -140,6 +140,8 @@ class RankingRule(models.Model):
                               "their distance from the top (bury: doubles their position).")
     note = models.CharField(max_length=200, blank=True, help_text="Why: e.g. the spring campaign.")
     active = models.BooleanField(default=True)
+    starts_at = models.DateTimeField(null=True, blank=True, help_text="Optional: from when (empty: now).")
+    ends_at = models.DateTimeField(null=True, blank=True, help_text="Optional: until when (empty: until switched off).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     # the query's words, folded (the admin finds two pins at one position of one query by it)
@@ -147,6 +149,11 @@ class RankingRule(models.Model):
 
     class Meta:
         ordering = ["query", "id"]
+
+    def live(self, at) -> bool:
+        """Active, and within its dates at this time."""
+        return self.active and (self.starts_at is None or self.starts_at <= at) and (
+            self.ends_at is None or at < self.ends_at)
 
     def save(self, *args, **kwargs):
         from .retrieval.keywords import words

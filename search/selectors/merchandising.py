@@ -7,8 +7,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db.models import Count, Max
+from django.utils import timezone
 
 from ..models import RankingRule, Synonym
 from ..retrieval.facets import attribute_field, facet_key
@@ -50,30 +52,36 @@ def synonym_words(row: Synonym) -> list[str]:
     return list(dict.fromkeys(w for part in row.words.split(",") for w in words(part)))
 
 
+Dated = tuple[datetime | None, datetime | None, Rule]  # from, until, the rule
+
+
 @dataclass(frozen=True)
 class _Rules:
-    """Active rules as the search reads them: (match, the query's words, rule), exact ones by
-    their words."""
-    exact: dict[tuple[str, ...], tuple[Rule, ...]]
-    other: tuple[tuple[str, tuple[str, ...], Rule], ...]
+    """Active rules as the search reads them, with their dates: exact ones by their query's
+    words, the others with their match and words. Dates are checked at each search (a compiled
+    rule starts and ends on time without a change to the table)."""
+    exact: dict[tuple[str, ...], tuple[Dated, ...]]
+    other: tuple[tuple[str, tuple[str, ...], Dated], ...]
 
     @classmethod
     def of(cls, rows: Iterable[RankingRule]) -> _Rules:
-        exact: dict[tuple[str, ...], list[Rule]] = {}
+        exact: dict[tuple[str, ...], list[Dated]] = {}
         other = []
         for row in rows:
             if not row.active:
                 continue
-            wanted = tuple(words(row.query))
+            wanted, dated = tuple(words(row.query)), (row.starts_at, row.ends_at, rule_of(row))
             if row.match == RankingRule.Match.EXACT:
-                exact.setdefault(wanted, []).append(rule_of(row))
+                exact.setdefault(wanted, []).append(dated)
             else:
-                other.append((row.match, wanted, rule_of(row)))
+                other.append((row.match, wanted, dated))
         return cls({k: tuple(v) for k, v in exact.items()}, tuple(other))
 
-    def applying(self, query_words: list[str]) -> tuple[Rule, ...]:
-        return self.exact.get(tuple(query_words), ()) + tuple(
-            rule for match, wanted, rule in self.other if _applies(match, wanted, query_words))
+    def applying(self, query_words: list[str], at: datetime) -> tuple[Rule, ...]:
+        dated = self.exact.get(tuple(query_words), ()) + tuple(
+            d for match, wanted, d in self.other if _applies(match, wanted, query_words))
+        return tuple(rule for starts, ends, rule in dated
+                     if (starts is None or starts <= at) and (ends is None or at < ends))
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,7 @@ def query_merchandising(query: str, *, rules: Iterable[RankingRule] | None = Non
             found.setdefault(word, []).extend(w for w in others if w not in found[word])
             if synonym_id not in used:
                 used.append(synonym_id)
-    return Merchandising(rules=book.applying(query_words), synonyms={w: tuple(v) for w, v in found.items() if v},
+    return Merchandising(rules=book.applying(query_words, timezone.now()), synonyms={w: tuple(v) for w, v in found.items() if v},
                          synonym_ids=tuple(used))
 
 

@@ -2,7 +2,10 @@
 shows, on each engine, and what the log, the exports and the calibration make of it."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from catalog.models import Product
 from search.models import RankingRule, SearchEvent, Synonym
@@ -158,6 +161,18 @@ def test_an_inactive_rule_does_nothing_and_a_saved_change_applies_to_the_next_se
     assert skus(product_search(query="red mug"))[0] != "green-mug"
     pin.active = True
     pin.save()
+    assert skus(product_search(query="red mug"))[0] == "green-mug"
+
+
+def test_a_rule_with_dates_applies_only_between_them(live):
+    now = timezone.now()
+    rule("pin", product="green-mug", position=1, starts_at=now + timedelta(hours=1))
+    rule("pin", product="red-lamp", position=1, ends_at=now - timedelta(seconds=1))
+    assert skus(product_search(query="red mug"))[0] not in ("green-mug", "red-lamp")
+    RankingRule.objects.filter(product__sku="green-mug").update(starts_at=now - timedelta(minutes=1),
+                                                                 ends_at=now + timedelta(hours=1))
+    # (a change made behind the admin's back: the table's count and latest change still tell)
+    RankingRule.objects.filter(product__sku="red-lamp").update(updated_at=now)
     assert skus(product_search(query="red mug"))[0] == "green-mug"
 
 

@@ -28,7 +28,8 @@ def merchandiser(client):
 
 def pin_form(**changes) -> dict:
     form = {"match": "exact", "query": "red mug", "action": "pin", "product": "", "position": "1", "field": "",
-            "attribute": "", "value": "", "strength": "50", "note": "", "active": "on"}
+            "attribute": "", "value": "", "strength": "50", "note": "", "active": "on", "starts_at": "",
+            "ends_at": ""}
     form.update(changes)
     return form
 
@@ -46,6 +47,7 @@ def rows(html: str, table: str) -> list[list[str]]:
     ({"action": "boost", "field": ""}, "field", "Choose what the products to boost must have"),
     ({"action": "bury", "field": "attribute", "value": "red"}, "attribute", "Name the attribute"),
     ({"action": "boost", "field": "brand", "value": "  "}, "value", "Give the value the products must have"),
+    ({"starts_at": "2026-12-01T10:00", "ends_at": "2026-11-30T10:00"}, "ends_at", "The rule would end before it starts"),
 ])
 def test_a_rule_missing_what_it_needs_says_what_to_fix_and_is_not_saved(merchandiser, shop, changes, field, message):
     form = pin_form(**{"product": str(shop["green-mug"]), **changes})
