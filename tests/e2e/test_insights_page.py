@@ -4,24 +4,15 @@ and the tables' columns in order, at a laptop's and a phone's width."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
 
-from tests.e2e.browsing import axe_violations
+from tests.e2e.browsing import admin_signed_in, axe_violations
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
 @pytest.fixture
 def signed_in(browser, live_server, insights_log):  # insights_log: tests/search/insights_log.py
-    user = User.objects.create_user("merch", password="pw-merch-1", is_staff=True)
-    user.user_permissions.add(Permission.objects.get(codename="view_insights"))
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(live_server.url + "/admin/login/?next=/admin/")
-    page.fill("#id_username", "merch")
-    page.fill("#id_password", "pw-merch-1")
-    page.click("input[type=submit]")
-    page.wait_for_url(live_server.url + "/admin/")
-    return page
+    return admin_signed_in(browser, live_server, "view_insights")
 
 
 def test_the_insights_page_shows_its_numbers_charts_and_tables(signed_in, live_server, screenshot):

@@ -4,24 +4,15 @@ pinned product marked new), saves it, and the storefront shows it at once."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Permission, User
-
 from search.models import RankingRule
-from tests.e2e.browsing import axe_violations
+from tests.e2e.browsing import admin_signed_in, axe_violations
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.e2e]
 
 
 def test_a_pin_previewed_saved_and_shown_on_the_storefront(browser, live_server, shop, concept, screenshot):
-    user = User.objects.create_user("merch", password="pw-merch-1", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename__in=("add_rankingrule", "view_rankingrule",
-                                                                        "change_rankingrule", "view_product")))
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(live_server.url + "/admin/login/?next=/admin/")
-    page.fill("#id_username", "merch")
-    page.fill("#id_password", "pw-merch-1")
-    page.click("input[type=submit]")
-    page.wait_for_url(live_server.url + "/admin/")
+    page = admin_signed_in(browser, live_server, "add_rankingrule", "view_rankingrule", "change_rankingrule",
+                           "view_product", viewport={"width": 1280, "height": 1000})
     page.click("text=Ranking rules")
     page.click("text=Add ranking rule")
 
