@@ -4,6 +4,7 @@ pinned product marked new), saves it, and the storefront shows it at once."""
 from __future__ import annotations
 
 import pytest
+
 from search.models import RankingRule
 from tests.e2e.browsing import admin_signed_in, axe_violations
 
