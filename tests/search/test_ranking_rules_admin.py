@@ -106,7 +106,8 @@ def test_a_preview_of_a_bad_rule_or_without_a_query_says_what_to_fix(merchandise
     html = merchandiser.post("/admin/search/rankingrule/preview/",
                              pin_form(match="any", query="", product=str(shop["red-lamp"]))).content.decode()
     assert "Type a query to preview this with." in html
-    assert merchandiser.post("/admin/search/rankingrule/preview/?id=999", pin_form()).status_code == 404
+    for unknown in ("999", "99999999999999999999999", "abc"):
+        assert merchandiser.post(f"/admin/search/rankingrule/preview/?id={unknown}", pin_form()).status_code == 404
     assert merchandiser.get("/admin/search/rankingrule/preview/").status_code == 405
 
 
