@@ -29,6 +29,7 @@ from .retrieval.vector_store import IndexUnavailableError
 from .selectors import product_search, query_normalize
 from .selectors.insights import TABLES, Period, product_queries, query_table, query_tables, summary
 from .selectors.merchandising import Merchandising, query_merchandising
+from .services.exports import csv_cell
 from .web.charts import bar_chart, rate_chart
 
 logger = logging.getLogger(__name__)
@@ -142,21 +143,16 @@ def _csv(export: str, period: Period, product: Product | None) -> HttpResponse:
     elif export == "product" and product is not None:
         writer.writerow(["sku", "query", "clicks", "mean_click_position"])
         for row in product_queries(period, product_id=product.pk, limit=10_000):
-            writer.writerow([product.sku, _cell(row.query), row.clicks, f"{row.mean_position:.2f}"])
+            writer.writerow([product.sku, csv_cell(row.query), row.clicks, f"{row.mean_position:.2f}"])
     elif export in TABLES:
         writer.writerow(CSV_HEADERS)
         for row in query_table(period, table=export, limit=10_000):
-            writer.writerow([_cell(row.query), row.searches, row.zero_results, row.clicked, row.clicks,
+            writer.writerow([csv_cell(row.query), row.searches, row.zero_results, row.clicked, row.clicks,
                              f"{row.ctr:.4f}", "" if row.mean_position is None else f"{row.mean_position:.2f}"])
     else:
         return HttpResponse(f"Unknown export {export!r}: use one of {', '.join((*TABLES, 'days', 'product'))}.",
                             status=400, content_type="text/plain")
     return response
-
-
-def _cell(text: str) -> str:
-    """A shopper's query as a spreadsheet cell: never a formula (=, +, -, @ start one)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 # --- ranking rules and synonyms ---

@@ -181,10 +181,14 @@ def _flat(row: dict) -> dict:
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
+def csv_cell(value):
+    """A CSV cell a spreadsheet shows as text: a shopper's query such as `=HYPERLINK(...)` gets a
+    leading apostrophe. JSONL and Parquet keep the text as it was."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def _inert(row: dict) -> dict:
-    """A CSV row whose text cells a spreadsheet shows as text: a shopper's query such as
-    `=HYPERLINK(...)` gets a leading apostrophe. JSONL and Parquet keep the text as it was."""
-    return {k: "'" + v if isinstance(v, str) and v.startswith(FORMULA_STARTS) else v for k, v in row.items()}
+    return {k: csv_cell(v) for k, v in row.items()}
 
 
 def iter_encoded(rows: Iterator[dict], *, fmt: str, columns: list[str]) -> Iterator[bytes]:
@@ -240,5 +244,5 @@ def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, 
     return count
 
 
-__all__ = ["KINDS", "FORMATS", "clicks_export", "export_columns", "export_schema", "export_size", "iter_encoded",
-           "write_export"]
+__all__ = ["KINDS", "FORMATS", "clicks_export", "csv_cell", "export_columns", "export_schema", "export_size",
+           "iter_encoded", "write_export"]
