@@ -74,8 +74,6 @@ def _merchandise(skus: list[str]) -> None:
         rows.append(RankingRule(match=match, query=f"other query {n}", action="pin", product_id=ids[n % len(ids)],
                                 position=1))
         n += 1
-    for row in rows:
-        row.query_key = " ".join(row.query.lower().split())
     RankingRule.objects.bulk_create(rows)
     Synonym.objects.bulk_create([Synonym(words=f"word{n}, other{n}") for n in range(SYNONYMS - 1)]
                                 + [Synonym(words="sneakers, trainers")])

@@ -209,11 +209,13 @@ class RankingRuleForm(forms.ModelForm):
                 self.add_error("strength", "Give a strength from 1 to 100 (%).")
         if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
             self.add_error("ends_at", "The rule would end before it starts: make the end later than the start.")
-        if action == RankingRule.Action.PIN and data.get("position") and data.get("product") and not self.errors:
-            same = RankingRule.objects.filter(active=True, action=RankingRule.Action.PIN, match=match,
-                                              position=data["position"], query_key=" ".join(words(data.get("query") or "")))
-            clash = same.exclude(pk=self.instance.pk).exclude(product=data["product"]).first()
-            if clash is not None and data.get("active"):
+        if action == RankingRule.Action.PIN and data.get("active") and not self.errors:
+            pinned = (RankingRule.objects.filter(active=True, action=RankingRule.Action.PIN, match=match,
+                                                 position=data["position"])
+                      .exclude(pk=self.instance.pk).exclude(product=data["product"]).select_related("product"))
+            query_words = words(data.get("query") or "")
+            clash = next((rule for rule in pinned if words(rule.query) == query_words), None)  # the same query
+            if clash is not None:
                 self.add_error("position", f"{clash.product.sku} is already pinned at position {clash.position} for "
                                            "this query (rule {}): choose another position.".format(clash.pk))
         return data
@@ -256,8 +258,15 @@ class PreviewMixin:
         return [path("preview/", self.admin_site.admin_view(self.preview_view), name="%s_%s_preview" % info),
                 *super().get_urls()]
 
+    preview_rows = ""  # the rows query_merchandising takes the form's row with: "rules" or "synonyms"
+
+    def preview_row(self, row):
+        return row
+
     def merchandising(self, query: str, row, saved_pk) -> Merchandising:
-        raise NotImplementedError
+        """The rules and synonyms for the query with the form's row in place of its saved self."""
+        saved = self.model.objects.filter(active=True).exclude(pk=saved_pk)
+        return query_merchandising(query, **{self.preview_rows: [*saved, self.preview_row(row)]})
 
     def preview_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
@@ -301,6 +310,7 @@ class PreviewMixin:
 @admin.register(RankingRule)
 class RankingRuleAdmin(PreviewMixin, admin.ModelAdmin):
     form = RankingRuleForm
+    preview_rows = "rules"
     list_display = ("rule_query", "action", "target", "note", "state", "updated_at")
     list_filter = ("action", "match", "active")
     search_fields = ("query", "product__sku", "product__title", "value", "note")
@@ -338,19 +348,15 @@ class RankingRuleAdmin(PreviewMixin, admin.ModelAdmin):
             return "ended"
         return f"live until {timezone.localtime(obj.ends_at):%Y-%m-%d %H:%M}" if obj.ends_at else "live"
 
-    def merchandising(self, query: str, row: RankingRule, saved_pk) -> Merchandising:
-        saved = RankingRule.objects.filter(active=True).exclude(pk=saved_pk)
+    def preview_row(self, row: RankingRule) -> RankingRule:
         row.starts_at = row.ends_at = None  # previewed as it will be while live, whatever its dates
-        return query_merchandising(query, rules=[*saved, row])
+        return row
 
 
 @admin.register(Synonym)
 class SynonymAdmin(PreviewMixin, admin.ModelAdmin):
     form = SynonymForm
+    preview_rows = "synonyms"
     list_display = ("words", "one_way_from", "note", "active", "updated_at")
     list_filter = ("active",)
     search_fields = ("words", "one_way_from", "note")
-
-    def merchandising(self, query: str, row: Synonym, saved_pk) -> Merchandising:
-        saved = Synonym.objects.filter(active=True).exclude(pk=saved_pk)
-        return query_merchandising(query, synonyms=[*saved, row])

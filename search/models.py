@@ -144,22 +144,9 @@ class RankingRule(models.Model):
     ends_at = models.DateTimeField(null=True, blank=True, help_text="Optional: until when (empty: until switched off).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # the query's words, folded (the admin finds two pins at one position of one query by it)
-    query_key = models.CharField(max_length=200, blank=True, editable=False)
 
     class Meta:
         ordering = ["query", "id"]
-
-    def live(self, at) -> bool:
-        """Active, and within its dates at this time."""
-        return self.active and (self.starts_at is None or self.starts_at <= at) and (
-            self.ends_at is None or at < self.ends_at)
-
-    def save(self, *args, **kwargs):
-        from .retrieval.keywords import words
-
-        self.query_key = " ".join(words(self.query))[:200]
-        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         when = "every word search" if self.match == self.Match.ANY else f"{self.get_match_display().lower()} {self.query!r}"
