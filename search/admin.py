@@ -110,7 +110,8 @@ class SearchInsightAdmin(admin.ModelAdmin):
         days = [d.day for d in totals.days]
         context.update(
             period=period, start=bound.cleaned_data["start"], end=bound.cleaned_data["end"],
-            channel=dict(bound.fields["channel"].choices)[bound.cleaned_data["channel"]].lower(), totals=totals, query_string=request.GET.urlencode(),
+            channel=dict(bound.fields["channel"].choices)[bound.cleaned_data["channel"]].lower(), totals=totals,
+            query_string=request.GET.urlencode(),
             tables=[(name, TABLE_TITLES[name], rows) for name, rows in query_tables(period).items()],
             searches_chart=bar_chart(days, [d.searches for d in totals.days], title="Searches per day"),
             rates_chart=rate_chart(days, {"Click-through rate": ([d.ctr for d in totals.days], "#1b7f3b"),
@@ -231,8 +232,8 @@ class SynonymForm(forms.ModelForm):
         for part in self.cleaned_data["words"].split(","):
             found = words(part)
             if len(found) > 1:
-                raise forms.ValidationError(f"“{part.strip()}” is {len(found)} words: a synonym is one word, matched "
-                                            "with one word. Write it as one, or leave it out.")
+                raise forms.ValidationError(f"“{part.strip()}” is {len(found)} words: a synonym is one word, "
+                                            "matched with one word. Write it as one, or leave it out.")
             if found and found[0] not in group:
                 group.append(found[0])
         if len(group) < 2:

@@ -149,7 +149,8 @@ class RankingRule(models.Model):
         ordering = ["query", "id"]
 
     def __str__(self) -> str:
-        when = "every word search" if self.match == self.Match.ANY else f"{self.get_match_display().lower()} {self.query!r}"
+        when = ("every word search" if self.match == self.Match.ANY
+                else f"{self.get_match_display().lower()} {self.query!r}")
         return f"{self.get_action_display()} — {when}"
 
 

@@ -1,7 +1,7 @@
 """The merchandiser's rules that apply to a word search: its ranking rules (search.retrieval.rules)
-and the synonyms of its words for the keyword leg. Read from the database at each search, so a
-saved rule applies to the next search in every process, without a deploy or a restart: each
-process keeps them compiled and asks the database only whether they changed."""
+and the synonyms of its words for the keyword leg. Each process keeps them compiled and asks the
+database at each search only whether they changed, so a saved rule applies to the next search
+in every process, without a deploy or a restart."""
 from __future__ import annotations
 
 import threading
@@ -28,8 +28,7 @@ class Merchandising:
 
 def rule_of(row: RankingRule) -> Rule:
     """A rule row as the ranking applies it."""
-    payload_field = {"brand": "brand", "category": "category"}.get(row.field) or (
-        attribute_field(row.attribute) if row.field == RankingRule.Field.ATTRIBUTE else "")
+    payload_field = attribute_field(row.attribute) if row.field == RankingRule.Field.ATTRIBUTE else row.field
     return Rule(id=row.pk or 0, action=row.action, product_id=row.product_id, position=row.position,
                 field=payload_field, value=facet_key(row.value) if row.value else "",
                 strength=min(max(row.strength or 0, 1), 100) / 100)
@@ -137,8 +136,8 @@ def query_merchandising(query: str, *, rules: Iterable[RankingRule] | None = Non
             found.setdefault(word, []).extend(w for w in others if w not in found[word])
             if synonym_id not in used:
                 used.append(synonym_id)
-    return Merchandising(rules=book.applying(query_words, timezone.now()), synonyms={w: tuple(v) for w, v in found.items() if v},
-                         synonym_ids=tuple(used))
+    return Merchandising(rules=book.applying(query_words, timezone.now()),
+                         synonyms={w: tuple(v) for w, v in found.items() if v}, synonym_ids=tuple(used))
 
 
 __all__ = ["Merchandising", "query_merchandising", "rule_of", "synonym_words"]

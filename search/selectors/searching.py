@@ -429,8 +429,9 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
     ranked, result.count_capped = ranked_under(filters.where())
     applied = None
     if merchandising is not None and (merchandising.rules or merchandising.synonym_ids):
-        applied = rules_apply(ranked, merchandising.rules, relevance=sort == "relevance",
-                              pinnable=_pinnable(merchandising, ranked, filters, index) if sort == "relevance" else None)
+        relevance = sort == "relevance"  # pins, boosts and buries are the relevance order's
+        applied = rules_apply(ranked, merchandising.rules, relevance=relevance,
+                              pinnable=_pinnable(merchandising, ranked, filters, index) if relevance else None)
         ranked = applied.ranked
         used = {"rules": applied.rule_ids, "synonyms": list(merchandising.synonym_ids)}
         result.merchandising = {key: ids for key, ids in used.items() if ids}

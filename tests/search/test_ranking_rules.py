@@ -212,7 +212,8 @@ def test_a_search_logs_its_rules_and_the_placed_products_are_no_training_negativ
     assert "placement" not in body["results"][0] and "pinned" not in str(body)  # shoppers see only the result
     event = SearchEvent.objects.get(pk=body["search_id"])
     assert event.merchandising == {"rules": [pin.pk]}
-    assert [(i.product_sku, i.placement) for i in event.impressions.all()[:2]] == [("blue-vase", "pinned"), (body["results"][1]["sku"], "")]
+    assert [(i.product_sku, i.placement) for i in event.impressions.all()[:2]] == \
+        [("blue-vase", "pinned"), (body["results"][1]["sku"], "")]
     third = body["results"][2]
     assert client.post("/api/clicks", {"search_id": body["search_id"], "product_id": third["id"]},
                        content_type="application/json").status_code == 201

@@ -47,7 +47,8 @@ def rows(html: str, table: str) -> list[list[str]]:
     ({"action": "boost", "field": ""}, "field", "Choose what the products to boost must have"),
     ({"action": "bury", "field": "attribute", "value": "red"}, "attribute", "Name the attribute"),
     ({"action": "boost", "field": "brand", "value": "  "}, "value", "Give the value the products must have"),
-    ({"starts_at": "2026-12-01T10:00", "ends_at": "2026-11-30T10:00"}, "ends_at", "The rule would end before it starts"),
+    ({"starts_at": "2026-12-01T10:00", "ends_at": "2026-11-30T10:00"}, "ends_at",
+     "The rule would end before it starts"),
 ])
 def test_a_rule_missing_what_it_needs_says_what_to_fix_and_is_not_saved(merchandiser, shop, changes, field, message):
     form = pin_form(**{"product": str(shop["green-mug"]), **changes})
@@ -58,8 +59,9 @@ def test_a_rule_missing_what_it_needs_says_what_to_fix_and_is_not_saved(merchand
 
 
 def test_a_second_product_pinned_at_a_taken_position_is_refused(merchandiser, shop):
-    assert merchandiser.post("/admin/search/rankingrule/add/", pin_form(product=str(shop["green-mug"]))).status_code == 302
-    response = merchandiser.post("/admin/search/rankingrule/add/", pin_form(query="Red  MUG", product=str(shop["red-lamp"])))
+    add = "/admin/search/rankingrule/add/"
+    assert merchandiser.post(add, pin_form(product=str(shop["green-mug"]))).status_code == 302
+    response = merchandiser.post(add, pin_form(query="Red  MUG", product=str(shop["red-lamp"])))
     assert "green-mug is already pinned at position 1 for this query" in response.content.decode()
     assert RankingRule.objects.count() == 1
 
@@ -74,7 +76,8 @@ def test_a_synonym_of_two_words_is_refused_and_the_words_are_kept_folded(merchan
 
 
 def test_the_preview_shows_the_results_now_and_with_the_rule_and_saves_nothing(merchandiser, vector_engine, shop):
-    response = merchandiser.post("/admin/search/rankingrule/preview/", pin_form(product=str(shop["blue-sock"]), position="2"))
+    response = merchandiser.post("/admin/search/rankingrule/preview/",
+                                 pin_form(product=str(shop["blue-sock"]), position="2"))
     html = response.content.decode()
     assert response.status_code == 200, html
     now, then = rows(html, "preview-now"), rows(html, "preview-then")
