@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.db.models import Avg, Count, Q, QuerySet, Sum
 
 from search.models import Click, SearchEvent
 
@@ -163,11 +163,11 @@ def product_queries(period: Period, *, product_id: int, limit: int = 30) -> list
     channels = CHANNELS.get(period.channel, ())
     if channels:
         clicks = clicks.filter(search__channel__in=channels)
-    rows = (clicks.values("search__query_normalized").annotate(clicks=Count("id"), mean_position=Avg("position"),
-                                                                 shown=Max("search__query"))
+    rows = (clicks.values("search__query_normalized").annotate(clicks=Count("id"), mean_position=Avg("position"))
             .order_by("-clicks", "search__query_normalized"))
-    return [ProductQueryRow(query=r["shown"] or r["search__query_normalized"], clicks=r["clicks"],
-                            mean_position=r["mean_position"]) for r in rows[:limit]]
+    # as the query tables show it: the log's folded query, whatever spelling was typed
+    return [ProductQueryRow(query=r["search__query_normalized"], clicks=r["clicks"], mean_position=r["mean_position"])
+            for r in rows[:limit]]
 
 
 __all__ = ["CHANNELS", "TABLES", "DayRow", "Period", "ProductQueryRow", "QueryRow", "Summary", "period_searches",
