@@ -1,6 +1,6 @@
 """Charts drawn on the server as inline SVG: no JavaScript library, no CDN, nothing the page's
 Content-Security-Policy must allow. Each chart has a title and a description for screen
-readers; the table beside it holds the same numbers."""
+readers, each bar and point its number as a tooltip; the page's "Days as CSV" has them all."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,17 +12,17 @@ from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 480, 200
 LEFT, RIGHT, TOP, BOTTOM = 44, 8, 24, 30
+INNER_W, INNER_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM  # the plotting area
 
 
 def _frame(title: str, description: str, body: list[str], y_labels: list[tuple[float, str]]) -> SafeString:
-    inner_h = HEIGHT - TOP - BOTTOM
     key = slugify(title)  # ids unique on a page of charts with different titles
     parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
              f'aria-labelledby="{key}-title {key}-desc" xmlns="http://www.w3.org/2000/svg">',
              f'<title id="{key}-title">{escape(title)}</title>',
              f'<desc id="{key}-desc">{escape(description)}</desc>']
     for share, label in y_labels:
-        y = TOP + inner_h * (1 - share)
+        y = TOP + INNER_H * (1 - share)
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12" fill="#444">'
                      f'{escape(label)}</text>')
@@ -40,14 +40,13 @@ def _x_labels(days: Sequence[date], xs: Sequence[float]) -> list[str]:
 def bar_chart(days: Sequence[date], values: Sequence[int], *, title: str) -> SafeString:
     """One bar per day."""
     top = max(values, default=0) or 1
-    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = inner_w / max(1, len(values))
+    slot = INNER_W / max(1, len(values))
     body, xs = [], []
     for i, value in enumerate(values):
-        height = inner_h * value / top
+        height = INNER_H * value / top
         x = LEFT + i * slot
         xs.append(x + slot / 2)
-        body.append(f'<rect x="{x + slot * 0.15:.1f}" y="{TOP + inner_h - height:.1f}" width="{slot * 0.7:.1f}" '
+        body.append(f'<rect x="{x + slot * 0.15:.1f}" y="{TOP + INNER_H - height:.1f}" width="{slot * 0.7:.1f}" '
                     f'height="{height:.1f}" fill="#417690"><title>{days[i]:%Y-%m-%d}: {value}</title></rect>')
     body += _x_labels(days, xs)
     description = f"{len(values)} days, from {days[0]:%Y-%m-%d} to {days[-1]:%Y-%m-%d}; most in a day: {top}." \
@@ -57,14 +56,13 @@ def bar_chart(days: Sequence[date], values: Sequence[int], *, title: str) -> Saf
 
 def rate_chart(days: Sequence[date], series: dict[str, tuple[Sequence[float], str]], *, title: str) -> SafeString:
     """Lines of shares (0 to 1) per day, each with its colour; a legend names them."""
-    inner_w, inner_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    slot = inner_w / max(1, len(days))
+    slot = INNER_W / max(1, len(days))
     xs = [LEFT + slot * (i + 0.5) for i in range(len(days))]
     body = []
     for n, (name, (values, colour)) in enumerate(series.items()):
-        points = " ".join(f"{x:.1f},{TOP + inner_h * (1 - v):.1f}" for x, v in zip(xs, values))
+        points = " ".join(f"{x:.1f},{TOP + INNER_H * (1 - v):.1f}" for x, v in zip(xs, values))
         body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
-        body += [f'<circle cx="{x:.1f}" cy="{TOP + inner_h * (1 - v):.1f}" r="2.5" fill="{colour}">'
+        body += [f'<circle cx="{x:.1f}" cy="{TOP + INNER_H * (1 - v):.1f}" r="2.5" fill="{colour}">'
                  f'<title>{escape(name)} {days[i]:%Y-%m-%d}: {v:.0%}</title></circle>'
                  for i, (x, v) in enumerate(zip(xs, values))]
         body.append(f'<rect x="{LEFT + n * 190}" y="4" width="12" height="12" fill="{colour}"/>'
