@@ -302,7 +302,8 @@ class PreviewMixin:
             context["errors"] = [f"The search could not run: {exc}"]
             return render(request, self.preview_template, context)
         was = {r.id: i + 1 for i, r in enumerate(now.ranked)}
-        gone = [hit for hit in now.hits if hit.product.pk not in {r.id for r in then.ranked}]
+        shown = {hit.product.pk for hit in then.hits}
+        gone = [hit for hit in now.hits if hit.product.pk not in shown]  # pushed off the page, or hidden
         context.update(query=query, now=now, then=then, gone=gone,
                        moved=[(hit, was.get(hit.product.pk)) for hit in then.hits])
         return render(request, self.preview_template, context)

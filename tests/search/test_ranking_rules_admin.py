@@ -89,6 +89,14 @@ def test_the_preview_shows_the_results_now_and_with_the_rule_and_saves_nothing(m
     assert not RankingRule.objects.exists()
 
 
+def test_the_preview_names_what_leaves_the_page(merchandiser, vector_engine, shop):
+    html = merchandiser.post("/admin/search/rankingrule/preview/",
+                             pin_form(action="hide", product=str(shop["no-image"]))).content.decode()
+    assert "no-image" in [r[1] for r in rows(html, "preview-now")]
+    assert "no-image" not in [r[1] for r in rows(html, "preview-then")]
+    assert '<p id="preview-gone">No longer shown on this page: no-image.</p>' in html
+
+
 def test_the_preview_of_an_edit_replaces_the_saved_rule_and_of_a_synonym_shows_what_it_finds(merchandiser,
                                                                                                  vector_engine, shop):
     saved = RankingRule.objects.create(action="hide", query="red mug", product=Product.objects.get(sku="no-desc"))
