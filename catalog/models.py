@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -64,9 +65,11 @@ class IndexStatus(models.TextChoices):
 
 
 class ProductQuerySet(models.QuerySet):
-    def mark_pending(self) -> int:
-        """Flag rows for re-indexing; for bulk `update()` paths, which send no signals."""
-        return self.update(index_status=IndexStatus.PENDING)
+    def mark_pending(self, **also: Any) -> int:
+        """Flag rows for re-indexing (setting `also` too); for bulk `update()` paths, which send
+        no signals. `updated_at` moves with the flag: it is the row's version, and an index run
+        that read the row before writes its state only if that did not change."""
+        return self.update(index_status=IndexStatus.PENDING, updated_at=timezone.now(), **also)
 
     def pending(self) -> "ProductQuerySet":
         """Rows whose last change has not reached search yet: the flag the sweep drains."""

@@ -24,8 +24,7 @@ def products_reindex(*, product_ids: Sequence[int]) -> int:
     """Force re-embedding of these products even if their content is unchanged."""
     ids = list(product_ids)
     with transaction.atomic():
-        count = Product.objects.filter(pk__in=ids).update(
-            index_status=IndexStatus.PENDING, content_hash="", payload_hash="")
+        count = Product.objects.filter(pk__in=ids).mark_pending(content_hash="", payload_hash="")
         products_changed_on_commit(product_ids=ids)
     return count
 

@@ -434,8 +434,7 @@ def _payloads_rewrite() -> int:
     """The store was written by an older version (before the keyword leg, or the facet payload):
     the sweep writes every indexed product's payload and keywords again (a payload write each,
     no encoding). Returns how many."""
-    flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).update(
-        index_status=IndexStatus.PENDING, payload_hash="")
+    flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).mark_pending(payload_hash="")
     logger.warning("The vector index was written by an older version; %d product(s) get their payload "
                    "written again (no encoding).", flagged)
     return flagged

@@ -324,3 +324,39 @@ def _forget_keywords(index) -> None:
         index.client.delete_vector_name(index.collection, "keywords")
         index._keywords = None
     index.schema_forget()  # as a process that opens this older store
+
+
+class _FlaggedWhileEncoding:
+    """The real encoder; while it encodes, another process flags the rows again (an admin
+    re-index, a bulk update), as happens when an index run is already reading them."""
+
+    def __init__(self, encoder, flag):
+        self._encoder, self._flag = encoder, flag
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def encode_texts(self, texts):
+        self._flag()
+        return self._encoder.encode_texts(texts)
+
+
+@pytest.mark.parametrize("flag", ["products_reindex", "mark_pending"])
+def test_a_row_flagged_during_an_index_run_stays_pending_for_the_next(make_product, index, encoder, flag):
+    # given a product indexed once, whose index run is started again
+    product = make_product("Red ceramic mug")
+    products_reindex(product_ids=[product.pk])
+
+    def flag_again():
+        if flag == "products_reindex":
+            products_reindex(product_ids=[product.pk])
+        else:
+            Product.objects.filter(pk=product.pk).mark_pending(content_hash="")
+
+    # when the rows are flagged again while that run encodes them
+    report = products_index(product_ids=[product.pk], encoder=_FlaggedWhileEncoding(encoder, flag_again))
+
+    # then the run does not write "indexed" over the new flag: the sweep still sees it
+    assert report.indexed == 1
+    assert Product.objects.get(pk=product.pk).index_status == IndexStatus.PENDING
+    assert Product.objects.pending().filter(pk=product.pk).exists()

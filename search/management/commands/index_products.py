@@ -94,6 +94,6 @@ class Command(BaseCommand):
         if recreate:
             raise CommandError(f"{exc} Stop the server first: --recreate rebuilds the index from scratch.")
         changes = {"content_hash": ""} if force else {}
-        handed = Product.objects.filter(pk__in=ids).update(index_status=IndexStatus.PENDING, **changes)
+        handed = Product.objects.filter(pk__in=ids).mark_pending(**changes)
         self.stdout.write(f"{exc} Handed {handed} products to the running server, which indexes them within "
                           f"{settings.SEARCH_EMBEDDED_SWEEP_SECONDS:g} s (or run this again once it is stopped).")
