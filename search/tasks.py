@@ -106,12 +106,14 @@ def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
     """Queue products left pending longer than the grace period and not queued since the
     broker would have redelivered a lost message; returns how many."""
     grace = settings.SEARCH_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    started = timezone.now()
     # a changed model: flag what its store lacks, or serve it once the workers have filled it
     model_switch_advance()
     now = timezone.now()
     cutoff = now - timedelta(seconds=grace)
     redelivered = now - timedelta(seconds=settings.SEARCH_QUEUE_REDELIVERY_SECONDS)
-    ids = list(Product.objects.pending().filter(updated_at__lte=cutoff)
+    # rows this sweep flagged itself have no task of their own: they go now, not after the grace
+    ids = list(Product.objects.pending().filter(Q(updated_at__lte=cutoff) | Q(updated_at__gte=started))
                .filter(Q(index_queued_at__isnull=True) | Q(index_queued_at__lt=redelivered))
                .values_list("pk", flat=True))
     if ids:

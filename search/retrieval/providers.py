@@ -346,7 +346,7 @@ def _serving_look() -> str | None:
 
 def serving_model_id() -> str:
     """The model whose vectors the serving store holds; the configured model when it is empty."""
-    current = get_encoder().model_id
+    current = embedding_model_id()  # never the loaded encoder's: browsing needs no model
     if settings.QDRANT_URL:
         return _serving_look() or current
     # the embedded engines see every write: the answer is exact, and remembered until the next
@@ -355,13 +355,13 @@ def serving_model_id() -> str:
 
 def model_switching() -> bool:
     """The serving store holds another model's vectors than the configured model's."""
-    return serving_model_id() != get_encoder().model_id
+    return serving_model_id() != embedding_model_id()
 
 
 @_built_once
 def get_next_index() -> ProductIndex:
     """The store being filled for the configured model during a switch."""
-    name = f"{settings.SEARCH_COLLECTION}-{hashlib.sha256(get_encoder().model_id.encode('utf-8')).hexdigest()[:12]}"
+    name = f"{settings.SEARCH_COLLECTION}-{hashlib.sha256(embedding_model_id().encode('utf-8')).hexdigest()[:12]}"
     if not _edge():
         return QdrantServerIndex(get_qdrant_client(), name, local=not settings.QDRANT_URL, layout=qdrant_layout())
     index = EdgeIndex(Path(settings.QDRANT_PATH) / name)

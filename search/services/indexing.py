@@ -462,7 +462,7 @@ def model_switch_advance() -> str:
     or "switched"."""
     if not providers.model_switching():
         return ""
-    current = providers.get_encoder().model_id
+    current = providers.embedding_model_id()
     catalog = Product.objects.searchable()
     flagged = catalog.filter(index_status=IndexStatus.INDEXED).exclude(indexed_model=current).mark_pending()
     if flagged:

@@ -89,3 +89,36 @@ def test_one_command_named_by_the_message_rebuilds_the_store(client, edge_shop, 
     page = client.get("/", {"q": "red mug"}).content.decode()
     assert NOTICE not in page and cards(page) == 5  # every product that matches "red mug"
     assert client.get("/api/search", {"q": "red mug"}).json()["results"][0]["sku"] in ("no-image", "no-desc")
+
+
+def test_browsing_and_the_sweep_need_no_model(client, settings, tmp_path, tiny_model_dir, make_product):
+    import shutil
+
+    from search.tasks import products_sweep_pending
+
+    # given a shop indexed by a model that then cannot be loaded (its files gone, a hub down)
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    settings.SEARCH_EMBEDDING_MODEL = str(model)
+    providers.reset(encoder=True)
+    titles = ["Red mug", "Blue vase", "Green lamp"]
+    for title in titles:
+        make_product(title)
+    shutil.rmtree(model)
+    providers.reset(encoder=True)
+    try:
+        # then the home page shows the catalog, without the notice
+        page = client.get("/")
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert NOTICE not in html and cards(html) == len(titles)
+        # and the API browses
+        api = client.get("/api/search", {"q": ""})
+        assert api.status_code == 200 and api.json()["count"] == len(titles)
+        # and beat's sweep runs (nothing pending, nothing to load)
+        assert products_sweep_pending() == 0
+        # while a word search says the model is unavailable
+        assert NOTICE in client.get("/", {"q": "mug"}).content.decode()
+        assert providers.get_encoder.cache_info().currsize == 0
+    finally:
+        providers.reset(encoder=True)
