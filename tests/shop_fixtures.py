@@ -25,8 +25,10 @@ CATALOG = {
 
 
 @pytest.fixture
-def concept(monkeypatch):
+def concept(monkeypatch, settings):
     encoder = ConceptEncoder()
+    # the configured model is the concept encoder (the serving code reads the setting's id)
+    settings.SEARCH_EMBEDDING_MODEL = encoder.model_id
     monkeypatch.setattr(providers, "get_encoder", lambda: encoder)
     return encoder
 
