@@ -31,10 +31,17 @@ MAX_QUERY_CHARS = 500
 MAX_PAGE_SIZE = 100
 STRATEGIES = ("normalized", "avg", "rrf", "dbsf", "text", "image")
 SORTS = ("relevance", "price_asc", "price_desc", "newest")
-# Price facet buckets: (min, max) inclusive, None = open. Chosen for a general shop's
-# price range; a filter picked from a bucket returns exactly the products it counted.
+# Price facet buckets: [min, max), None = open, so that a price on a boundary (25.00) is in one
+# bucket only. Chosen for a general shop's price range; a filter picked from a bucket returns
+# exactly the products it counted (bucket_range: its top is a cent below the next bucket's).
 PRICE_BUCKETS: tuple[tuple[int | None, int | None], ...] = (
     (None, 25), (25, 50), (50, 100), (100, 200), (200, None))
+CENT = Decimal("0.01")  # prices have two decimals (catalog.models.Product.price)
+
+
+def bucket_range(low: int | None, high: int | None) -> tuple[Decimal | None, Decimal | None]:
+    """The inclusive price filter of the bucket [low, high): what the facet counts and links to."""
+    return (Decimal(low) if low is not None else None, Decimal(high) - CENT if high is not None else None)
 FACET_LIMIT = 20
 
 
@@ -151,8 +158,9 @@ class FacetValue:
     label: str
     count: int
     selected: bool = False
-    price_min: int | None = None
-    price_max: int | None = None
+    # a price bucket's filter, both ends included (bucket_range)
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
 
 
 @dataclass
@@ -203,18 +211,18 @@ class SearchResult:
 
 def _price_label(low: int | None, high: int | None) -> str:
     if low is None:
-        return f"Up to {high}"
+        return f"Under {high}"
     if high is None:
         return f"{low} and up"
     return f"{low}–{high}"
 
 
-def _in_bucket(price: float, low: int | None, high: int | None) -> bool:
-    return (low is None or price >= low) and (high is None or price <= high)
+def _in_bucket(price: float, low: Decimal | None, high: Decimal | None) -> bool:
+    return (low is None or price >= float(low)) and (high is None or price <= float(high))
 
 
 def _facets_from_counts(filters: SearchFilters, counts: Mapping[str, Counter],
-                        price_of: Callable[[int | None, int | None], int]) -> dict[str, list[FacetValue]]:
+                        price_of: Callable[[Decimal | None, Decimal | None], int]) -> dict[str, list[FacetValue]]:
     """The facets shown: category, brand and each attribute filter with a value among the
     products counted, or one chosen; then the price buckets. Values are labelled with the
     spelling most products use."""
@@ -231,10 +239,10 @@ def _facets_from_counts(filters: SearchFilters, counts: Mapping[str, Counter],
 
     prices = []
     for low, high in PRICE_BUCKETS:
-        selected = (filters.price_min == (Decimal(low) if low is not None else None)
-                    and filters.price_max == (Decimal(high) if high is not None else None))
-        prices.append(FacetValue(f"{low or ''}-{high or ''}", _price_label(low, high), price_of(low, high),
-                                 selected, low, high))
+        least, most = bucket_range(low, high)
+        selected = filters.price_min == least and filters.price_max == most
+        prices.append(FacetValue(f"{low or ''}-{high or ''}", _price_label(low, high), price_of(least, most),
+                                 selected, least, most))
     facets = {name: values(name) for name in _facet_fields()}
     return {**{name: found for name, found in facets.items() if found or name in ("category", "brand")},
             "price": prices}
@@ -252,7 +260,7 @@ def _index_facets(index: ProductIndex, filters: SearchFilters,
     counts = {name: Counter(index.facet(name, where=matching(name), limit=FACET_LIMIT)) for name in _facet_fields()}
     by_price = matching("price") or Where()
 
-    def price_of(low: int | None, high: int | None) -> int:
+    def price_of(low: Decimal | None, high: Decimal | None) -> int:
         bucket = (("price", float(low) if low is not None else None, float(high) if high is not None else None),)
         return index.count(by_price.also(ranges=bucket))
 
@@ -279,7 +287,7 @@ def _db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVa
 
     price_qs = filters.queryset(base, skip="price")
 
-    def price_of(low: int | None, high: int | None) -> int:
+    def price_of(low: Decimal | None, high: Decimal | None) -> int:
         q = Q()
         if low is not None:
             q &= Q(price__gte=low)
@@ -577,7 +585,7 @@ def _match_facets(filters: SearchFilters, matched: list[Mapping],
 
     prices = [float(payload.get("price", 0.0)) for payload in unfiltered.get("price", matched)]
 
-    def price_of(low: int | None, high: int | None) -> int:
+    def price_of(low: Decimal | None, high: Decimal | None) -> int:
         return sum(1 for p in prices if _in_bucket(p, low, high))
 
     return _facets_from_counts(filters, {name: counter(name) for name in _facet_fields()}, price_of)

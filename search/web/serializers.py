@@ -213,8 +213,11 @@ class FacetValueSerializer(serializers.Serializer):
     label = serializers.CharField()
     count = serializers.IntegerField()
     selected = serializers.BooleanField()
-    price_min = serializers.IntegerField(allow_null=True, required=False)
-    price_max = serializers.IntegerField(allow_null=True, required=False)
+    # a price bucket's filter, both ends included: "25-50" is 25.00 to 49.99
+    price_min = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=False,
+                                         allow_null=True, required=False)
+    price_max = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=False,
+                                         allow_null=True, required=False)
 
 
 class FacetsSerializer(serializers.Serializer):

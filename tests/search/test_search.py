@@ -86,7 +86,7 @@ def test_facets_count_the_query_and_ignore_their_own_filter(shop):
     assert categories == {"mugs": (3, True), "scarves": (1, False), "lamps": (1, False)}
     # the others count within the chosen category
     assert brands == {"Acme": 1, "Lumen": 2}
-    assert prices["Up to 25"] == 3 and prices["100–200"] == 0 and prices["200 and up"] == 0
+    assert prices["Under 25"] == 3 and prices["100–200"] == 0 and prices["200 and up"] == 0
 
 
 def test_count_facets_and_pages_cover_exactly_the_matches(shop):
@@ -214,3 +214,28 @@ def test_warming_up_loads_the_model_and_measures_the_cutoff_before_the_first_sea
     monkeypatch.setattr(concept, "encode_texts", lambda texts, **kw: calls.append(texts) or original(texts, **kw))
     product_search(query="red mug")
     assert calls == [["red mug"]]  # no calibration left for the first shopper: only the query
+
+
+def test_a_price_on_a_bucket_boundary_is_counted_once_and_its_bucket_lists_it(make_product):
+    # given mugs on either side of the 25 and 50 boundaries
+    prices = {"a": "24.99", "b": "25.00", "c": "49.99", "d": "50.00"}
+    for name, price in prices.items():
+        make_product(f"Red mug {name}", price=Decimal(price))
+
+    def buckets(result) -> dict[str, int]:
+        return {f.label: f.count for f in result.facets["price"] if f.count}
+
+    # when the shop is browsed (the engine counts), searched (the matches count), and browsed
+    # while a product is pending (the database counts)
+    browsed, searched = product_search(), product_search(query="red mug")
+    Product.objects.filter(title="Red mug a").mark_pending()
+    pending = product_search()
+
+    # then each price is in one bucket: 25.00 in "25–50", 50.00 in "50–100"
+    for result in (browsed, searched, pending):
+        assert buckets(result) == {"Under 25": 1, "25–50": 2, "50–100": 1}
+        # and a bucket's filter finds exactly what it counted
+        for facet in result.facets["price"]:
+            chosen = product_search(filters=SearchFilters(price_min=facet.price_min, price_max=facet.price_max))
+            assert chosen.count == facet.count, facet.label
+            assert next(f for f in chosen.facets["price"] if f.label == facet.label).selected
