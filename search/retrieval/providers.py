@@ -29,9 +29,9 @@ from .calibration import Cutoff, cutoff_calibrate
 from .encoders import Encoder, load_encoder
 from .fusion import Calibration, weights_parse
 from .keywords import KeywordEncoder
-from .vector_store import IndexBusyError, IndexUnavailableError, ProductIndex
+from .vector_store import IndexBusyError, IndexTransientError, IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
-from .vector_store.server import QdrantServerIndex, alias_point, alias_target
+from .vector_store.server import QdrantServerIndex, alias_point, alias_target, server_transient
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -328,8 +328,11 @@ def _serving_folder() -> str:
 def _serving_collection(client: QdrantClient) -> str:
     try:
         return alias_target(client, settings.SEARCH_COLLECTION) or settings.SEARCH_COLLECTION
-    except Exception as exc:  # connection errors come in many types; all mean "not now"
-        raise IndexUnavailableError(f"The Qdrant server at {settings.QDRANT_URL} cannot be reached ({exc}).") from exc
+    except Exception as exc:
+        if server_transient(exc):  # not now: the store itself may well be sound
+            raise IndexTransientError(f"The Qdrant server at {settings.QDRANT_URL} did not answer ({exc}); "
+                                      "try again in a moment.") from exc
+        raise
 
 
 def _serving_look() -> str | None:

@@ -21,7 +21,7 @@ from catalog.images import image_load
 from .throttling import ClickThrottle, PhotoThrottle, SearchThrottle, SuggestThrottle
 
 from search.retrieval.encoders import ModelUnavailableError
-from search.retrieval.vector_store import IndexUnavailableError
+from search.retrieval.vector_store import IndexTransientError, IndexUnavailableError
 from search.selectors import product_search
 from search.selectors.suggesting import query_suggest
 from search.services import (
@@ -51,9 +51,19 @@ from .serializers import (
 logger = logging.getLogger(__name__)
 
 
+# How long a client waits before trying again after the index did not answer
+TRANSIENT_RETRY_AFTER = 5
+
+
 def _unavailable(exc: Exception) -> Response:
     # The reason (paths, the command that rebuilds the index) is for the operator's log.
     logger.error("Search unavailable: %s", exc)
+    if isinstance(exc, IndexTransientError):
+        response = Response({"detail": "Search is unavailable for a moment: the search index did not answer. "
+                                       f"Try again in {TRANSIENT_RETRY_AFTER} seconds."},
+                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = str(TRANSIENT_RETRY_AFTER)
+        return response
     what = "the search index cannot be read" if isinstance(exc, IndexUnavailableError) else \
         "the embedding model could not be loaded"
     return Response({"detail": f"Search is unavailable: {what}."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)

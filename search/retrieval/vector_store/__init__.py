@@ -11,6 +11,7 @@ from .base import (
     Matches,
     IndexBusyError,
     IndexSchemaError,
+    IndexTransientError,
     IndexUnavailableError,
     ProductIndex,
     ProductPoint,
@@ -20,5 +21,6 @@ from .base import (
     average_vector,
 )
 
-__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "Leg", "Matches", "IndexBusyError", "IndexSchemaError", "IndexUnavailableError",
+__all__ = ["CANDIDATE_PAYLOAD", "PAYLOAD_INDEXES", "SERVER_RANKINGS", "VECTOR_NAMES", "Hit", "Leg", "Matches", "IndexBusyError", "IndexSchemaError",
+           "IndexTransientError", "IndexUnavailableError",
            "ProductIndex", "ProductPoint", "Retrieval", "StoredPoint", "Where", "average_vector"]

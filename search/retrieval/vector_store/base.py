@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,16 @@ class IndexBusyError(IndexUnavailableError):
 
 class IndexSchemaError(IndexUnavailableError):
     """The collection exists with vectors of another size than the model produces."""
+
+
+class IndexTransientError(IndexUnavailableError):
+    """The engine did not answer this time (a timeout, a refused or dropped connection, a server
+    restarting): the store is fine, and the same call may succeed in a moment."""
+
+
+# A transient fault is tried once more after this pause before the caller is told to try again.
+TRANSIENT_RETRY_SECONDS = 0.2
+REBUILD_ADVICE = "Rebuild it from the database with `python manage.py index_products --all --recreate`."
 
 
 def average_vector(text: np.ndarray | None, image: np.ndarray | None) -> np.ndarray | None:
@@ -231,9 +242,12 @@ class ProductIndex(abc.ABC):
                 for pid, p in self.retrieve(ids, with_vectors=vectors).items()}
 
     # --- schema -------------------------------------------------------------------
-    @abc.abstractmethod
     def dim(self) -> int | None:
         """The vector size of the collection, or None when there is no collection."""
+        return self._guarded(self._stored_dim)
+
+    @abc.abstractmethod
+    def _stored_dim(self) -> int | None: ...
 
     def ensure_collection(self, dim: int) -> bool:
         """Create the collection (named vectors, the keyword leg's sparse vector, payload indexes)
@@ -397,17 +411,18 @@ class ProductIndex(abc.ABC):
 
     def count(self, where: Where | None = None) -> int:
         """The exact number of points (under `where`)."""
-        return self._remembered(("count", where), lambda: self._count(where))
+        return self._remembered(("count", where), lambda: self._guarded(lambda: self._count(where)))
 
     def facet(self, key: str, *, where: Where | None = None, limit: int = 20) -> dict[str, int]:
         """Exact counts of the points under `where` per value of the payload key `key` (given a
         keyword index if it has none), the `limit` most frequent values."""
         self.facet_index(key)
         if not self.sole_writer:
-            return self._facet(key, where, limit)
-        whole, complete = self._remembered(("facet", key, where), lambda: self._facet_whole(key, where))
+            return self._guarded(lambda: self._facet(key, where, limit))
+        whole, complete = self._remembered(("facet", key, where),
+                                           lambda: self._guarded(lambda: self._facet_whole(key, where)))
         if not complete and limit > self.FACET_VALUES:
-            return self._facet(key, where, limit)
+            return self._guarded(lambda: self._facet(key, where, limit))
         return dict(sorted(whole.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
 
     def _facet_whole(self, key: str, where: Where | None) -> tuple[dict[str, int], bool]:
@@ -430,14 +445,37 @@ class ProductIndex(abc.ABC):
         current = self.dim()
         if current is not None and current != query_dim:
             raise self._schema_error(current, query_dim)
-        try:
-            return self._query_batch(requests)
-        except IndexUnavailableError:
-            raise
-        except Exception as exc:  # engines raise their own types, or plain Exception (Edge)
-            raise IndexUnavailableError(
-                f"The vector index cannot be searched ({exc}). Rebuild it from the database with "
-                "`python manage.py index_products --all --recreate`.") from exc
+        return self._guarded(lambda: self._query_batch(requests))
+
+    def _guarded(self, call: Callable[[], T]) -> T:
+        """Run an engine call, sorting what it raises: a transient fault (`_transient`) is tried
+        once more, then is IndexTransientError ("try again"); a broken store (`_broken`: missing,
+        corrupt) is IndexUnavailableError with the rebuild advice; anything else (a bug) is
+        raised as it is, never answered with advice that would destroy a sound store."""
+        for attempt in (1, 2):
+            try:
+                return call()
+            except IndexUnavailableError:
+                raise
+            except Exception as exc:
+                if self._transient(exc):
+                    if attempt == 1:
+                        time.sleep(TRANSIENT_RETRY_SECONDS)
+                        continue
+                    raise IndexTransientError(
+                        f"The vector index did not answer ({exc}); try again in a moment.") from exc
+                if self._broken(exc):
+                    raise IndexUnavailableError(f"The vector index cannot be searched ({exc}). {REBUILD_ADVICE}") from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def _transient(self, exc: Exception) -> bool:
+        """Whether the engine's error means "not now" (each engine adds its client's types)."""
+        return isinstance(exc, (TimeoutError, ConnectionError))
+
+    def _broken(self, exc: Exception) -> bool:
+        """Whether the engine's error means the store itself is missing or unreadable."""
+        return False
 
     def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
                where: Where | None = None) -> list[Hit]:

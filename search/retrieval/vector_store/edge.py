@@ -66,6 +66,10 @@ class EdgeIndex(ProductIndex):
                     raise _unreadable(self.path, exc) from exc
             return self._shard
 
+    def _broken(self, exc: Exception) -> bool:
+        # the binding raises plain Exception for what its files hold; OSError for the files
+        return type(exc) is Exception or isinstance(exc, OSError)
+
     def close(self) -> None:
         with self._lock:
             if self._shard is not None:
@@ -73,7 +77,7 @@ class EdgeIndex(ProductIndex):
                 self._shard = None
 
     # --- schema -------------------------------------------------------------------
-    def dim(self) -> int | None:
+    def _stored_dim(self) -> int | None:
         if self._dim is None and (self.path / CONFIG_FILE).is_file():
             try:
                 config = json.loads((self.path / CONFIG_FILE).read_text(encoding="utf-8"))

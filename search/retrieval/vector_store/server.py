@@ -7,13 +7,27 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+import httpx
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ..keywords import SPARSE_VECTOR, Sparse
 from .base import PAYLOAD_INDEXES, VECTOR_NAMES, Found, ProductIndex, Request, StoredPoint, Where
 
 SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
            "bool": models.PayloadSchemaType.BOOL, "integer": models.PayloadSchemaType.INTEGER}
+
+
+# A server's answers that mean "not now": too many requests, a node restarting or overloaded.
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def server_transient(exc: BaseException) -> bool:
+    """Whether qdrant-client's error means the server did not answer this time (a timeout, a
+    refused or dropped connection, a busy node), not that the collection is broken."""
+    if isinstance(exc, UnexpectedResponse):
+        return exc.status_code in TRANSIENT_STATUSES
+    return isinstance(exc, (ResponseHandlingException, httpx.TransportError, TimeoutError, ConnectionError))
 
 
 def alias_target(client: QdrantClient, alias: str) -> str | None:
@@ -62,11 +76,20 @@ class QdrantServerIndex(ProductIndex):
     def _locked(self):
         return self._lock if self._lock is not None else nullcontext()
 
+    def _transient(self, exc: Exception) -> bool:
+        return server_transient(exc)
+
+    def _broken(self, exc: Exception) -> bool:
+        # the collection is gone (a server's 404; local mode raises ValueError "... not found")
+        if isinstance(exc, UnexpectedResponse):
+            return exc.status_code == 404
+        return isinstance(exc, ValueError) and "not found" in str(exc)
+
     def close(self) -> None:
         self.client.close()
 
     # --- schema -------------------------------------------------------------------
-    def dim(self) -> int | None:
+    def _stored_dim(self) -> int | None:
         if self._dim is not None:
             return self._dim
         with self._locked():

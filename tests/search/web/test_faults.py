@@ -122,3 +122,49 @@ def test_browsing_and_the_sweep_need_no_model(client, settings, tmp_path, tiny_m
         assert providers.get_encoder.cache_info().currsize == 0
     finally:
         providers.reset(encoder=True)
+
+
+@pytest.fixture
+def server_down(settings):
+    """QDRANT_URL names a Qdrant server that does not answer (restarting: its port refuses)."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    settings.QDRANT_URL = f"http://127.0.0.1:{port}"
+    providers.reset(encoder=False)
+    yield settings.QDRANT_URL
+    providers.reset(encoder=False)
+
+
+def test_a_server_that_does_not_answer_is_try_again_not_rebuild(client, server_down, caplog):
+    import numpy as np
+    from qdrant_client import QdrantClient
+
+    from search.retrieval.vector_store import IndexTransientError
+    from search.retrieval.vector_store.server import QdrantServerIndex
+
+    # the API: 503, try again, with Retry-After; never the advice to rebuild the store
+    api = client.get("/api/search", {"q": "red mug"})
+    assert api.status_code == 503 and api["Retry-After"] == "5"
+    assert "Try again in 5 seconds" in api.json()["detail"]
+    assert "--recreate" not in caplog.text and "did not answer" in caplog.text
+    # the storefront: the notice, and the catalog from the database
+    assert NOTICE in client.get("/", {"q": "red mug"}).content.decode()
+    # the store's own reads say the same, after one more try
+    index = QdrantServerIndex(QdrantClient(url=server_down, timeout=2), "products", local=False)
+    with pytest.raises(IndexTransientError) as raised:
+        index.search(np.ones(8, dtype=np.float32), using="text")
+    assert "try again" in str(raised.value) and "--recreate" not in str(raised.value)
+    with pytest.raises(IndexTransientError):
+        index.count()
+
+
+def test_a_bug_inside_an_engine_call_is_not_called_a_broken_store(index):
+    # a programming error in a read is raised as itself, not as "rebuild the store"
+    def bug():
+        raise TypeError("unsupported operand")
+
+    with pytest.raises(TypeError):
+        index._guarded(bug)
