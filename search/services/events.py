@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from catalog.models import Product
 from search.models import Click, SearchEvent, SearchImpression
-from search.selectors import SearchResult, query_normalize
+from search.selectors import SearchFilters, SearchResult, query_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -33,26 +33,56 @@ def session_pseudonym(session_key: str | None) -> str:
     return hmac.new(key, session_key.encode(), hashlib.sha256).hexdigest()
 
 
-def _search_rows(result: SearchResult, channel: str, session_key: str | None
-                 ) -> tuple[SearchEvent, list[SearchImpression]]:
-    from search.retrieval.providers import embedding_model_id
+@dataclass(frozen=True)
+class LoggedSearch:
+    """What the log keeps of a search: the request, its count and the page shown. Queued for
+    the writer instead of the SearchResult, which holds every match (up to SEARCH_MAX_MATCHES)
+    with its scores and payload, and the page's product rows."""
 
-    filters = {"category": list(result.filters.categories), "brand": list(result.filters.brands),
-               "price_min": str(result.filters.price_min) if result.filters.price_min is not None else None,
-               "price_max": str(result.filters.price_max) if result.filters.price_max is not None else None}
-    if result.filters.attributes:  # payload field ("attr_colour") -> the chosen values, folded
-        filters["attributes"] = {name: list(values) for name, values in result.filters.attributes}
+    search_id: str
+    mode: str
+    query: str
+    filters: SearchFilters
+    sort: str
+    strategy: str
+    model_id: str
+    page: int
+    page_size: int
+    count: int
+    merchandising: dict
+    day: date
+    # (product id, sku, position, score, placement) of each product shown
+    shown: tuple[tuple[int, str, int, float | None, str], ...]
+
+    @classmethod
+    def of(cls, result: SearchResult) -> LoggedSearch:
+        from search.retrieval.providers import embedding_model_id
+
+        return cls(search_id=result.search_id, mode=result.mode, query=result.query, filters=result.filters,
+                   sort=result.sort, strategy=result.strategy, model_id=result.model_id or embedding_model_id(),
+                   page=result.page, page_size=result.page_size, count=result.count,
+                   merchandising=dict(result.merchandising), day=timezone.localdate(),
+                   shown=tuple((hit.product.pk, hit.product.sku, hit.position, hit.score, hit.placement)
+                               for hit in result.hits))
+
+
+def _search_rows(search: LoggedSearch, channel: str, session_key: str | None
+                 ) -> tuple[SearchEvent, list[SearchImpression]]:
+    filters = {"category": list(search.filters.categories), "brand": list(search.filters.brands),
+               "price_min": str(search.filters.price_min) if search.filters.price_min is not None else None,
+               "price_max": str(search.filters.price_max) if search.filters.price_max is not None else None}
+    if search.filters.attributes:  # payload field ("attr_colour") -> the chosen values, folded
+        filters["attributes"] = {name: list(values) for name, values in search.filters.attributes}
     event = SearchEvent(
-        id=uuid.UUID(result.search_id), channel=channel, mode=result.mode, query=result.query[:500],
-        query_normalized=query_normalize(result.query).lower()[:500], filters=filters,
-        sort=result.sort, strategy=result.strategy,
-        model_id=(result.model_id or embedding_model_id())[:255],
-        page=result.page, page_size=result.page_size, result_count=result.count,
-        session_hash=session_pseudonym(session_key), day=timezone.localdate(),
-        merchandising=result.merchandising)
-    impressions = [SearchImpression(search=event, product_id=hit.product.pk, product_sku=hit.product.sku,
-                                    position=hit.position, score=hit.score, placement=hit.placement)
-                   for hit in result.hits]
+        id=uuid.UUID(search.search_id), channel=channel, mode=search.mode, query=search.query[:500],
+        query_normalized=query_normalize(search.query).lower()[:500], filters=filters,
+        sort=search.sort, strategy=search.strategy, model_id=search.model_id[:255],
+        page=search.page, page_size=search.page_size, result_count=search.count,
+        session_hash=session_pseudonym(session_key), day=search.day,
+        merchandising=search.merchandising)
+    impressions = [SearchImpression(search=event, product_id=pk, product_sku=sku, position=position, score=score,
+                                    placement=placement)
+                   for pk, sku, position, score, placement in search.shown]
     return event, impressions
 
 
@@ -77,9 +107,10 @@ def search_event_log(*, result: SearchResult, channel: str, session_key: str | N
     held until it settles (no more keystrokes for SEARCH_SETTLE_SECONDS, another kind of search
     from the same visit, or a click on it); one that more keystrokes replace is never written."""
     try:
+        search = LoggedSearch.of(result)
         if deferred and settings.SEARCH_LOG_DEFERRED:
-            return _writer().put(result, channel, session_key, typing=typing if typing in TYPING else None)
-        _write_searches([_search_rows(result, channel, session_key)])
+            return _writer().put(search, channel, session_key, typing=typing if typing in TYPING else None)
+        _write_searches([_search_rows(search, channel, session_key)])
     except Exception:  # the shopper still gets results; the operator gets the traceback
         logger.exception("Could not record search %s", result.search_id)
         return False
@@ -106,12 +137,12 @@ class _SearchLogWriter:
         self.thread.start()
         atexit.register(self.flush)
 
-    def put(self, result: SearchResult, channel: str, session_key: str | None, *,
+    def put(self, search: LoggedSearch, channel: str, session_key: str | None, *,
             typing: str | None = None) -> bool:
         """Queue the search; its rows are built in the writer thread, off the request path. A
         typed one is held per visit: the next keystroke's search replaces it (a prefix is counted
         nowhere); anything else from the visit, or time, settles it."""
-        item = (result, channel, session_key)
+        item = (search, channel, session_key)
         visit = session_key or ""
         with self.lock:
             earlier = self.held.pop(visit, None)
@@ -120,14 +151,14 @@ class _SearchLogWriter:
                     self.pending.pop(uuid.UUID(earlier[0][0].search_id), None)  # a prefix: dropped
                 else:
                     self.queue.put(earlier[0])  # it settled: this is another search
-            self.pending[uuid.UUID(result.search_id)] = threading.Event()
+            self.pending[uuid.UUID(search.search_id)] = threading.Event()
             if typing is not None and visit:
                 self.held[visit] = (item, time.monotonic())
                 return True
         if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
             _write_searches([_search_rows(*item)])
             with self.lock:
-                written = self.pending.pop(uuid.UUID(result.search_id), None)
+                written = self.pending.pop(uuid.UUID(search.search_id), None)
             if written is not None:
                 written.set()
             return True
@@ -187,11 +218,11 @@ class _SearchLogWriter:
     def _write(self, queued: list) -> None:
         batch = []
         try:
-            for result, channel, session_key in queued:
+            for search, channel, session_key in queued:
                 try:
-                    batch.append(_search_rows(result, channel, session_key))
+                    batch.append(_search_rows(search, channel, session_key))
                 except Exception:
-                    logger.exception("Could not record search %s", result.search_id)
+                    logger.exception("Could not record search %s", search.search_id)
             try:
                 _write_searches(batch)
             except Exception:
@@ -200,8 +231,8 @@ class _SearchLogWriter:
                     self._write_one(rows)
         finally:
             with self.lock:
-                for result, _, _ in queued:
-                    written = self.pending.pop(uuid.UUID(result.search_id), None)
+                for search, _, _ in queued:
+                    written = self.pending.pop(uuid.UUID(search.search_id), None)
                     if written is not None:
                         written.set()
 

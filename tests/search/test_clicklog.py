@@ -235,3 +235,31 @@ def test_only_the_search_a_shopper_settles_on_is_logged_not_the_prefixes(client,
     assert clicked.status_code == 201, clicked.content
     search_log_flush()
     assert sorted(SearchEvent.objects.values_list("query", flat=True)) == ["lamp", "red mug", "wool", "wool"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_search_keeps_what_the_log_writes_not_every_match(shop, settings, slow_log_writer):
+    # given a search whose result holds every match and the page's product rows
+    import gc
+    import weakref
+
+    from search.selectors import product_search
+    from search.services.events import search_event_log, search_log_flush
+
+    settings.SEARCH_LOG_DEFERRED = True
+    result = product_search(query="red mug", page_size=2)
+    assert len(result.ranked) > len(result.hits)
+    search_id, shown = result.search_id, [hit.product.sku for hit in result.hits]
+    # when it is queued behind a slow database
+    assert search_event_log(result=result, channel="api", session_key=None, deferred=True)
+    held = weakref.ref(result)
+    del result
+    gc.collect()
+    # then the queue does not keep the result (its matches, scores and rows) alive
+    assert held() is None
+    # and what it kept is what the log writes
+    slow_log_writer.set()
+    search_log_flush()
+    event = SearchEvent.objects.get(pk=search_id)
+    assert [i.product_sku for i in event.impressions.order_by("position")] == shown
+    assert event.result_count == 5
