@@ -172,3 +172,15 @@ class Synonym(models.Model):
 
     def __str__(self) -> str:
         return f"{self.one_way_from} → {self.words}" if self.one_way_from else self.words
+
+
+class FusionCalibration(models.Model):
+    """A model's fitted fusion calibration (calibrate_fusion), kept where every process of every
+    host reads it: a web container's file system is its own."""
+
+    model_id = models.CharField(max_length=255, unique=True)
+    coefficients = models.JSONField(help_text="Calibration.as_dict(): its version, coefficients and fit.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"fusion calibration of {self.model_id}"

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from search.retrieval import providers
+from search.selectors.calibrations import calibration_forget
 from search.selectors.lexicon import lexicon_forget
 
 # One INFO line per eager task drowns the output of a failing test.
@@ -42,14 +43,15 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     settings.SEARCH_VOCABULARY_SECONDS = 0
     # one client address runs the whole suite: rate limits are tested on their own (test_abuse.py)
     settings.SEARCH_RATE_LIMITS = ""
-    # the tiny model's folder is shared by the whole session: each test keeps its own calibration
-    settings.SEARCH_FUSION_CALIBRATION = str(tmp_path / "fusion_calibration.json")
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
+    # The fusion calibration is production's (the database's row), which each test rolls back.
     providers.reset(encoder=False)
     lexicon_forget()
+    calibration_forget()
     yield settings
     providers.reset(encoder=False)
     lexicon_forget()
+    calibration_forget()
 
 
 @pytest.fixture(params=["server", "edge"])

@@ -27,7 +27,7 @@ from qdrant_client import QdrantClient
 
 from .calibration import Cutoff, cutoff_calibrate
 from .encoders import Encoder, load_encoder
-from .fusion import Calibration, weights_parse
+from .fusion import weights_parse
 from .keywords import KeywordEncoder
 from .vector_store import IndexBusyError, IndexTransientError, IndexUnavailableError, ProductIndex
 from .vector_store.edge import EdgeIndex
@@ -101,62 +101,6 @@ def serving_warm_start() -> threading.Thread:
 def fusion_weights() -> dict[str, float]:
     """SEARCH_FUSION_WEIGHTS as a mapping (validated at start-up by the search.E002 check)."""
     return weights_parse(settings.SEARCH_FUSION_WEIGHTS)
-
-
-CALIBRATION_FILE = "fusion_calibration.json"
-_calibrations: dict[Path, tuple[float, Calibration | None]] = {}
-
-
-def calibration_path(model_id: str | None = None) -> Path | None:
-    """Where the fusion calibration of a model is kept: beside the model's files when the model
-    is a local folder, else under VAR_DIR/calibration/ (a hub id names no folder of ours). A path
-    in SEARCH_FUSION_CALIBRATION wins; "off" has none."""
-    setting = settings.SEARCH_FUSION_CALIBRATION
-    if setting == "off":
-        return None
-    if setting != "auto":
-        return Path(setting)
-    model_id = model_id or embedding_model_id()
-    folder = Path(model_id)
-    if folder.is_dir():
-        return folder / CALIBRATION_FILE
-    name = "".join(c if c.isalnum() or c in "-_." else "--" for c in model_id)
-    return Path(settings.VAR_DIR) / "calibration" / f"{name}.json"
-
-
-def fusion_calibration(model_id: str | None = None) -> Calibration | None:
-    """The fitted calibration of this model (default: the configured one), read again when its
-    file changes; None without one, or when it cannot be applied (logged once per version of
-    the file): the search then fuses with SEARCH_FUSION_WEIGHTS."""
-    path = calibration_path(model_id)
-    if path is None:
-        return None
-    try:
-        changed = path.stat().st_mtime
-    except OSError:
-        return None
-    seen = _calibrations.get(path)
-    if seen is not None and seen[0] == changed:
-        return seen[1]
-    calibration = None
-    try:
-        calibration = Calibration.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:
-        logger.warning("The fusion calibration %s is not used (%s); fusing with SEARCH_FUSION_WEIGHTS", path, exc)
-    _calibrations[path] = (changed, calibration)
-    return calibration
-
-
-def calibration_save(calibration: Calibration, model_id: str | None = None) -> Path:
-    """Write a calibration where fusion_calibration reads it (atomically: searches read it live)."""
-    path = calibration_path(model_id)
-    if path is None:
-        raise ValueError("SEARCH_FUSION_CALIBRATION is off: there is nowhere to keep a calibration")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(calibration.as_dict(), indent=2), encoding="utf-8")
-    os.replace(partial, path)
-    return path
 
 
 def embedding_model_id() -> str:

@@ -24,6 +24,7 @@ from ..retrieval.facets import FacetAttribute, facet_attributes_parse, facet_key
 from ..retrieval.keywords import SPARSE_VECTOR, QueryWord, corrected_query, sku_key
 from ..retrieval.rules import PIN, rules_apply
 from ..retrieval.vector_store import IndexUnavailableError, Leg, ProductIndex, Where
+from .calibrations import fusion_calibration
 from .lexicon import Lexicon, lexicon
 from .merchandising import Merchandising, query_merchandising
 
@@ -370,7 +371,7 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
     filters, sorts and pages of the same photo search, and `image` may then be a function that
     reads the photo, called only when its embedding is not cached.
     `normalized` fuses a word search with the model's fitted calibration when it has one
-    (providers.fusion_calibration), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
+    (selectors.calibrations), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
     weights instead (evaluate_search tunes them), `calibration` with that calibration (the
     evaluation fits one per fold)."""
     filters = filters or SearchFilters()
@@ -415,7 +416,7 @@ def product_search(*, query: str = "", image: Image.Image | Callable[[], Image.I
         legs = _text_legs(query, vector, meant, understood, strategy, providers.relevance_cutoff(model_id), words)
         if strategy == "normalized" and weights is None:
             # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
-            calibration = calibration or providers.fusion_calibration(model_id)
+            calibration = calibration or fusion_calibration(model_id)
             result.calibrated = calibration is not None
     if not result.calibrated:
         calibration = None

@@ -13,6 +13,7 @@ carry no grade are irrelevant. Every query weighs the same, however many matches
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,9 +24,10 @@ import numpy as np
 from django.utils import timezone
 
 from catalog.models import Product
-from search.models import SearchEvent
+from search.models import FusionCalibration, SearchEvent
 from search.retrieval import fusion, providers
 from search.selectors import NO_MERCHANDISING, product_search
+from search.selectors.calibrations import DATABASE, calibration_forget, calibration_source
 
 # Fewer queries with a relevant match than this, and the fit would follow noise: the search
 # keeps fusing with SEARCH_FUSION_WEIGHTS.
@@ -197,5 +199,46 @@ def calibration_from_evidence(evidence: Evidence, *, progress: Callable[[int], N
         "queries": having, "lists": int(len(weights)), "rows": int(len(y))})
 
 
-__all__ = ["Evidence", "MIN_QUERIES", "NotEnoughEvidence", "calibration_from_evidence", "calibration_rows", "labels_read",
+def calibration_save(calibration: fusion.Calibration, model_id: str | None = None) -> str:
+    """Keep a calibration where every process's searches read it (selectors.calibrations): the
+    model's row in the database, or the file SEARCH_FUSION_CALIBRATION names (written
+    atomically). Returns where it went."""
+    source = calibration_source()
+    if source is None:
+        raise ValueError("SEARCH_FUSION_CALIBRATION is off: there is nowhere to keep a calibration")
+    if source == DATABASE:
+        model_id = model_id or providers.embedding_model_id()
+        FusionCalibration.objects.update_or_create(model_id=model_id,
+                                                   defaults={"coefficients": calibration.as_dict()})
+        where = f"{DATABASE} (model {model_id})"
+    else:
+        path = Path(source)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        partial.write_text(json.dumps(calibration.as_dict(), indent=2), encoding="utf-8")
+        os.replace(partial, path)
+        where = str(path)
+    calibration_forget()
+    return where
+
+
+def calibration_remove(model_id: str | None = None) -> str:
+    """Delete the model's calibration: its searches fuse with SEARCH_FUSION_WEIGHTS again.
+    Returns where it was kept."""
+    source = calibration_source()
+    if source is None:
+        raise ValueError("SEARCH_FUSION_CALIBRATION is off: there is no calibration to remove")
+    if source == DATABASE:
+        model_id = model_id or providers.embedding_model_id()
+        FusionCalibration.objects.filter(model_id=model_id).delete()
+        where = f"{DATABASE} (model {model_id})"
+    else:
+        Path(source).unlink(missing_ok=True)
+        where = source
+    calibration_forget()
+    return where
+
+
+__all__ = ["Evidence", "MIN_QUERIES", "NotEnoughEvidence", "calibration_from_evidence", "calibration_remove",
+           "calibration_save", "calibration_rows", "labels_read",
            "evidence_from_clicks", "evidence_from_labels", "evidence_merge"]

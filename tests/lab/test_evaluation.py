@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from search.models import Click, SearchEvent
+from search.models import Click, FusionCalibration, SearchEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -121,4 +121,4 @@ def test_cross_fitting_ranks_each_query_with_a_calibration_fitted_without_it(tmp
         assert c["verdict"] == ("beats" if c["low"] > 0 else "loses" if c["high"] < 0 else "ties")
     assert "| normalized against | nDCG@10 overall | no image | no description |" in out
     assert "calibration cross-fitted over 2 folds" in out
-    assert not Path(settings.SEARCH_FUSION_CALIBRATION).exists()  # the folds' calibrations are not kept
+    assert not FusionCalibration.objects.exists()  # the folds' calibrations are not kept

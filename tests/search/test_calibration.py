@@ -3,14 +3,15 @@ model, and the search using it (or, without one or with a broken one, the weight
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from catalog.models import Product
-from search.models import Click, SearchEvent, SearchImpression
-from search.retrieval import providers
+from search.models import Click, FusionCalibration, SearchEvent, SearchImpression
 from search.selectors import product_search
+from search.selectors.calibrations import calibration_forget
 from search.services.calibrating import MIN_QUERIES, evidence_from_clicks, evidence_from_labels, evidence_merge
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, sett
     call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"))
 
     out = capsys.readouterr().out
-    saved = json.loads(open(settings.SEARCH_FUSION_CALIBRATION).read())
+    saved = FusionCalibration.objects.get(model_id=settings.SEARCH_EMBEDDING_MODEL).coefficients
     assert f"Fitted on {MIN_QUERIES + 4} queries ({MIN_QUERIES + 4} labelled, 0 from the search log)" in out
     assert "| no_image_z_text |" in out and "Saved" in out
     assert saved["fitted"]["model"] == settings.SEARCH_EMBEDDING_MODEL
@@ -44,16 +45,22 @@ def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, sett
 
     # the evaluation says which fusion ranked
     call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized")
-    assert f"normalized: the model's fitted calibration ({settings.SEARCH_FUSION_CALIBRATION})" in capsys.readouterr().out
+    assert "normalized: the model's fitted calibration (the database)" in capsys.readouterr().out
 
     settings.SEARCH_FUSION_CALIBRATION = "off"
     assert not product_search(query="wool sock").calibrated
 
 
-def test_a_broken_calibration_file_falls_back_to_the_weights(generated, settings, caplog):
+@pytest.mark.parametrize("kept", ["database", "file"])
+def test_a_broken_calibration_falls_back_to_the_weights(generated, settings, caplog, tmp_path, kept):
     call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized", "--verbosity", "0")
-    with open(settings.SEARCH_FUSION_CALIBRATION, "w") as handle:
-        handle.write('{"version": 1, "coefficients": {"z_text": "high"}}')
+    broken = {"version": 1, "coefficients": {"z_text": "high"}}
+    if kept == "file":
+        settings.SEARCH_FUSION_CALIBRATION = str(tmp_path / "calibration.json")
+        (tmp_path / "calibration.json").write_text(json.dumps(broken))
+    else:
+        FusionCalibration.objects.create(model_id=settings.SEARCH_EMBEDDING_MODEL, coefficients=broken)
+        calibration_forget()  # as the process that saved it does
 
     result = product_search(query="wool sock")
 
@@ -76,7 +83,7 @@ def test_too_little_evidence_is_refused_and_says_what_to_do(generated, settings)
         call_command("calibrate_fusion", "--queries", str(generated / "bad.jsonl"))
     with pytest.raises(CommandError, match="Nothing to fit on"):
         call_command("calibrate_fusion", "--no-clicks")
-    assert not providers.calibration_path().exists()  # nothing written
+    assert not FusionCalibration.objects.exists()  # nothing written
 
 
 def test_clicks_say_relevant_skips_above_and_next_say_not_and_further_down_says_nothing():
@@ -111,14 +118,24 @@ def test_labels_and_clicks_merge_and_only_labelled_queries_are_complete():
     assert merged.complete == {"red mug"} and merged.labelled_queries == 1 and merged.click_queries == 2
 
 
-def test_the_calibration_lives_beside_a_model_folder_or_under_var(settings, tmp_path):
-    settings.SEARCH_FUSION_CALIBRATION = "auto"
-    settings.VAR_DIR = tmp_path / "var"
-    model = tmp_path / "my-model"
-    model.mkdir()
-    assert providers.calibration_path(str(model)) == model / "fusion_calibration.json"
-    assert providers.calibration_path("openai/clip-vit-base-patch32") == \
-        tmp_path / "var" / "calibration" / "openai--clip-vit-base-patch32.json"
+def test_a_calibration_fitted_by_another_process_reaches_this_one(generated, settings, monkeypatch, capsys):
+    from search.selectors import calibrations
+
+    # given a web process that has searched without a calibration
+    call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized", "--verbosity", "0")
+    monkeypatch.setattr(calibrations, "LOOK_SECONDS", 0.2)
+    assert not product_search(query="wool sock").calibrated
+    # when another process (the command on another host) fits one: it is in the shared database
+    call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"))
+    assert "Saved in the database" in capsys.readouterr().out
+    calibrations._seen[settings.SEARCH_EMBEDDING_MODEL] = (time.monotonic(), None, None)  # as this process saw it
+    assert not product_search(query="wool sock").calibrated  # looked a moment ago
+    # then this process uses it once it looks again
+    time.sleep(0.3)
+    assert product_search(query="wool sock").calibrated
+    # and --remove takes it away for every process
+    call_command("calibrate_fusion", "--remove")
+    assert not FusionCalibration.objects.exists() and not product_search(query="wool sock").calibrated
 
 
 def test_a_query_clicked_many_times_makes_one_list_weighted_by_its_clicks(shop):
@@ -137,4 +154,4 @@ def test_a_query_clicked_many_times_makes_one_list_weighted_by_its_clicks(shop):
 def test_calibrating_while_the_server_holds_the_embedded_store_says_what_to_do(generated, embedded_store_held):
     with pytest.raises(CommandError, match="open in another process.*Stop the server, fit, and start it again"):
         call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"), "--no-clicks")
-    assert not providers.calibration_path().exists()
+    assert not FusionCalibration.objects.exists()

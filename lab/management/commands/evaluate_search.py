@@ -14,9 +14,9 @@ from lab.evaluation import (UNCALIBRATED, chart, comparison_markdown, evaluate, 
                             tuning_markdown, weight_sets_parse)
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.fusion import weights_format
-from search.retrieval.providers import (calibration_path, embedding_model_id, fusion_calibration, fusion_weights,
-                                        get_encoder)
+from search.retrieval.providers import embedding_model_id, fusion_weights, get_encoder
 from search.selectors import STRATEGIES
+from search.selectors.calibrations import calibration_source, fusion_calibration
 from search.services import products_index
 from search.services.calibrating import NotEnoughEvidence, calibration_from_evidence, evidence_from_labels
 
@@ -99,7 +99,7 @@ class Command(BaseCommand):
             results = evaluate(queries=labelled, slices=slices, strategies=wanted, weights=weights,
                                progress=bar.update, calibration_of=calibration_of)
         weights_used = weights_format(weights or fusion_weights())
-        stored = calibration_path() if not cross_fit and not weights and fusion_calibration() else None
+        stored = calibration_source() if not cross_fit and not weights and fusion_calibration() else None
         fused = (f"normalized: calibration cross-fitted over {cross_fit} folds; {UNCALIBRATED}: "
                  f"SEARCH_FUSION_WEIGHTS={weights_used}" if cross_fit else
                  f"normalized: the model's fitted calibration ({stored})" if stored else

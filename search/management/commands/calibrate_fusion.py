@@ -6,8 +6,10 @@ from tqdm import tqdm
 from search.retrieval import fusion, providers
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
-from search.services.calibrating import (NotEnoughEvidence, calibration_from_evidence, evidence_from_clicks,
-                                         evidence_from_labels, evidence_merge, labels_read)
+from search.selectors.calibrations import calibration_source
+from search.services.calibrating import (NotEnoughEvidence, calibration_from_evidence, calibration_remove,
+                                         calibration_save, evidence_from_clicks, evidence_from_labels,
+                                         evidence_merge, labels_read)
 
 
 class Command(BaseCommand):
@@ -25,12 +27,10 @@ class Command(BaseCommand):
                             help="delete the model's calibration: searches fuse with SEARCH_FUSION_WEIGHTS again")
 
     def handle(self, *args, queries: str | None, no_clicks: bool, days: int, remove: bool, **options):
-        path = providers.calibration_path()
-        if path is None:
+        if calibration_source() is None:
             raise CommandError("SEARCH_FUSION_CALIBRATION is off; set it to auto (or a file) to keep a calibration.")
         if remove:
-            path.unlink(missing_ok=True)
-            self.stdout.write(f"Removed {path}: searches fuse with SEARCH_FUSION_WEIGHTS.")
+            self.stdout.write(f"Removed from {calibration_remove()}: searches fuse with SEARCH_FUSION_WEIGHTS.")
             return
         if days < 1:
             raise CommandError("--days must be at least 1.")
@@ -60,11 +60,12 @@ class Command(BaseCommand):
             except (NotEnoughEvidence, ModelUnavailableError) as exc:
                 raise CommandError(str(exc)) from exc
 
-        saved = providers.calibration_save(calibration)
+        saved = calibration_save(calibration)
         fitted = calibration.fitted
         lines = [f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
                  f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
                  "", "| feature | coefficient |", "|---|---|"]
         lines += [f"| {name} | {calibration.coefficients[name]:+.3f} |" for name in fusion.FEATURES]
         self.stdout.write("\n".join(lines))
-        self.stdout.write(self.style.SUCCESS(f"Saved {saved}: word searches with model {fitted['model']} use it now."))
+        self.stdout.write(self.style.SUCCESS(f"Saved in {saved}: word searches with model {fitted['model']} "
+                                             "use it now, in every process."))
