@@ -111,7 +111,7 @@ def image_download(url: str, budget: FetchBudget | None = None) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        with _opener.open(request, timeout=max(0.1, min(settings.CATALOG_IMAGE_FETCH_TIMEOUT, deadline_seconds))) as resp:
+        with _opener.open(request, timeout=max(0.1, deadline_seconds)) as resp:
             while True:
                 if time.monotonic() > deadline:
                     raise ValidationError(f"image: {url} did not arrive within {deadline_seconds:g} s "

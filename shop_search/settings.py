@@ -9,20 +9,13 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from shop_search.env import (env_bool, env_choice, env_float, env_int, env_list, env_retired, env_seconds,
+                             env_str)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SHOP_SEARCH_VAR_DIR", BASE_DIR / "var"))
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_list(name: str, default: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
 # Development (DEBUG, a built-in key) until a secret key is set: setting DJANGO_SECRET_KEY is
@@ -61,7 +54,7 @@ if HTTPS:
     SECURE_SSL_REDIRECT = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 365 * 24 * 3600)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_HSTS_PRELOAD", True)
 SECURE_REFERRER_POLICY = "same-origin"
@@ -133,7 +126,7 @@ if "DATABASE_URL" not in os.environ:
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -202,7 +195,7 @@ if AWS_STORAGE_BUCKET_NAME:
             # a CDN or public bucket host for image URLs; else URLs are signed and expire
             "custom_domain": os.environ.get("AWS_S3_CUSTOM_DOMAIN") or None,
             "querystring_auth": env_bool("AWS_QUERYSTRING_AUTH", True),
-            "querystring_expire": int(os.environ.get("AWS_QUERYSTRING_EXPIRE", "3600")),
+            "querystring_expire": env_int("AWS_QUERYSTRING_EXPIRE", 3600),
             # images are named by their content: the same name is the same bytes
             "file_overwrite": False,
         },
@@ -231,24 +224,26 @@ def media_origin() -> str:
 MEDIA_ORIGIN = media_origin()
 
 # Uploads: an image bigger than this is refused before Pillow opens it.
-CATALOG_MAX_IMAGE_BYTES = int(os.environ.get("CATALOG_MAX_IMAGE_BYTES", str(20 * 1024 * 1024)))
+CATALOG_MAX_IMAGE_BYTES = env_int("CATALOG_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 # Decoded size limit: a small file can decode to a huge bitmap (decompression bomb).
-CATALOG_MAX_IMAGE_PIXELS = int(os.environ.get("CATALOG_MAX_IMAGE_PIXELS", str(40_000_000)))
-CATALOG_IMAGE_FETCH_TIMEOUT = float(os.environ.get("CATALOG_IMAGE_FETCH_TIMEOUT", "15"))
+CATALOG_MAX_IMAGE_PIXELS = env_int("CATALOG_MAX_IMAGE_PIXELS", 40_000_000)
+# (0.2's per-connection timeout overlapped the next)
+env_retired("CATALOG_IMAGE_FETCH_TIMEOUT", "CATALOG_IMAGE_FETCH_SECONDS bounds a download in all (connecting "
+                                          "included); set that instead.")
 # Image URLs in imports (catalog/fetching.py): one download may take this long in all, one import
 # this long for all its downloads, and only public addresses are fetched unless this is on.
-CATALOG_IMAGE_FETCH_SECONDS = float(os.environ.get("CATALOG_IMAGE_FETCH_SECONDS", "20"))
-CATALOG_IMPORT_FETCH_BUDGET_SECONDS = float(os.environ.get("CATALOG_IMPORT_FETCH_BUDGET_SECONDS", "600"))
+CATALOG_IMAGE_FETCH_SECONDS = env_seconds("CATALOG_IMAGE_FETCH_SECONDS", 20)
+CATALOG_IMPORT_FETCH_BUDGET_SECONDS = env_seconds("CATALOG_IMPORT_FETCH_BUDGET_SECONDS", 600)
 # An admin import silent this long (no chunk written) has stopped: its page offers to run it again.
-CATALOG_IMPORT_STALL_SECONDS = int(os.environ.get("CATALOG_IMPORT_STALL_SECONDS", "900"))
-CATALOG_IMAGE_URL_ALLOW_PRIVATE = os.environ.get("CATALOG_IMAGE_URL_ALLOW_PRIVATE", "0") in ("1", "true", "True", "yes")
+CATALOG_IMPORT_STALL_SECONDS = env_int("CATALOG_IMPORT_STALL_SECONDS", 900)
+CATALOG_IMAGE_URL_ALLOW_PRIVATE = env_bool("CATALOG_IMAGE_URL_ALLOW_PRIVATE", False)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # The largest request body anyone may send (a photo search: the image limit and the form), and
 # signed-in staff (an admin import with its images); larger is a 413 before it is read
 # (shop_search/limits.py).
-REQUEST_MAX_BYTES = int(os.environ.get("REQUEST_MAX_BYTES", str(25 * 1024 * 1024)))
-STAFF_REQUEST_MAX_BYTES = int(os.environ.get("STAFF_REQUEST_MAX_BYTES", str(1024 * 1024 * 1024)))
+REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 25 * 1024 * 1024)
+STAFF_REQUEST_MAX_BYTES = env_int("STAFF_REQUEST_MAX_BYTES", 1024 * 1024 * 1024)
 FILE_UPLOAD_HANDLERS = ["shop_search.limits.BoundedUploadHandler",
                         "django.core.files.uploadhandler.MemoryFileUploadHandler",
                         "django.core.files.uploadhandler.TemporaryFileUploadHandler"]
@@ -272,48 +267,48 @@ CELERY_TASK_ACKS_LATE = True
 # a worker process lost is re-queued at once; a whole worker lost, after the broker's visibility
 # timeout (Redis: an hour by default), here a few minutes. It must exceed the longest task.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-SEARCH_QUEUE_VISIBILITY_SECONDS = int(os.environ.get("SEARCH_QUEUE_VISIBILITY_SECONDS", "300"))
+SEARCH_QUEUE_VISIBILITY_SECONDS = env_int("SEARCH_QUEUE_VISIBILITY_SECONDS", 300)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": SEARCH_QUEUE_VISIBILITY_SECONDS}
 # The sweep sends a pending row again only this long after it was last queued: by then the
 # broker has redelivered the message if a worker lost it, so a message still queued is not doubled.
-SEARCH_QUEUE_REDELIVERY_SECONDS = int(os.environ.get("SEARCH_QUEUE_REDELIVERY_SECONDS",
-                                                     str(SEARCH_QUEUE_VISIBILITY_SECONDS * 2)))
+SEARCH_QUEUE_REDELIVERY_SECONDS = env_int("SEARCH_QUEUE_REDELIVERY_SECONDS", SEARCH_QUEUE_VISIBILITY_SECONDS * 2)
 # Sending a task to a broker that is down fails in seconds, not after kombu's retries.
-CELERY_BROKER_CONNECTION_TIMEOUT = float(os.environ.get("CELERY_BROKER_CONNECTION_TIMEOUT", "4"))
+CELERY_BROKER_CONNECTION_TIMEOUT = env_seconds("CELERY_BROKER_CONNECTION_TIMEOUT", 4)
 # Embedding batches are long: one prefetched message per worker process keeps the
 # queue fair between GPU workers.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
     "sweep-pending-products": {
         "task": "search.tasks.sweep_pending_products_task",
-        "schedule": float(os.environ.get("SEARCH_SWEEP_INTERVAL", "300")),
+        "schedule": env_seconds("SEARCH_SWEEP_INTERVAL", 300),
     },
 }
 
 # --- search / ML ----------------------------------------------------------------------
 SEARCH_EMBEDDING_MODEL = os.environ.get("SEARCH_EMBEDDING_MODEL", "openai/clip-vit-base-patch32")
 SEARCH_DEVICE = os.environ.get("SEARCH_DEVICE", "auto")  # auto | cpu | cuda | cuda:1 | mps
-SEARCH_ENCODE_BATCH_SIZE = int(os.environ.get("SEARCH_ENCODE_BATCH_SIZE", "32"))
+SEARCH_ENCODE_BATCH_SIZE = env_int("SEARCH_ENCODE_BATCH_SIZE", 32)
 # Threads that read, hash and decode product images while the model encodes (0: one per core).
-SEARCH_DECODE_THREADS = int(os.environ.get("SEARCH_DECODE_THREADS", "0"))
+SEARCH_DECODE_THREADS = env_int("SEARCH_DECODE_THREADS", 0)
 # Chunks decoded ahead of the one the model encodes: auto = 2 on a GPU, 0 on a CPU (where
 # decoding beside the model's own threads slows it more than it saves).
-_decode_ahead = os.environ.get("SEARCH_DECODE_AHEAD", "auto").strip().lower()
+_decode_ahead = env_str("SEARCH_DECODE_AHEAD", "auto").lower()
 if _decode_ahead != "auto" and not _decode_ahead.isdigit():
-    raise RuntimeError(f"SEARCH_DECODE_AHEAD must be auto or a whole number of chunks (0, 1, 2...), not {_decode_ahead!r}.")
+    raise ImproperlyConfigured(f"SEARCH_DECODE_AHEAD={_decode_ahead!r} is not understood: it takes auto or a whole "
+                               "number of chunks (0, 1, 2...).")
 SEARCH_DECODE_AHEAD = None if _decode_ahead == "auto" else int(_decode_ahead)
 # Product ids per embedding task: an import of 10,000 rows sends 10,000 / this many tasks.
-SEARCH_INDEX_BATCH_SIZE = int(os.environ.get("SEARCH_INDEX_BATCH_SIZE", "64"))
+SEARCH_INDEX_BATCH_SIZE = env_int("SEARCH_INDEX_BATCH_SIZE", 64)
 # Products still pending this long after their last change are re-sent by the sweep.
-SEARCH_SWEEP_GRACE_SECONDS = int(os.environ.get("SEARCH_SWEEP_GRACE_SECONDS", "120"))
+SEARCH_SWEEP_GRACE_SECONDS = env_int("SEARCH_SWEEP_GRACE_SECONDS", 120)
 # Embedded default (no broker): the server process holds the vector index, and a thread in it
 # indexes pending products this often, so changes made by other processes (a terminal import,
 # a bulk update with mark_pending) reach search by themselves.
-SEARCH_EMBEDDED_SWEEP_SECONDS = float(os.environ.get("SEARCH_EMBEDDED_SWEEP_SECONDS", "2"))
+SEARCH_EMBEDDED_SWEEP_SECONDS = env_seconds("SEARCH_EMBEDDED_SWEEP_SECONDS", 2)
 # torch threads in the web server process (shoppers' query encoding, and the embedded indexer):
 # torch's default (one per core, waiting on each other at every operation) multiplies a query's
 # time when the machine is busy. 0 = torch's default. Workers and commands keep torch's default.
-SEARCH_SERVE_TORCH_THREADS = int(os.environ.get("SEARCH_SERVE_TORCH_THREADS", "1"))
+SEARCH_SERVE_TORCH_THREADS = env_int("SEARCH_SERVE_TORCH_THREADS", 1)
 
 # Ranking: normalized (per-modality z-scores fused over the fields a product has), or the
 # baselines avg | rrf | dbsf | text | image. Weights per modality for `normalized`.
@@ -327,36 +322,36 @@ SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,
 # never; a path names a calibration file to use whatever the model.
 SEARCH_FUSION_CALIBRATION = os.environ.get("SEARCH_FUSION_CALIBRATION", "auto")
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
-SEARCH_CANDIDATES = int(os.environ.get("SEARCH_CANDIDATES", "200"))
+SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 200)
 # The relevance cutoff (search/retrieval/calibration.py): the share of queries that name nothing
 # that must find nothing, per modality; higher is stricter.
-SEARCH_CUTOFF_QUANTILE = float(os.environ.get("SEARCH_CUTOFF_QUANTILE", "0.99"))
+SEARCH_CUTOFF_QUANTILE = env_float("SEARCH_CUTOFF_QUANTILE", 0.99)
 # The most products a query matches (per leg); more are cut, and the count says "more than".
-SEARCH_MAX_MATCHES = int(os.environ.get("SEARCH_MAX_MATCHES", "1000"))
+SEARCH_MAX_MATCHES = env_int("SEARCH_MAX_MATCHES", 1000)
 # The product attributes shoppers filter on (keys as imported, in the order shown under
 # Category and Brand): "colour,material,size". Each product's attributes are all in the index
 # already, so changing this needs a restart, not a re-index. Empty: no attribute filters.
 SEARCH_FACET_ATTRIBUTES = os.environ.get("SEARCH_FACET_ATTRIBUTES", "colour,color,size,material,pattern")
 # How often a web process looks whether the catalog changed, to rebuild the vocabulary that
 # corrects typos and suggests (0: at every search, for tests).
-SEARCH_VOCABULARY_SECONDS = float(os.environ.get("SEARCH_VOCABULARY_SECONDS", "5"))
+SEARCH_VOCABULARY_SECONDS = env_seconds("SEARCH_VOCABULARY_SECONDS", 5)
 
 # Search and click log: session ids are stored only as a keyed hash (this key, else SECRET_KEY).
 SEARCH_LOG_HASH_KEY = os.environ.get("SEARCH_LOG_HASH_KEY", "")
 # The storefront and API answer before their search is written: a thread per process writes
 # the log in batches (a click on a search still being written waits for it). 0: write it in
 # the request, as commands always do.
-SEARCH_LOG_DEFERRED = os.environ.get("SEARCH_LOG_DEFERRED", "1") not in ("0", "false", "False", "")
+SEARCH_LOG_DEFERRED = env_bool("SEARCH_LOG_DEFERRED", True)
 # A click counts for a search only from the session that ran it and within this many seconds.
-SEARCH_CLICK_WINDOW_SECONDS = int(os.environ.get("SEARCH_CLICK_WINDOW_SECONDS", "3600"))
+SEARCH_CLICK_WINDOW_SECONDS = env_int("SEARCH_CLICK_WINDOW_SECONDS", 3600)
 # A search typed keystroke by keystroke is logged once it settles: no keystroke for this long
 # (the storefront's box counts a pause this long as a new search, with its own history entry).
-SEARCH_SETTLE_SECONDS = float(os.environ.get("SEARCH_SETTLE_SECONDS", "2"))
+SEARCH_SETTLE_SECONDS = env_seconds("SEARCH_SETTLE_SECONDS", 2)
 
 # A photo search keeps the shopper's photo (downsized to this many pixels on its longer side)
 # so that its URL can name it; it is deleted this many days after its last upload.
-SEARCH_PHOTO_PIXELS = int(os.environ.get("SEARCH_PHOTO_PIXELS", "512"))
-SEARCH_PHOTO_DAYS = float(os.environ.get("SEARCH_PHOTO_DAYS", "7"))
+SEARCH_PHOTO_PIXELS = env_int("SEARCH_PHOTO_PIXELS", 512)
+SEARCH_PHOTO_DAYS = env_float("SEARCH_PHOTO_DAYS", 7)
 
 # Qdrant: a server (QDRANT_URL), else the embedded engine at QDRANT_PATH (":memory:": tests).
 QDRANT_URL = os.environ.get("QDRANT_URL", "")
@@ -367,9 +362,9 @@ SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
 # Qdrant's own resharding/replication APIs). Shards spread the points over the nodes; each shard
 # is kept on QDRANT_REPLICATION_FACTOR nodes; a write is acknowledged once
 # QDRANT_WRITE_CONSISTENCY_FACTOR of them have it. One node: leave all three at 1.
-QDRANT_SHARD_NUMBER = int(os.environ.get("QDRANT_SHARD_NUMBER", "1"))
-QDRANT_REPLICATION_FACTOR = int(os.environ.get("QDRANT_REPLICATION_FACTOR", "1"))
-QDRANT_WRITE_CONSISTENCY_FACTOR = int(os.environ.get("QDRANT_WRITE_CONSISTENCY_FACTOR", "1"))
+QDRANT_SHARD_NUMBER = env_int("QDRANT_SHARD_NUMBER", 1)
+QDRANT_REPLICATION_FACTOR = env_int("QDRANT_REPLICATION_FACTOR", 1)
+QDRANT_WRITE_CONSISTENCY_FACTOR = env_int("QDRANT_WRITE_CONSISTENCY_FACTOR", 1)
 if min(QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_FACTOR) < 1 \
         or QDRANT_WRITE_CONSISTENCY_FACTOR > QDRANT_REPLICATION_FACTOR:
     raise RuntimeError(
@@ -379,14 +374,14 @@ if min(QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_
 # The embedded engine when QDRANT_URL is unset: "edge" (Qdrant Edge, beta: Qdrant's engine in
 # this process, in QDRANT_PATH/<collection>) or "local" (qdrant-client's local mode, which
 # Qdrant documents for development and tests).
-SEARCH_VECTOR_ENGINE = os.environ.get("SEARCH_VECTOR_ENGINE", "edge")
+SEARCH_VECTOR_ENGINE = env_choice("SEARCH_VECTOR_ENGINE", "edge", ("edge", "local"))
 
 # Rate limits per client address (search/web/throttling.py): scope=N/period for search (storefront
 # and API), photo, suggest and clicks; a scope left out is not limited. 429 with Retry-After.
 SEARCH_RATE_LIMITS = os.environ.get("SEARCH_RATE_LIMITS", "search=300/min,photo=30/min,suggest=600/min,clicks=300/min")
 # How many proxies in front of the app set X-Forwarded-For (0: the client's address is the
 # connection's, and a client cannot choose its own by sending the header).
-TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # Django's cache (rate limit counts): per process unless CACHE_URL names a Redis shared by all.
 if os.environ.get("CACHE_URL"):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",

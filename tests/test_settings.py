@@ -124,4 +124,33 @@ def test_a_qdrant_cluster_layout_that_cannot_work_stops_start_up_with_why(shards
 
 def test_a_decode_look_ahead_that_is_not_a_number_stops_start_up_with_the_fix():
     done = _django("import django; django.setup()", SEARCH_DECODE_AHEAD="lots")
-    assert done.returncode != 0 and "SEARCH_DECODE_AHEAD must be auto or a whole number" in done.stderr
+    assert done.returncode != 0 and "SEARCH_DECODE_AHEAD='lots' is not understood: it takes auto or a whole number" in done.stderr
+
+
+def test_every_way_of_saying_yes_or_no_means_the_same_to_every_setting():
+    code = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.SEARCH_LOG_DEFERRED, s.CATALOG_IMAGE_URL_ALLOW_PRIVATE, s.SEARCH_SETTLE_SECONDS, "
+            "s.SEARCH_PHOTO_DAYS, s.SEARCH_EMBEDDED_SWEEP_SECONDS)")
+    # (SEARCH_LOG_DEFERRED=off used to leave deferral on, and ...ALLOW_PRIVATE=on to leave it off)
+    off_on = _django(code, SEARCH_LOG_DEFERRED="off", CATALOG_IMAGE_URL_ALLOW_PRIVATE="on",
+                     SEARCH_SETTLE_SECONDS="500ms", SEARCH_PHOTO_DAYS="3", SEARCH_EMBEDDED_SWEEP_SECONDS="1m")
+    assert off_on.returncode == 0, off_on.stderr
+    assert off_on.stdout.split()[-5:] == ["False", "True", "0.5", "3.0", "60.0"]
+    no_yes = _django(code, SEARCH_LOG_DEFERRED="No", CATALOG_IMAGE_URL_ALLOW_PRIVATE="YES")
+    assert no_yes.stdout.split()[-5:-3] == ["False", "True"]
+    defaults = _django(code, SEARCH_LOG_DEFERRED="", CATALOG_IMAGE_URL_ALLOW_PRIVATE="")
+    assert defaults.stdout.split()[-5:] == ["True", "False", "2.0", "7.0", "2.0"]
+
+
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("SEARCH_LOG_DEFERRED", "maybe", "it takes 1/0, true/false, yes/no or on/off"),
+    ("SEARCH_CANDIDATES", "many", "it takes a whole number"),
+    ("SEARCH_SETTLE_SECONDS", "soon", 'it takes a duration: seconds ("20"), or with a unit'),
+    ("SEARCH_CUTOFF_QUANTILE", "high", "it takes a number"),
+    ("SEARCH_VECTOR_ENGINE", "faiss", "it takes one of edge, local"),
+    ("CATALOG_IMAGE_FETCH_TIMEOUT", "15", "CATALOG_IMAGE_FETCH_TIMEOUT is gone: CATALOG_IMAGE_FETCH_SECONDS"),
+])
+def test_a_value_the_settings_do_not_understand_stops_start_up_naming_it(name, value, says):
+    done = _django("import django; django.setup()", **{name: value})
+    assert done.returncode != 0 and says in done.stderr
+    assert name in done.stderr
