@@ -15,6 +15,7 @@ import os
 import shutil
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
@@ -164,7 +165,7 @@ def photo_vector(model_id: str, key: str, load: Callable[[], "Image.Image"]) -> 
 
 # the cutoff measured for (model, store, catalog size within a quarter), when it was measured
 # and when that key was last checked
-_cutoff: dict = {"key": None, "value": None, "at": -1e9, "measured": -1e9}
+_cutoff: dict = {"key": None, "value": None, "at": -1e9, "measured": -1e9, "index": lambda: None}
 _cutoff_lock = threading.Lock()
 CUTOFF_LOOK_SECONDS = 30.0
 # measured again at least this often: the catalog's content changes without changing its size
@@ -181,24 +182,26 @@ def relevance_cutoff(model_id: str | None = None) -> Cutoff:
     now = time.monotonic()
     with _cutoff_lock:
         key, value, at, measured = _cutoff["key"], _cutoff["value"], _cutoff["at"], _cutoff["measured"]
-    fresh = value is not None and now - measured < CUTOFF_MAX_AGE_SECONDS
-    if fresh and key[:2] == (model_id, id(index)) and now - at < CUTOFF_LOOK_SECONDS:
+        measured_on = _cutoff["index"]()
+    # the store it was measured on, itself: an id() of a closed store is reused by the next one
+    fresh = value is not None and now - measured < CUTOFF_MAX_AGE_SECONDS and measured_on is index
+    if fresh and key[0] == model_id and now - at < CUTOFF_LOOK_SECONDS:
         return value
     size = round(math.log(max(index.count(), 1)) / math.log(1.25))
-    if fresh and key == (model_id, id(index), size):
+    if fresh and key == (model_id, size):
         with _cutoff_lock:
             _cutoff["at"] = now
         return value
     value = cutoff_calibrate(query_encoder(model_id), index, quantile=settings.SEARCH_CUTOFF_QUANTILE)
     with _cutoff_lock:
-        _cutoff.update(key=(model_id, id(index), size), value=value, at=now, measured=now)
+        _cutoff.update(key=(model_id, size), value=value, at=now, measured=now, index=weakref.ref(index))
     return value
 
 
 def cutoff_forget() -> None:
     """Measure the cutoff again at the next search (after re-embedding the catalog)."""
     with _cutoff_lock:
-        _cutoff.update(key=None, value=None, at=-1e9, measured=-1e9)
+        _cutoff.update(key=None, value=None, at=-1e9, measured=-1e9, index=lambda: None)
 
 
 def qdrant_layout() -> dict[str, int]:

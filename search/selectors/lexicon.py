@@ -63,8 +63,12 @@ class Lexicon:
 
 
 def _fingerprint() -> tuple:
-    listed = Product.objects.searchable().aggregate(n=Count("id"), newest=Max("updated_at"))
-    return listed["n"], listed["newest"], Click.objects.count()
+    """What changes when the lexicon would: the listed products' count, the catalog's latest
+    change (bulk paths move it too: ProductQuerySet.mark_pending), the latest click. Index
+    lookups only: counting a large click table is a scan."""
+    listed = Product.objects.searchable().count()
+    newest = Product.objects.aggregate(newest=Max("updated_at"))["newest"]
+    return listed, newest, Click.objects.aggregate(last=Max("id"))["last"]
 
 
 def lexicon_build() -> Lexicon:
@@ -194,15 +198,15 @@ def lexicon() -> Lexicon:
             if holder.building or now - holder.looked < settings.SEARCH_VOCABULARY_SECONDS:
                 return holder.lexicon
             holder.looked = now
-        if holder.lexicon.fingerprint != _fingerprint():
-            with holder.lock:
-                _build_start()
+            _build_start()  # looks at the fingerprint off the request's thread, builds if it moved
     return holder.lexicon
 
 
 def _rebuild() -> None:
     try:
-        _holder.lexicon = lexicon_build()
+        current = _holder.lexicon
+        if current is None or current.fingerprint != _fingerprint():
+            _holder.lexicon = lexicon_build()
     except Exception:  # the old lexicon keeps serving; the next look tries again
         logger.exception("Building the search vocabulary failed")
     finally:

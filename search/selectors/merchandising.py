@@ -5,11 +5,12 @@ in every process, without a deploy or a restart."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from ..models import RankingRule, Synonym
@@ -103,22 +104,29 @@ class _Synonyms:
 # Each process keeps the rules and synonyms compiled, with the version they were read at: a
 # search asks the database only whether they changed (a count and the latest change of each
 # table), so a saved rule applies to the next search of every process.
-_saved: dict[type, tuple[tuple, object]] = {}
+_saved: dict[type, tuple[tuple, object, float]] = {}
 _saved_lock = threading.Lock()
 
 
+# Read afresh at least this often whatever the version says: a QuerySet.update() of another
+# field than `active` moves neither the count nor the latest change.
+MAX_AGE_SECONDS = 60.0
+
+
 def _version(model) -> tuple:
-    return tuple(model.objects.aggregate(n=Count("id"), last=Max("updated_at"), top=Max("id")).values())
+    return tuple(model.objects.aggregate(n=Count("id"), live=Count("id", filter=Q(active=True)),
+                                         last=Max("updated_at"), top=Max("id")).values())
 
 
 def _compiled(model, compile_):
     version = _version(model)
     held = _saved.get(model)
-    if held is not None and held[0] == version:
+    now = time.monotonic()
+    if held is not None and held[0] == version and now - held[2] < MAX_AGE_SECONDS:
         return held[1]
     compiled = compile_(model.objects.filter(active=True))
     with _saved_lock:
-        _saved[model] = (version, compiled)
+        _saved[model] = (version, compiled, now)
     return compiled
 
 

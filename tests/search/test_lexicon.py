@@ -26,3 +26,17 @@ def test_the_vocabulary_catches_up_with_a_new_product_in_the_background(settings
     assert "zebra" in lexicon().vocabulary
     assert lexicon().brands.get("okapi") == "Okapi"
     assert {"text": "Zebra print tote", "kind": "product"} in [vars(s) for s in query_suggest(query="zebr")]
+
+
+def test_a_bulk_edit_flagged_for_the_indexer_reaches_the_vocabulary(settings, make_product):
+    from catalog.models import Product
+
+    # given the vocabulary of a shop, exact at each search (as the tests' settings make it)
+    settings.SEARCH_VOCABULARY_SECONDS = 0
+    product = make_product("Red ceramic mug", brand="Acme")
+    assert lexicon().brands.get("acme") == "Acme"
+    # when a bulk path renames the brand and flags the row, as bulk paths do (no save, no signal)
+    Product.objects.filter(pk=product.pk).update(brand="Zephyrine")
+    Product.objects.filter(pk=product.pk).mark_pending()
+    # then the vocabulary knows the new brand
+    assert lexicon().brands.get("zephyrine") == "Zephyrine"

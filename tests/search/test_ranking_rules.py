@@ -94,6 +94,16 @@ def test_a_pin_puts_the_product_at_its_position_for_that_query_only(live):
     assert skus(product_search(query="  RED, mug!"))[0] == "green-mug"
 
 
+def test_rules_switched_off_in_bulk_stop_applying_at_the_next_search(live):
+    # given a pin the search applies (and has compiled)
+    rule("pin", product="green-mug", position=1)
+    assert skus(product_search(query="red mug"))[0] == "green-mug"
+    # when every rule is switched off by a bulk update (no save, no signal, no updated_at)
+    RankingRule.objects.update(active=False)
+    # then the next search no longer pins
+    assert skus(product_search(query="red mug"))[0] != "green-mug"
+
+
 def test_a_pinned_product_the_query_does_not_match_is_shown_unless_the_filters_exclude_it(live):
     before = product_search(query="red mug")
     assert "blue-sock" not in skus(before)

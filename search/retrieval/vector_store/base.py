@@ -160,6 +160,9 @@ class Retrieval:
     server_scores: dict[int, float] | None = None
 
 
+_MEMO_CREATION = threading.Lock()
+
+
 class ProductIndex(abc.ABC):
     """The vector index of the catalog, whatever engine holds it."""
 
@@ -178,11 +181,15 @@ class ProductIndex(abc.ABC):
     MOVE_BUDGET = 16_384
 
     def _memo_state(self) -> tuple[OrderedDict, list[int], threading.Lock]:
-        if not hasattr(self, "_memo"):
-            self._memo: OrderedDict = OrderedDict()
-            self._generation = [0]
-            self._memo_lock = threading.Lock()
-        return self._memo, self._generation, self._memo_lock
+        state = self.__dict__.get("_memo_parts")
+        if state is None:
+            # made on first use (engines need not call a base __init__), once even when two
+            # threads' first searches race: a second memo would lose the first one's writes
+            with _MEMO_CREATION:
+                state = self.__dict__.get("_memo_parts")
+                if state is None:
+                    state = self.__dict__["_memo_parts"] = (OrderedDict(), [0], threading.Lock())
+        return state
 
     def _changed(self) -> None:
         """After a write the memo cannot follow (a drop, a new collection): forget it all."""

@@ -3,6 +3,7 @@ which speaks the same API, stands in for the server."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -18,6 +19,9 @@ SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadS
            "bool": models.PayloadSchemaType.BOOL, "integer": models.PayloadSchemaType.INTEGER}
 
 
+# How often a process looks again at a shared server's collection schema (as at the alias:
+# providers.SERVING_LOOK_SECONDS)
+SCHEMA_LOOK_SECONDS = 5.0
 # A server's answers that mean "not now": too many requests, a node restarting or overloaded.
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -72,6 +76,7 @@ class QdrantServerIndex(ProductIndex):
         # Known vector size; saves a round trip per call once the collection is seen.
         self._dim: int | None = None
         self._keywords: bool | None = None
+        self._schema_seen = time.monotonic()
 
     def _locked(self):
         return self._lock if self._lock is not None else nullcontext()
@@ -89,7 +94,18 @@ class QdrantServerIndex(ProductIndex):
         self.client.close()
 
     # --- schema -------------------------------------------------------------------
+    def _schema_stale(self) -> bool:
+        """A shared server's collection can be dropped or made anew by another process (a
+        rebuild, a model switch): what this process knows of it is looked at again this often."""
+        if self.local or time.monotonic() - self._schema_seen < SCHEMA_LOOK_SECONDS:
+            return False
+        self._schema_seen = time.monotonic()
+        self._dim = self._keywords = None
+        self.__dict__.pop("_indexed_keys", None)  # a new collection has only the indexes it was made with
+        return True
+
     def _stored_dim(self) -> int | None:
+        self._schema_stale()
         if self._dim is not None:
             return self._dim
         with self._locked():
@@ -115,6 +131,7 @@ class QdrantServerIndex(ProductIndex):
             self._dim, self._keywords = dim, True
 
     def has_keywords(self) -> bool:
+        self._schema_stale()
         if self._keywords is None:
             with self._locked():
                 sparse = self.client.get_collection(self.collection).config.params.sparse_vectors

@@ -2,6 +2,8 @@
 in-memory mode standing in for a Qdrant server. Results are checked against exact numpy search."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from qdrant_client import QdrantClient
@@ -337,3 +339,22 @@ def test_remembered_counts_and_facets_stay_exact_through_random_writes(engine, b
             for pid in gone:
                 truth.pop(pid, None)
         check(f"step {step}: {kind}")
+
+
+def test_a_shared_server_collection_made_anew_by_another_process_is_seen(monkeypatch):
+    # given two processes' handles on one server's collection (multi-writer: no memo)
+    from qdrant_client import QdrantClient
+
+    from search.retrieval.vector_store import server
+
+    monkeypatch.setattr(server, "SCHEMA_LOOK_SECONDS", 0.1)
+    client = QdrantClient(location=":memory:")
+    this, other = (server.QdrantServerIndex(client, "products", local=False) for _ in range(2))
+    this.ensure_collection(8)
+    assert this.dim() == 8 and not this.sole_writer
+    # when the other process rebuilds it for a model of another size
+    other.drop()
+    other.ensure_collection(16)
+    # then this one sees the new size once it looks again, instead of searching with the old
+    time.sleep(0.15)
+    assert this.dim() == 16
