@@ -14,7 +14,7 @@ from django.db import transaction
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
-from catalog.signals import products_changed_on_commit
+from catalog.signals import products_announced_together, products_changed_on_commit
 
 EDITABLE_FIELDS = ("title", "description", "brand", "category", "price", "currency",
                    "attributes", "active")
@@ -80,6 +80,6 @@ def product_delete(*, product: Product) -> None:
 
 def products_delete(*, product_ids: Sequence[int]) -> int:
     """Delete these products in one transaction; returns how many were deleted."""
-    with transaction.atomic():
+    with transaction.atomic(), products_announced_together():
         deleted, _ = Product.objects.filter(pk__in=list(product_ids)).delete()
     return deleted

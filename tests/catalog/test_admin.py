@@ -99,6 +99,28 @@ def test_deleting_in_the_admin_removes_the_products_from_search(staff, make_prod
     assert index.existing_ids([one.pk, two.pk, kept.pk]) == {kept.pk}
 
 
+def test_a_bulk_delete_in_the_admin_is_one_indexing_batch_not_one_per_product(
+        staff, make_product, index, django_capture_on_commit_callbacks):
+    from catalog.signals import products_changed
+
+    products = [make_product(f"Mug {n}") for n in range(5)]
+    announced: list[list[int]] = []
+
+    def heard(sender, product_ids, **kwargs):
+        announced.append(list(product_ids))
+
+    products_changed.connect(heard, dispatch_uid="test.heard")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            staff.post(reverse("admin:catalog_product_changelist"),
+                       {"action": "delete_selected", "_selected_action": [p.pk for p in products], "post": "yes"})
+    finally:
+        products_changed.disconnect(dispatch_uid="test.heard")
+
+    assert announced == [sorted(p.pk for p in products)]  # one announcement: one task per batch
+    assert not Product.objects.exists() and not index.existing_ids([p.pk for p in products])
+
+
 def test_a_corrupt_upload_is_refused_with_a_message(staff):
     upload = SimpleUploadedFile("mug.png", png_bytes("red")[:50], content_type="image/png")
     data = {"sku": "ADM-2", "title": "Red mug", "price": "5.00", "currency": "USD", "image": upload,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from catalog.models import IndexStatus, Product
 from search.retrieval import providers
