@@ -314,6 +314,7 @@ class RankingRuleAdmin(PreviewMixin, admin.ModelAdmin):
     form = RankingRuleForm
     preview_rows = "rules"
     list_display = ("rule_query", "action", "target", "note", "state", "updated_at")
+    list_select_related = ("product",)  # a pin's or hide's target, read with the list in one query
     list_filter = ("action", "match", "active")
     search_fields = ("query", "product__sku", "product__title", "value", "note")
     autocomplete_fields = ("product",)

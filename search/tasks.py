@@ -47,21 +47,6 @@ def sweep_pending_products_task() -> int:
     return products_sweep_pending()
 
 
-# Until 0.1.0 these tasks lived in catalog.tasks, and a message names its task. The old names
-# keep working for one release so that messages already in a broker are not lost; remove
-# them in the release after 0.2.
-@shared_task(name="catalog.tasks.embed_products_task", **EMBED_OPTIONS)
-def embed_products_task_v01(product_ids: list[int]) -> dict:
-    """Alias of embed_products_task for messages queued under its 0.1.0 name."""
-    return products_index(product_ids=product_ids).as_dict()
-
-
-@shared_task(name="catalog.tasks.sweep_pending_products_task", acks_late=True)
-def sweep_pending_products_task_v01() -> int:
-    """Alias of sweep_pending_products_task for messages queued under its 0.1.0 name."""
-    return products_sweep_pending()
-
-
 def _batches(ids: Sequence[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(ids), size):
         yield list(ids[start:start + size])

@@ -93,14 +93,6 @@ def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, red
         # then: the worker embeds it and records the state
         wait_for_indexed(db, "W-1", worker, tmp_path / "worker.log")
 
-        # when: a message queued by the previous release, under the task's old name, is waiting
-        subprocess.run(manage + ["shell", "-v0", "-c",
-                                 "from catalog.models import Product; from shop_search.celery import app;"
-                                 "(p,) = Product.objects.bulk_create([Product(sku='W-2', title='Blue mug', price=3)]);"
-                                 "app.send_task('catalog.tasks.embed_products_task', args=[[p.pk]], queue='embeddings')"],
-                       env=env, cwd=ROOT, check=True, timeout=120)
-        # then: the new worker still runs it
-        wait_for_indexed(db, "W-2", worker, tmp_path / "worker.log")
     finally:
         worker.terminate()
         worker.wait(timeout=60)

@@ -146,3 +146,21 @@ def test_each_insights_query_is_a_step_from_a_rule_or_a_synonym_for_it(client, i
     zero = html.split('id="table-zero"', 1)[1].split("</section>", 1)[0]
     synonym = re.search(r'<a href="([^"]+)" aria-label="Add a synonym for “unicorn”">Synonym</a>', zero)
     assert synonym and "unicorn, " in acting.get(synonym[1]).content.decode()
+
+
+def test_the_rules_list_reads_its_pins_products_in_one_query_however_many(merchandiser, shop):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for_the_list() -> int:
+        with CaptureQueriesContext(connection) as seen:
+            assert merchandiser.get("/admin/search/rankingrule/").status_code == 200
+        return len(seen)
+
+    skus = list(Product.objects.values_list("sku", flat=True))
+    RankingRule.objects.create(action="pin", query="mug 0", product=Product.objects.get(sku=skus[0]), position=1)
+    few = queries_for_the_list()
+    for n, sku in enumerate(skus[1:6], start=1):
+        RankingRule.objects.create(action="hide" if n % 2 else "pin", query=f"mug {n}",
+                                   product=Product.objects.get(sku=sku), position=None if n % 2 else 1)
+    assert queries_for_the_list() == few
