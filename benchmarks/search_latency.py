@@ -104,7 +104,7 @@ def main() -> None:
 
     from search.retrieval.fusion import FEATURES, Calibration
     from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
-    from search.retrieval.vector_store.base import Request, _plain
+    from search.retrieval.vector_store import Request, plain_vector
     from search.selectors import SearchFilters, _index_facets, product_search
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -120,8 +120,8 @@ def main() -> None:
     filters = SearchFilters(categories=("mugs", "vases"), price_max=Decimal("50"))
 
     def raw_queries(where) -> None:
-        vector = _plain(vectors[next_query()])
-        index._query_batch([Request(limit=k, vector=vector, using=m, where=where) for m in ("text", "image")])
+        vector = plain_vector(vectors[next_query()])
+        index.query_batch([Request(limit=k, vector=vector, using=m, where=where) for m in ("text", "image")])
 
     floor = timed(lambda: raw_queries(None), args.queries)
     floor_filtered = timed(lambda: raw_queries(filters.where()), args.queries)
@@ -165,7 +165,7 @@ def main() -> None:
 
     rows.append(("browse facets + count alone, filtered, afresh",
                  timed(lambda: _index_facets(index, filters, lambda skip: filters.where(skip=skip)), args.queries,
-                       before=index._changed), floor_filtered))
+                       before=index.counts_forget), floor_filtered))
     rows.append(("browse (empty query) + filters",
                  timed(lambda: product_search(filters=filters), args.queries), floor_filtered))
     rows.append(("browse (empty query) + filters, a product pending (counts from the DB)",
@@ -190,7 +190,7 @@ def main() -> None:
         ids, matrix = np.array(ids), np.concatenate(rows_)
         for q in QUERIES:
             exact = set(ids[np.argsort(-(matrix @ vectors[q]))[:k]].tolist())
-            (found,) = index._query_batch([Request(limit=k, vector=_plain(vectors[q]), using=modality)])
+            (found,) = index.query_batch([Request(limit=k, vector=plain_vector(vectors[q]), using=modality)])
             recall.append(len(exact & {f.id for f in found}) / len(exact))
     del matrix
 

@@ -8,7 +8,7 @@ import pytest
 from catalog.models import IndexStatus, Product
 from search.retrieval import providers
 from search.retrieval.facets import facet_payload
-from search.retrieval.vector_store.base import PAYLOAD_SCHEMA
+from search.retrieval.vector_store.types import PAYLOAD_SCHEMA
 from search.selectors import SearchFilters, product_search
 from tests.shop_fixtures import png
 

@@ -16,14 +16,15 @@ from typing import Any
 import qdrant_edge as qe
 
 from ..keywords import SPARSE_VECTOR, Sparse
-from .base import (
+from .base import ProductIndex
+from .types import (
     PAYLOAD_INDEXES,
+    REBUILD_ADVICE,
     RRF_K,
     VECTOR_NAMES,
     Found,
     IndexBusyError,
     IndexUnavailableError,
-    ProductIndex,
     Request,
     StoredPoint,
     Where,
@@ -37,9 +38,7 @@ OWN_FILE = "shop_search.json"
 
 
 def _unreadable(path: Path, exc: BaseException) -> IndexUnavailableError:
-    return IndexUnavailableError(
-        f"The vector index at {path} cannot be read ({exc}). Rebuild it from the database with "
-        "`python manage.py index_products --all --recreate`.")
+    return IndexUnavailableError(f"The vector index at {path} cannot be read ({exc}). {REBUILD_ADVICE}")
 
 
 class EdgeIndex(ProductIndex):

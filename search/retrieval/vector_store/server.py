@@ -13,7 +13,8 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ..keywords import SPARSE_VECTOR, Sparse
-from .base import PAYLOAD_INDEXES, VECTOR_NAMES, Found, ProductIndex, Request, StoredPoint, Where
+from .base import ProductIndex
+from .types import PAYLOAD_INDEXES, VECTOR_NAMES, Found, Request, StoredPoint, Where
 
 SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
            "bool": models.PayloadSchemaType.BOOL, "integer": models.PayloadSchemaType.INTEGER}
