@@ -105,7 +105,7 @@ def main() -> None:
     from search.retrieval.fusion import FEATURES, Calibration
     from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
     from search.retrieval.vector_store import Request, plain_vector
-    from search.selectors import SearchFilters, _index_facets, product_search
+    from search.selectors import SearchFilters, index_facets, product_search
 
     settings.ALLOWED_HOSTS = ["*"]
     index = get_product_index()
@@ -164,7 +164,7 @@ def main() -> None:
         Product.objects.filter(pk=some_ids[0]).update(index_status="indexed")
 
     rows.append(("browse facets + count alone, filtered, afresh",
-                 timed(lambda: _index_facets(index, filters, lambda skip: filters.where(skip=skip)), args.queries,
+                 timed(lambda: index_facets(index, filters, lambda skip: filters.where(skip=skip)), args.queries,
                        before=index.counts_forget), floor_filtered))
     rows.append(("browse (empty query) + filters",
                  timed(lambda: product_search(filters=filters), args.queries), floor_filtered))

@@ -323,7 +323,7 @@ SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,
 SEARCH_FUSION_CALIBRATION = os.environ.get("SEARCH_FUSION_CALIBRATION", "auto")
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
 SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 200)
-# The relevance cutoff (search/retrieval/calibration.py): the share of queries that name nothing
+# The relevance cutoff (search/retrieval/cutoff.py): the share of queries that name nothing
 # that must find nothing, per modality; higher is stricter.
 SEARCH_CUTOFF_QUANTILE = env_float("SEARCH_CUTOFF_QUANTILE", 0.99)
 # The most products a query matches (per leg); more are cut, and the count says "more than".

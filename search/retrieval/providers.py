@@ -26,7 +26,7 @@ import numpy as np
 from django.conf import settings
 from qdrant_client import QdrantClient
 
-from .calibration import Cutoff, cutoff_calibrate
+from .cutoff import Cutoff, cutoff_calibrate
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
 from .keywords import KeywordEncoder

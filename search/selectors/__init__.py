@@ -12,12 +12,12 @@ from .searching import (
     SearchFilters,
     SearchHit,
     SearchResult,
-    _index_facets,
+    index_facets,
     product_search,
     product_similar,
     query_normalize,
 )
 
 __all__ = ["MAX_PAGE_SIZE", "MAX_QUERY_CHARS", "NO_MERCHANDISING", "PRICE_BUCKETS", "SORTS", "STRATEGIES", "FacetValue",
-           "SearchFilters", "SearchHit", "SearchResult", "_index_facets", "product_search", "product_similar",
+           "SearchFilters", "SearchHit", "SearchResult", "index_facets", "product_search", "product_similar",
            "query_normalize"]

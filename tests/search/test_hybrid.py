@@ -7,7 +7,7 @@ import pytest
 
 from catalog.models import Product
 from search.retrieval import providers
-from search.retrieval.calibration import cutoff_calibrate, gumbel_quantile
+from search.retrieval.cutoff import cutoff_calibrate, gumbel_quantile
 from search.selectors import SearchFilters, product_search
 from tests.shop_fixtures import png
 

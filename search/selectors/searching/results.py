@@ -1,0 +1,68 @@
+"""What a search answers: the page of products, the count, the facets, and the ranking behind them."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from catalog.models import Product
+
+from ...retrieval import fusion
+from .filters import SearchFilters
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    label: str
+    count: int
+    selected: bool = False
+    # a price bucket's filter, both ends included (bucket_range)
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+
+
+@dataclass
+class SearchHit:
+    product: Product
+    position: int
+    score: float | None = None
+    raw: Mapping[str, float] = field(default_factory=dict)
+    normalized: Mapping[str, float] = field(default_factory=dict)
+    placement: str = ""  # "pinned", "boosted" or "buried" when a ranking rule put it there
+
+
+@dataclass
+class SearchResult:
+    search_id: str
+    mode: str  # "text", "image" or "browse"
+    query: str
+    strategy: str
+    sort: str
+    filters: SearchFilters
+    page: int
+    page_size: int
+    count: int
+    hits: list[SearchHit] = field(default_factory=list)
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    model_id: str = ""  # the model that ranked the results ("" when browsing)
+    understood_as: str = ""  # the query with its typos corrected, when it had any
+    count_capped: bool = False  # more products passed the cutoff than SEARCH_MAX_MATCHES
+    # every match in order with its scores (what the pages cut, and what a calibration is
+    # fitted on), and whether the ranking was the fitted calibration's
+    ranked: list[fusion.Ranked] = field(default_factory=list, repr=False)
+    calibrated: bool = False
+    # the merchandiser's rules that shaped it, as logged: {"rules": [ids], "synonyms": [ids]}
+    merchandising: dict[str, list[int]] = field(default_factory=dict)
+
+    @property
+    def num_pages(self) -> int:
+        return max(1, -(-self.count // self.page_size))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.num_pages
+
+    @property
+    def has_previous(self) -> bool:
+        return self.page > 1
