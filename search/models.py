@@ -5,6 +5,8 @@ import uuid
 
 from django.db import models
 
+from .retrieval.keywords import words
+
 
 class SearchEvent(models.Model):
     """One search as answered; its id is the `search_id` returned to the client."""
@@ -142,11 +144,24 @@ class RankingRule(models.Model):
     active = models.BooleanField(default=True)
     starts_at = models.DateTimeField(null=True, blank=True, help_text="Optional: from when (empty: now).")
     ends_at = models.DateTimeField(null=True, blank=True, help_text="Optional: until when (empty: until switched off).")
+    # the query's words as compared (keywords.words: case, accents, punctuation and spacing
+    # aside), kept for the database to refuse a second pin at a taken position (save() sets it)
+    query_key = models.CharField(max_length=200, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["query", "id"]
+        constraints = [models.UniqueConstraint(
+            fields=["match", "query_key", "position"], condition=models.Q(action="pin", active=True),
+            name="ranking_rule_one_pin_per_position",
+            violation_error_message="Another product is already pinned at this position for this query.")]
+
+    def save(self, *args, **kwargs) -> None:
+        self.query_key = " ".join(words(self.query or ""))[:200]
+        if kwargs.get("update_fields") is not None and "query" in kwargs["update_fields"]:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "query_key"}
+        super().save(*args, **kwargs)
 
     def __str__(self) -> str:
         when = ("every word search" if self.match == self.Match.ANY

@@ -164,3 +164,24 @@ def test_the_rules_list_reads_its_pins_products_in_one_query_however_many(mercha
         RankingRule.objects.create(action="hide" if n % 2 else "pin", query=f"mug {n}",
                                    product=Product.objects.get(sku=sku), position=None if n % 2 else 1)
     assert queries_for_the_list() == few
+
+
+def test_the_database_refuses_a_second_pin_at_a_taken_position_whatever_saves_it(shop):
+    from django.core.exceptions import ValidationError
+    from django.db import IntegrityError, transaction
+
+    from search.services.merchandising import ranking_rule_save
+
+    mug, vase = Product.objects.get(sku="green-mug"), Product.objects.get(sku="blue-vase")
+    RankingRule.objects.create(action="pin", query="Red mug", product=mug, position=1)
+    # a save that skipped the form's check (a shell, a second admin at the same moment)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RankingRule.objects.create(action="pin", query="  red, MUG ", product=vase, position=1)
+    # the service says what to do instead of failing
+    with pytest.raises(ValidationError, match="green-mug is already pinned at position 1 for this query"):
+        ranking_rule_save(rule=RankingRule(action="pin", query="red mug", product=vase, position=1))
+    # another position, another query, or the rule switched off is fine
+    ranking_rule_save(rule=RankingRule(action="pin", query="red mug", product=vase, position=2))
+    ranking_rule_save(rule=RankingRule(action="pin", query="blue mug", product=vase, position=1))
+    ranking_rule_save(rule=RankingRule(action="pin", query="red mug", product=vase, position=1, active=False))
+    assert RankingRule.objects.filter(action="pin", active=True).count() == 3
