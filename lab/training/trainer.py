@@ -1,94 +1,26 @@
-"""Contrastive fine-tuning of a CLIP-family model on click triplets.
-
-Each example is a query with a clicked product (positive) and products shown above it that
-the shopper skipped (hard negatives). The loss is InfoNCE: the query must score its own
-positive above every other product in the batch (in-batch negatives) and above the hard
-negatives, on the product's text (text tower) and, where the product has one, its image
-(image tower), which is what the search fuses.
-"""
+"""The trainer: one CLIP-family model (CLIP, SigLIP or the offline two-tower model) fine-tuned
+contrastively on examples, with the towers that learn chosen, gradient caching over chunks,
+warm-up and checkpoints to resume from."""
 from __future__ import annotations
 
 import json
 import logging
 import random
-from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from search.retrieval import fusion
-from search.services.exports import export_columns
-
-from .metrics import mean, reciprocal_rank, recall_at_k
+from ..metrics import mean
+from .data import Example, ImageReader, Product, batches_without_duplicates
+from .losses import contrastive_loss
 
 logger = logging.getLogger(__name__)
 TRAINABLE = ("text", "image", "projection", "all")
 # parameter-name prefixes of each tower, shared by CLIP, SigLIP and the offline two-tower model
 TEXT_TOWER = ("text_model", "text_projection")
 IMAGE_TOWER = ("vision_model", "visual_projection")
-
-
-@dataclass
-class Product:
-    key: str  # product id if known, else its text
-    text: str
-    image: str | None
-
-
-@dataclass
-class Example:
-    query: str
-    positive: Product
-    negatives: list[Product] = field(default_factory=list)
-
-
-def triplets_load(path: str | Path) -> list[Example]:
-    """Read exported triplets (JSONL, CSV or Parquet) into one example per (query, positive)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    elif suffix == ".csv":
-        import csv
-
-        with path.open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        rows = pq.read_table(path).to_pylist()
-    else:
-        raise ValueError(f"{path.name}: use a .jsonl, .csv or .parquet triplets export")
-    missing = set(export_columns("triplets", text_only=True)) - set(rows[0] if rows else {})
-    if not rows or missing:
-        raise ValueError(f"{path.name}: no triplets" if not rows else
-                         f"{path.name}: missing column(s) {', '.join(sorted(missing))}")
-
-    def product(row: dict, side: str) -> Product:
-        key = row.get(f"{side}_id")
-        image = row.get(f"{side}_image") or None
-        return Product(key=str(key) if key not in (None, "") else row[side], text=row[side], image=image)
-
-    grouped: dict[tuple[str, str], Example] = {}
-    for row in rows:
-        positive = product(row, "positive")
-        example = grouped.setdefault((row["query"], positive.key), Example(row["query"], positive))
-        negative = product(row, "negative")
-        if negative.key not in {n.key for n in example.negatives}:
-            example.negatives.append(negative)
-    return list(grouped.values())
-
-
-def split_by_query(examples: Sequence[Example], holdout: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Hold out whole queries, so evaluation measures queries the model never trained on."""
-    queries = sorted({e.query for e in examples})
-    random.Random(seed).shuffle(queries)
-    held = set(queries[: max(1, round(len(queries) * holdout))]) if holdout > 0 and len(queries) > 1 else set()
-    return [e for e in examples if e.query not in held], [e for e in examples if e.query in held]
 
 
 @dataclass
@@ -108,59 +40,6 @@ class TrainConfig:
     # after each epoch the run is saved here (model, optimiser, schedule, random state), and a
     # run started again with the same folder goes on from the last saved epoch
     checkpoint_dir: str | None = None
-
-
-# Decoded images kept between batches, at most this many (the rest is read again when a batch
-# needs it): memory stays bounded whatever the size of the click log.
-IMAGE_CACHE = 256
-
-
-class ImageReader:
-    """Reads a batch's images when the batch needs them, keeping the IMAGE_CACHE most recent."""
-
-    def __init__(self, size: int = IMAGE_CACHE):
-        self.size = size
-        self.cache: OrderedDict[str, Image.Image | None] = OrderedDict()
-        self.unreadable: set[str] = set()
-
-    def __call__(self, path: str | None) -> Image.Image | None:
-        if not path or path.startswith(("http://", "https://")) or path in self.unreadable:
-            return None  # training reads local files only
-        if path in self.cache:
-            self.cache.move_to_end(path)
-            return self.cache[path]
-        try:
-            with Image.open(path) as im:
-                image = im.convert("RGB")
-        except OSError:
-            logger.warning("Skipping unreadable training image %s", path)
-            self.unreadable.add(path)
-            return None
-        self.cache[path] = image
-        while len(self.cache) > self.size:
-            self.cache.popitem(last=False)
-        return image
-
-
-def batches_without_duplicates(examples: Sequence[Example], size: int, rng: random.Random) -> list[list[Example]]:
-    """Shuffled batches in which no product is the positive of two rows: a second copy would be
-    masked for both rows (it is their answer), one in-batch negative fewer for every other row.
-    (Two rows of one query are fine: each masks the other's positive.) An example that fits no
-    open batch waits for the next one."""
-    order = list(examples)
-    rng.shuffle(order)
-    batches: list[list[Example]] = []
-    while order:
-        batch, products, rest = [], set(), []
-        for example in order:
-            if len(batch) < size and example.positive.key not in products:
-                batch.append(example)
-                products.add(example.positive.key)
-            else:
-                rest.append(example)
-        batches.append(batch)
-        order = rest
-    return batches
 
 
 class ClipTrainer:
@@ -183,11 +62,11 @@ class ClipTrainer:
         self.learns = {"text": False, "image": False}  # which tower has parameters that learn (set by _freeze)
 
     # --- embeddings -----------------------------------------------------------------
-    def _texts(self, texts: Sequence[str]):
+    def texts_embed(self, texts: Sequence[str]):
         batch = self.parts.tokenize(texts).to(self.device)
         return self.torch.nn.functional.normalize(self.model.get_text_features(**batch).float(), dim=-1)
 
-    def _images(self, images: Sequence[Image.Image]):
+    def images_embed(self, images: Sequence[Image.Image]):
         pixels = self.parts.pixels(images, device=self.device)
         return self.torch.nn.functional.normalize(self.model.get_image_features(pixel_values=pixels).float(), dim=-1)
 
@@ -235,25 +114,6 @@ class ClipTrainer:
         with_image = [(j, img) for j, p in enumerate(products) if (img := self.images(p.image))]
         return products, same, with_image
 
-    def _contrastive(self, batch: Sequence[Example], queries, texts, images, same, with_image):
-        """InfoNCE of each row's query against every product of the batch: on their texts (when
-        the text side learns) and on their images (rows whose positive has one)."""
-        torch = self.torch
-        scale = self.model.logit_scale.exp().clamp(max=100)
-        loss = torch.zeros((), device=self.device)
-        if texts is not None:
-            text_logits = scale * queries.float() @ texts.float().T
-            labels = torch.arange(len(batch), device=self.device)
-            loss = torch.nn.functional.cross_entropy(text_logits.masked_fill(same, -1e4), labels)
-        columns = [j for j, _ in with_image]
-        pictured = set(columns)
-        rows = [i for i in range(len(batch)) if i in pictured]
-        if rows and images is not None:
-            image_logits = scale * queries[rows].float() @ images.float().T
-            target = torch.tensor([columns.index(i) for i in rows], device=self.device)
-            loss = loss + torch.nn.functional.cross_entropy(image_logits.masked_fill(same[rows][:, columns], -1e4), target)
-        return loss
-
     def _rng_state(self):
         cuda = self.device.type == "cuda"
         return self.torch.get_rng_state(), self.torch.cuda.get_rng_state(self.device) if cuda else None
@@ -295,12 +155,13 @@ class ClipTrainer:
         products, whatever the micro-batch size (a window over `chunk` is gradient-cached)."""
         cached = len(window) > chunk
         products, same, with_image = self._inputs(window, rng)
-        sides = [(self._texts, [e.query for e in window], self.learns["text"]),
-                 (self._texts, [p.text for p in products] if self.text_loss else [], self.learns["text"]),
-                 (self._images, [img for _, img in with_image], self.learns["image"])]
+        sides = [(self.texts_embed, [e.query for e in window], self.learns["text"]),
+                 (self.texts_embed, [p.text for p in products] if self.text_loss else [], self.learns["text"]),
+                 (self.images_embed, [img for _, img in with_image], self.learns["image"])]
         with autocast():
             embedded = [self._embed(encode, items, chunk, cached) for encode, items, _ in sides]
-            loss = self._contrastive(window, embedded[0][0], embedded[1][0], embedded[2][0], same, with_image)
+            loss = contrastive_loss(embedded[0][0], embedded[1][0], embedded[2][0], same, with_image,
+                                    scale=self.model.logit_scale.exp().clamp(max=100))
         if loss.requires_grad:
             scaler.scale(loss).backward()
             if cached:
@@ -392,37 +253,6 @@ class ClipTrainer:
         self._rng_restore(state["torch_rng"])
         return list(state["losses"])
 
-    # --- evaluation -----------------------------------------------------------------
-    def evaluate(self, examples: Sequence[Example], pool: Sequence[Product], *,
-                 weights: dict[str, float]) -> dict[str, float]:
-        """Rank the whole product pool for each held-out query the way the search does (per-modality
-        normalisation, fused over the fields each product has); Recall@1/@10 and MRR."""
-        if not examples:
-            return {"recall@1": 0.0, "recall@10": 0.0, "mrr": 0.0, "queries": 0}
-        with self.torch.inference_mode():
-            keys = [p.key for p in pool]
-            texts = self._texts([p.text for p in pool]).cpu().numpy()
-            with_image = [(k, img) for k, p in enumerate(pool) if (img := self.images(p.image))]
-            images = self._images([img for _, img in with_image]).cpu().numpy() if with_image else np.zeros((0, 1))
-            image_row = {k: r for r, (k, _) in enumerate(with_image)}
-            relevant: dict[str, set[str]] = defaultdict(set)
-            for e in examples:
-                relevant[e.query].add(e.positive.key)
-            queries = sorted(relevant)
-            query_vectors = self._texts(queries).cpu().numpy()
-        r1, r10, mrr = [], [], []
-        for query, q in zip(queries, query_vectors):
-            text_scores = texts @ q
-            image_scores = images @ q if len(with_image) else np.zeros(0)
-            candidates = [fusion.Candidate(k, {"text": float(text_scores[k]),
-                                               **({"image": float(image_scores[image_row[k]])} if k in image_row else {})})
-                          for k in range(len(pool))]
-            ranked = [keys[r.id] for r in fusion.fuse_normalized(candidates, weights)]
-            r1.append(recall_at_k(ranked, relevant[query], 1))
-            r10.append(recall_at_k(ranked, relevant[query], 10))
-            mrr.append(reciprocal_rank(ranked, relevant[query]))
-        return {"recall@1": mean(r1), "recall@10": mean(r10), "mrr": mean(mrr), "queries": len(queries)}
-
     def save(self, out_dir: str | Path, *, report: dict) -> Path:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -431,61 +261,3 @@ class ClipTrainer:
         self.parts.image_processor.save_pretrained(out)
         (out / "training.json").write_text(json.dumps(report, indent=2, default=str), encoding="utf-8")
         return out
-
-
-@dataclass
-class TrainingRun:
-    """What one run measured: held-out metrics before and after training, the loss per epoch,
-    and where the trained model was saved."""
-
-    before: dict[str, float]
-    after: dict[str, float]
-    losses: list[float]
-    out: Path
-
-    def markdown(self, heading: str, labels: tuple[str, str] = ("before", "after")) -> str:
-        lines = [f"| {heading} | Recall@1 | Recall@10 | MRR |", "|---|---|---|---|"]
-        for label, m in zip(labels, (self.before, self.after)):
-            lines.append(f"| {label} | {m['recall@1']:.3f} | {m['recall@10']:.3f} | {m['mrr']:.3f} |")
-        return "\n".join(lines + ["", f"Loss per epoch: {', '.join(f'{x:.3f}' for x in self.losses)}"])
-
-
-def training_run(trainer: ClipTrainer, *, train: Sequence[Example], held: Sequence[Example],
-                 pool: Sequence[Product], config: TrainConfig, weights: dict[str, float], out_dir: str | Path,
-                 report: dict, report_keys: tuple[str, str] = ("before", "after"), desc: str = "train",
-                 quiet: bool = False) -> TrainingRun:
-    """Measure the held-out examples, train (with a progress bar), measure again, and save the
-    model with training.json: `report` plus the configuration, the losses and both measurements
-    (under `report_keys`). Shared by finetune_model and train_demo_model.
-
-    Args:
-        trainer: holds the model being trained.
-        train, held: the training examples and the held-out ones it never sees.
-        pool: the products each held-out query is ranked over.
-        config: epochs, batch size, learning rate, which towers learn.
-        weights: the fusion weights the held-out ranking uses (as the search does).
-        out_dir: the model directory to write.
-        report: what the caller records about the run (data, base model, counts).
-    Returns:
-        The measurements, the losses and the saved directory.
-    """
-    before = trainer.evaluate(held, pool, weights=weights)
-    with tqdm(total=config.epochs * len(train), desc=desc, unit="example", disable=quiet) as bar:
-        losses = trainer.train(train, config, progress=bar.update)
-    after = trainer.evaluate(held, pool, weights=weights)
-    out = trainer.save(out_dir, report={**report, "config": asdict(config), "losses": losses,
-                                        report_keys[0]: before, report_keys[1]: after})
-    return TrainingRun(before=before, after=after, losses=losses, out=out)
-
-
-def product_pool(examples: Sequence[Example]) -> list[Product]:
-    """Every distinct product the triplets mention: the candidates a held-out query is ranked over."""
-    pool: dict[str, Product] = {}
-    for e in examples:
-        for p in [e.positive, *e.negatives]:
-            pool.setdefault(p.key, p)
-    return list(pool.values())
-
-
-__all__ = ["ClipTrainer", "Example", "TrainConfig", "TrainingRun", "product_pool", "split_by_query", "training_run",
-           "triplets_load"]
