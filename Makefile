@@ -54,13 +54,15 @@ demo-model: venv
 quality: venv
 	PY=$(BIN)/python bash benchmarks/quality.sh
 
-# The import contracts first (pyproject.toml, [tool.importlinter]): the layout is part of the build.
+# Format, lint ([tool.ruff]) and the import contracts ([tool.importlinter]) first: the layout is part of the build.
 # axe-core, which the browser tests inject into pages to check accessibility
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
 test: venv node_modules/.installed
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

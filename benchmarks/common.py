@@ -1,4 +1,5 @@
 """Shared set-up for benchmarks: a throwaway embedded instance with a generated catalog."""
+
 from __future__ import annotations
 
 import os
@@ -17,9 +18,15 @@ def setup_instance(*, model: str | None, preset: str, engine: str = "edge") -> P
     """Point settings at a temp SQLite + vector store dir of that embedded engine (and a random
     CLIP if no model), then start Django. Returns the temp dir."""
     tmp = Path(tempfile.mkdtemp(prefix="shop-bench-"))
-    os.environ.update({"SHOP_SEARCH_VAR_DIR": str(tmp), "QDRANT_PATH": str(tmp / "qdrant"),
-                       "SEARCH_VECTOR_ENGINE": engine,
-                       "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "shop_search.settings"})
+    os.environ.update(
+        {
+            "SHOP_SEARCH_VAR_DIR": str(tmp),
+            "QDRANT_PATH": str(tmp / "qdrant"),
+            "SEARCH_VECTOR_ENGINE": engine,
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+        }
+    )
     for name in ("CELERY_BROKER_URL", "DATABASE_URL", "QDRANT_URL"):
         os.environ.pop(name, None)
     if model:
@@ -49,8 +56,11 @@ def photos_swap(folder: Path, *, seed: int) -> int:
     catalog = folder / "catalog.jsonl"
     rows = [json.loads(line) for line in catalog.read_text(encoding="utf-8").splitlines()]
     with_image = [row for row in rows if row["image"]]
-    for n, (row, (width, height)) in enumerate(tqdm(list(zip(with_image, photo_sizes(len(with_image), seed=seed))),
-                                                    desc="photos", unit="photo", file=sys.stderr)):
+    for n, (row, (width, height)) in enumerate(
+        tqdm(
+            list(zip(with_image, photo_sizes(len(with_image), seed=seed))), desc="photos", unit="photo", file=sys.stderr
+        )
+    ):
         name = row["image"].rsplit(".", 1)[0] + ".jpg"
         (folder / name).write_bytes(photo_jpeg(width, height, seed=seed * 100_000 + n))
         row["image"] = name

@@ -21,6 +21,7 @@ device (auto: CUDA when there is one). With no --model it builds a random-weight
 vit-b-32` has the default model's shape, so its timings stand for the real model's compute;
 `--preset tiny` makes the model nearly free and shows the pipeline's own overhead.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,7 +45,7 @@ def forward_seconds(encoder, texts: list[str], images: int) -> tuple[float, floa
     import torch
 
     parts, size, device = encoder.parts, encoder.batch_size, encoder.device
-    batches = [parts.tokenize(texts[i:i + size]).to(device) for i in range(0, len(texts), size)]
+    batches = [parts.tokenize(texts[i : i + size]).to(device) for i in range(0, len(texts), size)]
     width, height = parts.draft_size() or (224, 224)  # the model's input size
     pixels = torch.randn(min(size, images), 3, height, width, device=device, dtype=encoder.dtype)
     with torch.inference_mode():
@@ -58,7 +59,7 @@ def forward_seconds(encoder, texts: list[str], images: int) -> tuple[float, floa
         text_s = time.perf_counter() - start
         start = time.perf_counter()
         for done in range(0, images, size):
-            encoder.model.get_image_features(pixel_values=pixels[:min(size, images - done)]).float().cpu()
+            encoder.model.get_image_features(pixel_values=pixels[: min(size, images - done)]).float().cpu()
         _sync(device)
         image_s = time.perf_counter() - start
     return text_s, image_s
@@ -75,7 +76,7 @@ def preprocess_seconds(encoder, blobs: list[bytes]) -> float:
     decode = lambda data: image_array(image_load(data, draft=draft).image)  # noqa: E731
     start = time.perf_counter()
     for i in range(0, len(blobs), encoder.batch_size):
-        arrays = list(_threads().map(decode, blobs[i:i + encoder.batch_size]))
+        arrays = list(_threads().map(decode, blobs[i : i + encoder.batch_size]))
         encoder.parts.pixels(arrays, device=encoder.device)
     _sync(encoder.device)
     return time.perf_counter() - start
@@ -102,11 +103,16 @@ def lowest_cosine(encoder, blobs: list[bytes]) -> float:
 
     lowest = 1.0
     for data in blobs:
-        pixels = encoder.parts.image_processor(images=[_central(image_load(data).image)],
-                                               return_tensors="pt")["pixel_values"]
+        pixels = encoder.parts.image_processor(images=[_central(image_load(data).image)], return_tensors="pt")[
+            "pixel_values"
+        ]
         with torch.inference_mode():
-            reference = encoder.model.get_image_features(
-                pixel_values=pixels.to(encoder.device, dtype=encoder.dtype)).float().cpu().numpy()[0]
+            reference = (
+                encoder.model.get_image_features(pixel_values=pixels.to(encoder.device, dtype=encoder.dtype))
+                .float()
+                .cpu()
+                .numpy()[0]
+            )
         got = encoder.encode_images([image_array(image_load(data, draft=encoder.image_draft_size()).image)])[0]
         lowest = min(lowest, float(got @ (reference / np.linalg.norm(reference))))
     return lowest
@@ -118,8 +124,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="product ids per indexing task")
     parser.add_argument("--encode-batch", type=int, help="items per forward pass (SEARCH_ENCODE_BATCH_SIZE)")
     parser.add_argument("--model", help="model id or dir (default: build one from --preset)")
-    parser.add_argument("--preset", choices=["tiny", "vit-b-32"], default="vit-b-32",
-                        help="random-weight CLIP to build when no --model: tiny, or ViT-B/32's shape")
+    parser.add_argument(
+        "--preset",
+        choices=["tiny", "vit-b-32"],
+        default="vit-b-32",
+        help="random-weight CLIP to build when no --model: tiny, or ViT-B/32's shape",
+    )
     parser.add_argument("--engine", choices=sorted(ENGINE_LABELS), default="edge", help="the embedded vector engine")
     parser.add_argument("--no-photos", action="store_true", help="the drawn catalog only")
     parser.add_argument("--repeat", type=int, default=2, help="timings taken this many times, in turns; the best kept")
@@ -137,8 +147,7 @@ def main() -> None:
 
     catalogs = {"drawn": import_catalog(tmp, products=args.products, seed=11, index=False)}
     if not args.no_photos:
-        catalogs["photos 800-1200 px"] = import_catalog(tmp, products=args.products, seed=12, index=False,
-                                                        photos=True)
+        catalogs["photos 800-1200 px"] = import_catalog(tmp, products=args.products, seed=12, index=False, photos=True)
     encoder, index = get_encoder(), get_product_index()
     index.ensure_collection(encoder.dim)
 
@@ -152,9 +161,8 @@ def main() -> None:
 
         def run(label: str, *, force: bool = False) -> float:
             start = time.perf_counter()
-            for i in tqdm(range(0, len(ids), args.batch_size), desc=f"{name}: {label}", unit="task",
-                          file=sys.stderr):
-                products_index(product_ids=ids[i:i + args.batch_size], encoder=encoder, index=index, force=force)
+            for i in tqdm(range(0, len(ids), args.batch_size), desc=f"{name}: {label}", unit="task", file=sys.stderr):
+                products_index(product_ids=ids[i : i + args.batch_size], encoder=encoder, index=index, force=force)
             return time.perf_counter() - start
 
         # Each timing the best of --repeat, taken in turns: a machine's other work slows one
@@ -169,24 +177,52 @@ def main() -> None:
         skip_s = run("re-index unchanged")
         n, m = len(ids), len(blobs)
         rows += [
-            [name, "model forward, ready tensors (floor)", f"{floor:.2f}", f"{n / floor:.0f}", "1.00",
-             f"text {text_s:.2f} s + image {image_s:.2f} s"],
-            [name, "preprocessing alone (threads + tensor ops)", f"{pre_s:.2f}", f"{m / pre_s:.0f} img/s",
-             f"{pre_s / floor:.2f}", f"{m} images"],
-            [name, "image processor (PIL, one thread; before)", f"{old_s:.2f}", f"{m / old_s:.0f} img/s",
-             f"{old_s / floor:.2f}", "estimated from 50 images"],
-            [name, "products_index end to end", f"{new_s:.2f}", f"{n / new_s:.0f}", f"{new_s / floor:.2f}",
-             f"tasks of {args.batch_size}"],
+            [
+                name,
+                "model forward, ready tensors (floor)",
+                f"{floor:.2f}",
+                f"{n / floor:.0f}",
+                "1.00",
+                f"text {text_s:.2f} s + image {image_s:.2f} s",
+            ],
+            [
+                name,
+                "preprocessing alone (threads + tensor ops)",
+                f"{pre_s:.2f}",
+                f"{m / pre_s:.0f} img/s",
+                f"{pre_s / floor:.2f}",
+                f"{m} images",
+            ],
+            [
+                name,
+                "image processor (PIL, one thread; before)",
+                f"{old_s:.2f}",
+                f"{m / old_s:.0f} img/s",
+                f"{old_s / floor:.2f}",
+                "estimated from 50 images",
+            ],
+            [
+                name,
+                "products_index end to end",
+                f"{new_s:.2f}",
+                f"{n / new_s:.0f}",
+                f"{new_s / floor:.2f}",
+                f"tasks of {args.batch_size}",
+            ],
             [name, "products_index, unchanged", f"{skip_s:.2f}", f"{n / skip_s:.0f}", f"{skip_s / floor:.2f}", ""],
         ]
     device = encoder.device
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "no GPU"
-    print(f"\nengine: {ENGINE_LABELS[args.engine]}  model: {encoder.model_id}  dim {encoder.dim}  device {device} "
-          f"({gpu}, {encoder.dtype})  cores {os.cpu_count()}  torch threads {torch.get_num_threads()}  "
-          f"encode batch {encoder.batch_size}  products per catalog {args.products}\n")
+    print(
+        f"\nengine: {ENGINE_LABELS[args.engine]}  model: {encoder.model_id}  dim {encoder.dim}  device {device} "
+        f"({gpu}, {encoder.dtype})  cores {os.cpu_count()}  torch threads {torch.get_num_threads()}  "
+        f"encode batch {encoder.batch_size}  products per catalog {args.products}\n"
+    )
     print(table(["catalog", "path", "seconds", "products/s", "x forward", "note"], rows))
-    print("\nlowest cosine, indexer's image vector vs the processor's (20 images): "
-          + ", ".join(f"{name} {value:.5f}" for name, value in cosines.items()))
+    print(
+        "\nlowest cosine, indexer's image vector vs the processor's (20 images): "
+        + ", ".join(f"{name} {value:.5f}" for name, value in cosines.items())
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ mixed as a storefront's are. SQLite in a temp dir (or DATABASE_URL, e.g. Postgre
 
     .venv/bin/python benchmarks/insights_latency.py --searches 1000000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,9 @@ def setup(database_url: str | None) -> Path:
     import tempfile
 
     tmp = Path(tempfile.mkdtemp(prefix="shop-insights-"))
-    os.environ.update({"SHOP_SEARCH_VAR_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "shop_search.settings",
-                       "LOG_LEVEL": "WARNING"})
+    os.environ.update(
+        {"SHOP_SEARCH_VAR_DIR": str(tmp), "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING"}
+    )
     if database_url:
         os.environ["DATABASE_URL"] = database_url
     else:
@@ -56,8 +58,9 @@ def generate(searches: int, queries: int, seed: int) -> None:
     from search.models import Click, SearchEvent
 
     rng = random.Random(seed)
-    products = Product.objects.bulk_create([Product(sku=f"P{n:05d}", title=f"Product {n}", price=Decimal("10"))
-                                            for n in range(2000)])
+    products = Product.objects.bulk_create(
+        [Product(sku=f"P{n:05d}", title=f"Product {n}", price=Decimal("10")) for n in range(2000)]
+    )
     words = [f"query {n}" for n in range(queries)]
     weights = [1 / (rank + 1) for rank in range(queries)]
     channels = ["page"] * 5 + ["htmx"] * 12 + ["api"] * 2 + ["photo_page"]
@@ -70,14 +73,22 @@ def generate(searches: int, queries: int, seed: int) -> None:
                 channel = rng.choice(channels)
                 photo = channel == "photo_page"
                 found = 0 if rng.random() < 0.08 else rng.randint(1, 400)
-                event = SearchEvent(id=uuid.UUID(int=rng.getrandbits(128)), channel=channel,
-                                    mode="image" if photo else "text", query="" if photo else query,
-                                    query_normalized="" if photo else query, sort="relevance",
-                                    strategy="normalized", result_count=found)
+                event = SearchEvent(
+                    id=uuid.UUID(int=rng.getrandbits(128)),
+                    channel=channel,
+                    mode="image" if photo else "text",
+                    query="" if photo else query,
+                    query_normalized="" if photo else query,
+                    sort="relevance",
+                    strategy="normalized",
+                    result_count=found,
+                )
                 events.append(event)
                 if found and rng.random() < 0.35:
-                    chosen = {min(int(rng.expovariate(1 / 200)), len(products) - 1)
-                              for _ in range(rng.choice((1, 1, 1, 2, 3)))}
+                    chosen = {
+                        min(int(rng.expovariate(1 / 200)), len(products) - 1)
+                        for _ in range(rng.choice((1, 1, 1, 2, 3)))
+                    }
                     positions = rng.sample(range(1, 21), k=len(chosen))
                     for index, position in zip(chosen, positions):
                         product = products[index]
@@ -107,8 +118,10 @@ def _spread_times(model, rng) -> None:
     table_name = model._meta.db_table
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
-            cursor.execute(f"UPDATE {table_name} SET created_at = datetime('now', "
-                           f"'-' || (abs(random()) % (90 * 86400)) || ' seconds')")
+            cursor.execute(
+                f"UPDATE {table_name} SET created_at = datetime('now', "
+                f"'-' || (abs(random()) % (90 * 86400)) || ' seconds')"
+            )
             cursor.execute(f"UPDATE {table_name} SET day = date(created_at)")  # TIME_ZONE is UTC here
         else:
             cursor.execute(f"UPDATE {table_name} SET created_at = now() - (random() * interval '90 days')")
@@ -144,21 +157,27 @@ def main() -> None:
     top_product = Click.objects.values("product").annotate(n=Count("id")).order_by("-n")[0]["product"]
     today = timezone.localdate()
     rows = []
-    for label, days, channel in (("last 30 days, all channels", 30, "all"), ("last 91 days, all channels", 91, "all"),
-                                 ("last 30 days, storefront", 30, "storefront")):
+    for label, days, channel in (
+        ("last 30 days, all channels", 30, "all"),
+        ("last 91 days, all channels", 91, "all"),
+        ("last 30 days, storefront", 30, "storefront"),
+    ):
         period = Period(first=today - timedelta(days=days - 1), last=today, channel=channel)
         floor, count = timed(lambda: period_searches(period).count(), args.repeat)
         rows.append([label, "count the period's searches (floor)", f"{floor:.0f}", "1.0", f"{count:,} searches"])
-        for name, call in (("the three query tables (one grouping)", lambda: query_tables(period)),
-                           ("totals and every day (trend)", lambda: summary(period)),
-                           ("queries leading to the most clicked product",
-                            lambda: product_queries(period, product_id=top_product))):
+        for name, call in (
+            ("the three query tables (one grouping)", lambda: query_tables(period)),
+            ("totals and every day (trend)", lambda: summary(period)),
+            ("queries leading to the most clicked product", lambda: product_queries(period, product_id=top_product)),
+        ):
             ms, _ = timed(call, args.repeat)
             rows.append([label, name, f"{ms:.0f}", f"{ms / floor:.1f}", ""])
         page_ms = sum(float(r[2]) for r in rows[-3:])
         rows.append([label, "the whole page (the three above)", f"{page_ms:.0f}", f"{page_ms / floor:.1f}", ""])
-    print(f"\n{connection.vendor}, {SearchEvent.objects.count():,} searches, {Click.objects.count():,} clicks, "
-          f"{args.queries:,} distinct queries, cores {os.cpu_count()}, median of {args.repeat}\n")
+    print(
+        f"\n{connection.vendor}, {SearchEvent.objects.count():,} searches, {Click.objects.count():,} clicks, "
+        f"{args.queries:,} distinct queries, cores {os.cpu_count()}, median of {args.repeat}\n"
+    )
     print(table(["period", "what", "ms", "x floor", "note"], rows))
 
 

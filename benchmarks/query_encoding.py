@@ -8,6 +8,7 @@ query at one thread on the idle machine.
 
     .venv/bin/python benchmarks/query_encoding.py [--preset vit-b-32|tiny] [--model DIR] [--queries 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ def main() -> None:
 
     encoder = get_encoder()
     default_threads = torch.get_num_threads()
-    counter = iter(range(10 ** 9))
+    counter = iter(range(10**9))
 
     def timed(threads: int) -> list[float]:
         torch.set_num_threads(threads)
@@ -53,7 +54,9 @@ def main() -> None:
     rows = []
     for busy in (False, True):
         stop = multiprocessing.Event()
-        spinners = [multiprocessing.Process(target=spin, args=(stop,)) for _ in range(os.cpu_count() or 1)] if busy else []
+        spinners = (
+            [multiprocessing.Process(target=spin, args=(stop,)) for _ in range(os.cpu_count() or 1)] if busy else []
+        )
         for process in spinners:
             process.start()
         try:
@@ -64,11 +67,24 @@ def main() -> None:
             for process in spinners:
                 process.join()
     floor = statistics.median(rows[0][1])
-    print(f"\nmodel {encoder.model_id}; {os.cpu_count()} cores; torch default {default_threads} threads; "
-          f"{args.queries} uncached queries per row; busy = {os.cpu_count()} spinning processes\n")
-    print(table(["path", "p50 ms", "p95 ms", "x floor p50"],
-                [[label, f"{statistics.median(t):.1f}", f"{sorted(t)[int(len(t) * 0.95) - 1]:.1f}",
-                  f"{statistics.median(t) / floor:.1f}"] for label, t in rows]))
+    print(
+        f"\nmodel {encoder.model_id}; {os.cpu_count()} cores; torch default {default_threads} threads; "
+        f"{args.queries} uncached queries per row; busy = {os.cpu_count()} spinning processes\n"
+    )
+    print(
+        table(
+            ["path", "p50 ms", "p95 ms", "x floor p50"],
+            [
+                [
+                    label,
+                    f"{statistics.median(t):.1f}",
+                    f"{sorted(t)[int(len(t) * 0.95) - 1]:.1f}",
+                    f"{statistics.median(t) / floor:.1f}",
+                ]
+                for label, t in rows
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,14 +8,15 @@ as the whole query; every match scored in each modality; fusion; count, pages an
 the matches; DB hydration), per strategy, filtered and not, a query with typos, a SKU, a query
 that matches nothing, and `GET /api/search` through Django (view, serializer, search log)
 against product_search; and the normalized search again with a busy merchandiser's ranking rules
-and synonyms (RULES rules, SYNONYMS synonym groups, read at each search). Browsing counts with the engine, which remembers counts and facets
-between writes ("afresh" rows forget them each time, as for filters not seen before), and with
-the database while a product is pending. Query vectors are cached, as for repeated queries in
-production; the text tower's own cost is a row of its own. Also printed: the process's memory
-and the recall of the engine's top candidates against exact numpy search.
+and synonyms (RULES rules, SYNONYMS synonym groups, read at each search). Browsing counts with
+the engine, which remembers counts and facets between writes ("afresh" rows forget them each
+time, as for filters not seen before), and with the database while a product is pending. Query
+vectors are cached, as for repeated queries in production; the text tower's own cost is a row of
+its own. Also printed: the process's memory and the recall of the engine's top candidates against exact numpy search.
 
     .venv/bin/python benchmarks/search_latency.py --products 10000 [--engine local|edge] [--queries 60] [--model DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,23 @@ from decimal import Decimal
 import numpy as np
 from common import ENGINE_LABELS, import_catalog, setup_instance, table
 
-QUERIES = ["red mug", "blue striped t-shirt", "running shoes", "wool socks", "green ceramic vase",
-           "black leather backpack", "table lamp", "dotted scarf", "water bottle steel", "pink cap",
-           "sneakers", "white cotton tee", "checked blanket", "orange bag", "purple glass vase"]
+QUERIES = [
+    "red mug",
+    "blue striped t-shirt",
+    "running shoes",
+    "wool socks",
+    "green ceramic vase",
+    "black leather backpack",
+    "table lamp",
+    "dotted scarf",
+    "water bottle steel",
+    "pink cap",
+    "sneakers",
+    "white cotton tee",
+    "checked blanket",
+    "orange bag",
+    "purple glass vase",
+]
 
 
 def timed(fn, repeats: int, before=None) -> list[float]:
@@ -64,19 +79,23 @@ def _merchandise(skus: list[str]) -> None:
     ids = list(Product.objects.filter(sku__in=skus).values_list("pk", flat=True))
     rows = []
     for i, query in enumerate(QUERIES):
-        rows += [RankingRule(query=query, action="pin", product_id=ids[i % len(ids)], position=2),
-                 RankingRule(query=query, action="hide", product_id=ids[(i + 1) % len(ids)]),
-                 RankingRule(query=query, action="boost", field="brand", value="acme", strength=50)]
+        rows += [
+            RankingRule(query=query, action="pin", product_id=ids[i % len(ids)], position=2),
+            RankingRule(query=query, action="hide", product_id=ids[(i + 1) % len(ids)]),
+            RankingRule(query=query, action="boost", field="brand", value="acme", strength=50),
+        ]
     rows += [RankingRule(match="any", query="", action="bury", field="category", value=f"cat {n}") for n in range(5)]
     n = 0
     while len(rows) < RULES:
         match = "contains" if n % 3 == 0 else "exact"
-        rows.append(RankingRule(match=match, query=f"other query {n}", action="pin", product_id=ids[n % len(ids)],
-                                position=1))
+        rows.append(
+            RankingRule(match=match, query=f"other query {n}", action="pin", product_id=ids[n % len(ids)], position=1)
+        )
         n += 1
     RankingRule.objects.bulk_create(rows)
-    Synonym.objects.bulk_create([Synonym(words=f"word{n}, other{n}") for n in range(SYNONYMS - 1)]
-                                + [Synonym(words="sneakers, trainers")])
+    Synonym.objects.bulk_create(
+        [Synonym(words=f"word{n}, other{n}") for n in range(SYNONYMS - 1)] + [Synonym(words="sneakers, trainers")]
+    )
 
 
 def _unmerchandise() -> None:
@@ -101,7 +120,6 @@ def main() -> None:
     from django.test import Client
 
     from catalog.models import Product
-
     from search.retrieval.fusion import FEATURES, Calibration
     from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
     from search.retrieval.vector_store import Request, plain_vector
@@ -112,7 +130,7 @@ def main() -> None:
     k = settings.SEARCH_CANDIDATES
     queries = [QUERIES[i % len(QUERIES)] for i in range(args.queries)]
     vectors = {q: query_vector(embedding_model_id(), q) for q in QUERIES}
-    cycle = iter(range(10 ** 9))
+    cycle = iter(range(10**9))
 
     def next_query() -> str:
         return queries[next(cycle) % len(queries)]
@@ -127,32 +145,72 @@ def main() -> None:
     floor_filtered = timed(lambda: raw_queries(filters.where()), args.queries)
     encoder = get_encoder()
     tower = timed(lambda: encoder.encode_texts([next_query() + " x"]), max(10, args.queries // 4))
-    rows = [("raw per-modality queries (floor)", floor, floor),
-            ("raw per-modality queries + filters (floor)", floor_filtered, floor_filtered),
-            ("text tower, uncached query", tower, floor)]
+    rows = [
+        ("raw per-modality queries (floor)", floor, floor),
+        ("raw per-modality queries + filters (floor)", floor_filtered, floor_filtered),
+        ("text tower, uncached query", tower, floor),
+    ]
     for strategy in ("normalized", "avg", "rrf", "dbsf"):
-        rows.append((f"product_search {strategy}",
-                     timed(lambda s=strategy: product_search(query=next_query(), strategy=s), args.queries), floor))
+        rows.append(
+            (
+                f"product_search {strategy}",
+                timed(lambda s=strategy: product_search(query=next_query(), strategy=s), args.queries),
+                floor,
+            )
+        )
     # the fused ranking with a fitted calibration (calibrate_fusion): features per match, one dot product
     calibration = Calibration({name: 0.5 for name in FEATURES})
-    rows.append(("product_search normalized, a fitted calibration",
-                 timed(lambda: product_search(query=next_query(), calibration=calibration), args.queries), floor))
-    rows.append(("product_search normalized + filters",
-                 timed(lambda: product_search(query=next_query(), filters=filters), args.queries), floor_filtered))
-    rows.append(("product_search page 3", timed(lambda: product_search(query=next_query(), page=3), args.queries),
-                 floor))
+    rows.append(
+        (
+            "product_search normalized, a fitted calibration",
+            timed(lambda: product_search(query=next_query(), calibration=calibration), args.queries),
+            floor,
+        )
+    )
+    rows.append(
+        (
+            "product_search normalized + filters",
+            timed(lambda: product_search(query=next_query(), filters=filters), args.queries),
+            floor_filtered,
+        )
+    )
+    rows.append(
+        ("product_search page 3", timed(lambda: product_search(query=next_query(), page=3), args.queries), floor)
+    )
     typos = ["red stripd mgu", "bleu tshirt", "runing shoes", "wol socks", "tablelamp"]
-    rows.append(("product_search, a query with typos",
-                 timed(lambda: product_search(query=typos[next(cycle) % len(typos)]), args.queries), floor))
+    rows.append(
+        (
+            "product_search, a query with typos",
+            timed(lambda: product_search(query=typos[next(cycle) % len(typos)]), args.queries),
+            floor,
+        )
+    )
     sku_list = list(Product.objects.order_by("?").values_list("sku", flat=True)[:50])
-    rows.append(("product_search, a SKU (any case, separators)",
-                 timed(lambda: product_search(query=sku_list[next(cycle) % len(sku_list)].lower().replace("-", " ")),
-                       args.queries), floor))
-    rows.append(("product_search, a query that matches nothing",
-                 timed(lambda: product_search(query="xqzvvplk fjjwq"), args.queries), floor))
+    rows.append(
+        (
+            "product_search, a SKU (any case, separators)",
+            timed(
+                lambda: product_search(query=sku_list[next(cycle) % len(sku_list)].lower().replace("-", " ")),
+                args.queries,
+            ),
+            floor,
+        )
+    )
+    rows.append(
+        (
+            "product_search, a query that matches nothing",
+            timed(lambda: product_search(query="xqzvvplk fjjwq"), args.queries),
+            floor,
+        )
+    )
     _merchandise(sku_list)
-    rows.append((f"product_search normalized, {RULES:,} ranking rules and {SYNONYMS} synonyms",
-                 timed(lambda: product_search(query=next_query()), args.queries), floor))
+    rows.append(
+        (
+            f"product_search normalized, {RULES:,} ranking rules and {SYNONYMS} synonyms",
+            timed(lambda: product_search(query=next_query()), args.queries),
+            floor,
+        )
+    )
     _unmerchandise()
 
     some_ids = sorted(index.point_ids())[:: max(1, args.products // 500)]
@@ -163,14 +221,27 @@ def main() -> None:
     def indexed() -> None:
         Product.objects.filter(pk=some_ids[0]).update(index_status="indexed")
 
-    rows.append(("browse facets + count alone, filtered, afresh",
-                 timed(lambda: index_facets(index, filters, lambda skip: filters.where(skip=skip)), args.queries,
-                       before=index.counts_forget), floor_filtered))
-    rows.append(("browse (empty query) + filters",
-                 timed(lambda: product_search(filters=filters), args.queries), floor_filtered))
-    rows.append(("browse (empty query) + filters, a product pending (counts from the DB)",
-                 timed(lambda: product_search(filters=filters), max(5, args.queries // 6), before=pending),
-                 floor_filtered))
+    rows.append(
+        (
+            "browse facets + count alone, filtered, afresh",
+            timed(
+                lambda: index_facets(index, filters, lambda skip: filters.where(skip=skip)),
+                args.queries,
+                before=index.counts_forget,
+            ),
+            floor_filtered,
+        )
+    )
+    rows.append(
+        ("browse (empty query) + filters", timed(lambda: product_search(filters=filters), args.queries), floor_filtered)
+    )
+    rows.append(
+        (
+            "browse (empty query) + filters, a product pending (counts from the DB)",
+            timed(lambda: product_search(filters=filters), max(5, args.queries // 6), before=pending),
+            floor_filtered,
+        )
+    )
     indexed()
     client = Client()
     api = timed(lambda: client.get("/api/search", {"q": next_query()}), args.queries)
@@ -183,7 +254,7 @@ def main() -> None:
     for modality in ("text", "image"):
         ids, rows_ = [], []
         for start in range(0, len(all_ids), 5000):  # in chunks: 100k points as Python lists would not fit
-            stored = index.retrieve(all_ids[start:start + 5000])
+            stored = index.retrieve(all_ids[start : start + 5000])
             having = [pid for pid, p in stored.items() if modality in p.vector]
             ids += having
             rows_.append(np.array([stored[pid].vector[modality] for pid in having], dtype=np.float32))
@@ -196,16 +267,33 @@ def main() -> None:
 
     floor_p50 = statistics.median(floor)
     now, peak = rss_mb()
-    print(f"\nmodel {encoder.model_id} dim {encoder.dim}; {args.products} products; "
-          f"{k} candidates per modality; {args.queries} searches per row; "
-          f"{ENGINE_LABELS[args.engine]}, SQLite\n")
-    print(table(["path", "p50 ms", "p95 ms", "x floor p50"],
-                [[label, f"{statistics.median(t):.1f}", f"{sorted(t)[int(len(t) * 0.95) - 1]:.1f}",
-                  f"{statistics.median(t) / statistics.median(base):.1f}"] for label, t, base in rows]))
-    print(f"\nGET /api/search over product_search, p50: {statistics.median(api) / statistics.median(searched):.2f}x "
-          f"(unfiltered floor p50 {floor_p50:.1f} ms)")
-    print(f"recall@{k} of the engine's per-modality top {k} against exact search, {len(recall)} queries: "
-          f"mean {statistics.mean(recall):.3f}, min {min(recall):.3f}")
+    print(
+        f"\nmodel {encoder.model_id} dim {encoder.dim}; {args.products} products; "
+        f"{k} candidates per modality; {args.queries} searches per row; "
+        f"{ENGINE_LABELS[args.engine]}, SQLite\n"
+    )
+    print(
+        table(
+            ["path", "p50 ms", "p95 ms", "x floor p50"],
+            [
+                [
+                    label,
+                    f"{statistics.median(t):.1f}",
+                    f"{sorted(t)[int(len(t) * 0.95) - 1]:.1f}",
+                    f"{statistics.median(t) / statistics.median(base):.1f}",
+                ]
+                for label, t, base in rows
+            ],
+        )
+    )
+    print(
+        f"\nGET /api/search over product_search, p50: {statistics.median(api) / statistics.median(searched):.2f}x "
+        f"(unfiltered floor p50 {floor_p50:.1f} ms)"
+    )
+    print(
+        f"recall@{k} of the engine's per-modality top {k} against exact search, {len(recall)} queries: "
+        f"mean {statistics.mean(recall):.3f}, min {min(recall):.3f}"
+    )
     print(f"process memory: {now:.0f} MB resident after the run, {peak:.0f} MB peak (model, engine, Django)")
 
 

@@ -5,6 +5,7 @@ opens the vector store.
 
     .venv/bin/python benchmarks/server_memory.py --instance /tmp/shop-bench-XXXX --model DIR [--engine edge|local]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,16 @@ def main() -> None:
     tmp = Path(args.instance)
     if not (tmp / "db.sqlite3").is_file():
         sys.exit(f"{tmp} has no db.sqlite3: pass the directory search_latency.py built")
-    os.environ.update({"SHOP_SEARCH_VAR_DIR": str(tmp), "QDRANT_PATH": str(tmp / "qdrant"),
-                       "SEARCH_VECTOR_ENGINE": args.engine, "SEARCH_EMBEDDING_MODEL": args.model,
-                       "LOG_LEVEL": "WARNING", "DJANGO_SETTINGS_MODULE": "shop_search.settings"})
+    os.environ.update(
+        {
+            "SHOP_SEARCH_VAR_DIR": str(tmp),
+            "QDRANT_PATH": str(tmp / "qdrant"),
+            "SEARCH_VECTOR_ENGINE": args.engine,
+            "SEARCH_EMBEDDING_MODEL": args.model,
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+        }
+    )
     rows = [("python, before Django", rss_mb())]
     import django
 
@@ -51,13 +59,18 @@ def main() -> None:
     rows.append(("+ vector store opened", rss_mb()))
     filters = SearchFilters(categories=("mugs", "vases"), price_max=Decimal("50"))
     for i in range(args.searches):
-        product_search(query=QUERIES[i % len(QUERIES)] + f" {i % 50}", filters=filters if i % 2 else None,
-                       page=1 + i % 3)
+        product_search(
+            query=QUERIES[i % len(QUERIES)] + f" {i % 50}", filters=filters if i % 2 else None, page=1 + i % 3
+        )
     rows.append((f"+ {args.searches} searches (half filtered, 50 distinct queries each)", rss_mb()))
     floor = rows[1][1]
     print(f"\n{Product.objects.count()} products, {points} points; {ENGINE_LABELS[args.engine]}; model {args.model}\n")
-    print(table(["step", "resident MB", "over the floor MB"],
-                [[label, f"{mb:.0f}", f"{mb - floor:+.0f}"] for label, mb in rows]))
+    print(
+        table(
+            ["step", "resident MB", "over the floor MB"],
+            [[label, f"{mb:.0f}", f"{mb - floor:+.0f}"] for label, mb in rows],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ suggestions read the database, not the vector engine.
 
     .venv/bin/python benchmarks/suggest_latency.py --products 10000 [--queries 15]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,23 @@ import time
 
 from common import import_catalog, setup_instance, table
 
-QUERIES = ["red mug", "blue striped t-shirt", "running shoes", "wool socks", "green ceramic vase",
-           "black leather backpack", "table lamp", "dotted scarf", "water bottle steel", "pink cap",
-           "lumen", "white cotton tee", "stirped mug", "kestrel bakcpack", "purple glass vase"]
+QUERIES = [
+    "red mug",
+    "blue striped t-shirt",
+    "running shoes",
+    "wool socks",
+    "green ceramic vase",
+    "black leather backpack",
+    "table lamp",
+    "dotted scarf",
+    "water bottle steel",
+    "pink cap",
+    "lumen",
+    "white cotton tee",
+    "stirped mug",
+    "kestrel bakcpack",
+    "purple glass vase",
+]
 
 
 def keystrokes(queries: list[str]) -> list[str]:
@@ -70,14 +85,22 @@ def main() -> None:
     api = timed(lambda q: client.get("/api/suggest", {"q": q}), typed)
     empty = sum(1 for q in typed if not query_suggest(query=q))
 
-    print(f"\n{args.products} products; lexicon: {len(built.vocabulary)} catalog words, "
-          f"{len(built.vocabulary.model_words)} model words, {len(built.phrases)} phrases; "
-          f"{len(typed)} keystrokes from {args.queries} queries ({empty} without a suggestion)\n")
+    print(
+        f"\n{args.products} products; lexicon: {len(built.vocabulary)} catalog words, "
+        f"{len(built.vocabulary.model_words)} model words, {len(built.phrases)} phrases; "
+        f"{len(typed)} keystrokes from {args.queries} queries ({empty} without a suggestion)\n"
+    )
     floor_p50 = statistics.median(floor)
     rows = [["GET /api/suggest?q= (floor)", floor], ["query_suggest", alone], ["GET /api/suggest", api]]
-    print(table(["path", "p50 ms", "p95 ms", "x floor p50"],
-                [[label, f"{statistics.median(t):.2f}", f"{p(t, 0.95):.2f}", f"{statistics.median(t) / floor_p50:.1f}"]
-                 for label, t in rows]))
+    print(
+        table(
+            ["path", "p50 ms", "p95 ms", "x floor p50"],
+            [
+                [label, f"{statistics.median(t):.2f}", f"{p(t, 0.95):.2f}", f"{statistics.median(t) / floor_p50:.1f}"]
+                for label, t in rows
+            ],
+        )
+    )
     print(f"\nlexicon build from the database: {statistics.median(builds):.0f} ms (median of 3)")
 
 

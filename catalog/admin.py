@@ -1,4 +1,5 @@
 """Merchandiser screens: products with their index state, bulk import, re-embed."""
+
 from __future__ import annotations
 
 from django.contrib import admin, messages
@@ -38,13 +39,34 @@ class ProductAdmin(admin.ModelAdmin):
     list_filter = ("index_status", "active", "category", "brand")
     search_fields = ("sku", "title", "brand", "category")
     list_per_page = 50
-    readonly_fields = ("index_status", "index_error", "indexed_model", "indexed_at", "content_hash",
-                       "created_at", "updated_at")
+    readonly_fields = (
+        "index_status",
+        "index_error",
+        "indexed_model",
+        "indexed_at",
+        "content_hash",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
-        (None, {"fields": ("sku", "title", "description", "brand", "category", "price", "currency",
-                           "image", "attributes", "active")}),
-        ("Search index", {"fields": ("index_status", "index_error", "indexed_model", "indexed_at",
-                                     "content_hash")}),
+        (
+            None,
+            {
+                "fields": (
+                    "sku",
+                    "title",
+                    "description",
+                    "brand",
+                    "category",
+                    "price",
+                    "currency",
+                    "image",
+                    "attributes",
+                    "active",
+                )
+            },
+        ),
+        ("Search index", {"fields": ("index_status", "index_error", "indexed_model", "indexed_at", "content_hash")}),
         ("History", {"fields": ("created_at", "updated_at"), "classes": ("collapse",)}),
     )
     actions = ("reembed_selected",)
@@ -53,8 +75,12 @@ class ProductAdmin(admin.ModelAdmin):
     @admin.display(description="Index status", ordering="index_status")
     def index_state(self, obj: Product) -> str:
         colour = STATUS_COLOURS.get(obj.index_status, "#000")
-        return format_html('<strong style="color:{}" title="{}">{}</strong>', colour,
-                           obj.index_error[:500], obj.get_index_status_display())
+        return format_html(
+            '<strong style="color:{}" title="{}">{}</strong>',
+            colour,
+            obj.index_error[:500],
+            obj.get_index_status_display(),
+        )
 
     # Saves and deletes go through the catalog services, like the importer and the API: the
     # image is checked and stored under its content name, and the dirty flag is set.
@@ -67,8 +93,14 @@ class ProductAdmin(admin.ModelAdmin):
             upload.seek(0)
             image_bytes, image_name = upload.read(), upload.name
         if change:
-            product_update(product=obj, sku=data["sku"], image_bytes=image_bytes, image_name=image_name,
-                           remove_image=upload is False, **fields)
+            product_update(
+                product=obj,
+                sku=data["sku"],
+                image_bytes=image_bytes,
+                image_name=image_name,
+                remove_image=upload is False,
+                **fields,
+            )
             return
         created = product_create(sku=data["sku"], image_bytes=image_bytes, image_name=image_name, **fields)
         obj.pk = created.pk  # the admin's redirect and history entry name the saved row
@@ -87,9 +119,14 @@ class ProductAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         urls = super().get_urls()
-        custom = [path("import/", self.admin_site.admin_view(self.import_view), name="catalog_product_import"),
-                  path("import/<int:job_id>/", self.admin_site.admin_view(self.import_job_view),
-                       name="catalog_product_import_job")]
+        custom = [
+            path("import/", self.admin_site.admin_view(self.import_view), name="catalog_product_import"),
+            path(
+                "import/<int:job_id>/",
+                self.admin_site.admin_view(self.import_job_view),
+                name="catalog_product_import_job",
+            ),
+        ]
         return custom + urls
 
     def _may_import(self, request: HttpRequest) -> None:
@@ -101,21 +138,33 @@ class ProductAdmin(admin.ModelAdmin):
         self._may_import(request)
         form = CatalogImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
-            job = import_job_start(upload=form.cleaned_data["file"], images=form.cleaned_data.get("images"),
-                                   user=request.user)
+            job = import_job_start(
+                upload=form.cleaned_data["file"], images=form.cleaned_data.get("images"), user=request.user
+            )
             return redirect(reverse("admin:catalog_product_import_job", args=[job.pk]))
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "jobs": ImportJob.objects.all()[:10], "title": "Import products"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "jobs": ImportJob.objects.all()[:10],
+            "title": "Import products",
+        }
         return render(request, "admin/catalog/product/import.html", context)
 
     def import_job_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         self._may_import(request)
         job = get_object_or_404(ImportJob, pk=job_id)
         if request.method == "POST" and import_job_resume(job=job):
-            self.message_user(request, "The import runs again: rows it wrote before are kept or updated.",
-                              messages.SUCCESS)
+            self.message_user(
+                request, "The import runs again: rows it wrote before are kept or updated.", messages.SUCCESS
+            )
             return redirect(request.path)
         running = job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING) and not job.stalled
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "job": job,
-                   "running": running, "title": f"Import of {job.file_name}"}
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "job": job,
+            "running": running,
+            "title": f"Import of {job.file_name}",
+        }
         return render(request, "admin/catalog/product/import_job.html", context)

@@ -7,6 +7,7 @@ actually connected to (a name that resolves to a public address once and a priva
 gains nothing), redirects included; each download has a total deadline and a size limit; and an
 import as a whole has a time budget, after which its remaining URLs fail with the reason.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -39,8 +40,10 @@ def address_allowed(address: str) -> bool:
 
 
 def _refused(host: str, peer: str) -> AddressRefused:
-    return AddressRefused(f"{host} is {peer}, a loopback, private or link-local address; imports fetch "
-                          "only from public addresses (CATALOG_IMAGE_URL_ALLOW_PRIVATE=1 allows others)")
+    return AddressRefused(
+        f"{host} is {peer}, a loopback, private or link-local address; imports fetch "
+        "only from public addresses (CATALOG_IMAGE_URL_ALLOW_PRIVATE=1 allows others)"
+    )
 
 
 def _checked_connection(address, timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None):  # noqa: SLF001
@@ -102,8 +105,10 @@ def image_download(url: str, budget: FetchBudget | None = None) -> bytes:
     deadline_seconds = settings.CATALOG_IMAGE_FETCH_SECONDS
     if budget is not None:
         if budget.left() <= 0:
-            raise ValidationError(f"image: not downloaded ({url}): this import spent its "
-                                  f"{budget.seconds:g} s for downloading images (CATALOG_IMPORT_FETCH_BUDGET_SECONDS).")
+            raise ValidationError(
+                f"image: not downloaded ({url}): this import spent its "
+                f"{budget.seconds:g} s for downloading images (CATALOG_IMPORT_FETCH_BUDGET_SECONDS)."
+            )
         deadline_seconds = min(deadline_seconds, budget.left())
     started = time.monotonic()
     deadline = started + deadline_seconds
@@ -114,8 +119,10 @@ def image_download(url: str, budget: FetchBudget | None = None) -> bytes:
         with _opener.open(request, timeout=max(0.1, deadline_seconds)) as resp:
             while True:
                 if time.monotonic() > deadline:
-                    raise ValidationError(f"image: {url} did not arrive within {deadline_seconds:g} s "
-                                          "(CATALOG_IMAGE_FETCH_SECONDS); host it somewhere faster.")
+                    raise ValidationError(
+                        f"image: {url} did not arrive within {deadline_seconds:g} s "
+                        "(CATALOG_IMAGE_FETCH_SECONDS); host it somewhere faster."
+                    )
                 chunk = resp.read1(CHUNK) if hasattr(resp, "read1") else resp.read(CHUNK)
                 if not chunk:
                     break

@@ -11,7 +11,7 @@ from .images import image_load
 from .models import Product
 
 # An images archive may hold many images, but not unbounded bytes once unpacked.
-MAX_ARCHIVE_UNPACKED_BYTES = 2 * 1024 ** 3
+MAX_ARCHIVE_UNPACKED_BYTES = 2 * 1024**3
 
 
 class ProductAdminForm(forms.ModelForm):
@@ -30,10 +30,13 @@ class ProductAdminForm(forms.ModelForm):
 
 
 class CatalogImportForm(forms.Form):
-    file = forms.FileField(help_text="CSV or JSONL with columns sku, title, description, brand, "
-                                     "category, price, currency, image, attributes, active.")
-    images = forms.FileField(required=False,
-                             help_text="Optional ZIP of the images that the image column names by path.")
+    file = forms.FileField(
+        help_text="CSV or JSONL with columns sku, title, description, brand, "
+        "category, price, currency, image, attributes, active."
+    )
+    images = forms.FileField(
+        required=False, help_text="Optional ZIP of the images that the image column names by path."
+    )
 
     def clean_file(self):
         upload = self.cleaned_data["file"]

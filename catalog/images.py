@@ -3,6 +3,7 @@
 Pillow is asked to decode the whole image, so a truncated or corrupt file is refused
 where it enters, with a message the merchandiser can act on, instead of failing later.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -62,8 +63,10 @@ def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | Non
                     f"{settings.CATALOG_MAX_IMAGE_PIXELS:,} (CATALOG_MAX_IMAGE_PIXELS); resize it."
                 )
             if fmt not in ALLOWED_FORMATS:
-                raise ValidationError(f"{name}: {fmt or 'unknown'} images are not supported; "
-                                      f"use one of {', '.join(sorted(ALLOWED_FORMATS))}.")
+                raise ValidationError(
+                    f"{name}: {fmt or 'unknown'} images are not supported; "
+                    f"use one of {', '.join(sorted(ALLOWED_FORMATS))}."
+                )
             if draft is not None and fmt == "JPEG":
                 probe.draft("RGB", (max(draft[0], -(-width // DRAFT_MOST)), max(draft[1], -(-height // DRAFT_MOST))))
             probe.load()  # decodes every pixel: truncated files fail here
@@ -71,8 +74,9 @@ def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | Non
     except ValidationError:
         raise
     except UnidentifiedImageError as exc:  # Pillow's message names an in-memory buffer, not the file
-        raise ValidationError(f"{name}: not a readable image; use one of "
-                              f"{', '.join(sorted(ALLOWED_FORMATS))}.") from exc
+        raise ValidationError(
+            f"{name}: not a readable image; use one of {', '.join(sorted(ALLOWED_FORMATS))}."
+        ) from exc
     except Image.DecompressionBombError as exc:
         raise ValidationError(f"{name}: not a readable image ({exc}).") from exc
     except (OSError, SyntaxError, ValueError) as exc:

@@ -1,4 +1,5 @@
 """Products and their index state."""
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ ATTRIBUTES_MAX_CHARS = 20_000
 def attributes_validate(value) -> None:
     """Attributes every database stores and every search reads: no NUL character (PostgreSQL
     refuses one in JSON), nesting at most ATTRIBUTES_DEPTH deep, at most ATTRIBUTES_MAX_CHARS of JSON."""
+
     def walk(node, depth: int) -> None:
         if depth > ATTRIBUTES_DEPTH:
             raise ValidationError(f"Attributes may nest at most {ATTRIBUTES_DEPTH} levels deep.")
@@ -71,15 +73,15 @@ class ProductQuerySet(models.QuerySet):
         that read the row before writes its state only if that did not change."""
         return self.update(index_status=IndexStatus.PENDING, updated_at=timezone.now(), **also)
 
-    def pending(self) -> "ProductQuerySet":
+    def pending(self) -> ProductQuerySet:
         """Rows whose last change has not reached search yet: the flag the sweep drains."""
         return self.filter(index_status=IndexStatus.PENDING)
 
-    def searchable(self) -> "ProductQuerySet":
+    def searchable(self) -> ProductQuerySet:
         return self.filter(active=True)
 
 
-def product_image_path(instance: "Product", filename: str) -> str:
+def product_image_path(instance: Product, filename: str) -> str:
     """products/<sku as one folder name>/<file>: a sku's slashes and dots never make a path."""
     folder = re.sub(r"[^A-Za-z0-9_-]", "_", instance.sku) or "_"
     return f"products/{folder}/{filename}"
@@ -89,17 +91,22 @@ class Product(models.Model):
     sku = models.CharField(
         max_length=64,
         unique=True,
-        validators=[RegexValidator(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._\-/]*$",
-                                   "Use letters, digits and . _ - / (no spaces, no '..').")],
+        validators=[
+            RegexValidator(
+                r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._\-/]*$", "Use letters, digits and . _ - / (no spaces, no '..')."
+            )
+        ],
     )
     title = models.CharField(max_length=300, validators=[NO_NUL])
     description = models.TextField(blank=True, validators=[NO_NUL, MaxLengthValidator(DESCRIPTION_MAX)])
     brand = models.CharField(max_length=120, blank=True, db_index=True, validators=[NO_NUL])
     category = models.CharField(max_length=120, blank=True, db_index=True, validators=[NO_NUL])
-    price = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"),
-                                validators=[MinValueValidator(Decimal("0"))])
-    currency = models.CharField(max_length=3, default="USD",
-                                validators=[RegexValidator(r"^[A-Z]{3}$", "Use a 3-letter ISO code such as USD.")])
+    price = models.DecimalField(
+        max_digits=12, decimal_places=2, default=Decimal("0"), validators=[MinValueValidator(Decimal("0"))]
+    )
+    currency = models.CharField(
+        max_length=3, default="USD", validators=[RegexValidator(r"^[A-Z]{3}$", "Use a 3-letter ISO code such as USD.")]
+    )
     image = models.ImageField(upload_to=product_image_path, blank=True, max_length=255)
     attributes = models.JSONField(default=dict, blank=True, validators=[attributes_validate])
     active = models.BooleanField(default=True, db_index=True)
@@ -108,8 +115,9 @@ class Product(models.Model):
 
     # The dirty flag: the catalog services set `pending` with every change; the indexer sets
     # the rest. The sweep re-sends rows left pending (catalog.models.ProductQuerySet.pending).
-    index_status = models.CharField(max_length=16, choices=IndexStatus.choices,
-                                    default=IndexStatus.PENDING, db_index=True)
+    index_status = models.CharField(
+        max_length=16, choices=IndexStatus.choices, default=IndexStatus.PENDING, db_index=True
+    )
     index_error = models.TextField(blank=True)
     indexed_model = models.CharField(max_length=255, blank=True)
     # Hash of what the vectors were computed from (text, image bytes, model);
@@ -125,10 +133,12 @@ class Product(models.Model):
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["index_status", "updated_at"]),
-                   # browsing the catalog: newest first, or by price (100k products: 50 ms -> 1)
-                   models.Index(fields=["created_at", "id"], name="product_newest"),
-                   models.Index(fields=["price", "id"], name="product_price")]
+        indexes = [
+            models.Index(fields=["index_status", "updated_at"]),
+            # browsing the catalog: newest first, or by price (100k products: 50 ms -> 1)
+            models.Index(fields=["created_at", "id"], name="product_newest"),
+            models.Index(fields=["price", "id"], name="product_price"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.sku} — {self.title}"

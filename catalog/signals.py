@@ -1,5 +1,6 @@
 """What the catalog tells the rest of the project, after commit. It never imports who listens:
 the serving app subscribes to `products_changed` and schedules the indexing."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence

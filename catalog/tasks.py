@@ -1,4 +1,5 @@
 """The catalog's own background work on the real stack: admin imports (services.import_jobs)."""
+
 from __future__ import annotations
 
 from celery import shared_task

@@ -7,6 +7,7 @@ query that has top-grade products of both kinds, the mean reciprocal rank of tho
 field against that of the complete ones, so that queries with many or few relevant products
 weigh the same on both sides.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -37,8 +38,9 @@ def field_slices(catalog_rows: Sequence[dict]) -> dict[str, str]:
     """sku -> the slice it belongs to (a product missing both fields counts as no_image)."""
     out = {}
     for row in catalog_rows:
-        out[row["sku"]] = ("no_image" if not row.get("image") else
-                           "no_description" if not row.get("description") else "complete")
+        out[row["sku"]] = (
+            "no_image" if not row.get("image") else "no_description" if not row.get("description") else "complete"
+        )
     return out
 
 
@@ -60,9 +62,15 @@ UNCALIBRATED = "normalized-uncalibrated"
 BASELINES = tuple(s for s in STRATEGIES if s != "normalized")
 
 
-def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Sequence[str],
-             weights: Mapping[str, float] | None = None, progress: Callable[[int], None] | None = None,
-             calibration_of: Callable[[dict], fusion.Calibration | None] | None = None) -> dict:
+def evaluate(
+    *,
+    queries: Sequence[dict],
+    slices: dict[str, str],
+    strategies: Sequence[str],
+    weights: Mapping[str, float] | None = None,
+    progress: Callable[[int], None] | None = None,
+    calibration_of: Callable[[dict], fusion.Calibration | None] | None = None,
+) -> dict:
     """Returns {strategy: {"overall": {...}, "slices": {slice: {...}}, "pushdown": {...},
     "per_query": {...}}}; `per_query` holds each semantic query's figures by id (what the paired
     tests read). `weights` replaces SEARCH_FUSION_WEIGHTS for `normalized`; `calibration_of`
@@ -81,7 +89,12 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
         paired = {s: ([], []) for s in SLICES[1:]}
         by_kind: dict[str, list] = {kind: [] for kind in KIND_MEASURES}
         ndcg_of: dict[str, float] = {}
-        per_query = {"ndcg@10": {}, "mrr@10": {}, "slices": {s: {} for s in SLICES}, "pairs": {s: {} for s in SLICES[1:]}}
+        per_query = {
+            "ndcg@10": {},
+            "mrr@10": {},
+            "slices": {s: {} for s in SLICES},
+            "pairs": {s: {} for s in SLICES[1:]},
+        }
         for query in queries:
             grades = {sku: int(g) for sku, g in query["relevance"].items()}
             qid = query.get("id", query["query"])
@@ -90,8 +103,13 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 options = {"weights": weights or fusion_weights()}
             elif strategy == "normalized" and weights is None and calibration_of is not None:
                 options = {"calibration": calibration_of(query)}
-            result = product_search(query=query["query"], strategy="normalized" if strategy == UNCALIBRATED else strategy,
-                                    page_size=DEPTH, merchandising=NO_MERCHANDISING, **options)
+            result = product_search(
+                query=query["query"],
+                strategy="normalized" if strategy == UNCALIBRATED else strategy,
+                page_size=DEPTH,
+                merchandising=NO_MERCHANDISING,
+                **options,
+            )
             ranked = [h.product.sku for h in result.hits]
             kind = query.get("kind", "semantic")
             ndcg_of[qid] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
@@ -132,11 +150,20 @@ def evaluate(*, queries: Sequence[dict], slices: dict[str, str], strategies: Seq
                 per_query["pairs"][name][qid] = [missing_mrr, complete_mrr]
         report[strategy] = {
             "overall": {m: mean(v) for m, v in overall.items()},
-            "slices": {s: {**{m: mean(v) for m, v in per_slice[s].items()}, "queries": len(per_slice[s]["ndcg@10"])}
-                       for s in SLICES},
-            "pushdown": {key: value for name, (missing_rr, complete_rr) in paired.items() for key, value in (
-                (f"mrr_{name}", mean(missing_rr)), (f"mrr_complete_vs_{name}", mean(complete_rr)),
-                (f"loss_{name}", relative_loss(missing_rr, complete_rr)), (f"queries_{name}", len(missing_rr)))},
+            "slices": {
+                s: {**{m: mean(v) for m, v in per_slice[s].items()}, "queries": len(per_slice[s]["ndcg@10"])}
+                for s in SLICES
+            },
+            "pushdown": {
+                key: value
+                for name, (missing_rr, complete_rr) in paired.items()
+                for key, value in (
+                    (f"mrr_{name}", mean(missing_rr)),
+                    (f"mrr_complete_vs_{name}", mean(complete_rr)),
+                    (f"loss_{name}", relative_loss(missing_rr, complete_rr)),
+                    (f"queries_{name}", len(missing_rr)),
+                )
+            },
             "queries": sum(query.get("kind", "semantic") == "semantic" for query in queries),
             "kinds": _kinds_summary(by_kind, ndcg_of),
             "per_query": per_query,
@@ -178,8 +205,8 @@ def kinds_markdown(report: dict) -> str:
     for strategy, r in report.items():
         for kind, k in r.get("kinds", {}).items():
             value = "n/a" if k["value"] is None else f"{k['value']:.3f}"
-            target = "" if k["target"] is None else \
-                f">= {k['target']:.2f} ({'met' if k['value'] is not None and k['value'] >= k['target'] else 'missed'})"
+            met = k["target"] is not None and k["value"] is not None and k["value"] >= k["target"]
+            target = "" if k["target"] is None else f">= {k['target']:.2f} ({'met' if met else 'missed'})"
             lines.append(f"| {strategy} | {kind} | {k['queries']} | {k['measure']} | {value} | {target} |")
     return "\n".join(lines)
 
@@ -189,20 +216,24 @@ def _pct(value: float | None) -> str:
 
 
 def markdown(report: dict) -> str:
-    header = ("| strategy | nDCG@10 | MRR@10 | Recall@50 | nDCG@10 all fields | nDCG@10 no image | "
-              "nDCG@10 no description | MRR loss no image | MRR loss no description |")
+    header = (
+        "| strategy | nDCG@10 | MRR@10 | Recall@50 | nDCG@10 all fields | nDCG@10 no image | "
+        "nDCG@10 no description | MRR loss no image | MRR loss no description |"
+    )
     lines = [header, "|" + "---|" * 9]
     for strategy, r in report.items():
         o, s, p = r["overall"], r["slices"], r["pushdown"]
-        lines.append(f"| {strategy} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
-                     f"{s['complete']['ndcg@10']:.3f} | {s['no_image']['ndcg@10']:.3f} | "
-                     f"{s['no_description']['ndcg@10']:.3f} | {_pct(p['loss_no_image'])} | "
-                     f"{_pct(p['loss_no_description'])} |")
+        lines.append(
+            f"| {strategy} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
+            f"{s['complete']['ndcg@10']:.3f} | {s['no_image']['ndcg@10']:.3f} | "
+            f"{s['no_description']['ndcg@10']:.3f} | {_pct(p['loss_no_image'])} | "
+            f"{_pct(p['loss_no_description'])} |"
+        )
     return "\n".join(lines)
 
 
 def weight_sets_parse(raw: str) -> list[dict[str, float]]:
-    """"text=1,image=1;text=1,image=0.5" -> one weights mapping per `;`-separated set, each read
+    """ "text=1,image=1;text=1,image=0.5" -> one weights mapping per `;`-separated set, each read
     by the search's own parser (fusion.weights_parse)."""
     sets = []
     for chunk in filter(None, (c.strip() for c in raw.split(";"))):
@@ -215,25 +246,33 @@ def weight_sets_parse(raw: str) -> list[dict[str, float]]:
 
 def tuning_markdown(rows: Sequence[tuple[Mapping[str, float], dict]]) -> str:
     """One line per weight set tried for `normalized` (rows of (weights, its evaluate() entry))."""
-    lines = ["| SEARCH_FUSION_WEIGHTS | nDCG@10 | MRR@10 | Recall@50 | nDCG@10 no image | nDCG@10 no description |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| SEARCH_FUSION_WEIGHTS | nDCG@10 | MRR@10 | Recall@50 | nDCG@10 no image | nDCG@10 no description |",
+        "|---|---|---|---|---|---|",
+    ]
     for weights, r in rows:
         o, s = r["overall"], r["slices"]
-        lines.append(f"| {fusion.weights_format(weights)} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
-                     f"{s['no_image']['ndcg@10']:.3f} | {s['no_description']['ndcg@10']:.3f} |")
+        lines.append(
+            f"| {fusion.weights_format(weights)} | {o['ndcg@10']:.3f} | {o['mrr@10']:.3f} | {o['recall@50']:.3f} | "
+            f"{s['no_image']['ndcg@10']:.3f} | {s['no_description']['ndcg@10']:.3f} |"
+        )
     return "\n".join(lines)
 
 
 def comparison_markdown(before: dict, after: dict) -> str:
     """nDCG@10, MRR@10 and Recall@50 per strategy, before -> after (two evaluate() results)."""
-    lines = ["| strategy | nDCG@10 before | after | change | MRR@10 before | after | Recall@50 before | after |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | nDCG@10 before | after | change | MRR@10 before | after | Recall@50 before | after |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for strategy in after:
         if strategy not in before:
             continue
         b, a = before[strategy]["overall"], after[strategy]["overall"]
-        lines.append(f"| {strategy} | {b['ndcg@10']:.3f} | {a['ndcg@10']:.3f} | {a['ndcg@10'] - b['ndcg@10']:+.3f} | "
-                     f"{b['mrr@10']:.3f} | {a['mrr@10']:.3f} | {b['recall@50']:.3f} | {a['recall@50']:.3f} |")
+        lines.append(
+            f"| {strategy} | {b['ndcg@10']:.3f} | {a['ndcg@10']:.3f} | {a['ndcg@10'] - b['ndcg@10']:+.3f} | "
+            f"{b['mrr@10']:.3f} | {a['mrr@10']:.3f} | {b['recall@50']:.3f} | {a['recall@50']:.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -249,22 +288,32 @@ def significance(report: dict) -> dict:
         if other == "normalized":
             continue
         theirs = r["per_query"]
-        against[other] = {"overall": paired_comparison(mine["ndcg@10"], theirs["ndcg@10"]).as_dict(),
-                          **{name: paired_comparison(mine["slices"][name], theirs["slices"][name]).as_dict()
-                             for name in SLICES[1:]}}
-    pushdown = {strategy: {name: pushdown_interval(r["per_query"]["pairs"][name]).as_dict() for name in SLICES[1:]}
-                for strategy, r in report.items()}
+        against[other] = {
+            "overall": paired_comparison(mine["ndcg@10"], theirs["ndcg@10"]).as_dict(),
+            **{name: paired_comparison(mine["slices"][name], theirs["slices"][name]).as_dict() for name in SLICES[1:]},
+        }
+    pushdown = {
+        strategy: {name: pushdown_interval(r["per_query"]["pairs"][name]).as_dict() for name in SLICES[1:]}
+        for strategy, r in report.items()
+    }
     return {"against": against, "pushdown": pushdown}
 
 
 def significance_markdown(comparisons: dict) -> str:
     lines = ["| normalized against | nDCG@10 overall | no image | no description |", "|---|---|---|---|"]
     for other, c in comparisons["against"].items():
-        lines.append(f"| {other} | {comparison_text(c['overall'])} | {comparison_text(c['no_image'])} | "
-                     f"{comparison_text(c['no_description'])} |")
-    lines += ["", "MRR loss of products missing a field against complete ones of the same relevance "
-              "[95% bootstrap interval over queries]:", "",
-              "| strategy | no image | no description |", "|---|---|---|"]
+        lines.append(
+            f"| {other} | {comparison_text(c['overall'])} | {comparison_text(c['no_image'])} | "
+            f"{comparison_text(c['no_description'])} |"
+        )
+    lines += [
+        "",
+        "MRR loss of products missing a field against complete ones of the same relevance "
+        "[95% bootstrap interval over queries]:",
+        "",
+        "| strategy | no image | no description |",
+        "|---|---|---|",
+    ]
     for strategy, p in comparisons["pushdown"].items():
         lines.append(f"| {strategy} | {interval_text(p['no_image'])} | {interval_text(p['no_description'])} |")
     return "\n".join(lines)
@@ -273,8 +322,9 @@ def significance_markdown(comparisons: dict) -> str:
 PUSHDOWN_TOLERANCE = 0.05  # products missing a field within +-5% of the MRR of complete ones
 
 
-def targets_check(report: dict, baseline: dict | None = None,
-                  comparisons: dict | None = None) -> list[tuple[str, bool, str]]:
+def targets_check(
+    report: dict, baseline: dict | None = None, comparisons: dict | None = None
+) -> list[tuple[str, bool, str]]:
     """The quality targets, each as (target, met, the figures behind it); misses are listed too.
     With `comparisons` (significance()), each figure carries its paired test."""
     out = []
@@ -282,9 +332,11 @@ def targets_check(report: dict, baseline: dict | None = None,
         return out
     mine = report["normalized"]
     others = {s: r for s, r in report.items() if s in BASELINES}
-    scopes = (("overall", "overall", lambda r: r["overall"]["ndcg@10"]),
-              ("no image", "no_image", lambda r: r["slices"]["no_image"]["ndcg@10"]),
-              ("no description", "no_description", lambda r: r["slices"]["no_description"]["ndcg@10"]))
+    scopes = (
+        ("overall", "overall", lambda r: r["overall"]["ndcg@10"]),
+        ("no image", "no_image", lambda r: r["slices"]["no_image"]["ndcg@10"]),
+        ("no description", "no_description", lambda r: r["slices"]["no_description"]["ndcg@10"]),
+    )
     for label, key, get in scopes if others else ():
         best = max(others, key=lambda s: get(others[s]))
         figures = f"{get(mine):.3f} vs {best} {get(others[best]):.3f}"
@@ -294,12 +346,18 @@ def targets_check(report: dict, baseline: dict | None = None,
     for name in SLICES[1:]:
         loss = mine["pushdown"][f"loss_{name}"]
         figures = interval_text(comparisons["pushdown"]["normalized"][name]) if comparisons else _pct(loss)
-        out.append((f"products with {name.replace('_', ' ')} within +-5% of the MRR of complete ones",
-                    loss is not None and abs(loss) <= PUSHDOWN_TOLERANCE, figures))
+        out.append(
+            (
+                f"products with {name.replace('_', ' ')} within +-5% of the MRR of complete ones",
+                loss is not None and abs(loss) <= PUSHDOWN_TOLERANCE,
+                figures,
+            )
+        )
     if baseline and "normalized" in baseline:
         before, after = baseline["normalized"]["overall"]["ndcg@10"], mine["overall"]["ndcg@10"]
-        out.append(("nDCG@10 (normalized) higher than the baseline report", after > before,
-                    f"{before:.3f} -> {after:.3f}"))
+        out.append(
+            ("nDCG@10 (normalized) higher than the baseline report", after > before, f"{before:.3f} -> {after:.3f}")
+        )
     return out
 
 
@@ -313,7 +371,8 @@ def chart(report: dict, path: Path, *, title: str) -> Path:
 
     strategies = list(report)
     groups = [("overall", lambda r: r["overall"]["ndcg@10"])] + [
-        (name.replace("_", " "), lambda r, n=name: r["slices"][n]["ndcg@10"]) for name in SLICES]
+        (name.replace("_", " "), lambda r, n=name: r["slices"][n]["ndcg@10"]) for name in SLICES
+    ]
     x = np.arange(len(strategies))
     width = 0.8 / len(groups)
     fig, ax = plt.subplots(figsize=(9, 4.5), dpi=120)

@@ -2,6 +2,7 @@
 the default settings by `evaluate_search --cross-fit` in its own process (own SQLite database and
 Qdrant folder), then read back into one table with the paired tests of every cell.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -50,16 +51,28 @@ def cell_prepare(out: Path, cell: Cell, *, products: int, queries: int) -> Path:
     """The cell's catalog (generated once per parameters: the drawn images are cached with it)
     and its semantic queries; returns the cell's folder."""
     folder = out / cell.name
-    params = {"seed": cell.seed, "missing_image": cell.missing_image,
-              "missing_description": cell.missing_description, "products": products, "queries": queries}
+    params = {
+        "seed": cell.seed,
+        "missing_image": cell.missing_image,
+        "missing_description": cell.missing_description,
+        "products": products,
+        "queries": queries,
+    }
     marker = folder / "params.json"
     if not marker.exists() or json.loads(marker.read_text()) != params:
-        generate_catalog(folder / "catalog", products=products, seed=cell.seed, missing_image=cell.missing_image,
-                         missing_description=cell.missing_description, queries=queries)
+        generate_catalog(
+            folder / "catalog",
+            products=products,
+            seed=cell.seed,
+            missing_image=cell.missing_image,
+            missing_description=cell.missing_description,
+            queries=queries,
+        )
         marker.write_text(json.dumps(params))
     rows = [json.loads(line) for line in (folder / "catalog" / "queries.jsonl").read_text().splitlines() if line]
     (folder / "semantic.jsonl").write_text(
-        "".join(json.dumps(r) + "\n" for r in rows if r.get("kind", "semantic") == "semantic"))
+        "".join(json.dumps(r) + "\n" for r in rows if r.get("kind", "semantic") == "semantic")
+    )
     return folder
 
 
@@ -70,26 +83,61 @@ def cell_run(folder: Path, *, model: str, folds: int, strategies: Sequence[str],
     for old in folder.glob("var-*"):
         if old.name != f"var-{fingerprint}":
             shutil.rmtree(old)
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "QDRANT_PATH", "SEARCH_FUSION_WEIGHTS")}
-    env.update(SHOP_SEARCH_VAR_DIR=str(folder / f"var-{fingerprint}"), SEARCH_EMBEDDING_MODEL=model,
-               SEARCH_FUSION_CALIBRATION="off", LOG_LEVEL="WARNING", OMP_NUM_THREADS=str(threads),
-               SEARCH_SERVE_TORCH_THREADS=str(threads))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL", "QDRANT_PATH", "SEARCH_FUSION_WEIGHTS")
+    }
+    env.update(
+        SHOP_SEARCH_VAR_DIR=str(folder / f"var-{fingerprint}"),
+        SEARCH_EMBEDDING_MODEL=model,
+        SEARCH_FUSION_CALIBRATION="off",
+        LOG_LEVEL="WARNING",
+        OMP_NUM_THREADS=str(threads),
+        SEARCH_SERVE_TORCH_THREADS=str(threads),
+    )
     manage = [sys.executable, str(Path(__file__).resolve().parent.parent / "manage.py")]
     subprocess.run([*manage, "migrate", "--noinput", "--verbosity", "0"], env=env, check=True)
     log = folder / "evaluate.log"
     with log.open("w") as handle:
-        done = subprocess.run([*manage, "evaluate_search", "--catalog", str(folder / "catalog"),
-                               "--queries", str(folder / "semantic.jsonl"), "--strategies", ",".join(strategies),
-                               "--cross-fit", str(folds), "--report", str(folder / "report"), "--verbosity", "0"],
-                              env=env, stdout=handle, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [
+                *manage,
+                "evaluate_search",
+                "--catalog",
+                str(folder / "catalog"),
+                "--queries",
+                str(folder / "semantic.jsonl"),
+                "--strategies",
+                ",".join(strategies),
+                "--cross-fit",
+                str(folds),
+                "--report",
+                str(folder / "report"),
+                "--verbosity",
+                "0",
+            ],
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
     if done.returncode:
         raise RuntimeError(f"{folder.name}: evaluate_search failed; see {log}")
     return json.loads((folder / "report" / "report.json").read_text())
 
 
-def grid_run(out: Path, cells: Sequence[Cell], *, model: str, products: int, queries: int, folds: int,
-             strategies: Sequence[str], jobs: int, progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+def grid_run(
+    out: Path,
+    cells: Sequence[Cell],
+    *,
+    model: str,
+    products: int,
+    queries: int,
+    folds: int,
+    strategies: Sequence[str],
+    jobs: int,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict]:
     """Every cell's report.json by cell name; `jobs` cells at a time."""
     out.mkdir(parents=True, exist_ok=True)
     folders = {cell.name: cell_prepare(out, cell, products=products, queries=queries) for cell in cells}
@@ -114,20 +162,36 @@ def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: 
         report = reports[cell.name]
         strategies, comparisons = report["strategies"], report["comparisons"]
         mine = strategies["normalized"]
-        row = {"cell": cell.name, "seed": cell.seed, "missing_image": cell.missing_image,
-               "missing_description": cell.missing_description, "queries": mine["queries"], "scopes": {}}
-        for label, key in SCOPES:
+        row = {
+            "cell": cell.name,
+            "seed": cell.seed,
+            "missing_image": cell.missing_image,
+            "missing_description": cell.missing_description,
+            "queries": mine["queries"],
+            "scopes": {},
+        }
+        for _label, key in SCOPES:
+
             def value(r, key=key):
                 return r["overall"]["ndcg@10"] if key == "overall" else r["slices"][key]["ndcg@10"]
+
             baselines = {s: r for s, r in strategies.items() if s in BASELINES}
             best = max(baselines, key=lambda s: value(baselines[s]))
-            row["scopes"][key] = {"normalized": value(mine), "best": best, "best_value": value(baselines[best]),
-                                  "uncalibrated": value(strategies[UNCALIBRATED]) if UNCALIBRATED in strategies else None,
-                                  "test": comparisons["against"][best][key],
-                                  "met": value(mine) >= value(baselines[best])}
-        row["pushdown"] = {name: {**comparisons["pushdown"]["normalized"][name],
-                                  "uncalibrated": comparisons["pushdown"].get(UNCALIBRATED, {}).get(name)}
-                           for name in ("no_image", "no_description")}
+            row["scopes"][key] = {
+                "normalized": value(mine),
+                "best": best,
+                "best_value": value(baselines[best]),
+                "uncalibrated": value(strategies[UNCALIBRATED]) if UNCALIBRATED in strategies else None,
+                "test": comparisons["against"][best][key],
+                "met": value(mine) >= value(baselines[best]),
+            }
+        row["pushdown"] = {
+            name: {
+                **comparisons["pushdown"]["normalized"][name],
+                "uncalibrated": comparisons["pushdown"].get(UNCALIBRATED, {}).get(name),
+            }
+            for name in ("no_image", "no_description")
+        }
         for p in row["pushdown"].values():
             p["met"] = p["value"] is not None and abs(p["value"]) <= tolerance
         rows.append(row)
@@ -136,17 +200,24 @@ def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: 
     for (i, key), p in zip(tests, adjusted):
         rows[i]["scopes"][key]["test"]["p_holm"] = p
     met = {f"ndcg_{key}": sum(r["scopes"][key]["met"] for r in rows) for _, key in SCOPES}
-    met.update({f"pushdown_{name}": sum(r["pushdown"][name]["met"] for r in rows) for name in ("no_image", "no_description")})
-    lost = sum(r["scopes"][key]["test"]["verdict"] == "loses" and r["scopes"][key]["test"]["p_holm"] < 0.05
-               for r in rows for _, key in SCOPES)
+    met.update(
+        {f"pushdown_{name}": sum(r["pushdown"][name]["met"] for r in rows) for name in ("no_image", "no_description")}
+    )
+    lost = sum(
+        r["scopes"][key]["test"]["verdict"] == "loses" and r["scopes"][key]["test"]["p_holm"] < 0.05
+        for r in rows
+        for _, key in SCOPES
+    )
     return {"cells": rows, "met": met, "significant_losses_after_holm": lost}
 
 
 def grid_markdown(summary: dict) -> str:
-    lines = ["| seed | missing image / description | nDCG@10 normalized (uncalibrated) | best baseline | "
-             "normalized - best [95% CI] | no image: normalized vs best | no description: normalized vs best | "
-             "MRR loss no image [95% CI] (uncalibrated) | MRR loss no description [95% CI] (uncalibrated) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | missing image / description | nDCG@10 normalized (uncalibrated) | best baseline | "
+        "normalized - best [95% CI] | no image: normalized vs best | no description: normalized vs best | "
+        "MRR loss no image [95% CI] (uncalibrated) | MRR loss no description [95% CI] (uncalibrated) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in summary["cells"]:
         o, i, d = (r["scopes"][k] for k in ("overall", "no_image", "no_description"))
         tick = {True: "", False: " **miss**"}
@@ -158,15 +229,20 @@ def grid_markdown(summary: dict) -> str:
             f"{d['normalized']:.3f} vs {d['best']} {d['best_value']:.3f}, {d['test']['verdict']}{tick[d['met']]} | "
             f"{interval_text(r['pushdown']['no_image'], decimals=0)}{tick[r['pushdown']['no_image']['met']]} "
             f"({interval_text(r['pushdown']['no_image']['uncalibrated'], decimals=0)}) | "
-            f"{interval_text(r['pushdown']['no_description'], decimals=0)}{tick[r['pushdown']['no_description']['met']]} "
-            f"({interval_text(r['pushdown']['no_description']['uncalibrated'], decimals=0)}) |")
+            f"{interval_text(r['pushdown']['no_description'], decimals=0)}"
+            f"{tick[r['pushdown']['no_description']['met']]} "
+            f"({interval_text(r['pushdown']['no_description']['uncalibrated'], decimals=0)}) |"
+        )
     n, met = len(summary["cells"]), summary["met"]
-    lines += ["", f"Targets over {n} cells: normalized >= every baseline on nDCG@10 overall in {met['ndcg_overall']}, "
-              f"on products without an image in {met['ndcg_no_image']}, without a description in "
-              f"{met['ndcg_no_description']}; products missing a field within +-5% of the MRR of complete ones: "
-              f"no image in {met['pushdown_no_image']}, no description in {met['pushdown_no_description']}. "
-              f"Losses to the best baseline that stay significant after Holm's correction over the grid's "
-              f"{3 * n} tests: {summary['significant_losses_after_holm']}."]
+    lines += [
+        "",
+        f"Targets over {n} cells: normalized >= every baseline on nDCG@10 overall in {met['ndcg_overall']}, "
+        f"on products without an image in {met['ndcg_no_image']}, without a description in "
+        f"{met['ndcg_no_description']}; products missing a field within +-5% of the MRR of complete ones: "
+        f"no image in {met['pushdown_no_image']}, no description in {met['pushdown_no_description']}. "
+        f"Losses to the best baseline that stay significant after Holm's correction over the grid's "
+        f"{3 * n} tests: {summary['significant_losses_after_holm']}.",
+    ]
     return "\n".join(lines)
 
 
@@ -181,27 +257,35 @@ def grid_chart(summary: dict, path: Path) -> Path:
     cells = summary["cells"]
     rate = [c["missing_image"] for c in cells]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=120)
-    for n, (label, get, marker) in enumerate((
+    for n, (label, get, marker) in enumerate(
+        (
             ("normalized (calibrated)", lambda c: c["scopes"]["overall"]["normalized"], "o"),
             ("normalized, weights only", lambda c: c["scopes"]["overall"]["uncalibrated"], "s"),
-            ("best baseline", lambda c: c["scopes"]["overall"]["best_value"], "^"))):
-        left.scatter([r + (n - 1) * 0.008 for r in rate], [get(c) for c in cells], label=label, marker=marker,
-                     alpha=0.8)
+            ("best baseline", lambda c: c["scopes"]["overall"]["best_value"], "^"),
+        )
+    ):
+        left.scatter(
+            [r + (n - 1) * 0.008 for r in rate], [get(c) for c in cells], label=label, marker=marker, alpha=0.8
+        )
     left.set_xlabel("share of products missing an image (and a description)")
     left.set_ylabel("nDCG@10")
     left.set_title("nDCG@10, one point per shop")
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
-    series = [(f"{name.replace('_', ' ')}, {kind}", name, kind, marker)
-              for kind, markers in (("calibrated", ("o", "s")), ("weights only", ("x", "+")))
-              for name, marker in zip(("no_image", "no_description"), markers)]
+    series = [
+        (f"{name.replace('_', ' ')}, {kind}", name, kind, marker)
+        for kind, markers in (("calibrated", ("o", "s")), ("weights only", ("x", "+")))
+        for name, marker in zip(("no_image", "no_description"), markers)
+    ]
     for n, (label, name, kind, marker) in enumerate(series):
         points = [c["pushdown"][name] if kind == "calibrated" else c["pushdown"][name]["uncalibrated"] for c in cells]
         keep = [(r, p) for r, p in zip(rate, points) if p and p.get("value") is not None]
         x = [r + (n - 1.5) * 0.007 for r, _ in keep]
         values = [p["value"] for _, p in keep]
-        errors = [[p["value"] - (p["low"] if p["low"] is not None else p["value"]) for _, p in keep],
-                  [(p["high"] if p["high"] is not None else p["value"]) - p["value"] for _, p in keep]]
+        errors = [
+            [p["value"] - (p["low"] if p["low"] is not None else p["value"]) for _, p in keep],
+            [(p["high"] if p["high"] is not None else p["value"]) - p["value"] for _, p in keep],
+        ]
         right.errorbar(x, values, yerr=errors, fmt=marker, label=label, alpha=0.8, capsize=2)
     right.axhspan(-0.05, 0.05, color="green", alpha=0.15, label="target +-5%")
     right.set_xlabel("share of products missing an image (and a description)")

@@ -3,6 +3,7 @@
 Every function takes a ranked list of ids (best first) and the set (or graded dict) of
 relevant ids for one query, and returns a float in [0, 1].
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,16 +48,19 @@ def mean(values: Iterable[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def slice_view(ranked: Sequence[str], grades: Mapping[str, int], keep: set[str],
-               top: int = 3) -> tuple[list[str], dict[str, int]]:
+def slice_view(
+    ranked: Sequence[str], grades: Mapping[str, int], keep: set[str], top: int = 3
+) -> tuple[list[str], dict[str, int]]:
     """Ranking and gains for one slice of the top-grade products (e.g. those without an image).
 
     Top-grade products outside the slice are taken out of the ranking, so the slice is judged
     against the irrelevant and partly relevant products only, not against its own peers.
     """
     others = {item for item, g in grades.items() if g >= top and item not in keep}
-    return ([item for item in ranked if item not in others],
-            {item: g for item, g in grades.items() if item not in others})
+    return (
+        [item for item in ranked if item not in others],
+        {item: g for item, g in grades.items() if item not in others},
+    )
 
 
 def reciprocal_ranks(ranked: Sequence[str], items: Iterable[str]) -> list[float]:

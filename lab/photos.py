@@ -4,6 +4,7 @@ A drawn sample image (lab/sample.py) is small and flat; a shop's photos are 800-
 with smooth shading, edges and sensor noise, and decoding them is most of the work an indexer
 does on a CPU. These have that size, that texture and that file size (about 100-250 KB).
 """
+
 from __future__ import annotations
 
 import io
@@ -29,8 +30,10 @@ def photo_jpeg(width: int, height: int, *, seed: int, quality: int = 90) -> byte
     else:
         draw.rounded_rectangle((left, top, right, bottom), radius=min(width, height) // 12, fill=colour)
     highlight = tuple(min(255, c + 60) for c in colour)
-    draw.ellipse((left + (right - left) // 5, top + (bottom - top) // 6,
-                  left + (right - left) // 3, top + (bottom - top) // 3), fill=highlight)
+    draw.ellipse(
+        (left + (right - left) // 5, top + (bottom - top) // 6, left + (right - left) // 3, top + (bottom - top) // 3),
+        fill=highlight,
+    )
     image = image.filter(ImageFilter.GaussianBlur(radius=max(1, min(width, height) // 300)))
     noisy = np.asarray(image, dtype=np.float32) + rng.normal(0, 6, (height, width, 3))
     buffer = io.BytesIO()

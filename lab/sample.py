@@ -3,6 +3,7 @@
 Each product has hidden attributes (category, colour, pattern, material, brand) that its
 title, description and image all agree with, so search quality can be judged by eye.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,9 +17,16 @@ from PIL import Image, ImageDraw, ImageFilter
 SIZE = 224
 
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (210, 40, 45), "blue": (40, 90, 200), "green": (40, 150, 70), "yellow": (240, 200, 40),
-    "black": (25, 25, 30), "white": (245, 245, 240), "orange": (240, 130, 30),
-    "purple": (130, 60, 170), "pink": (240, 130, 180), "grey": (130, 130, 135),
+    "red": (210, 40, 45),
+    "blue": (40, 90, 200),
+    "green": (40, 150, 70),
+    "yellow": (240, 200, 40),
+    "black": (25, 25, 30),
+    "white": (245, 245, 240),
+    "orange": (240, 130, 30),
+    "purple": (130, 60, 170),
+    "pink": (240, 130, 180),
+    "grey": (130, 130, 135),
 }
 PATTERNS = ("plain", "striped", "dotted", "checked")
 BRANDS = ("Northwind", "Acme", "Lumen", "Kestrel", "Oakridge", "Bramble", "Solace", "Tidewater")
@@ -26,8 +34,8 @@ BRANDS = ("Northwind", "Acme", "Lumen", "Kestrel", "Oakridge", "Bramble", "Solac
 
 @dataclass(frozen=True)
 class Kind:
-    name: str          # the category as stored
-    noun: str          # as it appears in titles
+    name: str  # the category as stored
+    noun: str  # as it appears in titles
     synonyms: tuple[str, ...]  # what shoppers type instead
     materials: tuple[str, ...]
     price: tuple[int, int]
@@ -40,13 +48,27 @@ def _mug(d):
 
 
 def _tshirt(d):
-    d.polygon([(70, 40), (95, 55), (130, 55), (155, 40), (200, 80), (175, 105), (160, 95),
-               (160, 190), (65, 190), (65, 95), (50, 105), (25, 80)], fill=255)
+    d.polygon(
+        [
+            (70, 40),
+            (95, 55),
+            (130, 55),
+            (155, 40),
+            (200, 80),
+            (175, 105),
+            (160, 95),
+            (160, 190),
+            (65, 190),
+            (65, 95),
+            (50, 105),
+            (25, 80),
+        ],
+        fill=255,
+    )
 
 
 def _sneaker(d):
-    d.polygon([(25, 150), (30, 100), (75, 95), (110, 120), (170, 130), (200, 150), (200, 170),
-               (25, 170)], fill=255)
+    d.polygon([(25, 150), (30, 100), (75, 95), (110, 120), (170, 130), (200, 150), (200, 170), (25, 170)], fill=255)
 
 
 def _backpack(d):
@@ -88,7 +110,9 @@ def _scarf(d):
 KINDS: tuple[Kind, ...] = (
     Kind("mugs", "mug", ("coffee mug", "cup"), ("ceramic", "stoneware", "enamel"), (8, 30), _mug),
     Kind("t-shirts", "t-shirt", ("tee", "shirt"), ("cotton", "linen", "organic cotton"), (12, 45), _tshirt),
-    Kind("running shoes", "running shoes", ("sneakers", "trainers"), ("mesh", "leather", "canvas"), (45, 160), _sneaker),
+    Kind(
+        "running shoes", "running shoes", ("sneakers", "trainers"), ("mesh", "leather", "canvas"), (45, 160), _sneaker
+    ),
     Kind("backpacks", "backpack", ("rucksack", "bag"), ("canvas", "nylon", "leather"), (30, 140), _backpack),
     Kind("lamps", "table lamp", ("desk lamp", "light"), ("metal", "linen", "glass"), (25, 180), _lamp),
     Kind("vases", "vase", ("flower vase", "vase"), ("ceramic", "glass", "porcelain"), (15, 90), _vase),
@@ -135,17 +159,31 @@ def draw_product(kind: Kind, colour: str, pattern: str, rng: random.Random) -> I
 
 def _description(kind: Kind, colour: str, pattern: str, material: str, brand: str, rng: random.Random) -> str:
     looks = "solid" if pattern == "plain" else pattern
-    openers = [f"A {looks} {colour} {kind.noun} made of {material}.",
-               f"{brand} makes this {kind.noun} from {material} in {colour}, with a {looks} finish.",
-               f"Our {colour} {kind.noun} in {material}: {looks} and built to last."]
-    extras = ["Easy to care for.", "A customer favourite.", "Ships in recycled packaging.",
-              "Designed for everyday use.", "Makes a thoughtful gift."]
+    openers = [
+        f"A {looks} {colour} {kind.noun} made of {material}.",
+        f"{brand} makes this {kind.noun} from {material} in {colour}, with a {looks} finish.",
+        f"Our {colour} {kind.noun} in {material}: {looks} and built to last.",
+    ]
+    extras = [
+        "Easy to care for.",
+        "A customer favourite.",
+        "Ships in recycled packaging.",
+        "Designed for everyday use.",
+        "Makes a thoughtful gift.",
+    ]
     return " ".join([rng.choice(openers), rng.choice(extras)])
 
 
-def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: float = 0.0,
-                     missing_description: float = 0.0, queries: int = 0,
-                     progress: Callable[[int], None] | None = None) -> Path:
+def generate_catalog(
+    out_dir: Path,
+    *,
+    products: int,
+    seed: int,
+    missing_image: float = 0.0,
+    missing_description: float = 0.0,
+    queries: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
     """Write out_dir/catalog.jsonl, out_dir/images/*.png and (if queries) out_dir/queries.jsonl;
     same seed, same files."""
     for name, value in (("missing_image", missing_image), ("missing_description", missing_description)):
@@ -171,9 +209,17 @@ def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: 
             has_image = rng.random() >= missing_image
             has_description = rng.random() >= missing_description
             image = draw_product(kind, colour, pattern, rng)  # drawn either way: same rng stream
-            row = {"sku": sku, "title": title, "description": description if has_description else "",
-                   "brand": brand, "category": kind.name, "price": price, "currency": "USD",
-                   "image": "", "attributes": {"colour": colour, "pattern": pattern, "material": material}}
+            row = {
+                "sku": sku,
+                "title": title,
+                "description": description if has_description else "",
+                "brand": brand,
+                "category": kind.name,
+                "price": price,
+                "currency": "USD",
+                "image": "",
+                "attributes": {"colour": colour, "pattern": pattern, "material": material},
+            }
             if has_image:
                 # Relative to the catalog's folder, import_catalog's default images dir.
                 row["image"] = f"images/{sku}.png"
@@ -189,8 +235,14 @@ def generate_catalog(out_dir: Path, *, products: int, seed: int, missing_image: 
 
 # --- labelled queries -------------------------------------------------------------------
 KIND_BY_NAME = {kind.name: kind for kind in KINDS}
-QUERY_SHAPES = ("colour+category", "colour+pattern+category", "material+category", "brand+category",
-                "pattern+category", "long")
+QUERY_SHAPES = (
+    "colour+category",
+    "colour+pattern+category",
+    "material+category",
+    "brand+category",
+    "pattern+category",
+    "long",
+)
 
 
 def grade(product: dict, asked: dict[str, str]) -> int:
@@ -245,8 +297,16 @@ def write_queries(path: Path, rows: list[dict], *, count: int, seed: int) -> Non
             continue
         seen.add(text)
         relevance = {r["sku"]: g for r in rows if (g := grade(r, asked)) > 0}
-        out.append({"id": f"q{len(out) + 1:04d}", "kind": "semantic", "query": text, "shape": shape,
-                    "asked": asked, "relevance": relevance})
+        out.append(
+            {
+                "id": f"q{len(out) + 1:04d}",
+                "kind": "semantic",
+                "query": text,
+                "shape": shape,
+                "asked": asked,
+                "relevance": relevance,
+            }
+        )
     out += other_queries(rows, out, seed=seed)
     with path.open("w", encoding="utf-8") as handle:
         for query in out:
@@ -261,9 +321,10 @@ TYPO_ERRORS = ("deletion", "transposition", "neighbour", "missing space")
 def _keyboard_neighbours() -> dict[str, str]:
     """Letters next to each letter on a QWERTY keyboard (same row and the rows above and below)."""
     where = {ch: (r, c) for r, row in enumerate(KEYBOARD_ROWS) for c, ch in enumerate(row)}
-    return {ch: "".join(other for other, (r2, c2) in where.items()
-                        if other != ch and abs(r2 - r) <= 1 and abs(c2 - c) <= 1)
-            for ch, (r, c) in where.items()}
+    return {
+        ch: "".join(other for other, (r2, c2) in where.items() if other != ch and abs(r2 - r) <= 1 and abs(c2 - c) <= 1)
+        for ch, (r, c) in where.items()
+    }
 
 
 NEIGHBOURS = _keyboard_neighbours()
@@ -284,24 +345,26 @@ def typo(text: str, rng: random.Random, *, errors: int = 1) -> tuple[str, list[s
                 if not spaces:
                     continue
                 i = rng.choice(spaces)
-                candidate = typed[:i] + typed[i + 1:]
+                candidate = typed[:i] + typed[i + 1 :]
             elif error == "deletion":
                 if len(letters) < 4:
                     continue
                 i = rng.choice(letters)
-                candidate = typed[:i] + typed[i + 1:]
+                candidate = typed[:i] + typed[i + 1 :]
             elif error == "transposition":
-                pairs = [i for i in letters if i + 1 < len(typed) and typed[i + 1].isalpha() and typed[i] != typed[i + 1]]
+                pairs = [
+                    i for i in letters if i + 1 < len(typed) and typed[i + 1].isalpha() and typed[i] != typed[i + 1]
+                ]
                 if not pairs:
                     continue
                 i = rng.choice(pairs)
-                candidate = typed[:i] + typed[i + 1] + typed[i] + typed[i + 2:]
+                candidate = typed[:i] + typed[i + 1] + typed[i] + typed[i + 2 :]
             else:
                 keys = [i for i in letters if typed[i].lower() in NEIGHBOURS]
                 if not keys:
                     continue
                 i = rng.choice(keys)
-                candidate = typed[:i] + rng.choice(NEIGHBOURS[typed[i].lower()]) + typed[i + 1:]
+                candidate = typed[:i] + rng.choice(NEIGHBOURS[typed[i].lower()]) + typed[i + 1 :]
             if candidate != text and candidate != typed:
                 typed = candidate
                 made.append(error)
@@ -333,8 +396,7 @@ def other_queries(rows: list[dict], semantic: list[dict], *, seed: int) -> list[
     out: list[dict] = []
 
     def add(kind: str, text: str, relevance: dict[str, int], **extra) -> None:
-        out.append({"id": f"{kind[0]}{len(out) + 1:04d}", "kind": kind, "query": text, "relevance": relevance,
-                    **extra})
+        out.append({"id": f"{kind[0]}{len(out) + 1:04d}", "kind": kind, "query": text, "relevance": relevance, **extra})
 
     count = max(1, len(semantic))
     for row in rng.sample(rows, min(len(rows), max(1, count // 2))):

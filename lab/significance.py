@@ -10,6 +10,7 @@ The push-down of products missing a field (1 - their mean reciprocal rank over t
 products of the same relevance, per query) gets a bootstrap interval over queries (the
 queries resampled, each keeping its pair).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -35,8 +36,14 @@ class Comparison:
     verdict: str  # beats | ties | loses
 
     def as_dict(self) -> dict:
-        return {"queries": self.queries, "difference": self.difference, "low": self.low, "high": self.high,
-                "p_value": self.p_value, "verdict": self.verdict}
+        return {
+            "queries": self.queries,
+            "difference": self.difference,
+            "low": self.low,
+            "high": self.high,
+            "p_value": self.p_value,
+            "verdict": self.verdict,
+        }
 
 
 def paired_comparison(a: Mapping[str, float], b: Mapping[str, float], *, confidence: float = CONFIDENCE) -> Comparison:
@@ -101,8 +108,9 @@ def interval_text(i: Mapping | None, *, decimals: int = 1) -> str:
     return value if i.get("low") is None else f"{value} [{i['low'] * 100:+.0f}, {i['high'] * 100:+.0f}]"
 
 
-def pushdown_interval(pairs: Mapping[str, Sequence[float]], *, confidence: float = CONFIDENCE,
-                      seed: int = SEED) -> Interval:
+def pushdown_interval(
+    pairs: Mapping[str, Sequence[float]], *, confidence: float = CONFIDENCE, seed: int = SEED
+) -> Interval:
     """1 - mean(missing) / mean(complete) over queries' (missing RR, complete RR) pairs, with a
     paired percentile-bootstrap interval (None bounds with fewer than 5 queries)."""
     if not pairs:
@@ -118,9 +126,24 @@ def pushdown_interval(pairs: Mapping[str, Sequence[float]], *, confidence: float
     def loss(m, c, axis=-1):
         return 1.0 - m.mean(axis=axis) / np.maximum(c.mean(axis=axis), 1e-12)
 
-    result = stats.bootstrap((missing, complete), loss, paired=True, confidence_level=confidence,
-                             n_resamples=BOOTSTRAP_RESAMPLES, method="percentile", rng=np.random.default_rng(seed))
+    result = stats.bootstrap(
+        (missing, complete),
+        loss,
+        paired=True,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     return Interval(value, float(result.confidence_interval.low), float(result.confidence_interval.high), len(values))
 
 
-__all__ = ["Comparison", "Interval", "comparison_text", "holm", "interval_text", "paired_comparison", "pushdown_interval"]
+__all__ = [
+    "Comparison",
+    "Interval",
+    "comparison_text",
+    "holm",
+    "interval_text",
+    "paired_comparison",
+    "pushdown_interval",
+]

@@ -5,6 +5,7 @@ they look at with a probability that grows with its relevance grade, and after a
 stops reading with probability STOP_AFTER_CLICK. These are the usual shapes of click models
 (position-based with cascade stopping); the constants are illustrative, not fitted.
 """
+
 from __future__ import annotations
 
 import random
@@ -28,8 +29,14 @@ class SimulationReport:
     logged: int = 0
 
 
-def shoppers_simulate(*, queries: Sequence[dict], sessions: int, seed: int, strategy: str | None = None,
-                      progress: Callable[[int], None] | None = None) -> SimulationReport:
+def shoppers_simulate(
+    *,
+    queries: Sequence[dict],
+    sessions: int,
+    seed: int,
+    strategy: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimulationReport:
     """Run `sessions` shoppers, each one search and its clicks, into the real search and click log.
 
     Shoppers type the semantic queries (queries.jsonl's other kinds, SKUs, typos and nonsense,

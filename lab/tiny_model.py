@@ -3,6 +3,7 @@
 Used by the tests and by anyone without access to the Hugging Face hub. Its weights are
 random, so its rankings are random too: it proves the plumbing, not the quality.
 """
+
 from __future__ import annotations
 
 import json
@@ -71,21 +72,41 @@ def _learn_merges(words: list[str], num_merges: int) -> list[tuple[str, str]]:
 # Shapes of the towers. "vit-b-32" has the architecture of openai/clip-vit-base-patch32
 # (random weights): the same compute per item, for speed benchmarks without the hub.
 PRESETS = {
-    "tiny": {"text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                      "num_attention_heads": 4},
-             "vision": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                        "num_attention_heads": 4, "patch_size": 8},
-             "image_size": 32, "dim": 32},
-    "vit-b-32": {"text": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
-                          "num_attention_heads": 8},
-                 "vision": {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12,
-                            "num_attention_heads": 12, "patch_size": 32},
-                 "image_size": 224, "dim": 512},
+    "tiny": {
+        "text": {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4},
+        "vision": {
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "patch_size": 8,
+        },
+        "image_size": 32,
+        "dim": 32,
+    },
+    "vit-b-32": {
+        "text": {"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
+        "vision": {
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "patch_size": 32,
+        },
+        "image_size": 224,
+        "dim": 512,
+    },
 }
 
 
-def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int | None = None,
-                    preset: str = "tiny", extra_words: list[str] | None = None) -> Path:
+def build_tiny_clip(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    dim: int | None = None,
+    preset: str = "tiny",
+    extra_words: list[str] | None = None,
+) -> Path:
     """Write a random CLIPModel, CLIPTokenizer(Fast) and CLIPImageProcessor to out_dir."""
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, CLIPTokenizerFast
@@ -102,9 +123,11 @@ def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int | None = Non
     tok_dir.mkdir(exist_ok=True)
     (tok_dir / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     (tok_dir / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8")
-    slow = CLIPTokenizer(vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"),
-                         model_max_length=77)
+        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
+    )
+    slow = CLIPTokenizer(
+        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=77
+    )
     slow.save_pretrained(tok_dir)
     tokenizer = CLIPTokenizerFast.from_pretrained(tok_dir, model_max_length=77)
 
@@ -113,14 +136,21 @@ def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int | None = Non
     shape = PRESETS[preset]
     image_size = shape["image_size"]
     config = CLIPConfig(
-        text_config={**shape["text"], "vocab_size": len(vocab), "max_position_embeddings": 77,
-                     "bos_token_id": vocab["<|startoftext|>"], "eos_token_id": eos, "pad_token_id": eos},
+        text_config={
+            **shape["text"],
+            "vocab_size": len(vocab),
+            "max_position_embeddings": 77,
+            "bos_token_id": vocab["<|startoftext|>"],
+            "eos_token_id": eos,
+            "pad_token_id": eos,
+        },
         vision_config={**shape["vision"], "image_size": image_size},
         projection_dim=dim or shape["dim"],
     )
     model = CLIPModel(config).eval()
-    processor = CLIPImageProcessor(size={"shortest_edge": image_size},
-                                   crop_size={"height": image_size, "width": image_size})
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     processor.save_pretrained(out)
@@ -129,12 +159,21 @@ def build_tiny_clip(out_dir: str | Path, *, seed: int = 0, dim: int | None = Non
     tok_dir.rmdir()
     (out / "README.md").write_text(
         "Tiny randomly initialised CLIP written by `manage.py build_tiny_model`.\n"
-        "It loads like any CLIP checkpoint, but its rankings are random.\n", encoding="utf-8")
+        "It loads like any CLIP checkpoint, but its rankings are random.\n",
+        encoding="utf-8",
+    )
     return out
 
 
-def build_tiny_siglip(out_dir: str | Path, *, tokenizer_dir: str | Path, image_size: int = 32, seed: int = 0,
-                      vision_layers: int = 1, processor: str = "siglip") -> Path:
+def build_tiny_siglip(
+    out_dir: str | Path,
+    *,
+    tokenizer_dir: str | Path,
+    image_size: int = 32,
+    seed: int = 0,
+    vision_layers: int = 1,
+    processor: str = "siglip",
+) -> Path:
     """Write a random SiglipModel with a tiny CLIP's tokenizer to out_dir, and SigLIP's own image
     processor (squeezed to an exact square, no crop, mean and std 0.5), or CLIP's (`processor="clip"`)."""
     import torch
@@ -144,16 +183,29 @@ def build_tiny_siglip(out_dir: str | Path, *, tokenizer_dir: str | Path, image_s
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
     config = SiglipConfig(
-        text_config={"vocab_size": tokenizer.vocab_size + 2, "hidden_size": 32, "intermediate_size": 64,
-                     "num_hidden_layers": 1, "num_attention_heads": 2, "max_position_embeddings": 64},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": vision_layers,
-                       "num_attention_heads": 2, "image_size": image_size, "patch_size": 8},
+        text_config={
+            "vocab_size": tokenizer.vocab_size + 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": vision_layers,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
     )
     SiglipModel(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     if processor == "clip":
-        CLIPImageProcessor(size={"shortest_edge": image_size},
-                           crop_size={"height": image_size, "width": image_size}).save_pretrained(out)
+        CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ).save_pretrained(out)
     else:
         SiglipImageProcessor(size={"height": image_size, "width": image_size}).save_pretrained(out)
     return out

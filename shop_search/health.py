@@ -1,5 +1,6 @@
 """/healthz: what a container's health probe asks (docker-compose.yml). Answered first, before
 the host check and the HTTPS redirect, which a probe from inside the container would fail."""
+
 from __future__ import annotations
 
 import logging

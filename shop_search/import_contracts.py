@@ -6,6 +6,7 @@ alone. This contract reads the import statements that the graph records for each
 of such a package and matches the full module names in them. Used by pyproject.toml's
 [tool.importlinter]; only `lint-imports` (a dev dependency) imports this module.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,17 +55,24 @@ class ForbiddenExternalSubmodulesContract(Contract):
         forbidden = [str(m) for m in self.forbidden_modules]  # type: ignore[attr-defined]
         roots = {name.split(".")[0] for name in forbidden}
         violations = []
-        for source in sorted(module_expressions_to_modules(graph, self.source_modules),  # type: ignore[attr-defined]
-                             key=lambda m: m.name):
+        for source in sorted(
+            module_expressions_to_modules(graph, self.source_modules),  # type: ignore[attr-defined]
+            key=lambda m: m.name,
+        ):
             for importer in sorted({source.name} | graph.find_descendants(source.name)):
                 for root in sorted(roots & graph.find_modules_directly_imported_by(importer)):
                     for detail in graph.get_import_details(importer=importer, imported=root):
                         names = imported_names(detail["line_contents"])
                         hit = next((f for f in forbidden if any(_is_within(n, f) for n in names)), None)
                         if hit:
-                            violations.append({"importer": importer, "forbidden": hit,
-                                               "line_number": detail["line_number"],
-                                               "line_contents": detail["line_contents"].strip()})
+                            violations.append(
+                                {
+                                    "importer": importer,
+                                    "forbidden": hit,
+                                    "line_number": detail["line_number"],
+                                    "line_contents": detail["line_contents"].strip(),
+                                }
+                            )
         return ContractCheck(kept=not violations, metadata={"violations": violations})
 
     def render_broken_contract(self, check: ContractCheck) -> None:

@@ -3,6 +3,7 @@ import catalogs with their images in the admin: STAFF_REQUEST_MAX_BYTES) is refu
 before any of it is read (its Content-Length says so), and an upload streamed without a length
 is cut off at the same size by the upload handler. JSON nested deeper than Python can
 parse is a 400, not a RecursionError."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -22,8 +23,10 @@ def max_bytes(request: HttpRequest | None) -> int:
 
 
 def too_large(request: HttpRequest) -> HttpResponse:
-    message = (f"The request is larger than this shop accepts ({filesizeformat(max_bytes(request))}). "
-               f"Send a smaller file: a photo or image may be up to {filesizeformat(settings.CATALOG_MAX_IMAGE_BYTES)}.")
+    message = (
+        f"The request is larger than this shop accepts ({filesizeformat(max_bytes(request))}). "
+        f"Send a smaller file: a photo or image may be up to {filesizeformat(settings.CATALOG_MAX_IMAGE_BYTES)}."
+    )
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": message}, status=413)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
@@ -73,5 +76,4 @@ class SafeJSONParser(JSONParser):
             raise ParseError("JSON parse error - the body is nested too deeply.") from None
 
 
-__all__ = ["BoundedUploadHandler", "RequestSizeLimitMiddleware", "SafeJSONParser", "max_bytes",
-           "too_large"]
+__all__ = ["BoundedUploadHandler", "RequestSizeLimitMiddleware", "SafeJSONParser", "max_bytes", "too_large"]

@@ -1,4 +1,5 @@
 """Security headers Django 5.2 does not send itself: a Content-Security-Policy."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -14,8 +15,9 @@ class ContentSecurityPolicyMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if settings.CONTENT_SECURITY_POLICY and "Content-Security-Policy" not in response:
-            response["Content-Security-Policy"] = content_security_policy(settings.CONTENT_SECURITY_POLICY,
-                                                                          getattr(settings, "MEDIA_ORIGIN", ""))
+            response["Content-Security-Policy"] = content_security_policy(
+                settings.CONTENT_SECURITY_POLICY, getattr(settings, "MEDIA_ORIGIN", "")
+            )
         return response
 
 

@@ -2,6 +2,7 @@
 SQLite, Qdrant Edge under var/, Celery tasks run in-process. Each real-stack
 service is switched on by its own variable (DATABASE_URL, CELERY_BROKER_URL, QDRANT_URL).
 """
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from shop_search.env import (env_bool, env_choice, env_float, env_int, env_list, env_retired, env_seconds,
-                             env_str)
+from shop_search.env import env_bool, env_choice, env_float, env_int, env_list, env_retired, env_seconds, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SHOP_SEARCH_VAR_DIR", BASE_DIR / "var"))
@@ -39,8 +39,10 @@ def secret_key_problem(key: str) -> str:
 
 
 if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
-    raise RuntimeError(f"{problem}; production (DJANGO_DEBUG=0) needs a key of its own: "
-                       'python -c "import secrets; print(secrets.token_urlsafe(50))"')
+    raise RuntimeError(
+        f"{problem}; production (DJANGO_DEBUG=0) needs a key of its own: "
+        'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+    )
 if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-change-me"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
@@ -65,7 +67,8 @@ X_FRAME_OPTIONS = "DENY"
 CONTENT_SECURITY_POLICY = os.environ.get(
     "DJANGO_CONTENT_SECURITY_POLICY",
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; font-src 'self'; "
-    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+    "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'",
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -133,23 +136,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Shoppers write the search log on every search while merchandisers save: SQLite must let
     # writers queue and readers carry on (tests/test_concurrency.py drives exactly that).
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        # how long a writer waits for the lock before "database is locked"
-        "timeout": 20,
-        # A transaction that reads and then writes (an admin save) cannot upgrade its read lock
-        # while another connection writes, and SQLite fails it at once, whatever the timeout.
-        # IMMEDIATE takes the write lock at BEGIN, where the timeout above does wait for it.
-        "transaction_mode": "IMMEDIATE",
-        # WAL: readers never wait for the writer, nor it for them; NORMAL sync is what WAL
-        # needs for durability against a crashed process (not a power cut mid-commit).
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
-    })
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            # how long a writer waits for the lock before "database is locked"
+            "timeout": 20,
+            # A transaction that reads and then writes (an admin save) cannot upgrade its read lock
+            # while another connection writes, and SQLite fails it at once, whatever the timeout.
+            # IMMEDIATE takes the write lock at BEGIN, where the timeout above does wait for it.
+            "transaction_mode": "IMMEDIATE",
+            # WAL: readers never wait for the writer, nor it for them; NORMAL sync is what WAL
+            # needs for durability against a crashed process (not a power cut mid-commit).
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
+    )
     # Tests get a file too, as the shop does: an in-memory database shares one cache between
     # connections, where a long read (the lexicon) fails a browser test's session write at once
     # ("database table is locked") instead of letting WAL keep readers and the writer apart.
     # One per test process: two test runs in one checkout must not share it.
-    DATABASES["default"]["TEST"] = {"NAME": os.environ.get(
-        "SQLITE_TEST_NAME", str(Path(tempfile.gettempdir()) / f"shop_search-test-{os.getpid()}.sqlite3"))}
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.environ.get(
+            "SQLITE_TEST_NAME", str(Path(tempfile.gettempdir()) / f"shop_search-test-{os.getpid()}.sqlite3")
+        )
+    }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -216,8 +224,9 @@ def media_origin() -> str:
 
         endpoint = urlsplit(options["endpoint_url"])
         return f"{endpoint.scheme}://{endpoint.netloc}"
-    region = f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{options['region_name']}.amazonaws.com" \
-        if options["region_name"] else ""
+    region = (
+        f"https://{AWS_STORAGE_BUCKET_NAME}.s3.{options['region_name']}.amazonaws.com" if options["region_name"] else ""
+    )
     return f"https://{AWS_STORAGE_BUCKET_NAME}.s3.amazonaws.com {region}".strip()
 
 
@@ -228,8 +237,10 @@ CATALOG_MAX_IMAGE_BYTES = env_int("CATALOG_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 # Decoded size limit: a small file can decode to a huge bitmap (decompression bomb).
 CATALOG_MAX_IMAGE_PIXELS = env_int("CATALOG_MAX_IMAGE_PIXELS", 40_000_000)
 # (0.2's per-connection timeout overlapped the next)
-env_retired("CATALOG_IMAGE_FETCH_TIMEOUT", "CATALOG_IMAGE_FETCH_SECONDS bounds a download in all (connecting "
-                                          "included); set that instead.")
+env_retired(
+    "CATALOG_IMAGE_FETCH_TIMEOUT",
+    "CATALOG_IMAGE_FETCH_SECONDS bounds a download in all (connecting included); set that instead.",
+)
 # Image URLs in imports (catalog/fetching.py): one download may take this long in all, one import
 # this long for all its downloads, and only public addresses are fetched unless this is on.
 CATALOG_IMAGE_FETCH_SECONDS = env_seconds("CATALOG_IMAGE_FETCH_SECONDS", 20)
@@ -244,9 +255,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 # (shop_search/limits.py).
 REQUEST_MAX_BYTES = env_int("REQUEST_MAX_BYTES", 25 * 1024 * 1024)
 STAFF_REQUEST_MAX_BYTES = env_int("STAFF_REQUEST_MAX_BYTES", 1024 * 1024 * 1024)
-FILE_UPLOAD_HANDLERS = ["shop_search.limits.BoundedUploadHandler",
-                        "django.core.files.uploadhandler.MemoryFileUploadHandler",
-                        "django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+FILE_UPLOAD_HANDLERS = [
+    "shop_search.limits.BoundedUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 
 # --- Celery ---------------------------------------------------------------------------
 # No broker configured means the embedded default: tasks run in-process at commit time.
@@ -294,8 +307,10 @@ SEARCH_DECODE_THREADS = env_int("SEARCH_DECODE_THREADS", 0)
 # decoding beside the model's own threads slows it more than it saves).
 _decode_ahead = env_str("SEARCH_DECODE_AHEAD", "auto").lower()
 if _decode_ahead != "auto" and not _decode_ahead.isdigit():
-    raise ImproperlyConfigured(f"SEARCH_DECODE_AHEAD={_decode_ahead!r} is not understood: it takes auto or a whole "
-                               "number of chunks (0, 1, 2...).")
+    raise ImproperlyConfigured(
+        f"SEARCH_DECODE_AHEAD={_decode_ahead!r} is not understood: it takes auto or a whole "
+        "number of chunks (0, 1, 2...)."
+    )
 SEARCH_DECODE_AHEAD = None if _decode_ahead == "auto" else int(_decode_ahead)
 # Product ids per embedding task: an import of 10,000 rows sends 10,000 / this many tasks.
 SEARCH_INDEX_BATCH_SIZE = env_int("SEARCH_INDEX_BATCH_SIZE", 64)
@@ -365,12 +380,15 @@ SEARCH_COLLECTION = os.environ.get("SEARCH_COLLECTION", "products")
 QDRANT_SHARD_NUMBER = env_int("QDRANT_SHARD_NUMBER", 1)
 QDRANT_REPLICATION_FACTOR = env_int("QDRANT_REPLICATION_FACTOR", 1)
 QDRANT_WRITE_CONSISTENCY_FACTOR = env_int("QDRANT_WRITE_CONSISTENCY_FACTOR", 1)
-if min(QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_FACTOR) < 1 \
-        or QDRANT_WRITE_CONSISTENCY_FACTOR > QDRANT_REPLICATION_FACTOR:
+if (
+    min(QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR, QDRANT_WRITE_CONSISTENCY_FACTOR) < 1
+    or QDRANT_WRITE_CONSISTENCY_FACTOR > QDRANT_REPLICATION_FACTOR
+):
     raise RuntimeError(
         "QDRANT_SHARD_NUMBER, QDRANT_REPLICATION_FACTOR and QDRANT_WRITE_CONSISTENCY_FACTOR must be 1 or more, "
         "and the write consistency no more than the replication factor (a write cannot wait for more copies "
-        f"than there are); got {QDRANT_SHARD_NUMBER}, {QDRANT_REPLICATION_FACTOR}, {QDRANT_WRITE_CONSISTENCY_FACTOR}.")
+        f"than there are); got {QDRANT_SHARD_NUMBER}, {QDRANT_REPLICATION_FACTOR}, {QDRANT_WRITE_CONSISTENCY_FACTOR}."
+    )
 # The embedded engine when QDRANT_URL is unset: "edge" (Qdrant Edge, beta: Qdrant's engine in
 # this process, in QDRANT_PATH/<collection>) or "local" (qdrant-client's local mode, which
 # Qdrant documents for development and tests).
@@ -384,18 +402,24 @@ SEARCH_RATE_LIMITS = os.environ.get("SEARCH_RATE_LIMITS", "search=300/min,photo=
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # Django's cache (rate limit counts): per process unless CACHE_URL names a Redis shared by all.
 if os.environ.get("CACHE_URL"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": os.environ["CACHE_URL"]}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["CACHE_URL"]}
+    }
 
 REST_FRAMEWORK = {
     "NUM_PROXIES": TRUSTED_PROXY_COUNT,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PARSER_CLASSES": ["shop_search.limits.SafeJSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "shop_search.limits.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # `format` is the export format of /api/exports/clicks, not DRF's renderer override.
     "URL_FORMAT_OVERRIDE": None,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer",
-                                 "rest_framework.renderers.BrowsableAPIRenderer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {
@@ -411,7 +435,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"httpx": {"level": "WARNING"},
-                # Its retry warnings bury the one message that says what to change.
-                "huggingface_hub": {"level": "ERROR"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        # Its retry warnings bury the one message that says what to change.
+        "huggingface_hub": {"level": "ERROR"},
+    },
 }

@@ -11,5 +11,6 @@ urlpatterns = [
 ]
 if settings.SERVE_MEDIA:
     # Fine for a small shop; behind a CDN or nginx set SERVE_MEDIA=0 and serve MEDIA_ROOT there.
-    urlpatterns.append(re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", serve,
-                               {"document_root": settings.MEDIA_ROOT}))
+    urlpatterns.append(
+        re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", serve, {"document_root": settings.MEDIA_ROOT})
+    )

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny CLIP built locally and loaded by the production loader, a real
 in-memory Qdrant per test, media files in a temporary directory."""
+
 from __future__ import annotations
 
 import io

@@ -1,4 +1,5 @@
 """A small shop indexed with the concept encoder (tests/search/concept_encoder.py)."""
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,16 @@ def shop(concept, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         for sku, (title, description, picture, category, brand, price) in CATALOG.items():
             image = png(concept.picture(*picture)) if picture else None
-            ids[sku] = product_create(sku=sku, title=title, description=description, category=category,
-                                      brand=brand, price=Decimal(price), image_bytes=image, image_name="p.png").pk
+            ids[sku] = product_create(
+                sku=sku,
+                title=title,
+                description=description,
+                category=category,
+                brand=brand,
+                price=Decimal(price),
+                image_bytes=image,
+                image_name="p.png",
+            ).pk
     return ids
 
 
@@ -58,10 +67,21 @@ def untidy_shop(concept, settings, django_capture_on_commit_callbacks):
     from catalog.services import product_create
 
     settings.SEARCH_FACET_ATTRIBUTES = "colour,material"
-    rows = [("Red mug", "Mugs ", "acme", {"Colour": "Red"}), ("Blue mug", "mugs", "Acme", {"colour": "blue "}),
-            ("Red sock", "socks", "Acme", {"colour": "red", "material": "wool"})]
+    rows = [
+        ("Red mug", "Mugs ", "acme", {"Colour": "Red"}),
+        ("Blue mug", "mugs", "Acme", {"colour": "blue "}),
+        ("Red sock", "socks", "Acme", {"colour": "red", "material": "wool"}),
+    ]
     with django_capture_on_commit_callbacks(execute=True):
         for n, (title, category, brand, attributes) in enumerate(rows):
             colour, noun = title.lower().split()
-            product_create(sku=f"u{n}", title=title, category=category, brand=brand, price="10",
-                           attributes=attributes, image_bytes=png(concept.picture(colour, noun)), image_name="p.png")
+            product_create(
+                sku=f"u{n}",
+                title=title,
+                category=category,
+                brand=brand,
+                price="10",
+                attributes=attributes,
+                image_bytes=png(concept.picture(colour, noun)),
+                image_name="p.png",
+            )

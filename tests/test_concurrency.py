@@ -1,6 +1,7 @@
 """The embedded default under a small shop's load: a live server on SQLite, shoppers searching
 and clicking (each writes the search log) while merchandisers save and import products in the
 admin."""
+
 from __future__ import annotations
 
 import http.cookiejar
@@ -42,17 +43,24 @@ def live_shop(request, tmp_path, tiny_model_dir):
     """A migrated embedded-default instance with a small catalog and a staff user, served by
     `manage.py runserver` (threaded) in its own process, on each embedded vector engine."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")}
-    env.update({"DJANGO_SETTINGS_MODULE": "shop_search.settings", "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
-                "QDRANT_PATH": str(tmp_path / "var" / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
-                "SEARCH_DEVICE": "cpu", "LOG_LEVEL": "WARNING", "DJANGO_SUPERUSER_PASSWORD": "pw-staff-1",
-                "SEARCH_VECTOR_ENGINE": request.param,
-                # sixteen shoppers from one address: real ones come from addresses of their own
-                "SEARCH_RATE_LIMITS": ""})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+            "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
+            "QDRANT_PATH": str(tmp_path / "var" / "qdrant"),
+            "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+            "SEARCH_DEVICE": "cpu",
+            "LOG_LEVEL": "WARNING",
+            "DJANGO_SUPERUSER_PASSWORD": "pw-staff-1",
+            "SEARCH_VECTOR_ENGINE": request.param,
+            # sixteen shoppers from one address: real ones come from addresses of their own
+            "SEARCH_RATE_LIMITS": "",
+        }
+    )
     manage = [sys.executable, "manage.py"]
 
     def run(*args: str) -> None:
-        subprocess.run(manage + list(args), cwd=ROOT, env=env, check=True, timeout=300,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(manage + list(args), cwd=ROOT, env=env, check=True, timeout=300, stdout=subprocess.DEVNULL)
 
     run("migrate", "-v0")
     run("createsuperuser", "--noinput", "--username", "staff", "--email", "staff@example.com")
@@ -60,8 +68,13 @@ def live_shop(request, tmp_path, tiny_model_dir):
     run("import_catalog", str(tmp_path / "sample" / "catalog.jsonl"), "-v0")
     port = free_port()
     log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(manage + ["runserver", f"127.0.0.1:{port}", "--noreload"], cwd=ROOT, env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        manage + ["runserver", f"127.0.0.1:{port}", "--noreload"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -89,10 +102,14 @@ class Merchandiser:
 
     def __init__(self, base: str):
         self.base = base
-        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()),
-                                                  NoRedirect())
-        status = self.post("/admin/login/?next=/admin/", {"username": "staff", "password": "pw-staff-1",
-                                                          "next": "/admin/"}, form_url="/admin/login/")
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), NoRedirect()
+        )
+        status = self.post(
+            "/admin/login/?next=/admin/",
+            {"username": "staff", "password": "pw-staff-1", "next": "/admin/"},
+            form_url="/admin/login/",
+        )
         assert status == 302, f"admin login answered {status}"
 
     def post(self, url: str, data: dict, *, form_url: str, files: dict[str, tuple[str, bytes]] | None = None) -> int:
@@ -104,11 +121,17 @@ class Merchandiser:
         headers = {"Referer": self.base + form_url}
         if files:
             boundary = "----shop-search-test-boundary"
-            parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-                     for k, v in fields.items()]
-            parts += [f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
-                      f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
-                      for k, (name, content) in files.items()]
+            parts = [
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                for k, v in fields.items()
+            ]
+            parts += [
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"; filename="{name}"\r\n'
+                f"Content-Type: application/octet-stream\r\n\r\n".encode()
+                + content
+                + b"\r\n"
+                for k, (name, content) in files.items()
+            ]
             body = b"".join(parts) + f"--{boundary}--\r\n".encode()
             headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
         else:
@@ -156,24 +179,43 @@ def test_admin_saves_imports_searches_and_clicks_all_succeed_under_concurrent_sh
             if number % 2 == 0:
                 call(f"search {query!r}", f"{base}/?q={urllib.parse.quote(query)}")
                 continue
-            found = json.loads(call(f"api search {query!r}", f"{base}/api/search?q={urllib.parse.quote(query)}")
-                               or b"{}")
+            found = json.loads(
+                call(f"api search {query!r}", f"{base}/api/search?q={urllib.parse.quote(query)}") or b"{}"
+            )
             if len(found.get("results", [])) > 1:
-                call(f"click {query!r}", f"{base}/api/clicks", json.dumps(
-                    {"search_id": found["search_id"], "product_id": found["results"][1]["id"]}).encode())
+                call(
+                    f"click {query!r}",
+                    f"{base}/api/clicks",
+                    json.dumps({"search_id": found["search_id"], "product_id": found["results"][1]["id"]}).encode(),
+                )
 
     def merchandiser(number: int) -> None:
         session = Merchandiser(base)
-        for sku in skus[number * SAVES_EACH:(number + 1) * SAVES_EACH]:
-            status = session.post("/admin/catalog/product/add/", {
-                "sku": sku, "title": f"Red striped mug {sku}", "description": "", "brand": "Acme",
-                "category": "mugs", "price": "12.00", "currency": "USD", "attributes": "{}", "active": "on",
-            }, form_url="/admin/catalog/product/add/")
+        for sku in skus[number * SAVES_EACH : (number + 1) * SAVES_EACH]:
+            status = session.post(
+                "/admin/catalog/product/add/",
+                {
+                    "sku": sku,
+                    "title": f"Red striped mug {sku}",
+                    "description": "",
+                    "brand": "Acme",
+                    "category": "mugs",
+                    "price": "12.00",
+                    "currency": "USD",
+                    "attributes": "{}",
+                    "active": "on",
+                },
+                form_url="/admin/catalog/product/add/",
+            )
             record(f"admin save {sku}", status)
         if number == 0:  # and one bulk import through the admin's import page
             rows = "".join(f"{sku},Blue glass vase {sku},30.00,vases\n" for sku in imported)
-            status = session.post("/admin/catalog/product/import/", {}, form_url="/admin/catalog/product/import/",
-                                  files={"file": ("catalog.csv", f"sku,title,price,category\n{rows}".encode())})
+            status = session.post(
+                "/admin/catalog/product/import/",
+                {},
+                form_url="/admin/catalog/product/import/",
+                files={"file": ("catalog.csv", f"sku,title,price,category\n{rows}".encode())},
+            )
             record("admin import", status)
 
     # given: shoppers searching all the time
@@ -220,28 +262,55 @@ def test_changes_from_a_terminal_reach_search_while_the_server_runs(live_shop, t
     """The embedded store can be opened by one process at a time, and the running server has it:
     a terminal import or a bulk update must still reach search by itself, and say so."""
     env = live_shop["env"]
-    states = lambda where: dict(sqlite3.connect(live_shop["db"], timeout=30).execute(  # noqa: E731
-        f"SELECT sku, index_status FROM catalog_product WHERE {where}"))
+
+    def states(where: str) -> dict:
+        with sqlite3.connect(live_shop["db"], timeout=30) as db:
+            return dict(db.execute(f"SELECT sku, index_status FROM catalog_product WHERE {where}"))
 
     # when: a merchandiser imports from a terminal while shoppers are served
-    (tmp_path / "more.csv").write_text("sku,title,price,category\n" + "".join(
-        f"TERM-{i},Green glass vase {i},20.00,vases\n" for i in range(12)), encoding="utf-8")
-    done = subprocess.run([sys.executable, "manage.py", "import_catalog", str(tmp_path / "more.csv")], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    (tmp_path / "more.csv").write_text(
+        "sku,title,price,category\n" + "".join(f"TERM-{i},Green glass vase {i},20.00,vases\n" for i in range(12)),
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "import_catalog", str(tmp_path / "more.csv")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     # then: no traceback, and it says what happens next
     assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stderr[-2000:]
     assert "running server" in done.stdout + done.stderr, done.stdout + done.stderr
 
     # and when: a data fix updates rows in bulk and flags them, as the README says
-    subprocess.run([sys.executable, "manage.py", "shell", "-c",
-                    "from catalog.models import Product;"
-                    "Product.objects.filter(sku__startswith='S3-').update(price=1);"
-                    "Product.objects.filter(sku__startswith='S3-').mark_pending()"],
-                   cwd=ROOT, env=env, check=True, timeout=300, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from catalog.models import Product;"
+            "Product.objects.filter(sku__startswith='S3-').update(price=1);"
+            "Product.objects.filter(sku__startswith='S3-').mark_pending()",
+        ],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
 
     # and when: someone re-indexes everything from a terminal
-    reindex = subprocess.run([sys.executable, "manage.py", "index_products", "--all", "--force"], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
+    reindex = subprocess.run(
+        [sys.executable, "manage.py", "index_products", "--all", "--force"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert reindex.returncode == 0 and "Traceback" not in reindex.stdout + reindex.stderr, reindex.stderr[-2000:]
     assert "Handed" in reindex.stdout and "running server" in reindex.stdout
 
@@ -252,10 +321,12 @@ def test_changes_from_a_terminal_reach_search_while_the_server_runs(live_shop, t
             break
         time.sleep(0.5)
     assert set(states("1").values()) == {"indexed"}  # the imported, the updated, and the re-indexed
-    found = json.loads(urllib.request.urlopen(f"{live_shop['base']}/api/search?q=green+glass+vase&page_size=100",
-                                              timeout=60).read())
+    found = json.loads(
+        urllib.request.urlopen(f"{live_shop['base']}/api/search?q=green+glass+vase&page_size=100", timeout=60).read()
+    )
     assert {r["sku"] for r in found["results"]} >= {f"TERM-{i}" for i in range(12)}
     for sku in ("S3-00001", "s3 00040"):  # a SKU finds its product first, at its new price
-        first = json.loads(urllib.request.urlopen(f"{live_shop['base']}/api/search?q={urllib.parse.quote(sku)}",
-                                                  timeout=60).read())["results"][0]
+        first = json.loads(
+            urllib.request.urlopen(f"{live_shop['base']}/api/search?q={urllib.parse.quote(sku)}", timeout=60).read()
+        )["results"][0]
         assert first["sku"].lower().replace("-", " ") == sku.lower().replace("-", " ") and first["price"] == 1.0

@@ -4,6 +4,7 @@ complete (dependencies, health checks, restart policies, volumes), every app ser
 environment and command against the code that reads them, .env.example against the settings,
 the Qdrant server image against the client pin, the lock file against pyproject.toml, the
 Dockerfile's lint and layer order, and the web command itself served by gunicorn here."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -64,14 +65,19 @@ def interpolated() -> set[str]:
 
 
 def enabled(spec: dict, profiles: tuple[str, ...]) -> dict[str, dict]:
-    return {name: s for name, s in spec["services"].items()
-            if not s.get("profiles") or set(s["profiles"]) & set(profiles)}
+    return {
+        name: s for name, s in spec["services"].items() if not s.get("profiles") or set(s["profiles"]) & set(profiles)
+    }
 
 
 # --- the Compose file -------------------------------------------------------------------
 def check_jsonschema(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_compose_file_is_valid_against_the_compose_specification(tmp_path):
@@ -79,7 +85,9 @@ def test_the_compose_file_is_valid_against_the_compose_specification(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     # and the check does catch a mistake: a misspelt key
     broken = tmp_path / "docker-compose.yml"
-    broken.write_text(COMPOSE.read_text(encoding="utf-8").replace("restart: unless-stopped", "restarts: unless-stopped", 1))
+    broken.write_text(
+        COMPOSE.read_text(encoding="utf-8").replace("restart: unless-stopped", "restarts: unless-stopped", 1)
+    )
     assert check_jsonschema(broken).returncode != 0
 
 
@@ -110,7 +118,7 @@ def test_every_profile_starts_a_complete_healthy_stack(profiles):
 def test_gpu_workers_each_have_their_own_device():
     spec = compose()
     ids = []
-    for name, service in app_services(spec).items():
+    for service in app_services(spec).values():
         devices = (((service.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices")
         if devices:
             assert service["image"] == "shop-search:cuda" and "count" not in devices[0]
@@ -151,16 +159,24 @@ def test_the_settings_start_with_the_web_services_environment(tmp_path):
     spec = compose()
     import secrets
 
-    values = {name: secrets.token_urlsafe(50) for name in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD",
-                                                           "REDIS_PASSWORD", "QDRANT_API_KEY")}
+    values = {
+        name: secrets.token_urlsafe(50)
+        for name in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "REDIS_PASSWORD", "QDRANT_API_KEY")
+    }
     values.update({k: v for k, v in env_example().items() if v})
     env = {}
     for key, value in (spec["services"]["web"]["environment"] or {}).items():
         env[key] = re.sub(r"\$\{([A-Z0-9_]+)(?::?[-?][^}]*)?\}", lambda m: values.get(m.group(1), ""), str(value))
     env.update(values)
     env.update({"PATH": os.environ["PATH"], "SHOP_SEARCH_VAR_DIR": str(tmp_path), "STATIC_ROOT": str(tmp_path / "s")})
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -181,8 +197,9 @@ def test_every_app_command_names_things_that_exist():
             if "--beat" in command:
                 schedule = command[command.index("--schedule") + 1]
                 mounts = [m.split(":")[1] for m in service["volumes"]]
-                assert any(schedule.startswith(m.rstrip("/") + "/") for m in mounts), \
+                assert any(schedule.startswith(m.rstrip("/") + "/") for m in mounts), (
                     f"{name} keeps its schedule outside its volumes"
+                )
         elif command[0] == "gunicorn":
             config = command[command.index("--config") + 1].removeprefix("python:")
             assert importlib.import_module(config).worker_class == "gthread"
@@ -219,8 +236,9 @@ def test_the_qdrant_server_image_is_the_client_pins_minor():
 
 def test_the_lock_file_pins_every_dependency_within_pyproject():
     project = _pyproject()["project"]
-    needed = project["dependencies"] + project["optional-dependencies"]["server"] + \
-        project["optional-dependencies"]["s3"]
+    needed = (
+        project["dependencies"] + project["optional-dependencies"]["server"] + project["optional-dependencies"]["s3"]
+    )
     locked = _locked()
     for line in needed:
         requirement = Requirement(line)
@@ -239,13 +257,17 @@ def test_the_lock_file_pins_every_dependency_within_pyproject():
 
 # --- the Dockerfile ------------------------------------------------------------------------------
 def test_the_dockerfile_passes_hadolint_and_installs_dependencies_before_the_code():
-    result = subprocess.run([str(BIN / "hadolint"), "--no-color", "Dockerfile"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--no-color", "Dockerfile"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
     first = lambda pattern: next(i for i, line in enumerate(lines) if re.search(pattern, line))  # noqa: E731
-    assert first(r"pip install .*torch==") < first(r"pip install .*--require-hashes -r requirements/production.lock") \
+    assert (
+        first(r"pip install .*torch==")
+        < first(r"pip install .*--require-hashes -r requirements/production.lock")
         < first(r"^COPY (shop_search|catalog|search|lab)\b")
+    )
     assert first(r"^USER ") > first(r"^COPY static"), "the app runs as its own user"
 
 
@@ -261,14 +283,24 @@ def test_gunicorn_serves_the_app_as_compose_starts_it_and_stops_on_sigterm(tmp_p
     command = compose()["services"]["web"]["command"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")}
-    env.update({"SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"), "QDRANT_PATH": str(tmp_path / "var" / "qdrant"),
-                "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir), "SEARCH_DEVICE": "cpu", "LOG_LEVEL": "WARNING",
-                "WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": "1", "WEB_THREADS": "4",
-                "DJANGO_SETTINGS_MODULE": "shop_search.settings"})
+    env.update(
+        {
+            "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
+            "QDRANT_PATH": str(tmp_path / "var" / "qdrant"),
+            "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+            "SEARCH_DEVICE": "cpu",
+            "LOG_LEVEL": "WARNING",
+            "WEB_BIND": f"127.0.0.1:{port}",
+            "WEB_WORKERS": "1",
+            "WEB_THREADS": "4",
+            "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+        }
+    )
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=300)
     executable = shutil.which(command[0], path=str(BIN))
-    server = subprocess.Popen([executable, *command[1:]], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [executable, *command[1:]], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

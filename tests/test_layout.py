@@ -1,5 +1,6 @@
 """The one-way layout is enforced: lint-imports passes on the tree and fails on each kind of
 import that crosses it (pyproject.toml, [tool.importlinter])."""
+
 from __future__ import annotations
 
 import shutil
@@ -15,19 +16,37 @@ LINT = Path(sys.executable).with_name("lint-imports")
 
 # (file, import line appended to it, the contract that must break)
 CROSSINGS = [
-    ("catalog/models.py", "from search.selectors import product_search",
-     "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog"),
-    ("search/selectors/searching/pipeline.py", "from lab.metrics import mean",
-     "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog"),
-    ("search/services/indexing.py", "from search.web.serializers import SearchParamsSerializer",
-     "Inside the serving app imports go down: web and commands, receivers, tasks, services, selectors, "
-     "retrieval core"),
-    ("search/retrieval/providers.py", "from catalog.models import Product",
-     "The retrieval core knows no catalog, no search log, no lab and no web framework"),
-    ("search/retrieval/fusion.py", "from django.shortcuts import render",
-     "The retrieval core imports no Django views, forms, templates, URLs, HTTP or admin"),
-    ("catalog/signals.py", "from catalog.services import product_create",
-     "No two modules of a package import each other, even through others"),
+    (
+        "catalog/models.py",
+        "from search.selectors import product_search",
+        "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog",
+    ),
+    (
+        "search/selectors/searching/pipeline.py",
+        "from lab.metrics import mean",
+        "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog",
+    ),
+    (
+        "search/services/indexing.py",
+        "from search.web.serializers import SearchParamsSerializer",
+        "Inside the serving app imports go down: web and commands, receivers, tasks, services, selectors, "
+        "retrieval core",
+    ),
+    (
+        "search/retrieval/providers.py",
+        "from catalog.models import Product",
+        "The retrieval core knows no catalog, no search log, no lab and no web framework",
+    ),
+    (
+        "search/retrieval/fusion.py",
+        "from django.shortcuts import render",
+        "The retrieval core imports no Django views, forms, templates, URLs, HTTP or admin",
+    ),
+    (
+        "catalog/signals.py",
+        "from catalog.services import product_create",
+        "No two modules of a package import each other, even through others",
+    ),
 ]
 
 

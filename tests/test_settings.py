@@ -1,4 +1,5 @@
 """Settings: bad values stop start-up with a message that says what to write."""
+
 from __future__ import annotations
 
 import os
@@ -9,11 +10,14 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("text=abc", "write modality=weight pairs"),
-    ("text=0,image=0", "search.E002"),
-    ("colour=1", "search.E002"),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("text=abc", "write modality=weight pairs"),
+        ("text=0,image=0", "search.E002"),
+        ("colour=1", "search.E002"),
+    ],
+)
 def test_bad_fusion_weights_stop_start_up_with_the_fix(value, expected):
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "SEARCH_FUSION_WEIGHTS": value, "DJANGO_SETTINGS_MODULE": "shop_search.settings"}
@@ -25,15 +29,22 @@ def test_embedded_default_runs_tasks_in_process_without_any_broker():
     # given: no broker configured (the embedded default)
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k != "CELERY_BROKER_URL"}
-    code = ("import django; django.setup()\n"
-            "from django.conf import settings\n"
-            "from shop_search.celery import app\n"
-            "from search.tasks import embed_products_task\n"
-            "assert settings.CELERY_TASK_ALWAYS_EAGER and app.conf.broker_url.startswith('memory://')\n"
-            "print(embed_products_task.apply_async(args=[[]]).get())\n")
+    code = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from shop_search.celery import app\n"
+        "from search.tasks import embed_products_task\n"
+        "assert settings.CELERY_TASK_ALWAYS_EAGER and app.conf.broker_url.startswith('memory://')\n"
+        "print(embed_products_task.apply_async(args=[[]]).get())\n"
+    )
     # when: a task is sent
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                          env={**env, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING"})
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**env, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING"},
+    )
     # then: it ran here, and nothing looked for an AMQP server
     assert done.returncode == 0, done.stderr
     assert "'indexed': 0" in done.stdout and "hostname" not in done.stderr
@@ -45,8 +56,14 @@ def test_the_web_server_encodes_queries_on_one_torch_thread_unless_told(value, e
     # (benchmarks/query_encoding.py); a worker or a command keeps the default
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "SEARCH_SERVE_TORCH_THREADS")}
-    env.update({"DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING",
-                "SEARCH_EMBEDDED_SWEEP_SECONDS": "0", "SHOP_SEARCH_VAR_DIR": str(tmp_path)})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+            "LOG_LEVEL": "WARNING",
+            "SEARCH_EMBEDDED_SWEEP_SECONDS": "0",
+            "SHOP_SEARCH_VAR_DIR": str(tmp_path),
+        }
+    )
     if value is not None:
         env["SEARCH_SERVE_TORCH_THREADS"] = value
 
@@ -63,11 +80,18 @@ def test_the_web_server_encodes_queries_on_one_torch_thread_unless_told(value, e
 def _django(code: str, **env: str) -> subprocess.CompletedProcess:
     root = Path(__file__).resolve().parents[1]
     # (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE in this process: never a production setting)
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")}
-    return subprocess.run([sys.executable, *code.split()] if code.startswith("manage.py") else
-                          [sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                          env={**base, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING", **env})
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY", "DJANGO_HTTPS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+    }
+    return subprocess.run(
+        [sys.executable, *code.split()] if code.startswith("manage.py") else [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env={**base, "DJANGO_SETTINGS_MODULE": "shop_search.settings", "LOG_LEVEL": "WARNING", **env},
+    )
 
 
 STRONG = "k3y-" + "x7Q9pL2vR8sT4wZ6yB1nM5cD0fG3hJ9kE2uA7iO4" * 2
@@ -102,38 +126,58 @@ def test_pages_carry_a_content_security_policy_and_https_only_headers(client, se
 
 
 def test_a_bucket_in_the_environment_puts_product_images_on_s3_and_lets_pages_show_them():
-    code = ("import django; django.setup(); from django.conf import settings; "
-            "from django.core.files.storage import default_storage as storage; "
-            "print(storage.__class__.__name__, settings.SERVE_MEDIA, settings.MEDIA_ORIGIN)")
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "from django.core.files.storage import default_storage as storage; "
+        "print(storage.__class__.__name__, settings.SERVE_MEDIA, settings.MEDIA_ORIGIN)"
+    )
     done = _django(code, AWS_STORAGE_BUCKET_NAME="shop-media", AWS_S3_REGION_NAME="eu-west-1")
     assert done.returncode == 0, done.stderr
     backend, serve, origin = done.stdout.split(" ", 2)
     assert backend == "S3Storage" and serve == "False"
     assert origin.split() == ["https://shop-media.s3.amazonaws.com", "https://shop-media.s3.eu-west-1.amazonaws.com"]
-    minio = _django("import django; django.setup(); from django.conf import settings; print(settings.MEDIA_ORIGIN)",
-                    AWS_STORAGE_BUCKET_NAME="shop-media", AWS_S3_ENDPOINT_URL="http://minio:9000/")
+    minio = _django(
+        "import django; django.setup(); from django.conf import settings; print(settings.MEDIA_ORIGIN)",
+        AWS_STORAGE_BUCKET_NAME="shop-media",
+        AWS_S3_ENDPOINT_URL="http://minio:9000/",
+    )
     assert minio.stdout.strip() == "http://minio:9000"
 
 
 @pytest.mark.parametrize("shards, replicas, consistency", [("0", "1", "1"), ("3", "1", "2")])
 def test_a_qdrant_cluster_layout_that_cannot_work_stops_start_up_with_why(shards, replicas, consistency):
-    done = _django("import django; django.setup()", QDRANT_SHARD_NUMBER=shards, QDRANT_REPLICATION_FACTOR=replicas,
-                   QDRANT_WRITE_CONSISTENCY_FACTOR=consistency)
+    done = _django(
+        "import django; django.setup()",
+        QDRANT_SHARD_NUMBER=shards,
+        QDRANT_REPLICATION_FACTOR=replicas,
+        QDRANT_WRITE_CONSISTENCY_FACTOR=consistency,
+    )
     assert done.returncode != 0 and "no more than the replication factor" in done.stderr
 
 
 def test_a_decode_look_ahead_that_is_not_a_number_stops_start_up_with_the_fix():
     done = _django("import django; django.setup()", SEARCH_DECODE_AHEAD="lots")
-    assert done.returncode != 0 and "SEARCH_DECODE_AHEAD='lots' is not understood: it takes auto or a whole number" in done.stderr
+    assert (
+        done.returncode != 0
+        and "SEARCH_DECODE_AHEAD='lots' is not understood: it takes auto or a whole number" in done.stderr
+    )
 
 
 def test_every_way_of_saying_yes_or_no_means_the_same_to_every_setting():
-    code = ("import django; django.setup(); from django.conf import settings as s; "
-            "print(s.SEARCH_LOG_DEFERRED, s.CATALOG_IMAGE_URL_ALLOW_PRIVATE, s.SEARCH_SETTLE_SECONDS, "
-            "s.SEARCH_PHOTO_DAYS, s.SEARCH_EMBEDDED_SWEEP_SECONDS)")
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SEARCH_LOG_DEFERRED, s.CATALOG_IMAGE_URL_ALLOW_PRIVATE, s.SEARCH_SETTLE_SECONDS, "
+        "s.SEARCH_PHOTO_DAYS, s.SEARCH_EMBEDDED_SWEEP_SECONDS)"
+    )
     # (SEARCH_LOG_DEFERRED=off used to leave deferral on, and ...ALLOW_PRIVATE=on to leave it off)
-    off_on = _django(code, SEARCH_LOG_DEFERRED="off", CATALOG_IMAGE_URL_ALLOW_PRIVATE="on",
-                     SEARCH_SETTLE_SECONDS="500ms", SEARCH_PHOTO_DAYS="3", SEARCH_EMBEDDED_SWEEP_SECONDS="1m")
+    off_on = _django(
+        code,
+        SEARCH_LOG_DEFERRED="off",
+        CATALOG_IMAGE_URL_ALLOW_PRIVATE="on",
+        SEARCH_SETTLE_SECONDS="500ms",
+        SEARCH_PHOTO_DAYS="3",
+        SEARCH_EMBEDDED_SWEEP_SECONDS="1m",
+    )
     assert off_on.returncode == 0, off_on.stderr
     assert off_on.stdout.split()[-5:] == ["False", "True", "0.5", "3.0", "60.0"]
     no_yes = _django(code, SEARCH_LOG_DEFERRED="No", CATALOG_IMAGE_URL_ALLOW_PRIVATE="YES")
@@ -142,14 +186,17 @@ def test_every_way_of_saying_yes_or_no_means_the_same_to_every_setting():
     assert defaults.stdout.split()[-5:] == ["True", "False", "2.0", "7.0", "2.0"]
 
 
-@pytest.mark.parametrize(("name", "value", "says"), [
-    ("SEARCH_LOG_DEFERRED", "maybe", "it takes 1/0, true/false, yes/no or on/off"),
-    ("SEARCH_CANDIDATES", "many", "it takes a whole number"),
-    ("SEARCH_SETTLE_SECONDS", "soon", 'it takes a duration: seconds ("20"), or with a unit'),
-    ("SEARCH_CUTOFF_QUANTILE", "high", "it takes a number"),
-    ("SEARCH_VECTOR_ENGINE", "faiss", "it takes one of edge, local"),
-    ("CATALOG_IMAGE_FETCH_TIMEOUT", "15", "CATALOG_IMAGE_FETCH_TIMEOUT is gone: CATALOG_IMAGE_FETCH_SECONDS"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SEARCH_LOG_DEFERRED", "maybe", "it takes 1/0, true/false, yes/no or on/off"),
+        ("SEARCH_CANDIDATES", "many", "it takes a whole number"),
+        ("SEARCH_SETTLE_SECONDS", "soon", 'it takes a duration: seconds ("20"), or with a unit'),
+        ("SEARCH_CUTOFF_QUANTILE", "high", "it takes a number"),
+        ("SEARCH_VECTOR_ENGINE", "faiss", "it takes one of edge, local"),
+        ("CATALOG_IMAGE_FETCH_TIMEOUT", "15", "CATALOG_IMAGE_FETCH_TIMEOUT is gone: CATALOG_IMAGE_FETCH_SECONDS"),
+    ],
+)
 def test_a_value_the_settings_do_not_understand_stops_start_up_naming_it(name, value, says):
     done = _django("import django; django.setup()", **{name: value})
     assert done.returncode != 0 and says in done.stderr

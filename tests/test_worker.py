@@ -3,6 +3,7 @@
 The "web" side runs as its own process too (manage.py), so nothing is shared with the
 worker but the database, the broker and the Qdrant storage, as in production.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,9 +35,23 @@ def redis_url(tmp_path):
             pytest.fail("redis-server is not installed; .ci/run installs it with apt")
         pytest.skip("redis-server not installed (apt-get install redis-server)")
     port = free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -71,23 +86,58 @@ def wait_for_indexed(db: Path, sku: str, worker: subprocess.Popen, log: Path, ti
 def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, redis_url, tiny_model_dir):
     # given: a migrated database and a worker listening on the embeddings queue
     db = tmp_path / "db.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "CELERY_BROKER_URL": redis_url,
-           "QDRANT_PATH": str(tmp_path / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
-           "SEARCH_DEVICE": "cpu", "MEDIA_ROOT": str(tmp_path / "media"),
-           "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "shop_search.settings"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "CELERY_BROKER_URL": redis_url,
+        "QDRANT_PATH": str(tmp_path / "qdrant"),
+        "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+        "SEARCH_DEVICE": "cpu",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+    }
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
     log = (tmp_path / "worker.log").open("w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "shop_search", "worker", "-Q", "embeddings,celery",
-         "--concurrency", "1", "-l", "info", "--without-gossip", "--without-mingle"],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "shop_search",
+            "worker",
+            "-Q",
+            "embeddings,celery",
+            "--concurrency",
+            "1",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         # when: the web process saves a product (the queue is real, not eager)
-        subprocess.run(manage + ["shell", "-v0", "-c",
-                                 "from catalog.services import product_create;"
-                                 "product_create(sku='W-1', title='Red striped mug', price=12)"],
-                       env=env, cwd=ROOT, check=True, timeout=120)
+        subprocess.run(
+            manage
+            + [
+                "shell",
+                "-v0",
+                "-c",
+                "from catalog.services import product_create;"
+                "product_create(sku='W-1', title='Red striped mug', price=12)",
+            ],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            timeout=120,
+        )
         assert status_of(db, "W-1") == "pending"
 
         # then: the worker embeds it and records the state
@@ -113,10 +163,18 @@ def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, red
 
 def _web_env(tmp_path, redis_url, tiny_model_dir) -> dict:
     db = tmp_path / "db.sqlite3"
-    return {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "CELERY_BROKER_URL": redis_url,
-            "QDRANT_PATH": str(tmp_path / "qdrant"), "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
-            "SEARCH_DEVICE": "cpu", "MEDIA_ROOT": str(tmp_path / "media"), "LOG_LEVEL": "WARNING",
-            "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"), "DJANGO_SETTINGS_MODULE": "shop_search.settings"}
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "CELERY_BROKER_URL": redis_url,
+        "QDRANT_PATH": str(tmp_path / "qdrant"),
+        "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+        "SEARCH_DEVICE": "cpu",
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "LOG_LEVEL": "WARNING",
+        "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+    }
 
 
 def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(tmp_path, redis_url, tiny_model_dir):
@@ -127,8 +185,9 @@ def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(tmp_
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
 
     def shell(code: str) -> str:
-        done = subprocess.run(manage + ["shell", "-v0", "-c", code], env=env, cwd=ROOT, capture_output=True,
-                              text=True, timeout=120)
+        done = subprocess.run(
+            manage + ["shell", "-v0", "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 
@@ -143,37 +202,78 @@ def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(tmp_
     assert broker.llen("embeddings") == 1
     # once it may be lost (the redelivery window has passed), the sweep sends it again
     env["SEARCH_QUEUE_REDELIVERY_SECONDS"] = "0"
-    assert shell("from search.tasks import products_sweep_pending; print(products_sweep_pending(grace_seconds=0))"
-                 ).strip() == "1"
+    assert (
+        shell("from search.tasks import products_sweep_pending; print(products_sweep_pending(grace_seconds=0))").strip()
+        == "1"
+    )
     assert broker.llen("embeddings") == 2
 
     # a broker outage: the command says so, fails, and the rows stay pending
     env["CELERY_BROKER_URL"] = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     started = time.monotonic()
-    done = subprocess.run(manage + ["index_products", "--dirty", "--queue"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        manage + ["index_products", "--dirty", "--queue"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and time.monotonic() - started < 60
     assert "Could not queue 1 of 1 products: the broker did not take them" in done.stderr
     assert status_of(tmp_path / "db.sqlite3", "Q-1") == "pending"
 
 
 def test_a_task_whose_worker_is_killed_is_delivered_again_within_the_visibility_timeout(
-        tmp_path, redis_url, tiny_model_dir):
+    tmp_path, redis_url, tiny_model_dir
+):
     import signal
 
     env = {**_web_env(tmp_path, redis_url, tiny_model_dir), "SEARCH_QUEUE_VISIBILITY_SECONDS": "8"}
     db = tmp_path / "db.sqlite3"
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
-    subprocess.run(manage + ["shell", "-v0", "-c", "from catalog.services import product_create;"
-                             "product_create(sku='K-1', title='Red mug', price=3)"], env=env, cwd=ROOT, check=True)
+    subprocess.run(
+        manage
+        + [
+            "shell",
+            "-v0",
+            "-c",
+            "from catalog.services import product_create;product_create(sku='K-1', title='Red mug', price=3)",
+        ],
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
 
     def worker(name: str) -> tuple[subprocess.Popen, Path]:
         path = tmp_path / f"{name}.log"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "shop_search", "worker", "-Q", "embeddings", "-n", f"{name}@%h",
-             "--concurrency", "1", "-l", "info", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            env=env, cwd=ROOT, stdout=path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "shop_search",
+                "worker",
+                "-Q",
+                "embeddings",
+                "-n",
+                f"{name}@%h",
+                "--concurrency",
+                "1",
+                "-l",
+                "info",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=path.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         return proc, path
 
     # given: the task is running in a worker, held at its last step (the database is locked)
@@ -209,17 +309,45 @@ def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir):
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
     log_path = tmp_path / "worker.log"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "shop_search", "worker", "-Q", "embeddings,celery",
-         "--concurrency", "1", "-l", "info", "--without-gossip", "--without-mingle"],
-        env=env, cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "shop_search",
+            "worker",
+            "-Q",
+            "embeddings,celery",
+            "--concurrency",
+            "1",
+            "-l",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log_path.open("w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         # the admin's request: keep the upload, queue the job, answer
-        subprocess.run(manage + ["shell", "-v0", "-c",
-                                 "from django.core.files.uploadedfile import SimpleUploadedFile;"
-                                 "from catalog.services import import_job_start;"
-                                 "import_job_start(upload=SimpleUploadedFile('c.csv', "
-                                 "b'sku,title,price\\nI-1,Red mug,3\\nI-2,,4\\n'))"],
-                       env=env, cwd=ROOT, check=True, timeout=120)
+        subprocess.run(
+            manage
+            + [
+                "shell",
+                "-v0",
+                "-c",
+                "from django.core.files.uploadedfile import SimpleUploadedFile;"
+                "from catalog.services import import_job_start;"
+                "import_job_start(upload=SimpleUploadedFile('c.csv', "
+                "b'sku,title,price\\nI-1,Red mug,3\\nI-2,,4\\n'))",
+            ],
+            env=env,
+            cwd=ROOT,
+            check=True,
+            timeout=120,
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with sqlite3.connect(db, timeout=10) as conn:

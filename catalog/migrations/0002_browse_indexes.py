@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0001_initial'),
+        ("catalog", "0001_initial"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='product',
-            index=models.Index(fields=['created_at', 'id'], name='product_newest'),
+            model_name="product",
+            index=models.Index(fields=["created_at", "id"], name="product_newest"),
         ),
         migrations.AddIndex(
-            model_name='product',
-            index=models.Index(fields=['price', 'id'], name='product_price'),
+            model_name="product",
+            index=models.Index(fields=["price", "id"], name="product_price"),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0003_sku_no_dotdot_attributes_checked'),
+        ("catalog", "0003_sku_no_dotdot_attributes_checked"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='product',
-            name='index_queued_at',
+            model_name="product",
+            name="index_queued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

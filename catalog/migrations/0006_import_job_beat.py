@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0005_import_job'),
+        ("catalog", "0005_import_job"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='importjob',
-            name='beat_at',
+            model_name="importjob",
+            name="beat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

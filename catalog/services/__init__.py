@@ -1,4 +1,5 @@
 """Catalog write services: every change to products goes through here."""
+
 from .import_jobs import import_job_resume, import_job_run, import_job_start
 from .importing import ImportReport, RowError, catalog_import
 from .products import (

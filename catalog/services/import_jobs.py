@@ -1,6 +1,7 @@
 """Catalog imports started in the admin, run in the background: the request only stores the
 upload and answers with a page that follows the job (an import of thousands of rows with image
 URLs takes minutes, far past a web server's request timeout)."""
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,11 @@ def import_job_start(*, upload: UploadedFile, images: UploadedFile | None = None
     this server."""
     rows = sum(chunk.count(b"\n") for chunk in upload.chunks())
     upload.seek(0)
-    job = ImportJob(created_by=user if getattr(user, "is_authenticated", False) else None,
-                    file_name=Path(upload.name).name[:255], rows_total=max(0, rows - 1))
+    job = ImportJob(
+        created_by=user if getattr(user, "is_authenticated", False) else None,
+        file_name=Path(upload.name).name[:255],
+        rows_total=max(0, rows - 1),
+    )
     job.upload.save(f"{timezone.now():%Y%m%d-%H%M%S}-{Path(upload.name).suffix.lower() or '.csv'}", upload, save=False)
     if images:
         job.images.save(f"{timezone.now():%Y%m%d-%H%M%S}-images.zip", images, save=False)
@@ -51,8 +55,10 @@ def _dispatch(job_id: int) -> None:
         current_app.send_task("catalog.tasks.import_job_task", args=[job_id], retry=False)
     except Exception as exc:  # the broker is down: say so on the job's page
         ImportJob.objects.filter(pk=job_id).update(
-            status=ImportJob.Status.FAILED, finished_at=timezone.now(),
-            error=f"The import could not be queued ({exc}); the task queue is unreachable. Try again later.")
+            status=ImportJob.Status.FAILED,
+            finished_at=timezone.now(),
+            error=f"The import could not be queued ({exc}); the task queue is unreachable. Try again later.",
+        )
 
 
 def _run_in_thread(job_id: int) -> None:
@@ -77,8 +83,8 @@ def import_job_run(*, job_id: int) -> ImportJob:
     now = timezone.now()
     stale = now - timedelta(seconds=settings.CATALOG_IMPORT_STALL_SECONDS)
     claimed = ImportJob.objects.filter(
-        Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale),
-        pk=job_id).update(status=ImportJob.Status.RUNNING, beat_at=now, rows_done=0)
+        Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale), pk=job_id
+    ).update(status=ImportJob.Status.RUNNING, beat_at=now, rows_done=0)
     job = ImportJob.objects.get(pk=job_id)
     if not claimed:
         return job  # done, or running elsewhere (a task delivered twice)
@@ -94,12 +100,23 @@ def import_job_run(*, job_id: int) -> ImportJob:
                 with job.images.open("rb") as archive, zipfile.ZipFile(archive) as zf:
                     zf.extractall(images_dir)  # ZipFile.extract strips ".." and absolute parts
             with job.upload.open("rb") as source:
-                report = catalog_import(source=source, name=job.file_name, images_dir=images_dir,
-                                        chunk_size=JOB_CHUNK_ROWS, progress=progress)
-        job.report = {"summary": report.summary(), "created": report.created, "updated": report.updated,
-                      "unchanged": report.unchanged, "failed": report.failed, "lines": report.lines,
-                      "warnings": report.warnings,
-                      "errors": [{"line": e.line, "sku": e.sku, "message": e.message} for e in report.errors]}
+                report = catalog_import(
+                    source=source,
+                    name=job.file_name,
+                    images_dir=images_dir,
+                    chunk_size=JOB_CHUNK_ROWS,
+                    progress=progress,
+                )
+        job.report = {
+            "summary": report.summary(),
+            "created": report.created,
+            "updated": report.updated,
+            "unchanged": report.unchanged,
+            "failed": report.failed,
+            "lines": report.lines,
+            "warnings": report.warnings,
+            "errors": [{"line": e.line, "sku": e.sku, "message": e.message} for e in report.errors],
+        }
         job.status = ImportJob.Status.DONE
     except ImportFileError as exc:
         job.status, job.error = ImportJob.Status.FAILED, str(exc)

@@ -5,6 +5,7 @@ Rows are written in chunks, each in its own transaction, and each chunk's produc
 announced together after it commits, so the serving app queues them in batches (never one
 task per row).
 """
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,7 @@ from catalog.signals import products_changed_on_commit
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("sku", "title", "description", "brand", "category", "price", "currency",
-           "image", "attributes", "active")
+COLUMNS = ("sku", "title", "description", "brand", "category", "price", "currency", "image", "attributes", "active")
 REQUIRED_COLUMNS = ("sku", "title")
 TEXT_FIELDS = ("title", "description", "brand", "category")
 TRUE_WORDS = {"1", "true", "yes", "y", "on"}
@@ -74,8 +74,10 @@ class ImportReport:
         lines of the rows refused (a row may span lines: a quoted cell with line breaks)."""
         not_imported = sum(e.lines for e in self.errors)
         errors = f"{self.failed} error{'s' if self.failed != 1 else ''}"
-        return (f"{self.lines} lines: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-                f"{not_imported} not imported ({errors})")
+        return (
+            f"{self.lines} lines: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{not_imported} not imported ({errors})"
+        )
 
 
 class ImportFileError(ValueError):
@@ -95,8 +97,7 @@ def _detect_format(name: str, explicit: str | None) -> str:
         suffix = Path(name).suffix.lower()
         fmt = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "")
     if fmt not in {"csv", "jsonl"}:
-        raise ImportFileError(
-            f"Cannot tell the format of {name!r}: name it .csv or .jsonl, or pass the format.")
+        raise ImportFileError(f"Cannot tell the format of {name!r}: name it .csv or .jsonl, or pass the format.")
     return fmt
 
 
@@ -110,8 +111,14 @@ def _decoded_lines(source: IO[bytes], report: ImportReport) -> Iterator[tuple[in
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            report.errors.append(RowError(number, "", f"not UTF-8 text (byte {exc.start + 1} of the line is "
-                                                      f"0x{raw[exc.start]:02x}); save the file as UTF-8."))
+            report.errors.append(
+                RowError(
+                    number,
+                    "",
+                    f"not UTF-8 text (byte {exc.start + 1} of the line is "
+                    f"0x{raw[exc.start]:02x}); save the file as UTF-8.",
+                )
+            )
 
 
 def _iter_jsonl(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[_Row]:
@@ -148,13 +155,13 @@ def _iter_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterato
     except csv.Error as exc:
         raise ImportFileError(f"The CSV header cannot be read: {exc}.") from exc
     if not header:
-        raise ImportFileError("The CSV file is empty: it needs a header row such as "
-                              f"{','.join(COLUMNS)}.")
+        raise ImportFileError(f"The CSV file is empty: it needs a header row such as {','.join(COLUMNS)}.")
     header = [h.strip() for h in header]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ImportFileError(f"The CSV header lacks the column(s) {', '.join(missing)}; "
-                              f"expected columns: {', '.join(COLUMNS)}.")
+        raise ImportFileError(
+            f"The CSV header lacks the column(s) {', '.join(missing)}; expected columns: {', '.join(COLUMNS)}."
+        )
     while True:
         taken = len(numbers)
         try:
@@ -165,11 +172,20 @@ def _iter_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterato
             first = numbers[taken] if len(numbers) > taken else report.lines
             last = numbers[-1] if numbers else first
             if "unexpected end of data" in str(exc):
-                swallowed = (f"so lines {first}-{last} were read as one row; nothing from them was imported"
-                             if last > first else "so nothing from it was imported")
-                report.errors.append(RowError(
-                    first, "", f"a quote opened on this line is never closed, {swallowed}. Close the quote (or "
-                               "double a quote inside a quoted cell).", last_line=last))
+                swallowed = (
+                    f"so lines {first}-{last} were read as one row; nothing from them was imported"
+                    if last > first
+                    else "so nothing from it was imported"
+                )
+                report.errors.append(
+                    RowError(
+                        first,
+                        "",
+                        f"a quote opened on this line is never closed, {swallowed}. Close the quote (or "
+                        "double a quote inside a quoted cell).",
+                        last_line=last,
+                    )
+                )
             else:
                 report.errors.append(RowError(first, "", f"the CSV row cannot be parsed ({exc}).", last_line=last))
             continue
@@ -178,12 +194,23 @@ def _iter_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterato
             continue  # a blank line
         sku = cells[header.index("sku")].strip() if len(cells) > header.index("sku") else ""
         if len(cells) != len(header):
-            absent = header[len(cells):]
-            what = (f"{', '.join(absent)} missing: a short row would blank them; write the row whole, with "
-                    "empty cells between commas where there is nothing") if absent else \
-                "the row has more cells than the header has columns"
-            report.errors.append(RowError(first, sku, f"the row has {len(cells)} cells but the header has "
-                                                      f"{len(header)} columns ({what}).", last_line=last))
+            absent = header[len(cells) :]
+            what = (
+                (
+                    f"{', '.join(absent)} missing: a short row would blank them; write the row whole, with "
+                    "empty cells between commas where there is nothing"
+                )
+                if absent
+                else "the row has more cells than the header has columns"
+            )
+            report.errors.append(
+                RowError(
+                    first,
+                    sku,
+                    f"the row has {len(cells)} cells but the header has {len(header)} columns ({what}).",
+                    last_line=last,
+                )
+            )
             continue
         yield _Row(first, dict(zip(header, cells)))
 
@@ -202,18 +229,23 @@ class _ImageResolver:
         if "://" in value:
             raise ValidationError(f"image: only http(s) URLs or paths are accepted, not {value!r}.")
         if self.images_dir is None:
-            raise ValidationError("image: a path was given but no images directory; "
-                                  "pass --images-dir (or upload the images with the file).")
+            raise ValidationError(
+                "image: a path was given but no images directory; "
+                "pass --images-dir (or upload the images with the file)."
+            )
         path = (self.images_dir / value).resolve()
         if not path.is_relative_to(self.images_dir):
             raise ValidationError(f"image: {value!r} points outside the images directory.")
         if not path.is_file():
-            raise ValidationError(f"image: no file {value!r} among the images (the images folder, or the "
-                                  "uploaded ZIP).")
+            raise ValidationError(
+                f"image: no file {value!r} among the images (the images folder, or the uploaded ZIP)."
+            )
         size = path.stat().st_size
         if size > settings.CATALOG_MAX_IMAGE_BYTES:
-            raise ValidationError(f"image: {value!r} is {filesizeformat(size)}, over the "
-                                  f"{filesizeformat(settings.CATALOG_MAX_IMAGE_BYTES)} limit.")
+            raise ValidationError(
+                f"image: {value!r} is {filesizeformat(size)}, over the "
+                f"{filesizeformat(settings.CATALOG_MAX_IMAGE_BYTES)} limit."
+            )
         return path.read_bytes(), path.name
 
     def _download(self, url: str) -> bytes:
@@ -268,8 +300,7 @@ def _messages(exc: ValidationError) -> str:
     return " ".join(exc.messages)
 
 
-def _build(row: _Row, existing: Product | None, images: _ImageResolver
-           ) -> tuple[Product, bool, bytes | None, str]:
+def _build(row: _Row, existing: Product | None, images: _ImageResolver) -> tuple[Product, bool, bytes | None, str]:
     """Returns (product, changed, image bytes to store or None, image name)."""
     data = row.data
     product = existing or Product()
@@ -300,17 +331,29 @@ def _build(row: _Row, existing: Product | None, images: _ImageResolver
     return product, changed, image_bytes, image_name
 
 
-def catalog_import(*, source: IO[bytes] | Path, name: str = "", file_format: str | None = None,
-                   images_dir: Path | None = None, chunk_size: int = 500,
-                   progress: Callable[[int], None] | None = None) -> ImportReport:
+def catalog_import(
+    *,
+    source: IO[bytes] | Path,
+    name: str = "",
+    file_format: str | None = None,
+    images_dir: Path | None = None,
+    chunk_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
     """Create or update products from a CSV or JSONL catalog; returns counts and row errors."""
     if isinstance(source, Path):
         name = name or source.name
         if images_dir is None:
             images_dir = source.parent
         with source.open("rb") as handle:
-            return catalog_import(source=handle, name=name, file_format=file_format,
-                                  images_dir=images_dir, chunk_size=chunk_size, progress=progress)
+            return catalog_import(
+                source=handle,
+                name=name,
+                file_format=file_format,
+                images_dir=images_dir,
+                chunk_size=chunk_size,
+                progress=progress,
+            )
     fmt = _detect_format(name or "upload", file_format)
     report = ImportReport()
     lines = _decoded_lines(source, report)
@@ -376,8 +419,9 @@ def _import_chunk(chunk: list[_Row], images: _ImageResolver, report: ImportRepor
     except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as exc:
         # one row the database or the file storage refuses: write the chunk's rows one by one,
         # so that the others are kept and that row is reported with the reason
-        logger.warning("Importing a chunk of %d row(s) failed (%s); writing them one by one.",
-                       len(to_create) + len(to_update), exc)
+        logger.warning(
+            "Importing a chunk of %d row(s) failed (%s); writing them one by one.", len(to_create) + len(to_update), exc
+        )
         for item in to_create + to_update:
             creating = any(item is c for c in to_create)
             if not creating:
@@ -405,7 +449,8 @@ def _write(to_create: list, to_update: list, report: ImportReport) -> None:
                 product.updated_at = now
             if updated:
                 Product.objects.bulk_update(
-                    updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"])
+                    updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"]
+                )
             ids = [p.pk for p in created] + [p.pk for p in updated]
             # bulk paths send no signals: announce the chunk explicitly, after commit
             products_changed_on_commit(product_ids=ids)

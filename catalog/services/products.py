@@ -4,6 +4,7 @@ Every write sets the product's dirty flag (`index_status = pending`) in the same
 and once that commits the catalog announces the ids (`catalog.signals.products_changed`);
 the serving app listens and indexes them. The catalog does not know who listens.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -16,8 +17,7 @@ from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 from catalog.signals import products_announced_together, products_changed_on_commit
 
-EDITABLE_FIELDS = ("title", "description", "brand", "category", "price", "currency",
-                   "attributes", "active")
+EDITABLE_FIELDS = ("title", "description", "brand", "category", "price", "currency", "attributes", "active")
 
 
 def products_reindex(*, product_ids: Sequence[int]) -> int:
@@ -43,8 +43,9 @@ def _check_fields(fields: dict[str, Any], allowed: Sequence[str]) -> None:
         raise TypeError(f"unknown product fields: {', '.join(sorted(unknown))}")
 
 
-def product_create(*, sku: str, title: str, image_bytes: bytes | None = None,
-                   image_name: str | None = None, **fields: Any) -> Product:
+def product_create(
+    *, sku: str, title: str, image_bytes: bytes | None = None, image_name: str | None = None, **fields: Any
+) -> Product:
     """Create a product (validated like the admin form); indexing is scheduled on commit."""
     _check_fields(fields, EDITABLE_FIELDS)
     product = Product(sku=sku, title=title, index_status=IndexStatus.PENDING, **fields)
@@ -55,8 +56,14 @@ def product_create(*, sku: str, title: str, image_bytes: bytes | None = None,
     return product
 
 
-def product_update(*, product: Product, image_bytes: bytes | None = None, image_name: str | None = None,
-                   remove_image: bool = False, **fields: Any) -> Product:
+def product_update(
+    *,
+    product: Product,
+    image_bytes: bytes | None = None,
+    image_name: str | None = None,
+    remove_image: bool = False,
+    **fields: Any,
+) -> Product:
     """Update the given fields (`sku` included), replace or remove the image; indexing is
     scheduled on commit."""
     _check_fields(fields, ("sku", *EDITABLE_FIELDS))

@@ -1,6 +1,7 @@
 """Training data: click triplets (a query, the clicked product, the products skipped above it)
 read from an export, split by query, batched without a product twice, and the products' images
 read with a bounded cache."""
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,9 @@ def triplets_load(path: str | Path) -> list[Example]:
         raise ValueError(f"{path.name}: use a .jsonl, .csv or .parquet triplets export")
     missing = set(export_columns("triplets", text_only=True)) - set(rows[0] if rows else {})
     if not rows or missing:
-        raise ValueError(f"{path.name}: no triplets" if not rows else
-                         f"{path.name}: missing column(s) {', '.join(sorted(missing))}")
+        raise ValueError(
+            f"{path.name}: no triplets" if not rows else f"{path.name}: missing column(s) {', '.join(sorted(missing))}"
+        )
 
     def product(row: dict, side: str) -> Product:
         key = row.get(f"{side}_id")

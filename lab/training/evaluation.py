@@ -1,5 +1,6 @@
 """How well a model finds held-out queries' products, ranked over the whole pool the way the
 search ranks (per-modality normalisation, fused over the fields each product has)."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -9,13 +10,14 @@ import numpy as np
 
 from search.retrieval import fusion
 
-from ..metrics import mean, reciprocal_rank, recall_at_k
+from ..metrics import mean, recall_at_k, reciprocal_rank
 from .data import Example, Product
 from .trainer import ClipTrainer
 
 
-def held_out_evaluate(trainer: ClipTrainer, examples: Sequence[Example], pool: Sequence[Product], *,
-                      weights: dict[str, float]) -> dict[str, float]:
+def held_out_evaluate(
+    trainer: ClipTrainer, examples: Sequence[Example], pool: Sequence[Product], *, weights: dict[str, float]
+) -> dict[str, float]:
     """Rank the whole product pool for each held-out query the way the search does (per-modality
     normalisation, fused over the fields each product has); Recall@1/@10 and MRR."""
     if not examples:
@@ -35,9 +37,16 @@ def held_out_evaluate(trainer: ClipTrainer, examples: Sequence[Example], pool: S
     for query, q in zip(queries, query_vectors):
         text_scores = texts @ q
         image_scores = images @ q if len(with_image) else np.zeros(0)
-        candidates = [fusion.Candidate(k, {"text": float(text_scores[k]),
-                                           **({"image": float(image_scores[image_row[k]])} if k in image_row else {})})
-                      for k in range(len(pool))]
+        candidates = [
+            fusion.Candidate(
+                k,
+                {
+                    "text": float(text_scores[k]),
+                    **({"image": float(image_scores[image_row[k]])} if k in image_row else {}),
+                },
+            )
+            for k in range(len(pool))
+        ]
         ranked = [keys[r.id] for r in fusion.fuse_normalized(candidates, weights)]
         r1.append(recall_at_k(ranked, relevant[query], 1))
         r10.append(recall_at_k(ranked, relevant[query], 10))

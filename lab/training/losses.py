@@ -1,6 +1,7 @@
 """The loss: InfoNCE with in-batch negatives. The query must score its own positive above every
 other product of the batch (and the hard negatives in it), on the product's text (text tower)
 and, where the product has one, its image (image tower), which is what the search fuses."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -1,4 +1,5 @@
 """One training run as the commands make it: measure, train with progress, measure, save."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,10 +30,20 @@ class TrainingRun:
         return "\n".join(lines + ["", f"Loss per epoch: {', '.join(f'{x:.3f}' for x in self.losses)}"])
 
 
-def training_run(trainer: ClipTrainer, *, train: Sequence[Example], held: Sequence[Example],
-                 pool: Sequence[Product], config: TrainConfig, weights: dict[str, float], out_dir: str | Path,
-                 report: dict, report_keys: tuple[str, str] = ("before", "after"), desc: str = "train",
-                 quiet: bool = False) -> TrainingRun:
+def training_run(
+    trainer: ClipTrainer,
+    *,
+    train: Sequence[Example],
+    held: Sequence[Example],
+    pool: Sequence[Product],
+    config: TrainConfig,
+    weights: dict[str, float],
+    out_dir: str | Path,
+    report: dict,
+    report_keys: tuple[str, str] = ("before", "after"),
+    desc: str = "train",
+    quiet: bool = False,
+) -> TrainingRun:
     """Measure the held-out examples, train (with a progress bar), measure again, and save the
     model with training.json: `report` plus the configuration, the losses and both measurements
     (under `report_keys`). Shared by finetune_model and train_demo_model.
@@ -52,6 +63,8 @@ def training_run(trainer: ClipTrainer, *, train: Sequence[Example], held: Sequen
     with tqdm(total=config.epochs * len(train), desc=desc, unit="example", disable=quiet) as bar:
         losses = trainer.train(train, config, progress=bar.update)
     after = held_out_evaluate(trainer, held, pool, weights=weights)
-    out = trainer.save(out_dir, report={**report, "config": asdict(config), "losses": losses,
-                                        report_keys[0]: before, report_keys[1]: after})
+    out = trainer.save(
+        out_dir,
+        report={**report, "config": asdict(config), "losses": losses, report_keys[0]: before, report_keys[1]: after},
+    )
     return TrainingRun(before=before, after=after, losses=losses, out=out)

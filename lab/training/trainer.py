@@ -1,6 +1,7 @@
 """The trainer: one CLIP-family model (CLIP, SigLIP or the offline two-tower model) fine-tuned
 contrastively on examples, with the towers that learn chosen, gradient caching over chunks,
 warm-up and checkpoints to resume from."""
+
 from __future__ import annotations
 
 import json
@@ -83,8 +84,10 @@ class ClipTrainer:
                 param.requires_grad = name.startswith(TEXT_TOWER if mode == "text" else IMAGE_TOWER)
         # the text loss only moves the model when something on the text side can learn
         self.text_loss = any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(TEXT_TOWER))
-        self.learns = {"text": self.text_loss,
-                       "image": any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(IMAGE_TOWER))}
+        self.learns = {
+            "text": self.text_loss,
+            "image": any(p.requires_grad for n, p in self.model.named_parameters() if n.startswith(IMAGE_TOWER)),
+        }
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def _train_mode(self) -> None:
@@ -101,15 +104,27 @@ class ClipTrainer:
         clicked for the same query (`self.positives`), which is a right answer too."""
         products = [e.positive for e in batch] + [n for n in negatives if n is not None]
         keys = [p.key for p in products]
-        mask = self.torch.tensor([[j != i and (keys[j] == e.positive.key or keys[j] in self.positives.get(e.query, ()))
-                                   for j in range(len(products))] for i, e in enumerate(batch)], device=self.device)
+        mask = self.torch.tensor(
+            [
+                [
+                    j != i and (keys[j] == e.positive.key or keys[j] in self.positives.get(e.query, ()))
+                    for j in range(len(products))
+                ]
+                for i, e in enumerate(batch)
+            ],
+            device=self.device,
+        )
         return products, mask
 
     def _inputs(self, batch: Sequence[Example], rng: random.Random):
         """The batch's products and mask (_columns) and its images, read now (ImageReader)."""
         # hard negatives: what the shopper skipped above the click, never a product clicked for the query
-        negatives = [rng.choice(pool) if (pool := [n for n in e.negatives if n.key not in self.positives.get(e.query, ())])
-                     else None for e in batch]
+        negatives = [
+            rng.choice(pool)
+            if (pool := [n for n in e.negatives if n.key not in self.positives.get(e.query, ())])
+            else None
+            for e in batch
+        ]
         products, same = self._columns(batch, negatives)
         with_image = [(j, img) for j, p in enumerate(products) if (img := self.images(p.image))]
         return products, same, with_image
@@ -135,7 +150,7 @@ class ClipTrainer:
         with self.torch.no_grad():
             for start in range(0, len(items), chunk):
                 states.append(self._rng_state())
-                parts.append(encode(items[start:start + chunk]))
+                parts.append(encode(items[start : start + chunk]))
         return self.torch.cat(parts).requires_grad_(), states
 
     def _backward_chunks(self, encode: Callable, items: Sequence, grad, states, chunk: int, autocast) -> None:
@@ -145,9 +160,9 @@ class ClipTrainer:
         for n, start in enumerate(range(0, len(items), chunk)):
             self._rng_restore(states[n])
             with autocast():
-                out = encode(items[start:start + chunk])
+                out = encode(items[start : start + chunk])
             if out.requires_grad:
-                out.backward(grad[start:start + chunk])
+                out.backward(grad[start : start + chunk])
         self._rng_restore(after)
 
     def _step(self, window: Sequence[Example], rng: random.Random, *, chunk: int, autocast, scaler) -> float:
@@ -155,13 +170,21 @@ class ClipTrainer:
         products, whatever the micro-batch size (a window over `chunk` is gradient-cached)."""
         cached = len(window) > chunk
         products, same, with_image = self._inputs(window, rng)
-        sides = [(self.texts_embed, [e.query for e in window], self.learns["text"]),
-                 (self.texts_embed, [p.text for p in products] if self.text_loss else [], self.learns["text"]),
-                 (self.images_embed, [img for _, img in with_image], self.learns["image"])]
+        sides = [
+            (self.texts_embed, [e.query for e in window], self.learns["text"]),
+            (self.texts_embed, [p.text for p in products] if self.text_loss else [], self.learns["text"]),
+            (self.images_embed, [img for _, img in with_image], self.learns["image"]),
+        ]
         with autocast():
             embedded = [self._embed(encode, items, chunk, cached) for encode, items, _ in sides]
-            loss = contrastive_loss(embedded[0][0], embedded[1][0], embedded[2][0], same, with_image,
-                                    scale=self.model.logit_scale.exp().clamp(max=100))
+            loss = contrastive_loss(
+                embedded[0][0],
+                embedded[1][0],
+                embedded[2][0],
+                same,
+                with_image,
+                scale=self.model.logit_scale.exp().clamp(max=100),
+            )
         if loss.requires_grad:
             scaler.scale(loss).backward()
             if cached:
@@ -178,10 +201,12 @@ class ClipTrainer:
             if step < warm:
                 return (step + 1) / warm
             return max(0.0, (total - step) / max(1, total - warm))
+
         return self.torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-    def train(self, examples: Sequence[Example], config: TrainConfig,
-              progress: Callable[[int], None] | None = None) -> list[float]:
+    def train(
+        self, examples: Sequence[Example], config: TrainConfig, progress: Callable[[int], None] | None = None
+    ) -> list[float]:
         """Run the epochs; returns the mean loss of each epoch. `progress` is told the examples done.
 
         Each optimiser step sees a window of batch_size x grad_accum examples (no product twice,
@@ -204,6 +229,7 @@ class ClipTrainer:
 
         def autocast():
             return torch.autocast(device_type=self.device.type, dtype=dtype, enabled=use_amp)
+
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
         window = config.batch_size * config.grad_accum
@@ -239,9 +265,17 @@ class ClipTrainer:
     def _checkpoint(self, path: Path, optimizer, scheduler, scaler, losses: list[float]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
-        self.torch.save({"model": self.model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "losses": losses,
-                         "torch_rng": self._rng_state()}, partial)
+        self.torch.save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "losses": losses,
+                "torch_rng": self._rng_state(),
+            },
+            partial,
+        )
         partial.replace(path)  # a run killed while saving leaves the previous epoch's checkpoint whole
 
     def _resume(self, path: Path, optimizer, scheduler, scaler) -> list[float]:

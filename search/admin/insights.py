@@ -2,6 +2,7 @@
 clicks, and which searches lead to a product, counted from the search and click log for a
 period and a channel, with the trend drawn as charts and every table exportable as CSV.
 Seeing it needs its own permission (search.view_insights)."""
+
 from __future__ import annotations
 
 import csv
@@ -24,18 +25,23 @@ from ..web.charts import bar_chart, rate_chart
 
 logger = logging.getLogger(__name__)
 MAX_DAYS = 366
-TABLE_TITLES = {"top": "Top queries", "zero": "Queries with zero results",
-                "no_clicks": "Queries with results but no clicks"}
+TABLE_TITLES = {
+    "top": "Top queries",
+    "zero": "Queries with zero results",
+    "no_clicks": "Queries with results but no clicks",
+}
 
 
 class InsightsForm(forms.Form):
     start = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False)
-    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False,
-                          help_text="Included.")
-    channel = forms.ChoiceField(choices=[("all", "All channels"), ("storefront", "Storefront"), ("api", "API"),
-                                         ("photo", "Photo searches")], required=False)
-    sku = forms.CharField(required=False, max_length=64, label="Product SKU",
-                          help_text="The queries shoppers clicked this product from.")
+    end = forms.DateField(widget=forms.DateInput(attrs={"type": "date"}), required=False, help_text="Included.")
+    channel = forms.ChoiceField(
+        choices=[("all", "All channels"), ("storefront", "Storefront"), ("api", "API"), ("photo", "Photo searches")],
+        required=False,
+    )
+    sku = forms.CharField(
+        required=False, max_length=64, label="Product SKU", help_text="The queries shoppers clicked this product from."
+    )
 
     def clean(self):
         data = super().clean()
@@ -56,8 +62,9 @@ class InsightsForm(forms.Form):
         return data
 
     def period(self) -> Period:
-        return Period(first=self.cleaned_data["start"], last=self.cleaned_data["end"],
-                      channel=self.cleaned_data["channel"])
+        return Period(
+            first=self.cleaned_data["start"], last=self.cleaned_data["end"], channel=self.cleaned_data["channel"]
+        )
 
 
 @admin.register(SearchInsight)
@@ -85,10 +92,19 @@ class SearchInsightAdmin(admin.ModelAdmin):
         bound = InsightsForm(request.GET or {})
         valid = bound.is_valid()
         # the page opens on the last 30 days, shown in the form's fields
-        form = bound if request.GET or not valid else InsightsForm(initial={
-            "start": bound.cleaned_data["start"], "end": bound.cleaned_data["end"], "channel": "all"})
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "title": "Search insights"}
+        form = (
+            bound
+            if request.GET or not valid
+            else InsightsForm(
+                initial={"start": bound.cleaned_data["start"], "end": bound.cleaned_data["end"], "channel": "all"}
+            )
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "title": "Search insights",
+        }
         if not valid:
             context["form"] = bound
             return render(request, "admin/search/insights.html", context, status=400)
@@ -99,14 +115,22 @@ class SearchInsightAdmin(admin.ModelAdmin):
         totals = summary(period)
         days = [d.day for d in totals.days]
         context.update(
-            period=period, start=bound.cleaned_data["start"], end=bound.cleaned_data["end"],
-            channel=dict(bound.fields["channel"].choices)[bound.cleaned_data["channel"]].lower(), totals=totals,
+            period=period,
+            start=bound.cleaned_data["start"],
+            end=bound.cleaned_data["end"],
+            channel=dict(bound.fields["channel"].choices)[bound.cleaned_data["channel"]].lower(),
+            totals=totals,
             query_string=request.GET.urlencode(),
             tables=[(name, TABLE_TITLES[name], rows) for name, rows in query_tables(period).items()],
             searches_chart=bar_chart(days, [d.searches for d in totals.days], title="Searches per day"),
-            rates_chart=rate_chart(days, {"Click-through rate": ([d.ctr for d in totals.days], "#1b7f3b"),
-                                          "Zero-result rate": ([d.zero_rate for d in totals.days], "#b3261e")},
-                                   title="Click-through and zero-result rate per day"),
+            rates_chart=rate_chart(
+                days,
+                {
+                    "Click-through rate": ([d.ctr for d in totals.days], "#1b7f3b"),
+                    "Zero-result rate": ([d.zero_rate for d in totals.days], "#b3261e"),
+                },
+                title="Click-through and zero-result rate per day",
+            ),
             product=bound.cleaned_data.get("product"),
             # each query a step from a rule or a synonym for it, for who may add them
             can_add_rule=request.user.has_perm("search.add_rankingrule"),
@@ -117,8 +141,15 @@ class SearchInsightAdmin(admin.ModelAdmin):
         return render(request, "admin/search/insights.html", context)
 
 
-CSV_HEADERS = ["query", "searches", "zero_results", "clicked_searches", "clicks", "click_through_rate",
-               "mean_click_position"]
+CSV_HEADERS = [
+    "query",
+    "searches",
+    "zero_results",
+    "clicked_searches",
+    "clicks",
+    "click_through_rate",
+    "mean_click_position",
+]
 
 
 def _csv(export: str, period: Period, product: Product | None) -> HttpResponse:
@@ -138,11 +169,21 @@ def _csv(export: str, period: Period, product: Product | None) -> HttpResponse:
     elif export in TABLES:
         writer.writerow(CSV_HEADERS)
         for row in query_table(period, table=export, limit=10_000):
-            writer.writerow([csv_cell(row.query), row.searches, row.zero_results, row.clicked, row.clicks,
-                             f"{row.ctr:.4f}", "" if row.mean_position is None else f"{row.mean_position:.2f}"])
+            writer.writerow(
+                [
+                    csv_cell(row.query),
+                    row.searches,
+                    row.zero_results,
+                    row.clicked,
+                    row.clicks,
+                    f"{row.ctr:.4f}",
+                    "" if row.mean_position is None else f"{row.mean_position:.2f}",
+                ]
+            )
     else:
-        return HttpResponse(f"Unknown export {export!r}: use one of {', '.join((*TABLES, 'days', 'product'))}.",
-                            status=400, content_type="text/plain")
+        return HttpResponse(
+            f"Unknown export {export!r}: use one of {', '.join((*TABLES, 'days', 'product'))}.",
+            status=400,
+            content_type="text/plain",
+        )
     return response
-
-

@@ -1,6 +1,7 @@
 """What a merchandiser does about what shoppers search: ranking rules (pin, hide, boost, bury)
 and synonyms, each previewed against live results before it is saved. Their own model
 permissions; a pin's position is checked by the service that saves it (services.merchandising)."""
+
 from __future__ import annotations
 
 import logging
@@ -12,7 +13,6 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path
 from django.utils import timezone
-
 
 from ..models import RankingRule, Synonym
 from ..retrieval.encoders import ModelUnavailableError
@@ -33,8 +33,12 @@ def _date_time(name: str) -> forms.DateTimeField:
     """A rule's date as one labelled date-and-time box (the admin's split date and time boxes
     have no labels of their own, which screen readers and axe report)."""
     field = RankingRule._meta.get_field(name)
-    return forms.DateTimeField(required=False, label=field.verbose_name.capitalize(), help_text=field.help_text,
-                               widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"))
+    return forms.DateTimeField(
+        required=False,
+        label=field.verbose_name.capitalize(),
+        help_text=field.help_text,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
 
 
 class RankingRuleForm(forms.ModelForm):
@@ -43,8 +47,21 @@ class RankingRuleForm(forms.ModelForm):
 
     class Meta:
         model = RankingRule
-        fields = ["match", "query", "action", "product", "position", "field", "attribute", "value", "strength",
-                  "note", "active", "starts_at", "ends_at"]
+        fields = [
+            "match",
+            "query",
+            "action",
+            "product",
+            "position",
+            "field",
+            "attribute",
+            "value",
+            "strength",
+            "note",
+            "active",
+            "starts_at",
+            "ends_at",
+        ]
 
     def clean(self):
         data = super().clean()
@@ -64,8 +81,9 @@ class RankingRuleForm(forms.ModelForm):
         elif action in (RankingRule.Action.BOOST, RankingRule.Action.BURY):
             data.update(product=None, position=None)
             if not data.get("field"):
-                self.add_error("field", f"Choose what the products to {action} must have: a brand, a category or an "
-                                        "attribute.")
+                self.add_error(
+                    "field", f"Choose what the products to {action} must have: a brand, a category or an attribute."
+                )
             if data.get("field") == RankingRule.Field.ATTRIBUTE and not (data.get("attribute") or "").strip():
                 self.add_error("attribute", "Name the attribute, as the catalog does (e.g. colour).")
             if data.get("field") != RankingRule.Field.ATTRIBUTE:
@@ -78,9 +96,16 @@ class RankingRuleForm(forms.ModelForm):
         if data.get("starts_at") and data.get("ends_at") and data["ends_at"] <= data["starts_at"]:
             self.add_error("ends_at", "The rule would end before it starts: make the end later than the start.")
         if action == RankingRule.Action.PIN and not self.errors:
-            clash = rule_pin_clash(rule=RankingRule(pk=self.instance.pk, action=action, match=match,
-                                                    query=data.get("query") or "", position=data.get("position"),
-                                                    active=bool(data.get("active"))))
+            clash = rule_pin_clash(
+                rule=RankingRule(
+                    pk=self.instance.pk,
+                    action=action,
+                    match=match,
+                    query=data.get("query") or "",
+                    position=data.get("position"),
+                    active=bool(data.get("active")),
+                )
+            )
             if clash is not None:
                 self.add_error("position", pin_clash_message(clash))
         return data
@@ -96,8 +121,10 @@ class SynonymForm(forms.ModelForm):
         for part in self.cleaned_data["words"].split(","):
             found = words(part)
             if len(found) > 1:
-                raise forms.ValidationError(f"“{part.strip()}” is {len(found)} words: a synonym is one word, "
-                                            "matched with one word. Write it as one, or leave it out.")
+                raise forms.ValidationError(
+                    f"“{part.strip()}” is {len(found)} words: a synonym is one word, "
+                    "matched with one word. Write it as one, or leave it out."
+                )
             if found and found[0] not in group:
                 group.append(found[0])
         if len(group) < 2:
@@ -120,8 +147,10 @@ class PreviewMixin:
 
     def get_urls(self):
         info = self.model._meta.app_label, self.model._meta.model_name
-        return [path("preview/", self.admin_site.admin_view(self.preview_view), name="%s_%s_preview" % info),
-                *super().get_urls()]
+        return [
+            path("preview/", self.admin_site.admin_view(self.preview_view), name=f"{info[0]}_{info[1]}_preview"),
+            *super().get_urls(),
+        ]
 
     preview_rows = ""  # the rows query_merchandising takes the form's row with: "rules" or "synonyms"
 
@@ -141,16 +170,21 @@ class PreviewMixin:
         if pk:
             obj = self.model.objects.filter(pk=pk).first() if pk.isdigit() else None
             if obj is None:
-                return HttpResponse(f"No {self.model._meta.verbose_name} {pk}: it was deleted meanwhile.",
-                                    status=404, content_type="text/plain")
+                return HttpResponse(
+                    f"No {self.model._meta.verbose_name} {pk}: it was deleted meanwhile.",
+                    status=404,
+                    content_type="text/plain",
+                )
         allowed = self.has_change_permission(request, obj) if obj else self.has_add_permission(request)
         if not allowed:
             raise PermissionDenied
         form = self.get_form(request, obj, change=obj is not None)(request.POST, instance=obj)
         context = {"errors": [], "opts": self.model._meta}
         if not form.is_valid():
-            context["errors"] = [f"{form.fields[name].label if name in form.fields else ''}: {' '.join(e)}".lstrip(": ")
-                                 for name, e in form.errors.items()]
+            context["errors"] = [
+                f"{form.fields[name].label if name in form.fields else ''}: {' '.join(e)}".lstrip(": ")
+                for name, e in form.errors.items()
+            ]
             return render(request, self.preview_template, context)
         row = form.save(commit=False)
         query = query_normalize(request.POST.get("preview_query") or getattr(row, "query", "") or "")
@@ -159,8 +193,11 @@ class PreviewMixin:
             return render(request, self.preview_template, context)
         try:
             now = product_search(query=query, page_size=PREVIEW_SIZE)
-            then = product_search(query=query, page_size=PREVIEW_SIZE,
-                                  merchandising=self.merchandising(query, row, obj.pk if obj else None))
+            then = product_search(
+                query=query,
+                page_size=PREVIEW_SIZE,
+                merchandising=self.merchandising(query, row, obj.pk if obj else None),
+            )
         except (ModelUnavailableError, IndexUnavailableError) as exc:  # say so, in the panel
             logger.warning("Rule preview for %r failed: %s", query, exc)
             context["errors"] = [f"The search could not run: {exc}"]
@@ -168,8 +205,9 @@ class PreviewMixin:
         was = {r.id: i + 1 for i, r in enumerate(now.ranked)}
         shown = {hit.product.pk for hit in then.hits}
         gone = [hit for hit in now.hits if hit.product.pk not in shown]  # pushed off the page, or hidden
-        context.update(query=query, now=now, then=then, gone=gone,
-                       moved=[(hit, was.get(hit.product.pk)) for hit in then.hits])
+        context.update(
+            query=query, now=now, then=then, gone=gone, moved=[(hit, was.get(hit.product.pk)) for hit in then.hits]
+        )
         return render(request, self.preview_template, context)
 
 
@@ -192,8 +230,11 @@ class RankingRuleAdmin(PreviewMixin, admin.ModelAdmin):
 
     @admin.display(description="For", ordering="query")
     def rule_query(self, obj: RankingRule) -> str:
-        return "every word search" if obj.match == RankingRule.Match.ANY else (
-            f"“{obj.query}”" if obj.match == RankingRule.Match.EXACT else f"queries with “{obj.query}”")
+        return (
+            "every word search"
+            if obj.match == RankingRule.Match.ANY
+            else (f"“{obj.query}”" if obj.match == RankingRule.Match.EXACT else f"queries with “{obj.query}”")
+        )
 
     @admin.display(description="Target")
     def target(self, obj: RankingRule) -> str:

@@ -4,18 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('search', '0001_initial'),
+        ("search", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SearchPhoto',
+            name="SearchPhoto",
             fields=[
-                ('key', models.CharField(max_length=32, primary_key=True, serialize=False)),
-                ('image', models.BinaryField()),
-                ('created_at', models.DateTimeField(db_index=True)),
+                ("key", models.CharField(max_length=32, primary_key=True, serialize=False)),
+                ("image", models.BinaryField()),
+                ("created_at", models.DateTimeField(db_index=True)),
             ],
         ),
     ]

@@ -4,25 +4,23 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('search', '0002_search_photo'),
+        ("search", "0002_search_photo"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SearchInsight',
-            fields=[
-            ],
+            name="SearchInsight",
+            fields=[],
             options={
-                'verbose_name': 'search insights',
-                'verbose_name_plural': 'search insights',
-                'permissions': [('view_insights', 'Can view search insights')],
-                'proxy': True,
-                'default_permissions': (),
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "search insights",
+                "verbose_name_plural": "search insights",
+                "permissions": [("view_insights", "Can view search insights")],
+                "proxy": True,
+                "default_permissions": (),
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('search.searchevent',),
+            bases=("search.searchevent",),
         ),
     ]

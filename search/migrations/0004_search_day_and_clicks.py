@@ -13,34 +13,45 @@ def backfill(apps, schema_editor):
     per_search = Click.objects.filter(search=OuterRef("pk")).values("search")
     SearchEvent.objects.filter(pk__in=Click.objects.values("search")).update(
         click_count=Coalesce(Subquery(per_search.annotate(n=Count("id")).values("n")), 0),
-        click_position_sum=Coalesce(Subquery(per_search.annotate(s=Sum("position")).values("s")), 0))
+        click_position_sum=Coalesce(Subquery(per_search.annotate(s=Sum("position")).values("s")), 0),
+    )
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('search', '0003_search_insights'),
+        ("search", "0003_search_insights"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='searchevent',
-            name='click_count',
+            model_name="searchevent",
+            name="click_count",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='searchevent',
-            name='click_position_sum',
+            model_name="searchevent",
+            name="click_position_sum",
             field=models.PositiveIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='searchevent',
-            name='day',
+            model_name="searchevent",
+            name="day",
             field=models.DateField(blank=True, null=True),
         ),
         migrations.AddIndex(
-            model_name='searchevent',
-            index=models.Index(fields=['day', 'mode', 'channel', 'query_normalized', 'result_count', 'click_count', 'click_position_sum'], name='search_event_insights'),
+            model_name="searchevent",
+            index=models.Index(
+                fields=[
+                    "day",
+                    "mode",
+                    "channel",
+                    "query_normalized",
+                    "result_count",
+                    "click_count",
+                    "click_position_sum",
+                ],
+                name="search_event_insights",
+            ),
         ),
         migrations.RunPython(backfill, migrations.RunPython.noop),
     ]

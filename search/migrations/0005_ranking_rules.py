@@ -5,60 +5,137 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0006_import_job_beat'),
-        ('search', '0004_search_day_and_clicks'),
+        ("catalog", "0006_import_job_beat"),
+        ("search", "0004_search_day_and_clicks"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Synonym',
+            name="Synonym",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('words', models.CharField(help_text='Comma-separated, one word each: sofa, couch, settee.', max_length=500)),
-                ('one_way_from', models.CharField(blank=True, help_text='Optional: only this word finds the others (e.g. "jumper" finds sweaters; "sweater" does not find jumpers).', max_length=60)),
-                ('note', models.CharField(blank=True, max_length=200)),
-                ('active', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "words",
+                    models.CharField(help_text="Comma-separated, one word each: sofa, couch, settee.", max_length=500),
+                ),
+                (
+                    "one_way_from",
+                    models.CharField(
+                        blank=True,
+                        help_text='Optional: only this word finds the others (e.g. "jumper" finds sweaters; "sweater" does not find jumpers).',
+                        max_length=60,
+                    ),
+                ),
+                ("note", models.CharField(blank=True, max_length=200)),
+                ("active", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['words'],
+                "ordering": ["words"],
             },
         ),
         migrations.AddField(
-            model_name='searchevent',
-            name='merchandising',
+            model_name="searchevent",
+            name="merchandising",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='searchimpression',
-            name='placement',
-            field=models.CharField(blank=True, default='', max_length=8),
+            model_name="searchimpression",
+            name="placement",
+            field=models.CharField(blank=True, default="", max_length=8),
         ),
         migrations.CreateModel(
-            name='RankingRule',
+            name="RankingRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('match', models.CharField(choices=[('exact', 'The query is'), ('contains', 'The query contains the words'), ('any', 'Every word search')], default='exact', max_length=8)),
-                ('query', models.CharField(blank=True, help_text='Compared word by word, ignoring case, accents and punctuation.', max_length=200)),
-                ('action', models.CharField(choices=[('pin', 'Pin a product to a position'), ('hide', 'Hide a product'), ('boost', 'Boost products that have…'), ('bury', 'Bury products that have…')], default='pin', max_length=8)),
-                ('position', models.PositiveSmallIntegerField(blank=True, help_text='Pin: 1 is the first result.', null=True)),
-                ('field', models.CharField(blank=True, choices=[('brand', 'Brand'), ('category', 'Category'), ('attribute', 'Attribute')], help_text='Boost and bury: what the products must have.', max_length=10)),
-                ('attribute', models.CharField(blank=True, help_text='Attribute: its name, e.g. colour.', max_length=60)),
-                ('value', models.CharField(blank=True, help_text='Boost and bury: e.g. Acme, or red.', max_length=120)),
-                ('strength', models.PositiveSmallIntegerField(default=50, help_text='Boost and bury, 1-100%: 100% puts the products first (bury: last); 50% halves their distance from the top (bury: doubles their position).')),
-                ('note', models.CharField(blank=True, help_text='Why: e.g. the spring campaign.', max_length=200)),
-                ('active', models.BooleanField(default=True)),
-                ('starts_at', models.DateTimeField(blank=True, help_text='Optional: from when (empty: now).', null=True)),
-                ('ends_at', models.DateTimeField(blank=True, help_text='Optional: until when (empty: until switched off).', null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('product', models.ForeignKey(blank=True, help_text='Pin and hide: the product.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='catalog.product')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "match",
+                    models.CharField(
+                        choices=[
+                            ("exact", "The query is"),
+                            ("contains", "The query contains the words"),
+                            ("any", "Every word search"),
+                        ],
+                        default="exact",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "query",
+                    models.CharField(
+                        blank=True,
+                        help_text="Compared word by word, ignoring case, accents and punctuation.",
+                        max_length=200,
+                    ),
+                ),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[
+                            ("pin", "Pin a product to a position"),
+                            ("hide", "Hide a product"),
+                            ("boost", "Boost products that have…"),
+                            ("bury", "Bury products that have…"),
+                        ],
+                        default="pin",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "position",
+                    models.PositiveSmallIntegerField(blank=True, help_text="Pin: 1 is the first result.", null=True),
+                ),
+                (
+                    "field",
+                    models.CharField(
+                        blank=True,
+                        choices=[("brand", "Brand"), ("category", "Category"), ("attribute", "Attribute")],
+                        help_text="Boost and bury: what the products must have.",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "attribute",
+                    models.CharField(blank=True, help_text="Attribute: its name, e.g. colour.", max_length=60),
+                ),
+                ("value", models.CharField(blank=True, help_text="Boost and bury: e.g. Acme, or red.", max_length=120)),
+                (
+                    "strength",
+                    models.PositiveSmallIntegerField(
+                        default=50,
+                        help_text="Boost and bury, 1-100%: 100% puts the products first (bury: last); 50% halves their distance from the top (bury: doubles their position).",
+                    ),
+                ),
+                ("note", models.CharField(blank=True, help_text="Why: e.g. the spring campaign.", max_length=200)),
+                ("active", models.BooleanField(default=True)),
+                (
+                    "starts_at",
+                    models.DateTimeField(blank=True, help_text="Optional: from when (empty: now).", null=True),
+                ),
+                (
+                    "ends_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Optional: until when (empty: until switched off).", null=True
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "product",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Pin and hide: the product.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="catalog.product",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['query', 'id'],
+                "ordering": ["query", "id"],
             },
         ),
     ]

@@ -4,19 +4,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('search', '0005_ranking_rules'),
+        ("search", "0005_ranking_rules"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='FusionCalibration',
+            name="FusionCalibration",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('model_id', models.CharField(max_length=255, unique=True)),
-                ('coefficients', models.JSONField(help_text='Calibration.as_dict(): its version, coefficients and fit.')),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("model_id", models.CharField(max_length=255, unique=True)),
+                (
+                    "coefficients",
+                    models.JSONField(help_text="Calibration.as_dict(): its version, coefficients and fit."),
+                ),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
         ),
     ]

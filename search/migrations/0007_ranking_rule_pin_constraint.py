@@ -22,21 +22,25 @@ def keys_fill(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0006_import_job_beat'),
-        ('search', '0006_fusion_calibration'),
+        ("catalog", "0006_import_job_beat"),
+        ("search", "0006_fusion_calibration"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='rankingrule',
-            name='query_key',
+            model_name="rankingrule",
+            name="query_key",
             field=models.CharField(blank=True, editable=False, max_length=200),
         ),
         migrations.RunPython(keys_fill, migrations.RunPython.noop),
         migrations.AddConstraint(
-            model_name='rankingrule',
-            constraint=models.UniqueConstraint(condition=models.Q(('action', 'pin'), ('active', True)), fields=('match', 'query_key', 'position'), name='ranking_rule_one_pin_per_position', violation_error_message='Another product is already pinned at this position for this query.'),
+            model_name="rankingrule",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("action", "pin"), ("active", True)),
+                fields=("match", "query_key", "position"),
+                name="ranking_rule_one_pin_per_position",
+                violation_error_message="Another product is already pinned at this position for this query.",
+            ),
         ),
     ]

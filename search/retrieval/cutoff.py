@@ -10,6 +10,7 @@ extreme-value (Gumbel) law; the cutoff is its `QUANTILE` quantile, so about 1 qu
 names nothing still finds something, in each modality, and a real query's products pass where
 they score above what nonsense reaches. Pure functions over an encoder and an index.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,9 +28,34 @@ QUANTILE = 0.99
 SEED = 20261123
 MODALITIES = ("text", "image")
 # English letter frequencies (per 1,000), for made-up words that look like words
-LETTERS = {"e": 127, "t": 91, "a": 82, "o": 75, "i": 70, "n": 67, "s": 63, "h": 61, "r": 60, "d": 43, "l": 40,
-           "c": 28, "u": 28, "m": 24, "w": 24, "f": 22, "g": 20, "y": 20, "p": 19, "b": 15, "v": 10, "k": 8,
-           "j": 2, "x": 2, "q": 1, "z": 1}
+LETTERS = {
+    "e": 127,
+    "t": 91,
+    "a": 82,
+    "o": 75,
+    "i": 70,
+    "n": 67,
+    "s": 63,
+    "h": 61,
+    "r": 60,
+    "d": 43,
+    "l": 40,
+    "c": 28,
+    "u": 28,
+    "m": 24,
+    "w": 24,
+    "f": 22,
+    "g": 20,
+    "y": 20,
+    "p": 19,
+    "b": 15,
+    "v": 10,
+    "k": 8,
+    "j": 2,
+    "x": 2,
+    "q": 1,
+    "z": 1,
+}
 EULER_GAMMA = 0.5772156649
 
 
@@ -37,8 +63,10 @@ def null_queries(count: int = NULL_QUERIES, *, seed: int = SEED) -> list[str]:
     """Queries of one to three made-up words, 4 to 10 letters each."""
     rng = random.Random(seed)
     letters, weights = list(LETTERS), list(LETTERS.values())
-    return [" ".join("".join(rng.choices(letters, weights, k=rng.randint(4, 10))) for _ in range(rng.randint(1, 3)))
-            for _ in range(count)]
+    return [
+        " ".join("".join(rng.choices(letters, weights, k=rng.randint(4, 10))) for _ in range(rng.randint(1, 3)))
+        for _ in range(count)
+    ]
 
 
 def gumbel_quantile(maxima: Sequence[float], quantile: float) -> float:
@@ -62,8 +90,9 @@ class Cutoff:
         return self.scores.get(modality)
 
 
-def cutoff_calibrate(encoder: Encoder, index: ProductIndex, *, queries: int = NULL_QUERIES,
-                     quantile: float = QUANTILE) -> Cutoff:
+def cutoff_calibrate(
+    encoder: Encoder, index: ProductIndex, *, queries: int = NULL_QUERIES, quantile: float = QUANTILE
+) -> Cutoff:
     """Measure the cutoff of this model on this catalog: one batch of text embeddings and one
     round trip of top-1 queries per modality."""
     vectors = encoder.encode_texts(null_queries(queries))

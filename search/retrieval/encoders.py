@@ -3,6 +3,7 @@
 Every backend returns float32 numpy arrays of shape (n, dim), L2-normalised, so that a
 dot product is a cosine everywhere downstream.
 """
+
 from __future__ import annotations
 
 import functools
@@ -65,8 +66,7 @@ class Encoder(Protocol):
             float32 array (len(texts), dim), rows L2-normalised.
         """
 
-    def encode_images(self, images: Sequence["Image.Image | np.ndarray"], *,
-                      batch_size: int | None = None) -> np.ndarray:
+    def encode_images(self, images: Sequence[Image.Image | np.ndarray], *, batch_size: int | None = None) -> np.ndarray:
         """Embed images with the image tower (PIL images, or RGB uint8 arrays from
         `image_array`); same shape and norm as encode_texts."""
 
@@ -115,9 +115,10 @@ def _hub_reachable() -> bool:
 
     endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
     try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co",
-                                       endpoint.port or (443 if endpoint.scheme == "https" else 80)),
-                                      timeout=HUB_PROBE_SECONDS):
+        with socket.create_connection(
+            (endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)),
+            timeout=HUB_PROBE_SECONDS,
+        ):
             return True
     except OSError:
         return False
@@ -148,14 +149,18 @@ class ClipParts:
     def tokenize(self, texts: Sequence[str]):
         # Tokenising a 20,000-character description only to keep 77 tokens wastes time;
         # no tokenizer fits more than ~16 characters in one token.
-        return self.tokenizer([str(t)[: self.max_length * 16] for t in texts],
-                              padding="max_length" if self.pad_to_max else True,
-                              truncation=True, max_length=self.max_length, return_tensors="pt")
+        return self.tokenizer(
+            [str(t)[: self.max_length * 16] for t in texts],
+            padding="max_length" if self.pad_to_max else True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        )
 
     def __post_init__(self):
         self.recipe = PixelRecipe.of(self.image_processor)
 
-    def pixels(self, images: Sequence["Image.Image | np.ndarray"], *, device=None):
+    def pixels(self, images: Sequence[Image.Image | np.ndarray], *, device=None):
         """The model's pixel_values for these images (PIL images, or RGB uint8 arrays from
         `image_array`). With a recipe the processor's resize, crop and normalise run as tensor
         ops on `device` (the same numbers within rounding, tested); else the processor runs."""
@@ -163,8 +168,9 @@ class ClipParts:
             return self.recipe.pixels([image_array(im) for im in images], device=device)
         # RGB pixels, channels last, said outright: guessed from the shape, a 1x1 or 3-pixel-wide
         # image reads as channels-first and fails the whole batch
-        pixels = self.image_processor(images=[_central(_rgb(im)) for im in images], return_tensors="pt",
-                                      input_data_format="channels_last")["pixel_values"]
+        pixels = self.image_processor(
+            images=[_central(_rgb(im)) for im in images], return_tensors="pt", input_data_format="channels_last"
+        )["pixel_values"]
         return pixels if device is None else pixels.to(device)
 
     def draft_size(self) -> tuple[int, int] | None:
@@ -172,11 +178,11 @@ class ClipParts:
         return self.recipe.draft_size() if self.recipe is not None else None
 
 
-def _rgb(image: "Image.Image | np.ndarray") -> Image.Image:
+def _rgb(image: Image.Image | np.ndarray) -> Image.Image:
     return Image.fromarray(image) if isinstance(image, np.ndarray) else image.convert("RGB")
 
 
-def image_array(image: "Image.Image | np.ndarray") -> np.ndarray:
+def image_array(image: Image.Image | np.ndarray) -> np.ndarray:
     """RGB uint8 pixels (height, width, 3) of the image's middle (see `_central`): what a decoding
     thread hands the encoder."""
     if isinstance(image, np.ndarray):
@@ -209,7 +215,7 @@ class PixelRecipe:
     KNOWN = ("CLIPImageProcessor", "SiglipImageProcessor")
 
     @classmethod
-    def of(cls, processor) -> "PixelRecipe | None":
+    def of(cls, processor) -> PixelRecipe | None:
         if type(processor).__name__ not in cls.KNOWN or not getattr(processor, "do_resize", True):
             return None
         mode = _TORCH_MODES.get(Image.Resampling(getattr(processor, "resample", Image.Resampling.BICUBIC)))
@@ -220,12 +226,15 @@ class PixelRecipe:
         if getattr(processor, "do_center_crop", False):
             crop = (int(processor.crop_size["height"]), int(processor.crop_size["width"]))
         normalize = getattr(processor, "do_normalize", True)
-        return cls(shortest_edge=int(size["shortest_edge"]) if "shortest_edge" in size else None,
-                   exact=None if "shortest_edge" in size else (int(size["height"]), int(size["width"])),
-                   crop=crop, mode=mode,
-                   scale=float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0,
-                   mean=tuple(processor.image_mean) if normalize else (0.0, 0.0, 0.0),
-                   std=tuple(processor.image_std) if normalize else (1.0, 1.0, 1.0))
+        return cls(
+            shortest_edge=int(size["shortest_edge"]) if "shortest_edge" in size else None,
+            exact=None if "shortest_edge" in size else (int(size["height"]), int(size["width"])),
+            crop=crop,
+            mode=mode,
+            scale=float(processor.rescale_factor) if getattr(processor, "do_rescale", True) else 1.0,
+            mean=tuple(processor.image_mean) if normalize else (0.0, 0.0, 0.0),
+            std=tuple(processor.image_std) if normalize else (1.0, 1.0, 1.0),
+        )
 
     def draft_size(self) -> tuple[int, int]:
         """(width, height), as PIL's draft() takes it."""
@@ -262,8 +271,11 @@ class PixelRecipe:
             batch = host.to(device, non_blocking=pin).permute(0, 3, 1, 2).float()
             target = self._target(height, width)
             if target != (height, width):
-                batch = F.interpolate(batch, size=target, mode=self.mode, antialias=True,
-                                      align_corners=False).round_().clamp_(0, 255)
+                batch = (
+                    F.interpolate(batch, size=target, mode=self.mode, antialias=True, align_corners=False)
+                    .round_()
+                    .clamp_(0, 255)
+                )
             if self.crop is not None:
                 batch = _center_crop(batch, self.crop)
             for j, i in enumerate(members):
@@ -285,7 +297,7 @@ def _center_crop(batch, crop: tuple[int, int]):
         batch = F.pad(batch, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
         height, width = batch.shape[-2:]
     top, left = (height - want_h) // 2, (width - want_w) // 2
-    return batch[..., top:top + want_h, left:left + want_w]
+    return batch[..., top : top + want_h, left : left + want_w]
 
 
 # The longest side an image keeps, in multiples of its shortest, before the processor sees it.
@@ -328,14 +340,20 @@ def load_clip_parts(model_id: str) -> ClipParts:
         raise _unavailable(model_id, exc) from exc
     if not hasattr(model, "get_text_features") or not hasattr(model, "get_image_features"):
         raise ModelUnavailableError(
-            f"{model_id!r} ({config.model_type}) is not a two-tower image-text model; "
-            "use a CLIP or SigLIP checkpoint.")
+            f"{model_id!r} ({config.model_type}) is not a two-tower image-text model; use a CLIP or SigLIP checkpoint."
+        )
     text_config = getattr(config, "text_config", config)
-    limits = [getattr(text_config, "max_position_embeddings", None),
-              tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else None]
-    return ClipParts(model=model, tokenizer=tokenizer, image_processor=image_processor,
-                     max_length=min(x for x in limits if x) if any(limits) else 77,
-                     pad_to_max=config.model_type.startswith("siglip"))
+    limits = [
+        getattr(text_config, "max_position_embeddings", None),
+        tokenizer.model_max_length if tokenizer.model_max_length < 100_000 else None,
+    ]
+    return ClipParts(
+        model=model,
+        tokenizer=tokenizer,
+        image_processor=image_processor,
+        max_length=min(x for x in limits if x) if any(limits) else 77,
+        pad_to_max=config.model_type.startswith("siglip"),
+    )
 
 
 class TransformersClipEncoder:
@@ -367,7 +385,7 @@ class TransformersClipEncoder:
         out: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(texts), size):
-                batch = self.parts.tokenize(texts[start:start + size]).to(self.device)
+                batch = self.parts.tokenize(texts[start : start + size]).to(self.device)
                 features = self.model.get_text_features(**batch)
                 out.append(features.float().cpu().numpy())
         return l2_normalize(np.concatenate(out))
@@ -375,8 +393,7 @@ class TransformersClipEncoder:
     def image_draft_size(self) -> tuple[int, int] | None:
         return self.parts.draft_size()
 
-    def encode_images(self, images: Sequence["Image.Image | np.ndarray"], *,
-                      batch_size: int | None = None) -> np.ndarray:
+    def encode_images(self, images: Sequence[Image.Image | np.ndarray], *, batch_size: int | None = None) -> np.ndarray:
         import torch
 
         if not images:
@@ -385,7 +402,7 @@ class TransformersClipEncoder:
         out: list[np.ndarray] = []
         with torch.inference_mode():
             for start in range(0, len(images), size):
-                pixels = self.parts.pixels(images[start:start + size], device=self.device)
+                pixels = self.parts.pixels(images[start : start + size], device=self.device)
                 features = self.model.get_image_features(pixel_values=pixels.to(dtype=self.dtype))
                 out.append(features.float().cpu().numpy())
         return l2_normalize(np.concatenate(out))
@@ -407,8 +424,9 @@ class JinaClipEncoder:
         self.device = resolve_device(device)
         self.batch_size = batch_size
         try:
-            self.model = AutoModel.from_pretrained(model_id, trust_remote_code=True,
-                                                   local_files_only=_local_only(model_id))
+            self.model = AutoModel.from_pretrained(
+                model_id, trust_remote_code=True, local_files_only=_local_only(model_id)
+            )
         except (OSError, ValueError, ImportError) as exc:
             raise _unavailable(model_id, exc) from exc
         if self.device.type == "cuda":
@@ -421,20 +439,17 @@ class JinaClipEncoder:
         if not texts:
             return np.zeros((0, getattr(self, "dim", 0)), dtype=np.float32)
         with self._torch.inference_mode():
-            vectors = self.model.encode_text([str(t)[:8192] for t in texts],
-                                             batch_size=batch_size or self.batch_size)
+            vectors = self.model.encode_text([str(t)[:8192] for t in texts], batch_size=batch_size or self.batch_size)
         return l2_normalize(np.asarray(vectors, dtype=np.float32))
 
     def image_draft_size(self) -> tuple[int, int] | None:
         return None  # its remote code preprocesses; it gets whole images
 
-    def encode_images(self, images: Sequence["Image.Image | np.ndarray"], *,
-                      batch_size: int | None = None) -> np.ndarray:
+    def encode_images(self, images: Sequence[Image.Image | np.ndarray], *, batch_size: int | None = None) -> np.ndarray:
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._torch.inference_mode():
-            vectors = self.model.encode_image([_rgb(im) for im in images],
-                                              batch_size=batch_size or self.batch_size)
+            vectors = self.model.encode_image([_rgb(im) for im in images], batch_size=batch_size or self.batch_size)
         return l2_normalize(np.asarray(vectors, dtype=np.float32))
 
 
@@ -442,8 +457,9 @@ def tokenizer_words(encoder: Encoder) -> frozenset[str]:
     """Whole words the text tower's tokenizer has a token of (lower case, 3+ ASCII letters): the
     words the model was trained to read, which typo correction may correct to. Empty for an
     encoder without a transformers tokenizer."""
-    tokenizer = getattr(getattr(encoder, "parts", None), "tokenizer", None) or \
-        getattr(getattr(encoder, "model", None), "tokenizer", None)
+    tokenizer = getattr(getattr(encoder, "parts", None), "tokenizer", None) or getattr(
+        getattr(encoder, "model", None), "tokenizer", None
+    )
     try:
         vocab = list(tokenizer.get_vocab()) if tokenizer is not None else []
     except Exception:  # a tokenizer without a vocabulary to list

@@ -10,6 +10,7 @@ Attributes (colour, material, size...) are in the payload too, each under a fiel
 (SEARCH_FACET_ATTRIBUTES) can change without writing any point again: a newly chosen one only
 needs its payload index. Pure Python: no Django.
 """
+
 from __future__ import annotations
 
 import re
@@ -82,8 +83,23 @@ class FacetAttribute:
 
 
 # URL parameters a search already has: an attribute with one of these names gets `attr_` before it
-RESERVED_PARAMS = frozenset({"q", "photo", "category", "brand", "price_min", "price_max", "sort", "page",
-                             "page_size", "strategy", "image", "format", "csrfmiddlewaretoken"})
+RESERVED_PARAMS = frozenset(
+    {
+        "q",
+        "photo",
+        "category",
+        "brand",
+        "price_min",
+        "price_max",
+        "sort",
+        "page",
+        "page_size",
+        "strategy",
+        "image",
+        "format",
+        "csrfmiddlewaretoken",
+    }
+)
 
 
 def facet_attributes_parse(value: str | Iterable[str]) -> tuple[FacetAttribute, ...]:
@@ -99,10 +115,18 @@ def facet_attributes_parse(value: str | Iterable[str]) -> tuple[FacetAttribute, 
             continue
         seen.add(slug)
         param = slug if slug not in RESERVED_PARAMS else ATTRIBUTE_PREFIX + slug
-        out.append(FacetAttribute(key=key, label=key[:1].upper() + key[1:], param=param,
-                                  field=ATTRIBUTE_PREFIX + slug))
+        out.append(FacetAttribute(key=key, label=key[:1].upper() + key[1:], param=param, field=ATTRIBUTE_PREFIX + slug))
     return tuple(out)
 
 
-__all__ = ["ATTRIBUTE_PREFIX", "FacetAttribute", "attribute_field", "attribute_slug", "attribute_values",
-           "facet_attributes_parse", "facet_key", "facet_label", "facet_payload"]
+__all__ = [
+    "ATTRIBUTE_PREFIX",
+    "FacetAttribute",
+    "attribute_field",
+    "attribute_slug",
+    "attribute_values",
+    "facet_attributes_parse",
+    "facet_key",
+    "facet_label",
+    "facet_payload",
+]

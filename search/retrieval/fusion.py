@@ -6,6 +6,7 @@ narrow), so adding them raw lets the scale decide the ranking. Each modality is 
 standardised on its own distribution over this query's candidates, and a product's score is
 the weighted mean over the modalities it HAS: a missing image is neither a penalty nor a bonus.
 """
+
 from __future__ import annotations
 
 import math
@@ -59,8 +60,9 @@ def zscore(scores: np.ndarray) -> np.ndarray:
     return (scores - scores.mean()) / std
 
 
-def normalize_per_modality(candidates: Sequence[Candidate],
-                           modalities: Iterable[str] = MODALITIES) -> dict[int, dict[str, float]]:
+def normalize_per_modality(
+    candidates: Sequence[Candidate], modalities: Iterable[str] = MODALITIES
+) -> dict[int, dict[str, float]]:
     """Standardise each modality over the candidates that have it.
 
     Returns:
@@ -109,8 +111,11 @@ def fuse_normalized(candidates: Sequence[Candidate], weights: Mapping[str, float
 def rank_single(candidates: Sequence[Candidate], modality: str) -> list[Ranked]:
     """Rank by one modality's raw cosine; products without that vector are left out."""
     normalized = normalize_per_modality(candidates)
-    ranked = [Ranked(c.id, float(c.raw[modality]), dict(c.raw), normalized[c.id], c.payload)
-              for c in candidates if modality in c.raw]
+    ranked = [
+        Ranked(c.id, float(c.raw[modality]), dict(c.raw), normalized[c.id], c.payload)
+        for c in candidates
+        if modality in c.raw
+    ]
     return sort_ranked(ranked)
 
 
@@ -118,8 +123,11 @@ def rank_by_scores(candidates: Sequence[Candidate], scores: Mapping[int, float])
     """Order candidates by scores computed elsewhere (the avg vector, Qdrant's RRF or DBSF)."""
     normalized = normalize_per_modality(candidates)
     by_id = {c.id: c for c in candidates}
-    ranked = [Ranked(pid, float(score), dict(by_id[pid].raw), normalized[pid], by_id[pid].payload)
-              for pid, score in scores.items() if pid in by_id]
+    ranked = [
+        Ranked(pid, float(score), dict(by_id[pid].raw), normalized[pid], by_id[pid].payload)
+        for pid, score in scores.items()
+        if pid in by_id
+    ]
     return sort_ranked(ranked)
 
 
@@ -153,8 +161,10 @@ def weights_parse(raw: str | Mapping[str, float]) -> dict[str, float]:
         raise ValueError(f"{raw!r}: write modality=weight pairs such as {WEIGHTS_EXAMPLE}") from None
     unknown = [key for key in weights if key not in MODALITIES]
     if unknown or not any(w > 0 for w in weights.values()) or any(w < 0 for w in weights.values()):
-        raise ValueError(f"{raw!r}: weights are for {', '.join(MODALITIES)}, >= 0, at least one above 0"
-                         + (f" ({', '.join(unknown)} is not a modality)" if unknown else ""))
+        raise ValueError(
+            f"{raw!r}: weights are for {', '.join(MODALITIES)}, >= 0, at least one above 0"
+            + (f" ({', '.join(unknown)} is not a modality)" if unknown else "")
+        )
     return weights
 
 
@@ -172,31 +182,57 @@ def weights_format(weights: Mapping[str, float]) -> str:
 # queries and clicks: the same scale whichever fields a product has. Its features (one model,
 # with an indicator and interactions per missing field, so little data fits it):
 FEATURES = (
-    "z_text", "raw_text",                # the text tower: this query's z-score and the raw cosine
-    "z_keyword", "log_keyword",          # the keyword leg (0 where the product shares no word)
-    "has_image", "z_image", "raw_image",  # the image tower, 0 where the product has no image
+    "z_text",
+    "raw_text",  # the text tower: this query's z-score and the raw cosine
+    "z_keyword",
+    "log_keyword",  # the keyword leg (0 where the product shares no word)
+    "has_image",
+    "z_image",
+    "raw_image",  # the image tower, 0 where the product has no image
     # without an image the text and keyword legs are all there is: their own weights
-    "no_image_z_text", "no_image_raw_text", "no_image_z_keyword",
+    "no_image_z_text",
+    "no_image_raw_text",
+    "no_image_z_keyword",
     # a title alone, as the text tower saw it: its own weights too
-    "no_description", "no_description_z_text", "no_description_raw_text", "no_description_z_image",
+    "no_description",
+    "no_description_z_text",
+    "no_description_raw_text",
+    "no_description_z_image",
 )
 CALIBRATION_VERSION = 1
 RIDGE = 1e-3  # L2 penalty on the coefficients (the lists' weights sum to 1)
 
 
-def candidate_features(raw: Mapping[str, float], normalized: Mapping[str, float],
-                       payload: Mapping[str, Any]) -> list[float]:
+def candidate_features(
+    raw: Mapping[str, float], normalized: Mapping[str, float], payload: Mapping[str, Any]
+) -> list[float]:
     """FEATURES of one candidate, from its raw scores, their z-scores and its payload."""
     has_image = "image" in raw
     no_description = 0.0 if payload.get("has_description", True) else 1.0
     z_text = normalized.get("text", 0.0)
     keyword = max(float(raw.get("keyword", 0.0)), 0.0)
-    raw_text, z_keyword, z_image = float(raw.get("text", 0.0)), normalized.get("keyword", 0.0), normalized.get("image", 0.0)
+    raw_text, z_keyword, z_image = (
+        float(raw.get("text", 0.0)),
+        normalized.get("keyword", 0.0),
+        normalized.get("image", 0.0),
+    )
     no_image = 0.0 if has_image else 1.0
-    return [z_text, raw_text, z_keyword, math.log1p(keyword),
-            1.0 - no_image, z_image, float(raw.get("image", 0.0)),
-            no_image * z_text, no_image * raw_text, no_image * z_keyword,
-            no_description, no_description * z_text, no_description * raw_text, no_description * z_image]
+    return [
+        z_text,
+        raw_text,
+        z_keyword,
+        math.log1p(keyword),
+        1.0 - no_image,
+        z_image,
+        float(raw.get("image", 0.0)),
+        no_image * z_text,
+        no_image * raw_text,
+        no_image * z_keyword,
+        no_description,
+        no_description * z_text,
+        no_description * raw_text,
+        no_description * z_image,
+    ]
 
 
 @dataclass(frozen=True)
@@ -214,7 +250,7 @@ class Calibration:
         return {"version": CALIBRATION_VERSION, "coefficients": dict(self.coefficients), "fitted": dict(self.fitted)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Calibration":
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
         """Raises ValueError when the data is not a calibration this code can apply."""
         if not isinstance(data, Mapping) or data.get("version") != CALIBRATION_VERSION:
             raise ValueError(f"not a version {CALIBRATION_VERSION} fusion calibration; fit it again (calibrate_fusion)")
@@ -231,13 +267,28 @@ def fuse_calibrated(candidates: Sequence[Candidate], calibration: Calibration) -
     """Rank by the calibrated relevance score: every candidate, whatever fields it has, on one
     scale. The z-scores are those of normalize_per_modality, as in fuse_normalized."""
     normalized = normalize_per_modality(candidates)
-    ranked = [Ranked(c.id, calibration.score(candidate_features(c.raw, normalized[c.id], c.payload)), c.raw,
-                     normalized[c.id], c.payload) for c in candidates]
+    ranked = [
+        Ranked(
+            c.id,
+            calibration.score(candidate_features(c.raw, normalized[c.id], c.payload)),
+            c.raw,
+            normalized[c.id],
+            c.payload,
+        )
+        for c in candidates
+    ]
     return sort_ranked(ranked)
 
 
-def calibration_fit(features: np.ndarray, targets: np.ndarray, groups: np.ndarray, group_weights: np.ndarray, *,
-                    ridge: float = RIDGE, iterations: int = 50) -> dict[str, float]:
+def calibration_fit(
+    features: np.ndarray,
+    targets: np.ndarray,
+    groups: np.ndarray,
+    group_weights: np.ndarray,
+    *,
+    ridge: float = RIDGE,
+    iterations: int = 50,
+) -> dict[str, float]:
     """A listwise ranking fit (ListNet): per list of one query's matches, the softmax of the
     scores is pulled towards the targets' shares, by Newton's method with an L2 penalty.
 
@@ -284,8 +335,9 @@ def calibration_fit(features: np.ndarray, targets: np.ndarray, groups: np.ndarra
 FIELD_INDICATORS = {"no_image": ("has_image", -1.0), "no_description": ("no_description", 1.0)}
 
 
-def calibration_level(coefficients: Mapping[str, float], features: np.ndarray, targets: np.ndarray,
-                      groups: np.ndarray, *, rounds: int = 2) -> dict[str, float]:
+def calibration_level(
+    coefficients: Mapping[str, float], features: np.ndarray, targets: np.ndarray, groups: np.ndarray, *, rounds: int = 2
+) -> dict[str, float]:
     """Level the fields: shift the scores of products missing a field until, over the lists
     given, its relevant products rank as high as the complete relevant ones (the same mean
     reciprocal rank, paired per list, as the evaluation measures it).

@@ -13,6 +13,7 @@ that, by two vocabulary words it runs together (a space left out). Character n-g
 other choice; they cannot tell "mgu" from "gum" and match nonsense by its fragments, which an
 honest zero-results page cannot afford. Pure Python over plain data: no Django, no I/O.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -87,8 +88,16 @@ class KeywordText:
 
     def text(self) -> str:
         key = sku_key(self.sku)
-        parts = [self.title, self.title, self.brand, self.category, *self.attributes, self.sku,
-                 key if key != fold(self.sku) else "", self.description]
+        parts = [
+            self.title,
+            self.title,
+            self.brand,
+            self.category,
+            *self.attributes,
+            self.sku,
+            key if key != fold(self.sku) else "",
+            self.description,
+        ]
         return " ".join(p for p in parts if p)
 
 
@@ -96,8 +105,7 @@ class KeywordEncoder:
     """Qdrant's BM25 for documents and queries. Stateless apart from its configuration."""
 
     def __init__(self, *, avg_len: float = AVERAGE_LENGTH):
-        self._bm25 = qe.Bm25(qe.Bm25Config(language="english", lowercase=True, ascii_folding=True,
-                                           avg_len=avg_len))
+        self._bm25 = qe.Bm25(qe.Bm25Config(language="english", lowercase=True, ascii_folding=True, avg_len=avg_len))
 
     def document(self, source: KeywordText) -> Sparse:
         vector = self._bm25.embed_document(source.text())
@@ -120,7 +128,7 @@ class KeywordEncoder:
 
 
 def _deletes(word: str) -> set[str]:
-    return {word[:i] + word[i + 1:] for i in range(len(word))}
+    return {word[:i] + word[i + 1 :] for i in range(len(word))}
 
 
 def _neighbourhood(words: frozenset[str]) -> dict[str, list[str]]:
@@ -147,10 +155,11 @@ def damerau1(a: str, b: str) -> bool:
         return False
     if len(a) == len(b):
         diff = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
-                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+        return len(diff) == 1 or (
+            len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]
+        )
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
+    return any(long_[:i] + long_[i + 1 :] == short for i in range(len(long_)))
 
 
 @dataclass(frozen=True)
@@ -170,8 +179,9 @@ class Vocabulary:
     one-letter deletion of it is a key; two words one edit apart share a key.
     """
 
-    def __init__(self, counts: Mapping[str, int], *, encoder: KeywordEncoder | None = None,
-                 model_words: Iterable[str] = ()):
+    def __init__(
+        self, counts: Mapping[str, int], *, encoder: KeywordEncoder | None = None, model_words: Iterable[str] = ()
+    ):
         self.counts = {w: int(n) for w, n in counts.items() if w and n > 0}
         # words the model reads though no product uses them ("sneakers" in a shop of "trainers"):
         # known, and corrected to when no catalog word is one edit away
@@ -186,8 +196,9 @@ class Vocabulary:
         self._near_model = _model_neighbourhood(self.model_words)
 
     @classmethod
-    def from_texts(cls, texts: Iterable[str], *, encoder: KeywordEncoder | None = None,
-                   model_words: Iterable[str] = ()) -> "Vocabulary":
+    def from_texts(
+        cls, texts: Iterable[str], *, encoder: KeywordEncoder | None = None, model_words: Iterable[str] = ()
+    ) -> Vocabulary:
         counts: Counter = Counter()
         for text in texts:
             counts.update(set(words(text)))
@@ -286,5 +297,17 @@ def corrected_query(understood: Sequence[QueryWord]) -> str:
     return " ".join(w.variants[0] if w.variants else w.typed for w in understood)
 
 
-__all__ = ["SPARSE_VECTOR", "KeywordEncoder", "attribute_texts", "KeywordText", "QueryWord", "Sparse", "Vocabulary",
-           "corrected_query", "damerau1", "fold", "sku_key", "words"]
+__all__ = [
+    "SPARSE_VECTOR",
+    "KeywordEncoder",
+    "attribute_texts",
+    "KeywordText",
+    "QueryWord",
+    "Sparse",
+    "Vocabulary",
+    "corrected_query",
+    "damerau1",
+    "fold",
+    "sku_key",
+    "words",
+]

@@ -3,12 +3,12 @@
 Nothing here runs at import time or in AppConfig.ready(): `migrate` must not load a model,
 and Celery's prefork workers must build their own clients after the fork.
 """
+
 from __future__ import annotations
 
 import atexit
 import functools
 import hashlib
-import json
 import logging
 import math
 import os
@@ -62,8 +62,9 @@ def _built_once(build: Callable[[], T]) -> Callable[[], T]:
 
 @_built_once
 def get_encoder() -> Encoder:
-    return load_encoder(settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE,
-                        batch_size=settings.SEARCH_ENCODE_BATCH_SIZE)
+    return load_encoder(
+        settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE, batch_size=settings.SEARCH_ENCODE_BATCH_SIZE
+    )
 
 
 @_built_once
@@ -86,6 +87,7 @@ def serving_warm_start() -> threading.Thread:
     """Load the model, open the store and measure the relevance cutoff in the background (a web
     server at start-up): the first shopper's search would otherwise wait for all three (5.7 s
     for CLIP on a CPU). A failure is logged; the search itself then says what is wrong."""
+
     def warm() -> None:
         try:
             model_id = serving_model_id()
@@ -146,7 +148,7 @@ _photo_lock = threading.Lock()
 PHOTO_VECTORS = 256
 
 
-def photo_vector(model_id: str, key: str, load: Callable[[], "Image.Image"]) -> np.ndarray:
+def photo_vector(model_id: str, key: str, load: Callable[[], Image.Image]) -> np.ndarray:
     """Image-tower embedding of the shopper's photo `key` (read by `load` on first use) by the
     model `model_id`; the same photo searched again skips the model."""
     with _photo_lock:
@@ -206,8 +208,11 @@ def cutoff_forget() -> None:
 
 def qdrant_layout() -> dict[str, int]:
     """How a new collection is spread over a Qdrant cluster (QDRANT_SHARD_NUMBER and co.)."""
-    return {"shard_number": settings.QDRANT_SHARD_NUMBER, "replication_factor": settings.QDRANT_REPLICATION_FACTOR,
-            "write_consistency_factor": settings.QDRANT_WRITE_CONSISTENCY_FACTOR}
+    return {
+        "shard_number": settings.QDRANT_SHARD_NUMBER,
+        "replication_factor": settings.QDRANT_REPLICATION_FACTOR,
+        "write_consistency_factor": settings.QDRANT_WRITE_CONSISTENCY_FACTOR,
+    }
 
 
 @_built_once
@@ -233,12 +238,15 @@ def get_product_index() -> ProductIndex:
         except (RuntimeError, OSError, ValueError) as exc:  # local mode: locked or unreadable folder
             if "already accessed by another instance" in str(exc):
                 raise IndexBusyError(f"The vector index at {settings.QDRANT_PATH} is open in another process.") from exc
-            raise IndexUnavailableError(f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc}).") from exc
+            raise IndexUnavailableError(
+                f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc})."
+            ) from exc
         # the collection the alias SEARCH_COLLECTION points at (after a model switch), else the
         # collection of that name: queries go to it by its own name, so a switch made by another
         # process reaches this one at its next look (_serving_look), never halfway
-        return QdrantServerIndex(client, _serving_collection(client), local=not settings.QDRANT_URL,
-                                 layout=qdrant_layout())
+        return QdrantServerIndex(
+            client, _serving_collection(client), local=not settings.QDRANT_URL, layout=qdrant_layout()
+        )
     index = EdgeIndex(Path(settings.QDRANT_PATH) / _serving_folder())
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)
@@ -277,8 +285,9 @@ def _serving_collection(client: QdrantClient) -> str:
         return alias_target(client, settings.SEARCH_COLLECTION) or settings.SEARCH_COLLECTION
     except Exception as exc:
         if server_transient(exc):  # not now: the store itself may well be sound
-            raise IndexTransientError(f"The Qdrant server at {settings.QDRANT_URL} did not answer ({exc}); "
-                                      "try again in a moment.") from exc
+            raise IndexTransientError(
+                f"The Qdrant server at {settings.QDRANT_URL} did not answer ({exc}); try again in a moment."
+            ) from exc
         raise
 
 

@@ -14,6 +14,7 @@ Boosts, buries and pins are the relevance order's: a shopper who sorts by price 
 order, with hidden products still hidden. Where rules disagree, a hide beats a pin, a bury a
 boost, and of two pins of one product the lower position wins. Pure Python: no Django.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,8 +62,9 @@ def _moved(position: float, strength: float, action: str) -> float:
     return math.inf if strength >= 1.0 else position / (1.0 - strength)
 
 
-def rules_apply(ranked: list[Ranked], rules: Iterable[Rule], *, relevance: bool = True,
-                pinnable: Mapping[int, Ranked] | None = None) -> Applied:
+def rules_apply(
+    ranked: list[Ranked], rules: Iterable[Rule], *, relevance: bool = True, pinnable: Mapping[int, Ranked] | None = None
+) -> Applied:
     """The ranking with the rules applied. `relevance`: the results are in relevance order
     (boosts, buries and pins apply); `pinnable`: the pinned products the query did not match
     that may be shown (active, and passing the shopper's filters), as entries to insert."""

@@ -1,6 +1,7 @@
 """The read path: `searching` (product_search, product_similar, filters and facets), `lexicon`
 (the catalog's words: typo correction, brands, the phrases suggestions complete), `suggesting`
 (completions as a shopper types) and `merchandising` (the ranking rules and synonyms for a query)."""
+
 from .searching import (
     MAX_PAGE_SIZE,
     MAX_QUERY_CHARS,
@@ -18,6 +19,19 @@ from .searching import (
     query_normalize,
 )
 
-__all__ = ["MAX_PAGE_SIZE", "MAX_QUERY_CHARS", "NO_MERCHANDISING", "PRICE_BUCKETS", "SORTS", "STRATEGIES", "FacetValue",
-           "SearchFilters", "SearchHit", "SearchResult", "index_facets", "product_search", "product_similar",
-           "query_normalize"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_QUERY_CHARS",
+    "NO_MERCHANDISING",
+    "PRICE_BUCKETS",
+    "SORTS",
+    "STRATEGIES",
+    "FacetValue",
+    "SearchFilters",
+    "SearchHit",
+    "SearchResult",
+    "index_facets",
+    "product_search",
+    "product_similar",
+    "query_normalize",
+]

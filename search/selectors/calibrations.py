@@ -1,5 +1,6 @@
 """The fusion calibration a word search ranks with: the serving model's row in the database
 (SEARCH_FUSION_CALIBRATION=auto), a file named by the setting, or none ("off")."""
+
 from __future__ import annotations
 
 import json

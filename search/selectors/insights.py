@@ -6,6 +6,7 @@ search typed keystroke by keystroke once), each further page of results counted 
 search analytics products count them. Photo searches and browsing have no words, so the query
 tables leave them out; the trend counts them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -54,10 +55,10 @@ class _Rates:
 
 @dataclass(frozen=True)
 class QueryRow(_Rates):
-    query: str            # as the log folds it and compares it (case and spaces)
+    query: str  # as the log folds it and compares it (case and spaces)
     searches: int
-    zero_results: int     # searches that found nothing
-    clicked: int          # searches with at least one click
+    zero_results: int  # searches that found nothing
+    clicked: int  # searches with at least one click
     clicks: int
     mean_position: float | None  # of the clicks, 1 = first result
 
@@ -117,15 +118,23 @@ def query_tables(period: Period, *, limit: int = 50) -> dict[str, list[QueryRow]
     - no_clicks: queries that found something at least once and were never clicked, most
       searched first."""
     words = period_searches(period).filter(mode="text").exclude(query_normalized="")
-    rows = [QueryRow(query=r["query_normalized"], searches=r["searches"],
-                     zero_results=r["zero_results"], clicked=r["clicked"], clicks=r["clicks"] or 0,
-                     mean_position=_mean(r["position_sum"], r["clicks"]))
-            for r in words.values("query_normalized").annotate(**COUNTED).order_by()]
+    rows = [
+        QueryRow(
+            query=r["query_normalized"],
+            searches=r["searches"],
+            zero_results=r["zero_results"],
+            clicked=r["clicked"],
+            clicks=r["clicks"] or 0,
+            mean_position=_mean(r["position_sum"], r["clicks"]),
+        )
+        for r in words.values("query_normalized").annotate(**COUNTED).order_by()
+    ]
     by_searches = sorted(rows, key=lambda r: (-r.searches, r.query))
     return {
         "top": by_searches[:limit],
-        "zero": sorted((r for r in rows if r.zero_results), key=lambda r: (-r.zero_results, -r.searches,
-                                                                          r.query))[:limit],
+        "zero": sorted((r for r in rows if r.zero_results), key=lambda r: (-r.zero_results, -r.searches, r.query))[
+            :limit
+        ],
         "no_clicks": [r for r in by_searches if not r.clicks and r.searches > r.zero_results][:limit],
     }
 
@@ -140,35 +149,70 @@ def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[
 def summary(period: Period) -> Summary:
     """The period's totals and every one of its days, every search counted (photos and browsing
     too), in one grouping by day; the totals are the days' sums."""
-    counted = {d["day"]: d for d in period_searches(period).values("day").annotate(
-        **COUNTED, words=Count("id", filter=Q(mode="text") & ~Q(query_normalized=""))).order_by()}
+    counted = {
+        d["day"]: d
+        for d in period_searches(period)
+        .values("day")
+        .annotate(**COUNTED, words=Count("id", filter=Q(mode="text") & ~Q(query_normalized="")))
+        .order_by()
+    }
     days = []
     for n in range((period.last - period.first).days + 1):
         day = period.first + timedelta(days=n)
         row = counted.get(day, {})
         # every day of the period, the quiet ones too: a trend with gaps closed up would lie
-        days.append(DayRow(day=day, searches=row.get("searches", 0), zero_results=row.get("zero_results", 0),
-                           clicked=row.get("clicked", 0)))
+        days.append(
+            DayRow(
+                day=day,
+                searches=row.get("searches", 0),
+                zero_results=row.get("zero_results", 0),
+                clicked=row.get("clicked", 0),
+            )
+        )
     total = lambda name: sum(row[name] or 0 for row in counted.values())  # noqa: E731
-    return Summary(searches=total("searches"), word_searches=total("words"), zero_results=total("zero_results"),
-                   clicked=total("clicked"), clicks=total("clicks"),
-                   mean_position=_mean(total("position_sum"), total("clicks")), days=days)
+    return Summary(
+        searches=total("searches"),
+        word_searches=total("words"),
+        zero_results=total("zero_results"),
+        clicked=total("clicked"),
+        clicks=total("clicks"),
+        mean_position=_mean(total("position_sum"), total("clicks")),
+        days=days,
+    )
 
 
 def product_queries(period: Period, *, product_id: int, limit: int = 30) -> list[ProductQueryRow]:
     """The queries whose results a product was clicked from, most clicks first."""
     # from the product's clicks to their searches (a join on the click's few rows, not a scan of the period)
-    clicks = Click.objects.filter(product_id=product_id, search__day__gte=period.first, search__day__lte=period.last,
-                                  search__mode="text")
+    clicks = Click.objects.filter(
+        product_id=product_id, search__day__gte=period.first, search__day__lte=period.last, search__mode="text"
+    )
     channels = CHANNELS.get(period.channel, ())
     if channels:
         clicks = clicks.filter(search__channel__in=channels)
-    rows = (clicks.values("search__query_normalized").annotate(clicks=Count("id"), mean_position=Avg("position"))
-            .order_by("-clicks", "search__query_normalized"))
+    rows = (
+        clicks.values("search__query_normalized")
+        .annotate(clicks=Count("id"), mean_position=Avg("position"))
+        .order_by("-clicks", "search__query_normalized")
+    )
     # as the query tables show it: the log's folded query, whatever spelling was typed
-    return [ProductQueryRow(query=r["search__query_normalized"], clicks=r["clicks"], mean_position=r["mean_position"])
-            for r in rows[:limit]]
+    return [
+        ProductQueryRow(query=r["search__query_normalized"], clicks=r["clicks"], mean_position=r["mean_position"])
+        for r in rows[:limit]
+    ]
 
 
-__all__ = ["CHANNELS", "TABLES", "DayRow", "Period", "ProductQueryRow", "QueryRow", "Summary", "period_searches",
-           "product_queries", "query_table", "query_tables", "summary"]
+__all__ = [
+    "CHANNELS",
+    "TABLES",
+    "DayRow",
+    "Period",
+    "ProductQueryRow",
+    "QueryRow",
+    "Summary",
+    "period_searches",
+    "product_queries",
+    "query_table",
+    "query_tables",
+    "summary",
+]

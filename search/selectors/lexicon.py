@@ -7,6 +7,7 @@ kept per process; a process looks whether the catalog changed (its size and newe
 SEARCH_VOCABULARY_SECONDS and then builds it again in the background, answering with the one it
 has meanwhile. At 100,000 products a build takes about a second (see the README's Benchmarks).
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,8 +79,11 @@ def lexicon_build() -> Lexicon:
     spellings: dict[str, Counter] = {}  # field -> Counter of (facet key, spelling)
     attribute_keys: dict[str, set[str]] = {}
     titles: list[str] = []
-    for title, brand, category, attributes, description in Product.objects.searchable().values_list(
-            "title", "brand", "category", "attributes", "description").iterator(chunk_size=2000):
+    for title, brand, category, attributes, description in (
+        Product.objects.searchable()
+        .values_list("title", "brand", "category", "attributes", "description")
+        .iterator(chunk_size=2000)
+    ):
         own = set(words(title)) | set(words(brand)) | set(words(category)) | set(words(description[:DESCRIPTION_CHARS]))
         for text in attribute_texts(attributes or {}):
             own.update(words(text))
@@ -93,9 +97,14 @@ def lexicon_build() -> Lexicon:
                 for label in attribute_values(value):
                     spellings.setdefault(attribute_field(str(key)), Counter())[(facet_key(label), label)] += 1
         titles.append(title)
-    clicked = (SearchEvent.objects.filter(mode="text", clicks__isnull=False).exclude(query_normalized="")
-               .values("query_normalized").annotate(n=Count("clicks")).filter(n__gte=QUERY_MIN_CLICKS)
-               .order_by("-n", "query_normalized")[:QUERY_LIMIT])
+    clicked = (
+        SearchEvent.objects.filter(mode="text", clicks__isnull=False)
+        .exclude(query_normalized="")
+        .values("query_normalized")
+        .annotate(n=Count("clicks"))
+        .filter(n__gte=QUERY_MIN_CLICKS)
+        .order_by("-n", "query_normalized")[:QUERY_LIMIT]
+    )
     phrases: list[Phrase] = []
     for row in clicked:
         query = row["query_normalized"]
@@ -118,13 +127,22 @@ def lexicon_build() -> Lexicon:
             postings.setdefault(word, []).append(i)
     try:
         model_words = tokenizer_words(providers.query_encoder())
-    except (ModelUnavailableError, IndexUnavailableError) as exc:  # the search says so itself; typos still meet the catalog's words
+    except (
+        ModelUnavailableError,
+        IndexUnavailableError,
+    ) as exc:  # the search says so itself; typos still meet the catalog's words
         logger.warning("Typo correction uses the catalog's words only: %s", exc)
         model_words = frozenset()
     vocabulary = Vocabulary(counts, encoder=providers.get_keyword_encoder(), model_words=model_words)
-    return Lexicon(vocabulary=vocabulary, brands={sku_key(b): b for b in brands if sku_key(b)},
-                   labels=labels, attribute_keys={f: tuple(sorted(k)) for f, k in attribute_keys.items()},
-                   phrases=phrases, postings=postings, fingerprint=fingerprint)
+    return Lexicon(
+        vocabulary=vocabulary,
+        brands={sku_key(b): b for b in brands if sku_key(b)},
+        labels=labels,
+        attribute_keys={f: tuple(sorted(k)) for f, k in attribute_keys.items()},
+        phrases=phrases,
+        postings=postings,
+        fingerprint=fingerprint,
+    )
 
 
 def _labels(spellings: dict[str, Counter]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, int]]]:

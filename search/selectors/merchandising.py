@@ -2,6 +2,7 @@
 and the synonyms of its words for the keyword leg. Each process keeps them compiled and asks the
 database at each search only whether they changed, so a saved rule applies to the next search
 in every process, without a deploy or a restart."""
+
 from __future__ import annotations
 
 import threading
@@ -30,9 +31,15 @@ class Merchandising:
 def rule_of(row: RankingRule) -> Rule:
     """A rule row as the ranking applies it."""
     payload_field = attribute_field(row.attribute) if row.field == RankingRule.Field.ATTRIBUTE else row.field
-    return Rule(id=row.pk or 0, action=row.action, product_id=row.product_id, position=row.position,
-                field=payload_field, value=facet_key(row.value) if row.value else "",
-                strength=min(max(row.strength or 0, 1), 100) / 100)
+    return Rule(
+        id=row.pk or 0,
+        action=row.action,
+        product_id=row.product_id,
+        position=row.position,
+        field=payload_field,
+        value=facet_key(row.value) if row.value else "",
+        strength=min(max(row.strength or 0, 1), 100) / 100,
+    )
 
 
 def _applies(match: str, wanted: tuple[str, ...], query_words: list[str]) -> bool:
@@ -44,7 +51,7 @@ def _applies(match: str, wanted: tuple[str, ...], query_words: list[str]) -> boo
     if match == RankingRule.Match.EXACT:
         return list(wanted) == query_words
     n = len(wanted)
-    return any(tuple(query_words[i:i + n]) == wanted for i in range(len(query_words) - n + 1))
+    return any(tuple(query_words[i : i + n]) == wanted for i in range(len(query_words) - n + 1))
 
 
 def synonym_words(row: Synonym) -> list[str]:
@@ -60,6 +67,7 @@ class _Rules:
     """Active rules as the search reads them, with their dates: exact ones by their query's
     words, the others with their match and words. Dates are checked at each search (a compiled
     rule starts and ends on time without a change to the table)."""
+
     exact: dict[tuple[str, ...], tuple[Dated, ...]]
     other: tuple[tuple[str, tuple[str, ...], Dated], ...]
 
@@ -79,14 +87,17 @@ class _Rules:
 
     def applying(self, query_words: list[str], at: datetime) -> tuple[Rule, ...]:
         dated = self.exact.get(tuple(query_words), ()) + tuple(
-            d for match, wanted, d in self.other if _applies(match, wanted, query_words))
-        return tuple(rule for starts, ends, rule in dated
-                     if (starts is None or starts <= at) and (ends is None or at < ends))
+            d for match, wanted, d in self.other if _applies(match, wanted, query_words)
+        )
+        return tuple(
+            rule for starts, ends, rule in dated if (starts is None or starts <= at) and (ends is None or at < ends)
+        )
 
 
 @dataclass(frozen=True)
 class _Synonyms:
     """Active synonyms: each word that finds others, with (synonym id, the words it finds)."""
+
     finds: dict[str, tuple[tuple[int, tuple[str, ...]], ...]]
 
     @classmethod
@@ -114,8 +125,11 @@ MAX_AGE_SECONDS = 60.0
 
 
 def _version(model) -> tuple:
-    return tuple(model.objects.aggregate(n=Count("id"), live=Count("id", filter=Q(active=True)),
-                                         last=Max("updated_at"), top=Max("id")).values())
+    return tuple(
+        model.objects.aggregate(
+            n=Count("id"), live=Count("id", filter=Q(active=True)), last=Max("updated_at"), top=Max("id")
+        ).values()
+    )
 
 
 def _compiled(model, compile_):
@@ -130,8 +144,9 @@ def _compiled(model, compile_):
     return compiled
 
 
-def query_merchandising(query: str, *, rules: Iterable[RankingRule] | None = None,
-                        synonyms: Iterable[Synonym] | None = None) -> Merchandising:
+def query_merchandising(
+    query: str, *, rules: Iterable[RankingRule] | None = None, synonyms: Iterable[Synonym] | None = None
+) -> Merchandising:
     """The active rules and synonyms for a word search. `rules` / `synonyms`: use these rows
     instead of the saved ones (a preview, with a rule as it would be saved)."""
     query_words = words(query)
@@ -144,8 +159,11 @@ def query_merchandising(query: str, *, rules: Iterable[RankingRule] | None = Non
             found.setdefault(word, []).extend(w for w in others if w not in found[word])
             if synonym_id not in used:
                 used.append(synonym_id)
-    return Merchandising(rules=book.applying(query_words, timezone.now()),
-                         synonyms={w: tuple(v) for w, v in found.items() if v}, synonym_ids=tuple(used))
+    return Merchandising(
+        rules=book.applying(query_words, timezone.now()),
+        synonyms={w: tuple(v) for w, v in found.items() if v},
+        synonym_ids=tuple(used),
+    )
 
 
 __all__ = ["Merchandising", "query_merchandising", "rule_of", "synonym_words"]

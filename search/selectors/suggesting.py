@@ -6,6 +6,7 @@ last word is a prefix of one of its words (as typed or, when no word starts so, 
 Suggestions come in the lexicon's order: clicked queries by clicks, then brands and categories
 by size, then titles.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -34,9 +35,9 @@ def _prefix_words(words_: Lexicon, prefix: str) -> list[str]:
     found = words_.vocabulary.with_prefix(prefix, limit=PREFIX_WORDS)
     if found or len(prefix) < 3:
         return found
-    edits = {prefix[:i] + prefix[i + 1:] for i in range(len(prefix))}
-    edits |= {prefix[:i] + prefix[i + 1] + prefix[i] + prefix[i + 2:] for i in range(len(prefix) - 1)}
-    edits |= {prefix[:i] + c + prefix[i + 1:] for i in range(len(prefix)) for c in string.ascii_lowercase}
+    edits = {prefix[:i] + prefix[i + 1 :] for i in range(len(prefix))}
+    edits |= {prefix[:i] + prefix[i + 1] + prefix[i] + prefix[i + 2 :] for i in range(len(prefix) - 1)}
+    edits |= {prefix[:i] + c + prefix[i + 1 :] for i in range(len(prefix)) for c in string.ascii_lowercase}
     edits |= {prefix[:i] + c + prefix[i:] for i in range(len(prefix) + 1) for c in string.ascii_lowercase}
     edits.discard(prefix)
     out: list[str] = []

@@ -10,6 +10,7 @@ Each distinct query is searched again now, with the model in use, and every matc
 row of features (fusion.candidate_features) with its target; matches of a labelled query that
 carry no grade are irrelevant. Every query weighs the same, however many matches it has.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,9 @@ def evidence_from_labels(queries: Iterable[Mapping], *, top_grade: int = 3) -> E
     ids = dict(Product.objects.filter(sku__in={sku for q in rows for sku in q["relevance"]}).values_list("sku", "id"))
     labels = {}
     for row in rows:
-        graded = {ids[sku]: (min(int(g), top_grade) / top_grade, 1.0) for sku, g in row["relevance"].items() if sku in ids}
+        graded = {
+            ids[sku]: (min(int(g), top_grade) / top_grade, 1.0) for sku, g in row["relevance"].items() if sku in ids
+        }
         labels[row["query"]] = {pid: value for pid, value in graded.items()}
     return Evidence(labels=labels, complete=set(labels), labelled_queries=len(labels))
 
@@ -86,8 +89,11 @@ def evidence_from_labels(queries: Iterable[Mapping], *, top_grade: int = 3) -> E
 def evidence_from_clicks(*, days: int = 90) -> Evidence:
     """The word searches with clicks of the last `days` days, pooled per normalised query."""
     since = timezone.now() - timedelta(days=days)
-    events = (SearchEvent.objects.filter(mode="text", created_at__gte=since, clicks__isnull=False).distinct()
-              .prefetch_related("impressions", "clicks"))
+    events = (
+        SearchEvent.objects.filter(mode="text", created_at__gte=since, clicks__isnull=False)
+        .distinct()
+        .prefetch_related("impressions", "clicks")
+    )
     counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # [clicks, skips]
     for event in events.iterator(chunk_size=500):
         clicks = {c.product_id: c.position for c in event.clicks.all() if c.product_id}
@@ -100,8 +106,10 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
             if shown.product_id is None or shown.position > last + 1 or shown.placement:
                 continue  # (a product a ranking rule placed says nothing of the model's ranking)
             counts[event.query_normalized][shown.product_id][0 if shown.product_id in clicks else 1] += 1
-    labels = {query: {pid: (c / (c + s), float(c + s)) for pid, (c, s) in products.items()}
-              for query, products in counts.items()}
+    labels = {
+        query: {pid: (c / (c + s), float(c + s)) for pid, (c, s) in products.items()}
+        for query, products in counts.items()
+    }
     return Evidence(labels=labels, click_queries=len(labels))
 
 
@@ -116,12 +124,17 @@ def evidence_merge(*parts: Evidence) -> Evidence:
                     into[pid] = ((t * w + target * weight) / (w + weight), w + weight)
                 else:
                     into[pid] = (target, weight)
-    return Evidence(labels=merged, complete=set().union(*(p.complete for p in parts)), labelled_queries=sum(p.labelled_queries for p in parts),
-                    click_queries=sum(p.click_queries for p in parts))
+    return Evidence(
+        labels=merged,
+        complete=set().union(*(p.complete for p in parts)),
+        labelled_queries=sum(p.labelled_queries for p in parts),
+        click_queries=sum(p.click_queries for p in parts),
+    )
 
 
-def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callable[[int], None] | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def calibration_rows(
+    evidence: Evidence, *, top_grade: int = 3, progress: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Search each query again; (features, targets, groups, group weights, whether each list's
     positives are the top grade or the clicks) of the lists its matches with evidence make
     (fusion.calibration_fit, fusion.calibration_level).
@@ -140,14 +153,20 @@ def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callab
         if not any(t > 0 for t, _ in known.values()):
             continue
         # the model's own ranking: a merchandiser's pins and boosts are not what it learns
-        result = product_search(query=query, strategy="normalized", page_size=1, weights=weights_only,
-                                merchandising=NO_MERCHANDISING)
+        result = product_search(
+            query=query, strategy="normalized", page_size=1, weights=weights_only, merchandising=NO_MERCHANDISING
+        )
         complete = query in evidence.complete
-        rows = [(fusion.candidate_features(r.raw, r.normalized, r.payload), *known.get(r.id, (0.0, 1.0)))
-                for r in result.ranked if complete or r.id in known]
+        rows = [
+            (fusion.candidate_features(r.raw, r.normalized, r.payload), *known.get(r.id, (0.0, 1.0)))
+            for r in result.ranked
+            if complete or r.id in known
+        ]
         if complete:
-            levels = [[float(target * top_grade >= level - 1e-9) for _, target, _ in rows]
-                      for level in range(top_grade, 0, -1)]
+            levels = [
+                [float(target * top_grade >= level - 1e-9) for _, target, _ in rows]
+                for level in range(top_grade, 0, -1)
+            ]
             # the list of every relevant product weighs most, the top grade's least (1 : 2 : 4 from
             # the top down), chosen on the tuning shop (seed 101, base demo model, cross-fitted
             # nDCG@10): 1:1:1 0.911, 1:2:4 0.916, 1:4:16 0.909, 4:2:1 0.905
@@ -164,17 +183,22 @@ def calibration_rows(evidence: Evidence, *, top_grade: int = 3, progress: Callab
                 features.append(row)
                 targets.append(target)
                 groups.append(group)
-    return (np.asarray(features, dtype=np.float64).reshape(-1, len(fusion.FEATURES)),
-            np.asarray(targets, dtype=np.float64), np.asarray(groups, dtype=np.int64),
-            np.asarray(weights, dtype=np.float64), np.asarray(tops, dtype=bool))
+    return (
+        np.asarray(features, dtype=np.float64).reshape(-1, len(fusion.FEATURES)),
+        np.asarray(targets, dtype=np.float64),
+        np.asarray(groups, dtype=np.int64),
+        np.asarray(weights, dtype=np.float64),
+        np.asarray(tops, dtype=bool),
+    )
 
 
 class NotEnoughEvidence(ValueError):
     """Too little evidence to fit on; the message says what there is and what to do."""
 
 
-def calibration_from_evidence(evidence: Evidence, *, progress: Callable[[int], None] | None = None
-                              ) -> fusion.Calibration:
+def calibration_from_evidence(
+    evidence: Evidence, *, progress: Callable[[int], None] | None = None
+) -> fusion.Calibration:
     """Fit a calibration on this evidence with the model in use.
 
     Raises:
@@ -185,18 +209,29 @@ def calibration_from_evidence(evidence: Evidence, *, progress: Callable[[int], N
     if having < MIN_QUERIES:
         raise NotEnoughEvidence(
             f"{having} queries with a click or a relevant label; a calibration needs at least {MIN_QUERIES}. "
-            "Until then the search fuses with SEARCH_FUSION_WEIGHTS; label queries (--queries) or wait for clicks.")
+            "Until then the search fuses with SEARCH_FUSION_WEIGHTS; label queries (--queries) or wait for clicks."
+        )
     x, y, groups, weights, tops = calibration_rows(evidence, progress=progress)
     if not len(weights):
-        raise NotEnoughEvidence("none of the queries with evidence finds both relevant and irrelevant products "
-                                "now; there is nothing to order")
+        raise NotEnoughEvidence(
+            "none of the queries with evidence finds both relevant and irrelevant products "
+            "now; there is nothing to order"
+        )
     coefficients = fusion.calibration_fit(x, y, groups, weights)
     top = np.isin(groups, np.flatnonzero(tops))  # the lists whose positives are the top grade, or the clicks
     coefficients = fusion.calibration_level(coefficients, x[top], y[top], groups[top])
-    return fusion.Calibration(coefficients, fitted={
-        "model": providers.embedding_model_id(), "at": timezone.now().isoformat(timespec="seconds"),
-        "labelled_queries": evidence.labelled_queries, "click_queries": evidence.click_queries,
-        "queries": having, "lists": int(len(weights)), "rows": int(len(y))})
+    return fusion.Calibration(
+        coefficients,
+        fitted={
+            "model": providers.embedding_model_id(),
+            "at": timezone.now().isoformat(timespec="seconds"),
+            "labelled_queries": evidence.labelled_queries,
+            "click_queries": evidence.click_queries,
+            "queries": having,
+            "lists": int(len(weights)),
+            "rows": int(len(y)),
+        },
+    )
 
 
 def calibration_save(calibration: fusion.Calibration, model_id: str | None = None) -> str:
@@ -208,8 +243,7 @@ def calibration_save(calibration: fusion.Calibration, model_id: str | None = Non
         raise ValueError("SEARCH_FUSION_CALIBRATION is off: there is nowhere to keep a calibration")
     if source == DATABASE:
         model_id = model_id or providers.embedding_model_id()
-        FusionCalibration.objects.update_or_create(model_id=model_id,
-                                                   defaults={"coefficients": calibration.as_dict()})
+        FusionCalibration.objects.update_or_create(model_id=model_id, defaults={"coefficients": calibration.as_dict()})
         where = f"{DATABASE} (model {model_id})"
     else:
         path = Path(source)
@@ -239,6 +273,16 @@ def calibration_remove(model_id: str | None = None) -> str:
     return where
 
 
-__all__ = ["Evidence", "MIN_QUERIES", "NotEnoughEvidence", "calibration_from_evidence", "calibration_remove",
-           "calibration_save", "calibration_rows", "labels_read",
-           "evidence_from_clicks", "evidence_from_labels", "evidence_merge"]
+__all__ = [
+    "Evidence",
+    "MIN_QUERIES",
+    "NotEnoughEvidence",
+    "calibration_from_evidence",
+    "calibration_remove",
+    "calibration_save",
+    "calibration_rows",
+    "labels_read",
+    "evidence_from_clicks",
+    "evidence_from_labels",
+    "evidence_merge",
+]

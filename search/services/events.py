@@ -1,4 +1,5 @@
 """Recording searches and clicks. Logging never makes a search fail."""
+
 from __future__ import annotations
 
 import atexit
@@ -58,31 +59,59 @@ class LoggedSearch:
     def of(cls, result: SearchResult) -> LoggedSearch:
         from search.retrieval.providers import embedding_model_id
 
-        return cls(search_id=result.search_id, mode=result.mode, query=result.query, filters=result.filters,
-                   sort=result.sort, strategy=result.strategy, model_id=result.model_id or embedding_model_id(),
-                   page=result.page, page_size=result.page_size, count=result.count,
-                   merchandising=dict(result.merchandising), day=timezone.localdate(),
-                   shown=tuple((hit.product.pk, hit.product.sku, hit.position, hit.score, hit.placement)
-                               for hit in result.hits))
+        return cls(
+            search_id=result.search_id,
+            mode=result.mode,
+            query=result.query,
+            filters=result.filters,
+            sort=result.sort,
+            strategy=result.strategy,
+            model_id=result.model_id or embedding_model_id(),
+            page=result.page,
+            page_size=result.page_size,
+            count=result.count,
+            merchandising=dict(result.merchandising),
+            day=timezone.localdate(),
+            shown=tuple(
+                (hit.product.pk, hit.product.sku, hit.position, hit.score, hit.placement) for hit in result.hits
+            ),
+        )
 
 
-def _search_rows(search: LoggedSearch, channel: str, session_key: str | None
-                 ) -> tuple[SearchEvent, list[SearchImpression]]:
-    filters = {"category": list(search.filters.categories), "brand": list(search.filters.brands),
-               "price_min": str(search.filters.price_min) if search.filters.price_min is not None else None,
-               "price_max": str(search.filters.price_max) if search.filters.price_max is not None else None}
+def _search_rows(
+    search: LoggedSearch, channel: str, session_key: str | None
+) -> tuple[SearchEvent, list[SearchImpression]]:
+    filters = {
+        "category": list(search.filters.categories),
+        "brand": list(search.filters.brands),
+        "price_min": str(search.filters.price_min) if search.filters.price_min is not None else None,
+        "price_max": str(search.filters.price_max) if search.filters.price_max is not None else None,
+    }
     if search.filters.attributes:  # payload field ("attr_colour") -> the chosen values, folded
         filters["attributes"] = {name: list(values) for name, values in search.filters.attributes}
     event = SearchEvent(
-        id=uuid.UUID(search.search_id), channel=channel, mode=search.mode, query=search.query[:500],
-        query_normalized=query_normalize(search.query).lower()[:500], filters=filters,
-        sort=search.sort, strategy=search.strategy, model_id=search.model_id[:255],
-        page=search.page, page_size=search.page_size, result_count=search.count,
-        session_hash=session_pseudonym(session_key), day=search.day,
-        merchandising=search.merchandising)
-    impressions = [SearchImpression(search=event, product_id=pk, product_sku=sku, position=position, score=score,
-                                    placement=placement)
-                   for pk, sku, position, score, placement in search.shown]
+        id=uuid.UUID(search.search_id),
+        channel=channel,
+        mode=search.mode,
+        query=search.query[:500],
+        query_normalized=query_normalize(search.query).lower()[:500],
+        filters=filters,
+        sort=search.sort,
+        strategy=search.strategy,
+        model_id=search.model_id[:255],
+        page=search.page,
+        page_size=search.page_size,
+        result_count=search.count,
+        session_hash=session_pseudonym(session_key),
+        day=search.day,
+        merchandising=search.merchandising,
+    )
+    impressions = [
+        SearchImpression(
+            search=event, product_id=pk, product_sku=sku, position=position, score=score, placement=placement
+        )
+        for pk, sku, position, score, placement in search.shown
+    ]
     return event, impressions
 
 
@@ -97,8 +126,9 @@ def _write_searches(rows: list[tuple[SearchEvent, list[SearchImpression]]]) -> N
 TYPING = ("start", "continue")
 
 
-def search_event_log(*, result: SearchResult, channel: str, session_key: str | None,
-                     deferred: bool = False, typing: str | None = None) -> bool:
+def search_event_log(
+    *, result: SearchResult, channel: str, session_key: str | None, deferred: bool = False, typing: str | None = None
+) -> bool:
     """Record a search with what it showed; returns False (and logs why) if that failed.
 
     `deferred` (the web views, with SEARCH_LOG_DEFERRED): hand the rows to this process's log
@@ -137,8 +167,7 @@ class _SearchLogWriter:
         self.thread.start()
         atexit.register(self.flush)
 
-    def put(self, search: LoggedSearch, channel: str, session_key: str | None, *,
-            typing: str | None = None) -> bool:
+    def put(self, search: LoggedSearch, channel: str, session_key: str | None, *, typing: str | None = None) -> bool:
         """Queue the search; its rows are built in the writer thread, off the request path. A
         typed one is held per visit: the next keystroke's search replaces it (a prefix is counted
         nowhere); anything else from the visit, or time, settles it."""
@@ -241,8 +270,9 @@ class _SearchLogWriter:
         try:
             _write_searches([rows])
         except IntegrityError:  # a product deleted since it was shown: keep the row, not the link
-            existing = set(Product.objects.filter(pk__in=[i.product_id for i in impressions])
-                           .values_list("pk", flat=True))
+            existing = set(
+                Product.objects.filter(pk__in=[i.product_id for i in impressions]).values_list("pk", flat=True)
+            )
             for impression in impressions:
                 if impression.product_id not in existing:
                     impression.product_id = None
@@ -300,8 +330,14 @@ class ClickOutcome:
     created: bool
 
 
-def click_log(*, search_id: str, product_id: int | None = None, sku: str | None = None,
-              position: int | None = None, session_key: str | None = None) -> ClickOutcome:
+def click_log(
+    *,
+    search_id: str,
+    product_id: int | None = None,
+    sku: str | None = None,
+    position: int | None = None,
+    session_key: str | None = None,
+) -> ClickOutcome:
     """Record a click on a product shown by a search; a repeat of the same click is kept once.
     It counts only from the session that ran the search (`session_key`, compared by its keyed
     hash: none for a search run without one) and within SEARCH_CLICK_WINDOW_SECONDS of it: the
@@ -319,27 +355,39 @@ def click_log(*, search_id: str, product_id: int | None = None, sku: str | None 
     if event is None:
         raise ClickError("search_id", "No search with this id.")
     if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
-        raise ClickError("search_id", "This search was run in another session; only its own session's clicks count.",
-                         status=403)
+        raise ClickError(
+            "search_id", "This search was run in another session; only its own session's clicks count.", status=403
+        )
     if timezone.now() - event.created_at > timedelta(seconds=settings.SEARCH_CLICK_WINDOW_SECONDS):
-        raise ClickError("search_id", f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
-                         "minutes old; its clicks no longer count.", status=403)
-    product = Product.objects.filter(pk=product_id).first() if product_id is not None else \
-        Product.objects.filter(sku=sku).first() if sku else None
+        raise ClickError(
+            "search_id",
+            f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
+            "minutes old; its clicks no longer count.",
+            status=403,
+        )
+    product = (
+        Product.objects.filter(pk=product_id).first()
+        if product_id is not None
+        else Product.objects.filter(sku=sku).first()
+        if sku
+        else None
+    )
     if product is None:
         raise ClickError("product_id" if product_id is not None else "sku", "No such product.")
     shown = event.impressions.filter(product_sku=product.sku).values_list("position", flat=True).first()
     if shown is None:
-        raise ClickError("product_id" if product_id is not None else "sku",
-                         "This product was not shown by that search.", status=409)
+        raise ClickError(
+            "product_id" if product_id is not None else "sku", "This product was not shown by that search.", status=409
+        )
     if position is not None and position != shown:
         raise ClickError("position", f"The product was shown at position {shown}, not {position}.", status=409)
     try:
         with transaction.atomic():
             click = Click.objects.create(search=event, product=product, product_sku=product.sku, position=shown)
             # the insights read these off the search (no join with the clicks)
-            SearchEvent.objects.filter(pk=event.pk).update(click_count=F("click_count") + 1,
-                                                           click_position_sum=F("click_position_sum") + shown)
+            SearchEvent.objects.filter(pk=event.pk).update(
+                click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + shown
+            )
         return ClickOutcome(click, True)
     except IntegrityError:
         return ClickOutcome(Click.objects.get(search=event, product_sku=product.sku), False)

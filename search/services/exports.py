@@ -3,9 +3,11 @@
 `events`: one row per search with its impressions and clicks.
 `triplets`: training rows (query, positive, negative): a clicked product, and each product
 shown above it that was skipped (a hard negative), unless a ranking rule placed it there
-(pinned, boosted, buried: the model did not rank it, and a merchandiser's choice is no negative). Columns query/positive/negative come first;
-`text_only` keeps just those three, the form sentence-transformers trains on directly.
+(pinned, boosted, buried: the model did not rank it, and a merchandiser's choice is no
+negative). Columns query/positive/negative come first; `text_only` keeps just those three, the
+form sentence-transformers trains on directly.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,17 +34,41 @@ CHUNK = 500  # searches read per query: memory stays flat whatever the log's siz
 Columns = tuple[tuple[str, str], ...]
 TRIPLET_TEXT_COLUMNS: Columns = (("query", "string"), ("positive", "string"), ("negative", "string"))
 TRIPLET_COLUMNS: Columns = TRIPLET_TEXT_COLUMNS + (
-    ("positive_image", "string"), ("negative_image", "string"), ("positive_id", "int64"), ("negative_id", "int64"),
-    ("positive_position", "int32"), ("negative_position", "int32"), ("search_id", "string"))
+    ("positive_image", "string"),
+    ("negative_image", "string"),
+    ("positive_id", "int64"),
+    ("negative_id", "int64"),
+    ("positive_position", "int32"),
+    ("negative_position", "int32"),
+    ("search_id", "string"),
+)
 EVENT_COLUMNS: Columns = (
-    ("search_id", "string"), ("created_at", "string"), ("channel", "string"), ("mode", "string"),
-    ("query", "string"), ("query_normalized", "string"), ("filters", "json"), ("sort", "string"),
-    ("strategy", "string"), ("model_id", "string"), ("page", "int32"), ("page_size", "int32"),
-    ("result_count", "int32"), ("session_hash", "string"), ("merchandising", "json"), ("impressions", "impressions"),
-    ("clicks", "clicks"))
+    ("search_id", "string"),
+    ("created_at", "string"),
+    ("channel", "string"),
+    ("mode", "string"),
+    ("query", "string"),
+    ("query_normalized", "string"),
+    ("filters", "json"),
+    ("sort", "string"),
+    ("strategy", "string"),
+    ("model_id", "string"),
+    ("page", "int32"),
+    ("page_size", "int32"),
+    ("result_count", "int32"),
+    ("session_hash", "string"),
+    ("merchandising", "json"),
+    ("impressions", "impressions"),
+    ("clicks", "clicks"),
+)
 RECORDS: dict[str, Columns] = {
-    "impressions": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("score", "float64"),
-                    ("placement", "string")),
+    "impressions": (
+        ("position", "int32"),
+        ("product_id", "int64"),
+        ("sku", "string"),
+        ("score", "float64"),
+        ("placement", "string"),
+    ),
     "clicks": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("created_at", "string")),
 }
 
@@ -76,9 +102,14 @@ def _bounds(since: date | None, until: date | None) -> dict:
 
 
 def _events(since: date | None, until: date | None, **extra):
-    return (SearchEvent.objects.filter(**_bounds(since, until), **extra).order_by("created_at", "id")
-            .prefetch_related(Prefetch("impressions", queryset=SearchImpression.objects.order_by("position")),
-                              Prefetch("clicks", queryset=Click.objects.order_by("position"))))
+    return (
+        SearchEvent.objects.filter(**_bounds(since, until), **extra)
+        .order_by("created_at", "id")
+        .prefetch_related(
+            Prefetch("impressions", queryset=SearchImpression.objects.order_by("position")),
+            Prefetch("clicks", queryset=Click.objects.order_by("position")),
+        )
+    )
 
 
 def export_size(*, kind: str, since: date | None = None, until: date | None = None) -> int:
@@ -88,20 +119,51 @@ def export_size(*, kind: str, since: date | None = None, until: date | None = No
 
 
 def _event_row(event: SearchEvent) -> dict:
-    return _project(EVENT_COLUMNS, {
-        "search_id": event.pk.hex, "created_at": event.created_at.isoformat(), "channel": event.channel,
-        "mode": event.mode, "query": event.query, "query_normalized": event.query_normalized,
-        "filters": event.filters, "sort": event.sort, "strategy": event.strategy, "model_id": event.model_id,
-        "page": event.page, "page_size": event.page_size, "result_count": event.result_count,
-        "session_hash": event.session_hash, "merchandising": event.merchandising,
-        "impressions": [_project(RECORDS["impressions"], {"position": i.position, "product_id": i.product_id,
-                                                         "sku": i.product_sku, "score": i.score,
-                                                         "placement": i.placement})
-                        for i in event.impressions.all()],
-        "clicks": [_project(RECORDS["clicks"], {"position": c.position, "product_id": c.product_id,
-                                                "sku": c.product_sku, "created_at": c.created_at.isoformat()})
-                   for c in event.clicks.all()],
-    })
+    return _project(
+        EVENT_COLUMNS,
+        {
+            "search_id": event.pk.hex,
+            "created_at": event.created_at.isoformat(),
+            "channel": event.channel,
+            "mode": event.mode,
+            "query": event.query,
+            "query_normalized": event.query_normalized,
+            "filters": event.filters,
+            "sort": event.sort,
+            "strategy": event.strategy,
+            "model_id": event.model_id,
+            "page": event.page,
+            "page_size": event.page_size,
+            "result_count": event.result_count,
+            "session_hash": event.session_hash,
+            "merchandising": event.merchandising,
+            "impressions": [
+                _project(
+                    RECORDS["impressions"],
+                    {
+                        "position": i.position,
+                        "product_id": i.product_id,
+                        "sku": i.product_sku,
+                        "score": i.score,
+                        "placement": i.placement,
+                    },
+                )
+                for i in event.impressions.all()
+            ],
+            "clicks": [
+                _project(
+                    RECORDS["clicks"],
+                    {
+                        "position": c.position,
+                        "product_id": c.product_id,
+                        "sku": c.product_sku,
+                        "created_at": c.created_at.isoformat(),
+                    },
+                )
+                for c in event.clicks.all()
+            ],
+        },
+    )
 
 
 def _image_path(product: Product) -> str | None:
@@ -126,19 +188,38 @@ def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
                 continue
             for skipped in shown:
                 negative = products.get(skipped.product_id)
-                if (skipped.position >= click.position or skipped.product_sku in clicked or negative is None
-                        or skipped.placement):
+                if (
+                    skipped.position >= click.position
+                    or skipped.product_sku in clicked
+                    or negative is None
+                    or skipped.placement
+                ):
                     continue
-                yield _project(columns, {
-                    "query": event.query, "positive": positive.search_text, "negative": negative.search_text,
-                    "positive_image": _image_path(positive), "negative_image": _image_path(negative),
-                    "positive_id": positive.pk, "negative_id": negative.pk,
-                    "positive_position": click.position, "negative_position": skipped.position,
-                    "search_id": event.pk.hex})
+                yield _project(
+                    columns,
+                    {
+                        "query": event.query,
+                        "positive": positive.search_text,
+                        "negative": negative.search_text,
+                        "positive_image": _image_path(positive),
+                        "negative_image": _image_path(negative),
+                        "positive_id": positive.pk,
+                        "negative_id": negative.pk,
+                        "positive_position": click.position,
+                        "negative_position": skipped.position,
+                        "search_id": event.pk.hex,
+                    },
+                )
 
 
-def clicks_export(*, kind: str, since: date | None = None, until: date | None = None, text_only: bool = False,
-                  progress: Callable[[int], None] | None = None) -> Iterator[dict]:
+def clicks_export(
+    *,
+    kind: str,
+    since: date | None = None,
+    until: date | None = None,
+    text_only: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[dict]:
     """Yield export rows, reading the log CHUNK searches at a time."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
@@ -161,8 +242,13 @@ def clicks_export(*, kind: str, since: date | None = None, until: date | None = 
 def _parquet_schema(kind: str, text_only: bool):
     import pyarrow as pa
 
-    scalars = {"string": pa.string(), "json": pa.string(), "int32": pa.int32(), "int64": pa.int64(),
-               "float64": pa.float64()}
+    scalars = {
+        "string": pa.string(),
+        "json": pa.string(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float64": pa.float64(),
+    }
 
     def arrow(type_name: str):
         if type_name in RECORDS:
@@ -244,5 +330,14 @@ def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, 
     return count
 
 
-__all__ = ["KINDS", "FORMATS", "clicks_export", "csv_cell", "export_columns", "export_schema", "export_size",
-           "iter_encoded", "write_export"]
+__all__ = [
+    "KINDS",
+    "FORMATS",
+    "clicks_export",
+    "csv_cell",
+    "export_columns",
+    "export_schema",
+    "export_size",
+    "iter_encoded",
+    "write_export",
+]

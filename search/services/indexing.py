@@ -12,6 +12,7 @@ normalising run as tensor ops where the model runs (`PixelRecipe`); each chunk's
 written to the vector store by a writer thread while the next chunk is encoded; the rows' states
 are written in a few statements per batch.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,7 +34,6 @@ from django.utils import timezone
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
-
 from search.retrieval import providers
 from search.retrieval.encoders import Encoder, ModelUnavailableError, image_array
 from search.retrieval.facets import facet_payload
@@ -57,7 +57,7 @@ class IndexReport:
     def as_dict(self) -> dict:
         return asdict(self)
 
-    def merge(self, other: "IndexReport") -> None:
+    def merge(self, other: IndexReport) -> None:
         for name in ("indexed", "skipped", "payload_updated", "removed", "failed", "deferred"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.update(other.errors)
@@ -73,13 +73,19 @@ def _sha(*parts: str) -> str:
 
 def product_keyword_text(product: Product) -> KeywordText:
     """What the keyword leg reads of a product: its words, its SKU and its attributes' values."""
-    return KeywordText(title=product.title, brand=product.brand, category=product.category, sku=product.sku,
-                       attributes=tuple(attribute_texts(product.attributes or {})),
-                       description=product.description)
+    return KeywordText(
+        title=product.title,
+        brand=product.brand,
+        category=product.category,
+        sku=product.sku,
+        attributes=tuple(attribute_texts(product.attributes or {})),
+        description=product.description,
+    )
 
 
-def product_payload(product: Product, *, model_id: str, has_text: bool, has_image: bool,
-                    keywords: Sparse | None = None) -> dict:
+def product_payload(
+    product: Product, *, model_id: str, has_text: bool, has_image: bool, keywords: Sparse | None = None
+) -> dict:
     """What Qdrant filters on; the database stays the source of everything shown. `terms` are the
     keyword leg's terms (which query words the product holds)."""
     return {
@@ -128,15 +134,19 @@ def product_source(product: Product, model_id: str) -> ProductSource:
     if not text and data is None:
         raise ValidationError("nothing to embed: give the product a title or an image.")
     keywords = providers.get_keyword_encoder().document(product_keyword_text(product))
-    payload = product_payload(product, model_id=model_id, has_text=bool(text), has_image=data is not None,
-                              keywords=keywords)
+    payload = product_payload(
+        product, model_id=model_id, has_text=bool(text), has_image=data is not None, keywords=keywords
+    )
     image_sha = hashlib.sha256(data).hexdigest() if data is not None else ""
     # The keyword vector follows its terms (in the payload): a new SKU or attribute is a payload
     # change, written without encoding again.
     return ProductSource(
-        product=product, text=text, image_bytes=data,
+        product=product,
+        text=text,
+        image_bytes=data,
         content_hash=_sha(model_id, text, image_sha),
-        payload=payload, payload_hash=_sha(json.dumps(payload, sort_keys=True), repr(keywords.values)),
+        payload=payload,
+        payload_hash=_sha(json.dumps(payload, sort_keys=True), repr(keywords.values)),
         keywords=keywords,
     )
 
@@ -145,28 +155,38 @@ def product_source(product: Product, model_id: str) -> ProductSource:
 class _Plan:
     """What prepare decided for each active product."""
 
-    encode: list[ProductSource] = field(default_factory=list)   # new or changed: embed and upsert
+    encode: list[ProductSource] = field(default_factory=list)  # new or changed: embed and upsert
     payload: list[ProductSource] = field(default_factory=list)  # same vectors, new payload (price...)
     current: list[ProductSource] = field(default_factory=list)  # already in the index as it is
     failed: list[tuple[Product, str]] = field(default_factory=list)
 
 
-def products_index(*, product_ids: Sequence[int], encoder: Encoder | None = None,
-                   index: ProductIndex | None = None, force: bool = False) -> IndexReport:
+def products_index(
+    *,
+    product_ids: Sequence[int],
+    encoder: Encoder | None = None,
+    index: ProductIndex | None = None,
+    force: bool = False,
+) -> IndexReport:
     """Embed and upsert the given products; unchanged ones are skipped, gone ones removed.
     When another process holds the embedded index, they are left pending for it (`deferred`)."""
     try:
         return _products_index(product_ids=product_ids, encoder=encoder, index=index, force=force)
     except IndexBusyError as exc:
         count = len(set(product_ids))
-        logger.warning("%s %d product(s) stay pending: the running server indexes pending products within "
-                       "%s s; with no server running, `python manage.py index_products --dirty` does.",
-                       exc, count, settings.SEARCH_EMBEDDED_SWEEP_SECONDS)
+        logger.warning(
+            "%s %d product(s) stay pending: the running server indexes pending products within "
+            "%s s; with no server running, `python manage.py index_products --dirty` does.",
+            exc,
+            count,
+            settings.SEARCH_EMBEDDED_SWEEP_SECONDS,
+        )
         return IndexReport(deferred=count)
 
 
-def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, index: ProductIndex | None,
-                    force: bool) -> IndexReport:
+def _products_index(
+    *, product_ids: Sequence[int], encoder: Encoder | None, index: ProductIndex | None, force: bool
+) -> IndexReport:
     serving = index or providers.get_product_index()
     # Reach the store before loading a model: held by another process (IndexBusyError), that
     # process indexes the rows, whatever this one's model setting (or its time to load).
@@ -196,8 +216,7 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
         # Not retried either: the store must be rebuilt for this model. The rows say how.
         _mark(_Plan(failed=[(p, str(exc)) for p in active]), model_id="", report=report)
         return report
-    plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active),
-                    force=force)
+    plan = _prepare(active, model_id=encoder.model_id, present=index.existing_ids(p.pk for p in active), force=force)
     unreadable = _encode_write(index, plan.encode, encoder, plan.payload)
     if unreadable:
         failed_ids = {p.pk for p, _ in unreadable}
@@ -207,8 +226,9 @@ def _products_index(*, product_ids: Sequence[int], encoder: Encoder | None, inde
     return report
 
 
-def _read(product_ids: Sequence[int], index: ProductIndex, report: IndexReport,
-          also: Sequence[ProductIndex] = ()) -> list[Product]:
+def _read(
+    product_ids: Sequence[int], index: ProductIndex, report: IndexReport, also: Sequence[ProductIndex] = ()
+) -> list[Product]:
     """The active products among these ids; deleted and deactivated ones leave search here."""
     ids = sorted({int(i) for i in product_ids})
     products = {p.pk: p for p in Product.objects.filter(pk__in=ids)}
@@ -220,8 +240,14 @@ def _read(product_ids: Sequence[int], index: ProductIndex, report: IndexReport,
         report.removed += len(gone) + len(inactive)
         now = timezone.now()
         for product in inactive:
-            _state_write(product, index_status=IndexStatus.UNLISTED, index_error="", content_hash="",
-                         payload_hash="", indexed_at=now)
+            _state_write(
+                product,
+                index_status=IndexStatus.UNLISTED,
+                index_error="",
+                content_hash="",
+                payload_hash="",
+                indexed_at=now,
+            )
     return [p for p in products.values() if p.active]
 
 
@@ -235,8 +261,9 @@ def _threads() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=settings.SEARCH_DECODE_THREADS or os.cpu_count() or 1,
-                                       thread_name_prefix="decode")
+            _pool = ThreadPoolExecutor(
+                max_workers=settings.SEARCH_DECODE_THREADS or os.cpu_count() or 1, thread_name_prefix="decode"
+            )
         return _pool
 
 
@@ -265,8 +292,12 @@ def _prepare(products: Sequence[Product], *, model_id: str, present: set[int], f
         if isinstance(source, str):
             plan.failed.append((product, source))
             continue
-        unchanged = (not force and product.pk in present and product.content_hash == source.content_hash
-                     and product.indexed_model == model_id)
+        unchanged = (
+            not force
+            and product.pk in present
+            and product.content_hash == source.content_hash
+            and product.indexed_model == model_id
+        )
         if unchanged:
             (plan.current if product.payload_hash == source.payload_hash else plan.payload).append(source)
             continue
@@ -286,15 +317,16 @@ def _decoded(source: ProductSource, draft: tuple[int, int] | None):
     return image_array(loaded.image)
 
 
-def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder: Encoder,
-                  payload_only: Sequence[ProductSource]) -> list[tuple[Product, str]]:
+def _encode_write(
+    index: ProductIndex, sources: Sequence[ProductSource], encoder: Encoder, payload_only: Sequence[ProductSource]
+) -> list[tuple[Product, str]]:
     """Encode the products in chunks of the encoder's batch size and write their points, as a
     pipeline: chunk k+1 and k+2 decode while chunk k is encoded, and chunk k-1 is written
     meanwhile. A product gets a vector only for what it has (never a zero vector). Returns the
     products that failed, with the reason; the others are in the store when it returns."""
     failed: dict[int, str] = {}
     size = max(1, int(getattr(encoder, "batch_size", 0) or settings.SEARCH_ENCODE_BATCH_SIZE))
-    chunks = [sources[i:i + size] for i in range(0, len(sources), size)]
+    chunks = [sources[i : i + size] for i in range(0, len(sources), size)]
     draft = encoder.image_draft_size() if hasattr(encoder, "image_draft_size") else None
     # On a CPU the model's own threads use every core, and they wait for each other at every
     # operation: decoding beside them slowed the forward pass more than it saved (1.27x the
@@ -307,8 +339,9 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
 
     def decode(k: int) -> None:
         if k < len(chunks):
-            ahead.append({s.product.pk: _threads().submit(_decoded, s, draft)
-                          for s in chunks[k] if s.image_bytes is not None})
+            ahead.append(
+                {s.product.pk: _threads().submit(_decoded, s, draft) for s in chunks[k] if s.image_bytes is not None}
+            )
 
     for k in range(look_ahead):
         decode(k)
@@ -320,8 +353,9 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
             pending = ahead.popleft()
             if not look_ahead:
                 futures_wait(pending.values())
-            text_vectors = _encoded([s for s in chunk if s.text], "text", lambda s: s.text,
-                                    encoder.encode_texts, failed)
+            text_vectors = _encoded(
+                [s for s in chunk if s.text], "text", lambda s: s.text, encoder.encode_texts, failed
+            )
             pixels: dict[int, object] = {}
             for source in chunk:
                 if source.product.pk in pending:
@@ -329,15 +363,27 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
                         pixels[source.product.pk] = pending[source.product.pk].result()
                     except ValidationError as exc:
                         failed[source.product.pk] = " ".join(exc.messages)
-            image_vectors = _encoded([s for s in chunk if s.product.pk in pixels], "image",
-                                     lambda s: pixels[s.product.pk], encoder.encode_images, failed)
-            points = [ProductPoint(id=s.product.pk, text=text_vectors.get(s.product.pk),
-                                   image=image_vectors.get(s.product.pk), payload=s.payload, keywords=s.keywords)
-                      for s in chunk if s.product.pk not in failed]
+            image_vectors = _encoded(
+                [s for s in chunk if s.product.pk in pixels],
+                "image",
+                lambda s: pixels[s.product.pk],
+                encoder.encode_images,
+                failed,
+            )
+            points = [
+                ProductPoint(
+                    id=s.product.pk,
+                    text=text_vectors.get(s.product.pk),
+                    image=image_vectors.get(s.product.pk),
+                    payload=s.payload,
+                    keywords=s.keywords,
+                )
+                for s in chunk
+                if s.product.pk not in failed
+            ]
             writes.append(writer.submit(index.upsert, points))
         for source in payload_only:
-            writes.append(writer.submit(index.set_payload, source.product.pk, source.payload,
-                                        keywords=source.keywords))
+            writes.append(writer.submit(index.set_payload, source.product.pk, source.payload, keywords=source.keywords))
         for write in writes:
             write.result()  # the store's own error, raised here as if written in this thread
     finally:
@@ -348,8 +394,9 @@ def _encode_write(index: ProductIndex, sources: Sequence[ProductSource], encoder
     return [(s.product, failed[s.product.pk]) for s in sources if s.product.pk in failed]
 
 
-def _encoded(sources: list[ProductSource], what: str, item: Callable, encode: Callable,
-             failed: dict[int, str]) -> dict[int, object]:
+def _encoded(
+    sources: list[ProductSource], what: str, item: Callable, encode: Callable, failed: dict[int, str]
+) -> dict[int, object]:
     """Encode one batch; a batch the model fails on is encoded item by item: only the products it
     cannot embed fail (with the reason), the rest of the batch is indexed."""
     if not sources:
@@ -378,14 +425,33 @@ def _mark(plan: _Plan, *, model_id: str, report: IndexReport) -> None:
         writes.append((product, {"index_status": IndexStatus.FAILED, "index_error": message}))
         report.errors[product.pk] = message
     for source in plan.encode:
-        writes.append((source.product, {"index_status": IndexStatus.INDEXED, "index_error": "",
-                                        "indexed_model": model_id, "content_hash": source.content_hash,
-                                        "payload_hash": source.payload_hash, "indexed_at": now}))
+        writes.append(
+            (
+                source.product,
+                {
+                    "index_status": IndexStatus.INDEXED,
+                    "index_error": "",
+                    "indexed_model": model_id,
+                    "content_hash": source.content_hash,
+                    "payload_hash": source.payload_hash,
+                    "indexed_at": now,
+                },
+            )
+        )
     for source in plan.payload + plan.current:
         product = source.product
         if product.index_status != IndexStatus.INDEXED or product.payload_hash != source.payload_hash:
-            writes.append((product, {"index_status": IndexStatus.INDEXED, "index_error": "",
-                                     "payload_hash": source.payload_hash, "indexed_at": now}))
+            writes.append(
+                (
+                    product,
+                    {
+                        "index_status": IndexStatus.INDEXED,
+                        "index_error": "",
+                        "payload_hash": source.payload_hash,
+                        "indexed_at": now,
+                    },
+                )
+            )
     with transaction.atomic():
         _states_write(writes)
     report.failed += len(plan.failed)
@@ -413,16 +479,21 @@ def _states_write(writes: Sequence[tuple[Product, dict]]) -> int:
     written = 0
     for names, members in groups.items():
         for start in range(0, len(members), STATES_PER_STATEMENT):
-            part = members[start:start + STATES_PER_STATEMENT]
+            part = members[start : start + STATES_PER_STATEMENT]
             if len(part) == 1:
                 written += _state_write(part[0][0], **part[0][1])
                 continue
             values: dict[str, object] = {}
             for name in names:
                 distinct = {fields[name] for _, fields in part}
-                values[name] = next(iter(distinct)) if len(distinct) == 1 else Case(
-                    *(When(pk=product.pk, then=Value(fields[name])) for product, fields in part),
-                    output_field=Product._meta.get_field(name))
+                values[name] = (
+                    next(iter(distinct))
+                    if len(distinct) == 1
+                    else Case(
+                        *(When(pk=product.pk, then=Value(fields[name])) for product, fields in part),
+                        output_field=Product._meta.get_field(name),
+                    )
+                )
             rows = Q()
             for product, _ in part:
                 rows |= Q(pk=product.pk, updated_at=product.updated_at)
@@ -435,8 +506,11 @@ def _payloads_rewrite() -> int:
     the sweep writes every indexed product's payload and keywords again (a payload write each,
     no encoding). Returns how many."""
     flagged = Product.objects.filter(index_status=IndexStatus.INDEXED).mark_pending(payload_hash="")
-    logger.warning("The vector index was written by an older version; %d product(s) get their payload "
-                   "written again (no encoding).", flagged)
+    logger.warning(
+        "The vector index was written by an older version; %d product(s) get their payload "
+        "written again (no encoding).",
+        flagged,
+    )
     return flagged
 
 
@@ -466,8 +540,13 @@ def model_switch_advance() -> str:
     catalog = Product.objects.searchable()
     flagged = catalog.filter(index_status=IndexStatus.INDEXED).exclude(indexed_model=current).mark_pending()
     if flagged:
-        logger.warning("The embedding model is now %s: embedding %d product(s) into a store of its own; search "
-                       "keeps answering with %s until it is complete.", current, flagged, providers.serving_model_id())
+        logger.warning(
+            "The embedding model is now %s: embedding %d product(s) into a store of its own; search "
+            "keeps answering with %s until it is complete.",
+            current,
+            flagged,
+            providers.serving_model_id(),
+        )
     if catalog.filter(index_status=IndexStatus.PENDING).exists():
         return "filling"
     previous = providers.serving_model_id()
@@ -477,5 +556,12 @@ def model_switch_advance() -> str:
     return "switched"
 
 
-__all__ = ["IndexReport", "ProductSource", "model_switch_advance", "product_payload", "product_source",
-           "products_index", "products_reindex_if_index_missing"]
+__all__ = [
+    "IndexReport",
+    "ProductSource",
+    "model_switch_advance",
+    "product_payload",
+    "product_source",
+    "products_index",
+    "products_reindex_if_index_missing",
+]

@@ -1,5 +1,6 @@
 """Saving the merchandiser's ranking rules: a pin may take a position of a query only once (the
 form says so first; the database's constraint refuses what two saves at once would let through)."""
+
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
@@ -14,14 +15,25 @@ def rule_pin_clash(*, rule: RankingRule) -> RankingRule | None:
     by word), if this rule is an active pin and there is one."""
     if rule.action != RankingRule.Action.PIN or not rule.active or rule.position is None:
         return None
-    return (RankingRule.objects.filter(active=True, action=RankingRule.Action.PIN, match=rule.match,
-                                       query_key=" ".join(words(rule.query or ""))[:200], position=rule.position)
-            .exclude(pk=rule.pk).select_related("product").first())
+    return (
+        RankingRule.objects.filter(
+            active=True,
+            action=RankingRule.Action.PIN,
+            match=rule.match,
+            query_key=" ".join(words(rule.query or ""))[:200],
+            position=rule.position,
+        )
+        .exclude(pk=rule.pk)
+        .select_related("product")
+        .first()
+    )
 
 
 def pin_clash_message(clash: RankingRule) -> str:
-    return (f"{clash.product.sku if clash.product else 'Another product'} is already pinned at position "
-            f"{clash.position} for this query (rule {clash.pk}): choose another position.")
+    return (
+        f"{clash.product.sku if clash.product else 'Another product'} is already pinned at position "
+        f"{clash.position} for this query (rule {clash.pk}): choose another position."
+    )
 
 
 def ranking_rule_save(*, rule: RankingRule) -> RankingRule:

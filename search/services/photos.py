@@ -1,5 +1,6 @@
 """Shoppers' photos, kept while their search is in use: a photo search is a URL (`?photo=<key>`)
 like any other search, so filters, sorting, pages and "Back to search" keep it."""
+
 from __future__ import annotations
 
 import hashlib

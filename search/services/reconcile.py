@@ -7,6 +7,7 @@ rows whose text, image or payload changed without being flagged (a bulk `update(
 rows for indexing, deletes the orphans (or rebuilds a collection of the wrong size) and
 indexes the flagged rows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,7 +17,6 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 
 from catalog.models import IndexStatus, Product
-
 from search.retrieval import providers
 from search.retrieval.vector_store import ProductIndex
 
@@ -34,29 +34,40 @@ class ReconcileReport:
     rows_indexed: int = 0
     # (collection size, model size) when they differ: every point must be embedded again
     dimension: tuple[int, int] | None = None
-    missing: list[int] = field(default_factory=list)        # row says indexed, no point
-    orphans: list[int] = field(default_factory=list)        # point without an active product
-    stale_model: list[int] = field(default_factory=list)    # indexed by another model
+    missing: list[int] = field(default_factory=list)  # row says indexed, no point
+    orphans: list[int] = field(default_factory=list)  # point without an active product
+    stale_model: list[int] = field(default_factory=list)  # indexed by another model
     stale_content: list[int] = field(default_factory=list)  # text, image or payload changed unflagged
     unreadable: dict[int, str] = field(default_factory=dict)  # rows whose source cannot be read now
     fixed: IndexReport | None = None
 
     @property
     def problems(self) -> int:
-        return (bool(self.dimension) + len(self.missing) + len(self.orphans) + len(self.stale_model)
-                + len(self.stale_content))
+        return (
+            bool(self.dimension)
+            + len(self.missing)
+            + len(self.orphans)
+            + len(self.stale_model)
+            + len(self.stale_content)
+        )
 
     def lines(self) -> list[str]:
         """What was found, in words a merchandiser's admin can act on."""
-        out = [f"{self.points} points in the vector index; {self.rows_indexed} products say they are indexed "
-               f"(model {self.model_id})."]
+        out = [
+            f"{self.points} points in the vector index; {self.rows_indexed} products say they are indexed "
+            f"(model {self.model_id})."
+        ]
         if self.dimension:
-            out.append(f"The index holds {self.dimension[0]}-d vectors, the model gives {self.dimension[1]}-d: "
-                       "every product must be embedded again.")
-        for label, ids in (("indexed but missing from the index", self.missing),
-                           ("in the index but deleted or unlisted in the catalog (orphans)", self.orphans),
-                           ("indexed by another model", self.stale_model),
-                           ("changed since they were indexed (text, image or price)", self.stale_content)):
+            out.append(
+                f"The index holds {self.dimension[0]}-d vectors, the model gives {self.dimension[1]}-d: "
+                "every product must be embedded again."
+            )
+        for label, ids in (
+            ("indexed but missing from the index", self.missing),
+            ("in the index but deleted or unlisted in the catalog (orphans)", self.orphans),
+            ("indexed by another model", self.stale_model),
+            ("changed since they were indexed (text, image or price)", self.stale_content),
+        ):
             if ids:
                 shown = ", ".join(str(i) for i in ids[:10]) + (" ..." if len(ids) > 10 else "")
                 out.append(f"{len(ids)} product(s) {label}: {shown}")
@@ -67,8 +78,9 @@ class ReconcileReport:
         return out
 
 
-def index_reconcile(*, fix: bool = False, index: ProductIndex | None = None,
-                    progress: Callable[[int], None] | None = None) -> ReconcileReport:
+def index_reconcile(
+    *, fix: bool = False, index: ProductIndex | None = None, progress: Callable[[int], None] | None = None
+) -> ReconcileReport:
     """Compare the index with the database; with `fix`, repair it and index what was flagged.
 
     Raises:
@@ -89,7 +101,7 @@ def index_reconcile(*, fix: bool = False, index: ProductIndex | None = None,
     report.rows_indexed = indexed.count()
     if not report.dimension:
         for start in range(0, report.rows_indexed, READ_BATCH):
-            batch = list(indexed[start:start + READ_BATCH])
+            batch = list(indexed[start : start + READ_BATCH])
             _check(batch, points, model_id, report)
             if progress:
                 progress(len(batch))
@@ -123,11 +135,14 @@ def _fix(report: ReconcileReport, index: ProductIndex) -> IndexReport:
         index.delete(report.orphans)
         ids = sorted(set(report.missing) | set(report.stale_model) | set(report.stale_content))
     Product.objects.filter(pk__in=ids).mark_pending()
-    logger.warning("reconcile_index: %d product(s) flagged for indexing, %d orphan point(s) removed.",
-                   len(ids), 0 if report.dimension else len(report.orphans))
+    logger.warning(
+        "reconcile_index: %d product(s) flagged for indexing, %d orphan point(s) removed.",
+        len(ids),
+        0 if report.dimension else len(report.orphans),
+    )
     done = IndexReport(removed=0 if report.dimension else len(report.orphans))
     for start in range(0, len(ids), 64):
-        done.merge(products_index(product_ids=ids[start:start + 64], index=index))
+        done.merge(products_index(product_ids=ids[start : start + 64], index=index))
     return done
 
 

@@ -1,4 +1,5 @@
 """JSON search API: thin, parse input, call one selector, serialise."""
+
 from __future__ import annotations
 
 import logging
@@ -6,20 +7,18 @@ import tempfile
 
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, QueryDict, StreamingHttpResponse
-from rest_framework.fields import ListField
-from rest_framework.authentication import BasicAuthentication, SessionAuthentication
-from rest_framework.permissions import BasePermission
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.authentication import BasicAuthentication, SessionAuthentication
+from rest_framework.fields import ListField
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog.images import image_load
-from .throttling import ClickThrottle, PhotoThrottle, SearchThrottle, SuggestThrottle
-
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexTransientError, IndexUnavailableError
 from search.selectors import product_search
@@ -33,6 +32,7 @@ from search.services import (
     search_event_log,
     write_export,
 )
+
 from .serializers import (
     CLICK_REQUEST,
     ClickResponseSerializer,
@@ -46,7 +46,7 @@ from .serializers import (
     error_responses,
     search_result_data,
 )
-
+from .throttling import ClickThrottle, PhotoThrottle, SearchThrottle, SuggestThrottle
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +59,20 @@ def _unavailable(exc: Exception) -> Response:
     # The reason (paths, the command that rebuilds the index) is for the operator's log.
     logger.error("Search unavailable: %s", exc)
     if isinstance(exc, IndexTransientError):
-        response = Response({"detail": "Search is unavailable for a moment: the search index did not answer. "
-                                       f"Try again in {TRANSIENT_RETRY_AFTER} seconds."},
-                            status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response = Response(
+            {
+                "detail": "Search is unavailable for a moment: the search index did not answer. "
+                f"Try again in {TRANSIENT_RETRY_AFTER} seconds."
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
         response["Retry-After"] = str(TRANSIENT_RETRY_AFTER)
         return response
-    what = "the search index cannot be read" if isinstance(exc, IndexUnavailableError) else \
-        "the embedding model could not be loaded"
+    what = (
+        "the search index cannot be read"
+        if isinstance(exc, IndexUnavailableError)
+        else "the embedding model could not be loaded"
+    )
     return Response({"detail": f"Search is unavailable: {what}."}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
@@ -102,12 +109,15 @@ class SearchApi(APIView):
     permission_classes: list = []
     throttle_classes = [SearchThrottle]
 
-    @extend_schema(parameters=[SearchParamsSerializer],
-                   responses={200: SearchResponseSerializer, **error_responses(400, 429, 503)},
-                   summary="Search products by words (empty q browses the catalog)")
+    @extend_schema(
+        parameters=[SearchParamsSerializer],
+        responses={200: SearchResponseSerializer, **error_responses(400, 429, 503)},
+        summary="Search products by words (empty q browses the catalog)",
+    )
     def get(self, request: Request) -> Response:
-        params = SearchParamsSerializer(data=_strict(request.query_params, SearchParamsSerializer),
-                                        context={"query": request.query_params})
+        params = SearchParamsSerializer(
+            data=_strict(request.query_params, SearchParamsSerializer), context={"query": request.query_params}
+        )
         params.is_valid(raise_exception=True)
         return _search_response(request, channel="api", **params.search_kwargs())
 
@@ -117,9 +127,11 @@ class SuggestApi(APIView):
     permission_classes: list = []
     throttle_classes = [SuggestThrottle]
 
-    @extend_schema(parameters=[SuggestParamsSerializer],
-                   responses={200: SuggestResponseSerializer, **error_responses(400, 429)},
-                   summary="Completions of what a shopper has typed (titles, brands, categories, clicked queries)")
+    @extend_schema(
+        parameters=[SuggestParamsSerializer],
+        responses={200: SuggestResponseSerializer, **error_responses(400, 429)},
+        summary="Completions of what a shopper has typed (titles, brands, categories, clicked queries)",
+    )
     def get(self, request: Request) -> Response:
         params = SuggestParamsSerializer(data=_strict(request.query_params, SuggestParamsSerializer))
         params.is_valid(raise_exception=True)
@@ -134,14 +146,16 @@ class ImageSearchApi(APIView):
     throttle_classes = [PhotoThrottle]
     parser_classes = [MultiPartParser, FormParser]
 
-    @extend_schema(request={"multipart/form-data": ImageSearchParamsSerializer},
-                   responses={200: SearchResponseSerializer, **error_responses(400, 413, 415, 429, 503)},
-                   summary="Search products by a photo (multipart field `image`)")
+    @extend_schema(
+        request={"multipart/form-data": ImageSearchParamsSerializer},
+        responses={200: SearchResponseSerializer, **error_responses(400, 413, 415, 429, 503)},
+        summary="Search products by a photo (multipart field `image`)",
+    )
     def post(self, request: Request) -> Response:
         # the form's fields, else the query string's (a request with no body has no form at all)
         data = request.query_params.copy()
         form = request.data if hasattr(request.data, "lists") else {}
-        for name, values in (form.lists() if form else ()):
+        for name, values in form.lists() if form else ():
             data.setlist(name, values)
         params = ImageSearchParamsSerializer(data=data)
         params.is_valid(raise_exception=True)
@@ -163,10 +177,15 @@ class ClickApi(APIView):
     permission_classes: list = []
     throttle_classes = [ClickThrottle]
 
-    @extend_schema(request=CLICK_REQUEST,
-                   responses={201: ClickResponseSerializer, 200: ClickResponseSerializer,
-                              **error_responses(400, 403, 404, 409, 413, 415, 429)},
-                   summary="Record a click on a result (a repeated click is kept once)")
+    @extend_schema(
+        request=CLICK_REQUEST,
+        responses={
+            201: ClickResponseSerializer,
+            200: ClickResponseSerializer,
+            **error_responses(400, 403, 404, 409, 413, 415, 429),
+        },
+        summary="Record a click on a result (a repeated click is kept once)",
+    )
     def post(self, request: Request) -> Response:
         data = ClickSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -174,8 +193,10 @@ class ClickApi(APIView):
             outcome = click_log(**data.validated_data, session_key=_click_session(request))
         except ClickError as exc:
             return Response({exc.field: [str(exc)]}, status=exc.status)
-        return Response({"recorded": outcome.created, "position": outcome.click.position},
-                        status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
+        return Response(
+            {"recorded": outcome.created, "position": outcome.click.position},
+            status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK,
+        )
 
 
 class CanExportClicks(BasePermission):
@@ -185,8 +206,11 @@ class CanExportClicks(BasePermission):
         return bool(request.user and request.user.is_authenticated and request.user.has_perm("search.export_clicks"))
 
 
-CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8",
-                 "parquet": "application/vnd.apache.parquet"}
+CONTENT_TYPES = {
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv; charset=utf-8",
+    "parquet": "application/vnd.apache.parquet",
+}
 
 
 class ClickExportApi(APIView):
@@ -195,11 +219,16 @@ class ClickExportApi(APIView):
     authentication_classes = [SessionAuthentication, BasicAuthentication]
     permission_classes = [CanExportClicks]
 
-    @extend_schema(parameters=[ExportParamsSerializer],
-                   responses={(200, "application/x-ndjson"): OpenApiTypes.BINARY, (200, "text/csv"): OpenApiTypes.BINARY,
-                              (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
-                              **{(code, "application/json"): r for code, r in error_responses(400, 403).items()}},
-                   summary="Stream the click log: events or training triplets as JSONL, CSV or Parquet")
+    @extend_schema(
+        parameters=[ExportParamsSerializer],
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
+            (200, "application/vnd.apache.parquet"): OpenApiTypes.BINARY,
+            **{(code, "application/json"): r for code, r in error_responses(400, 403).items()},
+        },
+        summary="Stream the click log: events or training triplets as JSONL, CSV or Parquet",
+    )
     def get(self, request: Request):
         params = ExportParamsSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
@@ -211,11 +240,11 @@ class ClickExportApi(APIView):
             spool = tempfile.SpooledTemporaryFile(max_size=16 * 1024 * 1024)
             write_export(rows, fmt="parquet", kind=opts["kind"], text_only=opts["text_only"], out=spool)
             spool.seek(0)
-            return FileResponse(spool, as_attachment=True, filename=filename,
-                                content_type=CONTENT_TYPES["parquet"])
+            return FileResponse(spool, as_attachment=True, filename=filename, content_type=CONTENT_TYPES["parquet"])
         response = StreamingHttpResponse(
             iter_encoded(rows, fmt=opts["format"], columns=export_columns(opts["kind"], opts["text_only"])),
-            content_type=CONTENT_TYPES[opts["format"]])
+            content_type=CONTENT_TYPES[opts["format"]],
+        )
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response
 

@@ -1,4 +1,5 @@
 """What the generated OpenAPI schema cannot say by itself (a drf-spectacular postprocessing hook)."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Search parameters and responses: one definition for the storefront and the API."""
+
 from __future__ import annotations
 
 from drf_spectacular.types import OpenApiTypes
@@ -8,31 +9,40 @@ from rest_framework import serializers
 from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
 from search.selectors.searching import facet_attributes
+from search.selectors.suggesting import MAX_SUGGEST_LIMIT, SUGGEST_LIMIT
 
 MAX_FILTER_VALUES = 50
 MAX_FILTER_CHARS = 120
-from search.selectors.suggesting import MAX_SUGGEST_LIMIT, SUGGEST_LIMIT
 
 
-@extend_schema_field({"type": "string", "pattern": r"^(\d{1,10}(\.\d{1,2})?)?$", "example": "19.99",
-                      "description": "Digits, at most two after a point; empty: no bound."})
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^(\d{1,10}(\.\d{1,2})?)?$",
+        "example": "19.99",
+        "description": "Digits, at most two after a point; empty: no bound.",
+    }
+)
 class PriceField(serializers.DecimalField):
     """A price as the API takes it: digits, and at most two after a point ("19.99"); empty is no
     bound, as a form's empty field."""
 
     def __init__(self, **kwargs):
-        super().__init__(max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True,
-                         default=None, **kwargs)
+        super().__init__(
+            max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True, default=None, **kwargs
+        )
 
 
 class SearchParamsSerializer(serializers.Serializer):
     q = serializers.CharField(required=False, allow_blank=True, default="", max_length=MAX_QUERY_CHARS * 4)
     strategy = serializers.ChoiceField(choices=STRATEGIES, required=False, allow_blank=True)
     # an empty value chooses nothing (a form's empty field)
-    category = serializers.ListField(child=serializers.CharField(max_length=120, allow_blank=True), required=False,
-                                     default=list, max_length=50)
-    brand = serializers.ListField(child=serializers.CharField(max_length=120, allow_blank=True), required=False,
-                                  default=list, max_length=50)
+    category = serializers.ListField(
+        child=serializers.CharField(max_length=120, allow_blank=True), required=False, default=list, max_length=50
+    )
+    brand = serializers.ListField(
+        child=serializers.CharField(max_length=120, allow_blank=True), required=False, default=list, max_length=50
+    )
     price_min = PriceField()
     price_max = PriceField()
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
@@ -59,8 +69,9 @@ class SearchParamsSerializer(serializers.Serializer):
                 continue
             values = [str(v) for v in values if str(v).strip()]
             if len(values) > MAX_FILTER_VALUES or any(len(v) > MAX_FILTER_CHARS for v in values):
-                errors[attribute.param] = [f"At most {MAX_FILTER_VALUES} values of at most {MAX_FILTER_CHARS} "
-                                           "characters each."]
+                errors[attribute.param] = [
+                    f"At most {MAX_FILTER_VALUES} values of at most {MAX_FILTER_CHARS} characters each."
+                ]
             elif values:
                 chosen.append((attribute.field, tuple(values)))
         if errors:
@@ -69,19 +80,33 @@ class SearchParamsSerializer(serializers.Serializer):
 
     def search_kwargs(self) -> dict:
         data = self.validated_data
-        filters = SearchFilters(categories=tuple(c for c in data["category"] if c),
-                                brands=tuple(b for b in data["brand"] if b),
-                                price_min=data.get("price_min"), price_max=data.get("price_max"),
-                                attributes=tuple(data.get("attributes", ())))
-        return {"query": data["q"], "filters": filters, "strategy": data.get("strategy") or None,
-                "sort": data["sort"], "page": data["page"], "page_size": data["page_size"]}
+        filters = SearchFilters(
+            categories=tuple(c for c in data["category"] if c),
+            brands=tuple(b for b in data["brand"] if b),
+            price_min=data.get("price_min"),
+            price_max=data.get("price_max"),
+            attributes=tuple(data.get("attributes", ())),
+        )
+        return {
+            "query": data["q"],
+            "filters": filters,
+            "strategy": data.get("strategy") or None,
+            "sort": data["sort"],
+            "page": data["page"],
+            "page_size": data["page_size"],
+        }
 
 
 class StorefrontParamsSerializer(SearchParamsSerializer):
     """The storefront's search state: the API's parameters and the kept photo of a photo search."""
 
-    photo = serializers.RegexField(r"^[0-9a-f]{32}$", required=False, allow_blank=True, default="",
-                                   error_messages={"invalid": "Not a photo search of this shop; search by photo again."})
+    photo = serializers.RegexField(
+        r"^[0-9a-f]{32}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        error_messages={"invalid": "Not a photo search of this shop; search by photo again."},
+    )
 
 
 class DetailSerializer(serializers.Serializer):
@@ -92,11 +117,16 @@ def error_responses(*codes: int) -> dict:
     """The documented error answers of an endpoint (drf-spectacular responses)."""
     described = {
         400: OpenApiResponse(OpenApiTypes.OBJECT, description="A parameter is wrong: `{parameter: [messages]}`."),
-        403: OpenApiResponse(OpenApiTypes.OBJECT, description="Not allowed: `{detail: message}`, or for a click "
-                                                               "(not this session's search, or too old to count) "
-                                                               "`{search_id: [message]}`."),
+        403: OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            description="Not allowed: `{detail: message}`, or for a click "
+            "(not this session's search, or too old to count) "
+            "`{search_id: [message]}`.",
+        ),
         404: OpenApiResponse(OpenApiTypes.OBJECT, description="No such search or product: `{field: [message]}`."),
-        409: OpenApiResponse(OpenApiTypes.OBJECT, description="The click contradicts the search: `{field: [message]}`."),
+        409: OpenApiResponse(
+            OpenApiTypes.OBJECT, description="The click contradicts the search: `{field: [message]}`."
+        ),
         413: OpenApiResponse(DetailSerializer, description="The request body is larger than this shop accepts."),
         415: OpenApiResponse(DetailSerializer, description="The body is not in a type this endpoint reads."),
         429: OpenApiResponse(DetailSerializer, description="Too many requests from this address; see Retry-After."),
@@ -125,16 +155,28 @@ class ClickSerializer(serializers.Serializer):
 # The click body as the schema says it: a search id and the product, by id or by sku (one of
 # them at least), and optionally the position it was shown at.
 _CLICK_PROPERTIES = {
-    "search_id": {"type": "string",
-                  "pattern": "^[0-9a-fA-F]{32}$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
-                  "description": "The `search_id` of the search that showed the product."},
+    "search_id": {
+        "type": "string",
+        "pattern": "^[0-9a-fA-F]{32}$|^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        "description": "The `search_id` of the search that showed the product.",
+    },
     "product_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     "sku": {"type": "string", "minLength": 1, "maxLength": 64},
-    "position": {"type": "integer", "minimum": 1, "maximum": MAX_ID, "description": "Where the search showed it (checked)."},
+    "position": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_ID,
+        "description": "Where the search showed it (checked).",
+    },
 }
-CLICK_REQUEST = {"application/json": {
-    "type": "object", "properties": _CLICK_PROPERTIES, "additionalProperties": False,
-    "anyOf": [{"required": ["search_id", "product_id"]}, {"required": ["search_id", "sku"]}]}}
+CLICK_REQUEST = {
+    "application/json": {
+        "type": "object",
+        "properties": _CLICK_PROPERTIES,
+        "additionalProperties": False,
+        "anyOf": [{"required": ["search_id", "product_id"]}, {"required": ["search_id", "sku"]}],
+    }
+}
 
 
 class ClickResponseSerializer(serializers.Serializer):
@@ -156,9 +198,13 @@ class ExportParamsSerializer(serializers.Serializer):
 
 
 class SuggestParamsSerializer(serializers.Serializer):
-    q = serializers.CharField(required=False, allow_blank=True, default="", trim_whitespace=False,
-                              help_text="What the shopper has typed so far (longer text is cut at "
-                                        f"{MAX_QUERY_CHARS} characters).")
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        trim_whitespace=False,
+        help_text=f"What the shopper has typed so far (longer text is cut at {MAX_QUERY_CHARS} characters).",
+    )
     limit = serializers.IntegerField(required=False, default=SUGGEST_LIMIT, min_value=1, max_value=MAX_SUGGEST_LIMIT)
 
     def validate_q(self, value: str) -> str:
@@ -167,9 +213,10 @@ class SuggestParamsSerializer(serializers.Serializer):
 
 class SuggestionSerializer(serializers.Serializer):
     text = serializers.CharField()
-    kind = serializers.ChoiceField(choices=["query", "brand", "category", "product"],
-                                   help_text="A query shoppers clicked a result of, a brand, a category, "
-                                             "or a product's title.")
+    kind = serializers.ChoiceField(
+        choices=["query", "brand", "category", "product"],
+        help_text="A query shoppers clicked a result of, a brand, a category, or a product's title.",
+    )
 
 
 class SuggestResponseSerializer(serializers.Serializer):
@@ -182,16 +229,19 @@ class ImageSearchParamsSerializer(SearchParamsSerializer):
 
 
 class ModalityScoreSerializer(serializers.Serializer):
-    raw = serializers.FloatField(help_text="Cosine between the query and this product's vector (keyword: "
-                                           "the BM25 score of the query's words in the product).")
+    raw = serializers.FloatField(
+        help_text="Cosine between the query and this product's vector (keyword: "
+        "the BM25 score of the query's words in the product)."
+    )
     normalized = serializers.FloatField(help_text="The raw score standardised over this query's candidates.")
 
 
 class ModalitiesSerializer(serializers.Serializer):
     text = ModalityScoreSerializer(required=False, help_text="Absent when the product has no usable text.")
     image = ModalityScoreSerializer(required=False, help_text="Absent when the product has no image.")
-    keyword = ModalityScoreSerializer(required=False, help_text="The keyword leg; absent when no word of the "
-                                                                "query is a word the engine scores.")
+    keyword = ModalityScoreSerializer(
+        required=False, help_text="The keyword leg; absent when no word of the query is a word the engine scores."
+    )
 
 
 class SearchHitSerializer(serializers.Serializer):
@@ -214,10 +264,12 @@ class FacetValueSerializer(serializers.Serializer):
     count = serializers.IntegerField()
     selected = serializers.BooleanField()
     # a price bucket's filter, both ends included: "25-50" is 25.00 to 49.99
-    price_min = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=False,
-                                         allow_null=True, required=False)
-    price_max = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=False,
-                                         allow_null=True, required=False)
+    price_min = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=False, allow_null=True, required=False
+    )
+    price_max = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=False, allow_null=True, required=False
+    )
 
 
 class FacetsSerializer(serializers.Serializer):
@@ -234,10 +286,12 @@ class SearchResponseSerializer(serializers.Serializer):
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
     count = serializers.IntegerField(help_text="Every product that matches (the relevance cutoff); 0: none.")
-    count_capped = serializers.BooleanField(help_text="More products passed the cutoff than are ranked "
-                                                      "(SEARCH_MAX_MATCHES): `count` is a lower bound.")
-    understood_as = serializers.CharField(allow_blank=True, help_text="The query with its typos corrected, "
-                                                                      "when it had any (else empty).")
+    count_capped = serializers.BooleanField(
+        help_text="More products passed the cutoff than are ranked (SEARCH_MAX_MATCHES): `count` is a lower bound."
+    )
+    understood_as = serializers.CharField(
+        allow_blank=True, help_text="The query with its typos corrected, when it had any (else empty)."
+    )
     results = SearchHitSerializer(many=True)
     facets = FacetsSerializer()
 
@@ -247,14 +301,33 @@ def search_result_data(result: SearchResult, *, build_url) -> dict:
     hits = []
     for hit in result.hits:
         product = hit.product
-        modalities = {m: {"raw": hit.raw[m], "normalized": hit.normalized.get(m)}
-                      for m in MODALITIES if m in hit.raw}
-        hits.append({"id": product.pk, "sku": product.sku, "title": product.title, "brand": product.brand,
-                     "category": product.category, "price": product.price, "currency": product.currency,
-                     "image_url": build_url(product.image.url) if product.image else None,
-                     "position": hit.position, "score": hit.score, "modalities": modalities})
+        modalities = {m: {"raw": hit.raw[m], "normalized": hit.normalized.get(m)} for m in MODALITIES if m in hit.raw}
+        hits.append(
+            {
+                "id": product.pk,
+                "sku": product.sku,
+                "title": product.title,
+                "brand": product.brand,
+                "category": product.category,
+                "price": product.price,
+                "currency": product.currency,
+                "image_url": build_url(product.image.url) if product.image else None,
+                "position": hit.position,
+                "score": hit.score,
+                "modalities": modalities,
+            }
+        )
     facets = {name: [vars(v) for v in values] for name, values in result.facets.items()}
-    return {"search_id": result.search_id, "query": result.query, "strategy": result.strategy,
-            "sort": result.sort, "page": result.page, "page_size": result.page_size, "count": result.count,
-            "count_capped": result.count_capped, "understood_as": result.understood_as,
-            "results": hits, "facets": facets}
+    return {
+        "search_id": result.search_id,
+        "query": result.query,
+        "strategy": result.strategy,
+        "sort": result.sort,
+        "page": result.page,
+        "page_size": result.page_size,
+        "count": result.count,
+        "count_capped": result.count_capped,
+        "understood_as": result.understood_as,
+        "results": hits,
+        "facets": facets,
+    }

@@ -3,6 +3,7 @@ storefront and the API), photo searches (they run the image tower), suggestions 
 SEARCH_RATE_LIMITS sets them ("search=300/min,photo=30/min,..."; a scope left out is not
 limited); over a limit is a 429 with Retry-After. Counted in Django's cache: per process in the
 embedded default, shared through CACHE_URL (Redis) on the real stack."""
+
 from __future__ import annotations
 
 import functools
@@ -30,8 +31,10 @@ def rate_limits(value: str) -> dict[str, str]:
         scope, rate = scope.strip(), rate.strip()
         number, _, period = rate.partition("/")
         if scope not in SCOPES or not number.isdigit() or period[:1] not in ("s", "m", "h", "d"):
-            raise ValueError(f"{part!r} is not scope=N/period with a scope of {', '.join(SCOPES)} "
-                             "and a period of sec, min, hour or day (e.g. search=300/min)")
+            raise ValueError(
+                f"{part!r} is not scope=N/period with a scope of {', '.join(SCOPES)} "
+                "and a period of sec, min, hour or day (e.g. search=300/min)"
+            )
         limits[scope] = f"{int(number)}/{period}"
     return limits
 
@@ -85,5 +88,14 @@ class ClickThrottle(ScopeThrottle):
     scope_name = "clicks"
 
 
-__all__ = ["SCOPES", "ClickThrottle", "PhotoThrottle", "ScopeThrottle", "SearchThrottle", "SuggestThrottle",
-           "rate_limits", "throttle_wait", "too_many"]
+__all__ = [
+    "SCOPES",
+    "ClickThrottle",
+    "PhotoThrottle",
+    "ScopeThrottle",
+    "SearchThrottle",
+    "SuggestThrottle",
+    "rate_limits",
+    "throttle_wait",
+    "too_many",
+]

@@ -1,12 +1,12 @@
 """Storefront views: thin, one selector call each. Every page works without JavaScript;
 htmx requests get only the part of the page that changes."""
+
 from __future__ import annotations
 
 import logging
 from urllib.parse import urlencode
 
 from django.conf import settings
-
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,13 +15,21 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url, replace_url
 
 from catalog.models import Product
-
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.selectors.searching import facet_attributes
 from search.selectors.suggesting import popular_phrases, query_suggest
-from search.services import ClickError, PhotoGone, click_log, photo_bytes, photo_image, photo_kept, photo_save, search_event_log
+from search.services import (
+    ClickError,
+    PhotoGone,
+    click_log,
+    photo_bytes,
+    photo_image,
+    photo_kept,
+    photo_save,
+    search_event_log,
+)
 from search.services.events import TYPING
 
 from .serializers import StorefrontParamsSerializer
@@ -30,13 +38,18 @@ from .throttling import throttle_wait, too_many
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
 # The vector index cannot be read; the catalog itself is in the database and still browses.
-INDEX_UNAVAILABLE = ("Search is unavailable right now, so here is the whole catalog: "
-                     "filters and sorting still work.")
+INDEX_UNAVAILABLE = "Search is unavailable right now, so here is the whole catalog: filters and sorting still work."
 PHOTO_INDEX_UNAVAILABLE = "Search by photo is unavailable right now. Please try again later."
-PHOTO_GONE = ("That photo is no longer kept (photos are deleted {days:g} days after their search): "
-              "choose it again with “Search by photo”.")
-SORT_LABELS = {"relevance": "Best match", "price_asc": "Price: low to high",
-               "price_desc": "Price: high to low", "newest": "Newest"}
+PHOTO_GONE = (
+    "That photo is no longer kept (photos are deleted {days:g} days after their search): "
+    "choose it again with “Search by photo”."
+)
+SORT_LABELS = {
+    "relevance": "Best match",
+    "price_asc": "Price: low to high",
+    "price_desc": "Price: high to low",
+    "newest": "Newest",
+}
 
 
 def _params(query_dict) -> tuple[StorefrontParamsSerializer, dict[str, list[str]]]:
@@ -44,8 +57,9 @@ def _params(query_dict) -> tuple[StorefrontParamsSerializer, dict[str, list[str]
     params = StorefrontParamsSerializer(data=query_dict)
     if params.is_valid():
         return params, {}
-    errors = {name: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
-              for name, msgs in params.errors.items()}
+    errors = {
+        name: [str(m) for m in (msgs if isinstance(msgs, list) else [msgs])] for name, msgs in params.errors.items()
+    }
     data = query_dict.copy()
     for name in errors:
         data.pop(name, None)
@@ -94,14 +108,16 @@ def _facet_groups(result) -> list[tuple[str, str, list]]:
     """The facets the page shows, in order: (legend, URL parameter, values)."""
     if result is None:
         return []
-    groups = [("Category", "category", result.facets.get("category", [])),
-              ("Brand", "brand", result.facets.get("brand", []))]
+    groups = [
+        ("Category", "category", result.facets.get("category", [])),
+        ("Brand", "brand", result.facets.get("brand", [])),
+    ]
     groups += [(a.label, a.param, result.facets[a.field]) for a in facet_attributes() if a.field in result.facets]
     return groups
 
 
 def _typing(request: HttpRequest) -> str | None:
-    """"start" or "continue" when the shopper is typing (the storefront's X-Search-Typing)."""
+    """ "start" or "continue" when the shopper is typing (the storefront's X-Search-Typing)."""
     value = request.headers.get("X-Search-Typing")
     return value if value in TYPING else None
 
@@ -154,28 +170,41 @@ def search_page(request: HttpRequest) -> HttpResponse:
             result = product_search(**{**kwargs, "query": ""})
     if result is not None and not notice:
         channel = "photo_page" if result.mode == "image" else "htmx" if request.htmx else "page"
-        search_event_log(result=result, channel=channel, session_key=_session_key(request), deferred=True,
-                         typing=_typing(request))
+        search_event_log(
+            result=result, channel=channel, session_key=_session_key(request), deferred=True, typing=_typing(request)
+        )
     current = canonical_query(state).urlencode()
-    return _render(request, _context(state, result, error=error, notice=notice, errors=errors),
-                   url=f"{request.path}?{current}" if current else request.path)
+    return _render(
+        request,
+        _context(state, result, error=error, notice=notice, errors=errors),
+        url=f"{request.path}?{current}" if current else request.path,
+    )
 
 
 def _context(state: dict, result, *, error: str = "", notice: str = "", errors: dict | None = None) -> dict:
     """What the search page shows of a search state and its result."""
     photo = state.get("photo") or ""  # the callers clear it when words replace it
-    return {"result": result, "error": error, "notice": notice, "param_errors": errors or {},
-            "params": state, "photo": photo, **_zero_results(result),
-            "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
-            "querystring": canonical_query(state, page=1).urlencode(),
-            # where a product page's "Back to search" returns: this search, this page
-            "back": canonical_query(state).urlencode(),
-            # the same words or photo without filters; the same filters without the photo
-            "unfiltered": canonical_query({"q": state.get("q"), "photo": photo, "strategy": state.get("strategy")}).urlencode(),
-            "without_photo": canonical_query(state, photo="", page=1).urlencode(),
-            "price_links": _price_links(state, result),
-            "facet_groups": _facet_groups(result),
-            "attribute_params": _attribute_params(state)}
+    return {
+        "result": result,
+        "error": error,
+        "notice": notice,
+        "param_errors": errors or {},
+        "params": state,
+        "photo": photo,
+        **_zero_results(result),
+        "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
+        "querystring": canonical_query(state, page=1).urlencode(),
+        # where a product page's "Back to search" returns: this search, this page
+        "back": canonical_query(state).urlencode(),
+        # the same words or photo without filters; the same filters without the photo
+        "unfiltered": canonical_query(
+            {"q": state.get("q"), "photo": photo, "strategy": state.get("strategy")}
+        ).urlencode(),
+        "without_photo": canonical_query(state, photo="", page=1).urlencode(),
+        "price_links": _price_links(state, result),
+        "facet_groups": _facet_groups(result),
+        "attribute_params": _attribute_params(state),
+    }
 
 
 def _zero_results(result) -> dict:
@@ -186,8 +215,7 @@ def _zero_results(result) -> dict:
     suggestions = query_suggest(query=result.understood_as or result.query, limit=5)
     if not suggestions:
         suggestions = popular_phrases(kind="query", limit=5)
-    return {"zero": True, "zero_suggestions": suggestions,
-            "zero_categories": popular_phrases(kind="category", limit=6)}
+    return {"zero": True, "zero_suggestions": suggestions, "zero_categories": popular_phrases(kind="category", limit=6)}
 
 
 def _price_links(state: dict, result) -> list:
@@ -250,8 +278,7 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except (ModelUnavailableError, IndexUnavailableError) as exc:
         logger.error("No similar products: %s", exc)
         similar = []
-    return render(request, "search/product.html", {"product": product, "similar": similar,
-                                                   "back": _back(request)})
+    return render(request, "search/product.html", {"product": product, "similar": similar, "back": _back(request)})
 
 
 def _back(request: HttpRequest) -> str:

@@ -1,4 +1,5 @@
 """Merchandiser screens: status visible and filterable, re-embed, upload and import."""
+
 from __future__ import annotations
 
 import hashlib
@@ -22,8 +23,9 @@ def staff(admin_client):
 
 def test_changelist_shows_index_status_and_filters_by_it(staff, make_product):
     make_product("Red ceramic mug")
-    Product.objects.create(sku="F1", title="Failing", price=1, index_status=IndexStatus.FAILED,
-                           index_error="image: corrupt")
+    Product.objects.create(
+        sku="F1", title="Failing", price=1, index_status=IndexStatus.FAILED, index_error="image: corrupt"
+    )
     Product.objects.filter(sku="F1").update(index_status=IndexStatus.FAILED, index_error="image: corrupt")
 
     page = staff.get(reverse("admin:catalog_product_changelist")).content.decode()
@@ -36,8 +38,18 @@ def test_changelist_shows_index_status_and_filters_by_it(staff, make_product):
 
 def test_adding_a_product_with_an_image_indexes_it(staff, index, django_capture_on_commit_callbacks):
     upload = SimpleUploadedFile("mug.png", png_bytes("red"), content_type="image/png")
-    data = {"sku": "ADM-1", "title": "Red mug", "price": "5.00", "currency": "USD", "image": upload,
-            "attributes": "{}", "active": "on", "description": "", "brand": "", "category": "mugs"}
+    data = {
+        "sku": "ADM-1",
+        "title": "Red mug",
+        "price": "5.00",
+        "currency": "USD",
+        "image": upload,
+        "attributes": "{}",
+        "active": "on",
+        "description": "",
+        "brand": "",
+        "category": "mugs",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = staff.post(reverse("admin:catalog_product_add"), data)
 
@@ -50,14 +62,23 @@ def test_adding_a_product_with_an_image_indexes_it(staff, index, django_capture_
 
 
 def form_data(product: Product, **changes) -> dict:
-    data = {"sku": product.sku, "title": product.title, "description": product.description,
-            "brand": product.brand, "category": product.category, "price": str(product.price),
-            "currency": product.currency, "attributes": "{}", "active": "on"}
+    data = {
+        "sku": product.sku,
+        "title": product.title,
+        "description": product.description,
+        "brand": product.brand,
+        "category": product.category,
+        "price": str(product.price),
+        "currency": product.currency,
+        "attributes": "{}",
+        "active": "on",
+    }
     return {**data, **changes}
 
 
-def test_editing_in_the_admin_replaces_and_removes_the_image_in_search(staff, make_product, index,
-                                                                      django_capture_on_commit_callbacks):
+def test_editing_in_the_admin_replaces_and_removes_the_image_in_search(
+    staff, make_product, index, django_capture_on_commit_callbacks
+):
     # given: a product with a red picture, indexed with an image vector
     product = make_product("Red ceramic mug")
     url = reverse("admin:catalog_product_change", args=[product.pk])
@@ -86,21 +107,25 @@ def test_editing_in_the_admin_replaces_and_removes_the_image_in_search(staff, ma
     assert set(index.retrieve([product.pk])[product.pk].vector) == {"text", "avg"}
 
 
-def test_deleting_in_the_admin_removes_the_products_from_search(staff, make_product, index,
-                                                               django_capture_on_commit_callbacks):
+def test_deleting_in_the_admin_removes_the_products_from_search(
+    staff, make_product, index, django_capture_on_commit_callbacks
+):
     one, two, kept = make_product("Red mug"), make_product("Blue mug"), make_product("Green mug")
 
     with django_capture_on_commit_callbacks(execute=True):
         staff.post(reverse("admin:catalog_product_delete", args=[one.pk]), {"post": "yes"})
-        staff.post(reverse("admin:catalog_product_changelist"),
-                   {"action": "delete_selected", "_selected_action": [two.pk], "post": "yes"})
+        staff.post(
+            reverse("admin:catalog_product_changelist"),
+            {"action": "delete_selected", "_selected_action": [two.pk], "post": "yes"},
+        )
 
     assert list(Product.objects.values_list("sku", flat=True)) == [kept.sku]
     assert index.existing_ids([one.pk, two.pk, kept.pk]) == {kept.pk}
 
 
 def test_a_bulk_delete_in_the_admin_is_one_indexing_batch_not_one_per_product(
-        staff, make_product, index, django_capture_on_commit_callbacks):
+    staff, make_product, index, django_capture_on_commit_callbacks
+):
     from catalog.signals import products_changed
 
     products = [make_product(f"Mug {n}") for n in range(5)]
@@ -112,8 +137,10 @@ def test_a_bulk_delete_in_the_admin_is_one_indexing_batch_not_one_per_product(
     products_changed.connect(heard, dispatch_uid="test.heard")
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            staff.post(reverse("admin:catalog_product_changelist"),
-                       {"action": "delete_selected", "_selected_action": [p.pk for p in products], "post": "yes"})
+            staff.post(
+                reverse("admin:catalog_product_changelist"),
+                {"action": "delete_selected", "_selected_action": [p.pk for p in products], "post": "yes"},
+            )
     finally:
         products_changed.disconnect(dispatch_uid="test.heard")
 
@@ -123,8 +150,15 @@ def test_a_bulk_delete_in_the_admin_is_one_indexing_batch_not_one_per_product(
 
 def test_a_corrupt_upload_is_refused_with_a_message(staff):
     upload = SimpleUploadedFile("mug.png", png_bytes("red")[:50], content_type="image/png")
-    data = {"sku": "ADM-2", "title": "Red mug", "price": "5.00", "currency": "USD", "image": upload,
-            "attributes": "{}", "active": "on"}
+    data = {
+        "sku": "ADM-2",
+        "title": "Red mug",
+        "price": "5.00",
+        "currency": "USD",
+        "image": upload,
+        "attributes": "{}",
+        "active": "on",
+    }
     response = staff.post(reverse("admin:catalog_product_add"), data)
 
     assert response.status_code == 200
@@ -137,8 +171,11 @@ def test_reembed_action_forces_a_new_embedding(staff, make_product, django_captu
     before = Product.objects.get(pk=product.pk).indexed_at
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = staff.post(reverse("admin:catalog_product_changelist"),
-                              {"action": "reembed_selected", "_selected_action": [product.pk]}, follow=True)
+        response = staff.post(
+            reverse("admin:catalog_product_changelist"),
+            {"action": "reembed_selected", "_selected_action": [product.pk]},
+            follow=True,
+        )
 
     product.refresh_from_db()
     assert "queued for re-embedding" in response.content.decode()
@@ -149,18 +186,17 @@ def test_reembed_action_forces_a_new_embedding(staff, make_product, django_captu
 def test_an_import_runs_in_the_background_and_its_page_follows_it(staff):
     import time
 
-    csv_text = ("sku,title,price,image\n"
-                "Z1,Red mug,4.00,pics/red.png\n"
-                "Z2,,4.00,\n"
-                "Z3,Blue mug,oops,\n")
+    csv_text = "sku,title,price,image\nZ1,Red mug,4.00,pics/red.png\nZ2,,4.00,\nZ3,Blue mug,oops,\n"
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("pics/red.png", png_bytes("red"))
-    started = time.monotonic()
-    response = staff.post(reverse("admin:catalog_product_import"), {
-        "file": SimpleUploadedFile("catalog.csv", csv_text.encode()),
-        "images": SimpleUploadedFile("images.zip", archive.getvalue()),
-    })
+    response = staff.post(
+        reverse("admin:catalog_product_import"),
+        {
+            "file": SimpleUploadedFile("catalog.csv", csv_text.encode()),
+            "images": SimpleUploadedFile("images.zip", archive.getvalue()),
+        },
+    )
     # the request only keeps the upload: it answers at once with the job's page
     assert response.status_code == 302 and "/import/" in response["Location"]
     job_page = response["Location"]
@@ -200,8 +236,9 @@ def test_a_viewer_cannot_run_the_re_embed_action(client, make_product):
     client.force_login(viewer)
     page = client.get(reverse("admin:catalog_product_changelist")).content.decode()
     assert "Red ceramic mug" in page and "reembed_selected" not in page  # not offered
-    client.post(reverse("admin:catalog_product_changelist"),
-                {"action": "reembed_selected", "_selected_action": [product.pk]})
+    client.post(
+        reverse("admin:catalog_product_changelist"), {"action": "reembed_selected", "_selected_action": [product.pk]}
+    )
     product.refresh_from_db()
     assert product.index_status == IndexStatus.INDEXED  # nothing queued
 
@@ -217,8 +254,13 @@ def test_an_import_whose_server_stopped_can_be_run_again(staff, settings):
     from catalog.models import ImportJob
 
     # given: an import that was running when its server stopped, half-way
-    job = ImportJob(file_name="c.csv", rows_total=2, rows_done=1, status=ImportJob.Status.RUNNING,
-                    beat_at=timezone.now() - timedelta(hours=1))
+    job = ImportJob(
+        file_name="c.csv",
+        rows_total=2,
+        rows_done=1,
+        status=ImportJob.Status.RUNNING,
+        beat_at=timezone.now() - timedelta(hours=1),
+    )
     job.upload.save("c.csv", ContentFile(b"sku,title,price\nR1,Red mug,3\nR2,Blue mug,4\n"), save=False)
     job.save()
     Product.objects.create(sku="R1", title="Red mug", price=3)  # the row it wrote before it stopped
@@ -241,8 +283,9 @@ def test_a_second_delivery_of_a_running_import_does_nothing():
     from catalog.models import ImportJob
     from catalog.services import import_job_run
 
-    job = ImportJob.objects.create(file_name="c.csv", rows_total=9, rows_done=4, status=ImportJob.Status.RUNNING,
-                                   beat_at=timezone.now())
+    job = ImportJob.objects.create(
+        file_name="c.csv", rows_total=9, rows_done=4, status=ImportJob.Status.RUNNING, beat_at=timezone.now()
+    )
     again = import_job_run(job_id=job.pk)
     assert (again.status, again.rows_done) == (ImportJob.Status.RUNNING, 4) and not Product.objects.exists()
 

@@ -1,4 +1,5 @@
 """Bulk import: bad rows reported by line, good rows kept, batches not per-row tasks."""
+
 from __future__ import annotations
 
 import csv
@@ -31,8 +32,13 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 
 
 def row(sku: str, **kw) -> dict:
-    return {"sku": sku, "title": kw.pop("title", f"Product {sku}"), "price": kw.pop("price", "9.99"),
-            "currency": "USD", **kw}
+    return {
+        "sku": sku,
+        "title": kw.pop("title", f"Product {sku}"),
+        "price": kw.pop("price", "9.99"),
+        "currency": "USD",
+        **kw,
+    }
 
 
 @pytest.fixture
@@ -53,18 +59,18 @@ def run_import(path: Path, images_dir: Path | None, capture, **kw):
 
 def test_bad_rows_are_reported_by_line_and_good_rows_kept(tmp_path, images_dir, django_capture_on_commit_callbacks):
     rows = [
-        row("A1", title="Red mug", image="red.png", attributes='{"colour": "red"}'),   # line 2
-        row("A2", title=""),                                                           # line 3
-        row("A3", price="cheap"),                                                      # line 4
-        row("A4", image="broken.png"),                                                 # line 5
-        row("A5", image="../../etc/passwd"),                                           # line 6
-        row("A6", attributes="[1, 2]"),                                                # line 7
-        row("bad sku!"),                                                               # line 8
-        row("A1", title="Duplicate"),                                                  # line 9
-        row("A9", image="notes.txt"),                                                  # line 10
-        row("A10", title="Blue vase", image="blue.png", description="Tall."),          # line 11
-        row("A11", price="-3"),                                                        # line 12
-        row("A12", image="missing.png"),                                               # line 13
+        row("A1", title="Red mug", image="red.png", attributes='{"colour": "red"}'),  # line 2
+        row("A2", title=""),  # line 3
+        row("A3", price="cheap"),  # line 4
+        row("A4", image="broken.png"),  # line 5
+        row("A5", image="../../etc/passwd"),  # line 6
+        row("A6", attributes="[1, 2]"),  # line 7
+        row("bad sku!"),  # line 8
+        row("A1", title="Duplicate"),  # line 9
+        row("A9", image="notes.txt"),  # line 10
+        row("A10", title="Blue vase", image="blue.png", description="Tall."),  # line 11
+        row("A11", price="-3"),  # line 12
+        row("A12", image="missing.png"),  # line 13
     ]
     report = run_import(write_csv(tmp_path / "c.csv", rows), images_dir, django_capture_on_commit_callbacks)
 
@@ -86,13 +92,16 @@ def test_bad_rows_are_reported_by_line_and_good_rows_kept(tmp_path, images_dir, 
     assert set(Product.objects.values_list("sku", flat=True)) == {"A1", "A10"}
 
 
-def test_existing_skus_are_updated_and_unchanged_rows_left_alone(tmp_path, images_dir, django_capture_on_commit_callbacks):
+def test_existing_skus_are_updated_and_unchanged_rows_left_alone(
+    tmp_path, images_dir, django_capture_on_commit_callbacks
+):
     path = write_csv(tmp_path / "c.csv", [row("B1", title="Red mug", image="red.png"), row("B2")])
     run_import(path, images_dir, django_capture_on_commit_callbacks)
     first_image = Product.objects.get(sku="B1").image.name
 
-    path = write_csv(tmp_path / "c.csv", [row("B1", title="Red mug", image="red.png"),
-                                          row("B2", price="12.00"), row("B3")])
+    path = write_csv(
+        tmp_path / "c.csv", [row("B1", title="Red mug", image="red.png"), row("B2", price="12.00"), row("B3")]
+    )
     report = run_import(path, images_dir, django_capture_on_commit_callbacks)
 
     assert (report.created, report.updated, report.unchanged, report.failed) == (1, 1, 1, 0)
@@ -101,9 +110,13 @@ def test_existing_skus_are_updated_and_unchanged_rows_left_alone(tmp_path, image
 
 
 def test_columns_left_out_keep_their_values(tmp_path, images_dir, django_capture_on_commit_callbacks):
-    run_import(write_csv(tmp_path / "c.csv", [row("K1", title="Red mug", image="red.png", brand="Acme",
-                                                  description="Glazed.")]),
-               images_dir, django_capture_on_commit_callbacks)
+    run_import(
+        write_csv(
+            tmp_path / "c.csv", [row("K1", title="Red mug", image="red.png", brand="Acme", description="Glazed.")]
+        ),
+        images_dir,
+        django_capture_on_commit_callbacks,
+    )
     (tmp_path / "price.jsonl").write_text(json.dumps({"sku": "K1", "price": "7.50"}) + "\n")
 
     report = run_import(tmp_path / "price.jsonl", images_dir, django_capture_on_commit_callbacks)
@@ -115,8 +128,13 @@ def test_columns_left_out_keep_their_values(tmp_path, images_dir, django_capture
 
 
 def test_jsonl_reports_broken_lines(tmp_path, images_dir, django_capture_on_commit_callbacks):
-    lines = [json.dumps(row("J1", image="red.png", attributes={"size": "L"})), "{not json", "",
-             json.dumps(["a", "list"]), json.dumps(row("J2", title="x" * 301))]
+    lines = [
+        json.dumps(row("J1", image="red.png", attributes={"size": "L"})),
+        "{not json",
+        "",
+        json.dumps(["a", "list"]),
+        json.dumps(row("J2", title="x" * 301)),
+    ]
     path = tmp_path / "c.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -130,9 +148,11 @@ def test_jsonl_reports_broken_lines(tmp_path, images_dir, django_capture_on_comm
 
 def test_hostile_and_enormous_text_is_refused_or_kept_intact(tmp_path, django_capture_on_commit_callbacks):
     hostile = '<script>alert("x")</script> \'; DROP TABLE catalog_product; -- ☃'
-    rows = [row("H1", title=hostile, description="🙂 " * 100),
-            row("H2", title="Nul\x00byte"),
-            row("H3", description="y" * 20_001)]
+    rows = [
+        row("H1", title=hostile, description="🙂 " * 100),
+        row("H2", title="Nul\x00byte"),
+        row("H3", description="y" * 20_001),
+    ]
     report = run_import(write_csv(tmp_path / "h.csv", rows), None, django_capture_on_commit_callbacks)
 
     assert report.created == 1
@@ -146,8 +166,9 @@ def test_decompression_bombs_are_refused(settings, tmp_path, images_dir, django_
     settings.CATALOG_MAX_IMAGE_PIXELS = 100 * 100
     (images_dir / "huge.png").write_bytes(png_bytes("red", size=(400, 400)))
 
-    report = run_import(write_csv(tmp_path / "c.csv", [row("Z1", image="huge.png")]), images_dir,
-                        django_capture_on_commit_callbacks)
+    report = run_import(
+        write_csv(tmp_path / "c.csv", [row("Z1", image="huge.png")]), images_dir, django_capture_on_commit_callbacks
+    )
 
     assert report.failed == 1 and "pixels is over the limit" in report.errors[0].message
 
@@ -162,11 +183,14 @@ def test_file_level_problems_raise_a_clear_error(tmp_path):
     # a line that is not UTF-8 is a row error with its line, not the end of the import
     (tmp_path / "latin.csv").write_bytes("sku,title,price\nL1,Caf\xe9,3\n".encode("latin-1"))
     report = catalog_import(source=tmp_path / "latin.csv")
-    assert [str(e) for e in report.errors] == ["line 2: not UTF-8 text (byte 7 of the line is 0xe9); save the file as UTF-8."]
+    assert [str(e) for e in report.errors] == [
+        "line 2: not UTF-8 text (byte 7 of the line is 0xe9); save the file as UTF-8."
+    ]
 
 
 def test_images_can_come_from_http_urls(tmp_path, images_dir, django_capture_on_commit_callbacks, settings):
     settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True  # the test's server is on this machine
+
     class Handler(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
             super().__init__(*a, directory=str(images_dir), **kw)
@@ -178,8 +202,11 @@ def test_images_can_come_from_http_urls(tmp_path, images_dir, django_capture_on_
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        rows = [row("U1", image=f"{base}/red.png"), row("U2", image=f"{base}/nope.png"),
-                row("U3", image="file:///etc/hostname")]
+        rows = [
+            row("U1", image=f"{base}/red.png"),
+            row("U2", image=f"{base}/nope.png"),
+            row("U3", image="file:///etc/hostname"),
+        ]
         report = run_import(write_csv(tmp_path / "u.csv", rows), None, django_capture_on_commit_callbacks)
     finally:
         server.shutdown()
@@ -201,8 +228,9 @@ def test_large_imports_send_batches_not_one_task_per_row(settings, tmp_path, dja
     task_prerun.connect(count)
     try:
         rows = [row(f"N{i}", title=f"Item {i}") for i in range(230)]
-        report = run_import(write_csv(tmp_path / "n.csv", rows), None, django_capture_on_commit_callbacks,
-                            chunk_size=100)
+        report = run_import(
+            write_csv(tmp_path / "n.csv", rows), None, django_capture_on_commit_callbacks, chunk_size=100
+        )
     finally:
         task_prerun.disconnect(count)
 

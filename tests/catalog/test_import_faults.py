@@ -1,5 +1,6 @@
 """Imports a careless merchandiser or an attacker would send: nothing stored is lost, every line
 is accounted for, one bad row never takes good rows (or their image files) with it (issue 13)."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,14 @@ def stored(django_capture_on_commit_callbacks):
     from catalog.services import product_create
 
     with django_capture_on_commit_callbacks(execute=True):
-        return product_create(sku="S7-00003", title="Old title", description="Kept description", brand="Acme",
-                              category="mugs", price=Decimal("12.00"))
+        return product_create(
+            sku="S7-00003",
+            title="Old title",
+            description="Kept description",
+            brand="Acme",
+            category="mugs",
+            price=Decimal("12.00"),
+        )
 
 
 def test_a_short_csv_row_never_blanks_what_is_stored(tmp_path, stored):
@@ -35,27 +42,43 @@ def test_a_short_csv_row_never_blanks_what_is_stored(tmp_path, stored):
     assert report.failed == 1 and report.updated == 0
     assert "3 cells but the header has 6 columns" in str(report.errors[0])
     stored.refresh_from_db()
-    assert (stored.title, stored.description, stored.brand, stored.category) == \
-        ("Old title", "Kept description", "Acme", "mugs")
+    assert (stored.title, stored.description, stored.brand, stored.category) == (
+        "Old title",
+        "Kept description",
+        "Acme",
+        "mugs",
+    )
 
 
 def test_a_jsonl_null_leaves_the_stored_value(tmp_path, stored):
-    report = run(tmp_path, "nulls.jsonl", json.dumps({"sku": "S7-00003", "title": "New title", "brand": None,
-                                                      "description": None, "price": None}) + "\n")
+    report = run(
+        tmp_path,
+        "nulls.jsonl",
+        json.dumps({"sku": "S7-00003", "title": "New title", "brand": None, "description": None, "price": None}) + "\n",
+    )
     assert report.updated == 1 and report.failed == 0
     stored.refresh_from_db()
-    assert (stored.title, stored.brand, stored.description, stored.price) == \
-        ("New title", "Acme", "Kept description", Decimal("12.00"))
+    assert (stored.title, stored.brand, stored.description, stored.price) == (
+        "New title",
+        "Acme",
+        "Kept description",
+        Decimal("12.00"),
+    )
 
 
 def test_an_unterminated_quote_names_its_line_and_every_line_is_accounted_for(tmp_path):
-    lines = ["sku,title,price"] + [f"A{n},Product {n},1" for n in range(1, 4)] + ['A4,"Broken,1'] + \
-        [f"A{n},Product {n},1" for n in range(5, 10)]
+    lines = (
+        ["sku,title,price"]
+        + [f"A{n},Product {n},1" for n in range(1, 4)]
+        + ['A4,"Broken,1']
+        + [f"A{n},Product {n},1" for n in range(5, 10)]
+    )
     report = run(tmp_path, "quote.csv", "\n".join(lines) + "\n")
     assert report.created == 3
     assert [str(e) for e in report.errors] == [
         "line 5: a quote opened on this line is never closed, so lines 5-10 were read as one row; "
-        "nothing from them was imported. Close the quote (or double a quote inside a quoted cell)."]
+        "nothing from them was imported. Close the quote (or double a quote inside a quoted cell)."
+    ]
     assert report.summary() == "10 lines: 3 created, 0 updated, 0 unchanged, 6 not imported (1 error)"
 
 
@@ -69,12 +92,16 @@ def test_a_byte_that_is_not_utf8_fails_its_line_only(tmp_path):
     assert Product.objects.count() == 599
 
 
-@pytest.mark.parametrize("bad", [
-    '{"sku": "C3", "title": "deep", "price": 1, "attributes": ' + "[" * 100_000 + "]" * 100_000 + "}",
-    '{"sku": "C3", "title": "nul image", "price": 1, "image": "red\\u0000.png"}',
-    '{"sku": "X/../../tmp/evil", "title": "escape", "price": 1, "image": "red.png"}',
-    '{"sku": "C3", "title": "nul attribute", "price": 1, "attributes": {"colour": "re\\u0000d"}}',
-], ids=["nested", "nul-image", "sku-path", "nul-attribute"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"sku": "C3", "title": "deep", "price": 1, "attributes": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"sku": "C3", "title": "nul image", "price": 1, "image": "red\\u0000.png"}',
+        '{"sku": "X/../../tmp/evil", "title": "escape", "price": 1, "image": "red.png"}',
+        '{"sku": "C3", "title": "nul attribute", "price": 1, "attributes": {"colour": "re\\u0000d"}}',
+    ],
+    ids=["nested", "nul-image", "sku-path", "nul-attribute"],
+)
 def test_one_bad_row_never_takes_its_chunk_with_it(tmp_path, bad, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
     (tmp_path / "red.png").write_bytes(png_bytes("red"))
@@ -96,12 +123,15 @@ def test_rows_that_fail_to_save_leave_no_image_files(tmp_path, settings, monkeyp
     def failing(objs, *args, **kwargs):  # the database refuses the write (a lost connection, a constraint)
         if any(p.sku == "D2" for p in objs):
             from django.db import DataError
+
             raise DataError("refused")
         return real(objs, *args, **kwargs)
 
     monkeypatch.setattr(Model.objects, "bulk_create", failing)
-    lines = [json.dumps({"sku": "D1", "title": "One", "price": 1, "image": "red.png"}),
-             json.dumps({"sku": "D2", "title": "Two", "price": 1, "image": "blue.png"})]
+    lines = [
+        json.dumps({"sku": "D1", "title": "One", "price": 1, "image": "red.png"}),
+        json.dumps({"sku": "D2", "title": "Two", "price": 1, "image": "blue.png"}),
+    ]
     report = run(tmp_path, "two.jsonl", "\n".join(lines) + "\n")
     assert report.created == 1 and [e.sku for e in report.errors] == ["D2"]
     files = sorted(p.name for p in (tmp_path / "media").rglob("*") if p.is_file())
@@ -148,10 +178,17 @@ def web_server():
 
 def test_image_urls_may_not_reach_this_machine_or_the_shops_network(tmp_path, web_server, settings):
     settings.MEDIA_ROOT = tmp_path / "media"
-    rows = [{"sku": "L1", "title": "Loopback", "price": 1, "image": f"{web_server}/red.png"},
-            {"sku": "L2", "title": "Metadata", "price": 1, "image": "http://169.254.169.254/latest/meta-data/"},
-            {"sku": "L3", "title": "Private", "price": 1, "image": "http://10.0.0.1:9/x.png"},
-            {"sku": "L4", "title": "Mapped", "price": 1, "image": f"http://[::ffff:127.0.0.1]:{web_server.rsplit(':', 1)[1]}/red.png"}]
+    rows = [
+        {"sku": "L1", "title": "Loopback", "price": 1, "image": f"{web_server}/red.png"},
+        {"sku": "L2", "title": "Metadata", "price": 1, "image": "http://169.254.169.254/latest/meta-data/"},
+        {"sku": "L3", "title": "Private", "price": 1, "image": "http://10.0.0.1:9/x.png"},
+        {
+            "sku": "L4",
+            "title": "Mapped",
+            "price": 1,
+            "image": f"http://[::ffff:127.0.0.1]:{web_server.rsplit(':', 1)[1]}/red.png",
+        },
+    ]
     report = run(tmp_path, "urls.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
     assert report.created == 0 and len(report.errors) == 4
     assert all("loopback, private or link-local address" in e.message for e in report.errors), report.errors
@@ -179,4 +216,5 @@ def test_a_quote_left_open_on_the_last_line_names_that_line(tmp_path):
     assert report.created == 1
     assert [str(e) for e in report.errors] == [
         "line 3: a quote opened on this line is never closed, so nothing from it was imported. "
-        "Close the quote (or double a quote inside a quoted cell)."]
+        "Close the quote (or double a quote inside a quoted cell)."
+    ]

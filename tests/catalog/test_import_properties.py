@@ -1,5 +1,6 @@
 """Properties of the import parser for any text a catalog holds (hypothesis): what a spreadsheet
 writes is what is stored, and every line of the file is accounted for (issue 13)."""
+
 from __future__ import annotations
 
 import csv
@@ -16,13 +17,29 @@ from catalog.services import catalog_import
 pytestmark = pytest.mark.django_db
 
 # text as merchandisers type it: any printable character, quotes, commas, line breaks
-TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x00") | st.sampled_from(
-    ['"', ",", "\n", "\r", ";", "'", "=", " "]), max_size=60)
-ROWS = st.lists(st.fixed_dictionaries({"title": TEXT.filter(lambda t: t.strip()), "description": TEXT,
-                                       "brand": TEXT.map(lambda t: t[:100]), "price": st.decimals(0, 10_000, places=2)}),
-                min_size=1, max_size=8)
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+TEXT = st.text(
+    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\x00")
+    | st.sampled_from(['"', ",", "\n", "\r", ";", "'", "=", " "]),
+    max_size=60,
+)
+ROWS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "title": TEXT.filter(lambda t: t.strip()),
+            "description": TEXT,
+            "brand": TEXT.map(lambda t: t[:100]),
+            "price": st.decimals(0, 10_000, places=2),
+        }
+    ),
+    min_size=1,
+    max_size=8,
+)
+SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 def expected(row: dict) -> tuple:
@@ -47,9 +64,18 @@ def test_what_a_spreadsheet_writes_is_what_is_stored(rows):
 
 
 @SETTINGS
-@given(st.lists(st.one_of(ROWS.map(lambda rs: json.dumps({"sku": "J", **rs[0], "price": str(rs[0]["price"])})),
-                          st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode("latin-1")),
-                          st.just(""), st.just("[" * 2000)), min_size=1, max_size=12))
+@given(
+    st.lists(
+        st.one_of(
+            ROWS.map(lambda rs: json.dumps({"sku": "J", **rs[0], "price": str(rs[0]["price"])})),
+            st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").decode("latin-1")),
+            st.just(""),
+            st.just("[" * 2000),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
 def test_any_jsonl_is_accounted_for_line_by_line(lines):
     Product.objects.all().delete()
     data = "\n".join(lines).encode("utf-8", "surrogatepass") + b"\n"

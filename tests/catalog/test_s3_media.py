@@ -2,6 +2,7 @@
 admin or an import saves lands in the bucket, the indexer reads it back from there (a worker on
 another host has no media folder), and the storefront shows it from the store, its policy
 letting the images load. moto's S3 server stands in for AWS S3 or MinIO."""
+
 from __future__ import annotations
 
 import socket
@@ -37,15 +38,29 @@ def s3_media(s3_endpoint, settings, tmp_path, monkeypatch):
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id="test", aws_secret_access_key="test")
+    client = boto3.client(
+        "s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
     if BUCKET not in [b["Name"] for b in client.list_buckets()["Buckets"]]:
         client.create_bucket(Bucket=BUCKET)
-    settings.STORAGES = {**settings.STORAGES, "default": {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": s3_endpoint, "region_name": "us-east-1",
-                    "access_key": "test", "secret_key": "test", "location": "media", "custom_domain": None,
-                    "querystring_auth": True, "querystring_expire": 3600, "file_overwrite": False}}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": BUCKET,
+                "endpoint_url": s3_endpoint,
+                "region_name": "us-east-1",
+                "access_key": "test",
+                "secret_key": "test",
+                "location": "media",
+                "custom_domain": None,
+                "querystring_auth": True,
+                "querystring_expire": 3600,
+                "file_overwrite": False,
+            },
+        },
+    }
     settings.MEDIA_ORIGIN = s3_endpoint
     settings.MEDIA_ROOT = tmp_path / "no-media-here"
     yield client

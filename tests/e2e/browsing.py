@@ -1,4 +1,5 @@
 """Checks the browser tests run on a page."""
+
 from __future__ import annotations
 
 import os
@@ -16,9 +17,11 @@ def axe_violations(page) -> list[str]:
             pytest.fail(f"{AXE} is missing; `make test` installs it (npm ci)")
         pytest.skip("axe-core not installed (npm ci)")
     page.add_script_tag(path=str(AXE))
-    found = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
-                          ".filter(v => ['serious', 'critical'].includes(v.impact))"
-                          ".map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).join(', ') + ')')")
+    found = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+        ".filter(v => ['serious', 'critical'].includes(v.impact))"
+        ".map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).join(', ') + ')')"
+    )
     return found
 
 

@@ -1,6 +1,7 @@
 """What every browser test shares: Debian's Chromium driven by Python Playwright (never
 `playwright install`: /usr/bin/chromium from apt, which .ci/run installs), and screenshots of
 what each test saw."""
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,18 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield CheckerFriendly(browser)
         browser.close()
 

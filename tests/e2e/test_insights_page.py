@@ -1,6 +1,7 @@
 """The merchandiser's insights page in a real browser (issue 16): signed in through the admin's
 own login form, the period and channel chosen in its form, the charts drawn where they should be
 and the tables' columns in order, at a laptop's and a phone's width."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,8 +28,14 @@ def test_the_insights_page_shows_its_numbers_charts_and_tables(signed_in, live_s
     assert abs(first["y"] - second["y"]) < 2 and second["x"] > first["x"] + first["width"] - 1  # side by side
     headers = [t.strip() for t in page.locator("#table-top thead th").all_text_contents()]  # (shown in capitals)
     assert headers == ["Query", "Searches", "Zero results", "Click-through", "Clicks", "Mean position"]
-    assert page.locator("#table-top tbody tr").first.locator("td").all_inner_texts() == \
-        ["red mug", "5", "0", "60%", "4", "1.8"]
+    assert page.locator("#table-top tbody tr").first.locator("td").all_inner_texts() == [
+        "red mug",
+        "5",
+        "0",
+        "60%",
+        "4",
+        "1.8",
+    ]
     assert not axe_violations(page)
     screenshot(page, "insights")
 

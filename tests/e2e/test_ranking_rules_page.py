@@ -1,6 +1,7 @@
 """A ranking rule made in a real browser (issue 16): the merchandiser picks the product from the
 admin's search box, previews the rule against live results (the two lists side by side, the
 pinned product marked new), saves it, and the storefront shows it at once."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,8 +17,15 @@ def test_a_pin_previewed_saved_and_shown_on_the_storefront(browser, live_server,
     # titles as long as a real shop's: the two lists must still fit side by side
     for product in Product.objects.exclude(sku="blue-sock"):
         Product.objects.filter(pk=product.pk).update(title=f"{product.title}, Northwind heritage collection 2026")
-    page = admin_signed_in(browser, live_server, "add_rankingrule", "view_rankingrule", "change_rankingrule",
-                           "view_product", viewport={"width": 1280, "height": 1000})
+    page = admin_signed_in(
+        browser,
+        live_server,
+        "add_rankingrule",
+        "view_rankingrule",
+        "change_rankingrule",
+        "view_product",
+        viewport={"width": 1280, "height": 1000},
+    )
     page.click("text=Ranking rules")
     page.click("text=Add ranking rule")
 

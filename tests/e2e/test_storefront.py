@@ -1,5 +1,6 @@
 """The storefront in a real browser: Python Playwright driving Debian's Chromium (the fixtures
 are in tests/e2e/conftest.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -171,25 +172,33 @@ def test_every_live_update_keeps_the_page_layout(browser, live_server, shop, con
 
     def photo() -> None:
         page.locator("input[name=image]").set_input_files(
-            {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+            {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))}
+        )
         page.get_by_role("button", name="Find similar").click()
 
     def facet(name: str, value: str):
         def act() -> None:
             open_filters(page)
             page.locator(f"input[type=checkbox][name={name}][value={value}]").check()
+
         return act
 
     updates = [
         ("next page", lambda: page.get_by_role("link", name="Next →").click(), "location.search.includes('page=2')"),
-        ("sort", lambda: page.locator("select[name=sort]").select_option("price_asc"),
-         "location.search.includes('sort=price_asc')"),
+        (
+            "sort",
+            lambda: page.locator("select[name=sort]").select_option("price_asc"),
+            "location.search.includes('sort=price_asc')",
+        ),
         ("filter", facet("brand", "Acme"), "location.search.includes('brand=Acme')"),
         ("price", price, "location.search.includes('price_max=500')"),
         ("typing", typing, "document.querySelector('#results .summary')?.textContent.includes('“mug”')"),
         ("photo", photo, "location.search.includes('photo=')"),
-        ("filter on a photo", facet("category", "mugs"),
-         "location.search.includes('photo=') && location.search.includes('category=mugs')"),
+        (
+            "filter on a photo",
+            facet("category", "mugs"),
+            "location.search.includes('photo=') && location.search.includes('category=mugs')",
+        ),
     ]
     for name, act, check in updates:
         act()
@@ -203,14 +212,16 @@ def test_every_live_update_keeps_the_page_layout(browser, live_server, shop, con
     page.close()
 
 
-def test_a_photo_search_keeps_its_photo_through_filters_and_says_what_it_is_for(browser, live_server, shop, concept,
-                                                                                screenshot):
+def test_a_photo_search_keeps_its_photo_through_filters_and_says_what_it_is_for(
+    browser, live_server, shop, concept, screenshot
+):
     from tests.shop_fixtures import png
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(live_server.url + "/?q=lamp&category=mugs")
     page.locator("input[name=image]").set_input_files(
-        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))}
+    )
     page.get_by_role("button", name="Find similar").click()
     page.wait_for_url("**photo=**")
     page.wait_for_load_state("networkidle")
@@ -248,7 +259,8 @@ def test_a_photo_search_works_with_javascript_off(browser, live_server, shop, co
     page = context.new_page()
     page.goto(live_server.url + "/?category=mugs")
     page.locator("input[name=image]").set_input_files(
-        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))}
+    )
     page.get_by_role("button", name="Find similar").click()
     page.wait_for_url("**photo=**")
     assert "category=mugs" in page.url and "Red mug" in card_titles(page)[:2]
@@ -282,7 +294,10 @@ def test_attribute_filters_and_one_value_per_spelling(browser, live_server, unti
 def test_a_price_range_is_typed_whole_before_it_applies(browser, live_server, shop):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(live_server.url + "/?q=mug")
-    low, high = page.get_by_role("spinbutton", name="Minimum price"), page.get_by_role("spinbutton", name="Maximum price")
+    low, high = (
+        page.get_by_role("spinbutton", name="Minimum price"),
+        page.get_by_role("spinbutton", name="Maximum price"),
+    )
     low.click()
     low.press_sequentially("10", delay=30)
     page.keyboard.press("Tab")
@@ -371,7 +386,8 @@ def test_every_page_passes_axe_and_keyboard_users_skip_to_the_results(browser, l
     # a photo search, swapped in by htmx
     page.goto(live_server.url + "/")
     page.locator("input[name=image]").set_input_files(
-        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))}
+    )
     page.get_by_role("button", name="Find similar").click()
     page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('photo')")
     assert axe_violations(page) == [], "photo"
@@ -457,7 +473,8 @@ def test_the_storefront_works_under_its_content_security_policy(browser, live_se
     page.locator("#q").press("Escape")
     page.locator("#results .summary").filter(has_text="“red mug”").wait_for()
     page.locator("input[name=image]").set_input_files(
-        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))})
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(concept.picture("red", "mug"))}
+    )
     page.get_by_role("button", name="Find similar").click()
     page.wait_for_url("**photo=**")
     page.get_by_role("img", name="Your photo").wait_for()

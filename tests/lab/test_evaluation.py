@@ -1,8 +1,8 @@
 """The evaluation chain on a tiny catalog, through the search code shoppers hit."""
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -13,11 +13,25 @@ pytestmark = pytest.mark.django_db
 
 
 def test_evaluate_search_indexes_the_catalog_and_writes_reports(tmp_path, capsys):
-    call_command("generate_catalog", str(tmp_path / "shop"), products=40, seed=5, missing_image=0.25,
-                 missing_description=0.25, queries=12)
+    call_command(
+        "generate_catalog",
+        str(tmp_path / "shop"),
+        products=40,
+        seed=5,
+        missing_image=0.25,
+        missing_description=0.25,
+        queries=12,
+    )
 
-    call_command("evaluate_search", "--catalog", str(tmp_path / "shop"), "--strategies", "normalized,avg,dbsf",
-                 "--report", str(tmp_path / "report"))
+    call_command(
+        "evaluate_search",
+        "--catalog",
+        str(tmp_path / "shop"),
+        "--strategies",
+        "normalized,avg,dbsf",
+        "--report",
+        str(tmp_path / "report"),
+    )
 
     out = capsys.readouterr().out
     assert "| normalized |" in out and "| dbsf |" in out and "nDCG@10 no image" in out
@@ -27,9 +41,17 @@ def test_evaluate_search_indexes_the_catalog_and_writes_reports(tmp_path, capsys
     for result in report["strategies"].values():
         assert result["queries"] == 12  # the semantic queries; each other kind is reported on its own
         kinds = result["kinds"]
-        brands = len({json.loads(line)["brand"] for line in (tmp_path / "shop" / "catalog.jsonl").read_text().splitlines()})
-        assert {k: v["queries"] for k, v in kinds.items()} == {"semantic": 12, "sku": 6, "brand": brands, "typo": 12,
-                                                               "nonsense": 3, "kept": 12}
+        brands = len(
+            {json.loads(line)["brand"] for line in (tmp_path / "shop" / "catalog.jsonl").read_text().splitlines()}
+        )
+        assert {k: v["queries"] for k, v in kinds.items()} == {
+            "semantic": 12,
+            "sku": 6,
+            "brand": brands,
+            "typo": 12,
+            "nonsense": 3,
+            "kept": 12,
+        }
         assert kinds["sku"]["value"] == 1.0  # whatever the model: the SKU, typed any way, finds its product first
         assert all(v["value"] is None or 0.0 <= v["value"] for v in kinds.values())
         assert all(0.0 <= v <= 1.0 for v in result["overall"].values())
@@ -48,10 +70,16 @@ def test_evaluate_search_refuses_unknown_strategies(tmp_path):
 def test_simulated_shoppers_fill_the_real_click_log_with_position_bias(tmp_path, shop, capsys):
     # given: the concept-encoder shop (its search ranks sensibly) and labelled queries for it
     queries = tmp_path / "queries.jsonl"
-    queries.write_text("\n".join(json.dumps(q) for q in [
-        {"query": "red mug", "relevance": {"no-image": 3, "no-desc": 3, "green-mug": 1}},
-        {"query": "blue vase", "relevance": {"blue-vase": 3, "vase-text-only": 3}},
-    ]) + "\n")
+    queries.write_text(
+        "\n".join(
+            json.dumps(q)
+            for q in [
+                {"query": "red mug", "relevance": {"no-image": 3, "no-desc": 3, "green-mug": 1}},
+                {"query": "blue vase", "relevance": {"blue-vase": 3, "vase-text-only": 3}},
+            ]
+        )
+        + "\n"
+    )
 
     call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "150", "--seed", "3")
 
@@ -80,9 +108,11 @@ def test_targets_are_ticked_only_when_met():
     from lab.evaluation import targets_check
 
     def entry(overall, no_image, no_description, loss_image, loss_description):
-        return {"overall": {"ndcg@10": overall}, "slices": {"no_image": {"ndcg@10": no_image},
-                                                           "no_description": {"ndcg@10": no_description}},
-                "pushdown": {"loss_no_image": loss_image, "loss_no_description": loss_description}}
+        return {
+            "overall": {"ndcg@10": overall},
+            "slices": {"no_image": {"ndcg@10": no_image}, "no_description": {"ndcg@10": no_description}},
+            "pushdown": {"loss_no_image": loss_image, "loss_no_description": loss_description},
+        }
 
     report = {"normalized": entry(0.9, 0.8, 0.7, 0.02, 0.10), "text": entry(0.85, 0.82, 0.6, -0.1, 0.0)}
     baseline = {"normalized": entry(0.95, 0, 0, 0, 0)}
@@ -98,16 +128,33 @@ def test_targets_are_ticked_only_when_met():
     # products missing a field that float up are no fairer than those pushed down
     report["normalized"]["pushdown"]["loss_no_image"] = -0.2
     assert not dict((n, ok) for n, ok, _ in targets_check(report))[
-        "products with no image within +-5% of the MRR of complete ones"]
+        "products with no image within +-5% of the MRR of complete ones"
+    ]
 
 
 def test_cross_fitting_ranks_each_query_with_a_calibration_fitted_without_it(tmp_path, settings, capsys):
     settings.SEARCH_CUTOFF_QUANTILE = 0.05  # the tiny model's cosines say little: let irrelevant products match too
-    call_command("generate_catalog", str(tmp_path / "shop"), products=60, seed=5, missing_image=0.3,
-                 missing_description=0.3, queries=48)
+    call_command(
+        "generate_catalog",
+        str(tmp_path / "shop"),
+        products=60,
+        seed=5,
+        missing_image=0.3,
+        missing_description=0.3,
+        queries=48,
+    )
 
-    call_command("evaluate_search", "--catalog", str(tmp_path / "shop"), "--strategies", "normalized,text",
-                 "--cross-fit", "2", "--report", str(tmp_path / "report"))
+    call_command(
+        "evaluate_search",
+        "--catalog",
+        str(tmp_path / "shop"),
+        "--strategies",
+        "normalized,text",
+        "--cross-fit",
+        "2",
+        "--report",
+        str(tmp_path / "report"),
+    )
 
     out = capsys.readouterr().out
     report = json.loads((tmp_path / "report" / "report.json").read_text())

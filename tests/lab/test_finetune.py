@@ -1,4 +1,5 @@
 """Fine-tuning from clicks on the tiny model: runs, reports, writes a loadable model."""
+
 from __future__ import annotations
 
 import json
@@ -39,9 +40,27 @@ def triplets(tmp_path, django_capture_on_commit_callbacks):
 @pytest.mark.parametrize("train", ["text", "image", "projection", "all"])
 def test_finetune_writes_a_model_the_search_can_load(tmp_path, triplets, tiny_model_dir, capsys, train):
     out = tmp_path / f"tuned-{train}"
-    call_command("finetune_model", "--data", str(triplets), "--base", str(tiny_model_dir), "--out", str(out),
-                 "--train", train, "--epochs", "2", "--batch-size", "8", "--grad-accum", "2", "--lr", "1e-3",
-                 "--device", "cpu")
+    call_command(
+        "finetune_model",
+        "--data",
+        str(triplets),
+        "--base",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--train",
+        train,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--device",
+        "cpu",
+    )
 
     text = capsys.readouterr().out
     assert "| before |" in text and "| after |" in text and "Recall@10" in text
@@ -54,8 +73,12 @@ def test_finetune_writes_a_model_the_search_can_load(tmp_path, triplets, tiny_mo
     text_changed = not np.array_equal(tuned.encode_texts(["red mug"]), base.encode_texts(["red mug"]))
     image_changed = not np.array_equal(tuned.encode_images([picture]), base.encode_images([picture]))
     # each mode trains its side and leaves a frozen tower exactly as it was
-    assert (text_changed, image_changed) == {"text": (True, False), "image": (False, True),
-                                             "projection": (True, True), "all": (True, True)}[train]
+    assert (text_changed, image_changed) == {
+        "text": (True, False),
+        "image": (False, True),
+        "projection": (True, True),
+        "all": (True, True),
+    }[train]
 
 
 def test_finetune_refuses_bad_input(tmp_path, tiny_model_dir):
@@ -71,8 +94,22 @@ def test_index_products_all_re_embeds_with_the_tuned_model(tmp_path, triplets, t
     from search.retrieval import providers
 
     out = tmp_path / "tuned"
-    call_command("finetune_model", "--data", str(triplets), "--base", str(tiny_model_dir), "--out", str(out),
-                 "--epochs", "1", "--batch-size", "8", "--device", "cpu", verbosity=0)
+    call_command(
+        "finetune_model",
+        "--data",
+        str(triplets),
+        "--base",
+        str(tiny_model_dir),
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        verbosity=0,
+    )
     settings.SEARCH_EMBEDDING_MODEL = str(out)
     providers.get_encoder.cache_clear()
     try:

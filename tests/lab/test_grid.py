@@ -1,5 +1,6 @@
 """The quality grid: a shop per seed and missing-field rate, each measured in its own process with
 the default settings, read back into one table with its paired tests."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,20 @@ from django.core.management import CommandError, call_command
 def test_the_grid_measures_each_cell_in_its_own_shop_and_reuses_what_does_not_change(tmp_path, monkeypatch, capsys):
     # the tiny model's cosines say little: its cutoff is lowered so queries match something to order
     monkeypatch.setenv("SEARCH_CUTOFF_QUANTILE", "0.05")
-    args = ["--out", str(tmp_path / "grid"), "--seeds", "7", "--rates", "0.1,0.4", "--products", "50",
-            "--queries", "44", "--strategies", "normalized,text"]
+    args = [
+        "--out",
+        str(tmp_path / "grid"),
+        "--seeds",
+        "7",
+        "--rates",
+        "0.1,0.4",
+        "--products",
+        "50",
+        "--queries",
+        "44",
+        "--strategies",
+        "normalized,text",
+    ]
 
     call_command("evaluate_grid", *args)
 

@@ -1,4 +1,5 @@
 """Metrics on hand-computed examples."""
+
 from __future__ import annotations
 
 import math

@@ -79,8 +79,16 @@ def test_other_query_kinds_are_what_shoppers_type_and_keep_the_semantic_queries(
     generate_catalog(tmp_path / "a", products=150, seed=9, queries=40)
     every = [json.loads(line) for line in (tmp_path / "a" / "queries.jsonl").read_text().splitlines()]
     products = {r["sku"]: r for r in map(json.loads, (tmp_path / "a" / "catalog.jsonl").read_text().splitlines())}
-    by_kind = {kind: [q for q in every if q["kind"] == kind] for kind in ("semantic", "sku", "brand", "typo", "nonsense")}
-    assert {k: len(v) for k, v in by_kind.items()} == {"semantic": 40, "sku": 20, "brand": 8, "typo": 40, "nonsense": 10}
+    by_kind = {
+        kind: [q for q in every if q["kind"] == kind] for kind in ("semantic", "sku", "brand", "typo", "nonsense")
+    }
+    assert {k: len(v) for k, v in by_kind.items()} == {
+        "semantic": 40,
+        "sku": 20,
+        "brand": 8,
+        "typo": 40,
+        "nonsense": 10,
+    }
     assert len({q["id"] for q in every}) == len(every)
 
     # a SKU typed in any case, with or without separators, names one product
@@ -98,9 +106,11 @@ def test_other_query_kinds_are_what_shoppers_type_and_keep_the_semantic_queries(
         assert q["query"] != source["query"] and q["relevance"] == source["relevance"]
         assert 1 <= len(q["slips"]) <= 2 and abs(len(q["query"]) - len(source["query"])) <= len(q["slips"])
         if q["slips"] == ["neighbour"]:
-            (wrong, right), = [(a, b) for a, b in zip(q["query"], source["query"]) if a != b]
+            ((wrong, right),) = [(a, b) for a, b in zip(q["query"], source["query"]) if a != b]
             assert wrong in NEIGHBOURS[right.lower()]
-    assert {"deletion", "transposition", "neighbour", "missing space"} <= {s for q in by_kind["typo"] for s in q["slips"]}
+    assert {"deletion", "transposition", "neighbour", "missing space"} <= {
+        s for q in by_kind["typo"] for s in q["slips"]
+    }
     # nonsense: no word of it is in any product's text, and nothing is relevant
     words = {w.lower() for p in products.values() for w in f"{p['title']} {p['description']}".split()}
     assert all(q["relevance"] == {} and not set(q["query"].split()) & words for q in by_kind["nonsense"])
@@ -109,8 +119,11 @@ def test_other_query_kinds_are_what_shoppers_type_and_keep_the_semantic_queries(
 def test_grades():
     from lab.sample import grade
 
-    product = {"category": "mugs", "brand": "Acme", "attributes": {"colour": "red", "pattern": "striped",
-                                                                    "material": "ceramic"}}
+    product = {
+        "category": "mugs",
+        "brand": "Acme",
+        "attributes": {"colour": "red", "pattern": "striped", "material": "ceramic"},
+    }
     assert grade(product, {"category": "mugs", "colour": "red", "pattern": "striped"}) == 3
     assert grade(product, {"category": "mugs", "colour": "red", "pattern": "dotted"}) == 2
     assert grade(product, {"category": "mugs", "colour": "blue"}) == 1

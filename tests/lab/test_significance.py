@@ -1,4 +1,5 @@
 """The evaluation's significance figures: paired tests over queries, ties said as ties."""
+
 from __future__ import annotations
 
 import math

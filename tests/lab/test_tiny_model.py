@@ -1,4 +1,5 @@
 """build_tiny_model: the random CLIP that tests and offline machines load like a real one."""
+
 from __future__ import annotations
 
 from django.core.management import call_command

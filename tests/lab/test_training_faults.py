@@ -2,6 +2,7 @@
 half-precision window with nothing to learn from does not crash, a window larger than a
 micro-batch is one contrastive batch (gradient caching), no product twice in a batch, warm-up,
 checkpoints, and images read per batch."""
+
 from __future__ import annotations
 
 import random
@@ -38,8 +39,9 @@ def test_a_half_precision_window_without_a_backward_pass_does_not_crash(tiny_mod
     trainer = ClipTrainer(str(tiny_model_dir), device="cpu")
     examples = [Example(f"query {n}", product(f"p{n}"), []) for n in range(6)]
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    losses = trainer.train(examples, TrainConfig(train="image", epochs=1, batch_size=2, grad_accum=grad_accum,
-                                                 precision=precision))
+    losses = trainer.train(
+        examples, TrainConfig(train="image", epochs=1, batch_size=2, grad_accum=grad_accum, precision=precision)
+    )
     assert len(losses) == 1
     assert all(torch.equal(before[n], p) for n, p in trainer.model.named_parameters())  # nothing moved
 
@@ -59,8 +61,9 @@ def pictured(tmp_path):
 def window_gradients(trainer, window, chunk):
     trainer.model.zero_grad(set_to_none=True)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    loss = trainer._step(window, random.Random(0), chunk=chunk, autocast=lambda: torch.autocast("cpu", enabled=False),
-                         scaler=scaler)
+    loss = trainer._step(
+        window, random.Random(0), chunk=chunk, autocast=lambda: torch.autocast("cpu", enabled=False), scaler=scaler
+    )
     return loss, {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
 
 
@@ -80,7 +83,7 @@ def test_a_window_over_a_micro_batch_is_one_contrastive_batch(tiny_model_dir, pi
     for name in whole:
         torch.testing.assert_close(cached[name], whole[name], atol=1e-6, rtol=1e-4)
     # and it is not the loss of four separate micro-batches of 2 (fewer negatives: a lower loss)
-    separate = sum(window_gradients(trainer, pictured[i:i + 2], chunk=2)[0] for i in range(0, 8, 2)) / 4
+    separate = sum(window_gradients(trainer, pictured[i : i + 2], chunk=2)[0] for i in range(0, 8, 2)) / 4
     assert separate < whole_loss
 
 

@@ -6,6 +6,7 @@ normalise(BIAS * tower direction + concepts): the shared tower direction makes t
 cosines high and bunched (~0.9) and text-image cosines low and narrow (~0.1), as CLIP's are.
 Images are recognised by their pixels, registered by the test that draws them.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,7 @@ class ConceptEncoder:
         return image
 
     @staticmethod
-    def _key(image: "Image.Image | np.ndarray") -> str:
+    def _key(image: Image.Image | np.ndarray) -> str:
         # the indexer hands over RGB arrays (decoded in its threads), a photo search a PIL image
         pixels = image if isinstance(image, np.ndarray) else np.asarray(image.convert("RGB"))
         return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()

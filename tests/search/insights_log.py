@@ -1,5 +1,6 @@
 """A search and click log with known counts, for the insights tests (tests/search/test_insights.py,
 tests/e2e/test_insights_page.py); a plugin of tests/conftest.py, so its `log` fixture serves both."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -15,13 +16,27 @@ from search.services.events import click_log
 NOW = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
 
 
-def search_logged(query: str, *, days_ago: int, channel: str = "page", results: int = 10, mode: str = "text",
-                  clicks: tuple[tuple[Product, int], ...] = ()) -> SearchEvent:
+def search_logged(
+    query: str,
+    *,
+    days_ago: int,
+    channel: str = "page",
+    results: int = 10,
+    mode: str = "text",
+    clicks: tuple[tuple[Product, int], ...] = (),
+) -> SearchEvent:
     """A logged search with its impressions, its clicks recorded through the click service (which
     keeps the search's click count), then moved `days_ago` back."""
-    event = SearchEvent.objects.create(channel=channel, mode=mode, query=query,
-                                       query_normalized=" ".join(query.lower().split()), sort="relevance",
-                                       strategy="normalized", result_count=results, day=timezone.localdate())
+    event = SearchEvent.objects.create(
+        channel=channel,
+        mode=mode,
+        query=query,
+        query_normalized=" ".join(query.lower().split()),
+        sort="relevance",
+        strategy="normalized",
+        result_count=results,
+        day=timezone.localdate(),
+    )
     for product, position in clicks:
         SearchImpression.objects.create(search=event, product=product, product_sku=product.sku, position=position)
         click_log(search_id=str(event.pk), product_id=product.pk)

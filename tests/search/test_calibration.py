@@ -1,5 +1,6 @@
 """Fitting the fusion calibration on a shop's labelled queries and clicks, keeping it with the
 model, and the search using it (or, without one or with a broken one, the weights)."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,15 @@ def generated(tmp_path, settings):
     """A generated shop with its queries; the tiny model's cosines say little, so its cutoff is
     lowered until queries match irrelevant products too (there is something to order)."""
     settings.SEARCH_CUTOFF_QUANTILE = 0.05
-    call_command("generate_catalog", str(tmp_path / "shop"), products=60, seed=5, missing_image=0.3,
-                 missing_description=0.3, queries=MIN_QUERIES + 4)
+    call_command(
+        "generate_catalog",
+        str(tmp_path / "shop"),
+        products=60,
+        seed=5,
+        missing_image=0.3,
+        missing_description=0.3,
+        queries=MIN_QUERIES + 4,
+    )
     return tmp_path / "shop"
 
 
@@ -72,11 +80,23 @@ def test_too_little_evidence_is_refused_and_says_what_to_do(generated, settings)
     rows = [json.loads(line) for line in (generated / "queries.jsonl").read_text().splitlines()][:5]
     few = generated / "few.jsonl"
     few.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    call_command("evaluate_search", "--catalog", str(generated), "--queries", str(few), "--strategies", "normalized",
-                 "--verbosity", "0")
+    call_command(
+        "evaluate_search",
+        "--catalog",
+        str(generated),
+        "--queries",
+        str(few),
+        "--strategies",
+        "normalized",
+        "--verbosity",
+        "0",
+    )
 
-    with pytest.raises(CommandError, match=f"5 queries with a click or a relevant label; a calibration needs at "
-                                           f"least {MIN_QUERIES}. Until then the search fuses with SEARCH_FUSION_WEIGHTS"):
+    with pytest.raises(
+        CommandError,
+        match=f"5 queries with a click or a relevant label; a calibration needs at "
+        f"least {MIN_QUERIES}. Until then the search fuses with SEARCH_FUSION_WEIGHTS",
+    ):
         call_command("calibrate_fusion", "--queries", str(few), "--no-clicks")
     with pytest.raises(CommandError, match="every line needs"):
         (generated / "bad.jsonl").write_text('{"query": "mug"}\n')
@@ -89,12 +109,19 @@ def test_too_little_evidence_is_refused_and_says_what_to_do(generated, settings)
 def test_clicks_say_relevant_skips_above_and_next_say_not_and_further_down_says_nothing():
     products = [Product.objects.create(sku=f"P{i}", title=f"Product {i}") for i in range(5)]
     for clicked in (2, 2, 1):  # three searches for the same query; positions 1..5
-        event = SearchEvent.objects.create(channel="page", mode="text", query="Red Mug", query_normalized="red mug",
-                                           sort="relevance", strategy="normalized")
+        event = SearchEvent.objects.create(
+            channel="page",
+            mode="text",
+            query="Red Mug",
+            query_normalized="red mug",
+            sort="relevance",
+            strategy="normalized",
+        )
         for position, product in enumerate(products, start=1):
             SearchImpression.objects.create(search=event, product=product, product_sku=product.sku, position=position)
-        Click.objects.create(search=event, product=products[clicked - 1], product_sku=products[clicked - 1].sku,
-                             position=clicked)
+        Click.objects.create(
+            search=event, product=products[clicked - 1], product_sku=products[clicked - 1].sku, position=clicked
+        )
 
     evidence = evidence_from_clicks(days=30)
 
@@ -143,7 +170,9 @@ def test_a_query_clicked_many_times_makes_one_list_weighted_by_its_clicks(shop):
 
     # five clicks on one product, three skips of another: the list orders them (it used to be
     # dropped when the clicks outnumbered the products)
-    evidence = Evidence(labels={"red mug": {shop["no-image"]: (1.0, 5.0), shop["green-mug"]: (0.0, 3.0)}}, click_queries=1)
+    evidence = Evidence(
+        labels={"red mug": {shop["no-image"]: (1.0, 5.0), shop["green-mug"]: (0.0, 3.0)}}, click_queries=1
+    )
 
     features, targets, groups, weights, tops = calibration_rows(evidence)
 

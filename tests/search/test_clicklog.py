@@ -1,4 +1,5 @@
 """Search events and clicks: what is stored, deduplication, pseudonymisation, 4xx answers."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,24 +56,31 @@ def test_clicks_are_recorded_once_at_the_shown_position(client, shop):
     body = client.get("/api/search", {"q": "red mug", "page": 2, "page_size": 3}).json()
     product = body["results"][1]
 
-    first = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": product["id"]},
-                        content_type="application/json")
-    again = client.post("/api/clicks", {"search_id": body["search_id"], "sku": product["sku"], "position": 5},
-                        content_type="application/json")
+    first = client.post(
+        "/api/clicks", {"search_id": body["search_id"], "product_id": product["id"]}, content_type="application/json"
+    )
+    again = client.post(
+        "/api/clicks",
+        {"search_id": body["search_id"], "sku": product["sku"], "position": 5},
+        content_type="application/json",
+    )
 
     assert first.status_code == 201 and again.status_code == 200
     click = Click.objects.get()
     assert click.position == 5 and click.product_sku == product["sku"]
 
 
-@pytest.mark.parametrize("change, field, status", [
-    ({"search_id": "0" * 32}, "search_id", 404),  # well-formed, but no such search
-    ({"search_id": "not-a-uuid"}, "search_id", 400),
-    ({"product_id": 999_999}, "product_id", 404),
-    ({"product_id": None, "sku": "no-such-sku"}, "sku", 404),
-    ({"position": 7}, "position", 409),  # the search showed it elsewhere
-    ({"product_id": None}, "product_id", 400),
-])
+@pytest.mark.parametrize(
+    "change, field, status",
+    [
+        ({"search_id": "0" * 32}, "search_id", 404),  # well-formed, but no such search
+        ({"search_id": "not-a-uuid"}, "search_id", 400),
+        ({"product_id": 999_999}, "product_id", 404),
+        ({"product_id": None, "sku": "no-such-sku"}, "sku", 404),
+        ({"position": 7}, "position", 409),  # the search showed it elsewhere
+        ({"product_id": None}, "product_id", 400),
+    ],
+)
 def test_bad_clicks_get_a_4xx_that_names_the_field_and_are_not_stored(client, shop, change, field, status):
     body = client.get("/api/search", {"q": "red mug", "page_size": 3}).json()
     payload = {"search_id": body["search_id"], "product_id": body["results"][0]["id"], **change}
@@ -91,8 +99,9 @@ def test_a_product_not_shown_by_the_search_is_refused(client, shop):
     from catalog.models import Product
 
     unseen = Product.objects.exclude(sku=body["results"][0]["sku"]).first()
-    response = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": unseen.pk},
-                           content_type="application/json")
+    response = client.post(
+        "/api/clicks", {"search_id": body["search_id"], "product_id": unseen.pk}, content_type="application/json"
+    )
     assert response.status_code == 409 and "not shown" in response.json()["product_id"][0]
 
 
@@ -149,7 +158,8 @@ def slow_log_writer(monkeypatch):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_api_answers_before_the_log_is_written_and_a_quicker_click_still_counts(
-        client, shop, settings, slow_log_writer):
+    client, shop, settings, slow_log_writer
+):
     import threading
 
     settings.SEARCH_LOG_DEFERRED = True
@@ -157,8 +167,11 @@ def test_the_api_answers_before_the_log_is_written_and_a_quicker_click_still_cou
     assert not SearchEvent.objects.filter(pk=found["search_id"]).exists()  # answered first
 
     threading.Timer(0.3, slow_log_writer.set).start()  # the write lands while the click waits
-    clicked = client.post("/api/clicks", {"search_id": found["search_id"], "product_id": found["results"][1]["id"]},
-                          content_type="application/json")
+    clicked = client.post(
+        "/api/clicks",
+        {"search_id": found["search_id"], "product_id": found["results"][1]["id"]},
+        content_type="application/json",
+    )
     assert clicked.status_code == 201, clicked.content
     event = SearchEvent.objects.get(pk=found["search_id"])
     assert [i.product_sku for i in event.impressions.order_by("position")] == [r["sku"] for r in found["results"]]
@@ -195,8 +208,12 @@ def test_what_is_queued_at_exit_is_written_however_much(shop, settings, slow_log
     settings.SEARCH_LOG_DEFERRED = True
     result = product_search(query="red mug")
     for _ in range(1201):
-        assert search_event_log(result=dataclasses.replace(result, search_id=uuid.uuid4().hex), channel="api",
-                                session_key=None, deferred=True)
+        assert search_event_log(
+            result=dataclasses.replace(result, search_id=uuid.uuid4().hex),
+            channel="api",
+            session_key=None,
+            deferred=True,
+        )
     stuck = 1201 - _writer().queue.qsize()  # what the writer thread took before the gate
     _writer().flush()  # as at exit
     assert SearchEvent.objects.count() == 1201 - stuck
@@ -230,8 +247,9 @@ def test_only_the_search_a_shopper_settles_on_is_logged_not_the_prefixes(client,
     held = client.get("/", {"q": "lamp"}, **typed, HTTP_X_SEARCH_TYPING="start")
     search_id = held.content.decode().split('data-search="')[1].split('"')[0]
     product_id = held.content.decode().split('data-product="')[1].split('"')[0]
-    clicked = client.post("/api/clicks", {"search_id": search_id, "product_id": int(product_id)},
-                          content_type="application/json")
+    clicked = client.post(
+        "/api/clicks", {"search_id": search_id, "product_id": int(product_id)}, content_type="application/json"
+    )
     assert clicked.status_code == 201, clicked.content
     search_log_flush()
     assert sorted(SearchEvent.objects.values_list("query", flat=True)) == ["lamp", "red mug", "wool", "wool"]

@@ -9,8 +9,7 @@ from search.retrieval import providers
 pytestmark = pytest.mark.django_db
 
 
-def test_generate_import_and_index_commands_fill_search(tmp_path, index, capsys,
-                                                        django_capture_on_commit_callbacks):
+def test_generate_import_and_index_commands_fill_search(tmp_path, index, capsys, django_capture_on_commit_callbacks):
     call_command("generate_catalog", str(tmp_path / "shop"), products=12, seed=2, missing_image=0.25)
     with django_capture_on_commit_callbacks(execute=True):
         call_command("import_catalog", str(tmp_path / "shop" / "catalog.jsonl"))

@@ -1,4 +1,5 @@
 """Exports for data teams: events and triplets in JSONL, CSV, Parquet; permission; retention."""
+
 from __future__ import annotations
 
 import io
@@ -18,8 +19,9 @@ pytestmark = pytest.mark.django_db
 
 
 def click(client, search_id, product_id):
-    response = client.post("/api/clicks", {"search_id": search_id, "product_id": product_id},
-                           content_type="application/json")
+    response = client.post(
+        "/api/clicks", {"search_id": search_id, "product_id": product_id}, content_type="application/json"
+    )
     assert response.status_code == 201, response.content
 
 
@@ -82,12 +84,18 @@ def test_every_format_has_the_same_columns_in_the_same_order(tmp_path, log, kind
 def test_exports_round_trip_through_datasets(tmp_path, log, fmt, loader):
     from datasets import load_dataset
 
-    events = load_dataset(loader, data_files=export(tmp_path, "events", fmt), split="train",
-                          cache_dir=str(tmp_path / "hf"))
-    triplets = load_dataset(loader, data_files=export(tmp_path, "triplets", fmt), split="train",
-                            cache_dir=str(tmp_path / "hf"))
-    text_only = load_dataset(loader, data_files=export(tmp_path, "triplets", fmt, "--text-only", name="st"),
-                             split="train", cache_dir=str(tmp_path / "hf"))
+    events = load_dataset(
+        loader, data_files=export(tmp_path, "events", fmt), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    triplets = load_dataset(
+        loader, data_files=export(tmp_path, "triplets", fmt), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    text_only = load_dataset(
+        loader,
+        data_files=export(tmp_path, "triplets", fmt, "--text-only", name="st"),
+        split="train",
+        cache_dir=str(tmp_path / "hf"),
+    )
 
     assert events.num_rows == 4
     assert triplets.num_rows == 4 and triplets.column_names[:3] == ["query", "positive", "negative"]
@@ -159,10 +167,10 @@ def test_prune_deletes_shoppers_photos_once_they_expire(log, capsys, settings):
 def test_csv_exports_show_a_formula_typed_as_a_query_as_text(tmp_path, client, shop):
     import csv
 
-    for query in ("=HYPERLINK(\"http://evil\",\"x\")", "+1+1", "@SUM(A1)", "-2+3", "red mug"):
+    for query in ('=HYPERLINK("http://evil","x")', "+1+1", "@SUM(A1)", "-2+3", "red mug"):
         client.get("/api/search", {"q": query})
     with open(export(tmp_path, "events", "csv"), newline="") as handle:
         queries = [row["query"] for row in csv.DictReader(handle)]
-    assert queries == ["'=HYPERLINK(\"http://evil\",\"x\")", "'+1+1", "'@SUM(A1)", "'-2+3", "red mug"]
+    assert queries == ['\'=HYPERLINK("http://evil","x")', "'+1+1", "'@SUM(A1)", "'-2+3", "red mug"]
     rows = [json.loads(line) for line in open(export(tmp_path, "events", "jsonl"))]
     assert rows[0]["query"].startswith("=HYPERLINK")  # JSONL keeps the text as typed

@@ -1,6 +1,7 @@
 """Facets a merchandiser's data cannot split: values folded for matching and shown as most
 products spell them (the database keeps them as typed), and the attributes chosen as filters
 (issue 12). On each engine, and through the database while products are still indexing."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,9 +33,17 @@ def untidy(concept, settings, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         for sku, (title, category, brand, attributes) in UNTIDY.items():
             colour, noun = title.lower().split()
-            product_create(sku=sku, title=title, description=f"A {colour} {noun}.", category=category, brand=brand,
-                           price="10", attributes=attributes, image_bytes=png(concept.picture(colour, noun)),
-                           image_name="p.png")
+            product_create(
+                sku=sku,
+                title=title,
+                description=f"A {colour} {noun}.",
+                category=category,
+                brand=brand,
+                price="10",
+                attributes=attributes,
+                image_bytes=png(concept.picture(colour, noun)),
+                image_name="p.png",
+            )
     assert not Product.objects.exclude(index_status=IndexStatus.INDEXED).exists()
 
 
@@ -52,26 +61,39 @@ def test_values_that_differ_in_case_or_spaces_are_one_facet_value_shown_as_most_
     assert facet(result, "brand") == {"acme": ("Acme", 4), "lumen": ("Lumen", 1)}
     # choosing it, spelt any way, finds every spelling; the database keeps each as typed
     assert browse(categories=("MUGS",)).count == 3 and browse(brands=(" acme",)).count == 4
-    assert sorted(Product.objects.filter(sku__startswith="m").values_list("category", flat=True)) == \
-        ["  mugs", "Mugs ", "mugs"]
+    assert sorted(Product.objects.filter(sku__startswith="m").values_list("category", flat=True)) == [
+        "  mugs",
+        "Mugs ",
+        "mugs",
+    ]
     # a search too, with the brand leg: "acme" as the whole query puts all four first
     assert {h.product.sku for h in product_search(query="ACME").hits[:4]} == {"m1", "m2", "m3", "v1"}
 
 
 def test_the_attributes_chosen_as_filters_are_facets_and_filter(untidy):
     result = browse()
-    assert facet(result, "attr_colour") == {"red": ("Red", 2), "blue": ("Blue", 2), "green": ("Green", 1)}  # a tie: the first in order
-    assert facet(result, "attr_material") == {"stoneware": ("Stoneware", 2), "glaze": ("Glaze", 1),
-                                              "glass": ("glass", 1)}
+    assert facet(result, "attr_colour") == {
+        "red": ("Red", 2),
+        "blue": ("Blue", 2),
+        "green": ("Green", 1),
+    }  # a tie: the first in order
+    assert facet(result, "attr_material") == {
+        "stoneware": ("Stoneware", 2),
+        "glaze": ("Glaze", 1),
+        "glass": ("glass", 1),
+    }
     assert "attr_size" not in result.facets  # not chosen
 
     red = browse(attributes=(("attr_colour", ("Red",)),))
     assert sorted(h.product.sku for h in red.hits) == ["m1", "s1"]
     # disjunctive: the colour facet still offers the other colours, the others count within red
     assert facet(red, "attr_colour")["blue"] == ("Blue", 2) and facet(red, "category") == {
-        "mugs": ("mugs", 1), "socks": ("socks", 1)}
-    stoneware_mugs = product_search(query="mug", filters=SearchFilters(
-        categories=("mugs",), attributes=(("attr_material", ("stoneware",)),)))
+        "mugs": ("mugs", 1),
+        "socks": ("socks", 1),
+    }
+    stoneware_mugs = product_search(
+        query="mug", filters=SearchFilters(categories=("mugs",), attributes=(("attr_material", ("stoneware",)),))
+    )
     assert sorted(h.product.sku for h in stoneware_mugs.hits) == ["m1", "m2"]
 
 
@@ -117,8 +139,21 @@ def test_a_store_written_before_folding_is_written_again_without_encoding(untidy
 
 
 def test_a_payload_holds_each_attribute_folded():
-    assert facet_payload(category=" Mugs", brand="ACME ", attributes={
-        "Colour": " Deep  Red", "colour": "blue", "Size (EU)": [38, "39"], "tags": [], "on sale": True,
-        "care": {"wash": 30}}) == {
-        "category": "mugs", "brand": "acme", "attr_colour": ["blue", "deep red"], "attr_size_eu": ["38", "39"],
-        "attr_on_sale": ["yes"]}
+    assert facet_payload(
+        category=" Mugs",
+        brand="ACME ",
+        attributes={
+            "Colour": " Deep  Red",
+            "colour": "blue",
+            "Size (EU)": [38, "39"],
+            "tags": [],
+            "on sale": True,
+            "care": {"wash": 30},
+        },
+    ) == {
+        "category": "mugs",
+        "brand": "acme",
+        "attr_colour": ["blue", "deep red"],
+        "attr_size_eu": ["38", "39"],
+        "attr_on_sale": ["yes"],
+    }

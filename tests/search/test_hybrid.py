@@ -1,5 +1,6 @@
 """Hybrid retrieval on each engine: the keyword leg, SKUs and brands first, typos, honest zero
 results, and a cutoff that follows the model (issue 11)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,11 +25,24 @@ def striped(shop, concept, django_capture_on_commit_callbacks):
     from catalog.services import product_create
 
     with django_capture_on_commit_callbacks(execute=True):
-        for n, (title, price) in enumerate([("Red striped mug", "9"), ("Tall red striped mug", "12"),
-                                            ("Red striped espresso mug", "7"), ("Red striped travel mug", "15")]):
-            product_create(sku=f"S7-0004{6 + n}", title=title, description="Ceramic, dishwasher safe.",
-                           category="mugs", brand="Kestrel", price=price,
-                           image_bytes=png(concept.picture("red", "mug")), image_name="p.png")
+        for n, (title, price) in enumerate(
+            [
+                ("Red striped mug", "9"),
+                ("Tall red striped mug", "12"),
+                ("Red striped espresso mug", "7"),
+                ("Red striped travel mug", "15"),
+            ]
+        ):
+            product_create(
+                sku=f"S7-0004{6 + n}",
+                title=title,
+                description="Ceramic, dishwasher safe.",
+                category="mugs",
+                brand="Kestrel",
+                price=price,
+                image_bytes=png(concept.picture("red", "mug")),
+                image_name="p.png",
+            )
     return [f"S7-0004{6 + n}" for n in range(4)]
 
 
@@ -43,7 +57,7 @@ def test_a_brand_as_the_whole_query_puts_its_products_first(striped):
     assert set(skus(result)[:4]) == set(striped)
     lumen = product_search(query="Lumen")
     lumen_products = set(Product.objects.filter(brand="Lumen").values_list("sku", flat=True))
-    assert set(skus(lumen)[:len(lumen_products)]) == lumen_products
+    assert set(skus(lumen)[: len(lumen_products)]) == lumen_products
 
 
 def test_typos_still_find_the_products(striped):
@@ -91,8 +105,11 @@ def test_the_cutoff_follows_the_model_not_a_constant(shop, concept, monkeypatch)
 
     # then: each model gets its own cutoff, and the same products match the same queries
     assert bunched > 0.9 and spread < 0.6
-    assert set(skus(product_search(query="red mug"))) == red_mug == {"no-image", "no-desc", "green-mug", "red-scarf",
-                                                                    "red-lamp"}
+    assert (
+        set(skus(product_search(query="red mug")))
+        == red_mug
+        == {"no-image", "no-desc", "green-mug", "red-scarf", "red-lamp"}
+    )
     assert product_search(query="xqzvvplk").count == 0
 
 

@@ -2,6 +2,7 @@
 model, points written by a writer thread, row states written a batch at a time. What a
 merchandiser sees must not change: the same vectors, one bad photo failing only its product,
 an edit made meanwhile never marked indexed, a store that fails leaving the rows pending."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,13 +31,11 @@ def small_chunks(request, encoder, monkeypatch, settings):
 @pytest.fixture
 def photographed(make_product, settings):
     settings.SEARCH_INDEX_BATCH_SIZE = 100  # the on-commit task must not index them in chunks
-    return [make_product(f"Product {n}", image=photo_jpeg(800 + 40 * n, 900, seed=n), sku=f"P{n}")
-            for n in range(10)]
+    return [make_product(f"Product {n}", image=photo_jpeg(800 + 40 * n, 900, seed=n), sku=f"P{n}") for n in range(10)]
 
 
 def _pending(products):
-    Product.objects.filter(pk__in=[p.pk for p in products]).update(index_status=IndexStatus.PENDING,
-                                                                   content_hash="")
+    Product.objects.filter(pk__in=[p.pk for p in products]).update(index_status=IndexStatus.PENDING, content_hash="")
 
 
 def test_photos_indexed_through_the_pipeline_get_the_processors_embeddings(small_chunks, photographed, index):
@@ -81,8 +80,9 @@ def test_a_product_edited_while_its_batch_is_encoded_is_not_marked_indexed(small
     edited = photographed[4]
 
     def edit_meanwhile(texts, **kwargs):  # the merchandiser saves while the model works
-        Product.objects.filter(pk=edited.pk).update(title="Renamed", updated_at=timezone.now(),
-                                                    index_status=IndexStatus.PENDING)
+        Product.objects.filter(pk=edited.pk).update(
+            title="Renamed", updated_at=timezone.now(), index_status=IndexStatus.PENDING
+        )
         return real(texts, **kwargs)
 
     _pending(photographed)
@@ -95,8 +95,9 @@ def test_a_product_edited_while_its_batch_is_encoded_is_not_marked_indexed(small
     assert len(hashes) == 9  # each row got its own hash, not its neighbour's
 
 
-def test_a_store_that_fails_mid_batch_leaves_every_row_pending_for_the_retry(small_chunks, photographed, index,
-                                                                           monkeypatch):
+def test_a_store_that_fails_mid_batch_leaves_every_row_pending_for_the_retry(
+    small_chunks, photographed, index, monkeypatch
+):
     calls = {"n": 0}
     real = index.upsert
 
@@ -136,5 +137,7 @@ def test_a_forked_worker_process_decodes_with_threads_of_its_own(small_chunks, p
 def _decode_in_child(blobs):
     from search.services import indexing
 
-    return [indexing._threads().submit(lambda d: image_load(d, draft=(32, 32)).image.size + (3,), data).result(10)
-            for data in blobs]
+    return [
+        indexing._threads().submit(lambda d: image_load(d, draft=(32, 32)).image.size + (3,), data).result(10)
+        for data in blobs
+    ]

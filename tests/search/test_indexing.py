@@ -1,4 +1,5 @@
 """The write path end to end: service -> on_commit -> task (eager) -> encoder -> vector engine."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -9,8 +10,8 @@ from django.db import transaction
 
 from catalog.models import IndexStatus, Product
 from catalog.services import product_delete, product_update, products_reindex
-from search.services import products_index
 from search.retrieval.vector_store import IndexSchemaError, average_vector
+from search.services import products_index
 from tests.conftest import png_bytes
 
 # every test here runs on both engines (tests/conftest.py: vector_engine)
@@ -144,7 +145,9 @@ def test_deactivating_removes_the_point_and_says_so(make_product, index, django_
     assert product.index_status == IndexStatus.INDEXED
 
 
-def test_a_broken_image_marks_the_product_failed_without_losing_it(make_product, index, django_capture_on_commit_callbacks):
+def test_a_broken_image_marks_the_product_failed_without_losing_it(
+    make_product, index, django_capture_on_commit_callbacks
+):
     product = make_product("Red ceramic mug")
     indexed_vectors, _ = vectors_of(index, product.pk)
     # The stored file is damaged after upload (disk error, bad sync): truncate it.
@@ -214,7 +217,8 @@ def test_unavailable_model_marks_products_failed_with_the_fix(settings, make_pro
 
 
 def test_a_process_without_the_store_leaves_products_pending_whatever_its_model(
-        settings, make_product, tmp_path, vector_engine):
+    settings, make_product, tmp_path, vector_engine
+):
     # A terminal import while the server holds the embedded store: the server indexes the rows.
     # That this process cannot load its model (another setting than the server's) is not theirs
     # to carry: they stay pending, not failed.
@@ -285,8 +289,7 @@ def test_a_missing_index_is_rebuilt_from_the_database_by_the_embedded_sweep(make
     assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
 
 
-def test_a_store_from_before_the_keyword_leg_gains_it_without_encoding_again(make_product, index, encoder,
-                                                                              monkeypatch):
+def test_a_store_from_before_the_keyword_leg_gains_it_without_encoding_again(make_product, index, encoder, monkeypatch):
     from search.retrieval import providers
     from search.selectors import product_search
     from search.services import products_index as index_products

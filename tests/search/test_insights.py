@@ -1,6 +1,7 @@
 """The merchandiser's search insights (issue 16): numbers counted from a generated log whose
 counts are known, the period and channel choices, the queries that lead to a product, the
 admin page, its permission and its CSV exports."""
+
 from __future__ import annotations
 
 import csv
@@ -18,6 +19,8 @@ from search.services.events import click_log
 from tests.search.insights_log import NOW, search_logged
 
 pytestmark = pytest.mark.django_db
+
+
 def last_30(channel: str = "all") -> Period:
     today = timezone.localdate(NOW)
     return Period(first=today - timedelta(days=29), last=today, channel=channel)
@@ -25,8 +28,7 @@ def last_30(channel: str = "all") -> Period:
 
 def test_top_queries_count_searches_clicks_and_positions(insights_log):
     rows = query_table(last_30(), table="top")
-    assert [(r.query, r.searches) for r in rows] == [("red mug", 5), ("unicorn", 3), ("blue vase", 2),
-                                                           ("mug", 1)]
+    assert [(r.query, r.searches) for r in rows] == [("red mug", 5), ("unicorn", 3), ("blue vase", 2), ("mug", 1)]
     red = rows[0]
     assert (red.clicked, red.clicks, red.zero_results) == (3, 4, 0)
     assert red.ctr == pytest.approx(0.6) and red.mean_position == pytest.approx(7 / 4)
@@ -59,8 +61,10 @@ def test_the_summary_and_trend_count_every_search(insights_log):
 
 def test_the_queries_that_lead_to_a_product(insights_log):
     rows = product_queries(last_30(), product_id=insights_log["mug"].pk)
-    assert [(r.query, r.clicks, r.mean_position) for r in rows] == [("red mug", 3, pytest.approx(4 / 3)),
-                                                                     ("mug", 1, 4.0)]
+    assert [(r.query, r.clicks, r.mean_position) for r in rows] == [
+        ("red mug", 3, pytest.approx(4 / 3)),
+        ("mug", 1, 4.0),
+    ]
     cup = insights_log["cup"].pk
     assert [(r.query, r.clicks) for r in product_queries(last_30(), product_id=cup)] == [("red mug", 1)]
 
@@ -76,8 +80,14 @@ def merchandiser(client):
 
 def _cells(html: str, section: str) -> list[list[str]]:
     part = html.split(f'id="{section}"', 1)[1].split("</section>", 1)[0]
-    return [[re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
-            for row in re.findall(r"<tr>(.*?)</tr>", part.split("<tbody>", 1)[1], re.S)] if "<tbody>" in part else []
+    return (
+        [
+            [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", part.split("<tbody>", 1)[1], re.S)
+        ]
+        if "<tbody>" in part
+        else []
+    )
 
 
 def test_the_insights_page_shows_the_tables_and_charts(insights_log, merchandiser):
@@ -105,15 +115,16 @@ def test_dates_the_wrong_way_round_say_what_to_fix(merchandiser):
 
 
 def test_each_table_exports_as_csv_and_a_query_never_becomes_a_formula(insights_log, merchandiser):
-    search_logged("=HYPERLINK(\"http://x\")", days_ago=1)
+    search_logged('=HYPERLINK("http://x")', days_ago=1)
     response = merchandiser.get("/admin/search/searchinsight/", {"channel": "all", "export": "top"})
     assert response["Content-Type"].startswith("text/csv") and "search-top-" in response["Content-Disposition"]
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][:3] == ["query", "searches", "zero_results"]
     assert rows[1] == ["red mug", "5", "0", "3", "4", "0.6000", "1.75"]
-    assert ["'=hyperlink(\"http://x\")"] == [r[0] for r in rows if "hyperlink" in r[0]]  # as the log folds it
-    days = list(csv.reader(io.StringIO(merchandiser.get("/admin/search/searchinsight/",
-                                                        {"export": "days"}).content.decode())))
+    assert ['\'=hyperlink("http://x")'] == [r[0] for r in rows if "hyperlink" in r[0]]  # as the log folds it
+    days = list(
+        csv.reader(io.StringIO(merchandiser.get("/admin/search/searchinsight/", {"export": "days"}).content.decode()))
+    )
     assert sum(int(r[1]) for r in days[1:]) == 13
     assert merchandiser.get("/admin/search/searchinsight/", {"export": "everything"}).status_code == 400
 

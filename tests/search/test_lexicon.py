@@ -1,5 +1,6 @@
 """The vocabulary behind typo correction and suggestions follows the catalog by itself, built in
 the background of a running process (committed data: the build thread has its own connection)."""
+
 from __future__ import annotations
 
 import time

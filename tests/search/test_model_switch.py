@@ -2,6 +2,7 @@
 keeps answering (queries encoded by the old model), then search switches over and the old store
 is deleted. Real tiny CLIPs of two sizes, on Qdrant Edge (a pointer file) and on qdrant-client's
 in-memory mode standing in for a server (a collection alias)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,8 +75,9 @@ def switch_to(settings, model: Path) -> None:
         providers.query_vector.cache_clear()
 
 
-def test_the_old_store_answers_until_the_new_model_has_embedded_everything(settings, client, shop_on_a, model_b,
-                                                                         django_capture_on_commit_callbacks):
+def test_the_old_store_answers_until_the_new_model_has_embedded_everything(
+    settings, client, shop_on_a, model_b, django_capture_on_commit_callbacks
+):
     model_a, products = shop_on_a
     before = {q: ranking(q) for q in ("red mug", "glass vase")}
     old_store = store_name()
@@ -115,8 +117,9 @@ def test_the_old_store_answers_until_the_new_model_has_embedded_everything(setti
     assert page.status_code == 200 and "Search is unavailable" not in page.content.decode()
 
 
-def test_a_deleted_product_leaves_both_stores_during_a_switch(settings, shop_on_a, model_b,
-                                                              django_capture_on_commit_callbacks):
+def test_a_deleted_product_leaves_both_stores_during_a_switch(
+    settings, shop_on_a, model_b, django_capture_on_commit_callbacks
+):
     _, products = shop_on_a
     switch_to(settings, model_b)
     model_switch_advance()

@@ -1,5 +1,6 @@
 """The queue and the indexer under faults: one bad item fails alone, errors are recorded on the
 rows, the sweep sends nothing twice, a broker outage is said as such (issue 13)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -33,17 +34,26 @@ def test_tiny_and_extreme_images_embed_in_bounded_memory(make_product, encoder):
         "import resource, sys; from PIL import Image; from search.retrieval.encoders import load_encoder\n"
         "encoder = load_encoder(sys.argv[1], device='cpu'); encoder.encode_images([Image.new('RGB', (8, 8))])\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        "vectors = encoder.encode_images([Image.new('RGB', (1, 40_000), 'blue'), Image.new('RGB', (40_000, 1), 'red')])\n"
-        "print(vectors.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n")
-    done = subprocess.run([sys.executable, "-c", code, encoder.model_id], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2], timeout=300)
+        "strips = [Image.new('RGB', (1, 40_000), 'blue'), Image.new('RGB', (40_000, 1), 'red')]\n"
+        "vectors = encoder.encode_images(strips)\n"
+        "print(vectors.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, encoder.model_id],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     encoded, grown_kib = map(int, done.stdout.split()[-2:])
     assert encoded == 2 and grown_kib < 200_000
 
 
 def test_an_image_the_model_fails_on_fails_its_product_only(make_product, encoder, monkeypatch):
-    products = [make_product(f"Mug {n}", image=colour, sku=f"M{n}") for n, colour in enumerate(["red", "green", "blue"])]
+    products = [
+        make_product(f"Mug {n}", image=colour, sku=f"M{n}") for n, colour in enumerate(["red", "green", "blue"])
+    ]
     real = encoder.encode_images
 
     def fails_on_green(images, **kwargs):  # a fault the model raises on one image of a batch
@@ -57,7 +67,10 @@ def test_an_image_the_model_fails_on_fails_its_product_only(make_product, encode
     report = products_index(product_ids=[p.pk for p in products])
     statuses = dict(Product.objects.values_list("sku", "index_status"))
     assert statuses == {"M0": IndexStatus.INDEXED, "M1": IndexStatus.FAILED, "M2": IndexStatus.INDEXED}, report
-    assert Product.objects.get(sku="M1").index_error == "image: the model could not embed it (the tower cannot read this image)."
+    assert (
+        Product.objects.get(sku="M1").index_error
+        == "image: the model could not embed it (the tower cannot read this image)."
+    )
 
 
 def test_a_store_of_another_vector_size_is_recorded_on_the_rows(make_product, encoder):

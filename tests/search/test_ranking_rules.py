@@ -1,5 +1,6 @@
 """Ranking rules and synonyms on live results (issue 16): each rule's effect on what a word search
 shows, on each engine, and what the log, the exports and the calibration make of it."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -30,9 +31,12 @@ def rule(action: str, query: str = "red mug", *, match: str = "exact", **fields)
 
 # --- the ranking itself, on a list we can reason about ---
 
+
 def ranking(n: int, **payloads) -> list[Ranked]:
-    return [Ranked(id=i, score=1.0 - i / 100, raw={}, normalized={}, payload=payloads.get(f"p{i}", {}))
-            for i in range(1, n + 1)]
+    return [
+        Ranked(id=i, score=1.0 - i / 100, raw={}, normalized={}, payload=payloads.get(f"p{i}", {}))
+        for i in range(1, n + 1)
+    ]
 
 
 def ids(applied) -> list[int]:
@@ -62,9 +66,14 @@ def test_a_bury_doubles_the_position_and_a_full_one_puts_the_products_last():
 def test_pins_take_their_positions_a_hide_beats_a_pin_and_the_sort_keeps_only_hides():
     ranked = ranking(5)
     extra = Ranked(id=99, score=0.0, raw={}, normalized={})
-    rules = [Rule(1, "pin", product_id=5, position=1), Rule(2, "pin", product_id=99, position=3),
-             Rule(3, "pin", product_id=4, position=50), Rule(4, "pin", product_id=2, position=2),
-             Rule(5, "hide", product_id=2), Rule(6, "pin", product_id=5, position=4)]
+    rules = [
+        Rule(1, "pin", product_id=5, position=1),
+        Rule(2, "pin", product_id=99, position=3),
+        Rule(3, "pin", product_id=4, position=50),
+        Rule(4, "pin", product_id=2, position=2),
+        Rule(5, "hide", product_id=2),
+        Rule(6, "pin", product_id=5, position=4),
+    ]
     applied = rules_apply(ranked, rules, pinnable={99: extra})
     assert ids(applied) == [5, 1, 99, 3, 4]  # 4 pinned past the end is last; 2 hidden though pinned
     assert applied.inserted == {99} and applied.hidden == {2}
@@ -74,6 +83,7 @@ def test_pins_take_their_positions_a_hide_beats_a_pin_and_the_sort_keeps_only_hi
 
 
 # --- on live results, each engine ---
+
 
 @pytest.fixture
 def live(vector_engine, shop):
@@ -139,12 +149,12 @@ def test_boost_and_bury_by_brand_category_and_attribute(live):
     assert lumen and before[0] not in lumen
     rule("boost", "red", field="brand", value="  LUMEN", strength=100)
     boosted = product_search(query="red")
-    assert set(skus(boosted)[:len(lumen)]) == lumen
+    assert set(skus(boosted)[: len(lumen)]) == lumen
     assert {h.placement for h in boosted.hits if h.product.sku in lumen} == {"boosted"}
     RankingRule.objects.all().delete()
     rule("bury", "red", field="category", value="mugs", strength=100)
     mugs = set(Product.objects.filter(category="mugs").values_list("sku", flat=True)) & set(before)
-    assert set(skus(product_search(query="red"))[-len(mugs):]) == mugs
+    assert set(skus(product_search(query="red"))[-len(mugs) :]) == mugs
 
 
 def test_a_boost_by_attribute_reads_every_spelling_of_it(vector_engine, untidy_shop):
@@ -181,8 +191,9 @@ def test_a_rule_with_dates_applies_only_between_them(live):
     rule("pin", product="blue-sock", position=2, ends_at=now - timedelta(seconds=1))
     before = skus(product_search(query="red mug"))
     assert before[0] != "green-mug" and "blue-sock" not in before  # not started, ended
-    RankingRule.objects.filter(product__sku="green-mug").update(starts_at=now - timedelta(minutes=1),
-                                                                 ends_at=now + timedelta(hours=1))
+    RankingRule.objects.filter(product__sku="green-mug").update(
+        starts_at=now - timedelta(minutes=1), ends_at=now + timedelta(hours=1)
+    )
     # (a change made behind the admin's back: the table's count and latest change still tell)
     RankingRule.objects.filter(product__sku="blue-sock").update(updated_at=now)
     assert skus(product_search(query="red mug"))[0] == "green-mug"
@@ -217,6 +228,7 @@ def test_a_synonym_lets_the_keyword_leg_find_the_words_the_catalog_uses(live):
 
 # --- what the log, the exports and the calibration make of it ---
 
+
 def test_a_search_logs_its_rules_and_the_placed_products_are_no_training_negatives(client, live):
     pin = rule("pin", product="blue-vase", position=1)
     body = client.get("/api/search", {"q": "red mug"}).json()
@@ -224,11 +236,17 @@ def test_a_search_logs_its_rules_and_the_placed_products_are_no_training_negativ
     assert "placement" not in body["results"][0] and "pinned" not in str(body)  # shoppers see only the result
     event = SearchEvent.objects.get(pk=body["search_id"])
     assert event.merchandising == {"rules": [pin.pk]}
-    assert [(i.product_sku, i.placement) for i in event.impressions.all()[:2]] == \
-        [("blue-vase", "pinned"), (body["results"][1]["sku"], "")]
+    assert [(i.product_sku, i.placement) for i in event.impressions.all()[:2]] == [
+        ("blue-vase", "pinned"),
+        (body["results"][1]["sku"], ""),
+    ]
     third = body["results"][2]
-    assert client.post("/api/clicks", {"search_id": body["search_id"], "product_id": third["id"]},
-                       content_type="application/json").status_code == 201
+    assert (
+        client.post(
+            "/api/clicks", {"search_id": body["search_id"], "product_id": third["id"]}, content_type="application/json"
+        ).status_code
+        == 201
+    )
 
     events = list(clicks_export(kind="events"))
     assert events[0]["merchandising"] == {"rules": [pin.pk]}

@@ -1,5 +1,6 @@
 """The merchandiser's ranking rules and synonyms in the admin (issue 16): what a bad rule is told,
 the preview against live results (nothing saved), and the permissions."""
+
 from __future__ import annotations
 
 import re
@@ -22,34 +23,61 @@ def staff(client, *codenames: str, name: str = "merch"):
 
 @pytest.fixture
 def merchandiser(client):
-    return staff(client, "add_rankingrule", "change_rankingrule", "view_rankingrule", "add_synonym",
-                 "change_synonym", "view_synonym")
+    return staff(
+        client,
+        "add_rankingrule",
+        "change_rankingrule",
+        "view_rankingrule",
+        "add_synonym",
+        "change_synonym",
+        "view_synonym",
+    )
 
 
 def pin_form(**changes) -> dict:
-    form = {"match": "exact", "query": "red mug", "action": "pin", "product": "", "position": "1", "field": "",
-            "attribute": "", "value": "", "strength": "50", "note": "", "active": "on", "starts_at": "",
-            "ends_at": ""}
+    form = {
+        "match": "exact",
+        "query": "red mug",
+        "action": "pin",
+        "product": "",
+        "position": "1",
+        "field": "",
+        "attribute": "",
+        "value": "",
+        "strength": "50",
+        "note": "",
+        "active": "on",
+        "starts_at": "",
+        "ends_at": "",
+    }
     form.update(changes)
     return form
 
 
 def rows(html: str, table: str) -> list[list[str]]:
     part = html.split(f'class="{table}"', 1)[1].split("</table>", 1)[0].split("<tbody>", 1)[1]
-    return [[re.sub(r"<[^>]+>", " ", c).split()[0] if c.strip() else "" for c in re.findall(r"<td>(.*?)</td>", r, re.S)]
-            for r in re.findall(r"<tr[^>]*>(.*?)</tr>", part, re.S)]
+    return [
+        [re.sub(r"<[^>]+>", " ", c).split()[0] if c.strip() else "" for c in re.findall(r"<td>(.*?)</td>", r, re.S)]
+        for r in re.findall(r"<tr[^>]*>(.*?)</tr>", part, re.S)
+    ]
 
 
-@pytest.mark.parametrize("changes, field, message", [
-    ({"product": ""}, "product", "Choose the product to pin."),
-    ({"position": ""}, "position", "Give the position to pin it to: 1 to 100, 1 is the first."),
-    ({"query": " ?! "}, "query", "Type the query this rule is for"),
-    ({"action": "boost", "field": ""}, "field", "Choose what the products to boost must have"),
-    ({"action": "bury", "field": "attribute", "value": "red"}, "attribute", "Name the attribute"),
-    ({"action": "boost", "field": "brand", "value": "  "}, "value", "Give the value the products must have"),
-    ({"starts_at": "2026-12-01T10:00", "ends_at": "2026-11-30T10:00"}, "ends_at",
-     "The rule would end before it starts"),
-])
+@pytest.mark.parametrize(
+    "changes, field, message",
+    [
+        ({"product": ""}, "product", "Choose the product to pin."),
+        ({"position": ""}, "position", "Give the position to pin it to: 1 to 100, 1 is the first."),
+        ({"query": " ?! "}, "query", "Type the query this rule is for"),
+        ({"action": "boost", "field": ""}, "field", "Choose what the products to boost must have"),
+        ({"action": "bury", "field": "attribute", "value": "red"}, "attribute", "Name the attribute"),
+        ({"action": "boost", "field": "brand", "value": "  "}, "value", "Give the value the products must have"),
+        (
+            {"starts_at": "2026-12-01T10:00", "ends_at": "2026-11-30T10:00"},
+            "ends_at",
+            "The rule would end before it starts",
+        ),
+    ],
+)
 def test_a_rule_missing_what_it_needs_says_what_to_fix_and_is_not_saved(merchandiser, shop, changes, field, message):
     form = pin_form(**{"product": str(shop["green-mug"]), **changes})
     response = merchandiser.post("/admin/search/rankingrule/add/", form)
@@ -69,15 +97,18 @@ def test_a_second_product_pinned_at_a_taken_position_is_refused(merchandiser, sh
 def test_a_synonym_of_two_words_is_refused_and_the_words_are_kept_folded(merchandiser):
     response = merchandiser.post("/admin/search/synonym/add/", {"words": "tee shirt, top", "active": "on"})
     assert "“tee shirt” is 2 words" in response.content.decode() and not Synonym.objects.exists()
-    assert "at least two words" in merchandiser.post("/admin/search/synonym/add/", {"words": "Sofa,", "active": "on"}
-                                                     ).content.decode()
+    assert (
+        "at least two words"
+        in merchandiser.post("/admin/search/synonym/add/", {"words": "Sofa,", "active": "on"}).content.decode()
+    )
     merchandiser.post("/admin/search/synonym/add/", {"words": "Sofa, COUCH, sofa, Settée", "active": "on"})
     assert Synonym.objects.get().words == "sofa, couch, settee"
 
 
 def test_the_preview_shows_the_results_now_and_with_the_rule_and_saves_nothing(merchandiser, vector_engine, shop):
-    response = merchandiser.post("/admin/search/rankingrule/preview/",
-                                 pin_form(product=str(shop["blue-sock"]), position="2"))
+    response = merchandiser.post(
+        "/admin/search/rankingrule/preview/", pin_form(product=str(shop["blue-sock"]), position="2")
+    )
     html = response.content.decode()
     assert response.status_code == 200, html
     now, then = rows(html, "preview-now"), rows(html, "preview-then")
@@ -90,22 +121,27 @@ def test_the_preview_shows_the_results_now_and_with_the_rule_and_saves_nothing(m
 
 
 def test_the_preview_names_what_leaves_the_page(merchandiser, vector_engine, shop):
-    html = merchandiser.post("/admin/search/rankingrule/preview/",
-                             pin_form(action="hide", product=str(shop["no-image"]))).content.decode()
+    html = merchandiser.post(
+        "/admin/search/rankingrule/preview/", pin_form(action="hide", product=str(shop["no-image"]))
+    ).content.decode()
     assert "no-image" in [r[1] for r in rows(html, "preview-now")]
     assert "no-image" not in [r[1] for r in rows(html, "preview-then")]
     assert '<p id="preview-gone">No longer shown on this page: no-image.</p>' in html
 
 
-def test_the_preview_of_an_edit_replaces_the_saved_rule_and_of_a_synonym_shows_what_it_finds(merchandiser,
-                                                                                                 vector_engine, shop):
+def test_the_preview_of_an_edit_replaces_the_saved_rule_and_of_a_synonym_shows_what_it_finds(
+    merchandiser, vector_engine, shop
+):
     saved = RankingRule.objects.create(action="hide", query="red mug", product=Product.objects.get(sku="no-desc"))
-    html = merchandiser.post(f"/admin/search/rankingrule/preview/?id={saved.pk}",
-                             pin_form(action="hide", product=str(shop["no-desc"]), active="")).content.decode()
+    html = merchandiser.post(
+        f"/admin/search/rankingrule/preview/?id={saved.pk}",
+        pin_form(action="hide", product=str(shop["no-desc"]), active=""),
+    ).content.decode()
     assert "no-desc" not in [r[1] for r in rows(html, "preview-now")]
     assert "no-desc" in [r[1] for r in rows(html, "preview-then")]  # switched off: shown again
-    html = merchandiser.post("/admin/search/synonym/preview/", {"words": "crimson, red", "active": "on",
-                                                                "preview_query": "crimson"}).content.decode()
+    html = merchandiser.post(
+        "/admin/search/synonym/preview/", {"words": "crimson, red", "active": "on", "preview_query": "crimson"}
+    ).content.decode()
     assert "No results." in html.split('class="preview-now"', 1)[1].split("</table>", 1)[0]
     assert {r[1] for r in rows(html, "preview-then")} <= {"no-image", "no-desc", "red-scarf", "red-lamp"}
     assert rows(html, "preview-then")
@@ -114,8 +150,9 @@ def test_the_preview_of_an_edit_replaces_the_saved_rule_and_of_a_synonym_shows_w
 def test_a_preview_of_a_bad_rule_or_without_a_query_says_what_to_fix(merchandiser, shop):
     html = merchandiser.post("/admin/search/rankingrule/preview/", pin_form(position="")).content.decode()
     assert "Choose the product to pin." in html and "Give the position to pin it to" in html
-    html = merchandiser.post("/admin/search/rankingrule/preview/",
-                             pin_form(match="any", query="", product=str(shop["red-lamp"]))).content.decode()
+    html = merchandiser.post(
+        "/admin/search/rankingrule/preview/", pin_form(match="any", query="", product=str(shop["red-lamp"]))
+    ).content.decode()
     assert "Type a query to preview this with." in html
     for unknown in ("999", "99999999999999999999999", "abc"):
         assert merchandiser.post(f"/admin/search/rankingrule/preview/?id={unknown}", pin_form()).status_code == 404
@@ -161,8 +198,12 @@ def test_the_rules_list_reads_its_pins_products_in_one_query_however_many(mercha
     RankingRule.objects.create(action="pin", query="mug 0", product=Product.objects.get(sku=skus[0]), position=1)
     few = queries_for_the_list()
     for n, sku in enumerate(skus[1:6], start=1):
-        RankingRule.objects.create(action="hide" if n % 2 else "pin", query=f"mug {n}",
-                                   product=Product.objects.get(sku=sku), position=None if n % 2 else 1)
+        RankingRule.objects.create(
+            action="hide" if n % 2 else "pin",
+            query=f"mug {n}",
+            product=Product.objects.get(sku=sku),
+            position=None if n % 2 else 1,
+        )
     assert queries_for_the_list() == few
 
 

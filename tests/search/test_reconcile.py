@@ -1,6 +1,7 @@
 """reconcile_index: the database is the source of truth. Each fault is injected behind the
 pipeline's back, found by the command without --fix (exit 1, nothing changed), and repaired
 with --fix so that search shows the catalog again. On both engines."""
+
 from __future__ import annotations
 
 from decimal import Decimal

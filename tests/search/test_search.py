@@ -1,5 +1,6 @@
 """Search through the same selector the storefront and API call, on each engine: qdrant-client's
 in-memory mode standing in for a server, and Qdrant Edge in a temp folder."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -12,6 +13,7 @@ from tests.shop_fixtures import CATALOG
 
 # every test here runs on both engines (tests/conftest.py: vector_engine)
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("vector_engine")]
+
 
 def skus(result) -> list[str]:
     return [hit.product.sku for hit in result.hits]
@@ -150,8 +152,7 @@ def test_browsing_counts_every_listed_product_while_indexing_catches_up(shop):
     acme = SearchFilters(brands=("Acme",))
     assert product_search(filters=acme).count == 5  # every product indexed: the engine counts
     # a product saved a moment ago is listed and counted before it reaches the vector index
-    new = Product.objects.create(sku="new-mug", title="Yellow mug", brand="Acme", category="mugs",
-                                 price=Decimal("9"))
+    new = Product.objects.create(sku="new-mug", title="Yellow mug", brand="Acme", category="mugs", price=Decimal("9"))
     pending = product_search(filters=acme)
     assert pending.count == 6 and "new-mug" in skus(pending)
     assert {f.label: f.count for f in pending.facets["brand"]} == {"Acme": 6, "Lumen": 5}
@@ -160,8 +161,9 @@ def test_browsing_counts_every_listed_product_while_indexing_catches_up(shop):
     assert new.index_status == "indexed"
     indexed = product_search(filters=acme)
     assert indexed.count == 6 and {f.label: f.count for f in indexed.facets["brand"]} == {"Acme": 6, "Lumen": 5}
-    assert {f.value: f.count for f in indexed.facets["category"]} == \
-        {f.value: f.count for f in pending.facets["category"]}
+    assert {f.value: f.count for f in indexed.facets["category"]} == {
+        f.value: f.count for f in pending.facets["category"]
+    }
     Product.objects.filter(pk=new.pk).update(active=False)  # unlisted: gone from both at once
     products_index(product_ids=[new.pk])
     assert product_search(filters=acme).count == 5

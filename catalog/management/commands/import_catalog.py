@@ -12,8 +12,10 @@ SHOW_ERRORS = 50
 
 
 class Command(BaseCommand):
-    help = ("Create or update products from a CSV or JSONL file (existing skus are updated). "
-            "Bad rows are reported by line; good rows are kept. Exits 1 if any row failed.")
+    help = (
+        "Create or update products from a CSV or JSONL file (existing skus are updated). "
+        "Bad rows are reported by line; good rows are kept. Exits 1 if any row failed."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("path")
@@ -33,9 +35,13 @@ class Command(BaseCommand):
             total = max(total - 1, 0)  # header
         with tqdm(total=total, desc="import", unit="row", disable=options["verbosity"] == 0) as bar:
             try:
-                report = catalog_import(source=source, file_format=format,
-                                        images_dir=Path(images_dir) if images_dir else None,
-                                        chunk_size=chunk_size, progress=bar.update)
+                report = catalog_import(
+                    source=source,
+                    file_format=format,
+                    images_dir=Path(images_dir) if images_dir else None,
+                    chunk_size=chunk_size,
+                    progress=bar.update,
+                )
             except ImportFileError as exc:
                 raise CommandError(str(exc)) from exc
         for warning in report.warnings:

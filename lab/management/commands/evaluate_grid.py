@@ -22,26 +22,50 @@ def _numbers(raw: str, kind, name: str) -> list:
 
 
 class Command(BaseCommand):
-    help = ("Measure search quality on a grid of generated shops (seeds x missing-field rates), each with the default "
-            "settings and the fusion calibration cross-fitted on its own labelled queries; writes grid.md, grid.json, "
-            "grid.png.")
+    help = (
+        "Measure search quality on a grid of generated shops (seeds x missing-field rates), each with the default "
+        "settings and the fusion calibration cross-fitted on its own labelled queries; writes grid.md, grid.json, "
+        "grid.png."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--out", required=True, help="folder for the cells (catalogs and stores are kept there "
-                                                         "and reused by the next run) and the grid report")
+        parser.add_argument(
+            "--out",
+            required=True,
+            help="folder for the cells (catalogs and stores are kept there "
+            "and reused by the next run) and the grid report",
+        )
         parser.add_argument("--seeds", default="301,302,303")
-        parser.add_argument("--rates", default="0.05,0.15,0.3,0.5",
-                            help="missing-image and missing-description rates (a cell per rate, both fields)")
-        parser.add_argument("--mixed", action="store_true",
-                            help="also the cells with one field missing at the highest rate and the other at the lowest")
+        parser.add_argument(
+            "--rates",
+            default="0.05,0.15,0.3,0.5",
+            help="missing-image and missing-description rates (a cell per rate, both fields)",
+        )
+        parser.add_argument(
+            "--mixed",
+            action="store_true",
+            help="also the cells with one field missing at the highest rate and the other at the lowest",
+        )
         parser.add_argument("--products", type=int, default=1500)
         parser.add_argument("--queries", type=int, default=200)
         parser.add_argument("--folds", type=int, default=2)
         parser.add_argument("--strategies", default="normalized,avg,rrf,dbsf,text")
         parser.add_argument("--jobs", type=int, default=2, help="cells measured at once (each in its own process)")
 
-    def handle(self, *args, out: str, seeds: str, rates: str, mixed: bool, products: int, queries: int, folds: int,
-               strategies: str, jobs: int, **options):
+    def handle(
+        self,
+        *args,
+        out: str,
+        seeds: str,
+        rates: str,
+        mixed: bool,
+        products: int,
+        queries: int,
+        folds: int,
+        strategies: str,
+        jobs: int,
+        **options,
+    ):
         seed_list = _numbers(seeds, int, "seeds")
         rate_list = _numbers(rates, float, "rates")
         if any(not 0 <= r <= 1 for r in rate_list):
@@ -65,17 +89,29 @@ class Command(BaseCommand):
 
         self.stdout.write(f"{len(cells)} cells, {jobs} at a time, model {embedding_model_id()}")
         try:
-            reports = grid_run(folder, cells, model=embedding_model_id(), products=products, queries=queries,
-                               folds=folds, strategies=wanted, jobs=jobs, progress=progress)
+            reports = grid_run(
+                folder,
+                cells,
+                model=embedding_model_id(),
+                products=products,
+                queries=queries,
+                folds=folds,
+                strategies=wanted,
+                jobs=jobs,
+                progress=progress,
+            )
         except RuntimeError as exc:
             raise CommandError(str(exc)) from exc
         summary = grid_summary(cells, reports)
-        text = (f"{len(cells)} shops of {products} products, {queries} labelled queries each; model "
-                f"`{embedding_model_id()}`; default settings; calibration cross-fitted over {folds} folds of each "
-                f"shop's queries.\n\n{grid_markdown(summary)}")
+        text = (
+            f"{len(cells)} shops of {products} products, {queries} labelled queries each; model "
+            f"`{embedding_model_id()}`; default settings; calibration cross-fitted over {folds} folds of each "
+            f"shop's queries.\n\n{grid_markdown(summary)}"
+        )
         (folder / "grid.md").write_text(text + "\n", encoding="utf-8")
         (folder / "grid.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         grid_chart(summary, folder / "grid.png")
         self.stdout.write(f"\n{text}\n")
-        self.stdout.write(self.style.SUCCESS(f"Grid written to {folder}/grid.md, .json, .png "
-                                             f"({time.monotonic() - started:.0f} s)"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Grid written to {folder}/grid.md, .json, .png ({time.monotonic() - started:.0f} s)")
+        )

@@ -9,9 +9,21 @@ from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from catalog.services import catalog_import
-from lab.evaluation import (UNCALIBRATED, chart, comparison_markdown, evaluate, field_slices, kinds_markdown,
-                            markdown, queries_load, significance, significance_markdown, targets_check,
-                            tuning_markdown, weight_sets_parse)
+from lab.evaluation import (
+    UNCALIBRATED,
+    chart,
+    comparison_markdown,
+    evaluate,
+    field_slices,
+    kinds_markdown,
+    markdown,
+    queries_load,
+    significance,
+    significance_markdown,
+    targets_check,
+    tuning_markdown,
+    weight_sets_parse,
+)
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.fusion import weights_format
 from search.retrieval.providers import embedding_model_id, fusion_weights, get_encoder
@@ -22,26 +34,46 @@ from search.services.calibrating import NotEnoughEvidence, calibration_from_evid
 
 
 class Command(BaseCommand):
-    help = ("Measure search quality on labelled queries (nDCG@10, MRR@10, Recall@50 per strategy, "
-            "overall and per missing-field slice); writes Markdown, JSON and a PNG chart.")
+    help = (
+        "Measure search quality on labelled queries (nDCG@10, MRR@10, Recall@50 per strategy, "
+        "overall and per missing-field slice); writes Markdown, JSON and a PNG chart."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--catalog", required=True, help="folder with catalog.jsonl (generate_catalog)")
         parser.add_argument("--queries", help="default: CATALOG/queries.jsonl")
         parser.add_argument("--strategies", default=",".join(STRATEGIES))
         parser.add_argument("--report", help="folder for report.md, report.json, report.png")
-        parser.add_argument("--tune-weights", metavar="SETS",
-                            help="try these SEARCH_FUSION_WEIGHTS for normalized, e.g. "
-                                 "'text=1,image=1;text=1,image=0.5'; the best (overall nDCG@10) is used for "
-                                 "the report and written to REPORT/weights.env")
+        parser.add_argument(
+            "--tune-weights",
+            metavar="SETS",
+            help="try these SEARCH_FUSION_WEIGHTS for normalized, e.g. "
+            "'text=1,image=1;text=1,image=0.5'; the best (overall nDCG@10) is used for "
+            "the report and written to REPORT/weights.env",
+        )
         parser.add_argument("--baseline", help="an earlier report.json to compare with (before -> after)")
-        parser.add_argument("--cross-fit", type=int, default=0, metavar="K",
-                            help="fit the fusion calibration on the labelled queries themselves, K folds: each "
-                                 "query is ranked with the calibration fitted on the other folds (K >= 2); adds "
-                                 f"{UNCALIBRATED} (SEARCH_FUSION_WEIGHTS, no calibration)")
+        parser.add_argument(
+            "--cross-fit",
+            type=int,
+            default=0,
+            metavar="K",
+            help="fit the fusion calibration on the labelled queries themselves, K folds: each "
+            "query is ranked with the calibration fitted on the other folds (K >= 2); adds "
+            f"{UNCALIBRATED} (SEARCH_FUSION_WEIGHTS, no calibration)",
+        )
 
-    def handle(self, *args, catalog: str, queries: str | None, strategies: str, report: str | None,
-               tune_weights: str | None, baseline: str | None, cross_fit: int, **options):
+    def handle(
+        self,
+        *args,
+        catalog: str,
+        queries: str | None,
+        strategies: str,
+        report: str | None,
+        tune_weights: str | None,
+        baseline: str | None,
+        cross_fit: int,
+        **options,
+    ):
         folder = Path(catalog)
         catalog_file = folder / "catalog.jsonl"
         if not catalog_file.is_file():
@@ -71,11 +103,15 @@ class Command(BaseCommand):
         if result.errors:
             raise CommandError(f"The catalog has {result.failed} bad rows; fix them first.")
         skus = [r["sku"] for r in rows]
-        todo = list(Product.objects.filter(sku__in=skus).exclude(index_status=IndexStatus.INDEXED,
-                                                                 indexed_model=embedding_model_id())
-                    .values_list("pk", flat=True))
-        for start in tqdm(range(0, len(todo), 64), desc="index", unit="batch", disable=not todo or options["verbosity"] == 0):
-            products_index(product_ids=todo[start:start + 64])
+        todo = list(
+            Product.objects.filter(sku__in=skus)
+            .exclude(index_status=IndexStatus.INDEXED, indexed_model=embedding_model_id())
+            .values_list("pk", flat=True)
+        )
+        for start in tqdm(
+            range(0, len(todo), 64), desc="index", unit="batch", disable=not todo or options["verbosity"] == 0
+        ):
+            products_index(product_ids=todo[start : start + 64])
 
         slices = field_slices(rows)
         quiet = options["verbosity"] == 0
@@ -85,50 +121,91 @@ class Command(BaseCommand):
             semantic = [q for q in labelled if q.get("kind", "semantic") == "semantic"]  # what tuning ranks by
             with tqdm(total=len(semantic) * len(weight_sets), desc="tune weights", unit="query", disable=quiet) as bar:
                 for candidate in weight_sets:
-                    tuning.append((candidate, evaluate(queries=semantic, slices=slices, strategies=["normalized"],
-                                                       weights=candidate, progress=bar.update)["normalized"]))
+                    tuning.append(
+                        (
+                            candidate,
+                            evaluate(
+                                queries=semantic,
+                                slices=slices,
+                                strategies=["normalized"],
+                                weights=candidate,
+                                progress=bar.update,
+                            )["normalized"],
+                        )
+                    )
             weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
-            self.stdout.write(f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
-                              f"Best: SEARCH_FUSION_WEIGHTS={weights_format(weights)}")
+            self.stdout.write(
+                f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
+                f"Best: SEARCH_FUSION_WEIGHTS={weights_format(weights)}"
+            )
         calibration_of = None
         if cross_fit:
             calibration_of = self._cross_fit(labelled, cross_fit, quiet)
             if "normalized" in wanted and UNCALIBRATED not in wanted:
                 wanted.insert(wanted.index("normalized") + 1, UNCALIBRATED)
         with tqdm(total=len(labelled) * len(wanted), desc="evaluate", unit="query", disable=quiet) as bar:
-            results = evaluate(queries=labelled, slices=slices, strategies=wanted, weights=weights,
-                               progress=bar.update, calibration_of=calibration_of)
+            results = evaluate(
+                queries=labelled,
+                slices=slices,
+                strategies=wanted,
+                weights=weights,
+                progress=bar.update,
+                calibration_of=calibration_of,
+            )
         weights_used = weights_format(weights or fusion_weights())
         stored = calibration_source() if not cross_fit and not weights and fusion_calibration() else None
-        fused = (f"normalized: calibration cross-fitted over {cross_fit} folds; {UNCALIBRATED}: "
-                 f"SEARCH_FUSION_WEIGHTS={weights_used}" if cross_fit else
-                 f"normalized: the model's fitted calibration ({stored})" if stored else
-                 f"SEARCH_FUSION_WEIGHTS={weights_used}")
+        fused = (
+            f"normalized: calibration cross-fitted over {cross_fit} folds; {UNCALIBRATED}: "
+            f"SEARCH_FUSION_WEIGHTS={weights_used}"
+            if cross_fit
+            else f"normalized: the model's fitted calibration ({stored})"
+            if stored
+            else f"SEARCH_FUSION_WEIGHTS={weights_used}"
+        )
         heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, {fused}"
         comparisons = significance(results)
         sections = [heading, markdown(results)]
         if comparisons:
-            sections += ["normalized against each other strategy, paired over the same queries (difference in "
-                         "nDCG@10 [95% confidence interval] and p-value of a paired t-test):",
-                         significance_markdown(comparisons)]
+            sections += [
+                "normalized against each other strategy, paired over the same queries (difference in "
+                "nDCG@10 [95% confidence interval] and p-value of a paired t-test):",
+                significance_markdown(comparisons),
+            ]
         if any(r.get("kinds", {}).keys() - {"semantic"} for r in results.values()):
             sections += ["Per query kind (the table above is the semantic queries):", kinds_markdown(results)]
         if before is not None:
             sections += ["Against the baseline report (before -> after):", comparison_markdown(before, results)]
         targets = targets_check(results, before, comparisons)
         if targets:
-            sections.append("Targets:\n\n" + "\n".join(f"- [{'x' if met else ' '}] {name}: {figures}"
-                                                          for name, met, figures in targets))
+            sections.append(
+                "Targets:\n\n"
+                + "\n".join(f"- [{'x' if met else ' '}] {name}: {figures}" for name, met, figures in targets)
+            )
         text = "\n\n".join(sections)
         self.stdout.write(f"\n{text}\n")
         if report:
             out = Path(report)
             out.mkdir(parents=True, exist_ok=True)
-            meta = {"catalog": str(folder), "queries": len(labelled), "model": embedding_model_id(),
-                    "weights": weights_used, "cross_fit": cross_fit, "comparisons": comparisons}
-            (out / "report.json").write_text(json.dumps(
-                {**meta, "strategies": results, "tuning": [{"weights": w, **r} for w, r in tuning],
-                 "targets": [{"target": n, "met": m, "figures": f} for n, m, f in targets]}, indent=2), encoding="utf-8")
+            meta = {
+                "catalog": str(folder),
+                "queries": len(labelled),
+                "model": embedding_model_id(),
+                "weights": weights_used,
+                "cross_fit": cross_fit,
+                "comparisons": comparisons,
+            }
+            (out / "report.json").write_text(
+                json.dumps(
+                    {
+                        **meta,
+                        "strategies": results,
+                        "tuning": [{"weights": w, **r} for w, r in tuning],
+                        "targets": [{"target": n, "met": m, "figures": f} for n, m, f in targets],
+                    },
+                    indent=2,
+                ),
+                encoding="utf-8",
+            )
             (out / "report.md").write_text(text + "\n", encoding="utf-8")
             if tuning:
                 (out / "weights.env").write_text(f"SEARCH_FUSION_WEIGHTS={weights_used}\n", encoding="utf-8")
@@ -154,6 +231,7 @@ class Command(BaseCommand):
         def calibration_of(query: dict):
             key = query.get("clean") if query.get("kind") == "typo" else query.get("id", query["query"])
             return calibrations[fold_of.get(key, 0)]
+
         return calibration_of
 
 

@@ -16,21 +16,35 @@ class Command(BaseCommand):
         parser.add_argument("--products", type=int, default=200)
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--missing-image", type=float, default=0.1, help="fraction without image")
-        parser.add_argument("--missing-description", type=float, default=0.1,
-                            help="fraction without description")
-        parser.add_argument("--queries", type=int, default=60,
-                            help="labelled shopper queries written to queries.jsonl (0: none)")
+        parser.add_argument("--missing-description", type=float, default=0.1, help="fraction without description")
+        parser.add_argument(
+            "--queries", type=int, default=60, help="labelled shopper queries written to queries.jsonl (0: none)"
+        )
 
-    def handle(self, *args, out_dir: str, products: int, seed: int, missing_image: float,
-               missing_description: float, queries: int, **options):
+    def handle(
+        self,
+        *args,
+        out_dir: str,
+        products: int,
+        seed: int,
+        missing_image: float,
+        missing_description: float,
+        queries: int,
+        **options,
+    ):
         if products < 1:
             raise CommandError("--products must be at least 1.")
         with tqdm(total=products, desc="products", unit="product", disable=options["verbosity"] == 0) as bar:
             try:
-                path = generate_catalog(Path(out_dir), products=products, seed=seed,
-                                        missing_image=missing_image,
-                                        missing_description=missing_description, queries=queries,
-                                        progress=bar.update)
+                path = generate_catalog(
+                    Path(out_dir),
+                    products=products,
+                    seed=seed,
+                    missing_image=missing_image,
+                    missing_description=missing_description,
+                    queries=queries,
+                    progress=bar.update,
+                )
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
         extra = f" and {queries} labelled queries to {path.parent / 'queries.jsonl'}" if queries else ""

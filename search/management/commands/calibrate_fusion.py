@@ -7,24 +7,39 @@ from search.retrieval import fusion, providers
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
 from search.selectors.calibrations import calibration_source
-from search.services.calibrating import (NotEnoughEvidence, calibration_from_evidence, calibration_remove,
-                                         calibration_save, evidence_from_clicks, evidence_from_labels,
-                                         evidence_merge, labels_read)
+from search.services.calibrating import (
+    NotEnoughEvidence,
+    calibration_from_evidence,
+    calibration_remove,
+    calibration_save,
+    evidence_from_clicks,
+    evidence_from_labels,
+    evidence_merge,
+    labels_read,
+)
 
 
 class Command(BaseCommand):
-    help = ("Fit the fusion calibration of the model in use on this shop's clicks and labelled queries, and keep "
-            "it with the model: word searches then rank every product, with or without an image or a "
-            "description, on one relevance scale (README, \"Fusion calibration\").")
+    help = (
+        "Fit the fusion calibration of the model in use on this shop's clicks and labelled queries, and keep "
+        "it with the model: word searches then rank every product, with or without an image or a "
+        'description, on one relevance scale (README, "Fusion calibration").'
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--queries", metavar="FILE",
-                            help='labelled queries, JSONL: {"query": "red mug", "relevance": {"SKU-1": 3, ...}} '
-                                 "(grades 0-3; products not listed are irrelevant)")
+        parser.add_argument(
+            "--queries",
+            metavar="FILE",
+            help='labelled queries, JSONL: {"query": "red mug", "relevance": {"SKU-1": 3, ...}} '
+            "(grades 0-3; products not listed are irrelevant)",
+        )
         parser.add_argument("--no-clicks", action="store_true", help="leave the search log out")
         parser.add_argument("--days", type=int, default=90, help="the search log's last DAYS days (default 90)")
-        parser.add_argument("--remove", action="store_true",
-                            help="delete the model's calibration: searches fuse with SEARCH_FUSION_WEIGHTS again")
+        parser.add_argument(
+            "--remove",
+            action="store_true",
+            help="delete the model's calibration: searches fuse with SEARCH_FUSION_WEIGHTS again",
+        )
 
     def handle(self, *args, queries: str | None, no_clicks: bool, days: int, remove: bool, **options):
         if calibration_source() is None:
@@ -39,8 +54,10 @@ class Command(BaseCommand):
         try:
             providers.get_product_index().count()  # the fit searches: open the store first
         except IndexBusyError as exc:  # the embedded default: the running server holds the store
-            raise CommandError(f"{exc} Stop the server, fit, and start it again: the fit searches the store, "
-                               "which one process holds (a Qdrant server has no such limit).") from exc
+            raise CommandError(
+                f"{exc} Stop the server, fit, and start it again: the fit searches the store, "
+                "which one process holds (a Qdrant server has no such limit)."
+            ) from exc
         except IndexUnavailableError as exc:
             raise CommandError(str(exc)) from exc
         parts = []
@@ -53,8 +70,12 @@ class Command(BaseCommand):
         if not no_clicks:
             parts.append(evidence_from_clicks(days=days))
         evidence = evidence_merge(*parts)
-        with tqdm(total=len(evidence.labels), desc="search again", unit="query",
-                  disable=options["verbosity"] == 0 or not evidence.labels) as bar:
+        with tqdm(
+            total=len(evidence.labels),
+            desc="search again",
+            unit="query",
+            disable=options["verbosity"] == 0 or not evidence.labels,
+        ) as bar:
             try:
                 calibration = calibration_from_evidence(evidence, progress=bar.update)
             except (NotEnoughEvidence, ModelUnavailableError) as exc:
@@ -62,10 +83,17 @@ class Command(BaseCommand):
 
         saved = calibration_save(calibration)
         fitted = calibration.fitted
-        lines = [f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
-                 f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
-                 "", "| feature | coefficient |", "|---|---|"]
+        lines = [
+            f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
+            f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
+            "",
+            "| feature | coefficient |",
+            "|---|---|",
+        ]
         lines += [f"| {name} | {calibration.coefficients[name]:+.3f} |" for name in fusion.FEATURES]
         self.stdout.write("\n".join(lines))
-        self.stdout.write(self.style.SUCCESS(f"Saved in {saved}: word searches with model {fitted['model']} "
-                                             "use it now, in every process."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Saved in {saved}: word searches with model {fitted['model']} use it now, in every process."
+            )
+        )

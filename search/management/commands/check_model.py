@@ -16,5 +16,8 @@ class Command(BaseCommand):
             encoder = get_encoder()
         except ModelUnavailableError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(
-            f"OK: {encoder.model_id}, {encoder.dim}-d vectors, device {getattr(encoder, 'device', '?')}."))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"OK: {encoder.model_id}, {encoder.dim}-d vectors, device {getattr(encoder, 'device', '?')}."
+            )
+        )

@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
-from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval import providers
+from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, IndexUnavailableError
 from search.services import IndexReport, model_switch_advance, products_index
 from search.tasks import products_enqueue
@@ -22,10 +22,14 @@ class Command(BaseCommand):
         which.add_argument("--failed", action="store_true", help="products whose indexing failed")
         parser.add_argument("--batch-size", type=int, default=64)
         parser.add_argument("--force", action="store_true", help="re-embed even if unchanged")
-        parser.add_argument("--recreate", action="store_true",
-                            help="drop and recreate the collection first (after a model change of size)")
-        parser.add_argument("--queue", action="store_true",
-                            help="send tasks to the Celery workers instead of indexing here")
+        parser.add_argument(
+            "--recreate",
+            action="store_true",
+            help="drop and recreate the collection first (after a model change of size)",
+        )
+        parser.add_argument(
+            "--queue", action="store_true", help="send tasks to the Celery workers instead of indexing here"
+        )
 
     def handle(self, *args, **opts):
         products = Product.objects.all()
@@ -40,7 +44,8 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"Could not queue {queued.unsent} of {len(ids)} products: the broker did not take them "
                     f"({queued.error}). They stay pending: the sweep sends them once the broker is back, or run "
-                    "this command again (or without --queue, to index them here).")
+                    "this command again (or without --queue, to index them here)."
+                )
             self.stdout.write(f"Queued {len(ids)} products in {queued.sent} tasks.")
             return
         try:
@@ -53,8 +58,10 @@ class Command(BaseCommand):
             if not opts["recreate"]:
                 raise CommandError(str(exc)) from exc
             if settings.SEARCH_VECTOR_ENGINE != "edge" or settings.QDRANT_URL:
-                raise CommandError(f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
-                                   "database keeps every product) and run this again.") from exc
+                raise CommandError(
+                    f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
+                    "database keeps every product) and run this again."
+                ) from exc
             index = providers.get_product_index()
             index.drop()  # an unreadable embedded store: the database rebuilds it below
             self.stdout.write(f"{exc} Removed it; embedding every product again from the database.")
@@ -73,19 +80,23 @@ class Command(BaseCommand):
         total = IndexReport()
         with tqdm(total=len(ids), desc="index", unit="product", disable=opts["verbosity"] == 0) as bar:
             for start in range(0, len(ids), opts["batch_size"]):
-                batch = ids[start:start + opts["batch_size"]]
+                batch = ids[start : start + opts["batch_size"]]
                 try:
                     total.merge(products_index(product_ids=batch, encoder=encoder, index=index, force=force))
                 except IndexSchemaError as exc:
                     raise CommandError(str(exc)) from exc
                 bar.update(len(batch))
-        self.stdout.write(f"Indexed {total.indexed}, unchanged {total.skipped}, payload updated "
-                          f"{total.payload_updated}, removed {total.removed}, failed {total.failed}.")
+        self.stdout.write(
+            f"Indexed {total.indexed}, unchanged {total.skipped}, payload updated "
+            f"{total.payload_updated}, removed {total.removed}, failed {total.failed}."
+        )
         if not opts["recreate"] and model_switch_advance() == "switched":
             self.stdout.write(f"Search now answers with {encoder.model_id}; the previous model's store was deleted.")
         elif not opts["recreate"] and providers.model_switching():
-            self.stdout.write("Search keeps answering with the previous model until every product is embedded by "
-                              f"{encoder.model_id}: `python manage.py index_products --dirty` finishes it.")
+            self.stdout.write(
+                "Search keeps answering with the previous model until every product is embedded by "
+                f"{encoder.model_id}: `python manage.py index_products --dirty` finishes it."
+            )
         for pk, error in list(total.errors.items())[:20]:
             self.stderr.write(self.style.ERROR(f"product {pk}: {error}"))
 
@@ -95,5 +106,7 @@ class Command(BaseCommand):
             raise CommandError(f"{exc} Stop the server first: --recreate rebuilds the index from scratch.")
         changes = {"content_hash": ""} if force else {}
         handed = Product.objects.filter(pk__in=ids).mark_pending(**changes)
-        self.stdout.write(f"{exc} Handed {handed} products to the running server, which indexes them within "
-                          f"{settings.SEARCH_EMBEDDED_SWEEP_SECONDS:g} s (or run this again once it is stopped).")
+        self.stdout.write(
+            f"{exc} Handed {handed} products to the running server, which indexes them within "
+            f"{settings.SEARCH_EMBEDDED_SWEEP_SECONDS:g} s (or run this again once it is stopped)."
+        )

@@ -7,8 +7,10 @@ from search.services import photos_prune, search_logs_prune
 
 
 class Command(BaseCommand):
-    help = ("Delete searches, impressions and clicks older than DAYS (retention), and shoppers' photos "
-            "older than SEARCH_PHOTO_DAYS.")
+    help = (
+        "Delete searches, impressions and clicks older than DAYS (retention), and shoppers' photos "
+        "older than SEARCH_PHOTO_DAYS."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--older-than", type=int, required=True, metavar="DAYS")
@@ -19,4 +21,6 @@ class Command(BaseCommand):
         deleted = search_logs_prune(older_than_days=older_than)
         self.stdout.write(f"Deleted {deleted} searches older than {older_than} days (with their clicks).")
         photos = photos_prune()
-        self.stdout.write(f"Deleted {photos} photo(s) of photo searches older than {settings.SEARCH_PHOTO_DAYS:g} days.")
+        self.stdout.write(
+            f"Deleted {photos} photo(s) of photo searches older than {settings.SEARCH_PHOTO_DAYS:g} days."
+        )

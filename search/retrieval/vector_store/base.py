@@ -7,6 +7,7 @@ without usable text has no "text" vector. An engine implements a few primitives 
 requests (`Request` in, `Found` out, types.py); the search's retrieval is written once
 (retrieving.py), and counts and facets are remembered between writes (memo.py).
 """
+
 from __future__ import annotations
 
 import abc
@@ -91,19 +92,26 @@ class ProductIndex(abc.ABC):
             return compute()
         return self._memo.remembered(key, compute)
 
-    def _written(self, ids: Sequence[int], write: Callable[[], None],
-                 new: Callable[[dict[int, PointState]], dict[int, PointState | None]]) -> None:
+    def _written(
+        self,
+        ids: Sequence[int],
+        write: Callable[[], None],
+        new: Callable[[dict[int, PointState]], dict[int, PointState | None]],
+    ) -> None:
         """Run a write of the points `ids`, keeping what is remembered true (memo.CountMemo)."""
         if not self.sole_writer:
             write()
             return
-        self._memo.written(ids, write, lambda ids, vectors: self._states(ids, vectors=vectors), new,
-                           budget=self.MOVE_BUDGET)
+        self._memo.written(
+            ids, write, lambda ids, vectors: self._states(ids, vectors=vectors), new, budget=self.MOVE_BUDGET
+        )
 
-    def _states(self, ids: Sequence[int], *, vectors: bool) -> dict[int, "PointState"]:
+    def _states(self, ids: Sequence[int], *, vectors: bool) -> dict[int, PointState]:
         """The stored payload (and, if asked, vector names) of the points among `ids` that exist."""
-        return {pid: PointState(p.payload, frozenset(p.vector) if vectors else None)
-                for pid, p in self.retrieve(ids, with_vectors=vectors).items()}
+        return {
+            pid: PointState(p.payload, frozenset(p.vector) if vectors else None)
+            for pid, p in self.retrieve(ids, with_vectors=vectors).items()
+        }
 
     # --- schema -------------------------------------------------------------------
     def dim(self) -> int | None:
@@ -201,13 +209,14 @@ class ProductIndex(abc.ABC):
     @abc.abstractmethod
     def _drop(self) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (an engine that holds nothing has nothing to release)
         """Release what the engine holds (files, locks, connections)."""
 
     def _schema_error(self, current: int, dim: int) -> IndexSchemaError:
         return IndexSchemaError(
             f"The vector index holds {current}-d vectors but the embedding model gives {dim}-d; "
-            "rebuild it with `python manage.py index_products --all --recreate`.")
+            "rebuild it with `python manage.py index_products --all --recreate`."
+        )
 
     # --- writes -------------------------------------------------------------------
     def upsert(self, points: Sequence[ProductPoint]) -> None:
@@ -227,8 +236,10 @@ class ProductIndex(abc.ABC):
             vectors["avg"] = avg.tolist()
             rows.append((point.id, vectors, point.payload))
         if rows:
-            states = {pid: PointState(payload, frozenset(v for v in vectors if v in VECTOR_NAMES))
-                      for pid, vectors, payload in rows}
+            states = {
+                pid: PointState(payload, frozenset(v for v in vectors if v in VECTOR_NAMES))
+                for pid, vectors, payload in rows
+            }
             self._written([pid for pid, _, _ in rows], lambda: self._upsert(rows), lambda before: states)
 
     @abc.abstractmethod
@@ -237,8 +248,11 @@ class ProductIndex(abc.ABC):
 
     def set_payload(self, point_id: int, payload: dict[str, Any], *, keywords: Sparse | None = None) -> None:
         """Replace the point's payload (and, if given, its keyword vector) and keep its vectors."""
-        self._written([point_id], lambda: self._set_payload(point_id, payload, keywords),
-                      lambda before: {pid: PointState(payload, state.vectors) for pid, state in before.items()})
+        self._written(
+            [point_id],
+            lambda: self._set_payload(point_id, payload, keywords),
+            lambda before: {pid: PointState(payload, state.vectors) for pid, state in before.items()},
+        )
 
     @abc.abstractmethod
     def _set_payload(self, point_id: int, payload: dict[str, Any], keywords: Sparse | None) -> None: ...
@@ -265,6 +279,7 @@ class ProductIndex(abc.ABC):
     def stored_model(self) -> str | None:
         """The model whose vectors the index holds (each point's payload names it); None when
         empty. A store is filled by one model: a new model fills a store of its own."""
+
         def read() -> str | None:
             for point_id in self.point_ids():
                 point = self.retrieve([point_id], with_vectors=False).get(point_id)
@@ -283,8 +298,9 @@ class ProductIndex(abc.ABC):
         self.facet_index(key)
         if not self.sole_writer:
             return self._guarded(lambda: self._facet(key, where, limit))
-        whole, complete = self._remembered(("facet", key, where),
-                                           lambda: self._guarded(lambda: self._facet_whole(key, where)))
+        whole, complete = self._remembered(
+            ("facet", key, where), lambda: self._guarded(lambda: self._facet_whole(key, where))
+        )
         if not complete and limit > self.FACET_VALUES:
             return self._guarded(lambda: self._facet(key, where, limit))
         return dict(sorted(whole.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
@@ -327,9 +343,12 @@ class ProductIndex(abc.ABC):
                         time.sleep(TRANSIENT_RETRY_SECONDS)
                         continue
                     raise IndexTransientError(
-                        f"The vector index did not answer ({exc}); try again in a moment.") from exc
+                        f"The vector index did not answer ({exc}); try again in a moment."
+                    ) from exc
                 if self._broken(exc):
-                    raise IndexUnavailableError(f"The vector index cannot be searched ({exc}). {REBUILD_ADVICE}") from exc
+                    raise IndexUnavailableError(
+                        f"The vector index cannot be searched ({exc}). {REBUILD_ADVICE}"
+                    ) from exc
                 raise
         raise AssertionError("unreachable")
 
@@ -341,14 +360,21 @@ class ProductIndex(abc.ABC):
         """Whether the engine's error means the store itself is missing or unreadable."""
         return False
 
-    def search(self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0,
-               where: Where | None = None) -> list[Hit]:
+    def search(
+        self, vector: np.ndarray, *, using: str = "avg", limit: int = 20, offset: int = 0, where: Where | None = None
+    ) -> list[Hit]:
         if using not in VECTOR_NAMES:
             raise ValueError(f"unknown vector {using!r}; use one of {VECTOR_NAMES}")
         if self.dim() is None:
             return []
-        (found,) = self._searched([Request(limit=limit, offset=offset, vector=plain_vector(vector), using=using,
-                                           where=where, with_payload=True)], len(vector))
+        (found,) = self._searched(
+            [
+                Request(
+                    limit=limit, offset=offset, vector=plain_vector(vector), using=using, where=where, with_payload=True
+                )
+            ],
+            len(vector),
+        )
         return [Hit(id=f.id, score=f.score, payload=f.payload) for f in found]
 
     def best_scores(self, vectors: Sequence[np.ndarray], *, using: str) -> list[float | None]:
@@ -356,23 +382,44 @@ class ProductIndex(abc.ABC):
         trip (None where no point has that vector)."""
         if self.dim() is None or not len(vectors):
             return [None] * len(vectors)
-        responses = self._searched([Request(limit=1, vector=plain_vector(v), using=using) for v in vectors], len(vectors[0]))
+        responses = self._searched(
+            [Request(limit=1, vector=plain_vector(v), using=using) for v in vectors], len(vectors[0])
+        )
         return [r[0].score if r else None for r in responses]
 
-    def retrieve_candidates(self, vectors: Mapping[str, np.ndarray], *, limit: int,
-                            where: Where | None = None, server_ranking: str | None = None,
-                            avg_vector: np.ndarray | None = None,
-                            payload: tuple[str, ...] = CANDIDATE_PAYLOAD) -> Retrieval:
+    def retrieve_candidates(
+        self,
+        vectors: Mapping[str, np.ndarray],
+        *,
+        limit: int,
+        where: Where | None = None,
+        server_ranking: str | None = None,
+        avg_vector: np.ndarray | None = None,
+        payload: tuple[str, ...] = CANDIDATE_PAYLOAD,
+    ) -> Retrieval:
         """retrieving.candidates_retrieve on this store."""
-        return candidates_retrieve(self, vectors, limit=limit, where=where, server_ranking=server_ranking,
-                                   avg_vector=avg_vector, payload=payload)
+        return candidates_retrieve(
+            self,
+            vectors,
+            limit=limit,
+            where=where,
+            server_ranking=server_ranking,
+            avg_vector=avg_vector,
+            payload=payload,
+        )
 
-    def retrieve_matches(self, legs: Mapping[str, Leg], *, limit: int, where: Where | None = None,
-                         payload: tuple[str, ...] = CANDIDATE_PAYLOAD, score: bool = True) -> Matches:
+    def retrieve_matches(
+        self,
+        legs: Mapping[str, Leg],
+        *,
+        limit: int,
+        where: Where | None = None,
+        payload: tuple[str, ...] = CANDIDATE_PAYLOAD,
+        score: bool = True,
+    ) -> Matches:
         """retrieving.matches_retrieve on this store."""
         return matches_retrieve(self, legs, limit=limit, where=where, payload=payload, score=score)
 
     def query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
         """The engine's own queries, run as they are (benchmarks: the floor of a search)."""
         return self._query_batch(requests)
-

@@ -4,6 +4,7 @@ collection in a folder, with payload indexes, exact counts, facets and a write-a
 Only one process at a time may open a folder: a second one is refused ("Can't init WAL:
 WouldBlock"), which `EdgeIndex` reports as `IndexBusyError` (re-exported here).
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ from .types import (
     Where,
 )
 
-SCHEMAS = {"keyword": qe.PayloadSchemaType.Keyword, "float": qe.PayloadSchemaType.Float,
-           "bool": qe.PayloadSchemaType.Bool, "integer": qe.PayloadSchemaType.Integer}
+SCHEMAS = {
+    "keyword": qe.PayloadSchemaType.Keyword,
+    "float": qe.PayloadSchemaType.Float,
+    "bool": qe.PayloadSchemaType.Bool,
+    "integer": qe.PayloadSchemaType.Integer,
+}
 CONFIG_FILE = "edge_config.json"
 # what this app records of the store beside Edge's own files (the payload's schema)
 OWN_FILE = "shop_search.json"
@@ -90,7 +95,8 @@ class EdgeIndex(ProductIndex):
             self.path.mkdir(parents=True, exist_ok=True)
             config = qe.EdgeConfig(
                 vectors={name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine) for name in VECTOR_NAMES},
-                sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)})
+                sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+            )
             shard = qe.EdgeShard.create(str(self.path), config)
             for key, schema in PAYLOAD_INDEXES.items():
                 shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
@@ -148,17 +154,25 @@ class EdgeIndex(ProductIndex):
         shard = self._open()
         if shard is None:
             raise RuntimeError("ensure_collection() before writing points")
-        shard.update(qe.UpdateOperation.upsert_points(
-            [qe.Point(id=pid, vector={k: _vector(v) for k, v in vectors.items()}, payload=payload)
-             for pid, vectors, payload in rows]))
+        shard.update(
+            qe.UpdateOperation.upsert_points(
+                [
+                    qe.Point(id=pid, vector={k: _vector(v) for k, v in vectors.items()}, payload=payload)
+                    for pid, vectors, payload in rows
+                ]
+            )
+        )
 
     def _set_payload(self, point_id: int, payload: dict[str, Any], keywords: Sparse | None) -> None:
         shard = self._open()
         if shard is not None:
             shard.update(qe.UpdateOperation.overwrite_payload([int(point_id)], payload))
             if keywords:
-                shard.update(qe.UpdateOperation.update_vectors(
-                    [qe.PointVectors(id=int(point_id), vector={SPARSE_VECTOR: _vector(keywords)})]))
+                shard.update(
+                    qe.UpdateOperation.update_vectors(
+                        [qe.PointVectors(id=int(point_id), vector={SPARSE_VECTOR: _vector(keywords)})]
+                    )
+                )
 
     def _delete(self, ids: list[int]) -> None:
         shard = self._open()
@@ -178,15 +192,18 @@ class EdgeIndex(ProductIndex):
         shard = self._open()
         if not ids or shard is None:
             return {}
-        return {int(r.id): StoredPoint(int(r.id), _dense(r.vector) if with_vectors else {}, dict(r.payload or {}))
-                for r in shard.retrieve(ids, with_payload=True, with_vector=list(VECTOR_NAMES) if with_vectors else False)}
+        return {
+            int(r.id): StoredPoint(int(r.id), _dense(r.vector) if with_vectors else {}, dict(r.payload or {}))
+            for r in shard.retrieve(ids, with_payload=True, with_vector=list(VECTOR_NAMES) if with_vectors else False)
+        }
 
     def point_ids(self) -> Iterator[int]:
         shard = self._open()
         offset = None
         while shard is not None:
-            records, offset = shard.scroll(qe.ScrollRequest(offset=offset, limit=1000, with_payload=False,
-                                                            with_vector=False))
+            records, offset = shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=1000, with_payload=False, with_vector=False)
+            )
             yield from (int(r.id) for r in records)
             if offset is None:
                 return
@@ -211,12 +228,16 @@ class EdgeIndex(ProductIndex):
         if shard is None:
             return [[] for _ in requests]
         responses = shard.query_batch(qe.QueryBatchRequest([_request(r) for r in requests]))
-        return [[Found(int(p.id), float(p.score), dict(p.vector or {}), dict(p.payload or {})) for p in response]
-                for response in responses]
+        return [
+            [Found(int(p.id), float(p.score), dict(p.vector or {}), dict(p.payload or {})) for p in response]
+            for response in responses
+        ]
 
 
 def _vector(value: Any) -> Any:
-    return qe.SparseVector(indices=list(value.indices), values=list(value.values)) if isinstance(value, Sparse) else value
+    return (
+        qe.SparseVector(indices=list(value.indices), values=list(value.values)) if isinstance(value, Sparse) else value
+    )
 
 
 def _dense(vectors: Any) -> dict[str, list[float]]:
@@ -243,12 +264,26 @@ def _payload(selection: tuple[str, ...] | bool) -> list[str] | bool:
 def _request(r: Request) -> qe.QueryRequest:
     if r.fusion:
         query = qe.Fusion.Rrf(k=RRF_K) if r.fusion == "rrf" else qe.Fusion.Dbsf()
-        prefetches = [qe.Prefetch(limit=p.limit, query=qe.Query.Nearest(list(p.vector), using=p.using),
-                                  filter=_filter(p.where)) for p in r.prefetch]
-        return qe.QueryRequest(limit=r.limit, offset=r.offset, query=query, prefetches=prefetches,
-                               filter=_filter(r.where), with_payload=_payload(r.with_payload),
-                               with_vector=list(r.with_vector) or False)
+        prefetches = [
+            qe.Prefetch(limit=p.limit, query=qe.Query.Nearest(list(p.vector), using=p.using), filter=_filter(p.where))
+            for p in r.prefetch
+        ]
+        return qe.QueryRequest(
+            limit=r.limit,
+            offset=r.offset,
+            query=query,
+            prefetches=prefetches,
+            filter=_filter(r.where),
+            with_payload=_payload(r.with_payload),
+            with_vector=list(r.with_vector) or False,
+        )
     query = _vector(r.sparse) if r.sparse is not None else list(r.vector)
-    return qe.QueryRequest(limit=r.limit, offset=r.offset, query=qe.Query.Nearest(query, using=r.using),
-                           filter=_filter(r.where), with_payload=_payload(r.with_payload),
-                           with_vector=list(r.with_vector) or False, score_threshold=r.score_threshold)
+    return qe.QueryRequest(
+        limit=r.limit,
+        offset=r.offset,
+        query=qe.Query.Nearest(query, using=r.using),
+        filter=_filter(r.where),
+        with_payload=_payload(r.with_payload),
+        with_vector=list(r.with_vector) or False,
+        score_threshold=r.score_threshold,
+    )

@@ -4,6 +4,7 @@ on a large catalog (100k products: 40-70 ms each, filtered, exact), and only a w
 the engine can change them. A write does not forget them: it reads the old payload of the
 points it writes, and each remembered count moves by the points that left or joined its filter.
 """
+
 from __future__ import annotations
 
 import threading
@@ -48,9 +49,15 @@ class CountMemo:
                     self.values.popitem(last=False)
         return value
 
-    def written(self, ids: Sequence[int], write: Callable[[], None],
-                states: Callable[[Sequence[int], bool], dict[int, PointState]],
-                new: Callable[[dict[int, PointState]], dict[int, PointState | None]], *, budget: int) -> None:
+    def written(
+        self,
+        ids: Sequence[int],
+        write: Callable[[], None],
+        states: Callable[[Sequence[int], bool], dict[int, PointState]],
+        new: Callable[[dict[int, PointState]], dict[int, PointState | None]],
+        *,
+        budget: int,
+    ) -> None:
         """Run a write of the points `ids`, keeping what is remembered true: `states` reads the
         points' state before (with vector names if asked), `new` gives each point's state after
         the write (None: the point is gone). Past `budget` remembered values x points, moving them
@@ -112,13 +119,18 @@ def _under(where: Where | None, pid: int, state: PointState | None) -> bool | No
     if where.ids and pid not in where.ids or pid in where.not_ids:
         return False
     for key, allowed in where.any_of:
-        if not any(isinstance(v, (str, int)) and not isinstance(v, bool) and v in allowed
-                   for v in _values(state.payload, key)):
+        if not any(
+            isinstance(v, (str, int)) and not isinstance(v, bool) and v in allowed for v in _values(state.payload, key)
+        ):
             return False
     for key, gte, lte in where.ranges:
-        if not any(isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and (gte is None or v >= gte) and (lte is None or v <= lte)
-                   for v in _values(state.payload, key)):
+        if not any(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and (gte is None or v >= gte)
+            and (lte is None or v <= lte)
+            for v in _values(state.payload, key)
+        ):
             return False
     if where.has_vector:
         if state.vectors is None:
@@ -127,8 +139,9 @@ def _under(where: Where | None, pid: int, state: PointState | None) -> bool | No
     return True
 
 
-def _moved(key: tuple, value: Any, before: Mapping[int, PointState],
-           after: Mapping[int, PointState | None], facet_values: int) -> Any:
+def _moved(
+    key: tuple, value: Any, before: Mapping[int, PointState], after: Mapping[int, PointState | None], facet_values: int
+) -> Any:
     """A remembered count or facet after a write changed `before` into `after`; None: forget it."""
     kind, where = key[0], _memo_where(key)
     if kind not in ("count", "facet"):

@@ -1,6 +1,7 @@
 """The search's retrieval, written once for every engine over its few primitives (`dim`,
 `_searched`, `retrieve`): the candidates of each modality with their cosines in every modality
 they have, and the products that match a query's legs, each scored by every scoring leg."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,10 +35,16 @@ class Engine(Protocol):
     def retrieve(self, ids: Iterable[int], *, with_vectors: bool = True) -> dict[int, StoredPoint]: ...
 
 
-def candidates_retrieve(engine: Engine, vectors: Mapping[str, np.ndarray], *, limit: int,
-                        where: Where | None = None, server_ranking: str | None = None,
-                        avg_vector: np.ndarray | None = None,
-                        payload: tuple[str, ...] = CANDIDATE_PAYLOAD) -> Retrieval:
+def candidates_retrieve(
+    engine: Engine,
+    vectors: Mapping[str, np.ndarray],
+    *,
+    limit: int,
+    where: Where | None = None,
+    server_ranking: str | None = None,
+    avg_vector: np.ndarray | None = None,
+    payload: tuple[str, ...] = CANDIDATE_PAYLOAD,
+) -> Retrieval:
     """The top `limit` per modality in `vectors` (modality -> query vector, searched against
     that named vector) under `where`, each candidate with its cosine in every modality it has;
     optionally the engine's own ranking ("avg", "rrf", "dbsf") as well; each candidate
@@ -50,17 +57,24 @@ def candidates_retrieve(engine: Engine, vectors: Mapping[str, np.ndarray], *, li
     modalities = [m for m in vectors if vectors[m] is not None]
     if engine.dim() is None or not modalities:
         return Retrieval(pool=[], server_scores={} if server_ranking else None)
-    first = [Request(limit=limit, vector=plain_vector(vectors[m]), using=m, where=where,
-                     with_payload=payload) for m in modalities]
+    first = [
+        Request(limit=limit, vector=plain_vector(vectors[m]), using=m, where=where, with_payload=payload)
+        for m in modalities
+    ]
     if server_ranking == "avg":
         query = avg_vector if avg_vector is not None else vectors[modalities[0]]
-        first.append(Request(limit=limit, vector=plain_vector(query), using="avg", where=where,
-                             with_payload=payload))
+        first.append(Request(limit=limit, vector=plain_vector(query), using="avg", where=where, with_payload=payload))
     elif server_ranking in ("rrf", "dbsf"):
-        first.append(Request(
-            limit=limit, fusion=server_ranking, with_payload=payload,
-            prefetch=tuple(Request(limit=limit, vector=first[i].vector, using=m, where=where)
-                           for i, m in enumerate(modalities))))
+        first.append(
+            Request(
+                limit=limit,
+                fusion=server_ranking,
+                with_payload=payload,
+                prefetch=tuple(
+                    Request(limit=limit, vector=first[i].vector, using=m, where=where) for i, m in enumerate(modalities)
+                ),
+            )
+        )
     elif server_ranking is not None:
         raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
     responses = engine._searched(first, len(first[0].vector))  # the first is a per-modality query
@@ -76,8 +90,11 @@ def candidates_retrieve(engine: Engine, vectors: Mapping[str, np.ndarray], *, li
             raw[found.id][modality] = found.score
     # every candidate gets its cosine in every modality it has, whichever modality found it
     missing = {m: tuple(sorted(pid for pid in raw if m not in raw[pid])) for m in modalities}
-    second = [(m, Request(limit=len(ids), vector=plain_vector(vectors[m]), using=m, where=Where(ids=ids)))
-              for m, ids in missing.items() if ids]
+    second = [
+        (m, Request(limit=len(ids), vector=plain_vector(vectors[m]), using=m, where=Where(ids=ids)))
+        for m, ids in missing.items()
+        if ids
+    ]
     if second:
         for (modality, _), response in zip(second, engine._searched([r for _, r in second], len(first[0].vector))):
             for found in response:
@@ -87,8 +104,15 @@ def candidates_retrieve(engine: Engine, vectors: Mapping[str, np.ndarray], *, li
     return Retrieval(pool=pool, server_scores=server_scores)
 
 
-def matches_retrieve(engine: Engine, legs: Mapping[str, Leg], *, limit: int, where: Where | None = None,
-                     payload: tuple[str, ...] = CANDIDATE_PAYLOAD, score: bool = True) -> Matches:
+def matches_retrieve(
+    engine: Engine,
+    legs: Mapping[str, Leg],
+    *,
+    limit: int,
+    where: Where | None = None,
+    payload: tuple[str, ...] = CANDIDATE_PAYLOAD,
+    score: bool = True,
+) -> Matches:
     """The products that match a query: those that reach each leg's threshold under `where`
     and the leg's own conditions (at most `limit` per leg, best first), each with its score in
     every modality that a scoring leg measures, whichever leg found it. Two round trips:
@@ -104,9 +128,18 @@ def matches_retrieve(engine: Engine, legs: Mapping[str, Leg], *, limit: int, whe
     # once per product, from the first scoring leg, which the second round asks for the rest
     # (copying a payload out of the engine costs more than its score).
     carrier = next((n for n in scored if legs[n].matches), None) if score else None
-    first = [Request(limit=limit, vector=legs[n].vector, sparse=legs[n].sparse, using=legs[n].using,
-                     where=where_both(where, legs[n].where), score_threshold=legs[n].threshold,
-                     with_payload=payload if carrier in (None, n) else ()) for n in names]
+    first = [
+        Request(
+            limit=limit,
+            vector=legs[n].vector,
+            sparse=legs[n].sparse,
+            using=legs[n].using,
+            where=where_both(where, legs[n].where),
+            score_threshold=legs[n].threshold,
+            with_payload=payload if carrier in (None, n) else (),
+        )
+        for n in names
+    ]
     responses = engine._searched(first, dense)
     payloads: dict[int, dict[str, Any]] = {}
     found: dict[str, list[int]] = {}
@@ -124,8 +157,19 @@ def matches_retrieve(engine: Engine, legs: Mapping[str, Leg], *, limit: int, whe
         ids = tuple(sorted(pid for pid in matched if pid not in scores))
         if ids:
             leg = legs[name]
-            second.append((name, Request(limit=len(ids), vector=leg.vector, sparse=leg.sparse, using=leg.using,
-                                         where=Where(ids=ids), with_payload=payload if name == carrier else ())))
+            second.append(
+                (
+                    name,
+                    Request(
+                        limit=len(ids),
+                        vector=leg.vector,
+                        sparse=leg.sparse,
+                        using=leg.using,
+                        where=Where(ids=ids),
+                        with_payload=payload if name == carrier else (),
+                    ),
+                )
+            )
     if second:
         for (name, _), response in zip(second, engine._searched([r for _, r in second], dense)):
             for f in response:
@@ -145,5 +189,4 @@ def matches_retrieve(engine: Engine, legs: Mapping[str, Leg], *, limit: int, whe
             if value is not None and value > own.get(modality, float("-inf")):
                 own[modality] = value
     pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items()]
-    return Matches(pool=pool, found=found,
-                   truncated=[n for n, r in zip(names, responses) if len(r) >= limit])
+    return Matches(pool=pool, found=found, truncated=[n for n, r in zip(names, responses) if len(r) >= limit])

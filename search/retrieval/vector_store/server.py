@@ -1,5 +1,6 @@
 """A Qdrant server or cluster (QDRANT_URL) through qdrant-client; in tests its in-memory mode,
 which speaks the same API, stands in for the server."""
+
 from __future__ import annotations
 
 import threading
@@ -16,8 +17,12 @@ from ..keywords import SPARSE_VECTOR, Sparse
 from .base import ProductIndex
 from .types import PAYLOAD_INDEXES, VECTOR_NAMES, Found, Request, StoredPoint, Where
 
-SCHEMAS = {"keyword": models.PayloadSchemaType.KEYWORD, "float": models.PayloadSchemaType.FLOAT,
-           "bool": models.PayloadSchemaType.BOOL, "integer": models.PayloadSchemaType.INTEGER}
+SCHEMAS = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "float": models.PayloadSchemaType.FLOAT,
+    "bool": models.PayloadSchemaType.BOOL,
+    "integer": models.PayloadSchemaType.INTEGER,
+}
 
 
 # How often a process looks again at a shared server's collection schema (as at the alias:
@@ -49,8 +54,9 @@ def alias_point(client: QdrantClient, alias: str, collection: str) -> None:
         operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=alias)))
     elif client.collection_exists(alias):
         client.delete_collection(alias)
-    operations.append(models.CreateAliasOperation(
-        create_alias=models.CreateAlias(collection_name=collection, alias_name=alias)))
+    operations.append(
+        models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=alias))
+    )
     client.update_collection_aliases(change_aliases_operations=operations)
 
 
@@ -121,8 +127,9 @@ class QdrantServerIndex(ProductIndex):
         with self._locked():
             self.client.create_collection(
                 self.collection,
-                vectors_config={name: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                                for name in VECTOR_NAMES},
+                vectors_config={
+                    name: models.VectorParams(size=dim, distance=models.Distance.COSINE) for name in VECTOR_NAMES
+                },
                 sparse_vectors_config={SPARSE_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
                 **({} if self.local else self.layout),
             )
@@ -141,8 +148,11 @@ class QdrantServerIndex(ProductIndex):
 
     def _add_keywords(self) -> None:
         with self._locked():
-            self.client.create_vector_name(self.collection, SPARSE_VECTOR, models.SparseVectorNameConfig(
-                sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)))
+            self.client.create_vector_name(
+                self.collection,
+                SPARSE_VECTOR,
+                models.SparseVectorNameConfig(sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF)),
+            )
             for key, schema in () if self.local else PAYLOAD_INDEXES.items():
                 self.client.create_payload_index(self.collection, key, field_schema=SCHEMAS[schema])
             self._keywords = True
@@ -177,8 +187,10 @@ class QdrantServerIndex(ProductIndex):
 
     # --- writes -------------------------------------------------------------------
     def _upsert(self, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> None:
-        structs = [models.PointStruct(id=pid, vector={k: _vector(v) for k, v in vectors.items()}, payload=payload)
-                   for pid, vectors, payload in rows]
+        structs = [
+            models.PointStruct(id=pid, vector={k: _vector(v) for k, v in vectors.items()}, payload=payload)
+            for pid, vectors, payload in rows
+        ]
         with self._locked():
             self.client.upsert(self.collection, points=structs, wait=True)
 
@@ -186,8 +198,11 @@ class QdrantServerIndex(ProductIndex):
         with self._locked():
             self.client.overwrite_payload(self.collection, payload=payload, points=[point_id], wait=True)
             if keywords:
-                self.client.update_vectors(self.collection, points=[models.PointVectors(
-                    id=point_id, vector={SPARSE_VECTOR: _vector(keywords)})], wait=True)
+                self.client.update_vectors(
+                    self.collection,
+                    points=[models.PointVectors(id=point_id, vector={SPARSE_VECTOR: _vector(keywords)})],
+                    wait=True,
+                )
 
     def _delete(self, ids: list[int]) -> None:
         if not ids or self.dim() is None:
@@ -209,10 +224,17 @@ class QdrantServerIndex(ProductIndex):
         if not ids or self.dim() is None:
             return {}
         with self._locked():
-            records = self.client.retrieve(self.collection, ids=ids, with_payload=True,
-                                           with_vectors=list(VECTOR_NAMES) if with_vectors else False)
-        return {int(r.id): StoredPoint(int(r.id), {k: v for k, v in r.vector.items() if k in VECTOR_NAMES}
-                                       if isinstance(r.vector, dict) else {}, r.payload or {}) for r in records}
+            records = self.client.retrieve(
+                self.collection, ids=ids, with_payload=True, with_vectors=list(VECTOR_NAMES) if with_vectors else False
+            )
+        return {
+            int(r.id): StoredPoint(
+                int(r.id),
+                {k: v for k, v in r.vector.items() if k in VECTOR_NAMES} if isinstance(r.vector, dict) else {},
+                r.payload or {},
+            )
+            for r in records
+        }
 
     def point_ids(self) -> Iterator[int]:
         if self.dim() is None:
@@ -220,8 +242,9 @@ class QdrantServerIndex(ProductIndex):
         offset = None
         while True:
             with self._locked():
-                records, offset = self.client.scroll(self.collection, offset=offset, limit=1000,
-                                                     with_payload=False, with_vectors=False)
+                records, offset = self.client.scroll(
+                    self.collection, offset=offset, limit=1000, with_payload=False, with_vectors=False
+                )
             yield from (int(r.id) for r in records)
             if offset is None:
                 return
@@ -242,20 +265,29 @@ class QdrantServerIndex(ProductIndex):
     def _query_batch(self, requests: Sequence[Request]) -> list[list[Found]]:
         with self._locked():
             responses = self.client.query_batch_points(self.collection, requests=[_request(r) for r in requests])
-        return [[Found(int(p.id), float(p.score), dict(p.vector) if isinstance(p.vector, dict) else {},
-                       p.payload or {}) for p in response.points] for response in responses]
+        return [
+            [
+                Found(int(p.id), float(p.score), dict(p.vector) if isinstance(p.vector, dict) else {}, p.payload or {})
+                for p in response.points
+            ]
+            for response in responses
+        ]
 
 
 def _vector(value: Any) -> Any:
-    return models.SparseVector(indices=list(value.indices), values=list(value.values)) \
-        if isinstance(value, Sparse) else value
+    return (
+        models.SparseVector(indices=list(value.indices), values=list(value.values))
+        if isinstance(value, Sparse)
+        else value
+    )
 
 
 def _filter(where: Where | None) -> models.Filter | None:
     if not where:
         return None
-    must: list[models.Condition] = [models.FieldCondition(key=key, match=models.MatchAny(any=list(values)))
-                                    for key, values in where.any_of]
+    must: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchAny(any=list(values))) for key, values in where.any_of
+    ]
     must += [models.FieldCondition(key=key, range=models.Range(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
     if where.ids:
         must.append(models.HasIdCondition(has_id=list(where.ids)))
@@ -274,11 +306,25 @@ def _request(r: Request) -> models.QueryRequest:
         # Qdrant's RRF uses k = RRF_K by default; the plain FusionQuery keeps older servers working.
         fusion = models.FusionQuery(fusion=models.Fusion.RRF if r.fusion == "rrf" else models.Fusion.DBSF)
         return models.QueryRequest(
-            prefetch=[models.Prefetch(query=list(p.vector), using=p.using, limit=p.limit, filter=_filter(p.where))
-                      for p in r.prefetch],
-            query=fusion, limit=r.limit, offset=r.offset, filter=_filter(r.where),
-            with_payload=_payload(r.with_payload), with_vector=list(r.with_vector) or False)
+            prefetch=[
+                models.Prefetch(query=list(p.vector), using=p.using, limit=p.limit, filter=_filter(p.where))
+                for p in r.prefetch
+            ],
+            query=fusion,
+            limit=r.limit,
+            offset=r.offset,
+            filter=_filter(r.where),
+            with_payload=_payload(r.with_payload),
+            with_vector=list(r.with_vector) or False,
+        )
     query = _vector(r.sparse) if r.sparse is not None else list(r.vector)
-    return models.QueryRequest(query=query, using=r.using, limit=r.limit, offset=r.offset,
-                               filter=_filter(r.where), with_payload=_payload(r.with_payload),
-                               with_vector=list(r.with_vector) or False, score_threshold=r.score_threshold)
+    return models.QueryRequest(
+        query=query,
+        using=r.using,
+        limit=r.limit,
+        offset=r.offset,
+        filter=_filter(r.where),
+        with_payload=_payload(r.with_payload),
+        with_vector=list(r.with_vector) or False,
+        score_threshold=r.score_threshold,
+    )

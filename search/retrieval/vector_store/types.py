@@ -1,6 +1,7 @@
 """What every engine behind ProductIndex shares: the store's layout (named vectors, payload
 indexes), the errors a caller can act on, and the plain values that go in and come out (points,
 filters, requests, what a query finds)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -15,8 +16,14 @@ VECTOR_NAMES = ("text", "image", "avg")
 # Payload keys the search filters and facets on: every engine indexes them. `terms` holds the
 # hashed keyword terms of the product (which products hold every word of a query), `sku_key`
 # its SKU as compared (keywords.sku_key).
-PAYLOAD_INDEXES = {"category": "keyword", "brand": "keyword", "price": "float", "active": "bool",
-                   "terms": "integer", "sku_key": "keyword"}
+PAYLOAD_INDEXES = {
+    "category": "keyword",
+    "brand": "keyword",
+    "price": "float",
+    "active": "bool",
+    "terms": "integer",
+    "sku_key": "keyword",
+}
 # What each point's payload holds, by version (a store of an older one has every payload written
 # again, without encoding): 2 = category, brand and attributes folded for facets (facets.py);
 # 3 = `has_description`, which the fusion calibration reads (fusion.candidate_features).
@@ -88,7 +95,7 @@ class Where:
     def __bool__(self) -> bool:
         return bool(self.any_of or self.ranges or self.not_ids or self.ids or self.has_vector)
 
-    def also(self, **conditions: Any) -> "Where":
+    def also(self, **conditions: Any) -> Where:
         """This filter with more conditions: `any_of`, `ranges` and `not_ids` are added to, others
         replaced."""
         for key in ("any_of", "ranges", "not_ids"):
@@ -126,7 +133,7 @@ class Request:
     using: str = ""
     where: Where | None = None
     fusion: str | None = None
-    prefetch: tuple["Request", ...] = ()
+    prefetch: tuple[Request, ...] = ()
     offset: int = 0
     with_vector: tuple[str, ...] = ()
     with_payload: tuple[str, ...] | bool = ()
@@ -180,8 +187,12 @@ def where_both(a: Where | None, b: Where | None) -> Where | None:
         return a
     if not a:
         return b
-    return a.also(any_of=b.any_of, ranges=b.ranges, not_ids=b.not_ids,
-                  **{k: getattr(b, k) for k in ("ids", "has_vector") if getattr(b, k)})
+    return a.also(
+        any_of=b.any_of,
+        ranges=b.ranges,
+        not_ids=b.not_ids,
+        **{k: getattr(b, k) for k in ("ids", "has_vector") if getattr(b, k)},
+    )
 
 
 def plain_vector(vector: np.ndarray) -> tuple[float, ...]:

@@ -4,6 +4,7 @@ and faceted; browsing the catalog without a query.
 `pipeline` (product_search's steps, product_similar) over `request` (the search as asked),
 `filters` (the shopper's filters), `legs` (how a query finds products), `ranking` (fusion,
 sorts, pins), `facets` (the counts) and `results` (what a search answers)."""
+
 from .facets import PRICE_BUCKETS, bucket_range, index_facets
 from .filters import MAX_QUERY_CHARS, SearchFilters, facet_attributes, query_normalize
 from .pipeline import product_search, product_similar
@@ -11,6 +12,21 @@ from .ranking import NO_MERCHANDISING
 from .request import MAX_PAGE_SIZE, SORTS, STRATEGIES
 from .results import FacetValue, SearchHit, SearchResult
 
-__all__ = ["MAX_PAGE_SIZE", "MAX_QUERY_CHARS", "NO_MERCHANDISING", "PRICE_BUCKETS", "SORTS", "STRATEGIES", "FacetValue",
-           "SearchFilters", "SearchHit", "SearchResult", "bucket_range", "facet_attributes", "index_facets",
-           "product_search", "product_similar", "query_normalize"]
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "MAX_QUERY_CHARS",
+    "NO_MERCHANDISING",
+    "PRICE_BUCKETS",
+    "SORTS",
+    "STRATEGIES",
+    "FacetValue",
+    "SearchFilters",
+    "SearchHit",
+    "SearchResult",
+    "bucket_range",
+    "facet_attributes",
+    "index_facets",
+    "product_search",
+    "product_similar",
+    "query_normalize",
+]

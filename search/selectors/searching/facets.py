@@ -1,5 +1,6 @@
 """Facets: disjunctive counts of category, brand, each attribute filter and price buckets, from
 the engine (browsing), the matches' payloads (a query) or the database (while the engine lags)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -20,14 +21,15 @@ from .results import FacetValue
 # Price facet buckets: [min, max), None = open, so that a price on a boundary (25.00) is in one
 # bucket only. Chosen for a general shop's price range; a filter picked from a bucket returns
 # exactly the products it counted (bucket_range: its top is a cent below the next bucket's).
-PRICE_BUCKETS: tuple[tuple[int | None, int | None], ...] = (
-    (None, 25), (25, 50), (50, 100), (100, 200), (200, None))
+PRICE_BUCKETS: tuple[tuple[int | None, int | None], ...] = ((None, 25), (25, 50), (50, 100), (100, 200), (200, None))
 CENT = Decimal("0.01")  # prices have two decimals (catalog.models.Product.price)
 
 
 def bucket_range(low: int | None, high: int | None) -> tuple[Decimal | None, Decimal | None]:
     """The inclusive price filter of the bucket [low, high): what the facet counts and links to."""
     return (Decimal(low) if low is not None else None, Decimal(high) - CENT if high is not None else None)
+
+
 FACET_LIMIT = 20
 
 
@@ -43,8 +45,9 @@ def in_bucket(price: float, low: Decimal | None, high: Decimal | None) -> bool:
     return (low is None or price >= float(low)) and (high is None or price <= float(high))
 
 
-def facets_from_counts(filters: SearchFilters, counts: Mapping[str, Counter],
-                        price_of: Callable[[Decimal | None, Decimal | None], int]) -> dict[str, list[FacetValue]]:
+def facets_from_counts(
+    filters: SearchFilters, counts: Mapping[str, Counter], price_of: Callable[[Decimal | None, Decimal | None], int]
+) -> dict[str, list[FacetValue]]:
     """The facets shown: category, brand and each attribute filter with a value among the
     products counted, or one chosen; then the price buckets. Values are labelled with the
     spelling most products use."""
@@ -63,11 +66,16 @@ def facets_from_counts(filters: SearchFilters, counts: Mapping[str, Counter],
     for low, high in PRICE_BUCKETS:
         least, most = bucket_range(low, high)
         selected = filters.price_min == least and filters.price_max == most
-        prices.append(FacetValue(f"{low or ''}-{high or ''}", price_label(low, high), price_of(least, most),
-                                 selected, least, most))
+        prices.append(
+            FacetValue(
+                f"{low or ''}-{high or ''}", price_label(low, high), price_of(least, most), selected, least, most
+            )
+        )
     facets = {name: values(name) for name in facet_fields()}
-    return {**{name: found for name, found in facets.items() if found or name in ("category", "brand")},
-            "price": prices}
+    return {
+        **{name: found for name, found in facets.items() if found or name in ("category", "brand")},
+        "price": prices,
+    }
 
 
 def facet_fields() -> list[str]:
@@ -75,8 +83,9 @@ def facet_fields() -> list[str]:
     return ["category", "brand", *(a.field for a in facet_attributes())]
 
 
-def index_facets(index: ProductIndex, filters: SearchFilters,
-                  matching: Callable[[str | None], Where | None]) -> dict[str, list[FacetValue]]:
+def index_facets(
+    index: ProductIndex, filters: SearchFilters, matching: Callable[[str | None], Where | None]
+) -> dict[str, list[FacetValue]]:
     """Disjunctive counts by the engine over every product the query and filters match: each
     facet ignores its own filter only (`matching(skip)`)."""
     counts = {name: Counter(index.facet(name, where=matching(name), limit=FACET_LIMIT)) for name in facet_fields()}
@@ -101,7 +110,9 @@ def db_facets(filters: SearchFilters, base: QuerySet) -> dict[str, list[FacetVal
         # each product's values as its payload carries them (facets.facet_payload), so that the
         # database counts what the engine counts; one read of the rows for every name given
         counters: dict[str, Counter] = {name: Counter() for name in names}
-        for attributes in filters.queryset(base, skip=skip).values_list("attributes", flat=True).iterator(chunk_size=2000):
+        for attributes in (
+            filters.queryset(base, skip=skip).values_list("attributes", flat=True).iterator(chunk_size=2000)
+        ):
             payload = facet_payload(category="", brand="", attributes=attributes)
             for name in names:
                 counters[name].update(payload.get(name, ()))
@@ -139,16 +150,20 @@ def browse_counts(filters: SearchFilters, base: QuerySet) -> tuple[int, dict[str
         try:
             index = providers.get_product_index()
             if index.dim() is not None and not providers.model_switching():
-                return (index.count(filters.where()),
-                        index_facets(index, filters, lambda skip=None: filters.where(skip=skip)))
+                return (
+                    index.count(filters.where()),
+                    index_facets(index, filters, lambda skip=None: filters.where(skip=skip)),
+                )
         except IndexUnavailableError:
             pass  # the database answers; the search itself says the index is unavailable
     return filters.queryset(base).count(), db_facets(filters, base)
 
 
-def match_facets(filters: SearchFilters, matched: list[Mapping],
-                  unfiltered: Mapping[str, list[Mapping]]) -> dict[str, list[FacetValue]]:
+def match_facets(
+    filters: SearchFilters, matched: list[Mapping], unfiltered: Mapping[str, list[Mapping]]
+) -> dict[str, list[FacetValue]]:
     """Counts over the matches, from the payload each carries."""
+
     def counter(key: str) -> Counter:
         counted: Counter = Counter()
         for payload in unfiltered.get(key, matched):

@@ -1,5 +1,6 @@
 """The shopper's query and filters as the search reads them: the query normalised, the chosen
 categories, brands, attribute values and price range, in the engine's terms and the database's."""
+
 from __future__ import annotations
 
 import functools
@@ -53,13 +54,17 @@ class SearchFilters:
     def __post_init__(self) -> None:
         object.__setattr__(self, "categories", _folded(self.categories))
         object.__setattr__(self, "brands", _folded(self.brands))
-        object.__setattr__(self, "attributes", tuple((field, _folded(values)) for field, values in self.attributes
-                                                     if _folded(values)))
+        object.__setattr__(
+            self, "attributes", tuple((field, _folded(values)) for field, values in self.attributes if _folded(values))
+        )
 
     def keyword_filters(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
         """Each payload field with its chosen values: category, brand, then the attributes."""
-        return tuple((name, values) for name, values in (("category", self.categories), ("brand", self.brands),
-                                                          *self.attributes) if values)
+        return tuple(
+            (name, values)
+            for name, values in (("category", self.categories), ("brand", self.brands), *self.attributes)
+            if values
+        )
 
     def active(self) -> list[str]:
         price = self.price_min is not None or self.price_max is not None
@@ -74,8 +79,13 @@ class SearchFilters:
         any_of = tuple((key, values) for key, values in self.keyword_filters() if skip != key)
         ranges = ()
         if (self.price_min is not None or self.price_max is not None) and skip != "price":
-            ranges = (("price", float(self.price_min) if self.price_min is not None else None,
-                       float(self.price_max) if self.price_max is not None else None),)
+            ranges = (
+                (
+                    "price",
+                    float(self.price_min) if self.price_min is not None else None,
+                    float(self.price_max) if self.price_max is not None else None,
+                ),
+            )
         where = Where(any_of=any_of, ranges=ranges)
         return where if where else None
 

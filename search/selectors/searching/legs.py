@@ -1,5 +1,6 @@
 """How a query finds products: its legs (each modality from its cutoff up, the keyword leg, a
 SKU or brand that is the whole query), and what each match carries from the engine."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,12 +22,21 @@ def match_payload(merchandising: Merchandising | None = None) -> tuple[str, ...]
     """What the facets and sorts read, and the fields the query's boosts and buries look at."""
     ruled = tuple(r.field for r in merchandising.rules if r.field) if merchandising else ()
     return tuple(dict.fromkeys(MATCH_PAYLOAD + tuple(a.field for a in facet_attributes()) + ruled))
+
+
 # Legs whose products come first, in this order, when the whole query names them.
 FIRST = ("sku", "brand")
 
 
-def text_legs(query: str, vector: np.ndarray, meant: np.ndarray | None, understood: list[QueryWord],
-               strategy: str, cutoff: Cutoff, words: Lexicon) -> dict[str, Leg]:
+def text_legs(
+    query: str,
+    vector: np.ndarray,
+    meant: np.ndarray | None,
+    understood: list[QueryWord],
+    strategy: str,
+    cutoff: Cutoff,
+    words: Lexicon,
+) -> dict[str, Leg]:
     """How a text query finds products: each modality from its cutoff up (for the query as
     meant, or also as typed), the keyword leg (every word of the query, or a correction of
     it, in the product), and a product whose SKU or brand is the whole query."""
@@ -72,8 +82,13 @@ def keyword_leg(understood: list[QueryWord]) -> Leg | None:
     sparse = encoder.query(weighted)
     if not sparse:
         return None
-    return Leg(using=SPARSE_VECTOR, sparse=sparse, where=Where(any_of=tuple(groups)) if groups else None,
-               scores="keyword", matches=bool(groups))
+    return Leg(
+        using=SPARSE_VECTOR,
+        sparse=sparse,
+        where=Where(any_of=tuple(groups)) if groups else None,
+        scores="keyword",
+        matches=bool(groups),
+    )
 
 
 # A corrected word's weight in the keyword score, against 1 for a word typed as the catalog spells it.

@@ -1,5 +1,6 @@
 """product_search as a pipeline of named steps: a browse, or a plan (a photo's or words'), the
 matches it finds above their cutoffs, the merchandiser's rules, and the page with its facets."""
+
 from __future__ import annotations
 
 import uuid
@@ -45,11 +46,20 @@ class SearchPlan:
     understood_as: str = ""
 
 
-def product_search(*, query: str = "", image: PhotoInput | None = None, image_key: str = "",
-                   filters=None, strategy: str | None = None, sort: str = "relevance", page: int = 1,
-                   page_size: int = 20, weights: Mapping[str, float] | None = None,
-                   calibration: fusion.Calibration | None = None,
-                   merchandising: Merchandising | None = None) -> SearchResult:
+def product_search(
+    *,
+    query: str = "",
+    image: PhotoInput | None = None,
+    image_key: str = "",
+    filters=None,
+    strategy: str | None = None,
+    sort: str = "relevance",
+    page: int = 1,
+    page_size: int = 20,
+    weights: Mapping[str, float] | None = None,
+    calibration: fusion.Calibration | None = None,
+    merchandising: Merchandising | None = None,
+) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
     filters, sorts and pages of the same photo search, and `image` may then be a function that
@@ -58,8 +68,9 @@ def product_search(*, query: str = "", image: PhotoInput | None = None, image_ke
     (selectors.calibrations), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
     weights instead (evaluate_search tunes them), `calibration` with that calibration (the
     evaluation fits one per fold)."""
-    request = SearchRequest.of(query=query, filters=filters, strategy=strategy, sort=sort, page=page,
-                               page_size=page_size)
+    request = SearchRequest.of(
+        query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size
+    )
     if image is None and not request.query:
         return _browse(request)
     if image is not None:
@@ -72,9 +83,17 @@ def product_search(*, query: str = "", image: PhotoInput | None = None, image_ke
 
 
 def _new_result(request: SearchRequest, mode: str) -> SearchResult:
-    return SearchResult(search_id=uuid.uuid4().hex, mode=mode, query=request.query, strategy=request.strategy,
-                        sort=request.sort, filters=request.filters, page=request.page, page_size=request.page_size,
-                        count=0)
+    return SearchResult(
+        search_id=uuid.uuid4().hex,
+        mode=mode,
+        query=request.query,
+        strategy=request.strategy,
+        sort=request.sort,
+        filters=request.filters,
+        page=request.page,
+        page_size=request.page_size,
+        count=0,
+    )
 
 
 def _browse(request: SearchRequest) -> SearchResult:
@@ -82,7 +101,7 @@ def _browse(request: SearchRequest) -> SearchResult:
     result = _new_result(request, "browse")
     base = Product.objects.searchable()
     order = {"price_asc": ("price", "id"), "price_desc": ("-price", "id")}.get(request.sort, ("-created_at", "-id"))
-    rows = request.filters.queryset(base).order_by(*order)[request.offset:request.offset + request.page_size]
+    rows = request.filters.queryset(base).order_by(*order)[request.offset : request.offset + request.page_size]
     result.hits = [SearchHit(product=p, position=request.offset + i + 1) for i, p in enumerate(rows)]
     result.count, result.facets = browse_counts(request.filters, base)
     return result
@@ -98,12 +117,22 @@ def _photo_plan(request: SearchRequest, image: PhotoInput, image_key: str) -> Se
         vector = providers.photo_vector(model_id, image_key, image if callable(image) else lambda: image)
     else:
         vector = providers.query_encoder(model_id).encode_images([image() if callable(image) else image])[0]
-    return SearchPlan(mode="image", model_id=model_id, index=providers.get_product_index(), vector=vector,
-                      legs=modality_legs(vector, request.strategy, None), limit=settings.SEARCH_CANDIDATES)
+    return SearchPlan(
+        mode="image",
+        model_id=model_id,
+        index=providers.get_product_index(),
+        vector=vector,
+        legs=modality_legs(vector, request.strategy, None),
+        limit=settings.SEARCH_CANDIDATES,
+    )
 
 
-def _text_plan(request: SearchRequest, weights: Mapping[str, float] | None,
-               calibration: fusion.Calibration | None, merchandising: Merchandising | None) -> SearchPlan:
+def _text_plan(
+    request: SearchRequest,
+    weights: Mapping[str, float] | None,
+    calibration: fusion.Calibration | None,
+    merchandising: Merchandising | None,
+) -> SearchPlan:
     """Words: typos understood, the query's legs from the measured cutoff up, the rules and
     synonyms for it, and the fusion (the model's calibration unless weights are given)."""
     model_id = providers.serving_model_id()
@@ -115,29 +144,46 @@ def _text_plan(request: SearchRequest, weights: Mapping[str, float] | None,
     # the towers read the query as it was probably meant too: a misspelt word is another token
     # to them (text_legs decides which reading searches)
     meant = providers.query_vector(model_id, understood_as) if understood_as else None
-    legs = text_legs(request.query, vector, meant, understood, request.strategy,
-                     providers.relevance_cutoff(model_id), words)
+    legs = text_legs(
+        request.query, vector, meant, understood, request.strategy, providers.relevance_cutoff(model_id), words
+    )
     if request.strategy == "normalized" and weights is None:
         # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
         calibration = calibration or fusion_calibration(model_id)
     else:
         calibration = None
-    return SearchPlan(mode="text", model_id=model_id, index=providers.get_product_index(), vector=vector, legs=legs,
-                      limit=settings.SEARCH_MAX_MATCHES, weights=weights, calibration=calibration,
-                      merchandising=merchandising, understood_as=understood_as)
+    return SearchPlan(
+        mode="text",
+        model_id=model_id,
+        index=providers.get_product_index(),
+        vector=vector,
+        legs=legs,
+        limit=settings.SEARCH_MAX_MATCHES,
+        weights=weights,
+        calibration=calibration,
+        merchandising=merchandising,
+        understood_as=understood_as,
+    )
 
 
-def _relevant_matches(request: SearchRequest, plan: SearchPlan, where: Where | None
-                      ) -> tuple[list[fusion.Ranked], bool]:
+def _relevant_matches(
+    request: SearchRequest, plan: SearchPlan, where: Where | None
+) -> tuple[list[fusion.Ranked], bool]:
     """Every product the plan's legs match under `where`, ranked by the strategy; a whole-query
     SKU, then brand, first. Also whether a leg stopped at its limit."""
-    matches = plan.index.retrieve_matches(plan.legs, limit=plan.limit, where=where,
-                                          payload=match_payload(plan.merchandising))
+    matches = plan.index.retrieve_matches(
+        plan.legs, limit=plan.limit, where=where, payload=match_payload(plan.merchandising)
+    )
     server_scores = None
     if request.strategy in ("avg", "rrf", "dbsf"):
         server_scores = plan.index.retrieve_candidates(
-            {"text": plan.vector, "image": plan.vector}, limit=settings.SEARCH_CANDIDATES, where=where,
-            server_ranking=request.strategy, avg_vector=plan.vector, payload=()).server_scores
+            {"text": plan.vector, "image": plan.vector},
+            limit=settings.SEARCH_CANDIDATES,
+            where=where,
+            server_ranking=request.strategy,
+            avg_vector=plan.vector,
+            payload=(),
+        ).server_scores
     ranked = rank(request.strategy, matches.pool, server_scores, plan.weights, plan.calibration)
     first = [set(matches.found.get(name, ())) for name in FIRST]
     if any(first):
@@ -145,21 +191,27 @@ def _relevant_matches(request: SearchRequest, plan: SearchPlan, where: Where | N
     return ranked, bool(matches.truncated)
 
 
-def _rules_applied(request: SearchRequest, plan: SearchPlan, ranked: list[fusion.Ranked]
-                   ) -> tuple[list[fusion.Ranked], Applied | None]:
+def _rules_applied(
+    request: SearchRequest, plan: SearchPlan, ranked: list[fusion.Ranked]
+) -> tuple[list[fusion.Ranked], Applied | None]:
     """The merchandiser's pins, hides, boosts and buries for the query (by position: pins,
     boosts and buries are the relevance order's; a sort keeps only the hides)."""
     merchandising = plan.merchandising
     if merchandising is None or not (merchandising.rules or merchandising.synonym_ids):
         return ranked, None
     relevance = request.sort == "relevance"
-    applied = rules_apply(ranked, merchandising.rules, relevance=relevance,
-                          pinnable=pinnable(merchandising, ranked, request.filters, plan.index) if relevance else None)
+    applied = rules_apply(
+        ranked,
+        merchandising.rules,
+        relevance=relevance,
+        pinnable=pinnable(merchandising, ranked, request.filters, plan.index) if relevance else None,
+    )
     return applied.ranked, applied
 
 
-def _result(request: SearchRequest, plan: SearchPlan, ranked: list[fusion.Ranked], capped: bool,
-            applied: Applied | None) -> SearchResult:
+def _result(
+    request: SearchRequest, plan: SearchPlan, ranked: list[fusion.Ranked], capped: bool, applied: Applied | None
+) -> SearchResult:
     """The page of products read from the database, the count, and facets over the matches."""
     result = _new_result(request, plan.mode)
     result.model_id, result.understood_as = plan.model_id, plan.understood_as
@@ -168,27 +220,43 @@ def _result(request: SearchRequest, plan: SearchPlan, ranked: list[fusion.Ranked
         used = {"rules": applied.rule_ids, "synonyms": list(plan.merchandising.synonym_ids)}
         result.merchandising = {key: ids for key, ids in used.items() if ids}
     result.count, result.ranked = len(ranked), ranked
-    page_ranked = ranked[request.offset:request.offset + request.page_size]
+    page_ranked = ranked[request.offset : request.offset + request.page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
     placements, inserted = (applied.placements, applied.inserted) if applied else ({}, set())
-    result.hits = [SearchHit(product=products[r.id], position=request.offset + i + 1,
-                             score=None if r.id in inserted else r.score, raw=r.raw, normalized=r.normalized,
-                             placement=placements.get(r.id, ""))
-                   for i, r in enumerate(page_ranked) if r.id in products]
-    result.facets = match_facets(request.filters, [r.payload for r in ranked],
-                                 _unfiltered(request, plan, applied.hidden if applied else set()))
+    result.hits = [
+        SearchHit(
+            product=products[r.id],
+            position=request.offset + i + 1,
+            score=None if r.id in inserted else r.score,
+            raw=r.raw,
+            normalized=r.normalized,
+            placement=placements.get(r.id, ""),
+        )
+        for i, r in enumerate(page_ranked)
+        if r.id in products
+    ]
+    result.facets = match_facets(
+        request.filters, [r.payload for r in ranked], _unfiltered(request, plan, applied.hidden if applied else set())
+    )
     return result
 
 
 def _unfiltered(request: SearchRequest, plan: SearchPlan, hidden: set[int]) -> dict[str, list[Mapping]]:
     """Disjunctive facets: a facet whose own filter is on counts the matches without it (which
     products match is enough: no scores, no fusion)."""
-    ranked_here = (lambda payload: True) if plan.calibration is not None else \
-        rankable(request.strategy, plan.weights, plan.legs)
-    return {key: [c.payload for c in plan.index.retrieve_matches(
-                plan.legs, limit=plan.limit, where=request.filters.where(skip=key), payload=match_payload(),
-                score=False).pool if ranked_here(c.payload) and c.id not in hidden]
-            for key in request.filters.active()}
+    ranked_here = (
+        (lambda payload: True) if plan.calibration is not None else rankable(request.strategy, plan.weights, plan.legs)
+    )
+    return {
+        key: [
+            c.payload
+            for c in plan.index.retrieve_matches(
+                plan.legs, limit=plan.limit, where=request.filters.where(skip=key), payload=match_payload(), score=False
+            ).pool
+            if ranked_here(c.payload) and c.id not in hidden
+        ]
+        for key in request.filters.active()
+    }
 
 
 def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
@@ -199,9 +267,11 @@ def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:
     if record is None or not record.vector:
         return []
     own = {m: np.asarray(record.vector[m], dtype=np.float32) for m in ("text", "image") if m in record.vector}
-    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), where=Where(not_ids=(product.pk,)),
-                                       payload=())
+    retrieval = index.retrieve_candidates(own, limit=max(limit * 4, 32), where=Where(not_ids=(product.pk,)), payload=())
     ranked = fusion.fuse_normalized(retrieval.pool, providers.fusion_weights())[:limit]
     products = Product.objects.searchable().in_bulk([r.id for r in ranked])
-    return [SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)
-            for i, r in enumerate(ranked) if r.id in products]
+    return [
+        SearchHit(product=products[r.id], position=i + 1, score=r.score, raw=r.raw, normalized=r.normalized)
+        for i, r in enumerate(ranked)
+        if r.id in products
+    ]

@@ -1,5 +1,6 @@
 """Ranking the matches: the fusion a strategy names, the sorts, which matches a ranking counts,
 and the pinned products a query did not match."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
@@ -12,9 +13,14 @@ from ...retrieval.vector_store import Leg, ProductIndex
 from ..merchandising import Merchandising
 from .filters import SearchFilters
 
-def rank(strategy: str, pool: list[fusion.Candidate], server_scores: dict[int, float] | None,
-          weights: Mapping[str, float] | None = None, calibration: fusion.Calibration | None = None
-          ) -> list[fusion.Ranked]:
+
+def rank(
+    strategy: str,
+    pool: list[fusion.Candidate],
+    server_scores: dict[int, float] | None,
+    weights: Mapping[str, float] | None = None,
+    calibration: fusion.Calibration | None = None,
+) -> list[fusion.Ranked]:
     if strategy == "normalized":
         if calibration is not None:
             return fusion.fuse_calibrated(pool, calibration)
@@ -41,8 +47,9 @@ def ranked_sort(ranked: list[fusion.Ranked], sort: str) -> list[fusion.Ranked]:
 NO_MERCHANDISING = Merchandising()
 
 
-def pinnable(merchandising: Merchandising, ranked: list[fusion.Ranked], filters: SearchFilters,
-              index: ProductIndex) -> dict[int, fusion.Ranked]:
+def pinnable(
+    merchandising: Merchandising, ranked: list[fusion.Ranked], filters: SearchFilters, index: ProductIndex
+) -> dict[int, fusion.Ranked]:
     """The products pinned for the query that it did not match but may show: active, and
     passing the shopper's filters. Each with its payload (the facets count it); one not yet
     indexed is shown all the same."""
@@ -52,9 +59,12 @@ def pinnable(merchandising: Merchandising, ranked: list[fusion.Ranked], filters:
         return {}
     allowed = set(filters.queryset(Product.objects.searchable().filter(pk__in=wanted)).values_list("pk", flat=True))
     points = index.retrieve(allowed, with_vectors=False) if allowed else {}
-    return {pid: fusion.Ranked(id=pid, score=0.0, raw={}, normalized={},
-                               payload=dict(points[pid].payload) if pid in points else {})
-            for pid in allowed}
+    return {
+        pid: fusion.Ranked(
+            id=pid, score=0.0, raw={}, normalized={}, payload=dict(points[pid].payload) if pid in points else {}
+        )
+        for pid in allowed
+    }
 
 
 def rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[str, Leg]) -> Callable[[Mapping], bool]:
@@ -62,8 +72,11 @@ def rankable(strategy: str, weights: Mapping[str, float] | None, legs: Mapping[s
     ranking weighs (fusion.fuse_normalized leaves out the others)."""
     if strategy in ("text", "image"):
         return lambda payload: bool(payload.get(f"has_{strategy}", True))
-    active = {m for m, w in (providers.fusion_weights() if weights is None or strategy != "normalized"
-                             else weights).items() if w > 0}
+    active = {
+        m
+        for m, w in (providers.fusion_weights() if weights is None or strategy != "normalized" else weights).items()
+        if w > 0
+    }
     if "keyword" in active and any(leg.scores == "keyword" for leg in legs.values()):
         return lambda payload: True  # every match has a keyword score (0 when it shares no word)
     return lambda payload: any(payload.get(f"has_{m}", True) for m in active & {"text", "image"})

@@ -1,4 +1,5 @@
 """A search as asked: the query, filters, strategy, sort and page, checked once."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ class SearchRequest:
     page_size: int
 
     @classmethod
-    def of(cls, *, query: str, filters: SearchFilters | None, strategy: str | None, sort: str, page: int,
-           page_size: int) -> SearchRequest:
+    def of(
+        cls, *, query: str, filters: SearchFilters | None, strategy: str | None, sort: str, page: int, page_size: int
+    ) -> SearchRequest:
         """The request checked (ValueError says what is wrong), its query normalised."""
         strategy = strategy or settings.SEARCH_STRATEGY
         if strategy not in STRATEGIES:
@@ -32,8 +34,14 @@ class SearchRequest:
             raise ValueError(f"unknown sort {sort!r}; use one of {', '.join(SORTS)}")
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
-        return cls(query=query_normalize(query), filters=filters or SearchFilters(), strategy=strategy, sort=sort,
-                   page=page, page_size=page_size)
+        return cls(
+            query=query_normalize(query),
+            filters=filters or SearchFilters(),
+            strategy=strategy,
+            sort=sort,
+            page=page,
+            page_size=page_size,
+        )
 
     @property
     def offset(self) -> int:

@@ -1,4 +1,5 @@
 """What a search answers: the page of products, the count, the facets, and the ranking behind them."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

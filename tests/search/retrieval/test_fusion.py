@@ -1,10 +1,18 @@
 """Fusion on hand-built score lists, including the missing-field cases."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from search.retrieval.fusion import Candidate, fuse_normalized, normalize_per_modality, rank_by_scores, rank_single, zscore
+from search.retrieval.fusion import (
+    Candidate,
+    fuse_normalized,
+    normalize_per_modality,
+    rank_by_scores,
+    rank_single,
+    zscore,
+)
 
 W = {"text": 1.0, "image": 1.0}
 
@@ -16,15 +24,17 @@ def ids(ranked):
 def test_zscore_standardises_and_handles_degenerate_inputs():
     np.testing.assert_allclose(zscore(np.array([1.0, 2.0, 3.0])), [-1.2247449, 0.0, 1.2247449], atol=1e-6)
     assert zscore(np.array([])).size == 0
-    np.testing.assert_array_equal(zscore(np.array([0.42])), [0.0])          # one candidate
+    np.testing.assert_array_equal(zscore(np.array([0.42])), [0.0])  # one candidate
     np.testing.assert_array_equal(zscore(np.array([0.3, 0.3, 0.3])), [0, 0, 0])  # all equal
 
 
 def test_scale_does_not_decide_the_ranking():
     # Text cosines high and bunched, image cosines low and narrow (as with CLIP).
-    candidates = [Candidate(1, {"text": 0.80, "image": 0.31}),
-                  Candidate(2, {"text": 0.83, "image": 0.20}),
-                  Candidate(3, {"text": 0.79, "image": 0.24})]
+    candidates = [
+        Candidate(1, {"text": 0.80, "image": 0.31}),
+        Candidate(2, {"text": 0.83, "image": 0.20}),
+        Candidate(3, {"text": 0.79, "image": 0.24}),
+    ]
     fused = ids(fuse_normalized(candidates, W))
 
     # Stretch the text scale tenfold (a different model, a different prompt template):
@@ -39,10 +49,12 @@ def test_scale_does_not_decide_the_ranking():
 
 def test_a_missing_image_is_neither_penalty_nor_bonus():
     # 10 has no image; its text is as good as 20's, whose image is average for this query.
-    candidates = [Candidate(10, {"text": 0.90}),
-                  Candidate(20, {"text": 0.90, "image": 0.25}),
-                  Candidate(30, {"text": 0.70, "image": 0.30}),
-                  Candidate(40, {"text": 0.70, "image": 0.20})]
+    candidates = [
+        Candidate(10, {"text": 0.90}),
+        Candidate(20, {"text": 0.90, "image": 0.25}),
+        Candidate(30, {"text": 0.70, "image": 0.30}),
+        Candidate(40, {"text": 0.70, "image": 0.20}),
+    ]
     fused = {r.id: r for r in fuse_normalized(candidates, W)}
     assert fused[10].normalized == {"text": pytest.approx(1.0)}
     assert "image" not in fused[10].normalized
@@ -53,9 +65,11 @@ def test_a_missing_image_is_neither_penalty_nor_bonus():
 
 
 def test_a_missing_description_product_is_judged_on_what_it_has():
-    candidates = [Candidate(1, {"image": 0.35}),           # image-only, best image
-                  Candidate(2, {"text": 0.9, "image": 0.2}),
-                  Candidate(3, {"text": 0.8, "image": 0.25})]
+    candidates = [
+        Candidate(1, {"image": 0.35}),  # image-only, best image
+        Candidate(2, {"text": 0.9, "image": 0.2}),
+        Candidate(3, {"text": 0.8, "image": 0.25}),
+    ]
     fused = fuse_normalized(candidates, W)
     assert ids(fused)[0] == 1
     assert "text" not in fused[0].normalized
@@ -84,8 +98,7 @@ def test_weights_shift_the_balance_and_zero_weight_ignores_a_modality():
 
 
 def test_single_modality_and_external_scores():
-    candidates = [Candidate(1, {"text": 0.2}), Candidate(2, {"text": 0.9, "image": 0.1}),
-                  Candidate(3, {"image": 0.3})]
+    candidates = [Candidate(1, {"text": 0.2}), Candidate(2, {"text": 0.9, "image": 0.1}), Candidate(3, {"image": 0.3})]
     assert ids(rank_single(candidates, "text")) == [2, 1]
     assert ids(rank_single(candidates, "image")) == [3, 2]
     ranked = rank_by_scores(candidates, {3: 0.5, 1: 0.7, 99: 1.0})  # unknown ids are dropped
@@ -105,8 +118,12 @@ def test_weights_format_round_trips_and_bad_weights_say_what_to_write():
     assert weights_parse(" text=1, image=0.5 ") == {"text": 1.0, "image": 0.5}
     assert weights_parse({"text": 1, "image": 0}) == {"text": 1.0, "image": 0.0}
     assert weights_parse(weights_format({"text": 0.7, "image": 1.0})) == {"text": 0.7, "image": 1.0}
-    for raw, message in (("text:1", "write modality=weight pairs"), ("text=abc", "write modality=weight pairs"),
-                         ("text=0,image=0", "at least one above 0"), ("text=1,image=-1", ">= 0"),
-                         ("colour=1", "colour is not a modality")):
+    for raw, message in (
+        ("text:1", "write modality=weight pairs"),
+        ("text=abc", "write modality=weight pairs"),
+        ("text=0,image=0", "at least one above 0"),
+        ("text=1,image=-1", ">= 0"),
+        ("colour=1", "colour is not a modality"),
+    ):
         with pytest.raises(ValueError, match=message):
             weights_parse(raw)

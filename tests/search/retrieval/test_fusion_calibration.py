@@ -1,12 +1,22 @@
 """The fusion calibration on synthetic shops: a product with one modality and one with two on one
 relevance scale, fitted from graded lists, and refused when its file is not one."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from search.retrieval.fusion import (FEATURES, Calibration, Candidate, calibration_fit, calibration_level,
-                                     candidate_features, fuse_calibrated, fuse_normalized, normalize_per_modality)
+from search.retrieval.fusion import (
+    FEATURES,
+    Calibration,
+    Candidate,
+    calibration_fit,
+    calibration_level,
+    candidate_features,
+    fuse_calibrated,
+    fuse_normalized,
+    normalize_per_modality,
+)
 
 
 def synthetic_queries(seed: int, queries: int = 60, products: int = 40, no_image: float = 0.4):
@@ -21,8 +31,14 @@ def synthetic_queries(seed: int, queries: int = 60, products: int = 40, no_image
         has_image[0], has_image[1] = True, False  # every query has a relevant product of each kind
         text = 0.55 + 0.08 * relevant + rng.normal(0, 0.03, products)
         image = 0.22 + 0.05 * relevant + rng.normal(0, 0.02, products)
-        candidates = [Candidate(i, {"text": float(text[i]), **({"image": float(image[i])} if has_image[i] else {})},
-                                {"has_description": True}) for i in range(products)]
+        candidates = [
+            Candidate(
+                i,
+                {"text": float(text[i]), **({"image": float(image[i])} if has_image[i] else {})},
+                {"has_description": True},
+            )
+            for i in range(products)
+        ]
         out.append((candidates, relevant))
     return out
 
@@ -48,7 +64,9 @@ def pushdown(queries, rank):
     missing, complete = [], []
     for candidates, relevant in queries:
         ranked = rank(candidates)
-        missing.append(mean_reciprocal_rank(ranked, [c.id for c in candidates if relevant[c.id] and "image" not in c.raw]))
+        missing.append(
+            mean_reciprocal_rank(ranked, [c.id for c in candidates if relevant[c.id] and "image" not in c.raw])
+        )
         complete.append(mean_reciprocal_rank(ranked, [c.id for c in candidates if relevant[c.id] and "image" in c.raw]))
     return 1 - np.mean(missing) / np.mean(complete)
 
@@ -66,11 +84,15 @@ def test_a_fitted_and_levelled_calibration_ranks_relevant_products_alike_with_or
     calibrated = pushdown(test, lambda c: fuse_calibrated(c, calibration))
     assert weighted < -0.15
     assert abs(calibrated) < abs(weighted) / 2
+
     # and the ranking itself is no worse: relevant products on top as often
     def precision_at_5(rank):
         return np.mean([np.mean([relevant[r.id] for r in rank(c)[:5]]) for c, relevant in test])
-    assert precision_at_5(lambda c: fuse_calibrated(c, calibration)) >= precision_at_5(
-        lambda c: fuse_normalized(c, {"text": 1, "image": 1})) - 0.02
+
+    assert (
+        precision_at_5(lambda c: fuse_calibrated(c, calibration))
+        >= precision_at_5(lambda c: fuse_normalized(c, {"text": 1, "image": 1})) - 0.02
+    )
 
 
 def test_the_fit_learns_which_modality_tells_relevance():
@@ -80,8 +102,12 @@ def test_the_fit_learns_which_modality_tells_relevance():
     for group in range(40):
         relevant = rng.random(30) < 0.2
         relevant[0] = True
-        candidates = [Candidate(i, {"text": float(rng.normal(0.5, 0.05)),
-                                    "image": float(0.2 + 0.1 * relevant[i] + rng.normal(0, 0.02))}) for i in range(30)]
+        candidates = [
+            Candidate(
+                i, {"text": float(rng.normal(0.5, 0.05)), "image": float(0.2 + 0.1 * relevant[i] + rng.normal(0, 0.02))}
+            )
+            for i in range(30)
+        ]
         normalized = normalize_per_modality(candidates)
         for c in candidates:
             features.append(candidate_features(c.raw, normalized[c.id], {}))
@@ -105,8 +131,11 @@ def test_a_calibration_round_trips_and_a_broken_one_says_what_to_do():
 def test_a_title_alone_has_its_own_weights():
     # given: the same text cosine, once for a title alone and once for a title and description
     calibration = Calibration({"z_text": 1.0, "no_description_z_text": -0.5})
-    candidates = [Candidate(1, {"text": 0.9}, {"has_description": False}), Candidate(2, {"text": 0.9}, {}),
-                  Candidate(3, {"text": 0.1}, {})]
+    candidates = [
+        Candidate(1, {"text": 0.9}, {"has_description": False}),
+        Candidate(2, {"text": 0.9}, {}),
+        Candidate(3, {"text": 0.1}, {}),
+    ]
     ranked = fuse_calibrated(candidates, calibration)
     scores = {r.id: r.score for r in ranked}
     assert scores[2] > scores[1] > scores[3]

@@ -1,5 +1,6 @@
 """Properties of the fusion for any candidates (hypothesis): each modality is read on its own
 scale, a missing modality is never a zero, and the ranking is a stable, complete order (issue 13)."""
+
 from __future__ import annotations
 
 from hypothesis import given, settings
@@ -10,7 +11,8 @@ from search.retrieval.fusion import Candidate, fuse_normalized
 COSINE = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, width=32)
 # a candidate: text and image each present or not (at least one), keyword sometimes
 RAW = st.fixed_dictionaries({}, optional={"text": COSINE, "image": COSINE, "keyword": st.floats(0, 30)}).filter(
-    lambda raw: "text" in raw or "image" in raw)
+    lambda raw: "text" in raw or "image" in raw
+)
 POOLS = st.lists(RAW, min_size=1, max_size=40).map(lambda raws: [Candidate(i + 1, raw) for i, raw in enumerate(raws)])
 WEIGHTS = st.fixed_dictionaries({"text": st.floats(0.01, 5), "image": st.floats(0.01, 5), "keyword": st.floats(0, 2)})
 
@@ -23,8 +25,7 @@ def order(pool, weights) -> list[int]:
 @given(POOLS, WEIGHTS, st.floats(0.05, 20), st.floats(-3, 3))
 def test_a_modality_on_another_scale_ranks_the_same(pool, weights, scale, shift):
     # text-image cosines live around 0.2-0.3, text-text around 0.7-0.9: the fusion must not care
-    moved = [Candidate(c.id, {m: (v * scale + shift if m == "image" else v) for m, v in c.raw.items()})
-             for c in pool]
+    moved = [Candidate(c.id, {m: (v * scale + shift if m == "image" else v) for m, v in c.raw.items()}) for c in pool]
     before, after = fuse_normalized(pool, weights), fuse_normalized(moved, weights)
     assert [round(r.score, 6) for r in before] == [round(r.score, 6) for r in after]
 

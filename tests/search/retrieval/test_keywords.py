@@ -1,4 +1,5 @@
 """The keyword leg's words: Qdrant's BM25 terms, SKUs as compared, and typo correction."""
+
 from __future__ import annotations
 
 import pytest
@@ -13,9 +14,18 @@ def encoder():
 
 @pytest.fixture(scope="module")
 def vocabulary(encoder):
-    return Vocabulary.from_texts(["Red striped mug", "Blue striped socks", "Table lamp in glass", "Canvas backpack",
-                                  "Red canvas backpack", "Kestrel"], encoder=encoder,
-                                 model_words=["sneakers", "shawl"])
+    return Vocabulary.from_texts(
+        [
+            "Red striped mug",
+            "Blue striped socks",
+            "Table lamp in glass",
+            "Canvas backpack",
+            "Red canvas backpack",
+            "Kestrel",
+        ],
+        encoder=encoder,
+        model_words=["sneakers", "shawl"],
+    )
 
 
 def test_a_sku_compares_without_case_or_separators():
@@ -29,8 +39,17 @@ def test_documents_and_queries_share_stemmed_terms(encoder):
     assert encoder.term("the") is None  # a stop word has no term
 
 
-@pytest.mark.parametrize("a, b, one", [("mug", "mgu", True), ("striped", "stripd", True), ("lamp", "lamps", True),
-                                       ("vase", "vzse", True), ("mug", "gum", False), ("red", "red", False)])
+@pytest.mark.parametrize(
+    "a, b, one",
+    [
+        ("mug", "mgu", True),
+        ("striped", "stripd", True),
+        ("lamp", "lamps", True),
+        ("vase", "vzse", True),
+        ("mug", "gum", False),
+        ("red", "red", False),
+    ],
+)
 def test_damerau_distance_one(a, b, one):
     assert damerau1(a, b) is one
 

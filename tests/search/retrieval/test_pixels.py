@@ -1,6 +1,7 @@
 """The image tower's preprocessing as tensor ops (issue 15): the embeddings a product gets are the
 ones the model's own image processor would give it, within rounding, for CLIP and SigLIP, from
 photos decoded only as large as the model needs."""
+
 from __future__ import annotations
 
 import io
@@ -102,8 +103,9 @@ def test_a_processor_with_steps_the_recipe_lacks_runs_itself(tiny_model_dir, tmp
 
     folder = tmp_path / "nearest"
     shutil.copytree(tiny_model_dir, folder)
-    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
-                       resample=Image.Resampling.NEAREST).save_pretrained(folder)
+    CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, resample=Image.Resampling.NEAREST
+    ).save_pretrained(folder)
     encoder = load_encoder(str(folder), device="cpu")
     assert encoder.parts.recipe is None and encoder.image_draft_size() is None
     data = photo_jpeg(400, 300, seed=7)

@@ -1,5 +1,6 @@
 """The ProductIndex contract, on every engine: Qdrant Edge in a temp folder, and qdrant-client's
 in-memory mode standing in for a Qdrant server. Results are checked against exact numpy search."""
+
 from __future__ import annotations
 
 import time
@@ -42,8 +43,20 @@ def catalog(seed: int = 0, n: int = 60) -> list[ProductPoint]:
     for pid in range(1, n + 1):
         text = None if pid % 10 == 0 and pid % 3 else unit(rng)
         image = None if pid % 3 == 0 else unit(rng)
-        points.append(ProductPoint(pid, text, image, {"category": CATEGORIES[pid % 3], "brand": BRANDS[pid % 2],
-                                                      "price": float(pid), "active": True, "sku": f"S{pid}"}))
+        points.append(
+            ProductPoint(
+                pid,
+                text,
+                image,
+                {
+                    "category": CATEGORIES[pid % 3],
+                    "brand": BRANDS[pid % 2],
+                    "price": float(pid),
+                    "active": True,
+                    "sku": f"S{pid}",
+                },
+            )
+        )
     return points
 
 
@@ -99,8 +112,11 @@ def test_point_ids_lists_every_point_across_pages(engine):
     assert sorted(engine.point_ids()) == [p.id for p in points if p.id not in (7, 1500)]
 
 
-@pytest.mark.parametrize("where", [None, Where(any_of=(("category", ("mugs",)),), ranges=(("price", None, 40.0),)),
-                                   Where(not_ids=(1, 2, 4, 5, 7))], ids=["all", "mugs-under-40", "not-ids"])
+@pytest.mark.parametrize(
+    "where",
+    [None, Where(any_of=(("category", ("mugs",)),), ranges=(("price", None, 40.0),)), Where(not_ids=(1, 2, 4, 5, 7))],
+    ids=["all", "mugs-under-40", "not-ids"],
+)
 def test_candidates_are_the_exact_top_k_per_modality_under_the_filter(engine, where):
     # given: 60 products and a query
     engine.ensure_collection(DIM)
@@ -108,8 +124,10 @@ def test_candidates_are_the_exact_top_k_per_modality_under_the_filter(engine, wh
     engine.upsert(points)
     query = unit(np.random.default_rng(7))
     keep = {None: lambda p: True}.get(where) or (
-        (lambda p: p.id not in where.not_ids) if where.not_ids
-        else (lambda p: p.payload["category"] == "mugs" and p.payload["price"] <= 40))
+        (lambda p: p.id not in where.not_ids)
+        if where.not_ids
+        else (lambda p: p.payload["category"] == "mugs" and p.payload["price"] <= 40)
+    )
 
     # when
     retrieval = engine.retrieve_candidates({"text": query, "image": query}, limit=5, where=where)
@@ -144,7 +162,8 @@ def test_counts_and_facets_are_exact_under_a_filter(engine):
 
     assert engine.count() == 60 and engine.count(cheap) == 30
     assert engine.count(lamps_or_mugs.also(ranges=cheap.ranges)) == expected(
-        lambda p: p.payload["category"] in ("lamps", "mugs") and p.payload["price"] <= 30)
+        lambda p: p.payload["category"] in ("lamps", "mugs") and p.payload["price"] <= 30
+    )
     assert engine.count(Where(has_vector="image")) == expected(lambda p: p.image is not None)
     assert engine.count(Where(ids=(1, 2, 3, 999))) == 3
     assert engine.facet("category") == expected(lambda p: True, "category")
@@ -164,8 +183,10 @@ def test_search_ranks_by_the_averaged_vector_under_a_filter(engine):
     hits = engine.search(query, using="avg", limit=4, where=where)
 
     stored = engine.retrieve([p.id for p in points])
-    expected = sorted((p for p in points if p.payload["brand"] == "Acme"),
-                      key=lambda p: -float(np.asarray(stored[p.id].vector["avg"]) @ query))[:4]
+    expected = sorted(
+        (p for p in points if p.payload["brand"] == "Acme"),
+        key=lambda p: -float(np.asarray(stored[p.id].vector["avg"]) @ query),
+    )[:4]
     assert [h.id for h in hits] == [p.id for p in expected]
 
 
@@ -181,8 +202,12 @@ def test_both_engines_give_the_same_results_for_the_same_catalog(tmp_path, ranki
     where = Where(any_of=(("category", ("mugs", "lamps")),))
 
     # when: the same round trip, with the engine's own ranking
-    results = [index.retrieve_candidates({"text": query, "image": query}, limit=8, where=where,
-                                         server_ranking=ranking, avg_vector=query) for index in (server, edge)]
+    results = [
+        index.retrieve_candidates(
+            {"text": query, "image": query}, limit=8, where=where, server_ranking=ranking, avg_vector=query
+        )
+        for index in (server, edge)
+    ]
 
     # then: the same cosines for the candidates both found (each engine's pools are checked
     # against exact search above)...
@@ -195,7 +220,8 @@ def test_both_engines_give_the_same_results_for_the_same_catalog(tmp_path, ranki
     # engines order tied points differently, so a tie at the limit may keep different ones;
     # the search breaks ties by id (fusion.sort_ranked).
     assert sorted(a.server_scores.values(), reverse=True) == pytest.approx(
-        sorted(b.server_scores.values(), reverse=True), abs=1e-4)
+        sorted(b.server_scores.values(), reverse=True), abs=1e-4
+    )
     lowest = min(a.server_scores.values())
     above = [{pid for pid, score in r.server_scores.items() if score > lowest + 1e-6} for r in results]
     assert above[0] == above[1]
@@ -263,7 +289,7 @@ def test_counts_and_facets_follow_every_write_at_once(engine):
     mugs = Where(any_of=(("category", ("mugs",)),))
     assert engine.count(mugs) == 2 and engine.facet("brand", where=mugs) == {"Acme": 1, "Lumen": 1}
 
-    engine.upsert(catalog(n=9)[6:])                                   # adds 9 (a mug, Lumen)
+    engine.upsert(catalog(n=9)[6:])  # adds 9 (a mug, Lumen)
     assert engine.count(mugs) == 3 and engine.facet("brand", where=mugs) == {"Acme": 1, "Lumen": 2}
     engine.set_payload(3, {"category": "vases", "brand": "Acme", "price": 3.0})
     assert engine.count(mugs) == 2 and engine.facet("brand", where=mugs) == {"Acme": 1, "Lumen": 1}
@@ -290,23 +316,40 @@ def test_remembered_counts_and_facets_stay_exact_through_random_writes(engine, b
             image = None if rng.random() < 0.3 else unit(rng)
             if text is None and image is None:
                 text = unit(rng)
-            payload = {"category": str(rng.choice(CATEGORIES + ("",))), "brand": str(rng.choice(BRANDS)),
-                       "price": float(rng.integers(1, 60)), "active": True}
+            payload = {
+                "category": str(rng.choice(CATEGORIES + ("",))),
+                "brand": str(rng.choice(BRANDS)),
+                "price": float(rng.integers(1, 60)),
+                "active": True,
+            }
             points.append(ProductPoint(pid, text, image, payload))
             truth[pid] = (payload, {"avg"} | {m for m, v in (("text", text), ("image", image)) if v is not None})
         engine.upsert(points)
 
-    wheres = [None, Where(any_of=(("category", ("mugs", "vases")),)), Where(ranges=(("price", None, 30.0),)),
-              Where(any_of=(("brand", ("Acme",)),), ranges=(("price", 10.0, 40.0),)),
-              Where(has_vector="image"), Where(has_vector="text", any_of=(("category", ("lamps",)),)),
-              Where(not_ids=(1, 2, 3)), Where(ids=tuple(range(1, 30)))]
+    wheres = [
+        None,
+        Where(any_of=(("category", ("mugs", "vases")),)),
+        Where(ranges=(("price", None, 30.0),)),
+        Where(any_of=(("brand", ("Acme",)),), ranges=(("price", 10.0, 40.0),)),
+        Where(has_vector="image"),
+        Where(has_vector="text", any_of=(("category", ("lamps",)),)),
+        Where(not_ids=(1, 2, 3)),
+        Where(ids=tuple(range(1, 30))),
+    ]
 
     def by_hand(where, key=None):
-        kept = [(pid, p) for pid, (p, vectors) in truth.items()
-                if (where is None or (not where.ids or pid in where.ids) and pid not in where.not_ids
-                    and all(p.get(k) in values for k, values in where.any_of)
-                    and all((lo is None or p[k] >= lo) and (hi is None or p[k] <= hi) for k, lo, hi in where.ranges)
-                    and (not where.has_vector or where.has_vector in vectors))]
+        kept = [
+            (pid, p)
+            for pid, (p, vectors) in truth.items()
+            if (
+                where is None
+                or (not where.ids or pid in where.ids)
+                and pid not in where.not_ids
+                and all(p.get(k) in values for k, values in where.any_of)
+                and all((lo is None or p[k] >= lo) and (hi is None or p[k] <= hi) for k, lo, hi in where.ranges)
+                and (not where.has_vector or where.has_vector in vectors)
+            )
+        ]
         if key is None:
             return len(kept)
         counts: dict[str, int] = {}

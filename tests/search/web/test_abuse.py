@@ -1,5 +1,6 @@
 """Public endpoints against bad and hostile input: a clear 4xx that says what to fix, never a
 500, and no body read whole before its size is checked (issue 13)."""
+
 from __future__ import annotations
 
 import json
@@ -75,8 +76,9 @@ def test_a_click_counts_only_from_the_session_that_searched(client, shop, settin
     search_id, product = storefront_search(client, "red mug")
     stranger = Client()  # search ids are in the page: anyone can read one
     stranger.get("/")  # a session of their own
-    forged = stranger.post("/api/clicks", {"search_id": search_id, "product_id": product},
-                           content_type="application/json")
+    forged = stranger.post(
+        "/api/clicks", {"search_id": search_id, "product_id": product}, content_type="application/json"
+    )
     assert forged.status_code == 403 and "another session" in forged.json()["search_id"][0]
     stranger.get(f"/r/{search_id}/{product}/")  # the no-JavaScript link records nothing either
     assert not Click.objects.exists()
@@ -125,11 +127,13 @@ def test_each_public_endpoint_has_a_rate_limit_with_retry_after(client, shop, co
     def photo():
         return {"image": SimpleUploadedFile("q.png", png(concept.picture("red", "mug")), content_type="image/png")}
 
-    cases = [("search page", 3, lambda: client.get("/", {"q": "mug"})),
-             ("search API", 0, lambda: client.get("/api/search", {"q": "mug"})),  # shares the page's count
-             ("suggest", 2, lambda: client.get("/api/suggest", {"q": "mu"})),
-             ("photo API", 1, lambda: client.post("/api/search/image", photo())),
-             ("photo page", 0, lambda: client.post("/search/image", photo()))]
+    cases = [
+        ("search page", 3, lambda: client.get("/", {"q": "mug"})),
+        ("search API", 0, lambda: client.get("/api/search", {"q": "mug"})),  # shares the page's count
+        ("suggest", 2, lambda: client.get("/api/suggest", {"q": "mu"})),
+        ("photo API", 1, lambda: client.post("/api/search/image", photo())),
+        ("photo page", 0, lambda: client.post("/search/image", photo())),
+    ]
     for name, allowed, ask in cases:
         for _ in range(allowed):
             assert ask().status_code in (200, 303), name
@@ -156,6 +160,7 @@ def test_a_bad_rate_limit_setting_stops_start_up_with_the_fix(settings):
 
 def test_an_id_too_large_for_any_column_is_a_400(client, shop):
     body = client.get("/api/search", {"q": "mug"}).json()
-    response = client.post("/api/clicks", {"search_id": body["search_id"], "product_id": 2**70},
-                           content_type="application/json")
+    response = client.post(
+        "/api/clicks", {"search_id": body["search_id"], "product_id": 2**70}, content_type="application/json"
+    )
     assert response.status_code == 400 and "product_id" in response.json()

@@ -1,4 +1,5 @@
 """JSON API: shape, per-field 400s, photo search, OpenAPI schema."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,23 +31,28 @@ def test_search_returns_the_documented_shape(client, shop):
 def test_strategies_filters_sort_and_pages(client, shop):
     avg = client.get("/api/search", {"q": "red mug", "strategy": "avg"}).json()
     assert avg["strategy"] == "avg"
-    mugs = client.get("/api/search", {"q": "red mug", "category": "mugs", "brand": ["Lumen", "Acme"],
-                                      "price_min": "11.5", "sort": "price_desc"}).json()
+    mugs = client.get(
+        "/api/search",
+        {"q": "red mug", "category": "mugs", "brand": ["Lumen", "Acme"], "price_min": "11.5", "sort": "price_desc"},
+    ).json()
     assert [r["sku"] for r in mugs["results"]] == ["no-desc", "no-image"]
     page2 = client.get("/api/search", {"q": "red mug", "page": 2, "page_size": 2}).json()
     assert [r["position"] for r in page2["results"]] == [3, 4]
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"strategy": "best"}, "strategy"),
-    ({"sort": "random"}, "sort"),
-    ({"page": "0"}, "page"),
-    ({"page_size": "1000"}, "page_size"),
-    ({"price_min": "abc"}, "price_min"),
-    ({"price_min": "-1"}, "price_min"),
-    ({"price_min": "50", "price_max": "10"}, "price_max"),
-    ({"q": "x" * 5000}, "q"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"strategy": "best"}, "strategy"),
+        ({"sort": "random"}, "sort"),
+        ({"page": "0"}, "page"),
+        ({"page_size": "1000"}, "page_size"),
+        ({"price_min": "abc"}, "price_min"),
+        ({"price_min": "-1"}, "price_min"),
+        ({"price_min": "50", "price_max": "10"}, "price_max"),
+        ({"q": "x" * 5000}, "q"),
+    ],
+)
 def test_invalid_parameters_get_a_400_per_field(client, shop, params, field):
     response = client.get("/api/search", {"q": "mug", **params})
     assert response.status_code == 400
@@ -105,14 +111,17 @@ def test_suggest_completes_titles_brands_and_categories(client, shop):
     assert client.get("/api/suggest", {"q": "lum"}).json()["suggestions"][0] == {"text": "Lumen", "kind": "brand"}
     assert {"text": "mugs", "kind": "category"} in client.get("/api/suggest", {"q": "mu"}).json()["suggestions"]
     # a typo in a finished word and in the word being typed
-    assert {"text": "Red ceramic mug", "kind": "product"} in client.get("/api/suggest", {"q": "rde cera"}).json()["suggestions"]
+    assert {"text": "Red ceramic mug", "kind": "product"} in client.get("/api/suggest", {"q": "rde cera"}).json()[
+        "suggestions"
+    ]
     assert {"text": "Lumen", "kind": "brand"} in client.get("/api/suggest", {"q": "lmen"}).json()["suggestions"]
     assert client.get("/api/suggest", {"q": "xqzv"}).json()["suggestions"] == []
     assert client.get("/api/suggest", {"q": ""}).json()["suggestions"] == []
 
 
-@pytest.mark.parametrize("params, field", [({"limit": "0"}, "limit"), ({"limit": "abc"}, "limit"),
-                                           ({"limit": "500"}, "limit")])
+@pytest.mark.parametrize(
+    "params, field", [({"limit": "0"}, "limit"), ({"limit": "abc"}, "limit"), ({"limit": "500"}, "limit")]
+)
 def test_suggest_refuses_bad_input_with_a_clear_error(client, shop, params, field):
     response = client.get("/api/suggest", {"q": "mug", **params})
     assert response.status_code == 400 and field in response.json()

@@ -1,6 +1,7 @@
 """A vector store that cannot be used never turns a page into a 500: the storefront says search
 is unavailable and browses the catalog from the database, the API answers 503, product pages
 show no similar products. Each fault is injected into a real Qdrant Edge store."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The storefront: full pages without JavaScript, partials for htmx, URL holds the state."""
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ def test_search_page_shows_ranked_cards_facets_and_sort(client, shop):
 def test_filters_and_sort_come_from_the_url(client, shop):
     html = client.get(URL, {"q": "red mug", "category": ["mugs", "lamps"], "sort": "price_asc"}).content.decode()
     assert cards(html) == 4
-    assert html.index("Green ceramic mug") < html.index("Red ceramic mug") < html.index("Red mug") < html.index("Red lamp")
+    assert (
+        html.index("Green ceramic mug") < html.index("Red ceramic mug") < html.index("Red mug") < html.index("Red lamp")
+    )
     assert 'value="mugs" checked' in html and 'value="lamps" checked' in html
     assert '<option value="price_asc" selected' in html
 
@@ -55,7 +58,9 @@ def test_htmx_gets_only_the_results_partial_and_caches_vary(client, shop):
 
 
 def test_back_button_history_restore_gets_the_whole_page(client, shop):
-    html = client.get(URL, {"q": "mug"}, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true").content.decode()
+    html = client.get(
+        URL, {"q": "mug"}, HTTP_HX_REQUEST="true", HTTP_HX_HISTORY_RESTORE_REQUEST="true"
+    ).content.decode()
     assert "<html" in html
 
 
@@ -107,7 +112,9 @@ def test_a_photo_search_has_its_own_url_that_filters_sorts_and_pages_keep(client
     assert "look like" in html and "search with words" in html  # what a photo search is good for
     key = url.split("photo=")[1].split("&")[0]
     assert f'name="photo" value="{key}"' in html  # every filter, sort and page change sends it
-    assert f'/search/photos/{key}.jpg' in html and client.get(f"/search/photos/{key}.jpg")["Content-Type"] == "image/jpeg"
+    assert (
+        f"/search/photos/{key}.jpg" in html and client.get(f"/search/photos/{key}.jpg")["Content-Type"] == "image/jpeg"
+    )
 
     # a facet, a sort and a page of the photo search stay photo searches
     unfiltered = client.get("/", {"photo": key}).content.decode()
@@ -174,7 +181,6 @@ def test_unavailable_model_shows_a_message_not_a_crash(client, settings, tmp_pat
     finally:
         providers.get_encoder.cache_clear()
     assert response.status_code == 200 and "Search is unavailable" in response.content.decode()
-
 
 
 def test_a_query_that_matches_nothing_gets_a_real_zero_results_page(client, shop):
