@@ -40,7 +40,7 @@ def shoppers_simulate(
     """Run `sessions` shoppers, each one search and its clicks, into the real search and click log.
 
     Shoppers type the semantic queries (queries.jsonl's other kinds, SKUs, typos and nonsense,
-    are for evaluate_search), so the click logs, and the fine-tuning results in the README,
+    are for evaluate_search), so the click logs, and the fine-tuning results in docs/quality.md,
     are the same as before those kinds were written."""
     rng = random.Random(seed)
     report = SimulationReport()

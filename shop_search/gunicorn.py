@@ -3,7 +3,7 @@ python:shop_search.gunicorn shop_search.wsgi`, docker-compose.yml).
 
 gthread workers: WEB_WORKERS processes, each with WEB_THREADS request threads. Each process
 loads the embedding model once (in the background at start-up, shop_search/wsgi.py) and its
-threads share it, so memory grows with processes, not threads: README, "The real stack".
+threads share it, so memory grows with processes, not threads: docs/real-stack.md.
 """
 
 import os

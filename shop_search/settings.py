@@ -332,7 +332,7 @@ SEARCH_STRATEGY = os.environ.get("SEARCH_STRATEGY", "normalized")
 # by search.retrieval.fusion.weights_parse, checked at start-up (search.E002: manage.py check,
 # migrate, runserver).
 SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,keyword=0.25")
-# A fitted calibration (`manage.py calibrate_fusion`, README "Fusion calibration") replaces those
+# A fitted calibration (`manage.py calibrate_fusion`, docs/architecture.md, "Fusion calibration") replaces those
 # weights for word searches: "auto" uses the one fitted for the model in use, if any; "off"
 # never; a path names a calibration file to use whatever the model.
 SEARCH_FUSION_CALIBRATION = os.environ.get("SEARCH_FUSION_CALIBRATION", "auto")

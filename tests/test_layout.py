@@ -3,6 +3,7 @@ import that crosses it (pyproject.toml, [tool.importlinter])."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -91,3 +92,35 @@ def test_an_import_across_the_layout_fails_with_the_contract_it_breaks(tmp_path,
     assert contract in broken(done.stdout), done.stdout[-3000:]
     module = path.removesuffix(".py").replace("/", ".")
     assert module in done.stdout or f" .{module.rsplit('.', 1)[-1]} -> " in done.stdout, done.stdout[-3000:]
+
+
+def readme_map() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split("\n## Map\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_map_names_only_what_the_tree_has():
+    named = set(re.findall(r"`([A-Za-z_][\w./-]*(?:/|\.py|\.yml|Dockerfile))`", readme_map()))
+    assert len(named) > 40
+    missing = sorted(path for path in named if not (ROOT / path).exists())
+    assert not missing, f"the README's map names what the tree does not have: {missing}"
+
+
+def test_every_module_of_the_apps_is_on_the_readme_map():
+    # a module is on the map by its path (`search/tasks.py`) or, listed under its folder, by its
+    # bare name (`indexing`); commands are mapped by their management folder
+    named = set(re.findall(r"`([A-Za-z_][\w./-]*)`", readme_map()))
+    unmapped = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = path.relative_to(ROOT)
+            if path.name == "__init__.py" or "migrations" in relative.parts:
+                continue
+            if "management" in relative.parts:
+                folder = "/".join(relative.parts[: relative.parts.index("management") + 1]) + "/"
+                if folder in named:
+                    continue
+            if str(relative) in named or path.stem in named:
+                continue
+            unmapped.append(str(relative))
+    assert not unmapped, f"modules the README's map does not show (add them to ## Map): {unmapped}"

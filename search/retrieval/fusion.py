@@ -344,7 +344,7 @@ def calibration_level(
 
     A fit ranks by the evidence a product has, so a relevant product with less evidence (no
     image) tends to rank below an equally relevant complete one; the shift puts equal
-    relevance on an equal footing (README, "Fusion calibration"). Pass the lists whose
+    relevance on an equal footing (docs/architecture.md, "Fusion calibration"). Pass the lists whose
     positives are the top grade (or the clicks). Returns the coefficients with the shifts
     folded into the indicators of FIELD_INDICATORS.
     """

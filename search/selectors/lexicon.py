@@ -5,7 +5,7 @@ queries shoppers clicked a result of).
 Built from the database (titles, brands, categories and attribute values of listed products) and
 kept per process; a process looks whether the catalog changed (its size and newest edit) every
 SEARCH_VOCABULARY_SECONDS and then builds it again in the background, answering with the one it
-has meanwhile. At 100,000 products a build takes about a second (see the README's Benchmarks).
+has meanwhile. At 100,000 products a build takes about a second (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ class Command(BaseCommand):
     help = (
         "Fit the fusion calibration of the model in use on this shop's clicks and labelled queries, and keep "
         "it with the model: word searches then rank every product, with or without an image or a "
-        'description, on one relevance scale (README, "Fusion calibration").'
+        'description, on one relevance scale (docs/architecture.md, "Fusion calibration").'
     )
 
     def add_arguments(self, parser):
