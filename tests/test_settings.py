@@ -201,3 +201,17 @@ def test_a_value_the_settings_do_not_understand_stops_start_up_naming_it(name, v
     done = _django("import django; django.setup()", **{name: value})
     assert done.returncode != 0 and says in done.stderr
     assert name in done.stderr
+
+
+def test_the_configuration_table_names_every_variable_the_code_reads_and_no_other():
+    import re
+
+    from shop_search.environment import environment_names
+
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "docs" / "configuration.md").read_text(encoding="utf-8")
+    first_cells = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `")]
+    named = {name for cell in first_cells for name in re.findall(r"`([A-Z][A-Z0-9_]{2,})`", cell)}
+    read = environment_names()
+    assert not read - named, f"docs/configuration.md does not list {sorted(read - named)}"
+    assert not named - read, f"docs/configuration.md lists what no code reads: {sorted(named - read)}"
