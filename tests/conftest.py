@@ -55,10 +55,14 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     calibration_forget()
 
 
-@pytest.fixture(params=["server", "edge"])
+@pytest.fixture(params=["server", "shared-server", "edge"])
 def vector_engine(request, settings, tmp_path):
-    """Runs a test on each engine: qdrant-client in memory (standing in for a Qdrant server),
-    and Qdrant Edge in a temp folder."""
+    """Runs a test on each engine: qdrant-client in memory as this process's own store, the same
+    as a shared Qdrant server (QDRANT_URL: the real stack's code, with no remembered counts,
+    payload indexes and the serving alias looked up again), and Qdrant Edge in a temp folder."""
+    if request.param == "shared-server":
+        settings.QDRANT_URL = ":memory:"
+        providers.reset(encoder=False)
     if request.param == "edge":
         settings.SEARCH_VECTOR_ENGINE = "edge"
         settings.QDRANT_PATH = str(tmp_path / "vectors")

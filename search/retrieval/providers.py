@@ -37,7 +37,7 @@ from .vector_store.server import QdrantServerIndex, alias_point, alias_target, s
 if TYPE_CHECKING:
     from PIL import Image
 
-VECTOR_ENGINES = ("local", "edge")
+VECTOR_ENGINES = ("local", "edge")  # SEARCH_VECTOR_ENGINE's choices
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -215,12 +215,37 @@ def qdrant_layout() -> dict[str, int]:
     }
 
 
+# Which engine holds the vectors, decided here only:
+# - "server": a Qdrant server or cluster at QDRANT_URL, shared by every process (the real stack);
+#   QDRANT_URL=":memory:" is qdrant-client's in-memory mode standing in for one (tests): the
+#   same multi-writer code (no remembered counts, payload indexes, the alias looked up again);
+# - "memory": qdrant-client in memory, this process its only writer (QDRANT_PATH=":memory:", tests);
+# - "edge": Qdrant Edge in QDRANT_PATH (the embedded default); "local": qdrant-client's local
+#   mode in QDRANT_PATH (SEARCH_VECTOR_ENGINE=local).
+ENGINES = ("server", "memory", "edge", "local")
+
+
+def vector_engine() -> str:
+    """Which engine holds the vectors (ENGINES): the one place that decides it."""
+    if settings.QDRANT_URL:
+        return "server"
+    if settings.QDRANT_PATH == ":memory:":
+        return "memory"
+    return settings.SEARCH_VECTOR_ENGINE
+
+
+def shared_store() -> bool:
+    """Other processes write the store too (a server): what this process knows of it is looked
+    at again, and nothing is remembered between writes."""
+    return vector_engine() == "server"
+
+
 @_built_once
 def get_qdrant_client() -> QdrantClient:
-    if settings.QDRANT_URL:
-        return QdrantClient(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY, timeout=30)
-    if settings.QDRANT_PATH == ":memory:":
+    if settings.QDRANT_URL == ":memory:" or vector_engine() == "memory":
         return QdrantClient(location=":memory:")
+    if vector_engine() == "server":
+        return QdrantClient(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY, timeout=30)
     client = QdrantClient(path=settings.QDRANT_PATH)
     # Close while the interpreter is intact: local mode flushes and releases its lock file.
     atexit.register(client.close)
@@ -232,7 +257,7 @@ def get_product_index() -> ProductIndex:
     """QDRANT_URL: that server. Else, embedded: Qdrant Edge in QDRANT_PATH/<collection>, or
     qdrant-client's local mode at QDRANT_PATH with SEARCH_VECTOR_ENGINE=local (":memory:" is
     the tests' in-memory stand-in for a server)."""
-    if settings.QDRANT_URL or settings.QDRANT_PATH == ":memory:" or settings.SEARCH_VECTOR_ENGINE != "edge":
+    if vector_engine() != "edge":
         try:
             client = get_qdrant_client()
         except (RuntimeError, OSError, ValueError) as exc:  # local mode: locked or unreadable folder
@@ -244,9 +269,7 @@ def get_product_index() -> ProductIndex:
         # the collection the alias SEARCH_COLLECTION points at (after a model switch), else the
         # collection of that name: queries go to it by its own name, so a switch made by another
         # process reaches this one at its next look (_serving_look), never halfway
-        return QdrantServerIndex(
-            client, _serving_collection(client), local=not settings.QDRANT_URL, layout=qdrant_layout()
-        )
+        return QdrantServerIndex(client, _serving_collection(client), local=not shared_store(), layout=qdrant_layout())
     index = EdgeIndex(Path(settings.QDRANT_PATH) / _serving_folder())
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)
@@ -263,10 +286,6 @@ def get_product_index() -> ProductIndex:
 # Another process (a worker) may switch a server: each process looks again this often.
 SERVING_LOOK_SECONDS = 5.0
 _serving_seen: dict = {"at": -1e9, "model": None}
-
-
-def _edge() -> bool:
-    return not settings.QDRANT_URL and settings.QDRANT_PATH != ":memory:" and settings.SEARCH_VECTOR_ENGINE == "edge"
 
 
 def _pointer() -> Path:
@@ -306,7 +325,7 @@ def _serving_look() -> str | None:
 def serving_model_id() -> str:
     """The model whose vectors the serving store holds; the configured model when it is empty."""
     current = embedding_model_id()  # never the loaded encoder's: browsing needs no model
-    if settings.QDRANT_URL:
+    if shared_store():
         return _serving_look() or current
     # the embedded engines see every write: the answer is exact, and remembered until the next
     return get_product_index().stored_model() or current
@@ -321,8 +340,8 @@ def model_switching() -> bool:
 def get_next_index() -> ProductIndex:
     """The store being filled for the configured model during a switch."""
     name = f"{settings.SEARCH_COLLECTION}-{hashlib.sha256(embedding_model_id().encode('utf-8')).hexdigest()[:12]}"
-    if not _edge():
-        return QdrantServerIndex(get_qdrant_client(), name, local=not settings.QDRANT_URL, layout=qdrant_layout())
+    if vector_engine() != "edge":
+        return QdrantServerIndex(get_qdrant_client(), name, local=not shared_store(), layout=qdrant_layout())
     index = EdgeIndex(Path(settings.QDRANT_PATH) / name)
     atexit.register(index.close)
     return index
@@ -362,7 +381,7 @@ def serving_switch(*, grace_seconds: float | None = None) -> str:
     serving_forget()
     if old_name != settings.SEARCH_COLLECTION:  # a collection of that name went with alias_point
         if grace_seconds is None:
-            grace_seconds = SERVING_LOOK_SECONDS + 1 if settings.QDRANT_URL else 1.0
+            grace_seconds = SERVING_LOOK_SECONDS + 1 if shared_store() else 1.0
         time.sleep(grace_seconds)
         client.delete_collection(old_name)
     return old_name

@@ -30,9 +30,12 @@ def model_b(tmp_path_factory) -> Path:
     return build_tiny_clip(tmp_path_factory.mktemp("model-b"), seed=7, dim=24)  # another size than A's
 
 
-@pytest.fixture(params=["server", "edge"])
+@pytest.fixture(params=["server", "shared-server", "edge"])
 def shop_on_a(request, settings, tmp_path, make_product):
-    """Six products indexed by model A (the tests' tiny CLIP) into the engine's store."""
+    """Six products indexed by model A (the tests' tiny CLIP) into the engine's store (a shared
+    server: the alias is looked up again every few seconds, as by each web process)."""
+    if request.param == "shared-server":
+        settings.QDRANT_URL = ":memory:"
     if request.param == "edge":
         settings.SEARCH_VECTOR_ENGINE, settings.QDRANT_PATH = "edge", str(tmp_path / "vectors")
     settings.CELERY_TASK_ALWAYS_EAGER = True

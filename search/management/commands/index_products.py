@@ -57,7 +57,7 @@ class Command(BaseCommand):
         except IndexUnavailableError as exc:  # unreadable or of another size
             if not opts["recreate"]:
                 raise CommandError(str(exc)) from exc
-            if settings.SEARCH_VECTOR_ENGINE != "edge" or settings.QDRANT_URL:
+            if providers.vector_engine() != "edge":
                 raise CommandError(
                     f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
                     "database keeps every product) and run this again."
