@@ -70,13 +70,13 @@ def preprocess_seconds(encoder, blobs: list[bytes]) -> float:
     tensor resize/normalise on the device, chunk by chunk as the indexer feeds the model."""
     from catalog.images import image_load
     from search.retrieval.encoders import image_array
-    from search.services.indexing import _threads
+    from search.services.indexing import decode_threads
 
     draft = encoder.image_draft_size()
     decode = lambda data: image_array(image_load(data, draft=draft).image)  # noqa: E731
     start = time.perf_counter()
     for i in range(0, len(blobs), encoder.batch_size):
-        arrays = list(_threads().map(decode, blobs[i : i + encoder.batch_size]))
+        arrays = list(decode_threads().map(decode, blobs[i : i + encoder.batch_size]))
         encoder.parts.pixels(arrays, device=encoder.device)
     _sync(encoder.device)
     return time.perf_counter() - start

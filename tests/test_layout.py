@@ -28,7 +28,7 @@ CROSSINGS = [
         "Apps depend one way: the project and the lab on the serving app, the serving app on the catalog",
     ),
     (
-        "search/services/indexing.py",
+        "search/services/indexing/pipeline.py",
         "from search.web.serializers import SearchParamsSerializer",
         "Inside the serving app imports go down: web and commands, receivers, tasks, services, selectors, "
         "retrieval core",

@@ -123,7 +123,7 @@ def test_a_forked_worker_process_decodes_with_threads_of_its_own(small_chunks, p
 
     from search.services import indexing
 
-    indexing._threads().submit(int).result()  # the parent's pool exists and has threads
+    indexing.decode_threads().submit(int).result()  # the parent's pool exists and has threads
     blobs = []
     for product in photographed[:3]:
         with product.image.open("rb") as handle:
@@ -138,6 +138,6 @@ def _decode_in_child(blobs):
     from search.services import indexing
 
     return [
-        indexing._threads().submit(lambda d: image_load(d, draft=(32, 32)).image.size + (3,), data).result(10)
+        indexing.decode_threads().submit(lambda d: image_load(d, draft=(32, 32)).image.size + (3,), data).result(10)
         for data in blobs
     ]
