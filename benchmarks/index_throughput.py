@@ -85,11 +85,11 @@ def preprocess_seconds(encoder, blobs: list[bytes]) -> float:
 def processor_seconds(encoder, blobs: list[bytes]) -> float:
     """The image processor itself (PIL, in this thread) on whole decoded images: the old path."""
     from catalog.images import image_load
-    from search.retrieval.encoders import _central
+    from search.retrieval.encoders import image_central
 
     start = time.perf_counter()
     for data in blobs:
-        encoder.parts.image_processor(images=[_central(image_load(data).image)], return_tensors="pt")
+        encoder.parts.image_processor(images=[image_central(image_load(data).image)], return_tensors="pt")
     return time.perf_counter() - start
 
 
@@ -99,11 +99,11 @@ def lowest_cosine(encoder, blobs: list[bytes]) -> float:
     import torch
 
     from catalog.images import image_load
-    from search.retrieval.encoders import _central, image_array
+    from search.retrieval.encoders import image_array, image_central
 
     lowest = 1.0
     for data in blobs:
-        pixels = encoder.parts.image_processor(images=[_central(image_load(data).image)], return_tensors="pt")[
+        pixels = encoder.parts.image_processor(images=[image_central(image_load(data).image)], return_tensors="pt")[
             "pixel_values"
         ]
         with torch.inference_mode():

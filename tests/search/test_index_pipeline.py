@@ -12,7 +12,7 @@ import torch
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 from lab.photos import photo_jpeg
-from search.retrieval.encoders import _central
+from search.retrieval.encoders import image_central
 from search.services import products_index
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_photos_indexed_through_the_pipeline_get_the_processors_embeddings(small
     stored = index.retrieve([p.pk for p in photographed])
     for product in photographed:
         with product.image.open("rb") as handle:
-            image = _central(image_load(handle.read()).image)
+            image = image_central(image_load(handle.read()).image)
         pixels = encoder.parts.image_processor(images=[image], return_tensors="pt")["pixel_values"]
         with torch.inference_mode():
             expected = encoder.model.get_image_features(pixel_values=pixels).numpy()[0]

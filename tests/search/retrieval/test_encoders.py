@@ -66,13 +66,13 @@ def test_a_siglip_checkpoint_loads_through_the_same_code(tmp_path, tiny_model_di
 def test_a_hub_id_fails_at_once_when_the_hub_does_not_answer_and_names_the_offline_path(monkeypatch):
     from search.retrieval import encoders
 
-    encoders._local_only.cache_clear()
+    encoders.local_only.cache_clear()
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused at once
     try:
-        assert encoders._local_only("someorg/some-clip") is True  # no download attempted, no retries
+        assert encoders.local_only("someorg/some-clip") is True  # no download attempted, no retries
         with pytest.raises(encoders.ModelUnavailableError) as failed:
             encoders.load_encoder("someorg/some-clip", device="cpu")
         assert "make demo-model" in str(failed.value) and "SEARCH_EMBEDDING_MODEL=var/demo-model" in str(failed.value)
     finally:
-        encoders._local_only.cache_clear()
+        encoders.local_only.cache_clear()

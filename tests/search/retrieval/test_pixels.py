@@ -15,7 +15,7 @@ from PIL import Image
 from catalog.images import image_load
 from lab.photos import photo_jpeg
 from lab.tiny_model import build_tiny_siglip
-from search.retrieval.encoders import PixelRecipe, _central, image_array, load_encoder
+from search.retrieval.encoders import PixelRecipe, image_array, image_central, load_encoder
 
 # 1000 px square, landscape, portrait, a strip past the aspect limit, one just over the model's size
 PHOTOS = [(1000, 1000, 1), (1200, 800, 2), (800, 1100, 3), (300, 1400, 4), (40, 36, 5)]
@@ -31,7 +31,7 @@ def _drawn_png() -> bytes:
 
 def _reference(encoder, data: bytes) -> np.ndarray:
     """What the processor itself makes of the whole decoded image, through the model."""
-    image = _central(image_load(data).image)
+    image = image_central(image_load(data).image)
     pixels = encoder.parts.image_processor(images=[image], return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
         vector = encoder.model.get_image_features(pixel_values=pixels).numpy()[0]
@@ -76,7 +76,7 @@ def test_recipe_pixels_are_the_processors_within_one_level(tiny_model_dir, sigli
         processor = encoder.parts.image_processor
         one_level = max(processor.rescale_factor / s for s in processor.image_std) + 1e-4
         for data in (photo_jpeg(900, 700, seed=9), _drawn_png()):
-            image = _central(image_load(data).image)
+            image = image_central(image_load(data).image)
             expected = processor(images=[image], return_tensors="pt")["pixel_values"]
             got = encoder.parts.recipe.pixels([image_array(image)])
             assert got.shape == expected.shape
