@@ -1,0 +1,158 @@
+"""The import: rows written in chunks, each in its own transaction, each chunk's products
+announced together after it commits, so the serving app queues them in batches (never one task
+per row). Good rows are kept whatever the bad ones."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from django.core.exceptions import SuspiciousFileOperation, ValidationError
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from catalog.models import IndexStatus, Product
+from catalog.signals import products_changed_on_commit
+
+from .reading import COLUMNS, ImportReport, ImportRow, RowError, format_detect, lines_decoded, rows_csv, rows_jsonl
+from .rows import ImageResolver, messages_of, row_build
+
+logger = logging.getLogger(__name__)
+
+
+def catalog_import(
+    *,
+    source: IO[bytes] | Path,
+    name: str = "",
+    file_format: str | None = None,
+    images_dir: Path | None = None,
+    chunk_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Create or update products from a CSV or JSONL catalog; returns counts and row errors."""
+    if isinstance(source, Path):
+        name = name or source.name
+        if images_dir is None:
+            images_dir = source.parent
+        with source.open("rb") as handle:
+            return catalog_import(
+                source=handle,
+                name=name,
+                file_format=file_format,
+                images_dir=images_dir,
+                chunk_size=chunk_size,
+                progress=progress,
+            )
+    fmt = format_detect(name or "upload", file_format)
+    report = ImportReport()
+    lines = lines_decoded(source, report)
+    images = ImageResolver(images_dir)
+    rows = rows_csv(lines, report) if fmt == "csv" else rows_jsonl(lines, report)
+    seen: dict[str, int] = {}
+    chunk: list[ImportRow] = []
+    for row in rows:
+        sku = str(row.data.get("sku") or "").strip()
+        if sku in seen:
+            report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
+            continue
+        if sku:
+            seen[sku] = row.line
+        chunk.append(row)
+        if len(chunk) >= chunk_size:
+            _import_chunk(chunk, images, report)
+            if progress:
+                progress(len(chunk))
+            chunk = []
+    if chunk:
+        _import_chunk(chunk, images, report)
+        if progress:
+            progress(len(chunk))
+    report.errors.sort(key=lambda e: e.line)
+    return report
+
+
+def _import_chunk(chunk: list[ImportRow], images: ImageResolver, report: ImportReport) -> None:
+    skus = [str(r.data.get("sku") or "").strip() for r in chunk]
+    existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if s])}
+    to_create: list[tuple[ImportRow, Product, bytes | None, str]] = []
+    to_update: list[tuple[ImportRow, Product, bytes | None, str]] = []
+    for row, sku in zip(chunk, skus):
+        if not sku:
+            report.errors.append(RowError(row.line, "", "sku: this column is required."))
+            continue
+        current = existing.get(sku)
+        if current is None and not str(row.data.get("title") or "").strip():
+            report.errors.append(RowError(row.line, sku, "title: this column is required."))
+            continue
+        if current is None and row.data.get("price") is None:
+            report.errors.append(RowError(row.line, sku, "price: this column is required for a new product."))
+            continue
+        try:
+            product, changed, image_bytes, image_name = row_build(row, current, images)
+        except ValidationError as exc:
+            report.errors.append(RowError(row.line, sku, messages_of(exc)))
+            continue
+        except (SuspiciousFileOperation, ValueError, RecursionError) as exc:  # a path or value no check foresaw
+            report.errors.append(RowError(row.line, sku, f"the row cannot be read ({str(exc)[:200]})."))
+            continue
+        if current is None:
+            to_create.append((row, product, image_bytes, image_name))
+        elif changed:
+            to_update.append((row, product, image_bytes, image_name))
+        else:
+            report.unchanged += 1
+    if not to_create and not to_update:
+        return
+    try:
+        _write(to_create, to_update, report)
+    except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as exc:
+        # one row the database or the file storage refuses: write the chunk's rows one by one,
+        # so that the others are kept and that row is reported with the reason
+        logger.warning(
+            "Importing a chunk of %d row(s) failed (%s); writing them one by one.", len(to_create) + len(to_update), exc
+        )
+        for item in to_create + to_update:
+            creating = any(item is c for c in to_create)
+            if not creating:
+                item[1].refresh_from_db(fields=["image"])  # what the rolled-back write may have set
+            try:
+                _write([item] if creating else [], [] if creating else [item], report)
+            except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as row_exc:
+                report.errors.append(RowError(item[0].line, item[1].sku, f"could not be saved ({str(row_exc)[:200]})."))
+
+
+def _write(to_create: list, to_update: list, report: ImportReport) -> None:
+    """Write the rows in one transaction; if it fails, the image files it stored are deleted."""
+    now = timezone.now()
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            for _, product, image_bytes, image_name in to_create + to_update:
+                if image_bytes is not None:
+                    product.image.save(image_name, ContentFile(image_bytes), save=False)
+                    stored.append(product.image.name)  # a file this write made
+            created = Product.objects.bulk_create([p for _, p, _, _ in to_create])
+            updated = [p for _, p, _, _ in to_update]
+            for product in updated:
+                product.index_status = IndexStatus.PENDING
+                product.updated_at = now
+            if updated:
+                Product.objects.bulk_update(
+                    updated, [c for c in COLUMNS if c != "sku"] + ["index_status", "updated_at"]
+                )
+            ids = [p.pk for p in created] + [p.pk for p in updated]
+            # bulk paths send no signals: announce the chunk explicitly, after commit
+            products_changed_on_commit(product_ids=ids)
+    except BaseException:
+        for name in stored:
+            default_storage.delete(name)
+        for _, product, _, _ in to_create:
+            product.pk = None  # not saved after all
+        raise
+    report.created += len(created)
+    report.updated += len(updated)
+    report.product_ids.extend(ids)

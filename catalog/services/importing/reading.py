@@ -1,0 +1,192 @@
+"""Reading a CSV or JSONL catalog into rows, line by line, with every bad line reported by its
+number and reason (an unreadable file is an ImportFileError)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+COLUMNS = ("sku", "title", "description", "brand", "category", "price", "currency", "image", "attributes", "active")
+
+
+REQUIRED_COLUMNS = ("sku", "title")
+
+
+@dataclass(frozen=True)
+class RowError:
+    line: int
+    sku: str
+    message: str
+    last_line: int = 0  # the row's last line, when it spans several
+
+    def __str__(self) -> str:
+        sku = f" (sku {self.sku})" if self.sku else ""
+        return f"line {self.line}{sku}: {self.message}"
+
+    @property
+    def lines(self) -> int:
+        return max(self.last_line, self.line) - self.line + 1
+
+
+@dataclass
+class ImportReport:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    product_ids: list[int] = field(default_factory=list)
+    lines: int = 0  # every line of the file, the header and blank lines included
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+    def summary(self) -> str:
+        """Every line of the file accounted for: the rows written or left as they were, and the
+        lines of the rows refused (a row may span lines: a quoted cell with line breaks)."""
+        not_imported = sum(e.lines for e in self.errors)
+        errors = f"{self.failed} error{'s' if self.failed != 1 else ''}"
+        return (
+            f"{self.lines} lines: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{not_imported} not imported ({errors})"
+        )
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be read (wrong format, missing columns, bad encoding)."""
+
+
+@dataclass
+class ImportRow:
+    line: int
+    data: dict[str, Any]
+
+
+def format_detect(name: str, explicit: str | None) -> str:
+    if explicit:
+        fmt = explicit.lower()
+    else:
+        suffix = Path(name).suffix.lower()
+        fmt = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(suffix, "")
+    if fmt not in {"csv", "jsonl"}:
+        raise ImportFileError(f"Cannot tell the format of {name!r}: name it .csv or .jsonl, or pass the format.")
+    return fmt
+
+
+def lines_decoded(source: IO[bytes], report: ImportReport) -> Iterator[tuple[int, str]]:
+    """Each line of the file as text, with its number. A line that is not UTF-8 is reported
+    (with the byte of that line it fails at) and left out; the rest of the file still imports."""
+    for number, raw in enumerate(source, start=1):
+        report.lines = number
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw = raw[3:]
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.errors.append(
+                RowError(
+                    number,
+                    "",
+                    f"not UTF-8 text (byte {exc.start + 1} of the line is "
+                    f"0x{raw[exc.start]:02x}); save the file as UTF-8.",
+                )
+            )
+
+
+def rows_jsonl(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[ImportRow]:
+    for number, raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            report.errors.append(RowError(number, "", f"not valid JSON ({exc.msg} at column {exc.colno})."))
+            continue
+        except RecursionError:
+            report.errors.append(RowError(number, "", "the JSON is nested too deeply."))
+            continue
+        if not isinstance(data, dict):
+            report.errors.append(RowError(number, "", "each line must be a JSON object."))
+            continue
+        yield ImportRow(number, data)
+
+
+def rows_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[ImportRow]:
+    """Rows of a CSV file with the line each starts on. Strict quoting: a quote left open is an
+    error that names its line and the lines it swallowed, not a silently merged row."""
+    numbers: list[int] = []  # the file's line number of each line the reader has taken
+
+    def fed() -> Iterator[str]:
+        for number, text in lines:
+            numbers.append(number)
+            yield text
+
+    reader = csv.reader(fed(), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise ImportFileError(f"The CSV header cannot be read: {exc}.") from exc
+    if not header:
+        raise ImportFileError(f"The CSV file is empty: it needs a header row such as {','.join(COLUMNS)}.")
+    header = [h.strip() for h in header]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ImportFileError(
+            f"The CSV header lacks the column(s) {', '.join(missing)}; expected columns: {', '.join(COLUMNS)}."
+        )
+    while True:
+        taken = len(numbers)
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            first = numbers[taken] if len(numbers) > taken else report.lines
+            last = numbers[-1] if numbers else first
+            if "unexpected end of data" in str(exc):
+                swallowed = (
+                    f"so lines {first}-{last} were read as one row; nothing from them was imported"
+                    if last > first
+                    else "so nothing from it was imported"
+                )
+                report.errors.append(
+                    RowError(
+                        first,
+                        "",
+                        f"a quote opened on this line is never closed, {swallowed}. Close the quote (or "
+                        "double a quote inside a quoted cell).",
+                        last_line=last,
+                    )
+                )
+            else:
+                report.errors.append(RowError(first, "", f"the CSV row cannot be parsed ({exc}).", last_line=last))
+            continue
+        first, last = numbers[taken], numbers[-1]
+        if not cells or cells == [""] * len(cells) and len(cells) <= 1:
+            continue  # a blank line
+        sku = cells[header.index("sku")].strip() if len(cells) > header.index("sku") else ""
+        if len(cells) != len(header):
+            absent = header[len(cells) :]
+            what = (
+                (
+                    f"{', '.join(absent)} missing: a short row would blank them; write the row whole, with "
+                    "empty cells between commas where there is nothing"
+                )
+                if absent
+                else "the row has more cells than the header has columns"
+            )
+            report.errors.append(
+                RowError(
+                    first,
+                    sku,
+                    f"the row has {len(cells)} cells but the header has {len(header)} columns ({what}).",
+                    last_line=last,
+                )
+            )
+            continue
+        yield ImportRow(first, dict(zip(header, cells)))
