@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from catalog.models import Product
 from search.retrieval import fusion
@@ -78,97 +79,111 @@ def evaluate(
     UNCALIBRATED is `normalized` with SEARCH_FUSION_WEIGHTS and no calibration."""
     report = {}
     sku_by_id = dict(Product.objects.values_list("id", "sku"))
-
-    def skus_of(ids: Sequence[int]) -> list[str]:
-        return [sku_by_id[i] for i in ids if i in sku_by_id]
-
     for strategy in strategies:
-        overall = {"ndcg@10": [], "mrr@10": [], "recall@50": []}
-        per_slice = {s: {"ndcg@10": [], "mrr@10": [], "recall@50": []} for s in SLICES}
+        tally = _Tally(slices, sku_by_id)
+        for query in queries:
+            tally.add(query, _searched(strategy, query, weights, calibration_of))
+            if progress:
+                progress(1)
+        report[strategy] = tally.summary(queries)
+    return report
+
+
+def _searched(strategy: str, query: dict, weights: Mapping[str, float] | None, calibration_of) -> Any:
+    """The query searched as `strategy` ranks it, by the model alone (no ranking rules)."""
+    options: dict[str, Any] = {"weights": weights}
+    if strategy == UNCALIBRATED:
+        options = {"weights": weights or fusion_weights()}
+    elif strategy == "normalized" and weights is None and calibration_of is not None:
+        options = {"calibration": calibration_of(query)}
+    return product_search(
+        query=query["query"],
+        strategy="normalized" if strategy == UNCALIBRATED else strategy,
+        page_size=DEPTH,
+        merchandising=NO_MERCHANDISING,
+        **options,
+    )
+
+
+class _Tally:
+    """One strategy's figures, query by query: the overall and per-slice measures of the semantic
+    queries, the missing-field pairs, each kind's measure."""
+
+    def __init__(self, slices: dict[str, str], sku_by_id: dict[int, str]) -> None:
+        self.slices, self.sku_by_id = slices, sku_by_id
+        self.overall: dict[str, list] = {"ndcg@10": [], "mrr@10": [], "recall@50": []}
+        self.per_slice = {s: {"ndcg@10": [], "mrr@10": [], "recall@50": []} for s in SLICES}
         # per query with both kinds: (mean RR of those missing the field, mean RR of complete ones)
-        paired = {s: ([], []) for s in SLICES[1:]}
-        by_kind: dict[str, list] = {kind: [] for kind in KIND_MEASURES}
-        ndcg_of: dict[str, float] = {}
-        per_query = {
+        self.paired: dict[str, tuple[list, list]] = {s: ([], []) for s in SLICES[1:]}
+        self.by_kind: dict[str, list] = {kind: [] for kind in KIND_MEASURES}
+        self.ndcg_of: dict[str, float] = {}
+        self.per_query: dict[str, dict] = {
             "ndcg@10": {},
             "mrr@10": {},
             "slices": {s: {} for s in SLICES},
             "pairs": {s: {} for s in SLICES[1:]},
         }
-        for query in queries:
-            grades = {sku: int(g) for sku, g in query["relevance"].items()}
-            qid = query.get("id", query["query"])
-            options = {"weights": weights}
-            if strategy == UNCALIBRATED:
-                options = {"weights": weights or fusion_weights()}
-            elif strategy == "normalized" and weights is None and calibration_of is not None:
-                options = {"calibration": calibration_of(query)}
-            result = product_search(
-                query=query["query"],
-                strategy="normalized" if strategy == UNCALIBRATED else strategy,
-                page_size=DEPTH,
-                merchandising=NO_MERCHANDISING,
-                **options,
-            )
-            ranked = [h.product.sku for h in result.hits]
-            kind = query.get("kind", "semantic")
-            ndcg_of[qid] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
-            if kind == "sku":
-                by_kind[kind].append(float(ranked[:1] == [query["sku"]]))
-            elif kind == "nonsense":
-                by_kind[kind].append(float(result.count == 0))
-            elif kind == "typo":
-                by_kind[kind].append((ndcg, query["clean"]))
-            elif kind in by_kind:
-                by_kind[kind].append(ndcg)
-            if progress:
-                progress(1)
-            if kind != "semantic":
-                continue  # the overall figures and slices stay those of the semantic queries
-            wanted = {sku for sku, g in grades.items() if g >= 2}
-            if wanted and result.mode == "text":
-                matched = set(skus_of([r.id for r in result.ranked]))
-                by_kind["kept"].append(len(wanted & matched) / len(wanted))
-            relevant = {sku for sku, g in grades.items() if g >= 3}
-            overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
-            overall["mrr@10"].append(reciprocal_rank(ranked, relevant, 10))
-            per_query["ndcg@10"][qid] = overall["ndcg@10"][-1]
-            per_query["mrr@10"][qid] = overall["mrr@10"][-1]
-            overall["recall@50"].append(recall_at_k(ranked, relevant, DEPTH))
-            for name in SLICES:
-                keep = {sku for sku in relevant if slices.get(sku) == name}
-                if not keep:
-                    continue
-                view, gains = slice_view(ranked, grades, keep)
-                per_slice[name]["ndcg@10"].append(ndcg_at_k(view, gains, 10))
-                per_query["slices"][name][qid] = per_slice[name]["ndcg@10"][-1]
-                per_slice[name]["mrr@10"].append(reciprocal_rank(view, keep, 10))
-                per_slice[name]["recall@50"].append(recall_at_k(view, keep, DEPTH))
-            for name, (missing_mrr, complete_mrr) in pushdown_pairs(ranked, relevant, slices).items():
-                paired[name][0].append(missing_mrr)
-                paired[name][1].append(complete_mrr)
-                per_query["pairs"][name][qid] = [missing_mrr, complete_mrr]
-        report[strategy] = {
-            "overall": {m: mean(v) for m, v in overall.items()},
+
+    def add(self, query: dict, result) -> None:
+        grades = {sku: int(g) for sku, g in query["relevance"].items()}
+        qid = query.get("id", query["query"])
+        ranked = [h.product.sku for h in result.hits]
+        kind = query.get("kind", "semantic")
+        self.ndcg_of[qid] = ndcg = ndcg_at_k(ranked, grades, 10) if grades else 0.0
+        if kind == "sku":
+            self.by_kind[kind].append(float(ranked[:1] == [query["sku"]]))
+        elif kind == "nonsense":
+            self.by_kind[kind].append(float(result.count == 0))
+        elif kind == "typo":
+            self.by_kind[kind].append((ndcg, query["clean"]))
+        elif kind in self.by_kind:
+            self.by_kind[kind].append(ndcg)
+        if kind == "semantic":  # the overall figures and slices are those of the semantic queries
+            self._add_semantic(qid, grades, ranked, result)
+
+    def _add_semantic(self, qid: str, grades: dict[str, int], ranked: list[str], result) -> None:
+        wanted = {sku for sku, g in grades.items() if g >= 2}
+        if wanted and result.mode == "text":
+            matched = {self.sku_by_id[r.id] for r in result.ranked if r.id in self.sku_by_id}
+            self.by_kind["kept"].append(len(wanted & matched) / len(wanted))
+        relevant = {sku for sku, g in grades.items() if g >= 3}
+        self.overall["ndcg@10"].append(ndcg_at_k(ranked, grades, 10))
+        self.overall["mrr@10"].append(reciprocal_rank(ranked, relevant, 10))
+        self.per_query["ndcg@10"][qid] = self.overall["ndcg@10"][-1]
+        self.per_query["mrr@10"][qid] = self.overall["mrr@10"][-1]
+        self.overall["recall@50"].append(recall_at_k(ranked, relevant, DEPTH))
+        for name in SLICES:
+            keep = {sku for sku in relevant if self.slices.get(sku) == name}
+            if not keep:
+                continue
+            view, gains = slice_view(ranked, grades, keep)
+            self.per_slice[name]["ndcg@10"].append(ndcg_at_k(view, gains, 10))
+            self.per_query["slices"][name][qid] = self.per_slice[name]["ndcg@10"][-1]
+            self.per_slice[name]["mrr@10"].append(reciprocal_rank(view, keep, 10))
+            self.per_slice[name]["recall@50"].append(recall_at_k(view, keep, DEPTH))
+        for name, (missing_mrr, complete_mrr) in pushdown_pairs(ranked, relevant, self.slices).items():
+            self.paired[name][0].append(missing_mrr)
+            self.paired[name][1].append(complete_mrr)
+            self.per_query["pairs"][name][qid] = [missing_mrr, complete_mrr]
+
+    def summary(self, queries: Sequence[dict]) -> dict:
+        pushdown = {}
+        for name, (missing_rr, complete_rr) in self.paired.items():
+            pushdown[f"mrr_{name}"] = mean(missing_rr)
+            pushdown[f"mrr_complete_vs_{name}"] = mean(complete_rr)
+            pushdown[f"loss_{name}"] = relative_loss(missing_rr, complete_rr)
+            pushdown[f"queries_{name}"] = len(missing_rr)
+        return {
+            "overall": {m: mean(v) for m, v in self.overall.items()},
             "slices": {
-                s: {**{m: mean(v) for m, v in per_slice[s].items()}, "queries": len(per_slice[s]["ndcg@10"])}
+                s: {**{m: mean(v) for m, v in self.per_slice[s].items()}, "queries": len(self.per_slice[s]["ndcg@10"])}
                 for s in SLICES
             },
-            "pushdown": {
-                key: value
-                for name, (missing_rr, complete_rr) in paired.items()
-                for key, value in (
-                    (f"mrr_{name}", mean(missing_rr)),
-                    (f"mrr_complete_vs_{name}", mean(complete_rr)),
-                    (f"loss_{name}", relative_loss(missing_rr, complete_rr)),
-                    (f"queries_{name}", len(missing_rr)),
-                )
-            },
+            "pushdown": pushdown,
             "queries": sum(query.get("kind", "semantic") == "semantic" for query in queries),
-            "kinds": _kinds_summary(by_kind, ndcg_of),
-            "per_query": per_query,
+            "kinds": _kinds_summary(self.by_kind, self.ndcg_of),
+            "per_query": self.per_query,
         }
-    return report
 
 
 # Per query kind: what is measured, and issue 11's target for it.

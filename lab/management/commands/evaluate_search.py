@@ -75,69 +75,20 @@ class Command(BaseCommand):
         **options,
     ):
         folder = Path(catalog)
-        catalog_file = folder / "catalog.jsonl"
-        if not catalog_file.is_file():
+        if not (folder / "catalog.jsonl").is_file():
             raise CommandError(f"No catalog.jsonl in {folder}.")
-        wanted = [s.strip() for s in strategies.split(",") if s.strip()]
-        unknown = [s for s in wanted if s not in STRATEGIES]
-        if unknown:
-            raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join(STRATEGIES)}.")
-        if cross_fit == 1 or cross_fit < 0:
-            raise CommandError("--cross-fit needs at least 2 folds (or 0: the model's own calibration, if any).")
-        if cross_fit and tune_weights:
-            raise CommandError("--cross-fit and --tune-weights measure two different fusions; run them apart.")
+        wanted = self._strategies(strategies, cross_fit, tune_weights)
         try:
             labelled = queries_load(queries or folder / "queries.jsonl")
             weight_sets = weight_sets_parse(tune_weights) if tune_weights else []
             before = json.loads(Path(baseline).read_text(encoding="utf-8"))["strategies"] if baseline else None
             get_encoder()
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, ModelUnavailableError) as exc:
             raise CommandError(str(exc)) from exc
-        except ModelUnavailableError as exc:
-            raise CommandError(str(exc)) from exc
-        rows = [json.loads(line) for line in catalog_file.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-        # Index the catalog if needed: import (unchanged rows are skipped), then embed what is
-        # not yet indexed with this model, here, so the numbers never race a queue.
-        result = catalog_import(source=catalog_file)
-        if result.errors:
-            raise CommandError(f"The catalog has {result.failed} bad rows; fix them first.")
-        skus = [r["sku"] for r in rows]
-        todo = list(
-            Product.objects.filter(sku__in=skus)
-            .exclude(index_status=IndexStatus.INDEXED, indexed_model=embedding_model_id())
-            .values_list("pk", flat=True)
-        )
-        for start in tqdm(
-            range(0, len(todo), 64), desc="index", unit="batch", disable=not todo or options["verbosity"] == 0
-        ):
-            products_index(product_ids=todo[start : start + 64])
-
-        slices = field_slices(rows)
         quiet = options["verbosity"] == 0
-        weights = None
-        tuning = []
-        if weight_sets:
-            semantic = [q for q in labelled if q.get("kind", "semantic") == "semantic"]  # what tuning ranks by
-            with tqdm(total=len(semantic) * len(weight_sets), desc="tune weights", unit="query", disable=quiet) as bar:
-                for candidate in weight_sets:
-                    tuning.append(
-                        (
-                            candidate,
-                            evaluate(
-                                queries=semantic,
-                                slices=slices,
-                                strategies=["normalized"],
-                                weights=candidate,
-                                progress=bar.update,
-                            )["normalized"],
-                        )
-                    )
-            weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
-            self.stdout.write(
-                f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
-                f"Best: SEARCH_FUSION_WEIGHTS={weights_format(weights)}"
-            )
+        rows = self._catalog_indexed(folder / "catalog.jsonl", quiet)
+        slices = field_slices(rows)
+        weights, tuning = self._weights_tuned(labelled, slices, weight_sets, quiet)
         calibration_of = None
         if cross_fit:
             calibration_of = self._cross_fit(labelled, cross_fit, quiet)
@@ -152,19 +103,81 @@ class Command(BaseCommand):
                 progress=bar.update,
                 calibration_of=calibration_of,
             )
-        weights_used = weights_format(weights or fusion_weights())
-        stored = calibration_source() if not cross_fit and not weights and fusion_calibration() else None
-        fused = (
-            f"normalized: calibration cross-fitted over {cross_fit} folds; {UNCALIBRATED}: "
-            f"SEARCH_FUSION_WEIGHTS={weights_used}"
-            if cross_fit
-            else f"normalized: the model's fitted calibration ({stored})"
-            if stored
-            else f"SEARCH_FUSION_WEIGHTS={weights_used}"
-        )
-        heading = f"{len(labelled)} queries, model `{embedding_model_id()}`, {fused}"
         comparisons = significance(results)
-        sections = [heading, markdown(results)]
+        targets = targets_check(results, before, comparisons)
+        weights_used = weights_format(weights or fusion_weights())
+        text = self._report_text(labelled, results, comparisons, targets, before, weights, weights_used, cross_fit)
+        self.stdout.write(f"\n{text}\n")
+        if report:
+            meta = {
+                "catalog": str(folder),
+                "queries": len(labelled),
+                "model": embedding_model_id(),
+                "weights": weights_used,
+                "cross_fit": cross_fit,
+                "comparisons": comparisons,
+            }
+            self._report_write(Path(report), meta, text, results, tuning, targets, weights_used)
+
+    def _strategies(self, strategies: str, cross_fit: int, tune_weights: str | None) -> list[str]:
+        """The strategies asked for, and the options checked together."""
+        wanted = [s.strip() for s in strategies.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in STRATEGIES]
+        if unknown:
+            raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join(STRATEGIES)}.")
+        if cross_fit == 1 or cross_fit < 0:
+            raise CommandError("--cross-fit needs at least 2 folds (or 0: the model's own calibration, if any).")
+        if cross_fit and tune_weights:
+            raise CommandError("--cross-fit and --tune-weights measure two different fusions; run them apart.")
+        return wanted
+
+    def _catalog_indexed(self, catalog_file: Path, quiet: bool) -> list[dict]:
+        """Index the catalog if needed: import (unchanged rows are skipped), then embed what is not
+        yet indexed with this model, here, so the numbers never race a queue. Returns its rows."""
+        rows = [json.loads(line) for line in catalog_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        result = catalog_import(source=catalog_file)
+        if result.errors:
+            raise CommandError(f"The catalog has {result.failed} bad rows; fix them first.")
+        todo = list(
+            Product.objects.filter(sku__in=[r["sku"] for r in rows])
+            .exclude(index_status=IndexStatus.INDEXED, indexed_model=embedding_model_id())
+            .values_list("pk", flat=True)
+        )
+        for start in tqdm(range(0, len(todo), 64), desc="index", unit="batch", disable=not todo or quiet):
+            products_index(product_ids=todo[start : start + 64])
+        return rows
+
+    def _weights_tuned(self, labelled: list[dict], slices, weight_sets: list, quiet: bool) -> tuple[dict | None, list]:
+        """The best of the weight sets by nDCG@10 on the semantic queries, and each set's report."""
+        if not weight_sets:
+            return None, []
+        semantic = [q for q in labelled if q.get("kind", "semantic") == "semantic"]  # what tuning ranks by
+        tuning = []
+        with tqdm(total=len(semantic) * len(weight_sets), desc="tune weights", unit="query", disable=quiet) as bar:
+            for candidate in weight_sets:
+                measured = evaluate(
+                    queries=semantic, slices=slices, strategies=["normalized"], weights=candidate, progress=bar.update
+                )
+                tuning.append((candidate, measured["normalized"]))
+        weights = max(tuning, key=lambda t: t[1]["overall"]["ndcg@10"])[0]
+        self.stdout.write(
+            f"\nnormalized with each weight set:\n\n{tuning_markdown(tuning)}\n\n"
+            f"Best: SEARCH_FUSION_WEIGHTS={weights_format(weights)}"
+        )
+        return weights, tuning
+
+    def _report_text(self, labelled, results, comparisons, targets, before, weights, weights_used, cross_fit) -> str:
+        stored = calibration_source() if not cross_fit and not weights and fusion_calibration() else None
+        if cross_fit:
+            fused = (
+                f"normalized: calibration cross-fitted over {cross_fit} folds; {UNCALIBRATED}: "
+                f"SEARCH_FUSION_WEIGHTS={weights_used}"
+            )
+        elif stored:
+            fused = f"normalized: the model's fitted calibration ({stored})"
+        else:
+            fused = f"SEARCH_FUSION_WEIGHTS={weights_used}"
+        sections = [f"{len(labelled)} queries, model `{embedding_model_id()}`, {fused}", markdown(results)]
         if comparisons:
             sections += [
                 "normalized against each other strategy, paired over the same queries (difference in "
@@ -175,42 +188,27 @@ class Command(BaseCommand):
             sections += ["Per query kind (the table above is the semantic queries):", kinds_markdown(results)]
         if before is not None:
             sections += ["Against the baseline report (before -> after):", comparison_markdown(before, results)]
-        targets = targets_check(results, before, comparisons)
         if targets:
             sections.append(
                 "Targets:\n\n"
                 + "\n".join(f"- [{'x' if met else ' '}] {name}: {figures}" for name, met, figures in targets)
             )
-        text = "\n\n".join(sections)
-        self.stdout.write(f"\n{text}\n")
-        if report:
-            out = Path(report)
-            out.mkdir(parents=True, exist_ok=True)
-            meta = {
-                "catalog": str(folder),
-                "queries": len(labelled),
-                "model": embedding_model_id(),
-                "weights": weights_used,
-                "cross_fit": cross_fit,
-                "comparisons": comparisons,
-            }
-            (out / "report.json").write_text(
-                json.dumps(
-                    {
-                        **meta,
-                        "strategies": results,
-                        "tuning": [{"weights": w, **r} for w, r in tuning],
-                        "targets": [{"target": n, "met": m, "figures": f} for n, m, f in targets],
-                    },
-                    indent=2,
-                ),
-                encoding="utf-8",
-            )
-            (out / "report.md").write_text(text + "\n", encoding="utf-8")
-            if tuning:
-                (out / "weights.env").write_text(f"SEARCH_FUSION_WEIGHTS={weights_used}\n", encoding="utf-8")
-            chart(results, out / "report.png", title=f"nDCG@10 by strategy ({len(labelled)} queries)")
-            self.stdout.write(self.style.SUCCESS(f"Report written to {out}/report.md, .json, .png"))
+        return "\n\n".join(sections)
+
+    def _report_write(self, out: Path, meta: dict, text: str, results, tuning, targets, weights_used: str) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        document = {
+            **meta,
+            "strategies": results,
+            "tuning": [{"weights": w, **r} for w, r in tuning],
+            "targets": [{"target": n, "met": m, "figures": f} for n, m, f in targets],
+        }
+        (out / "report.json").write_text(json.dumps(document, indent=2), encoding="utf-8")
+        (out / "report.md").write_text(text + "\n", encoding="utf-8")
+        if tuning:
+            (out / "weights.env").write_text(f"SEARCH_FUSION_WEIGHTS={weights_used}\n", encoding="utf-8")
+        chart(results, out / "report.png", title=f"nDCG@10 by strategy ({meta['queries']} queries)")
+        self.stdout.write(self.style.SUCCESS(f"Report written to {out}/report.md, .json, .png"))
 
     def _cross_fit(self, labelled: list[dict], folds: int, quiet: bool):
         """One calibration per fold, fitted on the semantic queries of the other folds; returns

@@ -57,28 +57,9 @@ def candidates_retrieve(
     modalities = [m for m in vectors if vectors[m] is not None]
     if engine.dim() is None or not modalities:
         return Retrieval(pool=[], server_scores={} if server_ranking else None)
-    first = [
-        Request(limit=limit, vector=plain_vector(vectors[m]), using=m, where=where, with_payload=payload)
-        for m in modalities
-    ]
-    if server_ranking == "avg":
-        query = avg_vector if avg_vector is not None else vectors[modalities[0]]
-        first.append(Request(limit=limit, vector=plain_vector(query), using="avg", where=where, with_payload=payload))
-    elif server_ranking in ("rrf", "dbsf"):
-        first.append(
-            Request(
-                limit=limit,
-                fusion=server_ranking,
-                with_payload=payload,
-                prefetch=tuple(
-                    Request(limit=limit, vector=first[i].vector, using=m, where=where) for i, m in enumerate(modalities)
-                ),
-            )
-        )
-    elif server_ranking is not None:
-        raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
-    responses = engine._searched(first, len(first[0].vector))  # the first is a per-modality query
-
+    first = _candidate_requests(vectors, modalities, limit, where, server_ranking, avg_vector, payload)
+    dim = len(first[0].vector)  # the first is a per-modality query
+    responses = engine._searched(first, dim)
     payloads: dict[int, dict[str, Any]] = {}
     raw: dict[int, dict[str, float]] = {}
     for response in responses:
@@ -96,12 +77,39 @@ def candidates_retrieve(
         if ids
     ]
     if second:
-        for (modality, _), response in zip(second, engine._searched([r for _, r in second], len(first[0].vector))):
+        for (modality, _), response in zip(second, engine._searched([r for _, r in second], dim)):
             for found in response:
                 raw[found.id][modality] = found.score
     pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items() if scores]
     server_scores = {f.id: f.score for f in responses[-1]} if server_ranking is not None else None
     return Retrieval(pool=pool, server_scores=server_scores)
+
+
+def _candidate_requests(
+    vectors: Mapping[str, np.ndarray],
+    modalities: list[str],
+    limit: int,
+    where: Where | None,
+    server_ranking: str | None,
+    avg_vector: np.ndarray | None,
+    payload: tuple[str, ...],
+) -> list[Request]:
+    """The first round: the top `limit` of each modality, and the engine's own ranking if asked."""
+    first = [
+        Request(limit=limit, vector=plain_vector(vectors[m]), using=m, where=where, with_payload=payload)
+        for m in modalities
+    ]
+    if server_ranking == "avg":
+        query = avg_vector if avg_vector is not None else vectors[modalities[0]]
+        first.append(Request(limit=limit, vector=plain_vector(query), using="avg", where=where, with_payload=payload))
+    elif server_ranking in ("rrf", "dbsf"):
+        prefetch = tuple(
+            Request(limit=limit, vector=first[i].vector, using=m, where=where) for i, m in enumerate(modalities)
+        )
+        first.append(Request(limit=limit, fusion=server_ranking, with_payload=payload, prefetch=prefetch))
+    elif server_ranking is not None:
+        raise ValueError(f"unknown server ranking {server_ranking!r}; use one of {SERVER_RANKINGS}")
+    return first
 
 
 def matches_retrieve(
@@ -129,14 +137,12 @@ def matches_retrieve(
     # (copying a payload out of the engine costs more than its score).
     carrier = next((n for n in scored if legs[n].matches), None) if score else None
     first = [
-        Request(
+        _leg_request(
+            legs[n],
             limit=limit,
-            vector=legs[n].vector,
-            sparse=legs[n].sparse,
-            using=legs[n].using,
             where=where_both(where, legs[n].where),
-            score_threshold=legs[n].threshold,
-            with_payload=payload if carrier in (None, n) else (),
+            threshold=legs[n].threshold,
+            payload=payload if carrier in (None, n) else (),
         )
         for n in names
     ]
@@ -151,42 +157,72 @@ def matches_retrieve(
             if name in scored:
                 scored[name][f.id] = f.score
     matched = {pid for ids in found.values() for pid in ids}
-    # every scoring leg scores every match, whichever leg found it
-    second = []
-    for name, scores in scored.items() if score else ():
-        ids = tuple(sorted(pid for pid in matched if pid not in scores))
-        if ids:
-            leg = legs[name]
-            second.append(
-                (
-                    name,
-                    Request(
-                        limit=len(ids),
-                        vector=leg.vector,
-                        sparse=leg.sparse,
-                        using=leg.using,
-                        where=Where(ids=ids),
-                        with_payload=payload if name == carrier else (),
-                    ),
-                )
-            )
-    if second:
-        for (name, _), response in zip(second, engine._searched([r for _, r in second], dense)):
-            for f in response:
-                scored[name][f.id] = f.score
-                if name == carrier:
-                    payloads.setdefault(f.id, f.payload)
+    if score:
+        _scores_completed(engine, legs, scored, matched, carrier, payload, payloads, dense)
     lacking = [pid for pid in matched if pid not in payloads]  # no vector of the carrier's modality
     if lacking:
         for pid, point in engine.retrieve(lacking, with_vectors=False).items():
             payloads[pid] = {key: point.payload[key] for key in payload if key in point.payload}
-    # a modality measured by several legs (the query as typed and as corrected) keeps the best
-    raw: dict[int, dict[str, float]] = {pid: {} for pid in matched if pid in payloads}  # gone meanwhile: out
+    pool = _best_per_modality(legs, scored, matched, payloads)
+    return Matches(pool=pool, found=found, truncated=[n for n, r in zip(names, responses) if len(r) >= limit])
+
+
+def _leg_request(
+    leg: Leg, *, limit: int, where: Where | None, threshold: float | None = None, payload: tuple[str, ...] = ()
+) -> Request:
+    return Request(
+        limit=limit,
+        vector=leg.vector,
+        sparse=leg.sparse,
+        using=leg.using,
+        where=where,
+        score_threshold=threshold,
+        with_payload=payload,
+    )
+
+
+def _scores_completed(
+    engine: Engine,
+    legs: Mapping[str, Leg],
+    scored: dict[str, dict[int, float]],
+    matched: set[int],
+    carrier: str | None,
+    payload: tuple[str, ...],
+    payloads: dict[int, dict[str, Any]],
+    dense: int,
+) -> None:
+    """The second round: every scoring leg scores every match, whichever leg found it (the
+    carrier brings the payload of the matches it had not found)."""
+    second = []
+    for name, scores in scored.items():
+        ids = tuple(sorted(pid for pid in matched if pid not in scores))
+        if ids:
+            request = _leg_request(
+                legs[name], limit=len(ids), where=Where(ids=ids), payload=payload if name == carrier else ()
+            )
+            second.append((name, request))
+    if not second:
+        return
+    for (name, _), response in zip(second, engine._searched([r for _, r in second], dense)):
+        for f in response:
+            scored[name][f.id] = f.score
+            if name == carrier:
+                payloads.setdefault(f.id, f.payload)
+
+
+def _best_per_modality(
+    legs: Mapping[str, Leg],
+    scored: dict[str, dict[int, float]],
+    matched: set[int],
+    payloads: dict[int, dict[str, Any]],
+) -> list[Candidate]:
+    """Each match with its score per modality: a modality measured by several legs (the query as
+    typed and as corrected) keeps the best; a product gone meanwhile (no payload) is left out."""
+    raw: dict[int, dict[str, float]] = {pid: {} for pid in matched if pid in payloads}
     for name, scores in scored.items():
         modality, sparse = legs[name].scores, legs[name].sparse is not None
         for pid, own in raw.items():
             value = scores.get(pid, 0.0 if sparse else None)  # no shared term: 0; no vector: absent
             if value is not None and value > own.get(modality, float("-inf")):
                 own[modality] = value
-    pool = [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items()]
-    return Matches(pool=pool, found=found, truncated=[n for n, r in zip(names, responses) if len(r) >= limit])
+    return [Candidate(pid, scores, payloads[pid]) for pid, scores in raw.items()]
