@@ -205,75 +205,103 @@ def _encode_write(
     failed: dict[int, str] = {}
     size = max(1, int(getattr(encoder, "batch_size", 0) or settings.SEARCH_ENCODE_BATCH_SIZE))
     chunks = [sources[i : i + size] for i in range(0, len(sources), size)]
-    draft = encoder.image_draft_size() if hasattr(encoder, "image_draft_size") else None
-    # On a CPU the model's own threads use every core, and they wait for each other at every
-    # operation: decoding beside them slowed the forward pass more than it saved (1.27x the
-    # model's time against 1.04x, benchmarks/index_throughput.py). There a chunk is decoded,
-    # by all the threads, before its forward pass; on an accelerator, ahead of it.
-    look_ahead = settings.SEARCH_DECODE_AHEAD
-    if look_ahead is None:
-        look_ahead = DECODE_AHEAD if getattr(getattr(encoder, "device", None), "type", "cpu") != "cpu" else 0
-    ahead: deque[dict[int, Future]] = deque()
-
-    def decode(k: int) -> None:
-        if k < len(chunks):
-            ahead.append(
-                {
-                    s.product.pk: decode_threads().submit(_decoded, s, draft)
-                    for s in chunks[k]
-                    if s.image_bytes is not None
-                }
-            )
-
-    for k in range(look_ahead):
-        decode(k)
+    decoder = _Decoder(chunks, encoder)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-write")
     writes: list[Future] = []
     try:
         for k, chunk in enumerate(chunks):
-            decode(k + look_ahead)
-            pending = ahead.popleft()
-            if not look_ahead:
-                futures_wait(pending.values())
-            text_vectors = _encoded(
-                [s for s in chunk if s.text], "text", lambda s: s.text, encoder.encode_texts, failed
-            )
-            pixels: dict[int, object] = {}
-            for source in chunk:
-                if source.product.pk in pending:
-                    try:
-                        pixels[source.product.pk] = pending[source.product.pk].result()
-                    except ValidationError as exc:
-                        failed[source.product.pk] = " ".join(exc.messages)
-            image_vectors = _encoded(
-                [s for s in chunk if s.product.pk in pixels],
-                "image",
-                lambda s: pixels[s.product.pk],
-                encoder.encode_images,
-                failed,
-            )
-            points = [
-                ProductPoint(
-                    id=s.product.pk,
-                    text=text_vectors.get(s.product.pk),
-                    image=image_vectors.get(s.product.pk),
-                    payload=s.payload,
-                    keywords=s.keywords,
-                )
-                for s in chunk
-                if s.product.pk not in failed
-            ]
+            points = _chunk_points(chunk, decoder, k, encoder, failed)
             writes.append(writer.submit(index.upsert, points))
         for source in payload_only:
             writes.append(writer.submit(index.set_payload, source.product.pk, source.payload, keywords=source.keywords))
         for write in writes:
             write.result()  # the store's own error, raised here as if written in this thread
     finally:
-        for pending in ahead:
-            for future in pending.values():
-                future.cancel()
+        decoder.cancel()
         writer.shutdown(wait=True)
     return [(s.product, failed[s.product.pk]) for s in sources if s.product.pk in failed]
+
+
+class _Decoder:
+    """The chunks' images decoded by the pool of threads, `look_ahead` chunks ahead of the one
+    the model encodes. On a CPU the model's own threads use every core, and they wait for each
+    other at every operation: decoding beside them slowed the forward pass more than it saved
+    (1.27x the model's time against 1.04x, benchmarks/index_throughput.py). There a chunk is
+    decoded, by all the threads, before its forward pass; on an accelerator, ahead of it."""
+
+    def __init__(self, chunks: list[Sequence[ProductSource]], encoder: Encoder) -> None:
+        self.chunks = chunks
+        self.draft = encoder.image_draft_size() if hasattr(encoder, "image_draft_size") else None
+        look_ahead = settings.SEARCH_DECODE_AHEAD
+        if look_ahead is None:
+            look_ahead = DECODE_AHEAD if getattr(getattr(encoder, "device", None), "type", "cpu") != "cpu" else 0
+        self.look_ahead = look_ahead
+        self.ahead: deque[dict[int, Future]] = deque()
+        for k in range(look_ahead):
+            self._start(k)
+
+    def _start(self, k: int) -> None:
+        if k < len(self.chunks):
+            self.ahead.append(
+                {
+                    s.product.pk: decode_threads().submit(_decoded, s, self.draft)
+                    for s in self.chunks[k]
+                    if s.image_bytes is not None
+                }
+            )
+
+    def next(self, k: int) -> dict[int, Future]:
+        """Chunk k's images being decoded (decoded, on a CPU); starts decoding the chunk
+        `look_ahead` further on."""
+        self._start(k + self.look_ahead)
+        pending = self.ahead.popleft()
+        if not self.look_ahead:
+            futures_wait(pending.values())
+        return pending
+
+    def pixels(self, k: int, pending: dict[int, Future], failed: dict[int, str]) -> dict[int, object]:
+        """Chunk k's decoded images by product id (an unreadable one goes to `failed`)."""
+        pixels: dict[int, object] = {}
+        for source in self.chunks[k]:
+            if source.product.pk in pending:
+                try:
+                    pixels[source.product.pk] = pending[source.product.pk].result()
+                except ValidationError as exc:
+                    failed[source.product.pk] = " ".join(exc.messages)
+        return pixels
+
+    def cancel(self) -> None:
+        for pending in self.ahead:
+            for future in pending.values():
+                future.cancel()
+
+
+def _chunk_points(
+    chunk: Sequence[ProductSource], decoder: _Decoder, k: int, encoder: Encoder, failed: dict[int, str]
+) -> list[ProductPoint]:
+    """Chunk k's points: each tower encodes what the products have (a product that fails is
+    left out, with its reason in `failed`); the text tower runs while the images decode."""
+    pending = decoder.next(k)
+    text_vectors = _encoded([s for s in chunk if s.text], "text", lambda s: s.text, encoder.encode_texts, failed)
+    pixels = decoder.pixels(k, pending, failed)
+    image_vectors = _encoded(
+        [s for s in chunk if s.product.pk in pixels],
+        "image",
+        lambda s: pixels[s.product.pk],
+        encoder.encode_images,
+        failed,
+    )
+    return [
+        ProductPoint(
+            id=s.product.pk,
+            text=text_vectors.get(s.product.pk),
+            image=image_vectors.get(s.product.pk),
+            payload=s.payload,
+            keywords=s.keywords,
+        )
+        for s in chunk
+        if s.product.pk not in failed
+    ]
 
 
 def _encoded(
