@@ -127,6 +127,28 @@ def rows_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator
             yield text
 
     reader = csv.reader(fed(), strict=True)
+    header = _csv_header(reader)
+    while True:
+        taken = len(numbers)
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            first = numbers[taken] if len(numbers) > taken else report.lines
+            report.errors.append(_csv_error(exc, first, numbers[-1] if numbers else first))
+            continue
+        first, last = numbers[taken], numbers[-1]
+        if not cells or cells == [""] * len(cells) and len(cells) <= 1:
+            continue  # a blank line
+        if len(cells) != len(header):
+            report.errors.append(_csv_short_or_long(header, cells, first, last))
+            continue
+        yield ImportRow(first, dict(zip(header, cells)))
+
+
+def _csv_header(reader) -> list[str]:
+    """The header's columns, or ImportFileError saying what the file lacks."""
     try:
         header = next(reader, None)
     except csv.Error as exc:
@@ -139,54 +161,36 @@ def rows_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator
         raise ImportFileError(
             f"The CSV header lacks the column(s) {', '.join(missing)}; expected columns: {', '.join(COLUMNS)}."
         )
-    while True:
-        taken = len(numbers)
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            first = numbers[taken] if len(numbers) > taken else report.lines
-            last = numbers[-1] if numbers else first
-            if "unexpected end of data" in str(exc):
-                swallowed = (
-                    f"so lines {first}-{last} were read as one row; nothing from them was imported"
-                    if last > first
-                    else "so nothing from it was imported"
-                )
-                report.errors.append(
-                    RowError(
-                        first,
-                        "",
-                        f"a quote opened on this line is never closed, {swallowed}. Close the quote (or "
-                        "double a quote inside a quoted cell).",
-                        last_line=last,
-                    )
-                )
-            else:
-                report.errors.append(RowError(first, "", f"the CSV row cannot be parsed ({exc}).", last_line=last))
-            continue
-        first, last = numbers[taken], numbers[-1]
-        if not cells or cells == [""] * len(cells) and len(cells) <= 1:
-            continue  # a blank line
-        sku = cells[header.index("sku")].strip() if len(cells) > header.index("sku") else ""
-        if len(cells) != len(header):
-            absent = header[len(cells) :]
-            what = (
-                (
-                    f"{', '.join(absent)} missing: a short row would blank them; write the row whole, with "
-                    "empty cells between commas where there is nothing"
-                )
-                if absent
-                else "the row has more cells than the header has columns"
-            )
-            report.errors.append(
-                RowError(
-                    first,
-                    sku,
-                    f"the row has {len(cells)} cells but the header has {len(header)} columns ({what}).",
-                    last_line=last,
-                )
-            )
-            continue
-        yield ImportRow(first, dict(zip(header, cells)))
+    return header
+
+
+def _csv_error(exc: csv.Error, first: int, last: int) -> RowError:
+    if "unexpected end of data" not in str(exc):
+        return RowError(first, "", f"the CSV row cannot be parsed ({exc}).", last_line=last)
+    swallowed = (
+        f"so lines {first}-{last} were read as one row; nothing from them was imported"
+        if last > first
+        else "so nothing from it was imported"
+    )
+    return RowError(
+        first,
+        "",
+        f"a quote opened on this line is never closed, {swallowed}. Close the quote (or double a quote inside a "
+        "quoted cell).",
+        last_line=last,
+    )
+
+
+def _csv_short_or_long(header: list[str], cells: list[str], first: int, last: int) -> RowError:
+    sku = cells[header.index("sku")].strip() if len(cells) > header.index("sku") else ""
+    absent = header[len(cells) :]
+    if absent:
+        what = (
+            f"{', '.join(absent)} missing: a short row would blank them; write the row whole, with empty cells "
+            "between commas where there is nothing"
+        )
+    else:
+        what = "the row has more cells than the header has columns"
+    return RowError(
+        first, sku, f"the row has {len(cells)} cells but the header has {len(header)} columns ({what}).", last_line=last
+    )
