@@ -75,28 +75,66 @@ def _fingerprint() -> tuple:
 def lexicon_build() -> Lexicon:
     """Read the listed catalog and the clicked queries into a Lexicon."""
     fingerprint = _fingerprint()
-    counts: Counter = Counter()
-    spellings: dict[str, Counter] = {}  # field -> Counter of (facet key, spelling)
-    attribute_keys: dict[str, set[str]] = {}
-    titles: list[str] = []
-    for title, brand, category, attributes, description in (
-        Product.objects.searchable()
-        .values_list("title", "brand", "category", "attributes", "description")
-        .iterator(chunk_size=2000)
-    ):
-        own = set(words(title)) | set(words(brand)) | set(words(category)) | set(words(description[:DESCRIPTION_CHARS]))
-        for text in attribute_texts(attributes or {}):
-            own.update(words(text))
-        counts.update(own)
-        for name, value in (("brand", brand), ("category", category)):
-            if facet_key(value):
-                spellings.setdefault(name, Counter())[(facet_key(value), facet_label(value))] += 1
-        if isinstance(attributes, dict):
-            for key, value in attributes.items():
-                attribute_keys.setdefault(attribute_field(str(key)), set()).add(str(key))
-                for label in attribute_values(value):
-                    spellings.setdefault(attribute_field(str(key)), Counter())[(facet_key(label), label)] += 1
-        titles.append(title)
+    catalog = _CatalogWords.read()
+    labels, listed = _labels(catalog.spellings)
+    brands, categories = listed.get("brand", {}), listed.get("category", {})
+    phrases = _phrases(catalog.titles, brands, categories)
+    postings: dict[str, list[int]] = {}
+    for i, phrase in enumerate(phrases):
+        for word in set(phrase.words):
+            postings.setdefault(word, []).append(i)
+    try:
+        model_words = tokenizer_words(providers.query_encoder())
+    except (ModelUnavailableError, IndexUnavailableError) as exc:  # the search says so itself
+        logger.warning("Typo correction uses the catalog's words only: %s", exc)
+        model_words = frozenset()
+    vocabulary = Vocabulary(catalog.counts, encoder=providers.get_keyword_encoder(), model_words=model_words)
+    return Lexicon(
+        vocabulary=vocabulary,
+        brands={sku_key(b): b for b in brands if sku_key(b)},
+        labels=labels,
+        attribute_keys={f: tuple(sorted(k)) for f, k in catalog.attribute_keys.items()},
+        phrases=phrases,
+        postings=postings,
+        fingerprint=fingerprint,
+    )
+
+
+@dataclass
+class _CatalogWords:
+    """The listed catalog's words (in how many products each is), each facet value's spellings,
+    the keys each attribute is spelt with, and the titles."""
+
+    counts: Counter = field(default_factory=Counter)
+    spellings: dict[str, Counter] = field(default_factory=dict)  # field -> Counter of (facet key, spelling)
+    attribute_keys: dict[str, set[str]] = field(default_factory=dict)
+    titles: list[str] = field(default_factory=list)
+
+    @classmethod
+    def read(cls) -> _CatalogWords:
+        found = cls()
+        rows = Product.objects.searchable().values_list("title", "brand", "category", "attributes", "description")
+        for title, brand, category, attributes, description in rows.iterator(chunk_size=2000):
+            own = set(words(title)) | set(words(brand)) | set(words(category))
+            own |= set(words(description[:DESCRIPTION_CHARS]))
+            for text in attribute_texts(attributes or {}):
+                own.update(words(text))
+            found.counts.update(own)
+            for name, value in (("brand", brand), ("category", category)):
+                if facet_key(value):
+                    found.spellings.setdefault(name, Counter())[(facet_key(value), facet_label(value))] += 1
+            if isinstance(attributes, dict):
+                for key, value in attributes.items():
+                    found.attribute_keys.setdefault(attribute_field(str(key)), set()).add(str(key))
+                    for label in attribute_values(value):
+                        found.spellings.setdefault(attribute_field(str(key)), Counter())[(facet_key(label), label)] += 1
+            found.titles.append(title)
+        return found
+
+
+def _phrases(titles: list[str], brands: dict[str, int], categories: dict[str, int]) -> list[Phrase]:
+    """What suggestions complete, heaviest first: the queries shoppers clicked from, brands and
+    categories by how many products have them, then product titles (each once)."""
     clicked = (
         SearchEvent.objects.filter(mode="text", clicks__isnull=False)
         .exclude(query_normalized="")
@@ -105,12 +143,9 @@ def lexicon_build() -> Lexicon:
         .filter(n__gte=QUERY_MIN_CLICKS)
         .order_by("-n", "query_normalized")[:QUERY_LIMIT]
     )
-    phrases: list[Phrase] = []
-    for row in clicked:
-        query = row["query_normalized"]
-        phrases.append(Phrase(query, "query", tuple(words(query)), 3.0 + row["n"]))
-    labels, listed = _labels(spellings)
-    brands, categories = listed.get("brand", {}), listed.get("category", {})
+    phrases = [
+        Phrase(r["query_normalized"], "query", tuple(words(r["query_normalized"])), 3.0 + r["n"]) for r in clicked
+    ]
     phrases += [Phrase(b, "brand", tuple(words(b)), 2.0 + n) for b, n in brands.items()]
     phrases += [Phrase(c, "category", tuple(words(c)), 2.0 + n) for c, n in categories.items()]
     seen = set()
@@ -121,28 +156,7 @@ def lexicon_build() -> Lexicon:
             phrases.append(Phrase(title, "product", tuple(words(title)), 1.0))
     phrases = [p for p in phrases if p.words]
     phrases.sort(key=lambda p: (-p.weight, p.text))
-    postings: dict[str, list[int]] = {}
-    for i, phrase in enumerate(phrases):
-        for word in set(phrase.words):
-            postings.setdefault(word, []).append(i)
-    try:
-        model_words = tokenizer_words(providers.query_encoder())
-    except (
-        ModelUnavailableError,
-        IndexUnavailableError,
-    ) as exc:  # the search says so itself; typos still meet the catalog's words
-        logger.warning("Typo correction uses the catalog's words only: %s", exc)
-        model_words = frozenset()
-    vocabulary = Vocabulary(counts, encoder=providers.get_keyword_encoder(), model_words=model_words)
-    return Lexicon(
-        vocabulary=vocabulary,
-        brands={sku_key(b): b for b in brands if sku_key(b)},
-        labels=labels,
-        attribute_keys={f: tuple(sorted(k)) for f, k in attribute_keys.items()},
-        phrases=phrases,
-        postings=postings,
-        fingerprint=fingerprint,
-    )
+    return phrases
 
 
 def _labels(spellings: dict[str, Counter]) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, int]]]:
