@@ -39,32 +39,13 @@ class Command(BaseCommand):
             products = products.filter(index_status=IndexStatus.FAILED)
         ids = list(products.order_by("pk").values_list("pk", flat=True))
         if opts["queue"]:
-            queued = products_enqueue(product_ids=ids, batch_size=opts["batch_size"])
-            if queued.unsent:
-                raise CommandError(
-                    f"Could not queue {queued.unsent} of {len(ids)} products: the broker did not take them "
-                    f"({queued.error}). They stay pending: the sweep sends them once the broker is back, or run "
-                    "this command again (or without --queue, to index them here)."
-                )
-            self.stdout.write(f"Queued {len(ids)} products in {queued.sent} tasks.")
+            self._queue(ids, opts["batch_size"])
             return
         try:
-            index = providers.get_product_index()
-            index.count()  # opens the embedded store, or finds another process holding it
+            index = self._store(recreate=opts["recreate"])
         except IndexBusyError as exc:
             self._hand_over(exc, ids, force=opts["force"], recreate=opts["recreate"])
             return
-        except IndexUnavailableError as exc:  # unreadable or of another size
-            if not opts["recreate"]:
-                raise CommandError(str(exc)) from exc
-            if providers.vector_engine() != "edge":
-                raise CommandError(
-                    f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
-                    "database keeps every product) and run this again."
-                ) from exc
-            index = providers.get_product_index()
-            index.drop()  # an unreadable embedded store: the database rebuilds it below
-            self.stdout.write(f"{exc} Removed it; embedding every product again from the database.")
         try:
             encoder = providers.get_encoder()
         except ModelUnavailableError as exc:
@@ -76,7 +57,49 @@ class Command(BaseCommand):
             index = providers.indexing_index()  # ...and fill that store while the old one serves
             if opts["dirty"]:
                 ids = list(Product.objects.pending().order_by("pk").values_list("pk", flat=True))
-        force = opts["force"] or opts["recreate"]
+        total = self._indexed(ids, encoder, index, force=opts["force"] or opts["recreate"], opts=opts)
+        self.stdout.write(
+            f"Indexed {total.indexed}, unchanged {total.skipped}, payload updated "
+            f"{total.payload_updated}, removed {total.removed}, failed {total.failed}."
+        )
+        if not opts["recreate"]:
+            self._switch_said(encoder.model_id)
+        for pk, error in list(total.errors.items())[:20]:
+            self.stderr.write(self.style.ERROR(f"product {pk}: {error}"))
+
+    def _queue(self, ids: list[int], batch_size: int) -> None:
+        queued = products_enqueue(product_ids=ids, batch_size=batch_size)
+        if queued.unsent:
+            raise CommandError(
+                f"Could not queue {queued.unsent} of {len(ids)} products: the broker did not take them "
+                f"({queued.error}). They stay pending: the sweep sends them once the broker is back, or run "
+                "this command again (or without --queue, to index them here)."
+            )
+        self.stdout.write(f"Queued {len(ids)} products in {queued.sent} tasks.")
+
+    def _store(self, *, recreate: bool):
+        """The serving store, opened here (IndexBusyError: another process holds it); an
+        unreadable embedded one is removed with --recreate, to be rebuilt from the database."""
+        try:
+            index = providers.get_product_index()
+            index.count()  # opens the embedded store, or finds another process holding it
+            return index
+        except IndexBusyError:
+            raise
+        except IndexUnavailableError as exc:  # unreadable or of another size
+            if not recreate:
+                raise CommandError(str(exc)) from exc
+            if providers.vector_engine() != "edge":
+                raise CommandError(
+                    f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
+                    "database keeps every product) and run this again."
+                ) from exc
+            index = providers.get_product_index()
+            index.drop()  # an unreadable embedded store: the database rebuilds it below
+            self.stdout.write(f"{exc} Removed it; embedding every product again from the database.")
+            return index
+
+    def _indexed(self, ids: list[int], encoder, index, *, force: bool, opts: dict) -> IndexReport:
         total = IndexReport()
         with tqdm(total=len(ids), desc="index", unit="product", disable=opts["verbosity"] == 0) as bar:
             for start in range(0, len(ids), opts["batch_size"]):
@@ -86,19 +109,17 @@ class Command(BaseCommand):
                 except IndexSchemaError as exc:
                     raise CommandError(str(exc)) from exc
                 bar.update(len(batch))
-        self.stdout.write(
-            f"Indexed {total.indexed}, unchanged {total.skipped}, payload updated "
-            f"{total.payload_updated}, removed {total.removed}, failed {total.failed}."
-        )
-        if not opts["recreate"] and model_switch_advance() == "switched":
-            self.stdout.write(f"Search now answers with {encoder.model_id}; the previous model's store was deleted.")
-        elif not opts["recreate"] and providers.model_switching():
+        return total
+
+    def _switch_said(self, model_id: str) -> None:
+        """A model switch moved on: served now, or what finishes it."""
+        if model_switch_advance() == "switched":
+            self.stdout.write(f"Search now answers with {model_id}; the previous model's store was deleted.")
+        elif providers.model_switching():
             self.stdout.write(
                 "Search keeps answering with the previous model until every product is embedded by "
-                f"{encoder.model_id}: `python manage.py index_products --dirty` finishes it."
+                f"{model_id}: `python manage.py index_products --dirty` finishes it."
             )
-        for pk, error in list(total.errors.items())[:20]:
-            self.stderr.write(self.style.ERROR(f"product {pk}: {error}"))
 
     def _hand_over(self, exc: IndexBusyError, ids: list[int], *, force: bool, recreate: bool) -> None:
         """The running server holds the embedded index: flag the products for it instead."""
