@@ -342,29 +342,7 @@ def click_log(
     It counts only from the session that ran the search (`session_key`, compared by its keyed
     hash: none for a search run without one) and within SEARCH_CLICK_WINDOW_SECONDS of it: the
     click log is what fine-tuning learns from, and search ids are in every results page."""
-    try:
-        key = uuid.UUID(str(search_id))
-        event = SearchEvent.objects.filter(pk=key).first()
-        if event is None and (writer := _writers.get(os.getpid())) is not None:
-            # a click quicker than the log writer: wait for it if it still holds the search, and
-            # look again either way (it may have written it since the first look)
-            writer.wait_for(key)
-            event = SearchEvent.objects.filter(pk=key).first()
-    except ValueError:
-        event = None
-    if event is None:
-        raise ClickError("search_id", "No search with this id.")
-    if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
-        raise ClickError(
-            "search_id", "This search was run in another session; only its own session's clicks count.", status=403
-        )
-    if timezone.now() - event.created_at > timedelta(seconds=settings.SEARCH_CLICK_WINDOW_SECONDS):
-        raise ClickError(
-            "search_id",
-            f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
-            "minutes old; its clicks no longer count.",
-            status=403,
-        )
+    event = _clicked_search(search_id, session_key)
     product = (
         Product.objects.filter(pk=product_id).first()
         if product_id is not None
@@ -391,6 +369,34 @@ def click_log(
         return ClickOutcome(click, True)
     except IntegrityError:
         return ClickOutcome(Click.objects.get(search=event, product_sku=product.sku), False)
+
+
+def _clicked_search(search_id: str, session_key: str | None) -> SearchEvent:
+    """The search a click names, if this session ran it within the click window (ClickError)."""
+    try:
+        key = uuid.UUID(str(search_id))
+        event = SearchEvent.objects.filter(pk=key).first()
+        if event is None and (writer := _writers.get(os.getpid())) is not None:
+            # a click quicker than the log writer: wait for it if it still holds the search, and
+            # look again either way (it may have written it since the first look)
+            writer.wait_for(key)
+            event = SearchEvent.objects.filter(pk=key).first()
+    except ValueError:
+        event = None
+    if event is None:
+        raise ClickError("search_id", "No search with this id.")
+    if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
+        raise ClickError(
+            "search_id", "This search was run in another session; only its own session's clicks count.", status=403
+        )
+    if timezone.now() - event.created_at > timedelta(seconds=settings.SEARCH_CLICK_WINDOW_SECONDS):
+        raise ClickError(
+            "search_id",
+            f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
+            "minutes old; its clicks no longer count.",
+            status=403,
+        )
+    return event
 
 
 def search_logs_prune(*, older_than_days: int, batch_size: int = 1000) -> int:
