@@ -109,28 +109,11 @@ def build_tiny_clip(
 ) -> Path:
     """Write a random CLIPModel, CLIPTokenizer(Fast) and CLIPImageProcessor to out_dir."""
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer, CLIPTokenizerFast
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    words = [w.lower() for w in CORPUS + list(extra_words or []) if re.fullmatch(r"[a-z\-]+", w.lower())]
-    merges = _learn_merges(words * 2, num_merges=400)
-    byte_chars = list(_bytes_to_unicode().values())
-    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
-    tok_dir = out / "_tokenizer_src"
-    tok_dir.mkdir(exist_ok=True)
-    (tok_dir / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (tok_dir / "merges.txt").write_text(
-        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
-    )
-    slow = CLIPTokenizer(
-        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=77
-    )
-    slow.save_pretrained(tok_dir)
-    tokenizer = CLIPTokenizerFast.from_pretrained(tok_dir, model_max_length=77)
-
+    tokenizer, vocab = _tiny_tokenizer(out / "_tokenizer_src", extra_words)
     torch.manual_seed(seed)
     eos = vocab["<|endoftext|>"]
     shape = PRESETS[preset]
@@ -154,15 +137,39 @@ def build_tiny_clip(
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     processor.save_pretrained(out)
-    for leftover in tok_dir.iterdir():
-        leftover.unlink()
-    tok_dir.rmdir()
     (out / "README.md").write_text(
         "Tiny randomly initialised CLIP written by `manage.py build_tiny_model`.\n"
         "It loads like any CLIP checkpoint, but its rankings are random.\n",
         encoding="utf-8",
     )
     return out
+
+
+def _tiny_tokenizer(tok_dir: Path, extra_words: list[str] | None):
+    """A byte-level BPE tokenizer learnt from the corpus (and `extra_words`), and its vocabulary;
+    its source files are written to `tok_dir` and removed once loaded."""
+    from transformers import CLIPTokenizer, CLIPTokenizerFast
+
+    words = [w.lower() for w in CORPUS + list(extra_words or []) if re.fullmatch(r"[a-z\-]+", w.lower())]
+    merges = _learn_merges(words * 2, num_merges=400)
+    byte_chars = list(_bytes_to_unicode().values())
+    tokens = byte_chars + [c + "</w>" for c in byte_chars] + ["".join(m) for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(dict.fromkeys(tokens))}
+    tok_dir.mkdir(exist_ok=True)
+    (tok_dir / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (tok_dir / "merges.txt").write_text(
+        "#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n", encoding="utf-8"
+    )
+    slow = CLIPTokenizer(
+        vocab_file=str(tok_dir / "vocab.json"), merges_file=str(tok_dir / "merges.txt"), model_max_length=77
+    )
+    slow.save_pretrained(tok_dir)
+    tokenizer = CLIPTokenizerFast.from_pretrained(tok_dir, model_max_length=77)
+    for leftover in tok_dir.iterdir():
+        leftover.unlink()
+    tok_dir.rmdir()
+    return tokenizer, vocab
 
 
 def build_tiny_siglip(

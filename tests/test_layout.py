@@ -124,3 +124,18 @@ def test_every_module_of_the_apps_is_on_the_readme_map():
                 continue
             unmapped.append(str(relative))
     assert not unmapped, f"modules the README's map does not show (add them to ## Map): {unmapped}"
+
+
+def test_no_function_outside_tests_and_benchmarks_runs_past_sixty_lines():
+    # a function longer than a screen is read in pieces: name the pieces instead
+    import ast
+
+    long = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "migrations" in path.parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    assert not long, f"functions over 60 lines: {long}"

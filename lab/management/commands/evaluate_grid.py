@@ -11,6 +11,20 @@ from search.retrieval.providers import embedding_model_id
 from search.selectors import STRATEGIES
 
 
+def _cells(seeds: str, rates: str, *, mixed: bool) -> list[Cell]:
+    """A shop per seed and missing-field rate (the same rate for images and descriptions), and
+    with `mixed` the lowest and highest rates crossed too."""
+    seed_list = _numbers(seeds, int, "seeds")
+    rate_list = _numbers(rates, float, "rates")
+    if any(not 0 <= r <= 1 for r in rate_list):
+        raise CommandError("--rates must be between 0 and 1.")
+    cells = [Cell(seed, rate, rate) for seed in seed_list for rate in rate_list]
+    if mixed:
+        low, high = min(rate_list), max(rate_list)
+        cells += [Cell(seed, a, b) for seed in seed_list for a, b in ((high, low), (low, high))]
+    return cells
+
+
 def _numbers(raw: str, kind, name: str) -> list:
     try:
         values = [kind(v) for v in raw.split(",") if v.strip()]
@@ -66,19 +80,12 @@ class Command(BaseCommand):
         jobs: int,
         **options,
     ):
-        seed_list = _numbers(seeds, int, "seeds")
-        rate_list = _numbers(rates, float, "rates")
-        if any(not 0 <= r <= 1 for r in rate_list):
-            raise CommandError("--rates must be between 0 and 1.")
+        if folds < 2 or jobs < 1 or products < 10 or queries < 20:
+            raise CommandError("--folds >= 2, --jobs >= 1, --products >= 10, --queries >= 20.")
         wanted = [s.strip() for s in strategies.split(",") if s.strip()]
         if "normalized" not in wanted or set(wanted) - set(STRATEGIES):
             raise CommandError(f"--strategies must include normalized, from {', '.join(STRATEGIES)}.")
-        if folds < 2 or jobs < 1 or products < 10 or queries < 20:
-            raise CommandError("--folds >= 2, --jobs >= 1, --products >= 10, --queries >= 20.")
-        cells = [Cell(seed, rate, rate) for seed in seed_list for rate in rate_list]
-        if mixed:
-            low, high = min(rate_list), max(rate_list)
-            cells += [Cell(seed, a, b) for seed in seed_list for a, b in ((high, low), (low, high))]
+        cells = _cells(seeds, rates, mixed=mixed)
         folder = Path(out)
         started = time.monotonic()
         done = []
