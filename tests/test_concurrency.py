@@ -9,7 +9,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -39,12 +38,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(params=["local", "edge"])
-def live_shop(request, tmp_path, tiny_model_dir):
+def live_shop(request, tmp_path, tiny_model_dir, stack_database):
     """A migrated embedded-default instance with a small catalog and a staff user, served by
-    `manage.py runserver` (threaded) in its own process, on each embedded vector engine."""
+    `manage.py runserver` (threaded) in its own process, on each embedded vector engine (and
+    PostgreSQL's database when the suite runs on it)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")}
     env.update(
         {
+            "DATABASE_URL": stack_database.url,
             "DJANGO_SETTINGS_MODULE": "shop_search.settings",
             "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
             "QDRANT_PATH": str(tmp_path / "var" / "qdrant"),
@@ -84,7 +85,7 @@ def live_shop(request, tmp_path, tiny_model_dir):
         except OSError:
             assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             time.sleep(0.3)
-    yield {"base": base, "db": tmp_path / "var" / "db.sqlite3", "log": tmp_path / "server.log", "env": env}
+    yield {"base": base, "db": stack_database, "log": tmp_path / "server.log", "env": env}
     server.terminate()
     server.wait(timeout=30)
     log.close()
@@ -243,11 +244,11 @@ def test_admin_saves_imports_searches_and_clicks_all_succeed_under_concurrent_sh
     # runs in the background after its page answered: allow them a moment
     deadline = time.monotonic() + 60
     while True:
-        with sqlite3.connect(live_shop["db"], timeout=30) as conn:
-            states = dict(conn.execute("SELECT sku, index_status FROM catalog_product WHERE sku LIKE 'LIVE-%'"))
-            searches = conn.execute("SELECT count(*) FROM search_searchevent").fetchone()[0]
-            clicks = conn.execute("SELECT count(*) FROM search_click").fetchone()[0]
-            jobs = conn.execute("SELECT status, error, report FROM catalog_importjob").fetchall()
+        db = live_shop["db"]
+        states = dict(db.rows("SELECT sku, index_status FROM catalog_product WHERE sku LIKE 'LIVE-%'"))
+        searches = db.rows("SELECT count(*) FROM search_searchevent")[0][0]
+        clicks = db.rows("SELECT count(*) FROM search_click")[0][0]
+        jobs = db.rows("SELECT status, error, report FROM catalog_importjob")
         indexed = states == {sku: "indexed" for sku in skus + imported}
         if searches >= statuses[200] + 1 and indexed or time.monotonic() > deadline:
             break
@@ -264,8 +265,7 @@ def test_changes_from_a_terminal_reach_search_while_the_server_runs(live_shop, t
     env = live_shop["env"]
 
     def states(where: str) -> dict:
-        with sqlite3.connect(live_shop["db"], timeout=30) as db:
-            return dict(db.execute(f"SELECT sku, index_status FROM catalog_product WHERE {where}"))
+        return dict(live_shop["db"].rows(f"SELECT sku, index_status FROM catalog_product WHERE {where}"))
 
     # when: a merchandiser imports from a terminal while shoppers are served
     (tmp_path / "more.csv").write_text(

@@ -279,12 +279,13 @@ def free_port() -> int:
 
 
 @pytest.mark.live
-def test_gunicorn_serves_the_app_as_compose_starts_it_and_stops_on_sigterm(tmp_path, tiny_model_dir):
+def test_gunicorn_serves_the_app_as_compose_starts_it_and_stops_on_sigterm(tmp_path, tiny_model_dir, stack_database):
     command = compose()["services"]["web"]["command"]
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")}
     env.update(
         {
+            "DATABASE_URL": stack_database.url,
             "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
             "QDRANT_PATH": str(tmp_path / "var" / "qdrant"),
             "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -69,13 +68,12 @@ def redis_url(tmp_path):
     proc.wait(timeout=10)
 
 
-def status_of(db: Path, sku: str) -> str | None:
-    with sqlite3.connect(db, timeout=10) as conn:
-        row = conn.execute("SELECT index_status FROM catalog_product WHERE sku = ?", (sku,)).fetchone()
-    return row[0] if row else None
+def status_of(db, sku: str) -> str | None:
+    rows = db.rows("SELECT index_status FROM catalog_product WHERE sku = ?", sku)
+    return rows[0][0] if rows else None
 
 
-def wait_for_indexed(db: Path, sku: str, worker: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+def wait_for_indexed(db, sku: str, worker: subprocess.Popen, log: Path, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and status_of(db, sku) != "indexed":
         assert worker.poll() is None, log.read_text()[-3000:]
@@ -83,12 +81,12 @@ def wait_for_indexed(db: Path, sku: str, worker: subprocess.Popen, log: Path, ti
     assert status_of(db, sku) == "indexed", log.read_text()[-3000:]
 
 
-def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, redis_url, tiny_model_dir):
+def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, redis_url, tiny_model_dir, stack_database):
     # given: a migrated database and a worker listening on the embeddings queue
-    db = tmp_path / "db.sqlite3"
+    db = stack_database
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": db.url,
         "CELERY_BROKER_URL": redis_url,
         "QDRANT_PATH": str(tmp_path / "qdrant"),
         "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
@@ -153,19 +151,17 @@ def test_a_product_saved_by_the_web_process_is_indexed_by_a_worker(tmp_path, red
 
     index = EdgeIndex(tmp_path / "qdrant" / "products")
     try:
-        with sqlite3.connect(db) as conn:
-            (product_id,) = conn.execute("SELECT id FROM catalog_product WHERE sku='W-1'").fetchone()
+        ((product_id,),) = db.rows("SELECT id FROM catalog_product WHERE sku='W-1'")
         assert set(index.retrieve([product_id])[product_id].vector) == {"text", "avg"}
         assert "embed_products_task" in (tmp_path / "worker.log").read_text()
     finally:
         index.close()
 
 
-def _web_env(tmp_path, redis_url, tiny_model_dir) -> dict:
-    db = tmp_path / "db.sqlite3"
+def _web_env(tmp_path, redis_url, tiny_model_dir, db) -> dict:
     return {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{db}",
+        "DATABASE_URL": db.url,
         "CELERY_BROKER_URL": redis_url,
         "QDRANT_PATH": str(tmp_path / "qdrant"),
         "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
@@ -177,10 +173,12 @@ def _web_env(tmp_path, redis_url, tiny_model_dir) -> dict:
     }
 
 
-def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(tmp_path, redis_url, tiny_model_dir):
+def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(
+    tmp_path, redis_url, tiny_model_dir, stack_database
+):
     import redis
 
-    env = _web_env(tmp_path, redis_url, tiny_model_dir)
+    env = _web_env(tmp_path, redis_url, tiny_model_dir, stack_database)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
 
@@ -221,16 +219,16 @@ def test_the_sweep_does_not_send_again_what_is_queued_and_an_outage_is_said(tmp_
     )
     assert done.returncode != 0 and time.monotonic() - started < 60
     assert "Could not queue 1 of 1 products: the broker did not take them" in done.stderr
-    assert status_of(tmp_path / "db.sqlite3", "Q-1") == "pending"
+    assert status_of(stack_database, "Q-1") == "pending"
 
 
 def test_a_task_whose_worker_is_killed_is_delivered_again_within_the_visibility_timeout(
-    tmp_path, redis_url, tiny_model_dir
+    tmp_path, redis_url, tiny_model_dir, stack_database
 ):
     import signal
 
-    env = {**_web_env(tmp_path, redis_url, tiny_model_dir), "SEARCH_QUEUE_VISIBILITY_SECONDS": "8"}
-    db = tmp_path / "db.sqlite3"
+    db = stack_database
+    env = {**_web_env(tmp_path, redis_url, tiny_model_dir, db), "SEARCH_QUEUE_VISIBILITY_SECONDS": "8"}
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
     subprocess.run(
@@ -277,19 +275,16 @@ def test_a_task_whose_worker_is_killed_is_delivered_again_within_the_visibility_
         return proc, path
 
     # given: the task is running in a worker, held at its last step (the database is locked)
-    lock = sqlite3.connect(db, timeout=10, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    first, first_log = worker("first")
-    deadline = time.monotonic() + 120
-    while "embed_products_task" not in first_log.read_text() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(3)  # the model loads, the product is encoded, its state write waits for the lock
-    # when: the whole worker is killed (kill -9: no chance to give the message back)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
-    killed = time.monotonic()
-    lock.execute("ROLLBACK")
-    lock.close()
+    with db.products_held():
+        first, first_log = worker("first")
+        deadline = time.monotonic() + 120
+        while "embed_products_task" not in first_log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3)  # the model loads, the product is encoded, its state write waits for the lock
+        # when: the whole worker is killed (kill -9: no chance to give the message back)
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=30)
+        killed = time.monotonic()
     assert status_of(db, "K-1") == "pending"
     # then: after the visibility timeout, another worker gets the message and indexes the product
     time.sleep(9)
@@ -302,9 +297,9 @@ def test_a_task_whose_worker_is_killed_is_delivered_again_within_the_visibility_
         second.wait(timeout=60)
 
 
-def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir):
-    env = _web_env(tmp_path, redis_url, tiny_model_dir)
-    db = tmp_path / "db.sqlite3"
+def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir, stack_database):
+    db = stack_database
+    env = _web_env(tmp_path, redis_url, tiny_model_dir, db)
     manage = [sys.executable, str(ROOT / "manage.py")]
     subprocess.run(manage + ["migrate", "-v0"], env=env, cwd=ROOT, check=True)
     log_path = tmp_path / "worker.log"
@@ -350,8 +345,7 @@ def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir):
         )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            with sqlite3.connect(db, timeout=10) as conn:
-                status, report = conn.execute("SELECT status, report FROM catalog_importjob").fetchone()
+            ((status, report),) = db.rows("SELECT status, report FROM catalog_importjob")
             if status in ("done", "failed"):
                 break
             assert worker.poll() is None, log_path.read_text()[-3000:]
