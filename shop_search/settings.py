@@ -6,6 +6,7 @@ service is switched on by its own variable (DATABASE_URL, CELERY_BROKER_URL, QDR
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -132,6 +133,11 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60),
     )
 }
+if sys.argv[1:2] == ["runserver"]:
+    # The embedded default's server starts a thread per request: a connection kept for reuse is
+    # kept by a thread that is gone, one per request, until PostgreSQL refuses more ("remaining
+    # connection slots are reserved", found by running tests/test_concurrency.py on it).
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Shoppers write the search log on every search while merchandisers save: SQLite must let
     # writers queue and readers carry on (tests/test_concurrency.py drives exactly that).

@@ -29,7 +29,7 @@ class StackDatabase:
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True) as conn:
-            return conn.execute(sql.replace("?", "%s"), params).fetchall()
+            return conn.execute(sql.replace("?", "%s"), params or None).fetchall()
 
     @contextlib.contextmanager
     def products_held(self) -> Iterator[None]:

@@ -6,6 +6,7 @@ worker but the database, the broker and the Qdrant storage, as in production.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -351,6 +352,7 @@ def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir, s
             assert worker.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.3)
         assert status == "done", log_path.read_text()[-3000:]
+        report = report if isinstance(report, str) else json.dumps(report)  # PostgreSQL's jsonb comes decoded
         assert "3 lines: 1 created, 0 updated, 0 unchanged, 1 not imported (1 error)" in report
         wait_for_indexed(db, "I-1", worker, log_path)
     finally:
