@@ -17,9 +17,10 @@ import time
 import urllib.error
 import urllib.request
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
+
+from catalog.config import catalog_config
 
 CHUNK = 64 * 1024
 
@@ -31,7 +32,7 @@ class AddressRefused(OSError):
 def address_allowed(address: str) -> bool:
     """Whether an import may fetch from this IP address (public unicast, or any with
     CATALOG_IMAGE_URL_ALLOW_PRIVATE)."""
-    if settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE:
+    if catalog_config().image_url_allow_private:
         return True
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
@@ -90,7 +91,7 @@ class FetchBudget:
     """The time an import may spend downloading images, all URLs together."""
 
     def __init__(self, seconds: float | None = None):
-        self.seconds = settings.CATALOG_IMPORT_FETCH_BUDGET_SECONDS if seconds is None else seconds
+        self.seconds = catalog_config().import_fetch_budget_seconds if seconds is None else seconds
         self.spent = 0.0
 
     def left(self) -> float:
@@ -101,8 +102,8 @@ def image_download(url: str, budget: FetchBudget | None = None) -> bytes:
     """The bytes at an http(s) URL, or ValidationError saying why not: an address imports may not
     reach, an HTTP error, more than CATALOG_MAX_IMAGE_BYTES, slower than
     CATALOG_IMAGE_FETCH_SECONDS in all, or the import's download budget spent."""
-    limit = settings.CATALOG_MAX_IMAGE_BYTES
-    deadline_seconds = settings.CATALOG_IMAGE_FETCH_SECONDS
+    limit = catalog_config().max_image_bytes
+    deadline_seconds = catalog_config().image_fetch_seconds
     if budget is not None:
         if budget.left() <= 0:
             raise ValidationError(

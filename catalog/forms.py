@@ -4,8 +4,9 @@ import zipfile
 from pathlib import Path
 
 from django import forms
-from django.conf import settings
 from django.core.exceptions import ValidationError
+
+from catalog.config import catalog_config
 
 from .images import image_load
 from .models import Product
@@ -53,7 +54,7 @@ class CatalogImportForm(forms.Form):
                 infos = archive.infolist()
         except zipfile.BadZipFile as exc:
             raise ValidationError("The images file is not a readable ZIP archive.") from exc
-        too_big = [i.filename for i in infos if i.file_size > settings.CATALOG_MAX_IMAGE_BYTES]
+        too_big = [i.filename for i in infos if i.file_size > catalog_config().max_image_bytes]
         if too_big:
             raise ValidationError(f"{too_big[0]} is over the per-image size limit.")
         if sum(i.file_size for i in infos) > MAX_ARCHIVE_UNPACKED_BYTES:

@@ -10,10 +10,11 @@ import hashlib
 import io
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from catalog.config import catalog_config
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
 # The most a JPEG is scaled down while decoded (image_load's draft)
@@ -45,7 +46,7 @@ def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | Non
     block's average and its colour planes come out blocky: a tiny model's embeddings moved by
     0.2% there, and by under 0.01% at 1/4. Every byte is still read, so a truncated file still
     fails."""
-    max_bytes = settings.CATALOG_MAX_IMAGE_BYTES
+    max_bytes = catalog_config().max_image_bytes
     if not data:
         raise ValidationError(f"{name}: the file is empty.")
     if len(data) > max_bytes:
@@ -57,10 +58,10 @@ def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | Non
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format or ""
             width, height = probe.size
-            if width * height > settings.CATALOG_MAX_IMAGE_PIXELS:
+            if width * height > catalog_config().max_image_pixels:
                 raise ValidationError(
                     f"{name}: {width}x{height} pixels is over the limit of "
-                    f"{settings.CATALOG_MAX_IMAGE_PIXELS:,} (CATALOG_MAX_IMAGE_PIXELS); resize it."
+                    f"{catalog_config().max_image_pixels:,} (CATALOG_MAX_IMAGE_PIXELS); resize it."
                 )
             if fmt not in ALLOWED_FORMATS:
                 raise ValidationError(

@@ -7,7 +7,6 @@ import re
 from decimal import Decimal
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import (
     MaxLengthValidator,
@@ -17,6 +16,8 @@ from django.core.validators import (
 )
 from django.db import models
 from django.utils import timezone
+
+from catalog.config import catalog_config
 
 # What the indexer writes. A save of only these fields is the indexer's own and schedules
 # nothing; any other save is a change that must reach search.
@@ -188,7 +189,7 @@ class ImportJob(models.Model):
         """Silent for longer than CATALOG_IMPORT_STALL_SECONDS: running with no chunk written, or
         queued and never started (its server stopped first): its process is gone."""
         since = {self.Status.RUNNING: self.beat_at, self.Status.QUEUED: self.created_at}.get(self.status)
-        return since is not None and (timezone.now() - since).total_seconds() > settings.CATALOG_IMPORT_STALL_SECONDS
+        return since is not None and (timezone.now() - since).total_seconds() > catalog_config().import_stall_seconds
 
     @property
     def percent(self) -> int:

@@ -117,6 +117,26 @@ class SearchInsight(SearchEvent):
         permissions = [("view_insights", "Can view search insights")]
 
 
+def query_key(query: str) -> str:
+    """A rule's query as compared (keywords.words: case, accents, punctuation and spacing aside)."""
+    return " ".join(words(query or ""))[:200]
+
+
+class RankingRuleQuerySet(models.QuerySet):
+    """Bulk paths keep `query_key` too: the pin constraint reads it."""
+
+    def bulk_create(self, objs, *args, **kwargs):
+        objs = list(objs)
+        for rule in objs:
+            rule.query_key = query_key(rule.query)
+        return super().bulk_create(objs, *args, **kwargs)
+
+    def update(self, **kwargs):
+        if "query" in kwargs:
+            kwargs["query_key"] = query_key(kwargs["query"])
+        return super().update(**kwargs)
+
+
 class RankingRule(models.Model):
     """A merchandiser's rule for word searches, applied after fusion (search.retrieval.rules):
     pin a product to a position, hide it, or boost or bury products by brand, category or
@@ -183,8 +203,10 @@ class RankingRule(models.Model):
             )
         ]
 
+    objects = RankingRuleQuerySet.as_manager()
+
     def save(self, *args, **kwargs) -> None:
-        self.query_key = " ".join(words(self.query or ""))[:200]
+        self.query_key = query_key(self.query)
         if kwargs.get("update_fields") is not None and "query" in kwargs["update_fields"]:
             kwargs["update_fields"] = {*kwargs["update_fields"], "query_key"}
         super().save(*args, **kwargs)

@@ -23,6 +23,7 @@ from django.utils import timezone
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from catalog.models import Product
+from search.retrieval.config import search_config
 from search.services import model_switch_advance, products_index, products_reindex_if_index_missing
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = Non
     sends them again, so a save never fails because the queue is down.
     """
     ids = sorted({int(pk) for pk in product_ids if pk is not None})
-    size = batch_size or settings.SEARCH_INDEX_BATCH_SIZE
+    size = batch_size or search_config().index_batch_size
     result = Enqueued()
     for batch in _batches(ids, size):
         try:
@@ -92,13 +93,13 @@ def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = Non
 def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
     """Queue products left pending longer than the grace period and not queued since the
     broker would have redelivered a lost message; returns how many."""
-    grace = settings.SEARCH_SWEEP_GRACE_SECONDS if grace_seconds is None else grace_seconds
+    grace = search_config().sweep_grace_seconds if grace_seconds is None else grace_seconds
     started = timezone.now()
     # a changed model: flag what its store lacks, or serve it once the workers have filled it
     model_switch_advance()
     now = timezone.now()
     cutoff = now - timedelta(seconds=grace)
-    redelivered = now - timedelta(seconds=settings.SEARCH_QUEUE_REDELIVERY_SECONDS)
+    redelivered = now - timedelta(seconds=search_config().queue_redelivery_seconds)
     # rows this sweep flagged itself have no task of their own: they go now, not after the grace
     ids = list(
         Product.objects.pending()
@@ -121,11 +122,11 @@ def embedded_sweeper_start() -> threading.Thread | None:
     mark_pending) reach search this way. Returns the thread, or None with a broker configured
     (Celery beat's sweep does this there)."""
     global _embedded_sweeper
-    if not settings.CELERY_TASK_ALWAYS_EAGER or settings.SEARCH_EMBEDDED_SWEEP_SECONDS <= 0:
+    if not settings.CELERY_TASK_ALWAYS_EAGER or search_config().embedded_sweep_seconds <= 0:
         return None
     if _embedded_sweeper is None or not _embedded_sweeper.is_alive():
         _embedded_sweeper = threading.Thread(
-            target=_sweep_forever, args=(settings.SEARCH_EMBEDDED_SWEEP_SECONDS,), name="embedded-sweeper", daemon=True
+            target=_sweep_forever, args=(search_config().embedded_sweep_seconds,), name="embedded-sweeper", daemon=True
         )
         _embedded_sweeper.start()
     return _embedded_sweeper
@@ -140,7 +141,7 @@ def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
     ids = list(
         Product.objects.pending().filter(updated_at__lte=cutoff).order_by("pk").values_list("pk", flat=True)[:10_000]
     )
-    for batch in _batches(ids, settings.SEARCH_INDEX_BATCH_SIZE):
+    for batch in _batches(ids, search_config().index_batch_size):
         products_index(product_ids=batch)
     model_switch_advance()  # ...and serve it once it is complete
     return len(ids)

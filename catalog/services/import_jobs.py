@@ -17,6 +17,7 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from catalog.config import catalog_config
 from catalog.models import ImportJob
 
 from .importing import ImportFileError, catalog_import
@@ -81,7 +82,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
     """Run a queued (or stalled) import and store its report on the job (done), or why it
     stopped (failed). A second delivery of a job that is running does nothing."""
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.CATALOG_IMPORT_STALL_SECONDS)
+    stale = now - timedelta(seconds=catalog_config().import_stall_seconds)
     claimed = ImportJob.objects.filter(
         Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale), pk=job_id
     ).update(status=ImportJob.Status.RUNNING, beat_at=now, rows_done=0)

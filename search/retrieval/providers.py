@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from django.conf import settings
 from qdrant_client import QdrantClient
+
+from search.retrieval.config import search_config
 
 from .cutoff import Cutoff, cutoff_calibrate
 from .encoders import Encoder, load_encoder
@@ -63,7 +64,7 @@ def _built_once(build: Callable[[], T]) -> Callable[[], T]:
 @_built_once
 def get_encoder() -> Encoder:
     return load_encoder(
-        settings.SEARCH_EMBEDDING_MODEL, device=settings.SEARCH_DEVICE, batch_size=settings.SEARCH_ENCODE_BATCH_SIZE
+        search_config().embedding_model, device=search_config().device, batch_size=search_config().encode_batch_size
     )
 
 
@@ -78,8 +79,8 @@ def serving_threads_apply() -> int:
     torch's default); returns the count in force. Called by the WSGI entry point."""
     import torch
 
-    if settings.SEARCH_SERVE_TORCH_THREADS > 0:
-        torch.set_num_threads(settings.SEARCH_SERVE_TORCH_THREADS)
+    if search_config().serve_torch_threads > 0:
+        torch.set_num_threads(search_config().serve_torch_threads)
     return torch.get_num_threads()
 
 
@@ -103,26 +104,26 @@ def serving_warm_start() -> threading.Thread:
 
 def fusion_weights() -> dict[str, float]:
     """SEARCH_FUSION_WEIGHTS as a mapping (validated at start-up by the search.E002 check)."""
-    return weights_parse(settings.SEARCH_FUSION_WEIGHTS)
+    return weights_parse(search_config().fusion_weights)
 
 
 def embedding_model_id() -> str:
     """The configured model id, without loading the model."""
-    return settings.SEARCH_EMBEDDING_MODEL
+    return search_config().embedding_model
 
 
 @_built_once
 def _previous_encoder() -> Encoder:
     """The model the serving store was built with, while the store of the configured model is
     still being filled (a model switch); loaded on the first query that needs it."""
-    return load_encoder(serving_model_id(), device=settings.SEARCH_DEVICE, batch_size=1)
+    return load_encoder(serving_model_id(), device=search_config().device, batch_size=1)
 
 
 def query_encoder(model_id: str | None = None) -> Encoder:
     """The encoder for queries against vectors of `model_id` (default: the serving store's)."""
     model_id = model_id or serving_model_id()
     encoder = get_encoder()
-    if model_id in (encoder.model_id, settings.SEARCH_EMBEDDING_MODEL):
+    if model_id in (encoder.model_id, search_config().embedding_model):
         return encoder
     previous = _previous_encoder()
     if previous.model_id != model_id:  # the store moved on since it was loaded
@@ -194,7 +195,7 @@ def relevance_cutoff(model_id: str | None = None) -> Cutoff:
         with _cutoff_lock:
             _cutoff["at"] = now
         return value
-    value = cutoff_calibrate(query_encoder(model_id), index, quantile=settings.SEARCH_CUTOFF_QUANTILE)
+    value = cutoff_calibrate(query_encoder(model_id), index, quantile=search_config().cutoff_quantile)
     with _cutoff_lock:
         _cutoff.update(key=(model_id, size), value=value, at=now, measured=now, index=weakref.ref(index))
     return value
@@ -209,9 +210,9 @@ def cutoff_forget() -> None:
 def qdrant_layout() -> dict[str, int]:
     """How a new collection is spread over a Qdrant cluster (QDRANT_SHARD_NUMBER and co.)."""
     return {
-        "shard_number": settings.QDRANT_SHARD_NUMBER,
-        "replication_factor": settings.QDRANT_REPLICATION_FACTOR,
-        "write_consistency_factor": settings.QDRANT_WRITE_CONSISTENCY_FACTOR,
+        "shard_number": search_config().qdrant_shard_number,
+        "replication_factor": search_config().qdrant_replication_factor,
+        "write_consistency_factor": search_config().qdrant_write_consistency_factor,
     }
 
 
@@ -227,11 +228,11 @@ ENGINES = ("server", "memory", "edge", "local")
 
 def vector_engine() -> str:
     """Which engine holds the vectors (ENGINES): the one place that decides it."""
-    if settings.QDRANT_URL:
+    if search_config().qdrant_url:
         return "server"
-    if settings.QDRANT_PATH == ":memory:":
+    if search_config().qdrant_path == ":memory:":
         return "memory"
-    return settings.SEARCH_VECTOR_ENGINE
+    return search_config().vector_engine
 
 
 def shared_store() -> bool:
@@ -242,11 +243,11 @@ def shared_store() -> bool:
 
 @_built_once
 def get_qdrant_client() -> QdrantClient:
-    if settings.QDRANT_URL == ":memory:" or vector_engine() == "memory":
+    if search_config().qdrant_url == ":memory:" or vector_engine() == "memory":
         return QdrantClient(location=":memory:")
     if vector_engine() == "server":
-        return QdrantClient(url=settings.QDRANT_URL, api_key=settings.QDRANT_API_KEY, timeout=30)
-    client = QdrantClient(path=settings.QDRANT_PATH)
+        return QdrantClient(url=search_config().qdrant_url, api_key=search_config().qdrant_api_key, timeout=30)
+    client = QdrantClient(path=search_config().qdrant_path)
     # Close while the interpreter is intact: local mode flushes and releases its lock file.
     atexit.register(client.close)
     return client
@@ -262,15 +263,17 @@ def get_product_index() -> ProductIndex:
             client = get_qdrant_client()
         except (RuntimeError, OSError, ValueError) as exc:  # local mode: locked or unreadable folder
             if "already accessed by another instance" in str(exc):
-                raise IndexBusyError(f"The vector index at {settings.QDRANT_PATH} is open in another process.") from exc
+                raise IndexBusyError(
+                    f"The vector index at {search_config().qdrant_path} is open in another process."
+                ) from exc
             raise IndexUnavailableError(
-                f"The vector index at {settings.QDRANT_PATH} cannot be opened ({exc})."
+                f"The vector index at {search_config().qdrant_path} cannot be opened ({exc})."
             ) from exc
         # the collection the alias SEARCH_COLLECTION points at (after a model switch), else the
         # collection of that name: queries go to it by its own name, so a switch made by another
         # process reaches this one at its next look (_serving_look), never halfway
         return QdrantServerIndex(client, _serving_collection(client), local=not shared_store(), layout=qdrant_layout())
-    index = EdgeIndex(Path(settings.QDRANT_PATH) / _serving_folder())
+    index = EdgeIndex(Path(search_config().qdrant_path) / _serving_folder())
     # Close while the interpreter is intact: Edge flushes and releases its write-ahead log.
     atexit.register(index.close)
     return index
@@ -289,23 +292,23 @@ _serving_seen: dict = {"at": -1e9, "model": None}
 
 
 def _pointer() -> Path:
-    return Path(settings.QDRANT_PATH) / f"{settings.SEARCH_COLLECTION}.serving"
+    return Path(search_config().qdrant_path) / f"{search_config().collection}.serving"
 
 
 def _serving_folder() -> str:
     try:
-        return _pointer().read_text(encoding="utf-8").strip() or settings.SEARCH_COLLECTION
+        return _pointer().read_text(encoding="utf-8").strip() or search_config().collection
     except FileNotFoundError:
-        return settings.SEARCH_COLLECTION
+        return search_config().collection
 
 
 def _serving_collection(client: QdrantClient) -> str:
     try:
-        return alias_target(client, settings.SEARCH_COLLECTION) or settings.SEARCH_COLLECTION
+        return alias_target(client, search_config().collection) or search_config().collection
     except Exception as exc:
         if server_transient(exc):  # not now: the store itself may well be sound
             raise IndexTransientError(
-                f"The Qdrant server at {settings.QDRANT_URL} did not answer ({exc}); try again in a moment."
+                f"The Qdrant server at {search_config().qdrant_url} did not answer ({exc}); try again in a moment."
             ) from exc
         raise
 
@@ -339,10 +342,10 @@ def model_switching() -> bool:
 @_built_once
 def get_next_index() -> ProductIndex:
     """The store being filled for the configured model during a switch."""
-    name = f"{settings.SEARCH_COLLECTION}-{hashlib.sha256(embedding_model_id().encode('utf-8')).hexdigest()[:12]}"
+    name = f"{search_config().collection}-{hashlib.sha256(embedding_model_id().encode('utf-8')).hexdigest()[:12]}"
     if vector_engine() != "edge":
         return QdrantServerIndex(get_qdrant_client(), name, local=not shared_store(), layout=qdrant_layout())
-    index = EdgeIndex(Path(settings.QDRANT_PATH) / name)
+    index = EdgeIndex(Path(search_config().qdrant_path) / name)
     atexit.register(index.close)
     return index
 
@@ -377,9 +380,9 @@ def serving_switch(*, grace_seconds: float | None = None) -> str:
         return old.path.name
     client = get_qdrant_client()
     old_name = old.collection  # type: ignore[attr-defined]
-    alias_point(client, settings.SEARCH_COLLECTION, new.collection)  # type: ignore[attr-defined]
+    alias_point(client, search_config().collection, new.collection)  # type: ignore[attr-defined]
     serving_forget()
-    if old_name != settings.SEARCH_COLLECTION:  # a collection of that name went with alias_point
+    if old_name != search_config().collection:  # a collection of that name went with alias_point
         if grace_seconds is None:
             grace_seconds = SERVING_LOOK_SECONDS + 1 if shared_store() else 1.0
         time.sleep(grace_seconds)

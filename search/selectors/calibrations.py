@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from django.conf import settings
+from search.retrieval.config import search_config
 
 from ..models import FusionCalibration
 from ..retrieval.fusion import Calibration
@@ -30,7 +30,7 @@ _lock = threading.Lock()
 
 def calibration_source() -> str | None:
     """Where calibrations are kept: DATABASE, a file's path, or None when off."""
-    setting = settings.SEARCH_FUSION_CALIBRATION
+    setting = search_config().fusion_calibration
     if setting == "off":
         return None
     return DATABASE if setting == "auto" else str(Path(setting))

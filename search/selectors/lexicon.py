@@ -16,11 +16,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.db import connections
 from django.db.models import Count, Max
 
 from catalog.models import Product
+from search.retrieval.config import search_config
 
 from ..models import Click, SearchEvent
 from ..retrieval import providers
@@ -211,7 +211,7 @@ def lexicon() -> Lexicon:
     background after the catalog or the clicks changed; with SEARCH_VOCABULARY_SECONDS = 0,
     exact at every call (tests)."""
     holder = _holder
-    if settings.SEARCH_VOCABULARY_SECONDS <= 0:
+    if search_config().vocabulary_seconds <= 0:
         with holder.sync:
             if holder.lexicon is None or holder.lexicon.fingerprint != _fingerprint():
                 holder.lexicon = lexicon_build()
@@ -225,9 +225,9 @@ def lexicon() -> Lexicon:
                 holder.lexicon = lexicon_build()
         return holder.lexicon
     now = time.monotonic()
-    if now - holder.looked >= settings.SEARCH_VOCABULARY_SECONDS:
+    if now - holder.looked >= search_config().vocabulary_seconds:
         with holder.lock:
-            if holder.building or now - holder.looked < settings.SEARCH_VOCABULARY_SECONDS:
+            if holder.building or now - holder.looked < search_config().vocabulary_seconds:
                 return holder.lexicon
             holder.looked = now
             _build_start()  # looks at the fingerprint off the request's thread, builds if it moved

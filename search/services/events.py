@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from catalog.models import Product
 from search.models import Click, SearchEvent, SearchImpression
+from search.retrieval.config import search_config
 from search.selectors import SearchFilters, SearchResult, query_normalize
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def session_pseudonym(session_key: str | None) -> str:
     """Keyed hash of a session key: stable within a visit, not reversible without the key."""
     if not session_key:
         return ""
-    key = (settings.SEARCH_LOG_HASH_KEY or settings.SECRET_KEY).encode()
+    key = (search_config().log_hash_key or settings.SECRET_KEY).encode()
     return hmac.new(key, session_key.encode(), hashlib.sha256).hexdigest()
 
 
@@ -138,7 +139,7 @@ def search_event_log(
     from the same visit, or a click on it); one that more keystrokes replace is never written."""
     try:
         search = LoggedSearch.of(result)
-        if deferred and settings.SEARCH_LOG_DEFERRED:
+        if deferred and search_config().log_deferred:
             return _writer().put(search, channel, session_key, typing=typing if typing in TYPING else None)
         _write_searches([_search_rows(search, channel, session_key)])
     except Exception:  # the shopper still gets results; the operator gets the traceback
@@ -200,7 +201,7 @@ class _SearchLogWriter:
         now = time.monotonic() if now is None else now
         with self.lock:
             for visit, (item, at) in list(self.held.items()):
-                if now - at >= settings.SEARCH_SETTLE_SECONDS or uuid.UUID(item[0].search_id) == search_id:
+                if now - at >= search_config().settle_seconds or uuid.UUID(item[0].search_id) == search_id:
                     del self.held[visit]
                     self.queue.put(item)
 
@@ -389,10 +390,10 @@ def _clicked_search(search_id: str, session_key: str | None) -> SearchEvent:
         raise ClickError(
             "search_id", "This search was run in another session; only its own session's clicks count.", status=403
         )
-    if timezone.now() - event.created_at > timedelta(seconds=settings.SEARCH_CLICK_WINDOW_SECONDS):
+    if timezone.now() - event.created_at > timedelta(seconds=search_config().click_window_seconds):
         raise ClickError(
             "search_id",
-            f"This search is more than {settings.SEARCH_CLICK_WINDOW_SECONDS // 60} "
+            f"This search is more than {search_config().click_window_seconds // 60} "
             "minutes old; its clicks no longer count.",
             status=403,
         )

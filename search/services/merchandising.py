@@ -6,8 +6,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from search.models import RankingRule
-from search.retrieval.keywords import words
+from search.models import RankingRule, query_key
 
 
 def rule_pin_clash(*, rule: RankingRule) -> RankingRule | None:
@@ -20,7 +19,7 @@ def rule_pin_clash(*, rule: RankingRule) -> RankingRule | None:
             active=True,
             action=RankingRule.Action.PIN,
             match=rule.match,
-            query_key=" ".join(words(rule.query or ""))[:200],
+            query_key=query_key(rule.query),
             position=rule.position,
         )
         .exclude(pk=rule.pk)

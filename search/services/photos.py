@@ -14,6 +14,7 @@ from django.utils import timezone
 from PIL import Image
 
 from catalog.images import image_load
+from search.retrieval.config import search_config
 
 from ..models import SearchPhoto
 
@@ -29,11 +30,11 @@ def photo_save(*, data: bytes, name: str = "photo") -> str:
         ValidationError: not an image this shop reads (the message names the formats), or too large.
     """
     image = image_load(data, name=name).image
-    image.thumbnail((settings.SEARCH_PHOTO_PIXELS, settings.SEARCH_PHOTO_PIXELS), Image.Resampling.LANCZOS)
+    image.thumbnail((search_config().photo_pixels, search_config().photo_pixels), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
     stored = buffer.getvalue()
-    secret = (settings.SEARCH_LOG_HASH_KEY or settings.SECRET_KEY).encode()
+    secret = (search_config().log_hash_key or settings.SECRET_KEY).encode()
     key = hmac.new(secret, stored, hashlib.sha256).hexdigest()[:32]
     SearchPhoto.objects.update_or_create(key=key, defaults={"image": stored, "created_at": timezone.now()})
     _prune_now_and_then()
@@ -76,7 +77,7 @@ def photos_prune(*, older_than_days: float | None = None) -> int:
 
 
 def _expiry(days: float | None = None) -> timezone.datetime:
-    return timezone.now() - timedelta(days=settings.SEARCH_PHOTO_DAYS if days is None else days)
+    return timezone.now() - timedelta(days=search_config().photo_days if days is None else days)
 
 
 def _prune_now_and_then() -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import math
 
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from rest_framework.throttling import SimpleRateThrottle
+
+from search.retrieval.config import search_config
 
 SCOPES = ("search", "photo", "suggest", "clicks")
 
@@ -46,7 +47,7 @@ class ScopeThrottle(SimpleRateThrottle):
 
     def __init__(self, scope: str = ""):
         self.scope = scope or self.scope_name
-        self.rate = rate_limits(settings.SEARCH_RATE_LIMITS).get(self.scope)
+        self.rate = rate_limits(search_config().rate_limits).get(self.scope)
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
     def get_cache_key(self, request, view) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,6 +14,7 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url, replace_url
 
 from catalog.models import Product
+from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
@@ -126,7 +126,7 @@ def _render(request: HttpRequest, context: dict, *, url: str | None = None) -> H
     # A history-restore request asks for the whole page even though htmx sends it.
     partial = request.htmx and not request.htmx.history_restore_request
     template = "search/search.html#results" if partial else "search/search.html"
-    response = render(request, template, {**context, "settle_ms": int(settings.SEARCH_SETTLE_SECONDS * 1000)})
+    response = render(request, template, {**context, "settle_ms": int(search_config().settle_seconds * 1000)})
     patch_vary_headers(response, ("HX-Request",))
     if partial and url is not None:
         # one history entry per search the shopper settles on: the next keystroke replaces it
@@ -154,7 +154,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         else:
             result = product_search(**kwargs)
     except PhotoGone:
-        error = PHOTO_GONE.format(days=settings.SEARCH_PHOTO_DAYS)
+        error = PHOTO_GONE.format(days=search_config().photo_days)
     except ModelUnavailableError as exc:
         logger.error("Search unavailable: %s", exc)
         error = UNAVAILABLE

@@ -226,3 +226,9 @@ def test_the_database_refuses_a_second_pin_at_a_taken_position_whatever_saves_it
     ranking_rule_save(rule=RankingRule(action="pin", query="blue mug", product=vase, position=1))
     ranking_rule_save(rule=RankingRule(action="pin", query="red mug", product=vase, position=1, active=False))
     assert RankingRule.objects.filter(action="pin", active=True).count() == 3
+    # rules made in bulk (a data import) are compared the same way: other queries are no clash
+    RankingRule.objects.bulk_create(
+        [RankingRule(action="pin", query=f"mug {n}", product=vase, position=1) for n in range(3)]
+    )
+    with pytest.raises(IntegrityError), transaction.atomic():
+        RankingRule.objects.bulk_create([RankingRule(action="pin", query="RED mug!", product=vase, position=1)])

@@ -8,10 +8,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
 
+from catalog.config import catalog_config
 from catalog.fetching import FetchBudget, image_download
 from catalog.images import image_load
 from catalog.models import Product
@@ -53,10 +53,10 @@ class ImageResolver:
                 f"image: no file {value!r} among the images (the images folder, or the uploaded ZIP)."
             )
         size = path.stat().st_size
-        if size > settings.CATALOG_MAX_IMAGE_BYTES:
+        if size > catalog_config().max_image_bytes:
             raise ValidationError(
                 f"image: {value!r} is {filesizeformat(size)}, over the "
-                f"{filesizeformat(settings.CATALOG_MAX_IMAGE_BYTES)} limit."
+                f"{filesizeformat(catalog_config().max_image_bytes)} limit."
             )
         return path.read_bytes(), path.name
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from lab.training import TRAINABLE, ClipTrainer, TrainConfig, product_pool, split_by_query, training_run, triplets_load
+from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import fusion_weights
 
@@ -56,7 +56,7 @@ class Command(BaseCommand):
             help="half precision applies on CUDA (auto: bf16 where supported)",
         )
         parser.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")
-        parser.add_argument("--device", default=settings.SEARCH_DEVICE)
+        parser.add_argument("--device", default=search_config().device)
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):
@@ -77,7 +77,7 @@ class Command(BaseCommand):
         train, held = split_by_query(examples, opts["holdout"], opts["seed"])
         if not train:
             raise CommandError("No training examples left after the hold-out; export more clicks.")
-        base = opts["base"] or settings.SEARCH_EMBEDDING_MODEL
+        base = opts["base"] or search_config().embedding_model
         try:
             trainer = ClipTrainer(base, device=opts["device"])
         except ModelUnavailableError as exc:

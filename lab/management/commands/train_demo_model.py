@@ -4,11 +4,11 @@ import json
 import random
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from lab.training import ClipTrainer, Example, Product, TrainConfig, training_run
 from lab.two_tower import two_tower_create
+from search.retrieval.config import search_config
 
 # Image-only ranking for the report: how well a caption finds its own picture.
 IMAGE_ONLY = {"text": 0.0, "image": 1.0}
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--lr", type=float, default=1e-3)
         parser.add_argument("--image-size", type=int, default=64, help="pixels per side the image tower sees")
         parser.add_argument("--holdout", type=float, default=0.1, help="share of products kept out to report on")
-        parser.add_argument("--device", default=settings.SEARCH_DEVICE)
+        parser.add_argument("--device", default=search_config().device)
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **opts):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.providers import get_encoder
 
@@ -11,7 +11,7 @@ class Command(BaseCommand):
     help = "Load the configured embedding model once, or say clearly why it cannot be loaded."
 
     def handle(self, *args, **options):
-        self.stdout.write(f"Loading SEARCH_EMBEDDING_MODEL={settings.SEARCH_EMBEDDING_MODEL} ...")
+        self.stdout.write(f"Loading SEARCH_EMBEDDING_MODEL={search_config().embedding_model} ...")
         try:
             encoder = get_encoder()
         except ModelUnavailableError as exc:

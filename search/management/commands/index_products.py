@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from catalog.models import IndexStatus, Product
 from search.retrieval import providers
+from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, IndexUnavailableError
 from search.services import IndexReport, model_switch_advance, products_index
@@ -91,7 +91,7 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             if providers.vector_engine() != "edge":
                 raise CommandError(
-                    f"{exc} Remove the folder {settings.QDRANT_PATH} (it holds only vectors; the "
+                    f"{exc} Remove the folder {search_config().qdrant_path} (it holds only vectors; the "
                     "database keeps every product) and run this again."
                 ) from exc
             index = providers.get_product_index()
@@ -129,5 +129,5 @@ class Command(BaseCommand):
         handed = Product.objects.filter(pk__in=ids).mark_pending(**changes)
         self.stdout.write(
             f"{exc} Handed {handed} products to the running server, which indexes them within "
-            f"{settings.SEARCH_EMBEDDED_SWEEP_SECONDS:g} s (or run this again once it is stopped)."
+            f"{search_config().embedded_sweep_seconds:g} s (or run this again once it is stopped)."
         )

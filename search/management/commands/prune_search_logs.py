@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from search.retrieval.config import search_config
 from search.services import photos_prune, search_logs_prune
 
 
@@ -22,5 +22,5 @@ class Command(BaseCommand):
         self.stdout.write(f"Deleted {deleted} searches older than {older_than} days (with their clicks).")
         photos = photos_prune()
         self.stdout.write(
-            f"Deleted {photos} photo(s) of photo searches older than {settings.SEARCH_PHOTO_DAYS:g} days."
+            f"Deleted {photos} photo(s) of photo searches older than {search_config().photo_days:g} days."
         )

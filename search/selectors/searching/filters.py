@@ -9,9 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
+
+from search.retrieval.config import search_config
 
 from ...retrieval.facets import FacetAttribute, facet_attributes_parse, facet_key
 from ...retrieval.vector_store import Where
@@ -27,7 +28,7 @@ def query_normalize(query: str) -> str:
 
 def facet_attributes() -> tuple[FacetAttribute, ...]:
     """The attributes shoppers filter on (SEARCH_FACET_ATTRIBUTES), in the order shown."""
-    return _facet_attributes(settings.SEARCH_FACET_ATTRIBUTES)
+    return _facet_attributes(search_config().facet_attributes)
 
 
 @functools.lru_cache(maxsize=8)

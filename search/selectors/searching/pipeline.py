@@ -8,10 +8,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from django.conf import settings
 from PIL import Image
 
 from catalog.models import Product
+from search.retrieval.config import search_config
 
 from ...retrieval import fusion, providers
 from ...retrieval.keywords import corrected_query
@@ -123,7 +123,7 @@ def _photo_plan(request: SearchRequest, image: PhotoInput, image_key: str) -> Se
         index=providers.get_product_index(),
         vector=vector,
         legs=modality_legs(vector, request.strategy, None),
-        limit=settings.SEARCH_CANDIDATES,
+        limit=search_config().candidates,
     )
 
 
@@ -158,7 +158,7 @@ def _text_plan(
         index=providers.get_product_index(),
         vector=vector,
         legs=legs,
-        limit=settings.SEARCH_MAX_MATCHES,
+        limit=search_config().max_matches,
         weights=weights,
         calibration=calibration,
         merchandising=merchandising,
@@ -178,7 +178,7 @@ def _relevant_matches(
     if request.strategy in ("avg", "rrf", "dbsf"):
         server_scores = plan.index.retrieve_candidates(
             {"text": plan.vector, "image": plan.vector},
-            limit=settings.SEARCH_CANDIDATES,
+            limit=search_config().candidates,
             where=where,
             server_ranking=request.strategy,
             avg_vector=plan.vector,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.conf import settings
+from search.retrieval.config import search_config
 
 from .filters import SearchFilters, query_normalize
 
@@ -27,7 +27,7 @@ class SearchRequest:
         cls, *, query: str, filters: SearchFilters | None, strategy: str | None, sort: str, page: int, page_size: int
     ) -> SearchRequest:
         """The request checked (ValueError says what is wrong), its query normalised."""
-        strategy = strategy or settings.SEARCH_STRATEGY
+        strategy = strategy or search_config().strategy
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
         if sort not in SORTS:

@@ -23,13 +23,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as futures_wait
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from catalog.images import image_load
 from catalog.models import IndexStatus, Product
 from search.retrieval import providers
+from search.retrieval.config import search_config
 from search.retrieval.encoders import Encoder, ModelUnavailableError, image_array
 from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, ProductIndex, ProductPoint
 
@@ -57,7 +57,7 @@ def products_index(
             "%s s; with no server running, `python manage.py index_products --dirty` does.",
             exc,
             count,
-            settings.SEARCH_EMBEDDED_SWEEP_SECONDS,
+            search_config().embedded_sweep_seconds,
         )
         return IndexReport(deferred=count)
 
@@ -140,7 +140,7 @@ def decode_threads() -> ThreadPoolExecutor:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(
-                max_workers=settings.SEARCH_DECODE_THREADS or os.cpu_count() or 1, thread_name_prefix="decode"
+                max_workers=search_config().decode_threads or os.cpu_count() or 1, thread_name_prefix="decode"
             )
         return _pool
 
@@ -203,7 +203,7 @@ def _encode_write(
     meanwhile. A product gets a vector only for what it has (never a zero vector). Returns the
     products that failed, with the reason; the others are in the store when it returns."""
     failed: dict[int, str] = {}
-    size = max(1, int(getattr(encoder, "batch_size", 0) or settings.SEARCH_ENCODE_BATCH_SIZE))
+    size = max(1, int(getattr(encoder, "batch_size", 0) or search_config().encode_batch_size))
     chunks = [sources[i : i + size] for i in range(0, len(sources), size)]
     decoder = _Decoder(chunks, encoder)
     writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-write")
@@ -232,7 +232,7 @@ class _Decoder:
     def __init__(self, chunks: list[Sequence[ProductSource]], encoder: Encoder) -> None:
         self.chunks = chunks
         self.draft = encoder.image_draft_size() if hasattr(encoder, "image_draft_size") else None
-        look_ahead = settings.SEARCH_DECODE_AHEAD
+        look_ahead = search_config().decode_ahead
         if look_ahead is None:
             look_ahead = DECODE_AHEAD if getattr(getattr(encoder, "device", None), "type", "cpu") != "cpu" else 0
         self.look_ahead = look_ahead

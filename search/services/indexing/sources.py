@@ -8,9 +8,9 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from catalog.config import catalog_config
 from catalog.models import Product
 from search.retrieval import providers
 from search.retrieval.facets import facet_payload
@@ -102,7 +102,7 @@ def product_source(product: Product, model_id: str) -> ProductSource:
     if product.image:
         try:
             with product.image.open("rb") as handle:
-                data = handle.read(settings.CATALOG_MAX_IMAGE_BYTES + 1)
+                data = handle.read(catalog_config().max_image_bytes + 1)
         except (FileNotFoundError, OSError) as exc:
             raise ValidationError(f"image file {product.image.name!r} cannot be read ({exc}).") from exc
     if not text and data is None:
