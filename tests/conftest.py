@@ -9,6 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from django.core.cache import cache
 from PIL import Image
 
 from search.retrieval import providers
@@ -42,8 +43,9 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     settings.SEARCH_LOG_DEFERRED = False
     # the vocabulary sees each change at the next search (a server looks every few seconds)
     settings.SEARCH_VOCABULARY_SECONDS = 0
-    # one client address runs the whole suite: rate limits are tested on their own (test_abuse.py)
-    settings.SEARCH_RATE_LIMITS = ""
+    # production's rate limits, counted afresh for each test: each test is one shopper (one
+    # address), and the suite as a whole would be thousands of them
+    cache.clear()
     # Fresh Qdrant and query cache per test; the encoder is kept while the model setting holds.
     # The fusion calibration is production's (the database's row), which each test rolls back.
     providers.reset(encoder=False)

@@ -17,7 +17,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 EXAMPLES = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "40"))
 
 
-def test_every_operation_meets_its_schema_under_generated_input(live_server, shop):
+def test_every_operation_meets_its_schema_under_generated_input(live_server, shop, settings):
+    # thousands of generated requests from one address: far past one shopper's rate limits
+    settings.SEARCH_RATE_LIMITS = ""
     st = shutil.which("st", path=str(Path(sys.executable).parent))
     assert st, "schemathesis is a dev dependency (pip install -e '.[dev]')"
     done = subprocess.run(
