@@ -24,6 +24,8 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from catalog.models import Product
 from search.retrieval.config import search_config
+from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.vector_store import IndexUnavailableError
 from search.services import model_switch_advance, products_index, products_reindex_if_index_missing
 
 logger = logging.getLogger(__name__)
@@ -150,12 +152,30 @@ def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
 def _sweep_forever(interval: float) -> None:
     while True:
         time.sleep(interval)
-        try:
-            close_old_connections()
-            # Rows changed in this process are indexed at commit already; let them settle so the
-            # sweep picks up what others left (indexing twice would be harmless, not free).
-            products_sweep_embedded(settle_seconds=interval)
-        except Exception:  # the thread must outlive a bad batch; the log says what happened
-            logger.exception("The embedded sweep failed; it tries again in %s s", interval)
-        finally:
-            close_old_connections()
+        sweep_pass(interval)
+
+
+def sweep_pass(interval: float, *, last: list[str] | None = None) -> None:
+    """One pass of the embedded sweep that never raises. A store or model that cannot be used is
+    said in one line when it starts failing (not a traceback every `interval` seconds: the search
+    says so to shoppers too); anything else is logged with its traceback."""
+    last = _sweep_failing if last is None else last
+    try:
+        close_old_connections()
+        # Rows changed in this process are indexed at commit already; let them settle so the
+        # sweep picks up what others left (indexing twice would be harmless, not free).
+        products_sweep_embedded(settle_seconds=interval)
+        if last:
+            logger.warning("The embedded sweep works again.")
+            last.clear()
+    except (IndexUnavailableError, ModelUnavailableError) as exc:
+        if str(exc) not in last:
+            logger.warning("The embedded sweep cannot index (it tries again every %g s): %s", interval, exc)
+            last[:] = [str(exc)]
+    except Exception:  # the thread must outlive a bad batch; the log says what happened
+        logger.exception("The embedded sweep failed; it tries again in %s s", interval)
+    finally:
+        close_old_connections()
+
+
+_sweep_failing: list[str] = []  # what the embedded sweep last said it could not do

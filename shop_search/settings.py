@@ -341,7 +341,9 @@ SEARCH_FUSION_WEIGHTS = os.environ.get("SEARCH_FUSION_WEIGHTS", "text=1,image=1,
 # A fitted calibration (`manage.py calibrate_fusion`, docs/architecture.md, "Fusion calibration") replaces those
 # weights for word searches: "auto" uses the one fitted for the model in use, if any; "off"
 # never; a path names a calibration file to use whatever the model.
-SEARCH_FUSION_CALIBRATION = os.environ.get("SEARCH_FUSION_CALIBRATION", "auto")
+SEARCH_FUSION_CALIBRATION = env_str("SEARCH_FUSION_CALIBRATION", "auto")
+if SEARCH_FUSION_CALIBRATION.lower() in ("off", "0", "false", "no"):  # "no" in any of the usual ways
+    SEARCH_FUSION_CALIBRATION = "off"
 # Candidates fetched per modality; the normalisation and the facets are computed over them.
 SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 200)
 # The relevance cutoff (search/retrieval/cutoff.py): the share of queries that name nothing

@@ -201,6 +201,17 @@ def test_a_value_the_settings_do_not_understand_stops_start_up_naming_it(name, v
     done = _django("import django; django.setup()", **{name: value})
     assert done.returncode != 0 and says in done.stderr
     assert name in done.stderr
+    # a command says just that, not a traceback
+    command = _django("manage.py check", **{name: value})
+    assert command.returncode != 0 and command.stderr.startswith("Configuration error: ")
+    assert says in command.stderr and "Traceback" not in command.stderr
+
+
+@pytest.mark.parametrize("value", ["off", "0", "false", "No"])
+def test_the_fusion_calibration_is_off_however_no_is_said(value):
+    code = "import django; django.setup(); from django.conf import settings; print(settings.SEARCH_FUSION_CALIBRATION)"
+    done = _django(code, SEARCH_FUSION_CALIBRATION=value)
+    assert done.returncode == 0 and done.stdout.split()[-1] == "off"
 
 
 def test_the_configuration_table_names_every_variable_the_code_reads_and_no_other():

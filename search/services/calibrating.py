@@ -256,21 +256,22 @@ def calibration_save(calibration: fusion.Calibration, model_id: str | None = Non
     return where
 
 
-def calibration_remove(model_id: str | None = None) -> str:
+def calibration_remove(model_id: str | None = None) -> tuple[str, bool]:
     """Delete the model's calibration: its searches fuse with SEARCH_FUSION_WEIGHTS again.
-    Returns where it was kept."""
+    Returns where it was kept, and whether there was one."""
     source = calibration_source()
     if source is None:
         raise ValueError("SEARCH_FUSION_CALIBRATION is off: there is no calibration to remove")
     if source == DATABASE:
         model_id = model_id or providers.embedding_model_id()
-        FusionCalibration.objects.filter(model_id=model_id).delete()
+        removed = FusionCalibration.objects.filter(model_id=model_id).delete()[0] > 0
         where = f"{DATABASE} (model {model_id})"
     else:
+        removed = Path(source).is_file()
         Path(source).unlink(missing_ok=True)
         where = source
     calibration_forget()
-    return where
+    return where, removed
 
 
 __all__ = [

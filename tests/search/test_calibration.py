@@ -163,6 +163,9 @@ def test_a_calibration_fitted_by_another_process_reaches_this_one(generated, set
     # and --remove takes it away for every process
     call_command("calibrate_fusion", "--remove")
     assert not FusionCalibration.objects.exists() and not product_search(query="wool sock").calibrated
+    assert "Removed from the database" in capsys.readouterr().out
+    call_command("calibrate_fusion", "--remove")  # nothing left: it says so, not "removed"
+    assert "There is no calibration in the database" in capsys.readouterr().out
 
 
 def test_a_query_clicked_many_times_makes_one_list_weighted_by_its_clicks(shop):

@@ -45,7 +45,11 @@ class Command(BaseCommand):
         if calibration_source() is None:
             raise CommandError("SEARCH_FUSION_CALIBRATION is off; set it to auto (or a file) to keep a calibration.")
         if remove:
-            self.stdout.write(f"Removed from {calibration_remove()}: searches fuse with SEARCH_FUSION_WEIGHTS.")
+            where, removed = calibration_remove()
+            if removed:
+                self.stdout.write(f"Removed from {where}: searches fuse with SEARCH_FUSION_WEIGHTS.")
+            else:
+                self.stdout.write(f"There is no calibration in {where}: searches fuse with SEARCH_FUSION_WEIGHTS.")
             return
         if days < 1:
             raise CommandError("--days must be at least 1.")

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from catalog.models import IndexStatus, Product
 from search.retrieval import providers
+from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import ProductIndex
 
 from .sources import IndexPlan, IndexReport
@@ -141,6 +142,14 @@ def model_switch_advance() -> str:
     if not providers.model_switching():
         return ""
     current = providers.embedding_model_id()
+    try:
+        encoder = providers.get_encoder()  # a switch only to a model that loads: else nothing moves
+    except ModelUnavailableError as exc:
+        _said_once(
+            f"No model switch: the configured embedding model cannot be loaded, so search keeps "
+            f"answering with {providers.serving_model_id()}. {exc}"
+        )
+        return ""
     catalog = Product.objects.searchable()
     flagged = catalog.filter(index_status=IndexStatus.INDEXED).exclude(indexed_model=current).mark_pending()
     if flagged:
@@ -154,7 +163,17 @@ def model_switch_advance() -> str:
     if catalog.filter(index_status=IndexStatus.PENDING).exists():
         return "filling"
     previous = providers.serving_model_id()
-    providers.get_next_index().ensure_collection(providers.get_encoder().dim)  # an empty catalog switches too
+    providers.get_next_index().ensure_collection(encoder.dim)  # an empty catalog switches too
     old = providers.serving_switch()
     logger.warning("Search now answers with %s; the store of %s (%s) was deleted.", current, previous, old)
     return "switched"
+
+
+_said: set[str] = set()
+
+
+def _said_once(message: str) -> None:
+    """Log a problem the sweep meets at every pass (every few seconds) once per process."""
+    if message not in _said:
+        _said.add(message)
+        logger.error(message)

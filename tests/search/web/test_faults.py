@@ -169,3 +169,37 @@ def test_a_bug_inside_an_engine_call_is_not_called_a_broken_store(index):
 
     with pytest.raises(TypeError):
         index._guarded(bug)
+
+
+def test_a_start_with_a_model_that_cannot_load_rewrites_no_row(settings, tmp_path, make_product, caplog):
+    from catalog.models import IndexStatus, Product
+    from search.tasks import products_sweep_embedded
+
+    # given a shop indexed by its model
+    make_product("Red mug")
+    make_product("Blue vase")
+    # when the server starts with a model setting that cannot load (a typo, a hub that is down)
+    # and its sweep runs, twice
+    settings.SEARCH_EMBEDDING_MODEL = str(tmp_path / "no-such-model")
+    providers.get_encoder.cache_clear()
+    try:
+        products_sweep_embedded()
+        products_sweep_embedded()
+    finally:
+        providers.get_encoder.cache_clear()
+    # then no model switch starts and no row is flagged or failed: the old store keeps serving
+    assert set(Product.objects.values_list("index_status", flat=True)) == {IndexStatus.INDEXED}
+    assert "into a store of its own" not in caplog.text
+    # and it says why, once
+    assert caplog.text.count("cannot be loaded") == 1
+
+
+def test_the_embedded_sweep_says_once_that_the_store_does_not_answer(server_down, caplog):
+    from search.tasks import sweep_pass
+
+    failing: list[str] = []
+    for _ in range(5):  # ten seconds of a server's sweep
+        sweep_pass(2.0, last=failing)
+    said = [r for r in caplog.records if r.name == "search.tasks"]
+    assert len(said) == 1 and "cannot index" in said[0].getMessage() and said[0].exc_info is None
+    assert "did not answer" in said[0].getMessage()
