@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from django.core.exceptions import ValidationError
@@ -84,7 +85,39 @@ class _HTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(_HTTPSConnection, req, context=self._context)
 
 
-_opener = urllib.request.build_opener(_HTTPHandler, _HTTPSHandler)
+class _RedirectHandler(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed to http(s) only (each hop's address checked on connecting): urllib's
+    own would follow one to ftp:// and log in to whatever listens there."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri")
+        if location:
+            target = urllib.parse.urljoin(req.full_url, location)
+            if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+                raise AddressRefused(f"it redirects to {target}; imports fetch images over http and https only")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _opener_build() -> urllib.request.OpenerDirector:
+    """http and https through the checked connections, and nothing else: no ftp, file or data
+    handler (build_opener adds them all), no proxy from the environment (it would connect
+    somewhere the address check does not see)."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.UnknownHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        _RedirectHandler(),
+        urllib.request.HTTPErrorProcessor(),
+        _HTTPHandler(),
+        _HTTPSHandler(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+_opener = _opener_build()
 
 
 class FetchBudget:

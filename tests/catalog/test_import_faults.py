@@ -4,6 +4,7 @@ is accounted for, one bad row never takes good rows (or their image files) with 
 from __future__ import annotations
 
 import json
+import urllib.parse
 from decimal import Decimal
 from pathlib import Path
 
@@ -152,6 +153,11 @@ def web_server():
             pass
 
         def do_GET(self):
+            if self.path.startswith("/redirect?to="):  # a URL that sends the importer elsewhere
+                self.send_response(302)
+                self.send_header("Location", urllib.parse.unquote(self.path.split("=", 1)[1]))
+                self.end_headers()
+                return
             if self.path == "/slow.png":  # 100 bytes a second, for ever
                 self.send_response(200)
                 self.send_header("Content-Length", "1000000")
@@ -194,6 +200,46 @@ def test_image_urls_may_not_reach_this_machine_or_the_shops_network(tmp_path, we
     assert all("loopback, private or link-local address" in e.message for e in report.errors), report.errors
     settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True  # a shop that serves its images from its own network
     assert run(tmp_path, "one.jsonl", json.dumps(rows[0]) + "\n").created == 1
+
+
+def test_an_image_url_that_redirects_to_ftp_or_a_file_is_refused_before_anything_is_sent(
+    tmp_path, web_server, settings
+):
+    import socket
+    import threading
+
+    # given an FTP-like listener on this machine that records what reaches it
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(3)
+    reached: list[bytes] = []
+
+    def serve():
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.sendall(b"220 ready\r\n")
+            reached.append(conn.recv(100))
+
+    threading.Thread(target=serve, daemon=True).start()
+    ftp = f"ftp://127.0.0.1:{listener.getsockname()[1]}/x.png"
+    # when an import's image URL (allowed: a shop's own network) redirects to ftp:// or file://
+    settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True
+    rows = [
+        {"sku": "R1", "title": "To FTP", "price": 1, "image": f"{web_server}/redirect?to={urllib.parse.quote(ftp)}"},
+        {"sku": "R2", "title": "To a file", "price": 1, "image": f"{web_server}/redirect?to=file:///etc/passwd"},
+        {"sku": "R3", "title": "Direct FTP", "price": 1, "image": ftp},
+    ]
+    report = run(tmp_path, "redirects.jsonl", "\n".join(json.dumps(r) for r in rows) + "\n")
+    listener.close()
+    # then each row fails with the reason, and nothing reached the listener
+    assert report.created == 0 and [e.sku for e in report.errors] == ["R1", "R2", "R3"]
+    assert "redirects to ftp://" in report.errors[0].message and "http and https only" in report.errors[0].message
+    assert "redirects to file:///etc/passwd" in report.errors[1].message
+    assert not reached
 
 
 def test_a_slow_image_url_has_a_total_deadline_and_the_import_a_budget(tmp_path, web_server, settings):
