@@ -143,10 +143,12 @@ def slow_log_writer(monkeypatch):
     from search.services import events
 
     gate = threading.Event()
+    gate.reached = threading.Event()  # the writer thread has taken a batch and waits at the gate
     write = events._write_searches
 
     def slow(rows):
         if threading.current_thread().name == "search-log-writer":
+            gate.reached.set()
             assert gate.wait(10), "the gate was never opened"
         write(rows)
 
@@ -214,7 +216,10 @@ def test_what_is_queued_at_exit_is_written_however_much(shop, settings, slow_log
             session_key=None,
             deferred=True,
         )
-    stuck = 1201 - _writer().queue.qsize()  # what the writer thread took before the gate
+    # what the writer thread took before the gate, counted once it waits there (counted while it
+    # was still taking its batch, the queue's size raced it: 701 written of an expected 1201)
+    assert slow_log_writer.reached.wait(10)
+    stuck = 1201 - _writer().queue.qsize()
     _writer().flush()  # as at exit
     assert SearchEvent.objects.count() == 1201 - stuck
 
