@@ -17,6 +17,7 @@ from django.dispatch import receiver
 class CatalogConfig:
     max_image_bytes: int  # CATALOG_MAX_IMAGE_BYTES: refused before Pillow opens it
     max_image_pixels: int  # CATALOG_MAX_IMAGE_PIXELS: refused before it is decoded whole
+    decode_pixels: int  # CATALOG_DECODE_PIXELS: pixels a process decodes at once, all images together
     image_fetch_seconds: float  # CATALOG_IMAGE_FETCH_SECONDS: one download of an import's image URL
     import_fetch_budget_seconds: float  # CATALOG_IMPORT_FETCH_BUDGET_SECONDS: one import's downloads
     import_stall_seconds: float  # CATALOG_IMPORT_STALL_SECONDS: an admin import silent this long stopped

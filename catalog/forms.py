@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 
 from catalog.config import catalog_config
 
-from .images import image_load
+from .images import CHECK_ONLY, image_load
 from .models import Product
 
 # An images archive may hold many images, but not unbounded bytes once unpacked.
@@ -25,7 +25,7 @@ class ProductAdminForm(forms.ModelForm):
         # Only a new upload has to be checked; an unchanged stored file was checked on entry.
         if image and hasattr(image, "content_type"):
             image.seek(0)
-            image_load(image.read(), name=image.name)
+            image_load(image.read(), name=image.name, draft=CHECK_ONLY)
             image.seek(0)
         return image
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.template.defaultfilters import filesizeformat
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from catalog.config import catalog_config
 
 ALLOWED_FORMATS = {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"}
-# The most a JPEG is scaled down while decoded (image_load's draft)
+# The most an image is scaled down while decoded (image_load's draft)
 DRAFT_MOST = 4
+# image_load's draft for callers that only check an image: it comes back as small as allowed
+CHECK_ONLY = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -37,15 +42,27 @@ class CheckedImage:
         return bool(name) and name.rsplit("/", 1)[-1].startswith(self.sha256[:16])
 
 
-def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | None = None) -> CheckedImage:
+def image_load(
+    data: bytes,
+    *,
+    name: str = "image",
+    draft: tuple[int, int] | None = None,
+    max_pixels: tuple[int, str] | None = None,
+) -> CheckedImage:
     """Decode image bytes fully, or raise ValidationError saying what is wrong.
 
-    draft: (width, height) the caller needs at least; a JPEG is then decoded scaled down by a
-    power of two as far as that allows, at most by 4 (libjpeg's DCT scaling: a 1000 px photo
-    needed at 224 px decodes at 250 px, several times faster). At 1/8 libjpeg keeps only each
-    block's average and its colour planes come out blocky: a tiny model's embeddings moved by
-    0.2% there, and by under 0.01% at 1/4. Every byte is still read, so a truncated file still
-    fails."""
+    draft: (width, height) the caller needs at least; the image comes back scaled down by a
+    whole factor as far as that allows, at most by 4. A JPEG is decoded so (libjpeg's DCT
+    scaling: a 1000 px photo needed at 224 px decodes at 250 px, several times faster); any other
+    format is decoded whole and reduced at once, before any copy is made. At 1/8 libjpeg keeps
+    only each block's average and its colour planes come out blocky: a tiny model's embeddings
+    moved by 0.2% there, and by under 0.01% at 1/4. Every byte is still read, so a truncated
+    file still fails.
+
+    max_pixels: (limit, the setting that sets it) instead of CATALOG_MAX_IMAGE_PIXELS.
+
+    Memory is bounded by design: the pixels of every image being decoded in this process are
+    counted against CATALOG_DECODE_PIXELS, and a decode that would go over waits its turn."""
     max_bytes = catalog_config().max_image_bytes
     if not data:
         raise ValidationError(f"{name}: the file is empty.")
@@ -57,21 +74,9 @@ def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | Non
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format or ""
-            width, height = probe.size
-            if width * height > catalog_config().max_image_pixels:
-                raise ValidationError(
-                    f"{name}: {width}x{height} pixels is over the limit of "
-                    f"{catalog_config().max_image_pixels:,} (CATALOG_MAX_IMAGE_PIXELS); resize it."
-                )
-            if fmt not in ALLOWED_FORMATS:
-                raise ValidationError(
-                    f"{name}: {fmt or 'unknown'} images are not supported; "
-                    f"use one of {', '.join(sorted(ALLOWED_FORMATS))}."
-                )
-            if draft is not None and fmt == "JPEG":
-                probe.draft("RGB", (max(draft[0], -(-width // DRAFT_MOST)), max(draft[1], -(-height // DRAFT_MOST))))
-            probe.load()  # decodes every pixel: truncated files fail here
-            image = ImageOps.exif_transpose(probe).convert("RGB")
+            _check_header(probe, name=name, max_pixels=max_pixels)
+            with _decoding.held(probe.size[0] * probe.size[1]):
+                image = _decoded(probe, draft)
     except ValidationError:
         raise
     except UnidentifiedImageError as exc:  # Pillow's message names an in-memory buffer, not the file
@@ -83,3 +88,61 @@ def image_load(data: bytes, *, name: str = "image", draft: tuple[int, int] | Non
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValidationError(f"{name}: the image is corrupt or truncated ({exc}).") from exc
     return CheckedImage(image=image, format=fmt, sha256=hashlib.sha256(data).hexdigest())
+
+
+def _check_header(probe: Image.Image, *, name: str, max_pixels: tuple[int, str] | None) -> None:
+    """Refuse, from the header alone, an image too large or of a format this shop does not read."""
+    limit, setting = max_pixels or (catalog_config().max_image_pixels, "CATALOG_MAX_IMAGE_PIXELS")
+    width, height = probe.size
+    if width * height > limit:
+        raise ValidationError(f"{name}: {width}x{height} pixels is over the limit of {limit:,} ({setting}); resize it.")
+    if (probe.format or "") not in ALLOWED_FORMATS:
+        raise ValidationError(
+            f"{name}: {probe.format or 'unknown'} images are not supported; "
+            f"use one of {', '.join(sorted(ALLOWED_FORMATS))}."
+        )
+
+
+def _decoded(probe: Image.Image, draft: tuple[int, int] | None) -> Image.Image:
+    """The probe's pixels as RGB, EXIF orientation applied, reduced toward `draft` before any copy."""
+    width, height = probe.size
+    if draft is not None and probe.format == "JPEG":
+        probe.draft("RGB", (max(draft[0], -(-width // DRAFT_MOST)), max(draft[1], -(-height // DRAFT_MOST))))
+    probe.load()  # decodes every pixel: truncated files fail here
+    image = probe
+    if draft is not None:
+        factor = min(DRAFT_MOST, image.size[0] // max(1, draft[0]), image.size[1] // max(1, draft[1]))
+        if factor >= 2:
+            image = image.reduce(factor)
+    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+    if orientation != 1:
+        image = ImageOps.exif_transpose(image)
+    # a copy only where the mode differs, or where the probe itself would be handed out
+    if image.mode != "RGB":
+        return image.convert("RGB")
+    return image.copy() if image is probe else image
+
+
+class _PixelBudget:
+    """The pixels being decoded in this process at once, at most CATALOG_DECODE_PIXELS: a decode
+    that would go over waits until others finish (one image larger than the budget runs alone)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = 0
+
+    @contextmanager
+    def held(self, pixels: int) -> Iterator[None]:
+        budget = catalog_config().decode_pixels
+        with self._changed:
+            self._changed.wait_for(lambda: self._busy == 0 or self._busy + pixels <= budget)
+            self._busy += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy -= pixels
+                self._changed.notify_all()
+
+
+_decoding = _PixelBudget()

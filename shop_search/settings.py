@@ -242,6 +242,10 @@ MEDIA_ORIGIN = media_origin()
 CATALOG_MAX_IMAGE_BYTES = env_int("CATALOG_MAX_IMAGE_BYTES", 20 * 1024 * 1024)
 # Decoded size limit: a small file can decode to a huge bitmap (decompression bomb).
 CATALOG_MAX_IMAGE_PIXELS = env_int("CATALOG_MAX_IMAGE_PIXELS", 40_000_000)
+# The pixels one process decodes at once, all images together (uploads, imports, the indexer's
+# threads, shoppers' photos); more waits its turn. About 4 bytes a pixel while decoding, so the
+# default bounds decoding to about 250 MB a process; one image over it is decoded alone.
+CATALOG_DECODE_PIXELS = env_int("CATALOG_DECODE_PIXELS", 60_000_000)
 # (0.2's per-connection timeout overlapped the next)
 env_retired(
     "CATALOG_IMAGE_FETCH_TIMEOUT",
@@ -374,6 +378,9 @@ SEARCH_SETTLE_SECONDS = env_seconds("SEARCH_SETTLE_SECONDS", 2)
 # A photo search keeps the shopper's photo (downsized to this many pixels on its longer side)
 # so that its URL can name it; it is deleted this many days after its last upload.
 SEARCH_PHOTO_PIXELS = env_int("SEARCH_PHOTO_PIXELS", 512)
+# A shopper's photo larger than this is refused from its header (a phone's photo is 12 MP; the
+# storefront scales a photo down in the browser before sending it).
+SEARCH_PHOTO_MAX_PIXELS = env_int("SEARCH_PHOTO_MAX_PIXELS", 16_000_000)
 SEARCH_PHOTO_DAYS = env_float("SEARCH_PHOTO_DAYS", 7)
 
 # Qdrant: a server (QDRANT_URL), else the embedded engine at QDRANT_PATH (":memory:": tests).

@@ -13,7 +13,7 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.db import transaction
 
-from catalog.images import image_load
+from catalog.images import CHECK_ONLY, image_load
 from catalog.models import IndexStatus, Product
 from catalog.signals import products_announced_together, products_changed_on_commit
 
@@ -33,7 +33,7 @@ def _attach_image(product: Product, image_bytes: bytes | None, image_name: str |
     """Store an uploaded image under its content-hash name (CheckedImage.stored_name)."""
     if image_bytes is None:
         return
-    checked = image_load(image_bytes, name=image_name or "image")
+    checked = image_load(image_bytes, name=image_name or "image", draft=CHECK_ONLY)
     product.image.save(checked.stored_name, ContentFile(image_bytes), save=False)
 
 

@@ -52,6 +52,7 @@ class SearchConfig:
     click_window_seconds: float  # SEARCH_CLICK_WINDOW_SECONDS
     settle_seconds: float  # SEARCH_SETTLE_SECONDS
     photo_pixels: int  # SEARCH_PHOTO_PIXELS
+    photo_max_pixels: int  # SEARCH_PHOTO_MAX_PIXELS
     photo_days: float  # SEARCH_PHOTO_DAYS
     rate_limits: str  # SEARCH_RATE_LIMITS
 

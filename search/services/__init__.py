@@ -11,7 +11,7 @@ from .indexing import (
     products_index,
     products_reindex_if_index_missing,
 )
-from .photos import PhotoGone, photo_bytes, photo_image, photo_kept, photo_save, photos_prune
+from .photos import PhotoGone, photo_bytes, photo_image, photo_kept, photo_load, photo_save, photos_prune
 from .reconcile import ReconcileReport, index_reconcile
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "photo_bytes",
     "photo_image",
     "photo_kept",
+    "photo_load",
     "photo_save",
     "photos_prune",
     "product_payload",

@@ -29,7 +29,7 @@ def photo_save(*, data: bytes, name: str = "photo") -> str:
     Raises:
         ValidationError: not an image this shop reads (the message names the formats), or too large.
     """
-    image = image_load(data, name=name).image
+    image = photo_load(data=data, name=name)
     image.thumbnail((search_config().photo_pixels, search_config().photo_pixels), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=90)
@@ -39,6 +39,20 @@ def photo_save(*, data: bytes, name: str = "photo") -> str:
     SearchPhoto.objects.update_or_create(key=key, defaults={"image": stored, "created_at": timezone.now()})
     _prune_now_and_then()
     return key
+
+
+def photo_load(*, data: bytes, name: str = "photo") -> Image.Image:
+    """A shopper's photo, decoded no larger than a photo search needs (SEARCH_PHOTO_PIXELS; the
+    model's input is smaller still) and refused from its header above SEARCH_PHOTO_MAX_PIXELS.
+
+    Raises:
+        ValidationError: not an image this shop reads, or too large (the message says which).
+    """
+    config = search_config()
+    edge = config.photo_pixels
+    return image_load(
+        data, name=name, draft=(edge, edge), max_pixels=(config.photo_max_pixels, "SEARCH_PHOTO_MAX_PIXELS")
+    ).image
 
 
 def photo_bytes(*, key: str) -> bytes | None:
@@ -88,4 +102,4 @@ def _prune_now_and_then() -> None:
         photos_prune()
 
 
-__all__ = ["PhotoGone", "photo_bytes", "photo_image", "photo_kept", "photo_save", "photos_prune"]
+__all__ = ["PhotoGone", "photo_bytes", "photo_image", "photo_kept", "photo_load", "photo_save", "photos_prune"]

@@ -18,7 +18,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from catalog.images import image_load
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexTransientError, IndexUnavailableError
 from search.selectors import product_search
@@ -29,6 +28,7 @@ from search.services import (
     clicks_export,
     export_columns,
     iter_encoded,
+    photo_load,
     search_event_log,
     write_export,
 )
@@ -162,12 +162,12 @@ class ImageSearchApi(APIView):
         upload = params.validated_data["image"]
         upload.seek(0)
         try:
-            checked = image_load(upload.read(), name=upload.name or "image")
+            image = photo_load(data=upload.read(), name=upload.name or "image")
         except ValidationError as exc:
             return Response({"image": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
         kwargs = params.search_kwargs()
         kwargs.pop("query")
-        return _search_response(request, channel="photo_api", image=checked.image, **kwargs)
+        return _search_response(request, channel="photo_api", image=image, **kwargs)
 
 
 class ClickApi(APIView):

@@ -252,6 +252,42 @@ def test_a_photo_search_keeps_its_photo_through_filters_and_says_what_it_is_for(
     page.close()
 
 
+def test_a_phones_20_mp_photo_is_scaled_down_in_the_browser_and_refused_without_javascript(browser, live_server, shop):
+    """A shopper's photo over SEARCH_PHOTO_MAX_PIXELS (16 MP) is refused from its header; the
+    storefront scales it down before sending, so a phone's photo still searches (issue 29)."""
+    from PIL import Image, ImageDraw
+
+    from tests.shop_fixtures import png
+
+    photo = Image.new("RGB", (5000, 4000), (200, 30, 30))
+    ImageDraw.Draw(photo).ellipse((1000, 800, 4000, 3200), fill=(240, 240, 240))
+    upload = {"name": "IMG_0001.png", "mimeType": "image/png", "buffer": png(photo)}
+
+    page = browser.new_page(viewport={"width": 375, "height": 812})
+    page.goto(live_server.url + "/?category=mugs")
+    sent = []
+    page.on(
+        "request",
+        lambda request: sent.append(len(request.post_data_buffer or b"")) if request.method == "POST" else None,
+    )
+    page.locator("input[name=image]").set_input_files(upload)
+    page.get_by_role("button", name="Find similar").click()  # at once: it waits for the scaling
+    page.wait_for_url("**photo=**")
+    assert page.locator("#search-status").inner_text() == "3 products like your photo"
+    assert page.get_by_role("img", name="Your photo").is_visible()
+    assert sent and max(sent) < 200_000, sent  # a JPEG of 1024 px, not the 20 MP original
+    page.close()
+
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server.url + "/?category=mugs")
+    page.locator("input[name=image]").set_input_files(upload)
+    page.get_by_role("button", name="Find similar").click()
+    page.wait_for_load_state()
+    assert "5000x4000 pixels is over the limit of 16,000,000" in page.locator("body").inner_text()
+    context.close()
+
+
 def test_a_photo_search_works_with_javascript_off(browser, live_server, shop, concept):
     from tests.shop_fixtures import png
 

@@ -13,7 +13,7 @@ from django.template.defaultfilters import filesizeformat
 
 from catalog.config import catalog_config
 from catalog.fetching import FetchBudget, image_download
-from catalog.images import image_load
+from catalog.images import CHECK_ONLY, image_load
 from catalog.models import Product
 
 from .reading import COLUMNS, ImportRow
@@ -133,7 +133,7 @@ def row_build(
         raise ValidationError("image: the path or URL contains a NUL character.")
     if isinstance(image_value, str) and image_value.strip():
         raw, image_name = images.fetch(image_value)
-        checked = image_load(raw, name=f"image {image_value.strip()!r}")
+        checked = image_load(raw, name=f"image {image_value.strip()!r}", draft=CHECK_ONLY)
         # An unchanged image (same bytes, same content-hash name) is not copied again.
         if not checked.is_stored_as(product.image.name if product.image else ""):
             image_bytes = raw
