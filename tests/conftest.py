@@ -20,7 +20,7 @@ from search.selectors.lexicon import lexicon_forget
 logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
 
 # The concept-encoder shop (tests/shop_fixtures.py) serves the search, API and browser tests.
-pytest_plugins = ["tests.shop_fixtures", "tests.search.insights_log", "tests.stack_database"]
+pytest_plugins = ["tests.shop_fixtures", "tests.search.insights_log", "tests.stack_database", "tests.stack_redis"]
 
 
 @pytest.fixture(scope="session")
