@@ -66,26 +66,71 @@ class Enqueued:
     error: str = ""
 
 
+# After a send the broker did not take, sends are skipped this long (seconds): with Redis down
+# each one costs seconds (redis-py's reconnection tries), and every admin save would wait them out.
+BROKER_REST_SECONDS = 30
+
+
+class _BrokerState:
+    """When this process last failed to reach the broker, so that an outage costs one wait."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.down_until = 0.0
+        self.reason = ""
+
+    def resting(self) -> str:
+        """Why sends are skipped now, or "" when they may be tried."""
+        with self.lock:
+            return self.reason if time.monotonic() < self.down_until else ""
+
+    def failed(self, reason: str) -> bool:
+        """Note a failed send; True when it starts an outage (the first to log it)."""
+        with self.lock:
+            fresh = time.monotonic() >= self.down_until
+            self.down_until, self.reason = time.monotonic() + BROKER_REST_SECONDS, reason
+            return fresh
+
+    def answered(self) -> None:
+        with self.lock:
+            self.down_until, self.reason = 0.0, ""
+
+
+broker_state = _BrokerState()
+
+
 def products_enqueue(*, product_ids: Sequence[int], batch_size: int | None = None) -> Enqueued:
     """Send embedding tasks for these ids in batches, and note on the rows when (the sweep does
     not send them again while that message may still arrive).
 
     A broker outage is logged, not raised: the rows stay pending and the periodic sweep
-    sends them again, so a save never fails because the queue is down.
+    sends them again, so a save never fails because the queue is down. After a send fails,
+    this process skips sending for BROKER_REST_SECONDS, so only one save waits on a broker
+    that does not answer.
     """
     ids = sorted({int(pk) for pk in product_ids if pk is not None})
     size = batch_size or search_config().index_batch_size
     result = Enqueued()
     for batch in _batches(ids, size):
+        if resting := broker_state.resting():
+            result.unsent += len(batch)
+            result.error = result.error or f"the broker did not answer moments ago ({resting})"
+            continue
         try:
             embed_products_task.apply_async(args=[batch], retry=False)
         except Exception as exc:  # kombu raises many types; all mean "not queued now"
-            logger.error(
-                "Could not queue indexing of %d products (%s); they stay pending and the sweep retries", len(batch), exc
-            )
+            if broker_state.failed(str(exc)):
+                logger.error(
+                    "Could not queue indexing of %d products (%s); they stay pending and the sweep retries; "
+                    "no sends are tried for %d s",
+                    len(batch),
+                    exc,
+                    BROKER_REST_SECONDS,
+                )
             result.unsent += len(batch)
             result.error = result.error or str(exc)
             continue
+        broker_state.answered()
         result.sent += 1
         if not settings.CELERY_TASK_ALWAYS_EAGER:
             Product.objects.filter(pk__in=batch).update(index_queued_at=timezone.now())

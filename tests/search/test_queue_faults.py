@@ -3,6 +3,8 @@ rows, the sweep sends nothing twice, a broker outage is said as such (issue 13).
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +83,40 @@ def test_a_store_of_another_vector_size_is_recorded_on_the_rows(make_product, en
     product.refresh_from_db()
     assert product.index_status == IndexStatus.FAILED
     assert "index_products --all --recreate" in product.index_error
+
+
+SAVES = r"""
+import json, time
+import django
+django.setup()
+from catalog.models import Product
+from catalog.services import product_create
+took = []
+for n in range(4):
+    started = time.monotonic()
+    product_create(sku=f"R-{n}", title=f"Red mug {n}", price=3)
+    took.append(time.monotonic() - started)
+print(json.dumps({"took": took, "statuses": sorted(set(Product.objects.values_list("index_status", flat=True)))}))
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_broker_down_only_one_save_waits_for_it_and_every_row_stays_pending(tmp_path, stack_database):
+    from tests.stack_redis import free_port
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+        "DATABASE_URL": stack_database.url,
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",  # nothing listens there
+        "QDRANT_PATH": str(tmp_path / "qdrant"),
+        "SEARCH_EMBEDDING_MODEL": "test/none",
+    }
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
+    done = subprocess.run([sys.executable, "-c", SAVES], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["statuses"] == ["pending"]
+    assert all(seconds < 0.5 for seconds in got["took"][1:]), got  # the first found the broker down
+    assert done.stderr.count("Could not queue indexing") == 1, done.stderr
