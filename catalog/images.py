@@ -54,7 +54,7 @@ def image_load(
     draft: (width, height) the caller needs at least; the image comes back scaled down by a
     whole factor as far as that allows, at most by 4. A JPEG is decoded so (libjpeg's DCT
     scaling: a 1000 px photo needed at 224 px decodes at 250 px, several times faster); any other
-    format is decoded whole and reduced at once, before any copy is made. At 1/8 libjpeg keeps
+    format is decoded whole and reduced at once to no less than twice that, before any copy. At 1/8 libjpeg keeps
     only each block's average and its colour planes come out blocky: a tiny model's embeddings
     moved by 0.2% there, and by under 0.01% at 1/4. Every byte is still read, so a truncated
     file still fails.
@@ -110,8 +110,10 @@ def _decoded(probe: Image.Image, draft: tuple[int, int] | None) -> Image.Image:
         probe.draft("RGB", (max(draft[0], -(-width // DRAFT_MOST)), max(draft[1], -(-height // DRAFT_MOST))))
     probe.load()  # decodes every pixel: truncated files fail here
     image = probe
-    if draft is not None:
-        factor = min(DRAFT_MOST, image.size[0] // max(1, draft[0]), image.size[1] // max(1, draft[1]))
+    if draft is not None and image.size == (width, height):  # not drafted: reduce what was decoded
+        # to at least twice the size asked for: a box filter that far keeps the model's own
+        # resize all but exact (a tiny model's image embeddings within 0.1%)
+        factor = min(DRAFT_MOST, width // max(1, 2 * draft[0]), height // max(1, 2 * draft[1]))
         if factor >= 2:
             image = image.reduce(factor)
     orientation = image.getexif().get(ExifTags.Base.Orientation, 1)

@@ -161,8 +161,9 @@ def test_admin_saves_imports_searches_and_clicks_all_succeed_under_concurrent_sh
             if status >= 400:
                 failures.append(f"{what}: HTTP {status}")
 
-    def call(what: str, url: str, data: bytes | None = None) -> bytes:
-        request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    def call(what: str, url: str, data: bytes | None = None, session: str = "") -> bytes:
+        headers = {"Content-Type": "application/json", **({"X-Session-Id": session} if session else {})}
+        request = urllib.request.Request(url, data=data, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 record(what, response.status)
@@ -181,13 +182,15 @@ def test_admin_saves_imports_searches_and_clicks_all_succeed_under_concurrent_sh
                 call(f"search {query!r}", f"{base}/?q={urllib.parse.quote(query)}")
                 continue
             found = json.loads(
-                call(f"api search {query!r}", f"{base}/api/search?q={urllib.parse.quote(query)}") or b"{}"
+                call(f"api search {query!r}", f"{base}/api/search?q={urllib.parse.quote(query)}", session=f"s{number}")
+                or b"{}"
             )
             if len(found.get("results", [])) > 1:
                 call(
                     f"click {query!r}",
                     f"{base}/api/clicks",
                     json.dumps({"search_id": found["search_id"], "product_id": found["results"][1]["id"]}).encode(),
+                    session=f"s{number}",
                 )
 
     def merchandiser(number: int) -> None:

@@ -341,7 +341,7 @@ def click_log(
 ) -> ClickOutcome:
     """Record a click on a product shown by a search; a repeat of the same click is kept once.
     It counts only from the session that ran the search (`session_key`, compared by its keyed
-    hash: none for a search run without one) and within SEARCH_CLICK_WINDOW_SECONDS of it: the
+    hash; a search run without one takes no clicks) and within SEARCH_CLICK_WINDOW_SECONDS of it: the
     click log is what fine-tuning learns from, and search ids are in every results page."""
     event = _clicked_search(search_id, session_key)
     product = (
@@ -386,6 +386,13 @@ def _clicked_search(search_id: str, session_key: str | None) -> SearchEvent:
         event = None
     if event is None:
         raise ClickError("search_id", "No search with this id.")
+    if not event.session_hash:
+        raise ClickError(
+            "search_id",
+            "This search was made without a session, so no click can be counted for it: "
+            "send X-Session-Id with the search and the same with its clicks.",
+            status=403,
+        )
     if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
         raise ClickError(
             "search_id", "This search was run in another session; only its own session's clicks count.", status=403

@@ -47,6 +47,7 @@ from .serializers import (
     search_result_data,
 )
 from .throttling import ClickThrottle, PhotoThrottle, SearchThrottle, SuggestThrottle
+from .visits import known_visit
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +91,8 @@ def _client_session(request: Request) -> str | None:
 
 def _click_session(request: Request) -> str | None:
     """The session a click comes from: the API client's X-Session-Id, else the storefront's
-    session cookie (the beacon sends it)."""
-    return _client_session(request) or request._request.session.session_key or None
+    visit cookie (the beacon sends it)."""
+    return _client_session(request) or known_visit(request._request)
 
 
 def _search_response(request: Request, *, channel: str, **search_kwargs) -> Response:

@@ -34,6 +34,7 @@ from search.services.events import TYPING
 
 from .serializers import StorefrontParamsSerializer
 from .throttling import throttle_wait, too_many
+from .visits import known_visit, visit_id
 
 logger = logging.getLogger(__name__)
 UNAVAILABLE = "Search is unavailable right now: the embedding model could not be loaded."
@@ -288,10 +289,8 @@ def _back(request: HttpRequest) -> str:
 
 
 def _session_key(request: HttpRequest) -> str:
-    """The visit's session key (created on first search); only its keyed hash is stored."""
-    if not request.session.session_key:
-        request.session.save()
-    return request.session.session_key
+    """The visit's id (made on first search, kept in its own cookie); only its keyed hash is stored."""
+    return visit_id(request)
 
 
 def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
@@ -299,7 +298,7 @@ def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
     if throttle_wait(request, "clicks") is not None:
         return redirect("search:product", pk=pk)  # the shopper still gets the product, unrecorded
     try:
-        click_log(search_id=str(search_id), product_id=pk, session_key=request.session.session_key)
+        click_log(search_id=str(search_id), product_id=pk, session_key=known_visit(request))
     except ClickError as exc:
         logger.info("Click not recorded: %s", exc)
     response = redirect("search:product", pk=pk)

@@ -11,8 +11,10 @@ from django.utils import timezone
 
 from catalog.models import Product
 from search.models import SearchEvent, SearchImpression
-from search.services.events import click_log
+from search.services.events import click_log, session_pseudonym
 
+# the visit that ran the logged searches (clicks count only for their own session's searches)
+SESSION = "insights-visit"
 NOW = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
 
 
@@ -36,10 +38,11 @@ def search_logged(
         strategy="normalized",
         result_count=results,
         day=timezone.localdate(),
+        session_hash=session_pseudonym(SESSION),
     )
     for product, position in clicks:
         SearchImpression.objects.create(search=event, product=product, product_sku=product.sku, position=position)
-        click_log(search_id=str(event.pk), product_id=product.pk)
+        click_log(search_id=str(event.pk), product_id=product.pk, session_key=SESSION)
     when = NOW - timedelta(days=days_ago)
     SearchEvent.objects.filter(pk=event.pk).update(created_at=when, day=timezone.localdate(when))
     return event

@@ -7,6 +7,7 @@ import hmac
 
 import pytest
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import DatabaseError
 
@@ -29,17 +30,35 @@ def test_a_storefront_search_is_recorded_with_what_it_showed(client, shop):
     assert all(i.score is not None for i in impressions)
 
 
+@pytest.fixture(autouse=True)
+def api_session(client):
+    """The API client names its shopper's session: clicks count only for a session's own searches."""
+    client.defaults["HTTP_X_SESSION_ID"] = "shopper-1"
+
+
+def test_a_search_made_without_a_session_takes_no_clicks(client, shop):
+    del client.defaults["HTTP_X_SESSION_ID"]
+    body = client.get("/api/search", {"q": "red mug"}).json()
+    event, first = body["search_id"], body["results"][0]["id"]
+    response = client.post("/api/clicks", {"search_id": event, "product_id": first}, content_type="application/json")
+    assert response.status_code == 403
+    assert "send X-Session-Id with the search" in response.json()["search_id"][0]
+    assert client.get(f"/r/{event}/{first}/").status_code == 302  # the shopper still gets the product
+    assert not Click.objects.exists()
+
+
 def test_sessions_are_stored_only_as_a_keyed_hash(client, shop):
     client.get("/", {"q": "mug"})
     client.get("/", {"q": "vase"}, HTTP_HX_REQUEST="true")
 
     first, second = SearchEvent.objects.order_by("created_at")
-    session_key = client.session.session_key
+    session_key = client.cookies["visit"].value  # the visit's own cookie: no session row is written
     expected = hmac.new(settings.SECRET_KEY.encode(), session_key.encode(), hashlib.sha256).hexdigest()
     assert first.session_hash == second.session_hash == expected
     assert second.channel == "htmx"
     stored = [str(v) for row in SearchEvent.objects.values() for v in row.values()]
     assert not any(session_key in v or "127.0.0.1" in v for v in stored)
+    assert not Session.objects.exists()
 
 
 def test_api_and_photo_searches_are_recorded_and_return_their_id(client, shop, concept):
@@ -226,6 +245,7 @@ def test_what_is_queued_at_exit_is_written_however_much(shop, settings, slow_log
 
 @pytest.mark.django_db(transaction=True)
 def test_only_the_search_a_shopper_settles_on_is_logged_not_the_prefixes(client, shop, settings):
+    client.defaults.pop("HTTP_X_SESSION_ID")  # the storefront: its visit cookie is the session
     import time
 
     from search.services.events import search_log_flush

@@ -28,6 +28,7 @@ def click(client, search_id, product_id):
 @pytest.fixture
 def log(client, shop, concept):
     """Two text searches with clicks, one without, one photo search with a click."""
+    client.defaults["HTTP_X_SESSION_ID"] = "shopper-1"  # clicks count for their session's searches
     red = client.get("/api/search", {"q": "red mug", "page_size": 5}).json()
     click(client, red["search_id"], red["results"][2]["id"])  # position 3: 1 and 2 were skipped
     click(client, red["search_id"], red["results"][3]["id"])  # position 4: 1 and 2 again (3 was clicked)

@@ -16,7 +16,7 @@ from django.utils import timezone
 from search.models import SearchEvent
 from search.selectors.insights import Period, product_queries, query_table, summary
 from search.services.events import click_log
-from tests.search.insights_log import NOW, search_logged
+from tests.search.insights_log import NOW, SESSION, search_logged
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +143,7 @@ def test_a_repeated_click_counts_once_on_its_search(insights_log):
     event = SearchEvent.objects.filter(query="red mug", click_count=2).get()
     product = insights_log["mug"]
     SearchEvent.objects.filter(pk=event.pk).update(created_at=timezone.now())  # the repeat comes within the window
-    assert click_log(search_id=str(event.pk), product_id=product.pk).created is False
+    assert click_log(search_id=str(event.pk), product_id=product.pk, session_key=SESSION).created is False
     event.refresh_from_db()
     assert (event.click_count, event.click_position_sum) == (2, 4)  # positions 1 and 3, once each
 

@@ -231,6 +231,7 @@ def test_a_synonym_lets_the_keyword_leg_find_the_words_the_catalog_uses(live):
 
 def test_a_search_logs_its_rules_and_the_placed_products_are_no_training_negatives(client, live):
     pin = rule("pin", product="blue-vase", position=1)
+    client.defaults["HTTP_X_SESSION_ID"] = "shopper-1"  # clicks count for their session's searches
     body = client.get("/api/search", {"q": "red mug"}).json()
     assert body["results"][0]["sku"] == "blue-vase"
     assert "placement" not in body["results"][0] and "pinned" not in str(body)  # shoppers see only the result
