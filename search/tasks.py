@@ -17,12 +17,14 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import close_old_connections
 from django.db.models import Q
 from django.utils import timezone
 from qdrant_client.http.exceptions import ResponseHandlingException
 
 from catalog.models import Product
+from catalog.outages import outage_reason
 from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
@@ -141,6 +143,7 @@ def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
     """Queue products left pending longer than the grace period and not queued since the
     broker would have redelivered a lost message; returns how many."""
     grace = search_config().sweep_grace_seconds if grace_seconds is None else grace_seconds
+    sessions_prune_now_and_then()
     started = timezone.now()
     # a changed model: flag what its store lacks, or serve it once the workers have filled it
     model_switch_advance()
@@ -160,6 +163,17 @@ def products_sweep_pending(*, grace_seconds: int | None = None) -> int:
 
 
 _embedded_sweeper: threading.Thread | None = None
+# Expired sessions (staff sign-ins; shoppers have none) are deleted this often by the sweep.
+SESSION_PRUNE_SECONDS = 3600
+_sessions_pruned = -1e9
+
+
+def sessions_prune_now_and_then() -> None:
+    """Delete expired sessions once an hour: Django leaves them to a `clearsessions` nobody runs."""
+    global _sessions_pruned
+    if time.monotonic() - _sessions_pruned >= SESSION_PRUNE_SECONDS:
+        _sessions_pruned = time.monotonic()
+        SessionStore.clear_expired()
 
 
 def embedded_sweeper_start() -> threading.Thread | None:
@@ -182,6 +196,7 @@ def embedded_sweeper_start() -> threading.Thread | None:
 def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
     """One pass of the embedded server's sweep: rebuild a missing index from the database, then
     index products pending for longer than `settle_seconds`, here; returns how many."""
+    sessions_prune_now_and_then()
     products_reindex_if_index_missing()
     model_switch_advance()  # a changed model: flag what its store lacks
     cutoff = timezone.now() - timedelta(seconds=settle_seconds)
@@ -217,8 +232,12 @@ def sweep_pass(interval: float, *, last: list[str] | None = None) -> None:
         if str(exc) not in last:
             logger.warning("The embedded sweep cannot index (it tries again every %g s): %s", interval, exc)
             last[:] = [str(exc)]
-    except Exception:  # the thread must outlive a bad batch; the log says what happened
-        logger.exception("The embedded sweep failed; it tries again in %s s", interval)
+    except Exception as exc:  # the thread must outlive a bad batch; the log says what happened
+        if (reason := outage_reason(exc)) is None:
+            logger.exception("The embedded sweep failed; it tries again in %s s", interval)
+        elif reason not in last:  # a held or full database: said once, tried again
+            logger.warning("The embedded sweep waits for the database (every %g s): %s", interval, reason)
+            last[:] = [reason]
     finally:
         close_old_connections()
 

@@ -105,6 +105,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "search.web.visits.VisitMiddleware",
+    # last: its process_exception turns a database or disk that cannot take a write into a 503
+    "shop_search.outages.OutageMiddleware",
 ]
 
 ROOT_URLCONF = "shop_search.urls"
@@ -145,8 +147,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
-            # how long a writer waits for the lock before "database is locked"
-            "timeout": 20,
+            # how long a writer waits for the lock before "database is locked" (then the write
+            # answers 503 and the search log waits: catalog/outages.py)
+            "timeout": env_seconds("SQLITE_BUSY_SECONDS", 20),
             # A transaction that reads and then writes (an admin save) cannot upgrade its read lock
             # while another connection writes, and SQLite fails it at once, whatever the timeout.
             # IMMEDIATE takes the write lock at BEGIN, where the timeout above does wait for it.

@@ -1,11 +1,19 @@
 """WSGI entry point."""
 
+import faulthandler
 import os
 
 from django.core.wsgi import get_wsgi_application
 
+# a fatal signal (SIGBUS, SIGSEGV) leaves the thread's traceback in the log, not silence
+faulthandler.enable()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop_search.settings")
 application = get_wsgi_application()
+
+# SQLite's WAL files stay while the server runs, so that a full disk stops writes, not reads.
+from shop_search.outages import sqlite_files_keep  # noqa: E402
+
+sqlite_files_keep()
 
 # Shoppers' queries are encoded one at a time, in request threads: one torch thread each
 # keeps a busy machine from multiplying their cost (SEARCH_SERVE_TORCH_THREADS).

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import Product
+from catalog.outages import outage_reason
 from search.models import Click, SearchEvent, SearchImpression
 from search.retrieval.config import search_config
 from search.selectors import SearchFilters, SearchResult, query_normalize
@@ -148,21 +149,66 @@ def search_event_log(
     return True
 
 
+class _Outage(Exception):
+    """The database cannot take the log now (catalog.outages): the message says why."""
+
+
+@dataclass(frozen=True)
+class QueuedClick:
+    """A click checked against its search, written by the log writer once the database is free."""
+
+    search_id: uuid.UUID
+    product_id: int
+    product_sku: str
+    position: int
+
+
+def _click_write(click: QueuedClick) -> None:
+    try:
+        with transaction.atomic():
+            Click.objects.create(
+                search_id=click.search_id,
+                product_id=click.product_id,
+                product_sku=click.product_sku,
+                position=click.position,
+            )
+            SearchEvent.objects.filter(pk=click.search_id).update(
+                click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + click.position
+            )
+    except IntegrityError:  # clicked twice, or its product deleted meanwhile: kept once, or not at all
+        pass
+    except DatabaseError as exc:
+        if (reason := outage_reason(exc)) is not None:
+            raise _Outage(reason) from exc
+        logger.exception("Could not record a click on search %s", click.search_id)
+
+
 class _SearchLogWriter:
     """One thread per process writing the search log in batches, off the request path.
 
     A batch is whatever queued while the last one was written (one transaction: under load
     that is fewer writes to fight merchandisers' saves for SQLite's one writer). A batch that
     fails is written search by search, so one bad row (a product deleted meanwhile) costs only
-    its own impressions' product link. What is queued when the process exits is written then."""
+    its own impressions' product link. What is queued when the process exits is written then.
+
+    A database that cannot take the write (held by another process, or its disk full:
+    catalog.outages) is waited out: the batch is kept and tried again with a growing pause, what
+    comes meanwhile is queued (clicks too, `put_click`), and nothing is dropped unless the queue
+    reaches MAX_HELD."""
 
     MAX_QUEUED = 10_000
+    MAX_HELD = 200_000  # searches and clicks held through an outage (a few hundred MB at most)
+    RETRY_PAUSES = (1, 2, 5, 10, 30)
 
     def __init__(self) -> None:
         self.queue: queue.Queue = queue.Queue()
         self.pending: dict[uuid.UUID, threading.Event] = {}
         # per visit, the search being typed: (queued item, when), written once it settles
         self.held: dict[str, tuple[tuple, float]] = {}
+        # what was queued and is not written yet, by search id (clicks on it are checked here)
+        self.unwritten: dict[uuid.UUID, tuple] = {}
+        self.outage = ""  # why the database cannot take the log now ("" when it can)
+        self.dropped = 0
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="search-log-writer", daemon=True)
         self.thread.start()
@@ -177,14 +223,18 @@ class _SearchLogWriter:
         with self.lock:
             earlier = self.held.pop(visit, None)
             if earlier is not None:
-                if typing == "continue":
-                    self.pending.pop(uuid.UUID(earlier[0][0].search_id), None)  # a prefix: dropped
+                if typing == "continue":  # a prefix: dropped
+                    self.pending.pop(uuid.UUID(earlier[0][0].search_id), None)
+                    self.unwritten.pop(uuid.UUID(earlier[0][0].search_id), None)
                 else:
                     self.queue.put(earlier[0])  # it settled: this is another search
             self.pending[uuid.UUID(search.search_id)] = threading.Event()
+            self.unwritten[uuid.UUID(search.search_id)] = item
             if typing is not None and visit:
                 self.held[visit] = (item, time.monotonic())
                 return True
+        if self.outage:
+            return self._hold(item)
         if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
             _write_searches([_search_rows(*item)])
             with self.lock:
@@ -194,6 +244,29 @@ class _SearchLogWriter:
             return True
         self.queue.put(item)
         return True
+
+    def put_click(self, click: QueuedClick) -> bool:
+        """Queue a click checked against its search, to be written once the database is free."""
+        return self._hold(click)
+
+    def _hold(self, item) -> bool:
+        if self.queue.qsize() >= self.MAX_HELD:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.error(
+                    "The search log holds %d items through an outage (%s); %d dropped",
+                    self.MAX_HELD,
+                    self.outage,
+                    self.dropped,
+                )
+            return False
+        self.queue.put(item)
+        return True
+
+    def unwritten_search(self, search_id: uuid.UUID) -> tuple | None:
+        """(LoggedSearch, channel, session_key) of a search queued and not written yet."""
+        with self.lock:
+            return self.unwritten.get(search_id)
 
     def settle(self, *, search_id: uuid.UUID | None = None, now: float | None = None) -> None:
         """Queue the held searches that settled: quiet for SEARCH_SETTLE_SECONDS, the one with
@@ -219,7 +292,11 @@ class _SearchLogWriter:
         if settle:
             self.settle(now=float("inf"))
         while batch := self._drain(block=False):
-            self._write(batch)
+            try:
+                self._write(batch)
+            except _Outage as outage:
+                logger.error("%d searches and clicks could not be written: %s", len(batch) + self.queue.qsize(), outage)
+                return
 
     def _drain(self, *, block: bool) -> list:
         batch = []
@@ -233,44 +310,74 @@ class _SearchLogWriter:
         return batch
 
     def _run(self) -> None:
+        batch: list = []
+        failures = 0
         while True:
             self.settle()
-            batch = self._drain(block=True)
+            batch = batch or self._drain(block=True)
             if not batch:
                 continue
             try:
                 self._write(batch)
+            except _Outage as outage:  # kept: tried again after a pause
+                if not self.outage:
+                    logger.warning("The search log waits for the database: %s (%d queued)", outage, len(batch))
+                self.outage = str(outage)
+                time.sleep(self.RETRY_PAUSES[min(failures, len(self.RETRY_PAUSES) - 1)])
+                failures += 1
+                connection.close()
+                continue
             except Exception:  # never let the writer die: log and go on
                 logger.exception("The search log writer failed a batch of %d", len(batch))
+            if self.outage:
+                logger.warning("The search log is written again (%s is over)", self.outage)
+                self.outage, failures = "", 0
+            batch = []
             if self.queue.empty():
                 connection.close()  # idle: hold no connection (PostgreSQL counts them)
 
     def _write(self, queued: list) -> None:
+        """Write a batch: its searches in one transaction, then its clicks.
+
+        Raises:
+            _Outage: the database cannot take it now; nothing of the batch is lost or marked done.
+        """
+        searches = [item for item in queued if not isinstance(item, QueuedClick)]
         batch = []
-        try:
-            for search, channel, session_key in queued:
-                try:
-                    batch.append(_search_rows(search, channel, session_key))
-                except Exception:
-                    logger.exception("Could not record search %s", search.search_id)
+        for search, channel, session_key in searches:
             try:
-                _write_searches(batch)
+                batch.append(_search_rows(search, channel, session_key))
             except Exception:
-                connection.close()  # a broken connection is reopened by the next query
-                for rows in batch:
-                    self._write_one(rows)
-        finally:
-            with self.lock:
-                for search, _, _ in queued:
-                    written = self.pending.pop(uuid.UUID(search.search_id), None)
-                    if written is not None:
-                        written.set()
+                logger.exception("Could not record search %s", search.search_id)
+        try:
+            _write_searches(batch)
+        except Exception as exc:
+            connection.close()  # a broken connection is reopened by the next query
+            if (reason := outage_reason(exc)) is not None:
+                raise _Outage(reason) from exc
+            for rows in batch:
+                self._write_one(rows)
+        with self.lock:
+            for search, _, _ in searches:
+                key = uuid.UUID(search.search_id)
+                self.unwritten.pop(key, None)
+                written = self.pending.pop(key, None)
+                if written is not None:
+                    written.set()
+        for click in (item for item in queued if isinstance(item, QueuedClick)):
+            _click_write(click)
 
     def _write_one(self, rows: tuple[SearchEvent, list[SearchImpression]]) -> None:
         event, impressions = rows
         try:
             _write_searches([rows])
-        except IntegrityError:  # a product deleted since it was shown: keep the row, not the link
+        except DatabaseError as exc:
+            if (reason := outage_reason(exc)) is not None:
+                raise _Outage(reason) from exc
+            if not isinstance(exc, IntegrityError):
+                logger.exception("Could not record search %s", event.id)
+                return
+            # a product deleted since it was shown: keep the row, not the link
             existing = set(
                 Product.objects.filter(pk__in=[i.product_id for i in impressions]).values_list("pk", flat=True)
             )
@@ -327,8 +434,14 @@ class ClickError(ValueError):
 
 @dataclass(frozen=True)
 class ClickOutcome:
-    click: Click
+    click: Click | None  # None while it is queued
     created: bool
+    queued: bool = False  # written once the database is free
+    position: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.position is None and self.click is not None:
+            object.__setattr__(self, "position", self.click.position)
 
 
 def click_log(
@@ -341,25 +454,34 @@ def click_log(
 ) -> ClickOutcome:
     """Record a click on a product shown by a search; a repeat of the same click is kept once.
     It counts only from the session that ran the search (`session_key`, compared by its keyed
-    hash; a search run without one takes no clicks) and within SEARCH_CLICK_WINDOW_SECONDS of it: the
-    click log is what fine-tuning learns from, and search ids are in every results page."""
-    event = _clicked_search(search_id, session_key)
-    product = (
-        Product.objects.filter(pk=product_id).first()
-        if product_id is not None
-        else Product.objects.filter(sku=sku).first()
-        if sku
-        else None
-    )
-    if product is None:
-        raise ClickError("product_id" if product_id is not None else "sku", "No such product.")
-    shown = event.impressions.filter(product_sku=product.sku).values_list("position", flat=True).first()
-    if shown is None:
-        raise ClickError(
-            "product_id" if product_id is not None else "sku", "This product was not shown by that search.", status=409
+    hash; a search run without one takes no clicks) and within SEARCH_CLICK_WINDOW_SECONDS of it:
+    the click log is what fine-tuning learns from, and search ids are in every results page.
+
+    While the database cannot take writes (catalog.outages), a click checked against its search
+    (in the database, or still queued in this process's log writer) is queued with the log and
+    written when the database is free: its outcome says `queued`."""
+    field = "product_id" if product_id is not None else "sku"
+    writer = _writers.get(os.getpid())
+    held = _held_search(writer, search_id)
+    if held is not None:  # its search waits in the log writer for the database
+        search, _, held_session = held
+        _click_allowed(session_pseudonym(held_session) if held_session else "", timezone.now(), session_key)
+        product = _clicked_product(product_id, sku, field)
+        shown = next((pos for _, shown_sku, pos, _, _ in search.shown if shown_sku == product.sku), None)
+        return _queued(writer, search_id, product, _click_position(shown, position, field))
+    try:
+        event = _clicked_search(search_id, session_key)
+    except ClickError:  # not in the database: the writer may have found it busy meanwhile
+        if _held_search(writer, search_id) is None:
+            raise
+        return click_log(
+            search_id=search_id, product_id=product_id, sku=sku, position=position, session_key=session_key
         )
-    if position is not None and position != shown:
-        raise ClickError("position", f"The product was shown at position {shown}, not {position}.", status=409)
+    product = _clicked_product(product_id, sku, field)
+    shown = event.impressions.filter(product_sku=product.sku).values_list("position", flat=True).first()
+    shown = _click_position(shown, position, field)
+    if writer is not None and writer.outage:
+        return _queued(writer, search_id, product, shown)
     try:
         with transaction.atomic():
             click = Click.objects.create(search=event, product=product, product_sku=product.sku, position=shown)
@@ -370,6 +492,47 @@ def click_log(
         return ClickOutcome(click, True)
     except IntegrityError:
         return ClickOutcome(Click.objects.get(search=event, product_sku=product.sku), False)
+    except DatabaseError as exc:
+        if outage_reason(exc) is None:
+            raise
+        return _queued(_writer(), search_id, product, shown)
+
+
+def _held_search(writer: _SearchLogWriter | None, search_id: str) -> tuple | None:
+    if writer is None or not writer.outage:
+        return None
+    try:
+        return writer.unwritten_search(uuid.UUID(str(search_id)))
+    except ValueError:
+        return None
+
+
+def _clicked_product(product_id: int | None, sku: str | None, field: str) -> Product:
+    product = (
+        Product.objects.filter(pk=product_id).first()
+        if product_id is not None
+        else Product.objects.filter(sku=sku).first()
+        if sku
+        else None
+    )
+    if product is None:
+        raise ClickError(field, "No such product.")
+    return product
+
+
+def _click_position(shown: int | None, position: int | None, field: str) -> int:
+    if shown is None:
+        raise ClickError(field, "This product was not shown by that search.", status=409)
+    if position is not None and position != shown:
+        raise ClickError("position", f"The product was shown at position {shown}, not {position}.", status=409)
+    return shown
+
+
+def _queued(writer: _SearchLogWriter, search_id: str, product: Product, shown: int) -> ClickOutcome:
+    click = QueuedClick(uuid.UUID(str(search_id)), product.pk, product.sku, shown)
+    if not writer.put_click(click):
+        raise ClickError("search_id", "Clicks cannot be recorded right now; please try again later.", status=503)
+    return ClickOutcome(None, True, queued=True, position=shown)
 
 
 def _clicked_search(search_id: str, session_key: str | None) -> SearchEvent:
@@ -386,25 +549,31 @@ def _clicked_search(search_id: str, session_key: str | None) -> SearchEvent:
         event = None
     if event is None:
         raise ClickError("search_id", "No search with this id.")
-    if not event.session_hash:
+    _click_allowed(event.session_hash, event.created_at, session_key)
+    return event
+
+
+def _click_allowed(session_hash: str, created_at, session_key: str | None) -> None:
+    """Raise ClickError unless a click from this session may count for a search made by the
+    session with this hash at that time."""
+    if not session_hash:
         raise ClickError(
             "search_id",
             "This search was made without a session, so no click can be counted for it: "
             "send X-Session-Id with the search and the same with its clicks.",
             status=403,
         )
-    if not hmac.compare_digest(event.session_hash, session_pseudonym(session_key)):
+    if not hmac.compare_digest(session_hash, session_pseudonym(session_key)):
         raise ClickError(
             "search_id", "This search was run in another session; only its own session's clicks count.", status=403
         )
-    if timezone.now() - event.created_at > timedelta(seconds=search_config().click_window_seconds):
+    if timezone.now() - created_at > timedelta(seconds=search_config().click_window_seconds):
         raise ClickError(
             "search_id",
             f"This search is more than {search_config().click_window_seconds // 60} "
             "minutes old; its clicks no longer count.",
             status=403,
         )
-    return event
 
 
 def search_logs_prune(*, older_than_days: int, batch_size: int = 1000) -> int:

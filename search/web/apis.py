@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from search.retrieval.encoders import ModelUnavailableError
-from search.retrieval.vector_store import IndexTransientError, IndexUnavailableError
+from search.retrieval.vector_store import IndexStoreFullError, IndexTransientError, IndexUnavailableError
 from search.selectors import product_search
 from search.selectors.suggesting import query_suggest
 from search.services import (
@@ -70,7 +70,9 @@ def _unavailable(exc: Exception) -> Response:
         response["Retry-After"] = str(TRANSIENT_RETRY_AFTER)
         return response
     what = (
-        "the search index cannot be read"
+        "the server's disk has no room for the search index"
+        if isinstance(exc, IndexStoreFullError)
+        else "the search index cannot be read"
         if isinstance(exc, IndexUnavailableError)
         else "the embedding model could not be loaded"
     )
@@ -183,7 +185,8 @@ class ClickApi(APIView):
         responses={
             201: ClickResponseSerializer,
             200: ClickResponseSerializer,
-            **error_responses(400, 403, 404, 409, 413, 415, 429),
+            202: ClickResponseSerializer,
+            **error_responses(400, 403, 404, 409, 413, 415, 429, 503),
         },
         summary="Record a click on a result (a repeated click is kept once)",
     )
@@ -194,8 +197,12 @@ class ClickApi(APIView):
             outcome = click_log(**data.validated_data, session_key=_click_session(request))
         except ClickError as exc:
             return Response({exc.field: [str(exc)]}, status=exc.status)
+        if outcome.queued:  # the database is busy or full: written as soon as it is free
+            return Response(
+                {"recorded": True, "position": outcome.position, "queued": True}, status=status.HTTP_202_ACCEPTED
+            )
         return Response(
-            {"recorded": outcome.created, "position": outcome.click.position},
+            {"recorded": outcome.created, "position": outcome.position},
             status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK,
         )
 

@@ -182,6 +182,10 @@ CLICK_REQUEST = {
 class ClickResponseSerializer(serializers.Serializer):
     recorded = serializers.BooleanField(help_text="False when this click was already recorded (kept once).")
     position = serializers.IntegerField()
+    queued = serializers.BooleanField(
+        required=False,
+        help_text="True (with 202) while the database cannot take writes: the click is written once it can.",
+    )
 
 
 class ExportParamsSerializer(serializers.Serializer):

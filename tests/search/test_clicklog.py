@@ -306,3 +306,17 @@ def test_a_queued_search_keeps_what_the_log_writes_not_every_match(shop, setting
     event = SearchEvent.objects.get(pk=search_id)
     assert [i.product_sku for i in event.impressions.order_by("position")] == shown
     assert event.result_count == 5
+
+
+def test_the_sweep_deletes_expired_sessions(monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from search import tasks
+
+    Session.objects.create(session_key="old", session_data="", expire_date=timezone.now() - timedelta(days=1))
+    Session.objects.create(session_key="live", session_data="", expire_date=timezone.now() + timedelta(days=1))
+    monkeypatch.setattr(tasks, "_sessions_pruned", -1e9)
+    tasks.products_sweep_pending(grace_seconds=0)
+    assert list(Session.objects.values_list("session_key", flat=True)) == ["live"]

@@ -8,8 +8,11 @@ WouldBlock"), which `EdgeIndex` reports as `IndexBusyError` (re-exported here).
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +28,7 @@ from .types import (
     VECTOR_NAMES,
     Found,
     IndexBusyError,
+    IndexStoreFullError,
     IndexUnavailableError,
     Request,
     StoredPoint,
@@ -42,6 +46,42 @@ CONFIG_FILE = "edge_config.json"
 OWN_FILE = "shop_search.json"
 
 
+# Free disk the store must have beyond what its files hold. Its files are sparse (a new store's
+# are 270 MB long and hold under 1 MB) and the engine fills them through memory maps, where a full
+# disk is not an error but a SIGBUS that kills the server without a log line.
+ROOM_MARGIN = 64 * 2**20
+# How often the room is measured again (seconds): a walk over the store's files
+ROOM_LOOK_SECONDS = 5
+
+logger = logging.getLogger(__name__)
+
+
+def store_room_problem(path: Path) -> str:
+    """Why the store at `path` cannot safely grow on its disk, or "" when it can."""
+    length = held = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                stat = os.stat(os.path.join(root, name))
+            except OSError:
+                continue
+            length += stat.st_size
+            held += stat.st_blocks * 512
+    try:
+        free = shutil.disk_usage(path if path.exists() else path.parent).free
+    except OSError:
+        return ""
+    need = max(0, length - held) + ROOM_MARGIN
+    if free >= need:
+        return ""
+    mb = 2**20
+    return (
+        f"The vector index at {path} cannot grow: its files may fill {length // mb} MB and hold "
+        f"{held // mb} MB, and the disk has {free // mb} MB free ({need // mb} MB needed). Nothing was "
+        "written and the products stay pending: free space on that disk or move QDRANT_PATH."
+    )
+
+
 def _unreadable(path: Path, exc: BaseException) -> IndexUnavailableError:
     return IndexUnavailableError(f"The vector index at {path} cannot be read ({exc}). {REBUILD_ADVICE}")
 
@@ -55,6 +95,19 @@ class EdgeIndex(ProductIndex):
         self._dim: int | None = None
         # opening, creating and dropping the shard; queries and writes go straight to the engine
         self._lock = threading.RLock()
+        self._room_looked = -1e9
+        self._room_problem = ""
+
+    def _room(self) -> None:
+        """Refuse (IndexStoreFullError) where the disk has no room for the store's files to grow."""
+        now = time.monotonic()
+        if now - self._room_looked >= ROOM_LOOK_SECONDS:
+            problem = store_room_problem(self.path) if self.path.exists() else ""
+            if problem and not self._room_problem:
+                logger.error("%s", problem)
+            self._room_looked, self._room_problem = now, problem
+        if self._room_problem:
+            raise IndexStoreFullError(self._room_problem)
 
     def _open(self) -> qe.EdgeShard | None:
         """The shard, loaded on first use; None while no collection exists."""
@@ -62,6 +115,7 @@ class EdgeIndex(ProductIndex):
             return self._shard
         with self._lock:
             if self._shard is None and (self.path / CONFIG_FILE).is_file():
+                self._room()
                 try:
                     self._shard = qe.EdgeShard.load(str(self.path))
                 except Exception as exc:  # the binding raises plain Exception
@@ -98,9 +152,11 @@ class EdgeIndex(ProductIndex):
                 sparse_vectors={SPARSE_VECTOR: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
             )
             shard = qe.EdgeShard.create(str(self.path), config)
+            self._shard, self._dim = shard, dim
+            self._room_looked = -1e9  # its files are made: measure them
+            self._room()
             for key, schema in PAYLOAD_INDEXES.items():
                 shard.update(qe.UpdateOperation.create_field_index(key, SCHEMAS[schema]))
-            self._shard, self._dim = shard, dim
 
     def has_keywords(self) -> bool:
         try:
@@ -154,6 +210,7 @@ class EdgeIndex(ProductIndex):
         shard = self._open()
         if shard is None:
             raise RuntimeError("ensure_collection() before writing points")
+        self._room()
         shard.update(
             qe.UpdateOperation.upsert_points(
                 [
@@ -166,6 +223,7 @@ class EdgeIndex(ProductIndex):
     def _set_payload(self, point_id: int, payload: dict[str, Any], keywords: Sparse | None) -> None:
         shard = self._open()
         if shard is not None:
+            self._room()
             shard.update(qe.UpdateOperation.overwrite_payload([int(point_id)], payload))
             if keywords:
                 shard.update(

@@ -46,6 +46,11 @@ class IndexBusyError(IndexUnavailableError):
     pending for the process that holds it."""
 
 
+class IndexStoreFullError(IndexUnavailableError):
+    """The embedded store's disk has no room for its files to grow into: nothing is written (the
+    rows stay pending) and the message says how much room to make."""
+
+
 class IndexSchemaError(IndexUnavailableError):
     """The collection exists with vectors of another size than the model produces."""
 

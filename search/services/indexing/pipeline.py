@@ -31,7 +31,13 @@ from catalog.models import IndexStatus, Product
 from search.retrieval import providers
 from search.retrieval.config import search_config
 from search.retrieval.encoders import Encoder, ModelUnavailableError, image_array
-from search.retrieval.vector_store import IndexBusyError, IndexSchemaError, ProductIndex, ProductPoint
+from search.retrieval.vector_store import (
+    IndexBusyError,
+    IndexSchemaError,
+    IndexStoreFullError,
+    ProductIndex,
+    ProductPoint,
+)
 
 from .sources import IndexPlan, IndexReport, ProductSource, product_source
 from .states import payloads_rewrite, state_write, states_mark
@@ -60,6 +66,8 @@ def products_index(
             search_config().embedded_sweep_seconds,
         )
         return IndexReport(deferred=count)
+    except IndexStoreFullError:  # said in the log by the store, once: the rows wait for room
+        return IndexReport(deferred=len(set(product_ids)))
 
 
 def _products_index(

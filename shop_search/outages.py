@@ -1,0 +1,62 @@
+"""A write the database or disk cannot take now (catalog.outages) answers 503 with the reason and
+Retry-After instead of a 500: an admin save, a login, a photo search's upload. Nothing half-done
+is kept (the view's transaction is rolled back), and the page says to try again."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from catalog.outages import RETRY_AFTER, outage_reason
+
+logger = logging.getLogger(__name__)
+
+
+class OutageMiddleware:
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        reason = outage_reason(exception)
+        if reason is None:
+            return None
+        logger.warning("%s %s answered 503: %s (%s)", request.method, request.path, reason, exception)
+        message = (
+            f"This could not be saved right now: {reason}. Nothing was changed; "
+            f"please try again in {RETRY_AFTER} seconds."
+        )
+        if request.path.startswith("/api/"):
+            response: HttpResponse = JsonResponse({"detail": message}, status=503)
+        else:
+            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+        response["Retry-After"] = str(RETRY_AFTER)
+        return response
+
+
+_kept: list[sqlite3.Connection] = []
+
+
+def sqlite_files_keep() -> None:
+    """Hold one connection to the SQLite database open for the life of the server process.
+
+    SQLite deletes its WAL and shared-memory files when the last connection closes, and a
+    connection that opens with them gone must create them: on a full disk every new
+    connection then fails ("disk I/O error"), reads included, and each request opens one. While
+    this one stays open they stay, so shoppers read on a full disk and only writes wait."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.sqlite3" or _kept:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        keeper = sqlite3.connect(database["NAME"], check_same_thread=False)
+        keeper.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        _kept.append(keeper)
+
+
+__all__ = ["OutageMiddleware", "sqlite_files_keep"]
