@@ -155,9 +155,7 @@ class ProductAdmin(admin.ModelAdmin):
         self._may_import(request)
         job = get_object_or_404(ImportJob, pk=job_id)
         if request.method == "POST" and import_job_resume(job=job):
-            self.message_user(
-                request, "The import runs again: rows it wrote before are kept or updated.", messages.SUCCESS
-            )
+            self.message_user(request, "The import goes on after the last rows it wrote.", messages.SUCCESS)
             return redirect(request.path)
         running = job.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING) and not job.stalled
         context = {

@@ -11,3 +11,11 @@ def import_job_task(job_id: int) -> str:
     from catalog.services.import_jobs import import_job_run
 
     return import_job_run(job_id=job_id).status
+
+
+@shared_task
+def import_jobs_resume_task() -> int:
+    """Resume the admin imports whose worker died (beat sends this every 30 s)."""
+    from catalog.services.import_jobs import import_jobs_resume_stalled
+
+    return import_jobs_resume_stalled()

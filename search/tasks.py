@@ -25,6 +25,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 
 from catalog.models import Product
 from catalog.outages import outage_reason
+from catalog.services import import_jobs_resume_stalled
 from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
@@ -197,6 +198,7 @@ def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
     """One pass of the embedded server's sweep: rebuild a missing index from the database, then
     index products pending for longer than `settle_seconds`, here; returns how many."""
     sessions_prune_now_and_then()
+    import_jobs_resume_stalled()  # an admin import whose server died goes on
     products_reindex_if_index_missing()
     model_switch_advance()  # a changed model: flag what its store lacks
     cutoff = timezone.now() - timedelta(seconds=settle_seconds)

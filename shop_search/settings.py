@@ -259,8 +259,9 @@ env_retired(
 # this long for all its downloads, and only public addresses are fetched unless this is on.
 CATALOG_IMAGE_FETCH_SECONDS = env_seconds("CATALOG_IMAGE_FETCH_SECONDS", 20)
 CATALOG_IMPORT_FETCH_BUDGET_SECONDS = env_seconds("CATALOG_IMPORT_FETCH_BUDGET_SECONDS", 600)
-# An admin import silent this long (no chunk written) has stopped: its page offers to run it again.
-CATALOG_IMPORT_STALL_SECONDS = env_int("CATALOG_IMPORT_STALL_SECONDS", 900)
+# An admin import that has not said it is alive for this long (it does every 10 s) lost its
+# process: the server's sweep (or beat, every 30 s) resumes it after its last written chunk.
+CATALOG_IMPORT_STALL_SECONDS = env_int("CATALOG_IMPORT_STALL_SECONDS", 45)
 CATALOG_IMAGE_URL_ALLOW_PRIVATE = env_bool("CATALOG_IMAGE_URL_ALLOW_PRIVATE", False)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -309,6 +310,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "search.tasks.sweep_pending_products_task",
         "schedule": env_seconds("SEARCH_SWEEP_INTERVAL", 300),
     },
+    "resume-interrupted-imports": {"task": "catalog.tasks.import_jobs_resume_task", "schedule": 30},
 }
 
 # --- search / ML ----------------------------------------------------------------------

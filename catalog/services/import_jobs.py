@@ -8,6 +8,8 @@ import logging
 import tempfile
 import threading
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,11 +22,14 @@ from django.utils import timezone
 from catalog.config import catalog_config
 from catalog.models import ImportJob
 
-from .importing import ImportFileError, catalog_import
+from .importing import ImportCheckpoint, ImportFileError, catalog_import
 
 logger = logging.getLogger(__name__)
 # rows written (and progress shown) at a time by a background import
 JOB_CHUNK_ROWS = 200
+# A running import says it is alive this often (seconds), whatever its chunk is doing: one silent
+# for CATALOG_IMPORT_STALL_SECONDS has lost its process.
+BEAT_SECONDS = 10
 
 
 def import_job_start(*, upload: UploadedFile, images: UploadedFile | None = None, user=None) -> ImportJob:
@@ -70,29 +75,89 @@ def _run_in_thread(job_id: int) -> None:
 
 
 def import_job_resume(*, job: ImportJob) -> bool:
-    """Run a stalled import again (its server or worker died): the rows it wrote are updated or
-    left unchanged, the rest imported. Returns False if the job is not stalled."""
+    """Run a stalled import again (its server or worker died): it goes on after the last chunk it
+    wrote. Returns False if the job is not stalled."""
     if not job.stalled:
         return False
     transaction.on_commit(lambda: _dispatch(job.pk))
     return True
 
 
+def import_jobs_resume_stalled() -> int:
+    """Resume every import whose process died (the sweep calls this): within a minute of a
+    server or worker running again, an interrupted import goes on by itself. Returns how many."""
+    stale = timezone.now() - timedelta(seconds=catalog_config().import_stall_seconds)
+    ids = list(
+        ImportJob.objects.filter(
+            Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale)
+            | Q(status=ImportJob.Status.QUEUED, created_at__lt=stale)
+        ).values_list("pk", flat=True)
+    )
+    for job_id in ids:
+        logger.warning("Import job %s was interrupted (its process stopped); it goes on now", job_id)
+        _dispatch(job_id)
+    return len(ids)
+
+
 def import_job_run(*, job_id: int) -> ImportJob:
     """Run a queued (or stalled) import and store its report on the job (done), or why it
-    stopped (failed). A second delivery of a job that is running does nothing."""
+    stopped (failed). A second delivery of a job that is running does nothing; a stalled one
+    goes on after the last chunk it wrote (its checkpoint, kept in `report` while it runs)."""
     now = timezone.now()
     stale = now - timedelta(seconds=catalog_config().import_stall_seconds)
     claimed = ImportJob.objects.filter(
         Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale), pk=job_id
-    ).update(status=ImportJob.Status.RUNNING, beat_at=now, rows_done=0)
+    ).update(status=ImportJob.Status.RUNNING, beat_at=now)
     job = ImportJob.objects.get(pk=job_id)
     if not claimed:
         return job  # done, or running elsewhere (a task delivered twice)
+    saved = (job.report or {}).get("checkpoint")
+    resume = ImportCheckpoint.from_dict(saved) if saved else None
+    if resume is None:
+        ImportJob.objects.filter(pk=job_id).update(rows_done=0)
 
     def progress(rows: int) -> None:
         ImportJob.objects.filter(pk=job_id).update(rows_done=F("rows_done") + rows, beat_at=timezone.now())
 
+    def checkpoint(point: ImportCheckpoint) -> None:
+        ImportJob.objects.filter(pk=job_id).update(report={"checkpoint": point.as_dict()})
+
+    with _beating(job_id):
+        job = _job_import(job, progress=progress, checkpoint=checkpoint, resume=resume)
+    job.finished_at = timezone.now()
+    job.rows_done = ImportJob.objects.values_list("rows_done", flat=True).get(pk=job_id)
+    job.save(update_fields=["status", "error", "report", "finished_at", "rows_done"])
+    for stored in (job.upload, job.images):  # the report is kept; the uploads are not needed any more
+        if stored:
+            stored.delete(save=False)
+    ImportJob.objects.filter(pk=job_id).update(upload="", images="")
+    return job
+
+
+@contextmanager
+def _beating(job_id: int) -> Iterator[None]:
+    """Say every BEAT_SECONDS that the import is alive, from a thread of its own."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(BEAT_SECONDS):
+                ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.RUNNING).update(beat_at=timezone.now())
+        except Exception:  # a database that cannot take it now: the next beat tries again
+            logger.warning("Import job %s could not say it is alive", job_id, exc_info=True)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=beat, name=f"import-beat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+def _job_import(job: ImportJob, *, progress, checkpoint, resume: ImportCheckpoint | None) -> ImportJob:
     try:
         with tempfile.TemporaryDirectory(prefix="catalog-images-") as tmp:
             images_dir = None
@@ -107,6 +172,8 @@ def import_job_run(*, job_id: int) -> ImportJob:
                     images_dir=images_dir,
                     chunk_size=JOB_CHUNK_ROWS,
                     progress=progress,
+                    checkpoint=checkpoint,
+                    resume=resume,
                 )
         job.report = {
             "summary": report.summary(),
@@ -122,16 +189,9 @@ def import_job_run(*, job_id: int) -> ImportJob:
     except ImportFileError as exc:
         job.status, job.error = ImportJob.Status.FAILED, str(exc)
     except Exception as exc:  # the job's page says the import stopped; the log has the traceback
-        logger.exception("Import job %s stopped", job_id)
+        logger.exception("Import job %s stopped", job.pk)
         job.status, job.error = ImportJob.Status.FAILED, f"The import stopped: {str(exc)[:300]}"
-    job.finished_at = timezone.now()
-    job.rows_done = ImportJob.objects.values_list("rows_done", flat=True).get(pk=job_id)
-    job.save(update_fields=["status", "error", "report", "finished_at", "rows_done"])
-    for stored in (job.upload, job.images):  # the report is kept; the uploads are not needed any more
-        if stored:
-            stored.delete(save=False)
-    ImportJob.objects.filter(pk=job_id).update(upload="", images="")
     return job
 
 
-__all__ = ["import_job_resume", "import_job_run", "import_job_start"]
+__all__ = ["import_job_resume", "import_job_run", "import_job_start", "import_jobs_resume_stalled"]

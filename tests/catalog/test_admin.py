@@ -266,7 +266,11 @@ def test_an_import_whose_server_stopped_can_be_run_again(staff, settings):
     Product.objects.create(sku="R1", title="Red mug", price=3)  # the row it wrote before it stopped
     page = reverse("admin:catalog_product_import_job", args=[job.pk])
     body = staff.get(page).content.decode()
-    assert "This import stopped after 1 of about 2 rows" in body and 'http-equiv="refresh"' not in body
+    assert (
+        "This import was interrupted after 1 of about 2 rows" in body
+        and "by itself within a minute" in body
+        and 'http-equiv="refresh"' not in body
+    )
     # a second delivery of a live import would do nothing; this one is stalled: run it again
     staff.post(page)
     deadline = time.monotonic() + 60

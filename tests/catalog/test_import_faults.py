@@ -4,6 +4,11 @@ is accounted for, one bad row never takes good rows (or their image files) with 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import urllib.parse
 from decimal import Decimal
 from pathlib import Path
@@ -264,3 +269,73 @@ def test_a_quote_left_open_on_the_last_line_names_that_line(tmp_path):
         "line 3: a quote opened on this line is never closed, so nothing from it was imported. "
         "Close the quote (or double a quote inside a quoted cell)."
     ]
+
+
+RUN_JOB = r"""
+import sys
+import django
+django.setup()
+from django.core.files.base import ContentFile
+from catalog.models import ImportJob
+from catalog.services import import_job_run
+rows = "".join(f"K-{n},Mug number {n},{n % 50 + 1}\n" for n in range(2000))
+job = ImportJob(file_name="big.csv", rows_total=2000)
+job.upload.save("big.csv", ContentFile(("sku,title,price\n" + rows).encode()), save=False)
+job.save()
+print(job.pk, flush=True)
+import_job_run(job_id=job.pk)
+"""
+
+RESUME = r"""
+import threading, time
+import django
+django.setup()
+from catalog.services import import_jobs_resume_stalled
+print(import_jobs_resume_stalled(), flush=True)
+for thread in threading.enumerate():
+    if thread.name.startswith("import-job-"):
+        thread.join(timeout=240)
+"""
+
+
+@pytest.mark.live
+def test_an_import_whose_runner_is_killed_goes_on_from_its_last_chunk(tmp_path, stack_database, tiny_model_dir):
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "QDRANT_URL")}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "shop_search.settings",
+            "DATABASE_URL": stack_database.url,
+            "SHOP_SEARCH_VAR_DIR": str(tmp_path / "var"),
+            "QDRANT_PATH": str(tmp_path / "var" / "qdrant"),
+            "SEARCH_EMBEDDING_MODEL": str(tiny_model_dir),
+            "CATALOG_IMPORT_STALL_SECONDS": "3",
+        }
+    )
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, check=True)
+    runner = subprocess.Popen([sys.executable, "-c", RUN_JOB], cwd=root, env=env, stdout=subprocess.PIPE, text=True)
+    job_id = int(runner.stdout.readline())
+
+    def job() -> tuple:
+        return stack_database.rows(f"SELECT status, rows_done, report FROM catalog_importjob WHERE id = {job_id}")[0]
+
+    deadline = time.monotonic() + 120
+    while job()[1] < 400 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(runner.pid, signal.SIGKILL)  # the runner dies mid-import
+    runner.wait()
+    status, done_before, _ = job()
+    assert status == "running" and 400 <= done_before < 2000
+
+    time.sleep(3.5)  # silent past CATALOG_IMPORT_STALL_SECONDS: the sweep resumes it
+    resumed = subprocess.run(
+        [sys.executable, "-c", RESUME], cwd=root, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.stdout.split()[0] == "1", resumed.stderr[-2000:]
+    status, rows_done, report = job()
+    report = json.loads(report) if isinstance(report, str) else report
+    assert status == "done" and rows_done >= 2000
+    assert stack_database.rows("SELECT count(*), count(DISTINCT sku) FROM catalog_product")[0] == (2000, 2000)
+    assert report["created"] + report["unchanged"] == 2000 and report["unchanged"] <= 200, report["summary"]
+    assert report["lines"] == 2001 and report["failed"] == 0
+    assert "Import job %d was interrupted" % job_id in resumed.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
@@ -32,8 +33,14 @@ def catalog_import(
     images_dir: Path | None = None,
     chunk_size: int = 500,
     progress: Callable[[int], None] | None = None,
+    checkpoint: Callable[[ImportCheckpoint], None] | None = None,
+    resume: ImportCheckpoint | None = None,
 ) -> ImportReport:
-    """Create or update products from a CSV or JSONL catalog; returns counts and row errors."""
+    """Create or update products from a CSV or JSONL catalog; returns counts and row errors.
+
+    checkpoint: called after each chunk is written with how far the import got and its counts;
+    resume: such a checkpoint, to go on from (an import whose process died): the rows it had
+    written are not read again, and its report counts them."""
     if isinstance(source, Path):
         name = name or source.name
         if images_dir is None:
@@ -46,16 +53,32 @@ def catalog_import(
                 images_dir=images_dir,
                 chunk_size=chunk_size,
                 progress=progress,
+                checkpoint=checkpoint,
+                resume=resume,
             )
     fmt = format_detect(name or "upload", file_format)
     report = ImportReport()
     lines = lines_decoded(source, report)
     images = ImageResolver(images_dir)
     rows = rows_csv(lines, report) if fmt == "csv" else rows_jsonl(lines, report)
+    done = resume.restore(report) if resume is not None else 0
     seen: dict[str, int] = {}
     chunk: list[ImportRow] = []
+    consumed = 0
+
+    def write() -> None:
+        _import_chunk(chunk, images, report)
+        if progress:
+            progress(len(chunk))
+        if checkpoint:
+            checkpoint(ImportCheckpoint.of(consumed, report))
+
     for row in rows:
+        consumed += 1
         sku = str(row.data.get("sku") or "").strip()
+        if consumed <= done:  # written before the import was interrupted
+            seen.setdefault(sku, row.line)
+            continue
         if sku in seen:
             report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
             continue
@@ -63,16 +86,48 @@ def catalog_import(
             seen[sku] = row.line
         chunk.append(row)
         if len(chunk) >= chunk_size:
-            _import_chunk(chunk, images, report)
-            if progress:
-                progress(len(chunk))
+            write()
             chunk = []
     if chunk:
-        _import_chunk(chunk, images, report)
-        if progress:
-            progress(len(chunk))
-    report.errors.sort(key=lambda e: e.line)
+        write()
+    report.errors = sorted({(e.line, e.message): e for e in report.errors}.values(), key=lambda e: e.line)
     return report
+
+
+@dataclass(frozen=True)
+class ImportCheckpoint:
+    """How far an import got: the rows it had read and written, and its counts then (JSON-able
+    with `as_dict`, so a background import keeps it on its job)."""
+
+    rows: int
+    created: int
+    updated: int
+    unchanged: int
+    errors: tuple[tuple[int, str, str, int], ...]  # (line, sku, message, last line)
+
+    @classmethod
+    def of(cls, rows: int, report: ImportReport) -> ImportCheckpoint:
+        errors = tuple((e.line, e.sku, e.message, e.last_line) for e in report.errors)
+        return cls(rows, report.created, report.updated, report.unchanged, errors)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImportCheckpoint:
+        return cls(
+            int(data["rows"]),
+            int(data["created"]),
+            int(data["updated"]),
+            int(data["unchanged"]),
+            tuple((int(line), str(sku), str(message), int(last)) for line, sku, message, last in data["errors"]),
+        )
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "errors": [list(e) for e in self.errors]}
+
+    def restore(self, report: ImportReport) -> int:
+        """Put the counts into a new report; returns the rows to pass over."""
+        report.created, report.updated, report.unchanged = self.created, self.updated, self.unchanged
+        report.errors.extend(RowError(line, sku, message, last) for line, sku, message, last in self.errors)
+        return self.rows
 
 
 def _import_chunk(chunk: list[ImportRow], images: ImageResolver, report: ImportReport) -> None:
