@@ -338,4 +338,4 @@ def test_an_import_whose_runner_is_killed_goes_on_from_its_last_chunk(tmp_path, 
     assert stack_database.rows("SELECT count(*), count(DISTINCT sku) FROM catalog_product")[0] == (2000, 2000)
     assert report["created"] + report["unchanged"] == 2000 and report["unchanged"] <= 200, report["summary"]
     assert report["lines"] == 2001 and report["failed"] == 0
-    assert "Import job %d was interrupted" % job_id in resumed.stderr
+    assert f"Import job {job_id} was interrupted" in resumed.stderr
