@@ -309,7 +309,7 @@ def test_an_import_queued_when_its_server_stopped_can_be_run_too(staff):
     job.save()
     ImportJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(hours=1))
     page = reverse("admin:catalog_product_import_job", args=[job.pk])
-    assert "This import stopped after 0 of about 1 rows" in staff.get(page).content.decode()
+    assert "This import was interrupted after 0 of about 1 rows" in staff.get(page).content.decode()
     staff.post(page)
     deadline = time.monotonic() + 60
     while not Product.objects.filter(sku="Q1").exists() and time.monotonic() < deadline:
