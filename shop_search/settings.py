@@ -6,6 +6,7 @@ service is switched on by its own variable (DATABASE_URL, CELERY_BROKER_URL, QDR
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -19,9 +20,12 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SHOP_SEARCH_VAR_DIR", BASE_DIR / "var"))
 
 
-# Development (DEBUG, a built-in key) until a secret key is set: setting DJANGO_SECRET_KEY is
-# what makes this a production server, unless DJANGO_DEBUG=1 says otherwise.
-DEBUG = env_bool("DJANGO_DEBUG", not os.environ.get("DJANGO_SECRET_KEY"))
+# Django's debug mode (tracebacks and settings on error pages) only when asked for. Setting
+# DJANGO_SECRET_KEY is what makes this a production deployment (HTTPS, strict key rules); without
+# one, the embedded default makes a key of its own once and keeps it in var/ (never a key
+# published anywhere, as a built-in one would be).
+DEBUG = env_bool("DJANGO_DEBUG", False)
+PRODUCTION = bool(os.environ.get("DJANGO_SECRET_KEY"))
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
 # keys seen in examples and tutorials (this README's included): never a production key
 KNOWN_KEYS = {"change-me", "changeme", "secret", "secret-key", "dev-only-insecure-key-change-me", "django-insecure"}
@@ -39,20 +43,37 @@ def secret_key_problem(key: str) -> str:
     return ""
 
 
-if not DEBUG and (problem := secret_key_problem(SECRET_KEY)):
+def local_secret_key(path: Path) -> str:
+    """This installation's own key, made on first start and kept (owner-only) in var/."""
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    try:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w", encoding="ascii") as out:
+            out.write(key)
+    except FileExistsError:  # another process made it first
+        return path.read_text(encoding="ascii").strip()
+    return key
+
+
+if PRODUCTION and (problem := secret_key_problem(SECRET_KEY)):
     raise RuntimeError(
-        f"{problem}; production (DJANGO_DEBUG=0) needs a key of its own: "
-        'python -c "import secrets; print(secrets.token_urlsafe(50))"'
+        f'{problem}; production needs a key of its own: python -c "import secrets; print(secrets.token_urlsafe(50))"'
     )
 if not SECRET_KEY:
-    SECRET_KEY = "dev-only-insecure-key-change-me"
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
+# Requests naming another host are refused (400, never a debug page): serving other machines,
+# name the host they use (DJANGO_ALLOWED_HOSTS=shop.example.com or the machine's address).
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 # Production serves over HTTPS (DJANGO_HTTPS=0 to try the real stack on http://localhost):
 # redirect to it, secure cookies, HSTS. Behind a proxy that terminates TLS, it must set
 # X-Forwarded-Proto. `manage.py check --deploy` passes with no warnings (tests/test_settings.py).
-HTTPS = env_bool("DJANGO_HTTPS", not DEBUG)
+HTTPS = env_bool("DJANGO_HTTPS", PRODUCTION)
 if HTTPS:
     SECURE_SSL_REDIRECT = True
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

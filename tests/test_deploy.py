@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
 import urllib.request
 from importlib.metadata import version
 from pathlib import Path
@@ -292,7 +293,7 @@ def test_gunicorn_serves_the_app_as_compose_starts_it_and_stops_on_sigterm(tmp_p
             "SEARCH_DEVICE": "cpu",
             "LOG_LEVEL": "WARNING",
             "WEB_BIND": f"127.0.0.1:{port}",
-            "WEB_WORKERS": "1",
+            "WEB_WORKERS": "2",  # the default, on the embedded store: served by one process
             "WEB_THREADS": "4",
             "DJANGO_SETTINGS_MODULE": "shop_search.settings",
         }
@@ -315,6 +316,15 @@ def test_gunicorn_serves_the_app_as_compose_starts_it_and_stops_on_sigterm(tmp_p
         assert health.status == 200 and health.read() == b"ok"
         page = urllib.request.urlopen(base + "/?q=mug", timeout=60)
         assert page.status == 200 and b"<form" in page.read()
+        # a request naming another host: refused, and no debug page with the settings (issue 29)
+        foreign = urllib.request.Request(base + "/?q=mug", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(foreign, timeout=60)
+        body = refused.value.read()
+        assert refused.value.code == 400 and b"DisallowedHost" not in body and b"SECRET_KEY" not in body
+        # every search answers: a second worker could not open the embedded store (503 to half of them)
+        for n in range(12):
+            assert urllib.request.urlopen(f"{base}/api/search?q=mug{n}", timeout=60).status == 200
     finally:
         server.send_signal(signal.SIGTERM)
         try:
@@ -325,4 +335,5 @@ def test_gunicorn_serves_the_app_as_compose_starts_it_and_stops_on_sigterm(tmp_p
     output = server.stdout.read()
     assert code == 0, output[-3000:]
     assert "gthread" in output and "Shutting down" in output, output[-3000:]
+    assert "serving with 1 worker of 8 threads instead of 2 x 4" in output
     assert shlex.join(command).startswith("gunicorn --config python:shop_search.gunicorn")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from shop_search.settings import secret_key_problem
+
 
 @pytest.mark.parametrize(
     "value, expected",
@@ -97,11 +99,27 @@ def _django(code: str, **env: str) -> subprocess.CompletedProcess:
 STRONG = "k3y-" + "x7Q9pL2vR8sT4wZ6yB1nM5cD0fG3hJ9kE2uA7iO4" * 2
 
 
-def test_setting_a_secret_key_is_what_turns_debug_off():
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
-    assert _django(code).stdout.strip() == "True"  # nothing set: development
-    assert _django(code, DJANGO_SECRET_KEY=STRONG).stdout.strip() == "False"
-    assert _django(code, DJANGO_SECRET_KEY=STRONG, DJANGO_DEBUG="1").stdout.strip() == "True"
+def test_debug_mode_is_on_only_when_asked_for_and_the_demo_has_a_key_of_its_own(tmp_path):
+    code = (
+        "import django; django.setup(); from django.conf import settings; "
+        "print(settings.DEBUG, settings.HTTPS, settings.SECRET_KEY)"
+    )
+    var = {"SHOP_SEARCH_VAR_DIR": str(tmp_path / "var")}
+    first = _django(code, **var).stdout.split()
+    assert first[:2] == ["False", "False"]  # the embedded default: no debug pages, plain http on this machine
+    key = first[2]
+    assert not secret_key_problem(key) and key == (tmp_path / "var" / "secret_key").read_text()
+    assert _django(code, **var).stdout.split()[2] == key  # kept: sign-ins survive a restart
+    assert _django(code, SHOP_SEARCH_VAR_DIR=str(tmp_path / "other")).stdout.split()[2] != key
+    assert oct((tmp_path / "var" / "secret_key").stat().st_mode & 0o777) == "0o600"
+    assert _django(code, DJANGO_SECRET_KEY=STRONG).stdout.split()[:2] == ["False", "True"]
+    assert _django(code, DJANGO_DEBUG="1", **var).stdout.split()[0] == "True"
+
+
+def test_a_request_for_another_host_is_refused_without_a_debug_page(client, db):
+    response = client.get("/?q=mug", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert b"SECRET_KEY" not in response.content and b"Traceback" not in response.content
 
 
 @pytest.mark.parametrize("key", ["change-me", "django-insecure-abc", "short-but-random-Q9x", "a" * 60])
