@@ -91,11 +91,17 @@ class Cutoff:
 
 
 def cutoff_calibrate(
-    encoder: Encoder, index: ProductIndex, *, queries: int = NULL_QUERIES, quantile: float = QUANTILE
+    encoder: Encoder,
+    index: ProductIndex,
+    *,
+    queries: int = NULL_QUERIES,
+    quantile: float = QUANTILE,
+    vectors: Sequence[np.ndarray] | None = None,
 ) -> Cutoff:
-    """Measure the cutoff of this model on this catalog: one batch of text embeddings and one
-    round trip of top-1 queries per modality."""
-    vectors = encoder.encode_texts(null_queries(queries))
+    """Measure the cutoff of this model on this catalog: one batch of text embeddings (or the
+    made-up queries' `vectors`, embedded before) and one round trip of top-1 queries per modality."""
+    if vectors is None:
+        vectors = encoder.encode_texts(null_queries(queries))
     scores = {}
     for modality in MODALITIES:
         best = [s for s in index.best_scores(list(vectors), using=modality) if s is not None]

@@ -27,7 +27,7 @@ from qdrant_client import QdrantClient
 
 from search.retrieval.config import search_config
 
-from .cutoff import Cutoff, cutoff_calibrate
+from .cutoff import Cutoff, cutoff_calibrate, null_queries
 from .encoders import Encoder, load_encoder
 from .fusion import weights_parse
 from .keywords import KeywordEncoder
@@ -166,20 +166,24 @@ def photo_vector(model_id: str, key: str, load: Callable[[], Image.Image]) -> np
     return vector
 
 
-# the cutoff measured for (model, store, catalog size within a quarter), when it was measured
-# and when that key was last checked
+# the cutoff measured for (model, store, catalog size within 5%), when it was measured and when
+# that key was last checked
 _cutoff: dict = {"key": None, "value": None, "at": -1e9, "measured": -1e9, "index": lambda: None}
 _cutoff_lock = threading.Lock()
-CUTOFF_LOOK_SECONDS = 30.0
+CUTOFF_LOOK_SECONDS = 5.0
 # measured again at least this often: the catalog's content changes without changing its size
 CUTOFF_MAX_AGE_SECONDS = 600.0
+# the catalog's size in steps of this ratio: a store filling up (after a rebuild, an import) is
+# measured again as it grows, never judged by what it held when nearly empty
+CUTOFF_SIZE_STEP = 1.05
 
 
 def relevance_cutoff(model_id: str | None = None) -> Cutoff:
     """From which cosine a product matches a text query of the serving model, measured on the
-    serving store (calibration.py): again when the model or store changes, when the catalog grows
-    or shrinks by a quarter (looked at every CUTOFF_LOOK_SECONDS at most), and every
-    CUTOFF_MAX_AGE_SECONDS."""
+    serving store (cutoff.py): again when the model or store changes, when the catalog grows
+    or shrinks by 5% (looked at every CUTOFF_LOOK_SECONDS at most), and every
+    CUTOFF_MAX_AGE_SECONDS. One measured on an empty store is never kept: it has no threshold, and
+    with the first products in, everything would match."""
     model_id = model_id or serving_model_id()
     index = get_product_index()
     now = time.monotonic()
@@ -190,21 +194,31 @@ def relevance_cutoff(model_id: str | None = None) -> Cutoff:
     fresh = value is not None and now - measured < CUTOFF_MAX_AGE_SECONDS and measured_on is index
     if fresh and key[0] == model_id and now - at < CUTOFF_LOOK_SECONDS:
         return value
-    size = round(math.log(max(index.count(), 1)) / math.log(1.25))
+    count = index.count()
+    size = round(math.log(max(count, 1)) / math.log(CUTOFF_SIZE_STEP))
     if fresh and key == (model_id, size):
         with _cutoff_lock:
             _cutoff["at"] = now
         return value
-    value = cutoff_calibrate(query_encoder(model_id), index, quantile=search_config().cutoff_quantile)
-    with _cutoff_lock:
-        _cutoff.update(key=(model_id, size), value=value, at=now, measured=now, index=weakref.ref(index))
+    vectors = _null_vectors(model_id)
+    value = cutoff_calibrate(query_encoder(model_id), index, quantile=search_config().cutoff_quantile, vectors=vectors)
+    if count:
+        with _cutoff_lock:
+            _cutoff.update(key=(model_id, size), value=value, at=now, measured=now, index=weakref.ref(index))
     return value
+
+
+@functools.lru_cache(maxsize=4)
+def _null_vectors(model_id: str) -> tuple:
+    """The made-up queries' embeddings by this model: the same every time, so embedded once."""
+    return tuple(query_encoder(model_id).encode_texts(null_queries()))
 
 
 def cutoff_forget() -> None:
     """Measure the cutoff again at the next search (after re-embedding the catalog)."""
     with _cutoff_lock:
         _cutoff.update(key=None, value=None, at=-1e9, measured=-1e9, index=lambda: None)
+    _null_vectors.cache_clear()
 
 
 def qdrant_layout() -> dict[str, int]:

@@ -81,6 +81,21 @@ def test_a_query_that_names_nothing_has_no_results(striped):
         assert all(f.count == 0 for values in result.facets.values() for f in values)
 
 
+def test_the_cutoff_is_never_judged_on_an_empty_store(shop, concept):
+    """After the store was rebuilt, nonsense matched the whole catalog for about 20 s: its
+    cutoff had been measured on the empty store, which has none (issue 29)."""
+    from search.services import products_index
+
+    index = providers.get_product_index()
+    index.delete(list(shop.values()))  # the store rebuilt: empty at first
+    index.counts_forget()
+    providers.cutoff_forget()
+    assert product_search(query="blorft").count == 0  # a search while it is empty
+    products_index(product_ids=list(shop.values()), force=True)  # filled again
+    assert product_search(query="blorft").count == 0
+    assert product_search(query="red mug").count > 0
+
+
 def test_counts_and_facets_cover_the_matching_set_under_filters(striped):
     result = product_search(query="striped", filters=SearchFilters(brands=("Kestrel",)), page_size=2)
     # only the striped mugs hold the word; the model matches nothing for it
