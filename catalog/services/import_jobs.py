@@ -23,6 +23,7 @@ from catalog.config import catalog_config
 from catalog.models import ImportJob
 
 from .importing import ImportCheckpoint, ImportFileError, catalog_import
+from .importing.reading import format_detect
 
 logger = logging.getLogger(__name__)
 # rows written (and progress shown) at a time by a background import
@@ -36,12 +37,10 @@ def import_job_start(*, upload: UploadedFile, images: UploadedFile | None = None
     """Keep the uploads and start importing them in the background; returns the job to follow.
     With a broker (the real stack) a Celery worker runs it; in the embedded default, a thread of
     this server."""
-    rows = sum(chunk.count(b"\n") for chunk in upload.chunks())
-    upload.seek(0)
     job = ImportJob(
         created_by=user if getattr(user, "is_authenticated", False) else None,
         file_name=Path(upload.name).name[:255],
-        rows_total=max(0, rows - 1),
+        rows_total=_rows_about(upload),
     )
     job.upload.save(f"{timezone.now():%Y%m%d-%H%M%S}-{Path(upload.name).suffix.lower() or '.csv'}", upload, save=False)
     if images:
@@ -49,6 +48,22 @@ def import_job_start(*, upload: UploadedFile, images: UploadedFile | None = None
     job.save()
     transaction.on_commit(lambda: _dispatch(job.pk))
     return job
+
+
+def _rows_about(upload: UploadedFile) -> int:
+    """The file's data rows, about (a CSV's quoted cell may hold a line break): its lines, less
+    a CSV's header; a last line without a line break counts too."""
+    lines, last = 0, b"\n"
+    for chunk in upload.chunks():
+        lines += chunk.count(b"\n")
+        last = chunk[-1:] or last
+    upload.seek(0)
+    lines += last != b"\n"
+    try:
+        header = format_detect(upload.name or "", None) == "csv"
+    except ImportFileError:
+        header = True
+    return max(0, lines - header)
 
 
 def _dispatch(job_id: int) -> None:

@@ -238,7 +238,7 @@ class ClickExportApi(APIView):
         summary="Stream the click log: events or training triplets as JSONL, CSV or Parquet",
     )
     def get(self, request: Request):
-        params = ExportParamsSerializer(data=request.query_params)
+        params = ExportParamsSerializer(data=_strict(request.query_params, ExportParamsSerializer))
         params.is_valid(raise_exception=True)
         opts = params.validated_data
         rows = clicks_export(kind=opts["kind"], since=opts["since"], until=opts["until"], text_only=opts["text_only"])

@@ -222,6 +222,23 @@ def test_an_import_runs_in_the_background_and_its_page_follows_it(staff):
     assert "catalog.csv" in listing and "Done" in listing
 
 
+@pytest.mark.parametrize(
+    "name, text, rows",
+    [
+        ("c.jsonl", "".join(f'{{"sku": "J{n}", "title": "Mug {n}"}}\n' for n in range(2000)), 2000),
+        ("c.jsonl", '{"sku": "J1", "title": "Mug"}\n{"sku": "J2", "title": "Mug"}', 2),  # no last line break
+        ("c.csv", "sku,title\nC1,Mug\nC2,Mug\n", 2),
+        ("c.csv", "sku,title\nC1,Mug\nC2,Mug", 2),
+    ],
+)
+def test_an_imports_page_counts_the_rows_of_its_file(name, text, rows):
+    from catalog.services import import_job_start
+
+    # a JSONL file of 2,000 lines was "about 1999 rows": a CSV's header was taken off it too
+    job = import_job_start(upload=SimpleUploadedFile(name, text.encode()))
+    assert job.rows_total == rows
+
+
 def test_import_page_is_for_staff_only(client):
     response = client.get(reverse("admin:catalog_product_import"))
     assert response.status_code == 302 and "/admin/login/" in response["Location"]

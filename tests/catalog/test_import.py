@@ -188,6 +188,25 @@ def test_file_level_problems_raise_a_clear_error(tmp_path):
     ]
 
 
+def test_a_utf16_csv_from_a_spreadsheet_imports(tmp_path):
+    text = "sku,title,price\r\nU1,Tasse à café,3\r\nU2,\"Mug, blue\",4\r\n"
+    for encoding in ("utf-16", "utf-16-be"):
+        raw = text.encode(encoding)
+        if encoding == "utf-16-be":
+            raw = b"\xfe\xff" + raw
+        (tmp_path / "u.csv").write_bytes(raw)
+        report = catalog_import(source=tmp_path / "u.csv")
+        assert report.failed == 0 and report.lines == 3, report.errors
+    assert sorted(Product.objects.values_list("title", flat=True)) == ["Mug, blue", "Tasse à café"]
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path):
+    (tmp_path / "d.csv").write_text("sku,title,price,brand,price\nD1,Mug,3,Acme,4\n")
+    with pytest.raises(ImportFileError, match=r"names the column 'price' more than once \(columns 3 and 5\)"):
+        catalog_import(source=tmp_path / "d.csv")
+    assert not Product.objects.exists()
+
+
 def test_images_can_come_from_http_urls(tmp_path, images_dir, django_capture_on_commit_callbacks, settings):
     settings.CATALOG_IMAGE_URL_ALLOW_PRIVATE = True  # the test's server is on this machine
 

@@ -141,6 +141,11 @@ def test_the_export_endpoint_needs_the_data_team_permission(client, log):
 
     assert pq.read_table(io.BytesIO(b"".join(parquet.streaming_content))).num_rows == 4
     assert client.get("/api/exports/clicks?kind=everything").status_code == 400
+    # an empty value is a value, and a wrong one: it was taken as "left out" (issue 29)
+    empty_format = client.get("/api/exports/clicks?kind=events&format=")
+    assert empty_format.status_code == 400 and "format" in empty_format.json()
+    empty_since = client.get("/api/exports/clicks?kind=events&since=")
+    assert empty_since.status_code == 400 and "since" in empty_since.json()
 
 
 def test_prune_removes_old_searches_with_their_clicks(log, capsys):

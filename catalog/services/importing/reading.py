@@ -3,7 +3,9 @@ number and reason (an unreadable file is an ImportFileError)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,11 +81,18 @@ def format_detect(name: str, explicit: str | None) -> str:
 
 
 def lines_decoded(source: IO[bytes], report: ImportReport) -> Iterator[tuple[int, str]]:
-    """Each line of the file as text, with its number. A line that is not UTF-8 is reported
-    (with the byte of that line it fails at) and left out; the rest of the file still imports."""
-    for number, raw in enumerate(source, start=1):
+    """Each line of the file as text, with its number. UTF-8 (with or without a byte-order mark),
+    or UTF-16 with its mark (what some spreadsheets save as "Unicode text"). A UTF-8 line that
+    does not decode is reported (with the byte of that line it fails at) and left out; the rest
+    of the file still imports."""
+    first = source.readline()
+    if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        yield from _utf16_lines(first, source, report)
+        return
+    # readline throughout: a Django File's own line iterator starts again from the top
+    for number, raw in enumerate(itertools.chain([first] if first else [], iter(source.readline, b"")), start=1):
         report.lines = number
-        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[3:]
         try:
             yield number, raw.decode("utf-8")
@@ -96,6 +105,31 @@ def lines_decoded(source: IO[bytes], report: ImportReport) -> Iterator[tuple[int
                     f"0x{raw[exc.start]:02x}); save the file as UTF-8.",
                 )
             )
+
+
+def _utf16_lines(first: bytes, source: IO[bytes], report: ImportReport) -> Iterator[tuple[int, str]]:
+    decoder = codecs.getincrementaldecoder("utf-16")()  # reads the mark, and drops it
+    pending, number = "", 0
+
+    def decoded(chunk: bytes, *, final: bool = False) -> str:
+        try:
+            return decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            raise ImportFileError(
+                f"The file starts as UTF-16 text but is not UTF-16 after line {number} ({exc.reason}); "
+                "save it as UTF-8."
+            ) from exc
+
+    for chunk in itertools.chain([first], iter(lambda: source.read(1 << 16), b"")):
+        *complete, pending = (pending + decoded(chunk)).split("\n")
+        for text in complete:
+            number += 1
+            report.lines = number
+            yield number, text + "\n"
+    pending += decoded(b"", final=True)
+    if pending:
+        report.lines = number + 1
+        yield number + 1, pending
 
 
 def rows_jsonl(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[ImportRow]:
@@ -156,6 +190,13 @@ def _csv_header(reader) -> list[str]:
     if not header:
         raise ImportFileError(f"The CSV file is empty: it needs a header row such as {','.join(COLUMNS)}.")
     header = [h.strip() for h in header]
+    for name in dict.fromkeys(h for h in header if h):
+        where = [str(n) for n, h in enumerate(header, start=1) if h == name]
+        if len(where) > 1:
+            raise ImportFileError(
+                f"The CSV header names the column {name!r} more than once (columns {' and '.join(where)}); "
+                "keep one, so that it is clear which value counts."
+            )
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ImportFileError(
