@@ -189,7 +189,7 @@ def test_file_level_problems_raise_a_clear_error(tmp_path):
 
 
 def test_a_utf16_csv_from_a_spreadsheet_imports(tmp_path):
-    text = "sku,title,price\r\nU1,Tasse à café,3\r\nU2,\"Mug, blue\",4\r\n"
+    text = 'sku,title,price\r\nU1,Tasse à café,3\r\nU2,"Mug, blue",4\r\n'
     for encoding in ("utf-16", "utf-16-be"):
         raw = text.encode(encoding)
         if encoding == "utf-16-be":
