@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -71,6 +72,10 @@ def image_load(
             f"{name}: {filesizeformat(len(data))} is over the {filesizeformat(max_bytes)} limit "
             "(CATALOG_MAX_IMAGE_BYTES); resize or recompress it."
         )
+    sha256 = hashlib.sha256(data).hexdigest()
+    recent = (sha256, catalog_config().max_image_pixels)
+    if draft == CHECK_ONLY and max_pixels is None and (known := _checked.get(recent)) is not None:
+        return known  # the same bytes checked a moment ago (the admin form, then the service)
     try:
         with Image.open(io.BytesIO(data)) as probe:
             fmt = probe.format or ""
@@ -87,7 +92,35 @@ def image_load(
         raise ValidationError(f"{name}: not a readable image ({exc}).") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValidationError(f"{name}: the image is corrupt or truncated ({exc}).") from exc
-    return CheckedImage(image=image, format=fmt, sha256=hashlib.sha256(data).hexdigest())
+    checked = CheckedImage(image=image, format=fmt, sha256=sha256)
+    if draft == CHECK_ONLY and max_pixels is None:
+        _checked.put(recent, checked)
+    return checked
+
+
+class _Recent:
+    """The last few images checked with CHECK_ONLY, by content hash and the pixel limit they were
+    checked against: an upload is checked by the admin form and again by the service that stores
+    it, and a 40 MP decode is not free."""
+
+    SIZE = 32
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict[tuple[str, int], CheckedImage] = OrderedDict()
+
+    def get(self, key: tuple[str, int]) -> CheckedImage | None:
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: tuple[str, int], value: CheckedImage) -> None:
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.SIZE:
+                self._items.popitem(last=False)
+
+
+_checked = _Recent()
 
 
 def _check_header(probe: Image.Image, *, name: str, max_pixels: tuple[int, str] | None) -> None:

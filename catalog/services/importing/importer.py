@@ -5,7 +5,7 @@ per row). Good rows are kept whatever the bad ones."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
@@ -59,39 +59,50 @@ def catalog_import(
     fmt = format_detect(name or "upload", file_format)
     report = ImportReport()
     lines = lines_decoded(source, report)
-    images = ImageResolver(images_dir)
     rows = rows_csv(lines, report) if fmt == "csv" else rows_jsonl(lines, report)
-    done = resume.restore(report) if resume is not None else 0
-    seen: dict[str, int] = {}
-    chunk: list[ImportRow] = []
-    consumed = 0
-
-    def write() -> None:
-        _import_chunk(chunk, images, report)
-        if progress:
-            progress(len(chunk))
-        if checkpoint:
-            checkpoint(ImportCheckpoint.of(consumed, report))
-
-    for row in rows:
-        consumed += 1
-        sku = str(row.data.get("sku") or "").strip()
-        if consumed <= done:  # written before the import was interrupted
-            seen.setdefault(sku, row.line)
-            continue
-        if sku in seen:
-            report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
-            continue
-        if sku:
-            seen[sku] = row.line
-        chunk.append(row)
-        if len(chunk) >= chunk_size:
-            write()
-            chunk = []
-    if chunk:
-        write()
+    chunks = _Chunks(ImageResolver(images_dir), report, chunk_size, progress, checkpoint)
+    chunks.run(rows, done=resume.restore(report) if resume is not None else 0)
     report.errors = sorted({(e.line, e.message): e for e in report.errors}.values(), key=lambda e: e.line)
     return report
+
+
+class _Chunks:
+    """The rows read into chunks, each written in its transaction, with duplicates refused."""
+
+    def __init__(self, images: ImageResolver, report: ImportReport, size: int, progress, checkpoint) -> None:
+        self.images, self.report, self.size = images, report, size
+        self.progress, self.checkpoint = progress, checkpoint
+        self.chunk: list[ImportRow] = []
+        self.consumed = 0
+
+    def run(self, rows: Iterator[ImportRow], *, done: int) -> None:
+        """Write the rows after the first `done` (written before the import was interrupted; their
+        SKUs still count, so a later duplicate of one is refused)."""
+        seen: dict[str, int] = {}
+        for row in rows:
+            self.consumed += 1
+            sku = str(row.data.get("sku") or "").strip()
+            if self.consumed <= done:
+                seen.setdefault(sku, row.line)
+                continue
+            if sku in seen:
+                self.report.errors.append(RowError(row.line, sku, f"sku already appeared on line {seen[sku]}."))
+                continue
+            if sku:
+                seen[sku] = row.line
+            self.chunk.append(row)
+            if len(self.chunk) >= self.size:
+                self.write()
+        if self.chunk:
+            self.write()
+
+    def write(self) -> None:
+        _import_chunk(self.chunk, self.images, self.report)
+        if self.progress:
+            self.progress(len(self.chunk))
+        if self.checkpoint:
+            self.checkpoint(ImportCheckpoint.of(self.consumed, self.report))
+        self.chunk = []
 
 
 @dataclass(frozen=True)
