@@ -194,6 +194,7 @@ def test_a_start_with_a_model_that_cannot_load_rewrites_no_row(settings, tmp_pat
     assert caplog.text.count("cannot be loaded") == 1
 
 
+@pytest.mark.django_db(transaction=True)  # the sweep closes its connection after each pass, as in its thread
 def test_the_embedded_sweep_says_once_that_the_store_does_not_answer(server_down, caplog):
     from search.tasks import sweep_pass
 
