@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
 from decimal import Decimal
 from typing import Any
 
@@ -151,6 +153,29 @@ class Product(models.Model):
         return ". ".join(p.strip() for p in parts if p and p.strip())
 
 
+def process_id() -> str:
+    """This process, as "host:pid:start" (its start time tells a reused pid apart)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_started(os.getpid())}"
+
+
+def process_gone(runner: str) -> bool:
+    """Whether the process named by process_id() is known to be gone: it ran on this host and no
+    process with its pid and start time exists now. False when it cannot be known (another host)."""
+    host, _, rest = runner.partition(":")
+    pid, _, started = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    return _started(int(pid)) != started
+
+
+def _started(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]  # starttime, in clock ticks since boot
+    except (OSError, IndexError):
+        return ""
+
+
 class ImportJob(models.Model):
     """A catalog import started in the admin: it runs in the background (a Celery task, or a
     thread of the embedded server) and its page shows the progress, then the report."""
@@ -177,6 +202,9 @@ class ImportJob(models.Model):
     # when the running import last wrote a chunk: one silent far longer has stopped (its server
     # or worker died) and may be run again; a duplicate delivery of a live one may not
     beat_at = models.DateTimeField(null=True, blank=True)
+    # the process running it, "host:pid:start": on its own host, a runner that is gone is seen at
+    # once (a server killed and started again), not only after CATALOG_IMPORT_STALL_SECONDS
+    runner = models.CharField(max_length=255, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -186,10 +214,15 @@ class ImportJob(models.Model):
 
     @property
     def stalled(self) -> bool:
-        """Silent for longer than CATALOG_IMPORT_STALL_SECONDS: running with no chunk written, or
-        queued and never started (its server stopped first): its process is gone."""
+        """Its process is gone: running and silent for longer than CATALOG_IMPORT_STALL_SECONDS
+        (or its runner, a process of this host, no longer exists), or queued that long and never
+        started (its server stopped first)."""
         since = {self.Status.RUNNING: self.beat_at, self.Status.QUEUED: self.created_at}.get(self.status)
-        return since is not None and (timezone.now() - since).total_seconds() > catalog_config().import_stall_seconds
+        if since is None:
+            return False
+        if self.status == self.Status.RUNNING and process_gone(self.runner):
+            return True
+        return (timezone.now() - since).total_seconds() > catalog_config().import_stall_seconds
 
     @property
     def percent(self) -> int:

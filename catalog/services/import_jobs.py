@@ -16,11 +16,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from catalog.config import catalog_config
-from catalog.models import ImportJob
+from catalog.models import ImportJob, process_id
 
 from .importing import ImportCheckpoint, ImportFileError, catalog_import
 from .importing.reading import format_detect
@@ -100,14 +100,13 @@ def import_job_resume(*, job: ImportJob) -> bool:
 
 def import_jobs_resume_stalled() -> int:
     """Resume every import whose process died (the sweep calls this): within a minute of a
-    server or worker running again, an interrupted import goes on by itself. Returns how many."""
+    server or worker running again, an interrupted import goes on by itself; at once where its
+    runner was a process of this host. Returns how many."""
     stale = timezone.now() - timedelta(seconds=catalog_config().import_stall_seconds)
-    ids = list(
-        ImportJob.objects.filter(
-            Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale)
-            | Q(status=ImportJob.Status.QUEUED, created_at__lt=stale)
-        ).values_list("pk", flat=True)
-    )
+    candidates = ImportJob.objects.filter(
+        Q(status=ImportJob.Status.RUNNING) | Q(status=ImportJob.Status.QUEUED, created_at__lt=stale)
+    ).only("pk", "status", "beat_at", "created_at", "runner")
+    ids = [job.pk for job in candidates if job.stalled]
     for job_id in ids:
         logger.warning("Import job %s was interrupted (its process stopped); it goes on now", job_id)
         _dispatch(job_id)
@@ -119,26 +118,29 @@ def import_job_run(*, job_id: int) -> ImportJob:
     stopped (failed). A second delivery of a job that is running does nothing; a stalled one
     goes on after the last chunk it wrote (its checkpoint, kept in `report` while it runs)."""
     now = timezone.now()
-    stale = now - timedelta(seconds=catalog_config().import_stall_seconds)
-    claimed = ImportJob.objects.filter(
-        Q(status=ImportJob.Status.QUEUED) | Q(status=ImportJob.Status.RUNNING, beat_at__lt=stale), pk=job_id
-    ).update(status=ImportJob.Status.RUNNING, beat_at=now)
+    job = ImportJob.objects.get(pk=job_id)
+    if not job.stalled and job.status != ImportJob.Status.QUEUED:
+        return job  # done, or running elsewhere (a task delivered twice)
+    # claimed as it was seen: a second process that saw the same is refused by the database
+    claimed = ImportJob.objects.filter(pk=job_id, status=job.status, beat_at=job.beat_at, runner=job.runner).update(
+        status=ImportJob.Status.RUNNING, beat_at=now, runner=process_id()
+    )
     job = ImportJob.objects.get(pk=job_id)
     if not claimed:
-        return job  # done, or running elsewhere (a task delivered twice)
+        return job
     saved = (job.report or {}).get("checkpoint")
     resume = ImportCheckpoint.from_dict(saved) if saved else None
     if resume is None:
         ImportJob.objects.filter(pk=job_id).update(rows_done=0)
 
-    def progress(rows: int) -> None:
-        ImportJob.objects.filter(pk=job_id).update(rows_done=F("rows_done") + rows, beat_at=timezone.now())
-
     def checkpoint(point: ImportCheckpoint) -> None:
-        ImportJob.objects.filter(pk=job_id).update(report={"checkpoint": point.as_dict()})
+        # in the chunk's transaction: the rows, the counts and the progress shown move together
+        ImportJob.objects.filter(pk=job_id).update(
+            report={"checkpoint": point.as_dict()}, rows_done=point.rows, beat_at=timezone.now()
+        )
 
     with _beating(job_id):
-        job = _job_import(job, progress=progress, checkpoint=checkpoint, resume=resume)
+        job = _job_import(job, checkpoint=checkpoint, resume=resume)
     job.finished_at = timezone.now()
     job.rows_done = ImportJob.objects.values_list("rows_done", flat=True).get(pk=job_id)
     job.save(update_fields=["status", "error", "report", "finished_at", "rows_done"])
@@ -172,7 +174,7 @@ def _beating(job_id: int) -> Iterator[None]:
         thread.join(timeout=30)
 
 
-def _job_import(job: ImportJob, *, progress, checkpoint, resume: ImportCheckpoint | None) -> ImportJob:
+def _job_import(job: ImportJob, *, checkpoint, resume: ImportCheckpoint | None) -> ImportJob:
     try:
         with tempfile.TemporaryDirectory(prefix="catalog-images-") as tmp:
             images_dir = None
@@ -186,7 +188,6 @@ def _job_import(job: ImportJob, *, progress, checkpoint, resume: ImportCheckpoin
                     name=job.file_name,
                     images_dir=images_dir,
                     chunk_size=JOB_CHUNK_ROWS,
-                    progress=progress,
                     checkpoint=checkpoint,
                     resume=resume,
                 )

@@ -97,11 +97,16 @@ class _Chunks:
             self.write()
 
     def write(self) -> None:
-        _import_chunk(self.chunk, self.images, self.report)
+        def saved(created: int = 0, updated: int = 0) -> None:
+            # in the chunk's own transaction where it has one: a process killed between the
+            # two would otherwise count the chunk's new rows again as unchanged when it resumes
+            if self.checkpoint:
+                self.checkpoint(ImportCheckpoint.of(self.consumed, self.report, created=created, updated=updated))
+
+        if not _import_chunk(self.chunk, self.images, self.report, then=saved):
+            saved()
         if self.progress:
             self.progress(len(self.chunk))
-        if self.checkpoint:
-            self.checkpoint(ImportCheckpoint.of(self.consumed, self.report))
         self.chunk = []
 
 
@@ -117,9 +122,10 @@ class ImportCheckpoint:
     errors: tuple[tuple[int, str, str, int], ...]  # (line, sku, message, last line)
 
     @classmethod
-    def of(cls, rows: int, report: ImportReport) -> ImportCheckpoint:
+    def of(cls, rows: int, report: ImportReport, *, created: int = 0, updated: int = 0) -> ImportCheckpoint:
+        """The report's counts, plus rows being written (not in the report until they commit)."""
         errors = tuple((e.line, e.sku, e.message, e.last_line) for e in report.errors)
-        return cls(rows, report.created, report.updated, report.unchanged, errors)
+        return cls(rows, report.created + created, report.updated + updated, report.unchanged, errors)
 
     @classmethod
     def from_dict(cls, data: dict) -> ImportCheckpoint:
@@ -141,7 +147,16 @@ class ImportCheckpoint:
         return self.rows
 
 
-def _import_chunk(chunk: list[ImportRow], images: ImageResolver, report: ImportReport) -> None:
+def _import_chunk(
+    chunk: list[ImportRow],
+    images: ImageResolver,
+    report: ImportReport,
+    *,
+    then: Callable[[int, int], None] | None = None,
+) -> bool:
+    """Write a chunk's rows. `then(created, updated)` runs inside the transaction that writes them
+    (a checkpoint saved with the rows it counts); returns whether it ran there (else the caller
+    runs it after: nothing was written, or the rows were written one by one)."""
     skus = [str(r.data.get("sku") or "").strip() for r in chunk]
     existing = {p.sku: p for p in Product.objects.filter(sku__in=[s for s in skus if s])}
     to_create: list[tuple[ImportRow, Product, bytes | None, str]] = []
@@ -172,9 +187,10 @@ def _import_chunk(chunk: list[ImportRow], images: ImageResolver, report: ImportR
         else:
             report.unchanged += 1
     if not to_create and not to_update:
-        return
+        return False
     try:
-        _write(to_create, to_update, report)
+        _write(to_create, to_update, report, then=then)
+        return True
     except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as exc:
         # one row the database or the file storage refuses: write the chunk's rows one by one,
         # so that the others are kept and that row is reported with the reason
@@ -189,9 +205,10 @@ def _import_chunk(chunk: list[ImportRow], images: ImageResolver, report: ImportR
                 _write([item] if creating else [], [] if creating else [item], report)
             except (DatabaseError, SuspiciousFileOperation, OSError, ValueError) as row_exc:
                 report.errors.append(RowError(item[0].line, item[1].sku, f"could not be saved ({str(row_exc)[:200]})."))
+        return False
 
 
-def _write(to_create: list, to_update: list, report: ImportReport) -> None:
+def _write(to_create: list, to_update: list, report: ImportReport, *, then=None) -> None:
     """Write the rows in one transaction; if it fails, the image files it stored are deleted."""
     now = timezone.now()
     stored: list[str] = []
@@ -213,6 +230,8 @@ def _write(to_create: list, to_update: list, report: ImportReport) -> None:
             ids = [p.pk for p in created] + [p.pk for p in updated]
             # bulk paths send no signals: announce the chunk explicitly, after commit
             products_changed_on_commit(product_ids=ids)
+            if then is not None:
+                then(len(created), len(updated))
     except BaseException:
         for name in stored:
             default_storage.delete(name)
