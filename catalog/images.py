@@ -60,7 +60,8 @@ def image_load(
     moved by 0.2% there, and by under 0.01% at 1/4. Every byte is still read, so a truncated
     file still fails.
 
-    max_pixels: (limit, the setting that sets it) instead of CATALOG_MAX_IMAGE_PIXELS.
+    max_pixels: (limit, the setting that sets it) instead of CATALOG_MAX_IMAGE_PIXELS; with no
+    setting ("") the refusal is worded for a shopper.
 
     Memory is bounded by design: the pixels of every image being decoded in this process are
     counted against CATALOG_DECODE_PIXELS, and a decode that would go over waits its turn."""
@@ -88,8 +89,9 @@ def image_load(
         raise ValidationError(
             f"{name}: not a readable image; use one of {', '.join(sorted(ALLOWED_FORMATS))}."
         ) from exc
-    except Image.DecompressionBombError as exc:
-        raise ValidationError(f"{name}: not a readable image ({exc}).") from exc
+    except Image.DecompressionBombError as exc:  # so large that Pillow refuses even its header
+        limit, setting = max_pixels or (catalog_config().max_image_pixels, "CATALOG_MAX_IMAGE_PIXELS")
+        raise ValidationError(_too_large(name, "the image", limit, setting)) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise ValidationError(f"{name}: the image is corrupt or truncated ({exc}).") from exc
     checked = CheckedImage(image=image, format=fmt, sha256=sha256)
@@ -128,12 +130,23 @@ def _check_header(probe: Image.Image, *, name: str, max_pixels: tuple[int, str] 
     limit, setting = max_pixels or (catalog_config().max_image_pixels, "CATALOG_MAX_IMAGE_PIXELS")
     width, height = probe.size
     if width * height > limit:
-        raise ValidationError(f"{name}: {width}x{height} pixels is over the limit of {limit:,} ({setting}); resize it.")
+        raise ValidationError(_too_large(name, f"{width}x{height} pixels", limit, setting))
     if (probe.format or "") not in ALLOWED_FORMATS:
         raise ValidationError(
             f"{name}: {probe.format or 'unknown'} images are not supported; "
             f"use one of {', '.join(sorted(ALLOWED_FORMATS))}."
         )
+
+
+def _too_large(name: str, size: str, limit: int, setting: str) -> str:
+    """What to say of an image over the pixel limit: to a merchandiser, with the setting that
+    sets it; to a shopper (no setting), in megapixels and what to send instead."""
+    if setting:
+        return f"{name}: {size} is over the limit of {limit:,} ({setting}); resize it."
+    return (
+        f"{name}: {size} is more than this shop takes ({limit / 1e6:.0f} megapixels); "
+        "send a smaller photo (a phone's usual photo is about 12)."
+    )
 
 
 def _decoded(probe: Image.Image, draft: tuple[int, int] | None) -> Image.Image:

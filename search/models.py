@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django.utils import timezone
 
 from .retrieval.keywords import words
 
@@ -13,7 +14,8 @@ class SearchEvent(models.Model):
     """One search as answered; its id is the `search_id` returned to the client."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # when it happened: a record written later (the log waited for a busy database) keeps it
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     channel = models.CharField(max_length=16)  # page, htmx, api, photo_page, photo_api
     mode = models.CharField(max_length=8)  # text, image, browse
     query = models.CharField(max_length=500, blank=True)
@@ -83,7 +85,8 @@ class Click(models.Model):
     product = models.ForeignKey("catalog.Product", on_delete=models.SET_NULL, null=True, related_name="+")
     product_sku = models.CharField(max_length=64)
     position = models.PositiveIntegerField()
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # when it happened: a record written later (the log waited for a busy database) keeps it
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["created_at"]

@@ -10,6 +10,8 @@ import sqlite3
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+from django.utils.http import url_has_allowed_host_and_scheme
 
 from catalog.outages import RETRY_AFTER, outage_reason
 
@@ -28,16 +30,33 @@ class OutageMiddleware:
         if reason is None:
             return None
         logger.warning("%s %s answered 503: %s (%s)", request.method, request.path, reason, exception)
-        message = (
-            f"This could not be saved right now: {reason}. Nothing was changed; "
-            f"please try again in {RETRY_AFTER} seconds."
-        )
-        if request.path.startswith("/api/"):
-            response: HttpResponse = JsonResponse({"detail": message}, status=503)
+        staff = request.path.startswith(("/api/", "/admin/"))
+        if staff:  # merchandisers, data teams and API clients are told what holds it up
+            message = f"This could not be done right now: {reason}. Nothing was changed."
         else:
-            response = HttpResponse(message, status=503, content_type="text/plain; charset=utf-8")
+            message = "The shop cannot take this right now. Nothing was changed."
+        if request.path.startswith("/api/"):
+            response: HttpResponse = JsonResponse(
+                {"detail": f"{message} Please try again in {RETRY_AFTER} seconds."}, status=503
+            )
+        else:
+            admin = request.path.startswith("/admin/")
+            context = {
+                "message": message,
+                "retry_after": RETRY_AFTER,
+                "back": _same_site(request) or ("/admin/" if admin else "/"),
+                "back_label": "Back to the admin" if admin else "Back to the shop",
+            }
+            # rendered without a request context: its processors may need the database
+            response = HttpResponse(render_to_string("outage.html", context), status=503)
         response["Retry-After"] = str(RETRY_AFTER)
         return response
+
+
+def _same_site(request: HttpRequest) -> str:
+    """The page the request came from, if it is one of this site's."""
+    referer = request.headers.get("Referer", "")
+    return referer if referer and url_has_allowed_host_and_scheme(referer, {request.get_host()}) else ""
 
 
 _kept: list[sqlite3.Connection] = []

@@ -481,10 +481,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"one_line": {"()": "shop_search.security.OneLine"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         "httpx": {"level": "WARNING"},
         # Its retry warnings bury the one message that says what to change.
         "huggingface_hub": {"level": "ERROR"},
+        # a request for another host: one line, not a traceback per scanner's request
+        "django.security.DisallowedHost": {"filters": ["one_line"]},
     },
 }

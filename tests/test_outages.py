@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,33 @@ def login_status(base: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def photo_search_page(base: str) -> tuple[int, str]:
+    """A new visitor's photo search from the storefront's form (its CSRF token and cookie)."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    page = opener.open(base + "/", timeout=60).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    boundary = "----outage-test"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="csrfmiddlewaretoken"\r\n\r\n{token}\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="p.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png_bytes("red")
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        base + "/search/image",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}", "Referer": base + "/"},
+    )
+    try:
+        with opener.open(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
 def test_shoppers_keep_searching_through_a_held_database_and_nothing_is_lost(shop_on_small_disk):
     shop = shop_on_small_disk
     base, db = shop["base"], shop["db"]
@@ -163,15 +191,25 @@ def test_shoppers_keep_searching_through_a_held_database_and_nothing_is_lost(sho
         status, _, body = call(base + "/api/clicks", body=click, session="shopper-1")
         assert status == 202 and json.loads(body)["queued"] is True, body
         status, text = login_status(base)
-        assert status == 503 and "held by another task" in text and "try again in 30 seconds" in text
+        assert status == 503 and "held by another task" in text and "Try again in 30 seconds" in text
+        assert "Back to the admin" in text
+        status, page = photo_search_page(base)  # a photo must be kept for its URL: it says so
+        assert status == 200 and "Photo search is busy for a moment: please try again in 30 seconds" in page
+        time.sleep(1)
+        released = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")
     finally:
         holder.execute("ROLLBACK")
         holder.close()
 
     # written once the database is free, the click with its search
-    assert eventually(lambda: rows(db, "SELECT count(*) FROM search_searchevent") == searches_before + 2)
+    # the storefront search, the API's, and the home page the photo search was made from
+    assert eventually(lambda: rows(db, "SELECT count(*) FROM search_searchevent") == searches_before + 3)
     assert eventually(lambda: rows(db, "SELECT count(*) FROM search_click") == 1)
     assert rows(db, "SELECT click_count FROM search_searchevent WHERE click_count > 0") == 1
+    # stamped when they happened, not when the database let them be written
+    assert rows(db, f"SELECT count(*) FROM search_click WHERE created_at < '{released}'") == 1
+    new = f"SELECT count(*) FROM search_searchevent WHERE created_at < '{released}'"
+    assert rows(db, new) == searches_before + 3
     assert login_status(base)[0] == 302
     assert "Internal Server Error" not in shop["log"].read_text()
 

@@ -116,10 +116,14 @@ def test_debug_mode_is_on_only_when_asked_for_and_the_demo_has_a_key_of_its_own(
     assert _django(code, DJANGO_DEBUG="1", **var).stdout.split()[0] == "True"
 
 
-def test_a_request_for_another_host_is_refused_without_a_debug_page(client, db):
+def test_a_request_for_another_host_is_refused_without_a_debug_page(client, db, caplog):
     response = client.get("/?q=mug", HTTP_HOST="evil.example")
     assert response.status_code == 400
     assert b"SECRET_KEY" not in response.content and b"Traceback" not in response.content
+    # the log says so in one line (scanners ask by IP address all day), no traceback
+    said = [r for r in caplog.records if r.name == "django.security.DisallowedHost"]
+    assert said and all(r.levelname == "WARNING" and r.exc_info is None for r in said)
+    assert "evil.example" in said[0].getMessage()
 
 
 @pytest.mark.parametrize("key", ["change-me", "django-insecure-abc", "short-but-random-Q9x", "a" * 60])

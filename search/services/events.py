@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -54,6 +54,7 @@ class LoggedSearch:
     count: int
     merchandising: dict
     day: date
+    at: datetime  # when it was searched (written maybe later)
     # (product id, sku, position, score, placement) of each product shown
     shown: tuple[tuple[int, str, int, float | None, str], ...]
 
@@ -74,6 +75,7 @@ class LoggedSearch:
             count=result.count,
             merchandising=dict(result.merchandising),
             day=timezone.localdate(),
+            at=timezone.now(),
             shown=tuple(
                 (hit.product.pk, hit.product.sku, hit.position, hit.score, hit.placement) for hit in result.hits
             ),
@@ -107,6 +109,7 @@ def _search_rows(
         session_hash=session_pseudonym(session_key),
         day=search.day,
         merchandising=search.merchandising,
+        created_at=search.at,
     )
     impressions = [
         SearchImpression(
@@ -161,6 +164,7 @@ class QueuedClick:
     product_id: int
     product_sku: str
     position: int
+    at: datetime  # when it was clicked
 
 
 def _click_write(click: QueuedClick) -> None:
@@ -171,6 +175,7 @@ def _click_write(click: QueuedClick) -> None:
                 product_id=click.product_id,
                 product_sku=click.product_sku,
                 position=click.position,
+                created_at=click.at,
             )
             SearchEvent.objects.filter(pk=click.search_id).update(
                 click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + click.position
@@ -529,7 +534,7 @@ def _click_position(shown: int | None, position: int | None, field: str) -> int:
 
 
 def _queued(writer: _SearchLogWriter, search_id: str, product: Product, shown: int) -> ClickOutcome:
-    click = QueuedClick(uuid.UUID(str(search_id)), product.pk, product.sku, shown)
+    click = QueuedClick(uuid.UUID(str(search_id)), product.pk, product.sku, shown, timezone.now())
     if not writer.put_click(click):
         raise ClickError("search_id", "Clicks cannot be recorded right now; please try again later.", status=503)
     return ClickOutcome(None, True, queued=True, position=shown)
@@ -561,6 +566,13 @@ def _click_allowed(session_hash: str, created_at, session_key: str | None) -> No
             "search_id",
             "This search was made without a session, so no click can be counted for it: "
             "send X-Session-Id with the search and the same with its clicks.",
+            status=403,
+        )
+    if not session_key:
+        raise ClickError(
+            "search_id",
+            "This click names no session: send the X-Session-Id the search was made with "
+            "(the storefront sends its visit cookie).",
             status=403,
         )
     if not hmac.compare_digest(session_hash, session_pseudonym(session_key)):

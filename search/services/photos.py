@@ -50,9 +50,7 @@ def photo_load(*, data: bytes, name: str = "photo") -> Image.Image:
     """
     config = search_config()
     edge = config.photo_pixels
-    return image_load(
-        data, name=name, draft=(edge, edge), max_pixels=(config.photo_max_pixels, "SEARCH_PHOTO_MAX_PIXELS")
-    ).image
+    return image_load(data, name=name, draft=(edge, edge), max_pixels=(config.photo_max_pixels, "")).image
 
 
 def photo_bytes(*, key: str) -> bytes | None:

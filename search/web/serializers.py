@@ -229,7 +229,8 @@ class SuggestResponseSerializer(serializers.Serializer):
 
 
 class ImageSearchParamsSerializer(SearchParamsSerializer):
-    image = serializers.ImageField(help_text="The shopper's photo (JPEG, PNG, WebP…).")
+    # a file: the photo is checked by services.photo_load, which says what is wrong with it
+    image = serializers.FileField(help_text="The shopper's photo (JPEG, PNG, WebP…), at most 16 megapixels.")
 
 
 class ModalityScoreSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ import logging
 from urllib.parse import urlencode
 
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -14,6 +15,7 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url, replace_url
 
 from catalog.models import Product
+from catalog.outages import outage_reason
 from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
@@ -249,6 +251,11 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
             state["photo"] = photo_save(data=upload.read(), name=upload.name or "photo")
         except ValidationError as exc:
             error = " ".join(exc.messages)
+        except DatabaseError as exc:  # the photo cannot be kept for its URL now (catalog.outages)
+            if outage_reason(exc) is None:
+                raise
+            logger.warning("A photo search could not keep its photo: %s", outage_reason(exc))
+            error = "Photo search is busy for a moment: please try again in 30 seconds. Word searches work meanwhile."
     if error:
         state["photo"] = ""
         return _render(request, _context(state, None, error=error, errors=errors))

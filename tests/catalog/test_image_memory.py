@@ -79,7 +79,11 @@ def test_shoppers_40_mp_photos_are_refused_from_their_header():
     got = _run("shopper")
     assert (
         got["outcomes"]
-        == ["photo: 6324x6324 pixels is over the limit of 16,000,000 (SEARCH_PHOTO_MAX_PIXELS); resize it."] * 8
+        == [
+            "photo: 6324x6324 pixels is more than this shop takes (16 megapixels); "
+            "send a smaller photo (a phone's usual photo is about 12)."
+        ]
+        * 8
     )
     assert got["added_mb"] < 100, got
     assert got["seconds"] < 2, got

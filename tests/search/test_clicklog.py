@@ -47,6 +47,15 @@ def test_a_search_made_without_a_session_takes_no_clicks(client, shop):
     assert not Click.objects.exists()
 
 
+def test_a_click_that_names_no_session_is_told_which_to_send(client, shop):
+    body = client.get("/api/search", {"q": "red mug"}).json()
+    del client.defaults["HTTP_X_SESSION_ID"]
+    click = {"search_id": body["search_id"], "product_id": body["results"][0]["id"]}
+    response = client.post("/api/clicks", click, content_type="application/json")
+    assert response.status_code == 403
+    assert "names no session: send the X-Session-Id the search was made with" in response.json()["search_id"][0]
+
+
 def test_sessions_are_stored_only_as_a_keyed_hash(client, shop):
     client.get("/", {"q": "mug"})
     client.get("/", {"q": "vase"}, HTTP_HX_REQUEST="true")

@@ -152,3 +152,26 @@ def test_attribute_filters_and_facets_in_the_api(client, untidy_shop):
     assert {f["label"] for f in body["facets"]["category"]} == {"Mugs", "socks"}
     too_long = client.get("/api/search", {"colour": "x" * 500})
     assert too_long.status_code == 400 and "colour" in too_long.json()
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that claims these dimensions (its header only): nothing needs decoding to refuse it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [(6000, 3000), (20000, 10000)])  # 18 MP; 200 MP, past Pillow's own bomb limit
+def test_a_photo_too_large_is_refused_saying_what_to_send(client, shop, size):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("big.png", _png_header(*size), content_type="image/png")
+    response = client.post("/api/search/image", {"image": upload})
+    assert response.status_code == 400
+    message = response.json()["image"][0]
+    assert "more than this shop takes (16 megapixels); send a smaller photo" in message, message
