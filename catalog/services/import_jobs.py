@@ -191,6 +191,11 @@ def _job_import(job: ImportJob, *, checkpoint, resume: ImportCheckpoint | None) 
                     checkpoint=checkpoint,
                     resume=resume,
                 )
+        if resume is not None:
+            report.warnings.append(
+                f"This import was interrupted after {resume.rows} rows (its server or worker stopped) "
+                "and went on from there; the counts cover the whole file."
+            )
         job.report = {
             "summary": report.summary(),
             "created": report.created,

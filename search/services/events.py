@@ -203,7 +203,7 @@ class _SearchLogWriter:
 
     MAX_QUEUED = 10_000
     MAX_HELD = 200_000  # searches and clicks held through an outage (a few hundred MB at most)
-    RETRY_PAUSES = (1, 2, 5, 10, 30)
+    RETRY_PAUSES = (1, 2, 5, 10)  # seconds: written within 10 s of the database being free
 
     def __init__(self) -> None:
         self.queue: queue.Queue = queue.Queue()

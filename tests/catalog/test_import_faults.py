@@ -340,4 +340,5 @@ def test_an_import_whose_runner_is_killed_goes_on_from_its_last_chunk(tmp_path, 
     # again as "unchanged" (a shopper's import of 3,000 new rows read "2800 created, 200 unchanged")
     assert (report["created"], report["unchanged"]) == (2000, 0), report["summary"]
     assert report["lines"] == 2001 and report["failed"] == 0
+    assert any(w.startswith(f"This import was interrupted after {done_before} rows") for w in report["warnings"])
     assert f"Import job {job_id} was interrupted" in resumed.stderr
