@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
@@ -152,6 +153,11 @@ def search_event_log(
     return True
 
 
+class _Pending(NamedTuple):
+    item: tuple  # (LoggedSearch, channel, session_key), as queued
+    written: threading.Event
+
+
 class _Outage(Exception):
     """The database cannot take the log now (catalog.outages): the message says why."""
 
@@ -167,19 +173,30 @@ class QueuedClick:
     at: datetime  # when it was clicked
 
 
+def _click_insert(click: QueuedClick) -> Click:
+    """Store the click, and count it on its search (the insights read it there, with no join).
+
+    Raises:
+        IntegrityError: this click is stored already (or its product is gone).
+    """
+    with transaction.atomic():
+        stored = Click.objects.create(
+            search_id=click.search_id,
+            product_id=click.product_id,
+            product_sku=click.product_sku,
+            position=click.position,
+            created_at=click.at,
+        )
+        SearchEvent.objects.filter(pk=click.search_id).update(
+            click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + click.position
+        )
+    return stored
+
+
 def _click_write(click: QueuedClick) -> None:
+    """A queued click, written by the log writer once the database is free."""
     try:
-        with transaction.atomic():
-            Click.objects.create(
-                search_id=click.search_id,
-                product_id=click.product_id,
-                product_sku=click.product_sku,
-                position=click.position,
-                created_at=click.at,
-            )
-            SearchEvent.objects.filter(pk=click.search_id).update(
-                click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + click.position
-            )
+        _click_insert(click)
     except IntegrityError:  # clicked twice, or its product deleted meanwhile: kept once, or not at all
         pass
     except DatabaseError as exc:
@@ -207,11 +224,11 @@ class _SearchLogWriter:
 
     def __init__(self) -> None:
         self.queue: queue.Queue = queue.Queue()
-        self.pending: dict[uuid.UUID, threading.Event] = {}
+        # what was queued and is not written yet, by search id: its queued item (a click on it
+        # is checked against that) and the event set once it is written
+        self.pending: dict[uuid.UUID, _Pending] = {}
         # per visit, the search being typed: (queued item, when), written once it settles
         self.held: dict[str, tuple[tuple, float]] = {}
-        # what was queued and is not written yet, by search id (clicks on it are checked here)
-        self.unwritten: dict[uuid.UUID, tuple] = {}
         self.outage = ""  # why the database cannot take the log now ("" when it can)
         self.dropped = 0
         self.lock = threading.Lock()
@@ -230,11 +247,9 @@ class _SearchLogWriter:
             if earlier is not None:
                 if typing == "continue":  # a prefix: dropped
                     self.pending.pop(uuid.UUID(earlier[0][0].search_id), None)
-                    self.unwritten.pop(uuid.UUID(earlier[0][0].search_id), None)
                 else:
                     self.queue.put(earlier[0])  # it settled: this is another search
-            self.pending[uuid.UUID(search.search_id)] = threading.Event()
-            self.unwritten[uuid.UUID(search.search_id)] = item
+            self.pending[uuid.UUID(search.search_id)] = _Pending(item, threading.Event())
             if typing is not None and visit:
                 self.held[visit] = (item, time.monotonic())
                 return True
@@ -242,10 +257,7 @@ class _SearchLogWriter:
             return self._hold(item)
         if self.queue.qsize() >= self.MAX_QUEUED:  # the database is not keeping up: wait for it
             _write_searches([_search_rows(*item)])
-            with self.lock:
-                written = self.pending.pop(uuid.UUID(search.search_id), None)
-            if written is not None:
-                written.set()
+            self._written([search])
             return True
         self.queue.put(item)
         return True
@@ -271,7 +283,8 @@ class _SearchLogWriter:
     def unwritten_search(self, search_id: uuid.UUID) -> tuple | None:
         """(LoggedSearch, channel, session_key) of a search queued and not written yet."""
         with self.lock:
-            return self.unwritten.get(search_id)
+            pending = self.pending.get(search_id)
+        return pending.item if pending is not None else None
 
     def settle(self, *, search_id: uuid.UUID | None = None, now: float | None = None) -> None:
         """Queue the held searches that settled: quiet for SEARCH_SETTLE_SECONDS, the one with
@@ -288,8 +301,8 @@ class _SearchLogWriter:
         it (never had it, or has written it already). A held search is settled by the wait."""
         self.settle(search_id=search_id)
         with self.lock:
-            written = self.pending.get(search_id)
-        return written is not None and written.wait(timeout)
+            pending = self.pending.get(search_id)
+        return pending is not None and pending.written.wait(timeout)
 
     def flush(self, *, settle: bool = True) -> None:
         """Write everything queued now, in this thread (at exit, and in tests); with `settle`,
@@ -362,15 +375,17 @@ class _SearchLogWriter:
                 raise _Outage(reason) from exc
             for rows in batch:
                 self._write_one(rows)
-        with self.lock:
-            for search, _, _ in searches:
-                key = uuid.UUID(search.search_id)
-                self.unwritten.pop(key, None)
-                written = self.pending.pop(key, None)
-                if written is not None:
-                    written.set()
+        self._written([search for search, _, _ in searches])
         for click in (item for item in queued if isinstance(item, QueuedClick)):
             _click_write(click)
+
+    def _written(self, searches: list[LoggedSearch]) -> None:
+        """These searches are in the database (or never will be): clicks waiting for them go on."""
+        with self.lock:
+            done = [self.pending.pop(uuid.UUID(search.search_id), None) for search in searches]
+        for pending in done:
+            if pending is not None:
+                pending.written.set()
 
     def _write_one(self, rows: tuple[SearchEvent, list[SearchImpression]]) -> None:
         event, impressions = rows
@@ -421,8 +436,8 @@ def search_log_flush() -> None:
         writer.flush()
         with writer.lock:
             waiting = list(writer.pending.values())
-        for written in waiting:
-            written.wait(5.0)
+        for pending in waiting:
+            pending.written.wait(5.0)
 
 
 class ClickError(ValueError):
@@ -473,7 +488,8 @@ def click_log(
         _click_allowed(session_pseudonym(held_session) if held_session else "", timezone.now(), session_key)
         product = _clicked_product(product_id, sku, field)
         shown = next((pos for _, shown_sku, pos, _, _ in search.shown if shown_sku == product.sku), None)
-        return _queued(writer, search_id, product, _click_position(shown, position, field))
+        shown = _click_position(shown, position, field)
+        return _queued(writer, QueuedClick(uuid.UUID(search.search_id), product.pk, product.sku, shown, timezone.now()))
     try:
         event = _clicked_search(search_id, session_key)
     except ClickError:  # not in the database: the writer may have found it busy meanwhile
@@ -485,22 +501,17 @@ def click_log(
     product = _clicked_product(product_id, sku, field)
     shown = event.impressions.filter(product_sku=product.sku).values_list("position", flat=True).first()
     shown = _click_position(shown, position, field)
+    click = QueuedClick(event.pk, product.pk, product.sku, shown, timezone.now())
     if writer is not None and writer.outage:
-        return _queued(writer, search_id, product, shown)
+        return _queued(writer, click)
     try:
-        with transaction.atomic():
-            click = Click.objects.create(search=event, product=product, product_sku=product.sku, position=shown)
-            # the insights read these off the search (no join with the clicks)
-            SearchEvent.objects.filter(pk=event.pk).update(
-                click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + shown
-            )
-        return ClickOutcome(click, True)
+        return ClickOutcome(_click_insert(click), True)
     except IntegrityError:
         return ClickOutcome(Click.objects.get(search=event, product_sku=product.sku), False)
     except DatabaseError as exc:
         if outage_reason(exc) is None:
             raise
-        return _queued(_writer(), search_id, product, shown)
+        return _queued(_writer(), click)
 
 
 def _held_search(writer: _SearchLogWriter | None, search_id: str) -> tuple | None:
@@ -533,11 +544,10 @@ def _click_position(shown: int | None, position: int | None, field: str) -> int:
     return shown
 
 
-def _queued(writer: _SearchLogWriter, search_id: str, product: Product, shown: int) -> ClickOutcome:
-    click = QueuedClick(uuid.UUID(str(search_id)), product.pk, product.sku, shown, timezone.now())
+def _queued(writer: _SearchLogWriter, click: QueuedClick) -> ClickOutcome:
     if not writer.put_click(click):
         raise ClickError("search_id", "Clicks cannot be recorded right now; please try again later.", status=503)
-    return ClickOutcome(None, True, queued=True, position=shown)
+    return ClickOutcome(None, True, queued=True, position=click.position)
 
 
 def _clicked_search(search_id: str, session_key: str | None) -> SearchEvent:

@@ -42,7 +42,7 @@ def rate_limits(value: str) -> dict[str, str]:
         scope, _, rate = part.partition("=")
         scope, rate = scope.strip(), rate.strip()
         number, _, period = rate.partition("/")
-        if scope not in SCOPES or not number.isdigit() or period[:1] not in ("s", "m", "h", "d"):
+        if scope not in SCOPES or not number.isdigit() or period[:1] not in PERIODS:
             raise ValueError(
                 f"{part!r} is not scope=N/period with a scope of {', '.join(SCOPES)} "
                 "and a period of sec, min, hour or day (e.g. search=300/min)"

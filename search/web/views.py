@@ -174,7 +174,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     if result is not None and not notice:
         channel = "photo_page" if result.mode == "image" else "htmx" if request.htmx else "page"
         search_event_log(
-            result=result, channel=channel, session_key=_session_key(request), deferred=True, typing=_typing(request)
+            result=result, channel=channel, session_key=visit_id(request), deferred=True, typing=_typing(request)
         )
     current = canonical_query(state).urlencode()
     return _render(
@@ -293,11 +293,6 @@ def _back(request: HttpRequest) -> str:
     """The search a product was opened from (`from`, a query string the result link carries),
     re-encoded so that it can only ever be a query string of the search page."""
     return QueryDict(request.GET.get("from", "")[:2000]).urlencode()
-
-
-def _session_key(request: HttpRequest) -> str:
-    """The visit's id (made on first search, kept in its own cookie); only its keyed hash is stored."""
-    return visit_id(request)
 
 
 def click_redirect(request: HttpRequest, search_id, pk: int) -> HttpResponse:
