@@ -214,6 +214,10 @@ class Vocabulary:
         term = self._encoder.term(word)
         return term is None or term in self._terms
 
+    def holds(self, terms: Iterable[int]) -> bool:
+        """Whether some product holds one of these terms (without an encoder: unknown, so True)."""
+        return not self._encoder or any(t in self._terms for t in terms)
+
     def __len__(self) -> int:
         return len(self.counts)
 

@@ -18,10 +18,12 @@ from .filters import facet_attributes
 MATCH_PAYLOAD = ("category", "brand", "price", "has_text", "has_image", "has_description")
 
 
-def match_payload(merchandising: Merchandising | None = None) -> tuple[str, ...]:
-    """What the facets and sorts read, and the fields the query's boosts and buries look at."""
+def match_payload(merchandising: Merchandising | None = None, *, terms: bool = False) -> tuple[str, ...]:
+    """What the facets and sorts read, the fields the query's boosts and buries look at, and
+    (`terms`) the words a product holds, which the relevance model reads."""
     ruled = tuple(r.field for r in merchandising.rules if r.field) if merchandising else ()
-    return tuple(dict.fromkeys(MATCH_PAYLOAD + tuple(a.field for a in facet_attributes()) + ruled))
+    held = ("terms",) if terms else ()
+    return tuple(dict.fromkeys(MATCH_PAYLOAD + tuple(a.field for a in facet_attributes()) + ruled + held))
 
 
 # Legs whose products come first, in this order, when the whole query names them.
@@ -50,7 +52,7 @@ def text_legs(
     plain = legs[next(iter(legs))].vector
     if strategy in ("text", "image"):
         return legs
-    keyword = keyword_leg(understood)
+    keyword = keyword_leg(understood, words)
     if keyword is not None:
         legs["keyword"] = keyword
     key = sku_key(query)
@@ -62,10 +64,12 @@ def text_legs(
     return legs
 
 
-def keyword_leg(understood: list[QueryWord]) -> Leg | None:
+def keyword_leg(understood: list[QueryWord], words: Lexicon | None = None) -> Leg | None:
     """BM25 over the words as typed and their corrections (a corrected word weighs less); it
-    matches the products that hold each word the vocabulary knows (or a correction of it). Words
-    it does not know still score (the vocabulary may lag a new product by a few seconds)."""
+    matches the products that hold each word the catalog holds (or a correction or synonym of
+    it). Words it does not hold still score: the vocabulary may lag a new product by a few
+    seconds, and a word only the model knows ("coffee" in "coffee cup") must not keep the mugs a
+    synonym of "cup" finds from matching."""
     encoder = providers.get_keyword_encoder()
     weighted: dict[str, float] = {}
     groups = []
@@ -76,6 +80,9 @@ def keyword_leg(understood: list[QueryWord]) -> Leg | None:
         terms = tuple(sorted({t for t in (encoder.term(v) for v in word.variants) if t is not None}))
         if not terms:
             continue  # a stop word
+        if words is not None and not words.vocabulary.holds(terms):
+            weighted[word.typed] = 1.0
+            continue
         groups.append(("terms", terms))
         for variant in word.variants:
             weighted[variant] = max(weighted.get(variant, 0.0), CORRECTED_WEIGHT if word.corrected else 1.0)
@@ -89,6 +96,27 @@ def keyword_leg(understood: list[QueryWord]) -> Leg | None:
         scores="keyword",
         matches=bool(groups),
     )
+
+
+def query_words(understood: list[QueryWord], words: Lexicon) -> tuple[tuple[tuple[int, ...], ...], int, int]:
+    """The query's words as the relevance model reads them: per word the catalog holds, its
+    terms (the word, its corrections and synonyms), the words that name what a product is
+    ("mug": a word of titles and categories) first and brand or attribute values ("red") after;
+    how many name what it is; and how many words say neither (none holds them: a synonym only
+    the model knows, a new word; or only descriptions do). Stop words are not counted."""
+    encoder = providers.get_keyword_encoder()
+    kinds, values, unknown = [], [], 0
+    for word in understood:
+        terms = tuple(sorted({t for t in (encoder.term(v) for v in word.variants or (word.typed,)) if t is not None}))
+        if not terms:
+            continue
+        if word.variants and word.in_catalog and words.value_terms.intersection(terms):
+            values.append(terms)
+        elif word.variants and word.in_catalog and words.kind_terms.intersection(terms):
+            kinds.append(terms)
+        else:  # no product holds it, or only in a description ("everyday"): it says neither
+            unknown += 1
+    return tuple(kinds + values), len(kinds), unknown
 
 
 # A corrected word's weight in the keyword score, against 1 for a word typed as the catalog spells it.
