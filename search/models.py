@@ -256,3 +256,18 @@ class FusionCalibration(models.Model):
 
     def __str__(self) -> str:
         return f"fusion calibration of {self.model_id}"
+
+
+class RelevanceFit(models.Model):
+    """The relevance model of a model on this catalog (services.relevance: fitted from the
+    catalog itself, in the background), kept where every process of every host reads it."""
+
+    model_id = models.CharField(max_length=255, unique=True)
+    fitted = models.JSONField(null=True, blank=True, help_text="RelevanceModel.as_dict(); empty until a fit works.")
+    products = models.PositiveIntegerField(default=0, help_text="Products in the store when it was last tried.")
+    problem = models.TextField(blank=True, help_text="Why the last try did not fit one ('' when it did).")
+    tried_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"relevance model of {self.model_id}"

@@ -30,6 +30,7 @@ from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexUnavailableError
 from search.services import model_switch_advance, products_index, products_reindex_if_index_missing
+from search.services.relevance import relevance_fit_if_due
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,28 @@ def embed_products_task(product_ids: list[int]) -> dict:
 def sweep_pending_products_task() -> int:
     """Re-send products still pending (bulk paths, broker outages); returns how many."""
     return products_sweep_pending()
+
+
+@shared_task(acks_late=True)
+def relevance_fit_task() -> str:
+    """Fit the serving model's relevance model from the catalog when it is due (beat, the real
+    stack); returns what happened."""
+    row = relevance_fit_if_due()
+    return "not due" if row is None else row.problem or "fitted"
+
+
+# The embedded sweep looks whether the relevance model is due this often (a count and a row).
+RELEVANCE_LOOK_SECONDS = 30.0
+_relevance_looked = -1e9
+
+
+def relevance_fit_now_and_then() -> None:
+    """In the embedded sweep: fit the relevance model when it is due (services.relevance), after
+    the pending products are indexed; searches keep the previous fit meanwhile."""
+    global _relevance_looked
+    if search_config().relevance_threshold > 0 and time.monotonic() - _relevance_looked >= RELEVANCE_LOOK_SECONDS:
+        _relevance_looked = time.monotonic()
+        relevance_fit_if_due()
 
 
 def _batches(ids: Sequence[int], size: int) -> Iterable[list[int]]:
@@ -208,6 +231,8 @@ def products_sweep_embedded(*, settle_seconds: float = 0) -> int:
     for batch in _batches(ids, search_config().index_batch_size):
         products_index(product_ids=batch)
     model_switch_advance()  # ...and serve it once it is complete
+    if len(ids) < 10_000:  # a catalog still being indexed is fitted once it is in
+        relevance_fit_now_and_then()
     return len(ids)
 
 

@@ -310,6 +310,7 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ROUTES = {
     "search.tasks.embed_products_task": {"queue": "embeddings"},
     "search.tasks.sweep_pending_products_task": {"queue": "celery"},
+    "search.tasks.relevance_fit_task": {"queue": "celery"},
 }
 CELERY_TASK_ACKS_LATE = True
 # A worker that dies mid-task (killed, out of memory) leaves its message to be delivered again:
@@ -332,6 +333,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_seconds("SEARCH_SWEEP_INTERVAL", 300),
     },
     "resume-interrupted-imports": {"task": "catalog.tasks.import_jobs_resume_task", "schedule": 30},
+    # the relevance model, fitted from the catalog when the model or the catalog's size changed
+    "fit-relevance": {"task": "search.tasks.relevance_fit_task", "schedule": 300},
 }
 
 # --- search / ML ----------------------------------------------------------------------
@@ -380,6 +383,10 @@ SEARCH_CANDIDATES = env_int("SEARCH_CANDIDATES", 200)
 # The relevance cutoff (search/retrieval/cutoff.py): the share of queries that name nothing
 # that must find nothing, per modality; higher is stricter.
 SEARCH_CUTOFF_QUANTILE = env_float("SEARCH_CUTOFF_QUANTILE", 0.99)
+# A word search matches the products the relevance model (search/retrieval/relevance.py, fitted
+# from the catalog) judges at least this likely to be a good match; 0 matches everything above
+# the cutoff, as fused. Chosen on generated shops (docs/quality.md, "Honest match sets").
+SEARCH_RELEVANCE_THRESHOLD = env_float("SEARCH_RELEVANCE_THRESHOLD", 0.4, minimum=0, maximum=1)
 # The most products a query matches (per leg); more are cut, and the count says "more than".
 SEARCH_MAX_MATCHES = env_int("SEARCH_MAX_MATCHES", 1000)
 # The product attributes shoppers filter on (keys as imported, in the order shown under

@@ -43,6 +43,7 @@ class SearchConfig:
     fusion_calibration: str  # SEARCH_FUSION_CALIBRATION: auto | off | a file
     candidates: int  # SEARCH_CANDIDATES
     cutoff_quantile: float  # SEARCH_CUTOFF_QUANTILE
+    relevance_threshold: float  # SEARCH_RELEVANCE_THRESHOLD (0: off)
     max_matches: int  # SEARCH_MAX_MATCHES
     facet_attributes: str  # SEARCH_FACET_ATTRIBUTES
     vocabulary_seconds: float  # SEARCH_VOCABULARY_SECONDS

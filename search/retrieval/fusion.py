@@ -40,6 +40,7 @@ class Ranked:
     raw: Mapping[str, float]
     normalized: Mapping[str, float]
     payload: Mapping[str, Any] = field(default_factory=dict)
+    relevance: float | None = None  # the probability that it is a good match (relevance.py), when known
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from .searching import (
     product_search,
     product_similar,
     query_normalize,
+    relevance_rows,
 )
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "product_search",
     "product_similar",
     "query_normalize",
+    "relevance_rows",
 ]

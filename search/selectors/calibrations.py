@@ -11,9 +11,10 @@ from pathlib import Path
 
 from search.retrieval.config import search_config
 
-from ..models import FusionCalibration
+from ..models import FusionCalibration, RelevanceFit
 from ..retrieval.fusion import Calibration
 from ..retrieval.providers import embedding_model_id
+from ..retrieval.relevance import RelevanceModel
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,37 @@ def calibration_forget() -> None:
     with _lock:
         _seen.clear()
         _files.clear()
+        _relevance_seen.clear()
+
+
+# model id -> (when looked, the row's updated_at, the model)
+_relevance_seen: dict[str, tuple[float, object, RelevanceModel | None]] = {}
+
+
+def relevance_model(model_id: str | None = None) -> RelevanceModel | None:
+    """The relevance model fitted from the catalog for this model (services.relevance), looked
+    up at most every LOOK_SECONDS; None until one is fitted (the search then matches every
+    product above the cutoff, as before) or when it cannot be applied."""
+    model_id = model_id or embedding_model_id()
+    now = time.monotonic()
+    with _lock:
+        seen = _relevance_seen.get(model_id)
+    if seen is not None and now - seen[0] < LOOK_SECONDS:
+        return seen[2]
+    row = RelevanceFit.objects.filter(model_id=model_id).values_list("updated_at", "fitted").first()
+    version = row[0] if row else None
+    if seen is not None and seen[1] == version:
+        model = seen[2]
+    else:
+        model = None
+        if row and row[1]:
+            try:
+                model = RelevanceModel.from_dict(row[1])
+            except ValueError as exc:
+                logger.warning("The relevance model of %s is not used (%s)", model_id, exc)
+    with _lock:
+        _relevance_seen[model_id] = (now, version, model)
+    return model
 
 
 def _from_file(path: Path) -> Calibration | None:
@@ -95,4 +127,4 @@ def _parsed(data: object, where: str) -> Calibration | None:
         return None
 
 
-__all__ = ["DATABASE", "calibration_forget", "calibration_source", "fusion_calibration"]
+__all__ = ["DATABASE", "calibration_forget", "calibration_source", "fusion_calibration", "relevance_model"]

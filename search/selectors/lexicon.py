@@ -61,6 +61,11 @@ class Lexicon:
     # word -> indices of the phrases holding it
     postings: dict[str, list[int]] = field(default_factory=dict)
     fingerprint: tuple = ()
+    # the terms of brand and attribute values ("red", "ceramic", "Kestrel"): a query's other
+    # words name what the product is ("mug"), which the relevance model reads apart
+    value_terms: frozenset[int] = frozenset()
+    # the terms of the other words of titles and categories: what a product is ("mug", "lamp")
+    kind_terms: frozenset[int] = frozenset()
 
 
 def _fingerprint() -> tuple:
@@ -88,8 +93,14 @@ def lexicon_build() -> Lexicon:
     except (ModelUnavailableError, IndexUnavailableError) as exc:  # the search says so itself
         logger.warning("Typo correction uses the catalog's words only: %s", exc)
         model_words = frozenset()
-    vocabulary = Vocabulary(catalog.counts, encoder=providers.get_keyword_encoder(), model_words=model_words)
+    encoder = providers.get_keyword_encoder()
+    vocabulary = Vocabulary(catalog.counts, encoder=encoder, model_words=model_words)
+    valued = {w for name, values in labels.items() if name != "category" for v in values.values() for w in words(v)}
+    value_terms = frozenset(t for t in map(encoder.term, valued) if t is not None)
+    named = {w for text in [*catalog.titles, *categories] for w in words(text)}
     return Lexicon(
+        value_terms=value_terms,
+        kind_terms=frozenset(t for t in map(encoder.term, named) if t is not None) - value_terms,
         vocabulary=vocabulary,
         brands={sku_key(b): b for b in brands if sku_key(b)},
         labels=labels,

@@ -260,6 +260,12 @@ class SearchHitSerializer(serializers.Serializer):
     image_url = serializers.CharField(allow_null=True)
     position = serializers.IntegerField()
     score = serializers.FloatField(allow_null=True, help_text="Null when browsing without a query.")
+    relevance = serializers.FloatField(
+        allow_null=True,
+        help_text="How likely this product is a good match for the words (0 to 1; the search matches those at "
+        "or above SEARCH_RELEVANCE_THRESHOLD). Null when browsing, for a photo, a pinned product the query did not "
+        "match, or before the relevance model is fitted from the catalog.",
+    )
     modalities = ModalitiesSerializer()
 
 
@@ -290,7 +296,9 @@ class SearchResponseSerializer(serializers.Serializer):
     sort = serializers.CharField()
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
-    count = serializers.IntegerField(help_text="Every product that matches (the relevance cutoff); 0: none.")
+    count = serializers.IntegerField(
+        help_text="Every product that matches: for words, those likely enough a good match (`relevance`); 0: none."
+    )
     count_capped = serializers.BooleanField(
         help_text="More products passed the cutoff than are ranked (SEARCH_MAX_MATCHES): `count` is a lower bound."
     )
@@ -319,6 +327,7 @@ def search_result_data(result: SearchResult, *, build_url) -> dict:
                 "image_url": build_url(product.image.url) if product.image else None,
                 "position": hit.position,
                 "score": hit.score,
+                "relevance": None if hit.relevance is None else round(hit.relevance, 4),
                 "modalities": modalities,
             }
         )

@@ -21,8 +21,10 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def generated(tmp_path, settings):
     """A generated shop with its queries; the tiny model's cosines say little, so its cutoff is
-    lowered until queries match irrelevant products too (there is something to order)."""
+    lowered until queries match irrelevant products too (there is something to order), and the
+    relevance model is off: the calibration is fitted on, and orders, every match."""
     settings.SEARCH_CUTOFF_QUANTILE = 0.05
+    settings.SEARCH_RELEVANCE_THRESHOLD = 0
     call_command(
         "generate_catalog",
         str(tmp_path / "shop"),

@@ -7,7 +7,7 @@ sorts, pins), `facets` (the counts) and `results` (what a search answers)."""
 
 from .facets import PRICE_BUCKETS, bucket_range, index_facets
 from .filters import MAX_QUERY_CHARS, SearchFilters, facet_attributes, query_normalize
-from .pipeline import product_search, product_similar
+from .pipeline import product_search, product_similar, relevance_rows
 from .ranking import NO_MERCHANDISING
 from .request import MAX_PAGE_SIZE, SORTS, STRATEGIES
 from .results import FacetValue, SearchHit, SearchResult
@@ -29,4 +29,5 @@ __all__ = [
     "product_search",
     "product_similar",
     "query_normalize",
+    "relevance_rows",
 ]

@@ -13,16 +13,17 @@ from PIL import Image
 from catalog.models import Product
 from search.retrieval.config import search_config
 
-from ...retrieval import fusion, providers
+from ...retrieval import fusion, providers, relevance
+from ...retrieval.cutoff import Cutoff
 from ...retrieval.keywords import corrected_query
 from ...retrieval.rules import Applied, rules_apply
 from ...retrieval.vector_store import Leg, ProductIndex, Where
-from ..calibrations import fusion_calibration
+from ..calibrations import fusion_calibration, relevance_model
 from ..lexicon import lexicon
 from ..merchandising import Merchandising, query_merchandising
 from .facets import browse_counts, match_facets
-from .legs import FIRST, match_payload, modality_legs, text_legs
-from .ranking import pinnable, rank, rankable, ranked_sort
+from .legs import FIRST, match_payload, modality_legs, query_words, text_legs
+from .ranking import photo_rank, pinnable, query_context, rank, rankable, ranked_sort, relevance_rank
 from .request import SearchRequest
 from .results import SearchHit, SearchResult
 
@@ -44,6 +45,21 @@ class SearchPlan:
     calibration: fusion.Calibration | None = None
     merchandising: Merchandising | None = None
     understood_as: str = ""
+    # words: how relevant each match is (None: every match above the cutoff, as fused)
+    relevance: relevance.RelevanceModel | None = None
+    threshold: float = 0.0
+    groups: tuple[tuple[int, ...], ...] = ()  # the query's catalog words as terms, kind words first
+    kinds: int = 0  # how many of them name what a product is
+    unknown: int = 0  # its words no product holds
+
+    def shape(self, context: tuple[Mapping[str, float | None], Mapping[str, float]]) -> relevance.QueryShape:
+        """What the relevance model reads of this query, with its context (ranking.query_context)."""
+        best, votes = context
+        values = len(self.groups) - self.kinds
+        return relevance.QueryShape(best.get("text"), best.get("image"), self.kinds, values, self.unknown, votes)
+
+    def held(self, payload: Mapping) -> tuple[int, int]:
+        return relevance.held_words(payload.get("terms"), self.groups, self.kinds)
 
 
 def product_search(
@@ -117,13 +133,22 @@ def _photo_plan(request: SearchRequest, image: PhotoInput, image_key: str) -> Se
         vector = providers.photo_vector(model_id, image_key, image if callable(image) else lambda: image)
     else:
         vector = providers.query_encoder(model_id).encode_images([image() if callable(image) else image])[0]
+    on = request.strategy == "normalized" and search_config().relevance_threshold > 0
+    model = relevance_model(model_id) if on else None
+    if model is not None and model.photo:
+        # the products that look like it: above what unrelated products of the catalog reach
+        photo = Cutoff(scores=dict(model.photo), queries=0, quantile=relevance.PHOTO_QUANTILE)
+        legs, limit = modality_legs(vector, request.strategy, photo), search_config().max_matches
+    else:
+        legs, limit, model = modality_legs(vector, request.strategy, None), search_config().candidates, None
     return SearchPlan(
         mode="image",
         model_id=model_id,
         index=providers.get_product_index(),
         vector=vector,
-        legs=modality_legs(vector, request.strategy, None),
-        limit=search_config().candidates,
+        legs=legs,
+        limit=limit,
+        relevance=model,
     )
 
 
@@ -132,13 +157,16 @@ def _text_plan(
     weights: Mapping[str, float] | None,
     calibration: fusion.Calibration | None,
     merchandising: Merchandising | None,
+    model_only: frozenset[str] = frozenset(),
 ) -> SearchPlan:
     """Words: typos understood, the query's legs from the measured cutoff up, the rules and
-    synonyms for it, and the fusion (the model's calibration unless weights are given)."""
+    synonyms for it, and the fusion (the model's calibration unless weights are given).
+    `model_only`: words read as if no product held them (relevance_rows)."""
     model_id = providers.serving_model_id()
     words = lexicon()
     merchandising = query_merchandising(request.query) if merchandising is None else merchandising
     understood = words.vocabulary.understand(request.query, merchandising.synonyms)
+    understood = [w for w in understood if w.typed not in model_only]
     understood_as = corrected_query(understood) if any(w.corrected for w in understood) else ""
     vector = providers.query_vector(model_id, request.query)
     # the towers read the query as it was probably meant too: a misspelt word is another token
@@ -147,11 +175,15 @@ def _text_plan(
     legs = text_legs(
         request.query, vector, meant, understood, request.strategy, providers.relevance_cutoff(model_id), words
     )
+    model, threshold = None, search_config().relevance_threshold
     if request.strategy == "normalized" and weights is None:
         # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
         calibration = calibration or fusion_calibration(model_id)
+        model = relevance_model(model_id) if threshold > 0 else None
     else:
         calibration = None
+    groups, kinds, unknown = query_words(understood, words)
+    unknown += len(model_only)
     return SearchPlan(
         mode="text",
         model_id=model_id,
@@ -163,6 +195,11 @@ def _text_plan(
         calibration=calibration,
         merchandising=merchandising,
         understood_as=understood_as,
+        relevance=model,
+        threshold=threshold,
+        groups=groups,
+        kinds=kinds,
+        unknown=unknown,
     )
 
 
@@ -172,8 +209,17 @@ def _relevant_matches(
     """Every product the plan's legs match under `where`, ranked by the strategy; a whole-query
     SKU, then brand, first. Also whether a leg stopped at its limit."""
     matches = plan.index.retrieve_matches(
-        plan.legs, limit=plan.limit, where=where, payload=match_payload(plan.merchandising)
+        plan.legs, limit=plan.limit, where=where, payload=match_payload(plan.merchandising, terms=bool(plan.relevance))
     )
+    if plan.relevance is not None and plan.mode == "image":
+        return photo_rank(matches.pool, plan.relevance.photo), bool(matches.truncated)
+    if plan.relevance is not None:
+        named = frozenset(pid for name in FIRST for pid in matches.found.get(name, ()))
+        shape = plan.shape(query_context(plan.index, plan.legs, matches, where))
+        ranked = relevance_rank(
+            matches, shape, plan.held, plan.relevance, plan.threshold, kept=named, calibration=plan.calibration
+        )
+        return _named_first(ranked, matches), bool(matches.truncated)
     server_scores = None
     if request.strategy in ("avg", "rrf", "dbsf"):
         server_scores = plan.index.retrieve_candidates(
@@ -185,10 +231,15 @@ def _relevant_matches(
             payload=(),
         ).server_scores
     ranked = rank(request.strategy, matches.pool, server_scores, plan.weights, plan.calibration)
+    return _named_first(ranked, matches), bool(matches.truncated)
+
+
+def _named_first(ranked: list[fusion.Ranked], matches) -> list[fusion.Ranked]:
+    """A whole-query SKU, then brand, first (the sort is stable: relevance orders the rest)."""
     first = [set(matches.found.get(name, ())) for name in FIRST]
     if any(first):
         ranked.sort(key=lambda r: next((i for i, ids in enumerate(first) if r.id in ids), len(first)))
-    return ranked, bool(matches.truncated)
+    return ranked
 
 
 def _rules_applied(
@@ -231,6 +282,7 @@ def _result(
             raw=r.raw,
             normalized=r.normalized,
             placement=placements.get(r.id, ""),
+            relevance=r.relevance,
         )
         for i, r in enumerate(page_ranked)
         if r.id in products
@@ -243,7 +295,11 @@ def _result(
 
 def _unfiltered(request: SearchRequest, plan: SearchPlan, hidden: set[int]) -> dict[str, list[Mapping]]:
     """Disjunctive facets: a facet whose own filter is on counts the matches without it (which
-    products match is enough: no scores, no fusion)."""
+    products match is enough: no scores, no fusion; with the relevance model, those it keeps)."""
+    if plan.relevance is not None:
+        return {
+            key: _relevant_payloads(plan, request.filters.where(skip=key), hidden) for key in request.filters.active()
+        }
     ranked_here = (
         (lambda payload: True) if plan.calibration is not None else rankable(request.strategy, plan.weights, plan.legs)
     )
@@ -257,6 +313,30 @@ def _unfiltered(request: SearchRequest, plan: SearchPlan, hidden: set[int]) -> d
         ]
         for key in request.filters.active()
     }
+
+
+def relevance_rows(query: str, *, model_only: frozenset[str] = frozenset()) -> tuple[list[int], np.ndarray]:
+    """Every match of a word query (its legs from the cutoff up, no filter) with its relevance
+    features (relevance.FEATURES): what the relevance model is fitted on (services.relevance).
+    `model_only`: words of the query read as if no product held them, as a synonym only the
+    model knows is."""
+    request = SearchRequest.of(query=query, filters=None, strategy="normalized", sort="relevance", page=1, page_size=1)
+    plan = _text_plan(request, providers.fusion_weights(), None, Merchandising(), model_only)
+    matches = plan.index.retrieve_matches(plan.legs, limit=plan.limit, payload=match_payload(terms=True))
+    shape = plan.shape(query_context(plan.index, plan.legs, matches, None))
+    rows = [relevance.features(c.raw, c.payload, plan.held(c.payload), shape) for c in matches.pool]
+    return [c.id for c in matches.pool], np.asarray(rows, dtype=np.float64).reshape(-1, len(relevance.FEATURES))
+
+
+def _relevant_payloads(plan: SearchPlan, where: Where | None, hidden: set[int]) -> list[Mapping]:
+    """The payloads of the matches under `where` that the relevance model keeps."""
+    matches = plan.index.retrieve_matches(plan.legs, limit=plan.limit, where=where, payload=match_payload(terms=True))
+    if plan.mode == "image":
+        return [r.payload for r in photo_rank(matches.pool, plan.relevance.photo) if r.id not in hidden]
+    named = frozenset(pid for name in FIRST for pid in matches.found.get(name, ()))
+    shape = plan.shape(query_context(plan.index, plan.legs, matches, where))
+    kept = relevance_rank(matches, shape, plan.held, plan.relevance, plan.threshold, kept=named)
+    return [r.payload for r in kept if r.id not in hidden]
 
 
 def product_similar(*, product: Product, limit: int = 8) -> list[SearchHit]:

@@ -31,6 +31,7 @@ class SearchHit:
     raw: Mapping[str, float] = field(default_factory=dict)
     normalized: Mapping[str, float] = field(default_factory=dict)
     placement: str = ""  # "pinned", "boosted" or "buried" when a ranking rule put it there
+    relevance: float | None = None  # the probability that it is a good match for the query
 
 
 @dataclass
