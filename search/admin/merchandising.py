@@ -5,6 +5,7 @@ permissions; a pin's position is checked by the service that saves it (services.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
@@ -20,12 +21,16 @@ from ..retrieval.facets import facet_key
 from ..retrieval.keywords import words
 from ..retrieval.vector_store import IndexUnavailableError
 from ..selectors import product_search, query_normalize
+from ..selectors.insights import Period, query_table
 from ..selectors.merchandising import Merchandising, query_merchandising
 from ..services.merchandising import pin_clash_message, ranking_rule_save, rule_pin_clash
 
 logger = logging.getLogger(__name__)
 
 PREVIEW_SIZE = 20
+# the other queries a preview looks at: the most searched of the last OTHERS_DAYS days, and how
+# many of their first results it compares
+OTHERS, OTHERS_DAYS, OTHERS_SHOWN = 20, 30, 5
 MAX_PIN_POSITION = 100
 
 
@@ -206,9 +211,34 @@ class PreviewMixin:
         shown = {hit.product.pk for hit in then.hits}
         gone = [hit for hit in now.hits if hit.product.pk not in shown]  # pushed off the page, or hidden
         context.update(
-            query=query, now=now, then=then, gone=gone, moved=[(hit, was.get(hit.product.pk)) for hit in then.hits]
+            query=query,
+            now=now,
+            then=then,
+            gone=gone,
+            moved=[(hit, was.get(hit.product.pk)) for hit in then.hits],
+            others=self.others_changed(query, row, obj.pk if obj else None),
+            others_days=OTHERS_DAYS,
         )
         return render(request, self.preview_template, context)
+
+    def others_changed(self, query: str, row, saved_pk) -> list[dict]:
+        """The most searched other queries whose first results or count the form's row would
+        change, each before and after (a rule for "mug" acts on "yellow mug" too)."""
+        today = timezone.localdate()
+        period = Period(first=today - timedelta(days=OTHERS_DAYS - 1), last=today)
+        out = []
+        for other in query_table(period, table="top", limit=OTHERS + 1):
+            if other.query == query:
+                continue
+            merchandising = self.merchandising(other.query, row, saved_pk)
+            if merchandising == query_merchandising(other.query):
+                continue  # the row does not apply to it
+            now = product_search(query=other.query, page_size=OTHERS_SHOWN)
+            then = product_search(query=other.query, page_size=OTHERS_SHOWN, merchandising=merchandising)
+            before, after = [h.product for h in now.hits], [h.product for h in then.hits]
+            if [p.pk for p in before] != [p.pk for p in after] or now.count != then.count:
+                out.append({"row": other, "now": now, "then": then, "before": before, "after": after})
+        return out
 
 
 @admin.register(RankingRule)
