@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .evaluation import BASELINES, UNCALIBRATED
+from .evaluation import BASELINES, MATCH_MEASURES, PUSHDOWN_TOLERANCE, UNCALIBRATED
 from .sample import generate_catalog
 from .significance import comparison_text, holm, interval_text
 
@@ -107,11 +107,10 @@ def cell_run(folder: Path, *, model: str, folds: int, strategies: Sequence[str],
                 "--catalog",
                 str(folder / "catalog"),
                 "--queries",
-                str(folder / "semantic.jsonl"),
+                str(folder / ("semantic.jsonl" if folds else "catalog/queries.jsonl")),
                 "--strategies",
                 ",".join(strategies),
-                "--cross-fit",
-                str(folds),
+                *(["--cross-fit", str(folds)] if folds else []),
                 "--report",
                 str(folder / "report"),
                 "--verbosity",
@@ -153,7 +152,17 @@ def grid_run(
         return dict(pool.map(one, cells))
 
 
-def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: float = 0.05) -> dict:
+def _cell_match_sets(strategies: dict) -> dict:
+    """A cell's match-set figures and nonsense share, of normalized and (when measured) the
+    weights and cutoff alone."""
+    mine = [s for s in ("normalized", UNCALIBRATED) if s in strategies]
+    return {
+        "match_sets": {s: strategies[s].get("match_sets", {}) for s in mine},
+        "nonsense": {s: strategies[s].get("kinds", {}).get("nonsense", {}).get("value") for s in mine},
+    }
+
+
+def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: float = PUSHDOWN_TOLERANCE) -> dict:
     """Per cell: normalized's nDCG@10 and, per scope, the best baseline's and the paired test
     against it; the push-down intervals; whether each target holds. Holm-adjusted p-values over
     every comparison of the grid (a family of many tests)."""
@@ -194,12 +203,14 @@ def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: 
         }
         for p in row["pushdown"].values():
             p["met"] = p["value"] is not None and abs(p["value"]) <= tolerance
+        row.update(_cell_match_sets(strategies))
         rows.append(row)
     tests = [(i, key) for i, row in enumerate(rows) for _, key in SCOPES]
     adjusted = holm([rows[i]["scopes"][key]["test"]["p_value"] for i, key in tests]) if tests else []
     for (i, key), p in zip(tests, adjusted):
         rows[i]["scopes"][key]["test"]["p_holm"] = p
     met = {f"ndcg_{key}": sum(r["scopes"][key]["met"] for r in rows) for _, key in SCOPES}
+    met.update(_match_sets_met(rows))
     met.update(
         {f"pushdown_{name}": sum(r["pushdown"][name]["met"] for r in rows) for name in ("no_image", "no_description")}
     )
@@ -209,6 +220,76 @@ def grid_summary(cells: Sequence[Cell], reports: dict[str, dict], *, tolerance: 
         for _, key in SCOPES
     )
     return {"cells": rows, "met": met, "significant_losses_after_holm": lost}
+
+
+NONSENSE_TARGET = 0.95  # the share of nonsense queries answered with no results
+
+
+def _matched(row: dict, strategy: str, kind: str, key: str) -> float:
+    value = row.get("match_sets", {}).get(strategy, {}).get(kind, {}).get(key)
+    return float((value or {}).get("value") or 0.0)
+
+
+def _match_sets_met(rows: list[dict]) -> dict[str, int]:
+    """In how many cells each match-set target holds (normalized, semantic queries)."""
+    met = {
+        key: sum(_matched(r, "normalized", "semantic", key) >= target for r in rows)
+        for key, (_, target) in MATCH_MEASURES.items()
+        if target is not None
+    }
+    met["nonsense"] = sum((r["nonsense"].get("normalized") or 0) >= NONSENSE_TARGET for r in rows)
+    return met
+
+
+def match_sets_grid_markdown(summary: dict) -> str:
+    """Per cell: what a word query matches, the default (in brackets: the weights and cutoff
+    alone), with 95% bootstrap intervals; the typo'd queries; nonsense answered with nothing."""
+    rows = [r for r in summary["cells"] if r.get("match_sets", {}).get("normalized")]
+    if not rows:
+        return ""
+    lines = [
+        "| seed | missing image / description | matches (median) | in the category asked [95% CI] | "
+        "grade >= 2 of the matches | grade >= 2 matched [95% CI] | grade >= 2 of the 10 cheapest [95% CI] | "
+        "nonsense: no results | typo'd: in category / grade >= 2 matched / 10 cheapest |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(row: dict, key: str, *, interval: bool = True) -> str:
+        own = row["match_sets"]["normalized"].get("semantic", {}).get(key) or {}
+        if own.get("value") is None:
+            return "n/a"
+        _, target = MATCH_MEASURES[key]
+        text = f"{own['value']:.3f}"
+        if interval and own.get("low") is not None:
+            text += f" [{own['low']:.3f}, {own['high']:.3f}]"
+        if target is not None and own["value"] < target:
+            text += " **miss**"
+        before = row["match_sets"].get(UNCALIBRATED, {}).get("semantic", {}).get(key) or {}
+        return text + (f" ({before['value']:.3f})" if before.get("value") is not None else "")
+
+    for r in rows:
+        own = r["match_sets"]["normalized"]
+        before = r["match_sets"].get(UNCALIBRATED, {}).get("semantic", {})
+        typo = own.get("typo", {})
+        typo_text = " / ".join(
+            f"{(typo.get(k) or {}).get('value') or 0:.3f}" for k in ("in_category", "good_matched", "cheapest_good")
+        )
+        nonsense = r["nonsense"].get("normalized")
+        lines.append(
+            f"| {r['seed']} | {r['missing_image']:g} / {r['missing_description']:g} | "
+            f"{own['semantic']['matches_median']:g} ({before.get('matches_median', 0):g}) | {cell(r, 'in_category')} | "
+            f"{cell(r, 'good_share', interval=False)} | {cell(r, 'good_matched')} | {cell(r, 'cheapest_good')} | "
+            f"{'n/a' if nonsense is None else f'{nonsense:.2f}'}"
+            f"{'' if nonsense is None or nonsense >= NONSENSE_TARGET else ' **miss**'} | {typo_text} |"
+        )
+    met, n = summary["met"], len(rows)
+    lines += [
+        "",
+        f"Targets over {n} cells: in the category asked >= 0.95 in {met.get('in_category', 0)}, grade >= 2 "
+        f"matched >= 0.95 in {met.get('good_matched', 0)}, the 10 cheapest >= 0.80 grade >= 2 in "
+        f"{met.get('cheapest_good', 0)}, nonsense with no results >= 0.95 in {met.get('nonsense', 0)}.",
+    ]
+    return "\n".join(lines)
 
 
 def grid_markdown(summary: dict) -> str:
@@ -238,12 +319,14 @@ def grid_markdown(summary: dict) -> str:
         "",
         f"Targets over {n} cells: normalized >= every baseline on nDCG@10 overall in {met['ndcg_overall']}, "
         f"on products without an image in {met['ndcg_no_image']}, without a description in "
-        f"{met['ndcg_no_description']}; products missing a field within +-5% of the MRR of complete ones: "
+        f"{met['ndcg_no_description']}; products missing a field within +-{PUSHDOWN_TOLERANCE:.0%} of the MRR of "
+        "complete ones: "
         f"no image in {met['pushdown_no_image']}, no description in {met['pushdown_no_description']}. "
         f"Losses to the best baseline that stay significant after Holm's correction over the grid's "
         f"{3 * n} tests: {summary['significant_losses_after_holm']}.",
     ]
-    return "\n".join(lines)
+    matched = match_sets_grid_markdown(summary)
+    return "\n".join(lines) + (f"\n\nWhat each word query matches:\n\n{matched}" if matched else "")
 
 
 def grid_chart(summary: dict, path: Path) -> Path:
@@ -287,7 +370,9 @@ def grid_chart(summary: dict, path: Path) -> Path:
             [(p["high"] if p["high"] is not None else p["value"]) - p["value"] for _, p in keep],
         ]
         right.errorbar(x, values, yerr=errors, fmt=marker, label=label, alpha=0.8, capsize=2)
-    right.axhspan(-0.05, 0.05, color="green", alpha=0.15, label="target +-5%")
+    right.axhspan(
+        -PUSHDOWN_TOLERANCE, PUSHDOWN_TOLERANCE, color="green", alpha=0.15, label=f"target +-{PUSHDOWN_TOLERANCE:.0%}"
+    )
     right.set_xlabel("share of products missing an image (and a description)")
     right.set_ylabel("MRR loss against complete products")
     right.set_title("products missing a field (95% intervals; < 0: ranked higher)")

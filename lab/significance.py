@@ -138,12 +138,35 @@ def pushdown_interval(
     return Interval(value, float(result.confidence_interval.low), float(result.confidence_interval.high), len(values))
 
 
+def mean_interval(values: Sequence[float], *, confidence: float = CONFIDENCE, seed: int = SEED) -> Interval:
+    """The mean of per-query values with a percentile-bootstrap interval over queries (None
+    bounds with fewer than 5; None value with none)."""
+    data = np.asarray(list(values), dtype=np.float64)
+    if not len(data):
+        return Interval(None, None, None, 0)
+    if len(data) < 5 or data.min() == data.max():
+        bound = None if len(data) < 5 else float(data[0])
+        return Interval(float(data.mean()), bound, bound, len(data))
+    result = stats.bootstrap(
+        (data,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return Interval(
+        float(data.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high), len(data)
+    )
+
+
 __all__ = [
     "Comparison",
     "Interval",
     "comparison_text",
     "holm",
     "interval_text",
+    "mean_interval",
     "paired_comparison",
     "pushdown_interval",
 ]

@@ -114,21 +114,21 @@ def test_targets_are_ticked_only_when_met():
             "pushdown": {"loss_no_image": loss_image, "loss_no_description": loss_description},
         }
 
-    report = {"normalized": entry(0.9, 0.8, 0.7, 0.02, 0.10), "text": entry(0.85, 0.82, 0.6, -0.1, 0.0)}
+    report = {"normalized": entry(0.9, 0.8, 0.7, 0.02, 0.15), "text": entry(0.85, 0.82, 0.6, -0.1, 0.0)}
     baseline = {"normalized": entry(0.95, 0, 0, 0, 0)}
     met = {name: ok for name, ok, _ in targets_check(report, baseline)}
     assert met == {
         "normalized >= every baseline on nDCG@10 (overall)": True,
         "normalized >= every baseline on nDCG@10 (no image)": False,
         "normalized >= every baseline on nDCG@10 (no description)": True,
-        "products with no image within +-5% of the MRR of complete ones": True,
-        "products with no description within +-5% of the MRR of complete ones": False,
+        "products with no image within +-10% of the MRR of complete ones": True,
+        "products with no description within +-10% of the MRR of complete ones": False,
         "nDCG@10 (normalized) higher than the baseline report": False,
     }
     # products missing a field that float up are no fairer than those pushed down
     report["normalized"]["pushdown"]["loss_no_image"] = -0.2
     assert not dict((n, ok) for n, ok, _ in targets_check(report))[
-        "products with no image within +-5% of the MRR of complete ones"
+        "products with no image within +-10% of the MRR of complete ones"
     ]
 
 

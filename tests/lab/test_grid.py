@@ -42,7 +42,9 @@ def test_the_grid_measures_each_cell_in_its_own_shop_and_reuses_what_does_not_ch
             assert 0 <= test["p_value"] <= test["p_holm"] <= 1
             assert scope["met"] == (scope["normalized"] >= scope["best_value"])
     table = (tmp_path / "grid" / "grid.md").read_text()
-    assert table.count("\n| 7 | ") == 2 and "Targets over 2 cells" in table
+    # a row per cell in the ranking table and in what each word query matches
+    assert table.count("\n| 7 | ") == 4 and "Targets over 2 cells" in table
+    assert "What each word query matches" in table and "in the category asked >= 0.95 in" in table
     assert (tmp_path / "grid" / "grid.png").read_bytes()[:4] == b"\x89PNG"
 
     # a second run generates no catalog again and keeps each cell's store of this model
@@ -61,3 +63,17 @@ def test_the_grid_refuses_what_it_cannot_measure(tmp_path):
         call_command("evaluate_grid", "--out", str(tmp_path), "--strategies", "text,avg")
     with pytest.raises(CommandError, match="comma-separated numbers"):
         call_command("evaluate_grid", "--out", str(tmp_path), "--seeds", "one,two")
+
+
+def test_mixes_name_each_shop_by_its_missing_image_and_description_rates():
+    from lab.management.commands.evaluate_grid import _mixes
+
+    cells = _mixes("7,8", "0.3/0.3,0.5/0.05")
+    assert [(c.seed, c.missing_image, c.missing_description) for c in cells] == [
+        (7, 0.5, 0.05),
+        (7, 0.3, 0.3),
+        (8, 0.5, 0.05),
+        (8, 0.3, 0.3),
+    ]
+    with pytest.raises(CommandError, match="image/description rate pairs"):
+        _mixes("7", "0.3")

@@ -17,6 +17,7 @@ from lab.evaluation import (
     field_slices,
     kinds_markdown,
     markdown,
+    match_sets_markdown,
     queries_load,
     significance,
     significance_markdown,
@@ -24,6 +25,7 @@ from lab.evaluation import (
     tuning_markdown,
     weight_sets_parse,
 )
+from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.fusion import weights_format
 from search.retrieval.providers import embedding_model_id, fusion_weights, get_encoder
@@ -31,6 +33,7 @@ from search.selectors import STRATEGIES
 from search.selectors.calibrations import calibration_source, fusion_calibration
 from search.services import products_index
 from search.services.calibrating import NotEnoughEvidence, calibration_from_evidence, evidence_from_labels
+from search.services.relevance import relevance_fit_if_due
 
 
 class Command(BaseCommand):
@@ -87,6 +90,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         quiet = options["verbosity"] == 0
         rows = self._catalog_indexed(folder / "catalog.jsonl", quiet)
+        self._relevance_fitted(quiet)
         slices = field_slices(rows)
         weights, tuning = self._weights_tuned(labelled, slices, weight_sets, quiet)
         calibration_of = None
@@ -122,9 +126,9 @@ class Command(BaseCommand):
     def _strategies(self, strategies: str, cross_fit: int, tune_weights: str | None) -> list[str]:
         """The strategies asked for, and the options checked together."""
         wanted = [s.strip() for s in strategies.split(",") if s.strip()]
-        unknown = [s for s in wanted if s not in STRATEGIES]
+        unknown = [s for s in wanted if s not in (*STRATEGIES, UNCALIBRATED)]
         if unknown:
-            raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join(STRATEGIES)}.")
+            raise CommandError(f"Unknown strategy {', '.join(unknown)}; use {', '.join((*STRATEGIES, UNCALIBRATED))}.")
         if cross_fit == 1 or cross_fit < 0:
             raise CommandError("--cross-fit needs at least 2 folds (or 0: the model's own calibration, if any).")
         if cross_fit and tune_weights:
@@ -146,6 +150,17 @@ class Command(BaseCommand):
         for start in tqdm(range(0, len(todo), 64), desc="index", unit="batch", disable=not todo or quiet):
             products_index(product_ids=todo[start : start + 64])
         return rows
+
+    def _relevance_fitted(self, quiet: bool) -> None:
+        """The relevance model of this model on this catalog, fitted here as the sweep would; says
+        what it is."""
+        if search_config().relevance_threshold <= 0:
+            return
+        row = relevance_fit_if_due(force=True)  # with this code: a kept fit may be an older version's
+        if not quiet and row is not None:
+            fitted = (row.fitted or {}).get("fitted", {})
+            state = row.problem or f"fitted on {fitted.get('queries')} pseudo-queries in {fitted.get('seconds')} s"
+            self.stdout.write(f"Relevance model: {state}")
 
     def _weights_tuned(self, labelled: list[dict], slices, weight_sets: list, quiet: bool) -> tuple[dict | None, list]:
         """The best of the weight sets by nDCG@10 on the semantic queries, and each set's report."""
@@ -183,6 +198,12 @@ class Command(BaseCommand):
                 "normalized against each other strategy, paired over the same queries (difference in "
                 "nDCG@10 [95% confidence interval] and p-value of a paired t-test):",
                 significance_markdown(comparisons),
+            ]
+        if any(r.get("match_sets") for r in results.values()):
+            sections += [
+                "What each word query matches (mean over queries [95% bootstrap interval]; the typo rows are "
+                "the semantic queries typed with slips):",
+                match_sets_markdown(results),
             ]
         if any(r.get("kinds", {}).keys() - {"semantic"} for r in results.values()):
             sections += ["Per query kind (the table above is the semantic queries):", kinds_markdown(results)]
