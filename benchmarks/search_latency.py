@@ -117,16 +117,23 @@ def main() -> None:
     tmp = setup_instance(model=args.model, preset=args.preset, engine=args.engine)
     import_catalog(tmp, products=args.products, seed=21, index=True)
     from django.conf import settings
-    from django.test import Client
+    from django.test import Client, override_settings
 
     from catalog.models import Product
     from search.retrieval.fusion import FEATURES, Calibration
     from search.retrieval.providers import embedding_model_id, get_encoder, get_product_index, query_vector
     from search.retrieval.vector_store import Request, plain_vector
     from search.selectors import SearchFilters, index_facets, product_search
+    from search.selectors.calibrations import calibration_forget
+    from search.services.relevance import relevance_fit_if_due
 
     settings.ALLOWED_HOSTS = ["*"]
     index = get_product_index()
+    # the relevance model, fitted from the catalog as the sweep would (its time is a figure of its own)
+    started = time.perf_counter()
+    fit = relevance_fit_if_due(force=True)
+    fit_seconds = time.perf_counter() - started
+    calibration_forget()
     k = settings.SEARCH_CANDIDATES
     queries = [QUERIES[i % len(QUERIES)] for i in range(args.queries)]
     vectors = {q: query_vector(embedding_model_id(), q) for q in QUERIES}
@@ -149,6 +156,13 @@ def main() -> None:
         ("raw per-modality queries (floor)", floor, floor),
         ("raw per-modality queries + filters (floor)", floor_filtered, floor_filtered),
         ("text tower, uncached query", tower, floor),
+    ]
+    with override_settings(SEARCH_RELEVANCE_THRESHOLD=0):  # every match above the cutoff, fused: as before
+        before = timed(lambda: product_search(query=next_query()), args.queries)
+        before_filtered = timed(lambda: product_search(query=next_query(), filters=filters), args.queries)
+    rows += [
+        ("product_search normalized, no relevance model (before)", before, floor),
+        ("product_search normalized + filters, no relevance model (before)", before_filtered, floor_filtered),
     ]
     for strategy in ("normalized", "avg", "rrf", "dbsf"):
         rows.append(
@@ -295,6 +309,16 @@ def main() -> None:
         f"mean {statistics.mean(recall):.3f}, min {min(recall):.3f}"
     )
     print(f"process memory: {now:.0f} MB resident after the run, {peak:.0f} MB peak (model, engine, Django)")
+    with_model = {label: statistics.median(t) for label, t, _ in rows}
+    for label, before_label in (
+        ("product_search normalized", "product_search normalized, no relevance model (before)"),
+        ("product_search normalized + filters", "product_search normalized + filters, no relevance model (before)"),
+    ):
+        print(
+            f"{label} with the relevance model over without, p50: {with_model[label] / with_model[before_label]:.2f}x"
+        )
+    state = fit.problem if fit is not None and fit.problem else "fitted"
+    print(f"relevance model fitted from the catalog in {fit_seconds:.1f} s ({state})")
 
 
 if __name__ == "__main__":
