@@ -266,8 +266,11 @@ class RelevanceFit(models.Model):
     fitted = models.JSONField(null=True, blank=True, help_text="RelevanceModel.as_dict(); empty until a fit works.")
     products = models.PositiveIntegerField(default=0, help_text="Products in the store when it was last tried.")
     problem = models.TextField(blank=True, help_text="Why the last try did not fit one ('' when it did).")
-    tried_at = models.DateTimeField(null=True, blank=True)
+    tried_at = models.DateTimeField("last tried", null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "relevance model"
 
     def __str__(self) -> str:
         return f"relevance model of {self.model_id}"

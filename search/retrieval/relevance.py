@@ -55,6 +55,8 @@ FEATURES = (
     "no_kind_word_text_gap",
     "kind_vote",  # the share of the query's nearest products in this product's category
     "no_kind_word_kind_vote",
+    "any_kind",  # the query names no kind at all ("red", "Kestrel"): any product may be good
+    "any_kind_value_any",
     "unknown",
     "unknown_text_gap",
     "words",
@@ -118,6 +120,8 @@ def features(
         no_kind * text_gap,
         (vote := float(shape.votes.get(str(payload.get("category", "")), 0.0))),
         no_kind * vote,
+        (any_kind := no_kind * (0.0 if shape.unknown else 1.0)),
+        any_kind * value_any,
         unknown,
         unknown * text_gap,
         min(words, 6) / 6.0,
@@ -216,27 +220,57 @@ def without_image(rows: np.ndarray) -> np.ndarray:
     return x
 
 
-TWIN_WEIGHT = 0.5  # of an imageless twin against its product, in the fit
+def without_description(rows: np.ndarray, text: np.ndarray) -> np.ndarray:
+    """The same matches as if their products had no description, given the text tower's cosine
+    of the query with each product's text without it (`text`): the title-only reading the fit
+    learns products without a description from. (Their BM25 is kept: a description's words
+    weigh little beside the title's, counted twice.)"""
+    x = np.array(rows, dtype=np.float64, copy=True).reshape(-1, len(FEATURES))
+    column = {name: i for i, name in enumerate(FEATURES)}
+    text = np.asarray(text, dtype=np.float64)
+    gap = text - (x[:, column["text"]] - x[:, column["text_gap"]])  # the query's best is unchanged
+    x[:, column["text"]], x[:, column["text_gap"]] = text, gap
+    x[:, column["no_description"]] = 1.0
+    x[:, column["no_description_text"]], x[:, column["no_description_text_gap"]] = text, gap
+    x[:, column["no_image_text_gap"]] = (1.0 - x[:, column["has_image"]]) * gap
+    x[:, column["no_kind_word_text_gap"]] = x[:, column["no_kind_word"]] * gap
+    x[:, column["unknown_text_gap"]] = x[:, column["unknown"]] * gap
+    return x
+
+
+TWIN_WEIGHT = 0.5  # of a twin (a product as if it lacked a field) against its product, in the fit
 
 
 def model_fit(
-    rows: np.ndarray, labels: Mapping[str, np.ndarray], weights: np.ndarray, groups: np.ndarray, **fitted
+    rows: np.ndarray,
+    labels: Mapping[str, np.ndarray],
+    weights: np.ndarray,
+    groups: np.ndarray,
+    *,
+    description_twins: tuple[np.ndarray, np.ndarray] | None = None,
+    **fitted,
 ) -> RelevanceModel:
     """Both probabilities (`labels`: the 0/1 targets of "good" and "top"), and the ranking
     score: the sum of their log-odds, levelled (level) over the lists of `groups`. Each match
     of a product with an image is also learnt from as if it had none (its twin, without_image),
-    so products without an image are judged on as much evidence as the others."""
+    and, given `description_twins` (rows without_description and the row each copies), some
+    with a description as if they had none: products missing a field are judged on as much
+    evidence as the others, whatever share of the catalog lacks it."""
     x = np.asarray(rows, dtype=np.float64)
     origin = np.flatnonzero(x[:, FEATURES.index("has_image")] == 1)
-    twins = without_image(x[origin])
-    both = np.vstack([x, twins])
-    weighted = np.concatenate([weights, np.asarray(weights)[origin] * TWIN_WEIGHT])
+    twins = {"no_image": (without_image(x[origin]), origin)}
+    if description_twins is not None and len(description_twins[1]):
+        twins["no_description"] = (np.asarray(description_twins[0]), np.asarray(description_twins[1]))
+    both = np.vstack([x, *(t for t, _ in twins.values())])
+    weighted = np.concatenate([weights, *(np.asarray(weights)[o] * TWIN_WEIGHT for _, o in twins.values())])
     good, top = (
-        logistic_fit(both, np.concatenate([labels[head], np.asarray(labels[head])[origin]]), weighted)
+        logistic_fit(
+            both, np.concatenate([labels[head], *(np.asarray(labels[head])[o] for _, o in twins.values())]), weighted
+        )
         for head in ("good", "top")
     )
     rank = {name: good[name] + top[name] for name in FEATURES}
-    rank = level(rank, x, np.asarray(labels["top"]) > 0, groups, twins=(twins, origin))
+    rank = level(rank, x, np.asarray(labels["top"]) > 0, groups, twins=twins)
     fitted = {**fitted, "levelled": {k: round(rank[k] - good[k] - top[k], 4) for k in FIELD_INDICATORS.values()}}
     return RelevanceModel({"good": good, "top": top, "rank": rank}, fitted)
 
@@ -258,7 +292,7 @@ def level(
     relevant: np.ndarray,
     groups: np.ndarray,
     *,
-    twins: tuple[np.ndarray, np.ndarray] | None = None,
+    twins: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     rounds: int = 2,
 ) -> dict[str, float]:
     """Shift the ranking score of products missing a field until, over the lists given, its
@@ -266,16 +300,16 @@ def level(
     the evaluation's push-down measures it). A ranking by evidence puts a relevant product with
     less of it (no image) below an equally relevant complete one; the shift levels them.
 
-    With `twins` (rows without_image and the row each copies), products without an image are
-    levelled on those: each relevant product's imageless twin, ranked among the list's other
-    products, against the product itself. Else on the products of the lists lacking it."""
+    With `twins` (per field: rows as if lacking it, and the row each copies), a field is
+    levelled on those: each relevant product's twin, ranked among the list's other products,
+    against the product itself. Else on the products of the lists lacking it."""
     x = np.asarray(rows, dtype=np.float64)
     no_image = x[:, FEATURES.index("has_image")] == 0
     no_description = (x[:, FEATURES.index("no_description")] == 1) & ~no_image
     complete = ~no_image & ~no_description
     lists = _lists(groups)
     out = dict(coefficients)
-    twin_of = {int(o): i for i, o in enumerate(twins[1])} if twins is not None else {}
+    twins = dict(twins or {})
 
     def beta() -> np.ndarray:
         return np.array([out.get(name, 0.0) for name in FEATURES])
@@ -293,16 +327,23 @@ def level(
             theirs.append(np.mean(1 / rank[b]))
         return 1.0 - np.mean(ours) / np.mean(theirs) if ours else None
 
-    paired = []  # per list: its rows, and its relevant rows with a twin and their twins
-    for rows_ in lists:
-        having = [int(r) for r in rows_ if relevant[r] and int(r) in twin_of]
-        if having:
-            paired.append((rows_, np.array(having), np.array([twin_of[r] for r in having])))
+    def paired(field_name: str) -> list:
+        """Per list: its rows, its relevant rows with a twin, and their twins' rows."""
+        twin_rows, origin = twins[field_name]
+        twin_of = {int(o): i for i, o in enumerate(origin)}
+        out = []
+        for rows_ in lists:
+            having = [int(r) for r in rows_ if relevant[r] and int(r) in twin_of]
+            if having:
+                out.append((rows_, np.array(having), np.array([twin_of[r] for r in having])))
+        return out
 
-    def twin_loss(_missing: np.ndarray) -> float | None:
-        scores, twin_scores = x @ beta(), twins[0] @ beta()
+    pairs = {field_name: paired(field_name) for field_name in twins}
+
+    def twin_loss(field_name: str) -> float | None:
+        scores, twin_scores = x @ beta(), twins[field_name][0] @ beta()
         ours, theirs = [], []
-        for rows_, originals, twin_rows in paired:
+        for rows_, originals, twin_rows in pairs[field_name]:
             own = np.sort(scores[rows_])
             theirs.append(np.mean(1.0 / (1 + len(own) - np.searchsorted(own, scores[originals], side="right"))))
             # a twin ranks among the list's other products: its own product is not one of them
@@ -313,7 +354,10 @@ def level(
 
     for _ in range(rounds):
         for field_name, missing in (("no_image", no_image), ("no_description", no_description)):
-            measure = twin_loss if field_name == "no_image" and twin_of else loss
+            if pairs.get(field_name):
+                measure = lambda _missing, f=field_name: twin_loss(f)  # noqa: E731
+            else:
+                measure = loss
             column = FIELD_INDICATORS[field_name]
             sign = -1.0 if column == "has_image" else 1.0
             start = out.get(column, 0.0)

@@ -4,14 +4,20 @@ clicks, so a shop has it on its first day.
 Pseudo-queries are made from what shoppers see of the products: a product's title is its brand,
 attribute values and a noun ("Kestrel red striped ceramic mug": brand Kestrel, values red,
 striped, ceramic, noun "mug"). A query names the noun with none, one or two of the values, or
-the brand, as shoppers type them ("red mug", "striped ceramic mug", "Kestrel mug"). Each of its
-matches is judged from the catalog's own fields: a *good* match is of the same category (or,
-without categories, the same noun) and holds one of the asked values at least (any of that
-category when none is asked); a *top* match holds them all. In some queries the noun is read as
-a word no product holds, as a synonym only the model knows would be ("cup" in a shop of mugs),
-so the model learns to lean on the towers when the words cannot say.
+the brand, as shoppers type them ("red mug", "striped ceramic mug", "Kestrel mug"), or a value
+or the brand alone ("red", "Kestrel"). Each of its matches is judged from the catalog's own
+fields: a *good* match is of the same category (or, without categories, the same noun; any, for
+a query without one) and holds one of the asked values at least; a *top* match holds them all.
+In some queries the noun is read as a word no product holds, as a synonym only the model knows
+would be ("cup" in a shop of mugs), so the model learns to lean on the towers when the words
+cannot say; some carry a word that says neither what nor which ("cheap").
 
-It runs in the background (the embedded sweep, or the beat's sweep on the real stack) when the
+Products missing a field are learnt from twins: every match of a product with an image again as
+if it had none, and some of those with a description again without it (the text tower reads
+their text without it), so the levelling does not depend on how many products of this catalog
+lack a field.
+
+It runs in the background (the embedded sweep, or the beat's task on the real stack) when the
 serving model has none or the catalog's size has changed by a quarter since, never on a request;
 searches meanwhile keep the previous fit. What happened is kept on the model's RelevanceFit row:
 the admin shows it.
@@ -48,8 +54,18 @@ MODEL_ONLY_SHARE = 0.3  # queries whose noun is read as a word no product holds
 # words shoppers add that say neither what nor which ("cheap red mug"), in this share of queries
 FILLERS = ("cheap", "best", "nice", "new", "buy", "good", "quality", "classic", "modern", "looking for a")
 FILLER_SHARE = 0.2
-# how many of a product's values a query asks (none: the noun alone), and how often
-SHAPES = ((0, False, 0.10), (1, False, 0.40), (2, False, 0.25), (0, True, 0.15), (1, True, 0.10))
+# how many of a product's values a query asks, with its brand, with its noun; how often: "mug",
+# "red mug", "red striped mug", "Kestrel mug", "Kestrel red mug", and without a noun "red",
+# "Kestrel" (any product holding it is a good match)
+SHAPES = (
+    (0, False, True, 0.10),
+    (1, False, True, 0.33),
+    (2, False, True, 0.20),
+    (0, True, True, 0.12),
+    (1, True, True, 0.08),
+    (1, False, False, 0.10),
+    (0, True, False, 0.07),
+)
 
 
 class RelevanceFitError(ValueError):
@@ -92,7 +108,7 @@ def _item(pid: int, title: str, brand: str, category: str, attributes) -> Item:
 @dataclass(frozen=True)
 class PseudoQuery:
     text: str
-    kind: str
+    kind: str  # "": no noun, so any kind
     asked: tuple[str, ...]
     model_only: frozenset[str]
 
@@ -106,19 +122,20 @@ def pseudo_queries(items: list[Item], *, count: int = QUERIES, seed: int = SEED)
         if len(out) >= count:
             break
         item = rng.choice(items)
-        values, with_brand, _ = rng.choices(SHAPES, weights)[0]
-        if not item.noun or len(item.askable) < values or (with_brand and not item.brand):
+        values, with_brand, with_noun, _ = rng.choices(SHAPES, weights)[0]
+        if (with_noun and not item.noun) or len(item.askable) < values or (with_brand and not item.brand):
             continue
         asked = tuple(sorted(rng.sample(item.askable, values), key=item.askable.index))
-        noun, model_only = item.noun, frozenset()
-        if rng.random() < MODEL_ONLY_SHARE:
+        noun, model_only = item.noun if with_noun else (), frozenset()
+        if with_noun and rng.random() < MODEL_ONLY_SHARE:
             # half the time a word the model knows well, half a word it half knows (a synonym in
             # word pieces, "muffler" for a scarf): both said in words no product holds
             noun = noun if rng.random() < 0.5 else tuple(_garbled(w, rng) for w in noun)
             model_only = frozenset(noun)
-        filler = [rng.choice(FILLERS)] if rng.random() < FILLER_SHARE else []
+        filler = [rng.choice(FILLERS)] if with_noun and rng.random() < FILLER_SHARE else []
         text = " ".join([*filler, *([item.brand] if with_brand else []), *asked, *noun])
-        out.setdefault(text, PseudoQuery(text, item.kind, (item.brand,) * with_brand + asked, model_only))
+        kind = item.kind if with_noun else ""
+        out.setdefault(text, PseudoQuery(text, kind, (item.brand,) * with_brand + asked, model_only))
     return list(out.values())
 
 
@@ -135,7 +152,7 @@ def _garbled(word: str, rng: random.Random) -> str:
 
 def judged(query: PseudoQuery, item: Item | None) -> tuple[float, float]:
     """(good, top) of a match, from the catalog's fields."""
-    if item is None or item.kind != query.kind:
+    if item is None or (query.kind and item.kind != query.kind):
         return 0.0, 0.0
     held = sum(1 for value in query.asked if value in item.values)
     good = not query.asked or held > 0
@@ -153,12 +170,13 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
     items = catalog_items()
     if len(items) < MIN_PRODUCTS:
         raise RelevanceFitError(
-            f"{len(items)} products; the relevance model is fitted from {MIN_PRODUCTS} or more. "
-            "Until then a query matches every product above the cutoff."
+            f"the catalog has {len(items)} products on sale; it is learnt from {MIN_PRODUCTS} or more."
         )
     by_id = {item.id: item for item in items}
     rows, good, top, weights, groups = [], [], [], [], []
     rng = np.random.default_rng(seed)
+    described: list[tuple[int, int, str]] = []  # (row, product, query): read again without its description
+    offset = 0
     used = varied = 0
     for query in pseudo_queries(items, count=count, seed=seed):
         if progress:
@@ -171,6 +189,10 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
         used += 1
         varied += labels[:, 0].min() < labels[:, 0].max()
         kept, weight = _sampled(labels[:, 0], rng)
+        having = [i for i, k in enumerate(kept) if labels[k, 1] > 0 and features[k, DESCRIBED] == 0]
+        for i in rng.permutation(having)[:TWINS_PER_QUERY]:
+            described.append((offset + int(i), ids[kept[i]], query.text))
+        offset += len(kept)
         rows.append(features[kept])
         good.append(labels[kept, 0])
         top.append(labels[kept, 1])
@@ -178,9 +200,9 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
         groups.append(np.full(len(kept), used))
     if varied < MIN_QUERIES:
         raise RelevanceFitError(
-            f"only {varied} of the catalog's pseudo-queries find both good and other matches (at least "
-            f"{MIN_QUERIES}); its titles may not name brands, attribute values and a noun. "
-            "Until then a query matches every product above the cutoff."
+            f"only {varied} of the searches made from the catalog's titles find both good and other matches "
+            f"(at least {MIN_QUERIES} are needed): its titles may not name the brand, attribute values and what "
+            "the product is, or its products may lack categories and attributes."
         )
     x, w = np.vstack(rows), np.concatenate(weights)
     model = relevance.model_fit(
@@ -188,6 +210,7 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
         {"good": np.concatenate(good), "top": np.concatenate(top)},
         w,
         np.concatenate(groups),
+        description_twins=_description_twins(x, described),
         model=providers.serving_model_id(),
         products=len(items),
         queries=used,
@@ -225,6 +248,34 @@ def photo_thresholds(ids: list[int], *, seed: int = SEED) -> dict[str, float]:
         "image": float(np.quantile((image @ image.T)[apart], relevance.PHOTO_QUANTILE)),
         "text": float(np.quantile((image @ text.T)[apart], relevance.PHOTO_QUANTILE)),
     }
+
+
+TWINS_PER_QUERY = 8  # of a query's top matches with a description, read again without it
+DESCRIBED = relevance.FEATURES.index("no_description")
+
+
+def _description_twins(x: np.ndarray, described: list[tuple[int, int, str]]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows as if their products had no description: the text tower reads each product's text
+    without it (Product.search_text's other parts) against the query."""
+    if not described:
+        return np.empty((0, x.shape[1])), np.empty(0, dtype=np.int64)
+    model_id = providers.serving_model_id()
+    products = Product.objects.in_bulk({pid for _, pid, _ in described})
+    keep = [(row, pid, text) for row, pid, text in described if pid in products]
+    titles = sorted({pid for _, pid, _ in keep})
+    texts = [
+        ". ".join(p for p in (products[pid].title, products[pid].brand, products[pid].category) if p) for pid in titles
+    ]
+    vectors = dict(zip(titles, _unit(providers.query_encoder(model_id).encode_texts(texts))))
+    queries = {text: _unit(providers.query_vector(model_id, text)[None, :])[0] for _, _, text in keep}
+    cosines = np.array([float(vectors[pid] @ queries[text]) for _, pid, text in keep])
+    origin = np.array([row for row, _, _ in keep], dtype=np.int64)
+    return relevance.without_description(x[origin], cosines), origin
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 ROWS_PER_QUERY = 400  # a large catalog's query matches thousands: its other matches are sampled

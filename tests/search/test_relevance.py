@@ -204,13 +204,14 @@ def test_a_shop_too_small_says_so_and_searches_as_before(concept, make_product, 
     for n in range(3):
         make_product(f"Red ceramic mug {n}", sku=f"S-{n}")
     row = relevance_fit_if_due(force=True)
-    assert row.problem.startswith(f"3 products; the relevance model is fitted from {MIN_PRODUCTS} or more")
+    assert row.problem == f"the catalog has 3 products on sale; it is learnt from {MIN_PRODUCTS} or more."
     assert product_search(query="red mug").count == 3
 
     User.objects.create_superuser("boss", password="pw-boss-1")
     client.login(username="boss", password="pw-boss-1")
     page = client.get("/admin/search/relevancefit/").content.decode()
-    assert "Not fitted: 3 products; the relevance model is fitted from 50 or more." in page
+    assert "Could not learn from the catalog" in page
+    assert "the catalog has 3 products on sale; it is learnt from 50 or more. Until it works, a search shows" in page
 
 
 def test_it_is_fitted_again_when_the_catalog_changes_by_a_quarter_or_the_model(fitted):
@@ -225,3 +226,26 @@ def test_it_is_fitted_again_when_the_catalog_changes_by_a_quarter_or_the_model(f
 def test_threshold_zero_matches_everything_above_the_cutoff_as_before(fitted):
     with override_settings(SEARCH_RELEVANCE_THRESHOLD=0):
         assert categories(product_search(query="red mug")) > {"mugs"}
+
+
+def test_the_admin_says_what_searches_match_before_and_after_the_fit(catalog, client):
+    User.objects.create_superuser("boss", password="pw-boss-1")
+    client.login(username="boss", password="pw-boss-1")
+    assert (
+        "Not learnt yet: the server learns what a good match is"
+        in client.get("/admin/search/relevancefit/").content.decode()
+    )
+
+    relevance_fit_if_due()
+    page = client.get("/admin/search/relevancefit/").content.decode()
+    assert "Learnt from the catalog" in page and "at least 40% likely to be a good match" in page
+    assert "Relevance models" in page
+
+
+def test_single_words_and_brands_match_every_product_holding_them(fitted):
+    red = {p.pk for t, p in fitted.items() if " red " in t}
+    assert {r.id for r in product_search(query="red").ranked} == red
+    lumen = {p.pk for t, p in fitted.items() if t.startswith("Lumen ")}
+    result = product_search(query="lumen")
+    assert {r.id for r in result.ranked} == lumen
+    assert all(r.relevance >= search_config().relevance_threshold for r in result.ranked)

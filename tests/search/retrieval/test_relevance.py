@@ -87,7 +87,7 @@ def test_levelling_puts_relevant_products_without_an_image_beside_complete_ones(
     # a ranking that leans on the image: relevant products without one sink
     leaning = {name: 0.0 for name in FEATURES} | {"image": 40.0, "text": 20.0}
     before = mrr_ratio(rows @ np.array([leaning[n] for n in FEATURES]), relevant, missing, groups)
-    twins = (relevance.without_image(rows[~missing]), np.flatnonzero(~missing))
+    twins = {"no_image": (relevance.without_image(rows[~missing]), np.flatnonzero(~missing))}
     levelled = relevance.level(leaning, rows, relevant, groups, twins=twins)
     after = mrr_ratio(rows @ np.array([levelled[n] for n in FEATURES]), relevant, missing, groups)
     assert before > 0.3  # pushed down by a third or more
