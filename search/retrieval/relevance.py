@@ -220,24 +220,6 @@ def without_image(rows: np.ndarray) -> np.ndarray:
     return x
 
 
-def without_description(rows: np.ndarray, text: np.ndarray) -> np.ndarray:
-    """The same matches as if their products had no description, given the text tower's cosine
-    of the query with each product's text without it (`text`): the title-only reading the fit
-    learns products without a description from. (Their BM25 is kept: a description's words
-    weigh little beside the title's, counted twice.)"""
-    x = np.array(rows, dtype=np.float64, copy=True).reshape(-1, len(FEATURES))
-    column = {name: i for i, name in enumerate(FEATURES)}
-    text = np.asarray(text, dtype=np.float64)
-    gap = text - (x[:, column["text"]] - x[:, column["text_gap"]])  # the query's best is unchanged
-    x[:, column["text"]], x[:, column["text_gap"]] = text, gap
-    x[:, column["no_description"]] = 1.0
-    x[:, column["no_description_text"]], x[:, column["no_description_text_gap"]] = text, gap
-    x[:, column["no_image_text_gap"]] = (1.0 - x[:, column["has_image"]]) * gap
-    x[:, column["no_kind_word_text_gap"]] = x[:, column["no_kind_word"]] * gap
-    x[:, column["unknown_text_gap"]] = x[:, column["unknown"]] * gap
-    return x
-
-
 TWIN_WEIGHT = 0.5  # of a twin (a product as if it lacked a field) against its product, in the fit
 
 
@@ -246,21 +228,17 @@ def model_fit(
     labels: Mapping[str, np.ndarray],
     weights: np.ndarray,
     groups: np.ndarray,
-    *,
-    description_twins: tuple[np.ndarray, np.ndarray] | None = None,
     **fitted,
 ) -> RelevanceModel:
     """Both probabilities (`labels`: the 0/1 targets of "good" and "top"), and the ranking
     score: the sum of their log-odds, levelled (level) over the lists of `groups`. Each match
-    of a product with an image is also learnt from as if it had none (its twin, without_image),
-    and, given `description_twins` (rows without_description and the row each copies), some
-    with a description as if they had none: products missing a field are judged on as much
-    evidence as the others, whatever share of the catalog lacks it."""
+    of a product with an image is also learnt from as if it had none (its twin, without_image):
+    products without an image are judged on as much evidence as the others, whatever share of
+    the catalog lacks one. `labels` may hold "level": the rows the levelling counts as relevant
+    (default: "top")."""
     x = np.asarray(rows, dtype=np.float64)
     origin = np.flatnonzero(x[:, FEATURES.index("has_image")] == 1)
     twins = {"no_image": (without_image(x[origin]), origin)}
-    if description_twins is not None and len(description_twins[1]):
-        twins["no_description"] = (np.asarray(description_twins[0]), np.asarray(description_twins[1]))
     both = np.vstack([x, *(t for t, _ in twins.values())])
     weighted = np.concatenate([weights, *(np.asarray(weights)[o] * TWIN_WEIGHT for _, o in twins.values())])
     good, top = (
@@ -270,8 +248,14 @@ def model_fit(
         for head in ("good", "top")
     )
     rank = {name: good[name] + top[name] for name in FEATURES}
-    rank = level(rank, x, np.asarray(labels["top"]) > 0, groups, twins=twins)
-    fitted = {**fitted, "levelled": {k: round(rank[k] - good[k] - top[k], 4) for k in FIELD_INDICATORS.values()}}
+    # levelled on the lists of queries that ask for a kind of product ("red mug", not "red"): a
+    # shopper's query that names one is where a missing field must not move a product
+    rank = level(rank, x, np.asarray(labels.get("level", labels["top"])) > 0, groups, twins=twins)
+    shifts = {k: rank[k] - good[k] - top[k] for k in FIELD_INDICATORS.values()}
+    # the match set is cut on the same footing: a product missing a field is as likely in it as
+    # a complete one of the same relevance
+    good = {name: good[name] + shifts.get(name, 0.0) for name in FEATURES}
+    fitted = {**fitted, "levelled": {k: round(v, 4) for k, v in shifts.items()}}
     return RelevanceModel({"good": good, "top": top, "rank": rank}, fitted)
 
 

@@ -12,10 +12,10 @@ In some queries the noun is read as a word no product holds, as a synonym only t
 would be ("cup" in a shop of mugs), so the model learns to lean on the towers when the words
 cannot say; some carry a word that says neither what nor which ("cheap").
 
-Products missing a field are learnt from twins: every match of a product with an image again as
-if it had none, and some of those with a description again without it (the text tower reads
-their text without it), so the levelling does not depend on how many products of this catalog
-lack a field.
+Products without an image are learnt from twins too: every match of a product with an image
+again as if it had none, so how they are judged and levelled does not depend on how many
+products of this catalog lack one. (Twins without a description, read again by the text tower
+without it, were tried and levelled no better on the held-out shops: docs/quality.md.)
 
 It runs in the background (the embedded sweep, or the beat's task on the real stack) when the
 serving model has none or the catalog's size has changed by a quarter since, never on a request;
@@ -173,10 +173,8 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
             f"the catalog has {len(items)} products on sale; it is learnt from {MIN_PRODUCTS} or more."
         )
     by_id = {item.id: item for item in items}
-    rows, good, top, weights, groups = [], [], [], [], []
+    rows, good, top, weights, groups, levelled = [], [], [], [], [], []
     rng = np.random.default_rng(seed)
-    described: list[tuple[int, int, str]] = []  # (row, product, query): read again without its description
-    offset = 0
     used = varied = 0
     for query in pseudo_queries(items, count=count, seed=seed):
         if progress:
@@ -189,13 +187,10 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
         used += 1
         varied += labels[:, 0].min() < labels[:, 0].max()
         kept, weight = _sampled(labels[:, 0], rng)
-        having = [i for i, k in enumerate(kept) if labels[k, 1] > 0 and features[k, DESCRIBED] == 0]
-        for i in rng.permutation(having)[:TWINS_PER_QUERY]:
-            described.append((offset + int(i), ids[kept[i]], query.text))
-        offset += len(kept)
         rows.append(features[kept])
         good.append(labels[kept, 0])
         top.append(labels[kept, 1])
+        levelled.append(labels[kept, 1] * bool(query.kind))
         weights.append(weight / len(ids))
         groups.append(np.full(len(kept), used))
     if varied < MIN_QUERIES:
@@ -207,10 +202,9 @@ def relevance_fit(*, count: int = QUERIES, seed: int = SEED, progress: Callable[
     x, w = np.vstack(rows), np.concatenate(weights)
     model = relevance.model_fit(
         x,
-        {"good": np.concatenate(good), "top": np.concatenate(top)},
+        {"good": np.concatenate(good), "top": np.concatenate(top), "level": np.concatenate(levelled)},
         w,
         np.concatenate(groups),
-        description_twins=_description_twins(x, described),
         model=providers.serving_model_id(),
         products=len(items),
         queries=used,
@@ -248,34 +242,6 @@ def photo_thresholds(ids: list[int], *, seed: int = SEED) -> dict[str, float]:
         "image": float(np.quantile((image @ image.T)[apart], relevance.PHOTO_QUANTILE)),
         "text": float(np.quantile((image @ text.T)[apart], relevance.PHOTO_QUANTILE)),
     }
-
-
-TWINS_PER_QUERY = 8  # of a query's top matches with a description, read again without it
-DESCRIBED = relevance.FEATURES.index("no_description")
-
-
-def _description_twins(x: np.ndarray, described: list[tuple[int, int, str]]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows as if their products had no description: the text tower reads each product's text
-    without it (Product.search_text's other parts) against the query."""
-    if not described:
-        return np.empty((0, x.shape[1])), np.empty(0, dtype=np.int64)
-    model_id = providers.serving_model_id()
-    products = Product.objects.in_bulk({pid for _, pid, _ in described})
-    keep = [(row, pid, text) for row, pid, text in described if pid in products]
-    titles = sorted({pid for _, pid, _ in keep})
-    texts = [
-        ". ".join(p for p in (products[pid].title, products[pid].brand, products[pid].category) if p) for pid in titles
-    ]
-    vectors = dict(zip(titles, _unit(providers.query_encoder(model_id).encode_texts(texts))))
-    queries = {text: _unit(providers.query_vector(model_id, text)[None, :])[0] for _, _, text in keep}
-    cosines = np.array([float(vectors[pid] @ queries[text]) for _, pid, text in keep])
-    origin = np.array([row for row, _, _ in keep], dtype=np.int64)
-    return relevance.without_description(x[origin], cosines), origin
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float64)
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
 ROWS_PER_QUERY = 400  # a large catalog's query matches thousands: its other matches are sampled
