@@ -47,20 +47,24 @@ def fusion_calibration(model_id: str | None = None) -> Calibration | None:
     if source != DATABASE:
         return _from_file(Path(source))
     model_id = model_id or embedding_model_id()
+    rows = FusionCalibration.objects.filter(model_id=model_id).values_list("updated_at", "coefficients")
+    return _looked(_seen, model_id, rows, lambda data: _parsed(data, f"of {model_id} in the database"))
+
+
+def _looked(seen_by_model: dict, model_id: str, rows, parse):
+    """A model's row (updated_at, data) read at most every LOOK_SECONDS and parsed again only
+    when it changed; None without one."""
     now = time.monotonic()
     with _lock:
-        seen = _seen.get(model_id)
+        seen = seen_by_model.get(model_id)
     if seen is not None and now - seen[0] < LOOK_SECONDS:
         return seen[2]
-    row = FusionCalibration.objects.filter(model_id=model_id).values_list("updated_at", "coefficients").first()
+    row = rows.first()
     version = row[0] if row else None
-    if seen is not None and seen[1] == version:
-        calibration = seen[2]
-    else:
-        calibration = _parsed(row[1], f"of {model_id} in the database") if row else None
+    value = seen[2] if seen is not None and seen[1] == version else (parse(row[1]) if row and row[1] else None)
     with _lock:
-        _seen[model_id] = (now, version, calibration)
-    return calibration
+        seen_by_model[model_id] = (now, version, value)
+    return value
 
 
 def calibration_forget() -> None:
@@ -80,25 +84,16 @@ def relevance_model(model_id: str | None = None) -> RelevanceModel | None:
     up at most every LOOK_SECONDS; None until one is fitted (the search then matches every
     product above the cutoff, as before) or when it cannot be applied."""
     model_id = model_id or embedding_model_id()
-    now = time.monotonic()
-    with _lock:
-        seen = _relevance_seen.get(model_id)
-    if seen is not None and now - seen[0] < LOOK_SECONDS:
-        return seen[2]
-    row = RelevanceFit.objects.filter(model_id=model_id).values_list("updated_at", "fitted").first()
-    version = row[0] if row else None
-    if seen is not None and seen[1] == version:
-        model = seen[2]
-    else:
-        model = None
-        if row and row[1]:
-            try:
-                model = RelevanceModel.from_dict(row[1])
-            except ValueError as exc:
-                logger.warning("The relevance model of %s is not used (%s)", model_id, exc)
-    with _lock:
-        _relevance_seen[model_id] = (now, version, model)
-    return model
+    rows = RelevanceFit.objects.filter(model_id=model_id).values_list("updated_at", "fitted")
+    return _looked(_relevance_seen, model_id, rows, lambda data: _relevance_parsed(data, model_id))
+
+
+def _relevance_parsed(data: object, model_id: str) -> RelevanceModel | None:
+    try:
+        return RelevanceModel.from_dict(data)  # type: ignore[arg-type]
+    except (ValueError, TypeError, AttributeError) as exc:
+        logger.warning("The relevance model of %s is not used (%s)", model_id, exc)
+        return None
 
 
 def _from_file(path: Path) -> Calibration | None:
