@@ -21,6 +21,7 @@ TUNE_SEED=${TUNE_SEED:-101}
 HELDOUT_SEED=${HELDOUT_SEED:-202}
 GRID_SEEDS=${GRID_SEEDS:-301,302,303}
 GRID_RATES=${GRID_RATES:-0.05,0.15,0.3,0.5}
+FIRST_DAY_MIXES=${FIRST_DAY_MIXES:-0.3/0.3,0.5/0.05,0.05/0.5}
 DEMO_EPOCHS=${DEMO_EPOCHS:-6}
 FINETUNE_EPOCHS=${FINETUNE_EPOCHS:-2}
 FINETUNE_TRAIN=${FINETUNE_TRAIN:-all}
@@ -72,6 +73,10 @@ step "3/8 the grid: seeds $GRID_SEEDS x missing-field rates $GRID_RATES, default
 "$PY" manage.py evaluate_grid --out "$OUT/grid" --seeds "$GRID_SEEDS" --rates "$GRID_RATES" \
     --products "$PRODUCTS" --queries "$QUERIES"
 
+step "3b/8 a shop's first day (no labels, no clicks): what each word query matches, seeds $GRID_SEEDS x missing ${FIRST_DAY_MIXES}"
+"$PY" manage.py evaluate_grid --out "$OUT/grid-first-day" --seeds "$GRID_SEEDS" --mixes "$FIRST_DAY_MIXES" --folds 0 \
+    --products "$PRODUCTS" --queries "$QUERIES"
+
 step "4/8 the held-out shop before fine-tuning (calibration cross-fitted on its queries)"
 in_shop heldout/var-base migrate --noinput --verbosity 0
 in_shop heldout/var-base evaluate_search --catalog "$OUT/heldout/catalog" --cross-fit 2 --report "$OUT/heldout/before"
@@ -105,6 +110,8 @@ done
 
 printf '\n=== The grid (%s)\n\n' "$OUT/grid/grid.md"
 cat "$OUT/grid/grid.md"
+printf '\n=== A shop'"'"'s first day (%s)\n\n' "$OUT/grid-first-day/grid.md"
+cat "$OUT/grid-first-day/grid.md"
 printf '\n=== Held-out shop, before fine-tuning (%s)\n\n' "$OUT/heldout/before/report.md"
 cat "$OUT/heldout/before/report.md"
 printf '\n=== Held-out shop, after fine-tuning (%s)\n\n' "$OUT/heldout/after/report.md"
