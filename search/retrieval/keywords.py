@@ -214,13 +214,6 @@ class Vocabulary:
         term = self._encoder.term(word)
         return term is None or term in self._terms
 
-    def _held(self, word: str) -> bool:
-        """Whether the catalog uses the word (or its stem), or it is a stop word."""
-        if word in self.counts or self._encoder is None:
-            return word in self.counts or self._encoder is None
-        term = self._encoder.term(word)
-        return term is None or term in self._terms
-
     def holds(self, terms: Iterable[int]) -> bool:
         """Whether some product holds one of these terms (without an encoder: unknown, so True)."""
         return not self._encoder or any(t in self._terms for t in terms)
@@ -285,10 +278,7 @@ class Vocabulary:
                 out.append(QueryWord(word, (word, *also)))
                 continue
             if self.known(word):
-                # a word only the model reads, one edit from a catalog word ("stripped", "blu"):
-                # a typo as likely as a word of its own; both readings, the catalog's first
-                near = [] if self._held(word) else self.corrections(word)
-                out.append(QueryWord(word, (*near, word), corrected=True) if near else QueryWord(word, (word,)))
+                out.append(QueryWord(word, (word,)))
                 continue
             variants = self.corrections(word)
             if variants:
