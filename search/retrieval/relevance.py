@@ -355,11 +355,6 @@ def level(
     return out
 
 
-def rank_scores(probabilities: Mapping[str, np.ndarray]) -> np.ndarray:
-    """The ranking score: the levelled sum of the log-odds of a good and of a top match."""
-    return probabilities["rank"]
-
-
 def photo_score(raw: Mapping[str, float], thresholds: Mapping[str, float]) -> float | None:
     """How far a product is above a photo's threshold: by its image when it has one (what looks
     alike), else by its text; None below it (it does not look like the photo)."""
@@ -391,5 +386,4 @@ __all__ = [
     "logistic_fit",
     "model_fit",
     "photo_score",
-    "rank_scores",
 ]

@@ -330,8 +330,9 @@ def relevance_rows(query: str, *, model_only: frozenset[str] = frozenset()) -> t
 
 def _relevant_payloads(plan: SearchPlan, where: Where | None, hidden: set[int]) -> list[Mapping]:
     """The payloads of the matches under `where` that the relevance model keeps."""
-    matches = plan.index.retrieve_matches(plan.legs, limit=plan.limit, where=where, payload=match_payload(terms=True))
-    if plan.mode == "image":
+    words = plan.mode == "text"  # a photo's matches are judged by their cosines alone
+    matches = plan.index.retrieve_matches(plan.legs, limit=plan.limit, where=where, payload=match_payload(terms=words))
+    if not words:
         return [r.payload for r in photo_rank(matches.pool, plan.relevance.photo) if r.id not in hidden]
     named = frozenset(pid for name in FIRST for pid in matches.found.get(name, ()))
     shape = plan.shape(query_context(plan.index, plan.legs, matches, where))

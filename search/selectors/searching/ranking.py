@@ -170,7 +170,7 @@ def relevance_rank(
         return []
     rows = [relevance.features(c.raw, c.payload, held(c.payload), shape) for c in pool]
     probabilities = model.probabilities(np.asarray(rows))
-    good, scores = probabilities["good"], relevance.rank_scores(probabilities)
+    good, scores = probabilities["good"], probabilities["rank"]
     normalized = fusion.normalize_per_modality(pool)
     ranked = []
     for i, c in enumerate(pool):
