@@ -95,6 +95,47 @@ def test_levelling_puts_relevant_products_without_an_image_beside_complete_ones(
     assert levelled["has_image"] < 0  # products without an image are lifted
 
 
+def described_lists(n_lists: int = 400, seed: int = 3):
+    """Lists where a third of the products lack a description (their title-only text vector
+    scores 0.1 higher, relevant or not) and a third lack an image."""
+    rng = np.random.default_rng(seed)
+    rows, relevant, groups = [], [], []
+    for g in range(n_lists):
+        for _ in range(20):
+            is_top = rng.random() < 0.3
+            described = rng.random() < 0.67
+            raw = {"text": 0.6 + 0.2 * is_top + 0.1 * (not described) + rng.normal(0, 0.05)}
+            if rng.random() < 0.67:
+                raw["image"] = 0.2 + 0.1 * is_top + rng.normal(0, 0.03)
+            rows.append(relevance.features(raw, {"category": "c", "has_description": described}, (1, 1), SHAPE))
+            relevant.append(is_top)
+            groups.append(g)
+    return np.array(rows), np.array(relevant), np.array(groups)
+
+
+def test_levelling_puts_products_missing_both_fields_beside_complete_ones():
+    rows, relevant, groups = described_lists()
+    no_image = rows[:, FEATURES.index("has_image")] == 0
+    undescribed = rows[:, FEATURES.index("no_description")] == 1
+    # a ranking whose text weighs double without an image: a title-only text vector lifts a product
+    # without an image twice as much as one with an image, so the two fields' shifts do not add up
+    leaning = {name: 0.0 for name in FEATURES} | {"image": 16.0, "text": 8.0, "no_image_text_gap": 8.0}
+    twins = {
+        name: (relevance.without_image(rows[origin]), origin)
+        for name, origin in (
+            ("no_image", np.flatnonzero(~no_image & ~undescribed)),
+            ("no_both", np.flatnonzero(~no_image & undescribed)),
+        )
+    }
+    levelled = relevance.level(leaning, rows, relevant, groups, twins=twins)
+    scores = rows @ np.array([levelled[n] for n in FEATURES])
+    complete = ~no_image & ~undescribed
+    for missing in (no_image & ~undescribed, undescribed & ~no_image, no_image & undescribed):
+        keep = missing | complete
+        assert abs(mrr_ratio(scores[keep], relevant[keep], missing[keep], groups[keep])) < 0.1
+    assert levelled["no_image_no_description"] < 0  # both missing: less than the two shifts add up to
+
+
 def test_a_photo_scores_the_same_picture_one_and_what_does_not_look_like_it_nothing():
     thresholds = {"image": 0.6, "text": 0.2}
     assert relevance.photo_score({"image": 1.0, "text": 0.3}, thresholds) == pytest.approx(1.0)
@@ -108,9 +149,11 @@ def test_a_kept_model_round_trips_and_one_it_cannot_apply_says_so():
     model = relevance.model_fit(rows, labels, np.ones(len(rows)), groups, queries=50)
     again = RelevanceModel.from_dict(model.as_dict())
     assert np.allclose(again.probabilities(rows)["good"], model.probabilities(rows)["good"])
-    with pytest.raises(ValueError, match="not a version 1 relevance model"):
+    with pytest.raises(ValueError, match=f"not a version {relevance.VERSION} relevance model"):
         RelevanceModel.from_dict({"version": 0})
     with pytest.raises(ValueError, match="heads good, top, rank"):
-        RelevanceModel.from_dict({"version": 1, "coefficients": {"good": {}}})
+        RelevanceModel.from_dict({"version": relevance.VERSION, "coefficients": {"good": {}}})
     with pytest.raises(ValueError, match="coefficients are numbers"):
-        RelevanceModel.from_dict({"version": 1, "coefficients": {"good": {"text": "x"}, "top": {}, "rank": {}}})
+        RelevanceModel.from_dict(
+            {"version": relevance.VERSION, "coefficients": {"good": {"text": "x"}, "top": {}, "rank": {}}}
+        )
