@@ -26,7 +26,6 @@ functions over plain data, no Django.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,49 +86,71 @@ def features(
 ) -> list[float]:
     """FEATURES of one match: its raw scores, payload, and how many of the query's kind words
     and value words it holds (`held`, as held_words counts them)."""
-    text = float(raw.get("text", 0.0))
-    text_gap = text - shape.best_text if shape.best_text is not None and "text" in raw else -1.0
-    has_image = "image" in raw
-    image = float(raw["image"]) if has_image else 0.0
-    image_gap = image - shape.best_image if has_image and shape.best_image is not None else 0.0
-    kind_coverage = held[0] / shape.kinds if shape.kinds else 0.0
-    value_coverage = held[1] / shape.values if shape.values else 0.0
-    value_any = 1.0 if held[1] else 0.0
-    no_description = 0.0 if payload.get("has_description", True) else 1.0
-    no_image = 0.0 if has_image else 1.0
+    return feature_rows([raw], [payload], [held], shape)[0].tolist()
+
+
+def feature_rows(
+    raws: Sequence[Mapping[str, float]],
+    payloads: Sequence[Mapping[str, Any]],
+    held: Sequence[tuple[int, int]],
+    shape: QueryShape,
+) -> np.ndarray:
+    """FEATURES of a query's matches, one row each (features(), in one pass over columns: a
+    search scores hundreds of matches)."""
+    n = len(raws)
+    has_text = np.fromiter(("text" in r for r in raws), bool, n)
+    text = np.fromiter((r.get("text", 0.0) for r in raws), np.float64, n)
+    has_image = np.fromiter(("image" in r for r in raws), bool, n)
+    image = np.fromiter((r.get("image", 0.0) for r in raws), np.float64, n)
+    keyword = np.fromiter((r.get("keyword", 0.0) for r in raws), np.float64, n)
+    described = np.fromiter((p.get("has_description", True) for p in payloads), bool, n)
+    vote = np.fromiter((shape.votes.get(str(p.get("category", "")), 0.0) for p in payloads), np.float64, n)
+    kinds_held, values_held = (np.asarray(held, dtype=np.float64).reshape(n, 2).T) if n else (np.zeros(0),) * 2
+    text_gap = text - shape.best_text if shape.best_text is not None else np.zeros(n)
+    text_gap = np.where(has_text & (shape.best_text is not None), text_gap, -1.0)
+    image_gap = np.where(has_image, image - shape.best_image, 0.0) if shape.best_image is not None else np.zeros(n)
+    no_image = (~has_image).astype(np.float64)
+    no_description = (~described).astype(np.float64)
+    value_any = (values_held > 0).astype(np.float64)
+    kind_coverage = kinds_held / shape.kinds if shape.kinds else np.zeros(n)
     no_kind = 0.0 if shape.kinds else 1.0
     words = shape.kinds + shape.values + shape.unknown
+    any_kind = no_kind * (0.0 if shape.unknown else 1.0)
     unknown = shape.unknown / words if words else 0.0
-    return [
-        1.0,
-        text,
-        text_gap,
-        1.0 - no_image,
-        image,
-        image_gap,
-        math.log1p(max(float(raw.get("keyword", 0.0)), 0.0)),
-        kind_coverage,
-        no_kind,
-        value_coverage,
-        value_any,
-        0.0 if shape.values else 1.0,
-        no_description,
-        no_description * text,
-        no_description * text_gap,
-        no_image * text_gap,
-        no_image * kind_coverage,
-        no_image * value_any,
-        no_image * no_description,
-        no_image * no_description * text_gap,
-        no_kind * text_gap,
-        (vote := float(shape.votes.get(str(payload.get("category", "")), 0.0))),
-        no_kind * vote,
-        (any_kind := no_kind * (0.0 if shape.unknown else 1.0)),
-        any_kind * value_any,
-        unknown,
-        unknown * text_gap,
-        min(words, 6) / 6.0,
-    ]
+    columns = {
+        "bias": 1.0,
+        "text": text,
+        "text_gap": text_gap,
+        "has_image": 1.0 - no_image,
+        "image": image,
+        "image_gap": image_gap,
+        "keyword": np.log1p(np.maximum(keyword, 0.0)),
+        "kind_coverage": kind_coverage,
+        "no_kind_word": no_kind,
+        "value_coverage": values_held / shape.values if shape.values else np.zeros(n),
+        "value_any": value_any,
+        "no_value_word": 0.0 if shape.values else 1.0,
+        "no_description": no_description,
+        "no_description_text": no_description * text,
+        "no_description_text_gap": no_description * text_gap,
+        "no_image_text_gap": no_image * text_gap,
+        "no_image_kind_coverage": no_image * kind_coverage,
+        "no_image_value_any": no_image * value_any,
+        "no_image_no_description": no_image * no_description,
+        "no_image_no_description_text_gap": no_image * no_description * text_gap,
+        "no_kind_word_text_gap": no_kind * text_gap,
+        "kind_vote": vote,
+        "no_kind_word_kind_vote": no_kind * vote,
+        "any_kind": any_kind,
+        "any_kind_value_any": any_kind * value_any,
+        "unknown": unknown,
+        "unknown_text_gap": unknown * text_gap,
+        "words": min(words, 6) / 6.0,
+    }
+    out = np.empty((n, len(FEATURES)))
+    for i, name in enumerate(FEATURES):
+        out[:, i] = columns[name]
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -404,6 +425,7 @@ __all__ = [
     "HEADS",
     "QueryShape",
     "RelevanceModel",
+    "feature_rows",
     "features",
     "held_words",
     "logistic_fit",

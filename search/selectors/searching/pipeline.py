@@ -324,8 +324,11 @@ def relevance_rows(query: str, *, model_only: frozenset[str] = frozenset()) -> t
     plan = _text_plan(request, providers.fusion_weights(), None, Merchandising(), model_only)
     matches = plan.index.retrieve_matches(plan.legs, limit=plan.limit, payload=match_payload(terms=True))
     shape = plan.shape(query_context(plan.index, plan.legs, matches, None))
-    rows = [relevance.features(c.raw, c.payload, plan.held(c.payload), shape) for c in matches.pool]
-    return [c.id for c in matches.pool], np.asarray(rows, dtype=np.float64).reshape(-1, len(relevance.FEATURES))
+    pool = matches.pool
+    rows = relevance.feature_rows(
+        [c.raw for c in pool], [c.payload for c in pool], [plan.held(c.payload) for c in pool], shape
+    )
+    return [c.id for c in pool], rows
 
 
 def _relevant_payloads(plan: SearchPlan, where: Where | None, hidden: set[int]) -> list[Mapping]:

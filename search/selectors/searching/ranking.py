@@ -168,8 +168,9 @@ def relevance_rank(
     pool = matches.pool
     if not pool:
         return []
-    rows = [relevance.features(c.raw, c.payload, held(c.payload), shape) for c in pool]
-    probabilities = model.probabilities(np.asarray(rows))
+    payloads = [c.payload for c in pool]
+    rows = relevance.feature_rows([c.raw for c in pool], payloads, [held(p) for p in payloads], shape)
+    probabilities = model.probabilities(rows)
     good, scores = probabilities["good"], probabilities["rank"]
     normalized = fusion.normalize_per_modality(pool)
     ranked = []
