@@ -518,3 +518,35 @@ def test_the_storefront_works_under_its_content_security_policy(browser, live_se
     page.get_by_role("img", name="Your photo").wait_for()
     assert violations == []
     page.close()
+
+
+@pytest.mark.parametrize("width", [320, 375, 414])
+@pytest.mark.parametrize("sku", ["green-mug", "vase-text-only"], ids=["image", "no-image"])
+def test_a_product_page_on_a_phone_stacks_with_no_sideways_scroll(browser, live_server, shop, screenshot, width, sku):
+    page = browser.new_page(viewport={"width": width, "height": 812})
+    page.goto(f"{live_server.url}/products/{shop[sku]}/")
+    screenshot(page, f"product-{width}")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing to scroll sideways to
+    picture = page.locator("article.product img, article.product .placeholder").first.bounding_box()
+    title = page.get_by_role("heading", level=1).bounding_box()
+    back = page.get_by_role("link", name="← Back to search").bounding_box()
+    # image, then title, price, description and the way back, each within the screen
+    assert picture["width"] >= width - 2 * 24 and picture["x"] >= 0 and picture["x"] + picture["width"] <= width
+    assert title["y"] >= picture["y"] + picture["height"]
+    assert back["y"] > title["y"]
+    for box in (title, back):
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width
+    assert title["height"] < 3 * 40  # the title wraps as a title does, not one word a line
+    page.close()
+
+
+@pytest.mark.parametrize("sku", ["green-mug", "vase-text-only"], ids=["image", "no-image"])
+def test_a_product_page_on_a_desktop_shows_the_picture_beside_the_text(browser, live_server, shop, screenshot, sku):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{live_server.url}/products/{shop[sku]}/")
+    screenshot(page, "product-1280")
+    picture = page.locator("article.product img, article.product .placeholder").first.bounding_box()
+    title = page.get_by_role("heading", level=1).bounding_box()
+    assert picture["width"] == pytest.approx(360, abs=1)  # a missing picture keeps its place
+    assert title["x"] >= picture["x"] + picture["width"] and title["y"] < picture["y"] + picture["height"] / 2
+    page.close()
