@@ -22,6 +22,7 @@ class CatalogConfig:
     import_fetch_budget_seconds: float  # CATALOG_IMPORT_FETCH_BUDGET_SECONDS: one import's downloads
     import_stall_seconds: float  # CATALOG_IMPORT_STALL_SECONDS: an admin import silent this long stopped
     image_url_allow_private: bool  # CATALOG_IMAGE_URL_ALLOW_PRIVATE
+    locale: str  # CATALOG_LOCALE: how prices read
 
     @classmethod
     def from_settings(cls) -> CatalogConfig:

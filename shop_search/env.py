@@ -97,6 +97,19 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value.lower()
 
 
+def env_locale(name: str, default: str) -> str:
+    """A locale Babel knows ("en_US", "de-DE"), as Babel spells it."""
+    value = _raw(name)
+    if value is None:
+        return default
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        return str(Locale.parse(value.replace("-", "_")))
+    except (ValueError, TypeError, UnknownLocaleError):
+        raise _refuse(name, value, "a locale such as en_US, de_DE or fr_CA") from None
+
+
 def env_retired(name: str, instead: str) -> None:
     """A variable an earlier version read: refused with what replaces it, never silently ignored."""
     if _raw(name) is not None:

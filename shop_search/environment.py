@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent
 # modules that read the environment at start-up: the settings, and gunicorn's configuration
 READERS = (ROOT / "settings.py", ROOT / "gunicorn.py")
 # helpers of settings.py whose first argument is a variable's name
-HELPERS = {"env_bool", "env_choice", "env_float", "env_int", "env_list", "env_seconds", "env_str"}
+HELPERS = {"env_bool", "env_choice", "env_float", "env_int", "env_list", "env_locale", "env_seconds", "env_str"}
 
 
 def _name(node: ast.AST) -> str | None:

@@ -14,7 +14,17 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from shop_search.env import env_bool, env_choice, env_float, env_int, env_list, env_retired, env_seconds, env_str
+from shop_search.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_locale,
+    env_retired,
+    env_seconds,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("SHOP_SEARCH_VAR_DIR", BASE_DIR / "var"))
@@ -271,6 +281,8 @@ CATALOG_MAX_IMAGE_PIXELS = env_int("CATALOG_MAX_IMAGE_PIXELS", 40_000_000)
 # threads, shoppers' photos); more waits its turn. About 4 bytes a pixel while decoding, so the
 # default bounds decoding to about 250 MB a process; one image over it is decoded alone.
 CATALOG_DECODE_PIXELS = env_int("CATALOG_DECODE_PIXELS", 60_000_000)
+# How prices read ("$26.39", "26,39 $" in de_DE): a locale Babel knows, checked at start-up
+CATALOG_LOCALE = env_locale("CATALOG_LOCALE", "en_US")
 # (0.2's per-connection timeout overlapped the next)
 env_retired(
     "CATALOG_IMAGE_FETCH_TIMEOUT",

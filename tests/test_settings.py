@@ -248,3 +248,13 @@ def test_the_configuration_table_names_every_variable_the_code_reads_and_no_othe
     read = environment_names()
     assert not read - named, f"docs/configuration.md does not list {sorted(read - named)}"
     assert not named - read, f"docs/configuration.md lists what no code reads: {sorted(named - read)}"
+
+
+def test_a_locale_babel_does_not_know_stops_start_up_with_the_fix():
+    done = _django("import django; django.setup()", CATALOG_LOCALE="xx_NOWHERE")
+    assert done.returncode != 0 and "CATALOG_LOCALE='xx_NOWHERE' is not understood: it takes a locale" in done.stderr
+    done = _django(
+        "import django; django.setup(); from django.conf import settings; print(settings.CATALOG_LOCALE)",
+        CATALOG_LOCALE="de-DE",
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "de_DE"

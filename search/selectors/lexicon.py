@@ -11,10 +11,12 @@ has meanwhile. At 100,000 products a build takes about a second (docs/benchmarks
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from django.db import connections
 from django.db.models import Count, Max
@@ -66,6 +68,9 @@ class Lexicon:
     value_terms: frozenset[int] = frozenset()
     # the terms of the other words of titles and categories: what a product is ("mug", "lamp")
     kind_terms: frozenset[int] = frozenset()
+    # the price facet's bucket bounds, round numbers from the catalog's own prices (price_bounds)
+    price_bounds: tuple[Decimal, ...] = ()
+    currency: str = "USD"  # the one most listed products are priced in
 
 
 def _fingerprint() -> tuple:
@@ -108,7 +113,42 @@ def lexicon_build() -> Lexicon:
         phrases=phrases,
         postings=postings,
         fingerprint=fingerprint,
+        price_bounds=price_bounds(catalog.prices),
+        currency=catalog.currencies.most_common(1)[0][0] if catalog.currencies else "USD",
     )
+
+
+# the price facet's buckets: about this many, each about as full, bounded by round numbers
+PRICE_BUCKETS = 5
+# round numbers a bound is moved to, times a power of ten (25, 40, 75, 150, 2,000)
+ROUND = tuple(Decimal(m) for m in ("1", "1.5", "2", "2.5", "3", "4", "5", "6", "7.5"))
+
+
+def round_price(value: Decimal) -> Decimal:
+    """The round number nearest `value` by ratio (26.39 -> 25, 47 -> 50, 1,234 -> 1,000)."""
+    if value <= 0:
+        return Decimal(0)
+    power = Decimal(10) ** value.adjusted()
+    mantissa = value / power
+    best = min((*ROUND, Decimal(10)), key=lambda m: abs(math.log(float(mantissa / m))))
+    rounded = (best * power).quantize(Decimal("0.01"))
+    return rounded.quantize(Decimal(1)) if rounded == rounded.to_integral_value() else rounded.normalize()
+
+
+def price_bounds(prices: list[Decimal]) -> tuple[Decimal, ...]:
+    """Bounds between PRICE_BUCKETS buckets that hold about as many of these prices each, moved to
+    round numbers; a bound at or below the lowest price or above the highest is left out (its
+    bucket would be empty), so a shop of sofas and one of stickers both get buckets that split
+    them. () for fewer than two distinct prices."""
+    ordered = sorted(p for p in prices if p is not None)
+    if len(set(ordered)) < 2:
+        return ()
+    bounds = []
+    for i in range(1, PRICE_BUCKETS):
+        bound = round_price(ordered[len(ordered) * i // PRICE_BUCKETS])
+        if ordered[0] < bound <= ordered[-1] and (not bounds or bound > bounds[-1]):
+            bounds.append(bound)
+    return tuple(bounds)
 
 
 @dataclass
@@ -120,12 +160,18 @@ class _CatalogWords:
     spellings: dict[str, Counter] = field(default_factory=dict)  # field -> Counter of (facet key, spelling)
     attribute_keys: dict[str, set[str]] = field(default_factory=dict)
     titles: list[str] = field(default_factory=list)
+    prices: list[Decimal] = field(default_factory=list)
+    currencies: Counter = field(default_factory=Counter)
 
     @classmethod
     def read(cls) -> _CatalogWords:
         found = cls()
-        rows = Product.objects.searchable().values_list("title", "brand", "category", "attributes", "description")
-        for title, brand, category, attributes, description in rows.iterator(chunk_size=2000):
+        rows = Product.objects.searchable().values_list(
+            "title", "brand", "category", "attributes", "description", "price", "currency"
+        )
+        for title, brand, category, attributes, description, price, currency in rows.iterator(chunk_size=2000):
+            found.prices.append(price)
+            found.currencies[currency] += 1
             own = set(words(title)) | set(words(brand)) | set(words(category))
             own |= set(words(description[:DESCRIPTION_CHARS]))
             for text in attribute_texts(attributes or {}):

@@ -9,6 +9,7 @@ import pytest
 
 from catalog.models import Product
 from search.selectors import SearchFilters, product_search, product_similar
+from search.selectors.lexicon import price_bounds, round_price
 from tests.shop_fixtures import CATALOG
 
 # every test here runs on both engines (tests/conftest.py: vector_engine)
@@ -88,7 +89,8 @@ def test_facets_count_the_query_and_ignore_their_own_filter(shop):
     assert categories == {"mugs": (3, True), "scarves": (1, False), "lamps": (1, False)}
     # the others count within the chosen category
     assert brands == {"Acme": 1, "Lumen": 2}
-    assert prices["Under 25"] == 3 and prices["100–200"] == 0 and prices["200 and up"] == 0
+    # price buckets from the shop's own prices (8.00 to 120.00), as the shop writes prices
+    assert prices == {"Under $10": 0, "$10 – $15": 3, "$15 – $50": 0, "$50 – $75": 0, "$75 and up": 0}
 
 
 def test_count_facets_and_pages_cover_exactly_the_matches(shop):
@@ -233,11 +235,45 @@ def test_a_price_on_a_bucket_boundary_is_counted_once_and_its_bucket_lists_it(ma
     Product.objects.filter(title="Red mug a").mark_pending()
     pending = product_search()
 
-    # then each price is in one bucket: 25.00 in "25–50", 50.00 in "50–100"
+    # then each price is in one bucket: 25.00 in "$25 – $50", 50.00 in "$50 and up"
     for result in (browsed, searched, pending):
-        assert buckets(result) == {"Under 25": 1, "25–50": 2, "50–100": 1}
+        assert buckets(result) == {"Under $25": 1, "$25 – $50": 2, "$50 and up": 1}
         # and a bucket's filter finds exactly what it counted
         for facet in result.facets["price"]:
             chosen = product_search(filters=SearchFilters(price_min=facet.price_min, price_max=facet.price_max))
             assert chosen.count == facet.count, facet.label
             assert next(f for f in chosen.facets["price"] if f.label == facet.label).selected
+
+
+def test_a_furniture_shop_gets_price_buckets_that_split_its_own_prices(make_product, settings):
+    # given a shop whose cheapest product is 180.00 and dearest 2,950.00, priced in euros
+    prices = ["180.00", "240.00", "420.00", "650.00", "780.00", "990.00", "1250.00", "1600.00", "2100.00", "2950.00"]
+    for n, price in enumerate(prices):
+        make_product(f"Oak sofa {n}", price=Decimal(price), currency="EUR", category="sofas")
+    settings.CATALOG_LOCALE = "de_DE"
+
+    result = product_search()
+
+    # then its buckets are round numbers between its prices, each holding some (none is the
+    # "200 and up" that held them all), with prices as a German shop writes them
+    buckets = {f.label.replace("\xa0", " "): f.count for f in result.facets["price"]}
+    assert buckets == {
+        "Under 400 €": 2,
+        "400 € – 750 €": 2,
+        "750 € – 1.500 €": 3,
+        "1.500 € – 2.000 €": 1,
+        "2.000 € and up": 2,
+    }
+
+
+@pytest.mark.parametrize(
+    "price, rounded", [("26.39", "25"), ("47", "50"), ("1234", "1500"), ("0.33", "0.3"), ("99.99", "100"), ("62", "60")]
+)
+def test_a_price_bound_is_a_round_number(price, rounded):
+    assert str(round_price(Decimal(price))) == rounded
+
+
+def test_too_few_prices_make_no_buckets_and_a_bound_never_leaves_a_bucket_empty():
+    assert price_bounds([]) == () and price_bounds([Decimal("5")] * 10) == ()
+    bounds = price_bounds([Decimal(p) for p in ("24.99", "25.00", "49.99", "50.00")])
+    assert bounds == (Decimal(25), Decimal(50))  # 50.00 alone in "50 and up"; nothing under 24.99

@@ -5,7 +5,7 @@ and faceted; browsing the catalog without a query.
 `filters` (the shopper's filters), `legs` (how a query finds products), `ranking` (fusion,
 sorts, pins), `facets` (the counts) and `results` (what a search answers)."""
 
-from .facets import PRICE_BUCKETS, bucket_range, index_facets
+from .facets import bucket_range, index_facets
 from .filters import MAX_QUERY_CHARS, SearchFilters, facet_attributes, query_normalize
 from .pipeline import product_search, product_similar, relevance_rows
 from .ranking import NO_MERCHANDISING
@@ -16,7 +16,6 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "MAX_QUERY_CHARS",
     "NO_MERCHANDISING",
-    "PRICE_BUCKETS",
     "SORTS",
     "STRATEGIES",
     "FacetValue",

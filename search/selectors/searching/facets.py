@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import Count, Q, QuerySet
 
 from catalog.models import IndexStatus, Product
+from catalog.money import money
 
 from ...retrieval import providers
 from ...retrieval.facets import facet_key, facet_payload
@@ -19,13 +20,21 @@ from .filters import SearchFilters, facet_attributes
 from .results import FacetValue
 
 # Price facet buckets: [min, max), None = open, so that a price on a boundary (25.00) is in one
-# bucket only. Chosen for a general shop's price range; a filter picked from a bucket returns
-# exactly the products it counted (bucket_range: its top is a cent below the next bucket's).
-PRICE_BUCKETS: tuple[tuple[int | None, int | None], ...] = ((None, 25), (25, 50), (50, 100), (100, 200), (200, None))
+# bucket only; their bounds are round numbers from the catalog's own prices (lexicon.price_bounds).
+# A filter picked from a bucket returns exactly the products it counted (bucket_range: its top is
+# a cent below the next bucket's).
 CENT = Decimal("0.01")  # prices have two decimals (catalog.models.Product.price)
 
 
-def bucket_range(low: int | None, high: int | None) -> tuple[Decimal | None, Decimal | None]:
+def price_buckets(bounds: tuple[Decimal, ...]) -> list[tuple[Decimal | None, Decimal | None]]:
+    """[(None, 25), (25, 50), (50, None)] for the bounds (25, 50); none without bounds."""
+    if not bounds:
+        return []
+    edges: list[Decimal | None] = [None, *bounds, None]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def bucket_range(low: Decimal | int | None, high: Decimal | int | None) -> tuple[Decimal | None, Decimal | None]:
     """The inclusive price filter of the bucket [low, high): what the facet counts and links to."""
     return (Decimal(low) if low is not None else None, Decimal(high) - CENT if high is not None else None)
 
@@ -33,12 +42,13 @@ def bucket_range(low: int | None, high: int | None) -> tuple[Decimal | None, Dec
 FACET_LIMIT = 20
 
 
-def price_label(low: int | None, high: int | None) -> str:
+def price_label(low: Decimal | None, high: Decimal | None, currency: str) -> str:
+    """ "Under $25", "$25 – $50", "$200 and up", as the shop's locale writes prices."""
     if low is None:
-        return f"Under {high}"
+        return f"Under {money(high, currency, whole=True)}"
     if high is None:
-        return f"{low} and up"
-    return f"{low}–{high}"
+        return f"{money(low, currency, whole=True)} and up"
+    return f"{money(low, currency, whole=True)} – {money(high, currency, whole=True)}"
 
 
 def in_bucket(price: float, low: Decimal | None, high: Decimal | None) -> bool:
@@ -51,7 +61,8 @@ def facets_from_counts(
     """The facets shown: category, brand and each attribute filter with a value among the
     products counted, or one chosen; then the price buckets. Values are labelled with the
     spelling most products use."""
-    labels = lexicon().labels
+    words = lexicon()
+    labels = words.labels
     chosen = dict(filters.keyword_filters())
 
     def values(name: str) -> list[FacetValue]:
@@ -63,14 +74,11 @@ def facets_from_counts(
         return [FacetValue(v, shown.get(v, v), counter.get(v, 0), v in selected) for v in top]
 
     prices = []
-    for low, high in PRICE_BUCKETS:
+    for low, high in price_buckets(words.price_bounds):
         least, most = bucket_range(low, high)
         selected = filters.price_min == least and filters.price_max == most
-        prices.append(
-            FacetValue(
-                f"{low or ''}-{high or ''}", price_label(low, high), price_of(least, most), selected, least, most
-            )
-        )
+        label = price_label(low, high, words.currency)
+        prices.append(FacetValue(f"{low or ''}-{high or ''}", label, price_of(least, most), selected, least, most))
     facets = {name: values(name) for name in facet_fields()}
     return {
         **{name: found for name, found in facets.items() if found or name in ("category", "brand")},
