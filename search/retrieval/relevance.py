@@ -89,6 +89,18 @@ def features(
     return feature_rows([raw], [payload], [held], shape)[0].tolist()
 
 
+def _scores(raws: Sequence[Mapping[str, float]]) -> tuple[np.ndarray, ...]:
+    """Per match: text cosine, has one, image cosine, has one, BM25 (0 where absent)."""
+    n = len(raws)
+    return (
+        np.fromiter((r.get("text", 0.0) for r in raws), np.float64, n),
+        np.fromiter(("text" in r for r in raws), bool, n),
+        np.fromiter((r.get("image", 0.0) for r in raws), np.float64, n),
+        np.fromiter(("image" in r for r in raws), bool, n),
+        np.fromiter((r.get("keyword", 0.0) for r in raws), np.float64, n),
+    )
+
+
 def feature_rows(
     raws: Sequence[Mapping[str, float]],
     payloads: Sequence[Mapping[str, Any]],
@@ -98,11 +110,7 @@ def feature_rows(
     """FEATURES of a query's matches, one row each (features(), in one pass over columns: a
     search scores hundreds of matches)."""
     n = len(raws)
-    has_text = np.fromiter(("text" in r for r in raws), bool, n)
-    text = np.fromiter((r.get("text", 0.0) for r in raws), np.float64, n)
-    has_image = np.fromiter(("image" in r for r in raws), bool, n)
-    image = np.fromiter((r.get("image", 0.0) for r in raws), np.float64, n)
-    keyword = np.fromiter((r.get("keyword", 0.0) for r in raws), np.float64, n)
+    text, has_text, image, has_image, keyword = _scores(raws)
     described = np.fromiter((p.get("has_description", True) for p in payloads), bool, n)
     vote = np.fromiter((shape.votes.get(str(p.get("category", "")), 0.0) for p in payloads), np.float64, n)
     kinds_held, values_held = (np.asarray(held, dtype=np.float64).reshape(n, 2).T) if n else (np.zeros(0),) * 2
