@@ -31,6 +31,8 @@ SPARSE_VECTOR = "keywords"
 MIN_TYPO_LENGTH = 3
 # Corrections kept per word, the most frequent in the catalog first.
 MAX_VARIANTS = 3
+# a word still being typed is read from its second letter ("k" could be anything)
+MIN_PREFIX_LENGTH = 2
 # Typical length (in tokens) of what a product's keyword text holds; BM25 normalises by it.
 AVERAGE_LENGTH = 40.0
 
@@ -170,6 +172,7 @@ class QueryWord:
     variants: tuple[str, ...]  # vocabulary words it stands for; () when it is unknown
     corrected: bool = False
     in_catalog: bool = True  # False: corrected to words only the model knows (no product holds them)
+    completed: bool = False  # the start of a word still being typed: the catalog words it begins
 
 
 class Vocabulary:
@@ -267,12 +270,31 @@ class Vocabulary:
         end = bisect.bisect_left(self.sorted, prefix + "\uffff")
         return sorted(self.sorted[start:end], key=lambda w: (-self.counts[w], w))[:limit]
 
-    def understand(self, query: str, synonyms: Mapping[str, Sequence[str]] | None = None) -> list[QueryWord]:
+    def understand(
+        self, query: str, synonyms: Mapping[str, Sequence[str]] | None = None, *, prefix: bool = False
+    ) -> list[QueryWord]:
         """Each word of the query with the vocabulary words it stands for. `synonyms`: a word's
         synonyms (the merchandiser's) it stands for too, those the catalog uses; a word with
-        one is not corrected."""
+        one is not corrected. `prefix`: the last word is still being typed (search as you type):
+        it stands for the catalog words it begins ("kest": Kestrel), never for a correction
+        ("lum" is not "bum"), and a single letter is not read yet."""
+        typed = words(query)
+        last = typed.pop() if prefix and typed else None
+        out = self._understood(typed, synonyms)
+        if last is None or len(last) < MIN_PREFIX_LENGTH and last not in self.counts:
+            return out
+        begun = [] if last in self.counts or (synonyms or {}).get(last) else self.with_prefix(last, limit=MAX_VARIANTS)
+        if begun:
+            out.append(QueryWord(last, tuple(begun), completed=True))
+        elif last in self.counts or (synonyms or {}).get(last) or self.known(last):
+            out += self._understood([last], synonyms)  # a whole word of the shop's, or the model's
+        else:
+            out.append(QueryWord(last, ()))  # begins no word the shop has: unknown, not corrected
+        return out
+
+    def _understood(self, typed: Sequence[str], synonyms: Mapping[str, Sequence[str]] | None) -> list[QueryWord]:
         out = []
-        for word in words(query):
+        for word in typed:
             also = tuple(s for s in (synonyms or {}).get(word, ()) if s != word and self.known(s))
             if also:
                 out.append(QueryWord(word, (word, *also)))

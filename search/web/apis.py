@@ -170,6 +170,7 @@ class ImageSearchApi(APIView):
             return Response({"image": exc.messages}, status=status.HTTP_400_BAD_REQUEST)
         kwargs = params.search_kwargs()
         kwargs.pop("query")
+        kwargs.pop("prefix")  # always False here: the photo API takes no words
         return _search_response(request, channel="photo_api", image=image, **kwargs)
 
 

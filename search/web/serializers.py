@@ -45,6 +45,12 @@ class SearchParamsSerializer(serializers.Serializer):
     )
     price_min = PriceField()
     price_max = PriceField()
+    prefix = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="The query's last word is still being typed (search as you type): it matches the catalog words "
+        'it begins ("kest": Kestrel) and is never corrected.',
+    )
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
     page = serializers.IntegerField(min_value=1, max_value=10_000, required=False, default=1)
     page_size = serializers.IntegerField(min_value=1, max_value=MAX_PAGE_SIZE, required=False, default=20)
@@ -94,6 +100,7 @@ class SearchParamsSerializer(serializers.Serializer):
             "sort": data["sort"],
             "page": data["page"],
             "page_size": data["page_size"],
+            "prefix": data.get("prefix", False),
         }
 
 
@@ -231,6 +238,7 @@ class SuggestResponseSerializer(serializers.Serializer):
 class ImageSearchParamsSerializer(SearchParamsSerializer):
     # a file: the photo is checked by services.photo_load, which says what is wrong with it
     image = serializers.FileField(help_text="The shopper's photo (JPEG, PNG, WebP…), at most 16 megapixels.")
+    prefix = None  # a photo has no word being typed
 
 
 class ModalityScoreSerializer(serializers.Serializer):

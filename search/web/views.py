@@ -146,9 +146,13 @@ def search_page(request: HttpRequest) -> HttpResponse:
         state["photo"] = ""  # words typed over a photo search replace it
     result, error, notice = None, "", ""
     kwargs = params.search_kwargs()
+    # a shopper typing: the word under the cursor is unfinished until a space follows it
+    typed = request.GET.get("q", "")
+    kwargs["prefix"] = kwargs["prefix"] or bool(_typing(request) and typed and not typed[-1].isspace())
     try:
         if state.get("photo"):
             kwargs.pop("query")
+            kwargs.pop("prefix")
             key = state["photo"]
             if not photo_kept(key=key):
                 raise PhotoGone(key)

@@ -550,3 +550,15 @@ def test_a_product_page_on_a_desktop_shows_the_picture_beside_the_text(browser, 
     assert picture["width"] == pytest.approx(360, abs=1)  # a missing picture keeps its place
     assert title["x"] >= picture["x"] + picture["width"] and title["y"] < picture["y"] + picture["height"] / 2
     page.close()
+
+
+def test_a_shopper_typing_a_brand_sees_its_products_before_the_word_is_finished(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 375, "height": 812})
+    page.goto(live_server.url + "/")
+    page.locator("#q").press_sequentially("lum", delay=40)
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('lum')")
+    # Lumen's products, not a correction of "lum" nor an empty page
+    brands = page.locator("#results .card .brand-name").all_inner_texts()
+    assert brands and set(brands) == {"Lumen"}
+    assert page.get_by_text("Including results for").count() == 0
+    page.close()

@@ -16,6 +16,7 @@ from search.retrieval.config import search_config
 from ...retrieval import fusion, providers, relevance
 from ...retrieval.cutoff import Cutoff
 from ...retrieval.keywords import corrected_query
+from ...retrieval.keywords import words as words_of
 from ...retrieval.rules import Applied, rules_apply
 from ...retrieval.vector_store import Leg, ProductIndex, Where
 from ..calibrations import fusion_calibration, relevance_model
@@ -75,6 +76,7 @@ def product_search(
     weights: Mapping[str, float] | None = None,
     calibration: fusion.Calibration | None = None,
     merchandising: Merchandising | None = None,
+    prefix: bool = False,
 ) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
@@ -83,9 +85,10 @@ def product_search(
     `normalized` fuses a word search with the model's fitted calibration when it has one
     (selectors.calibrations), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
     weights instead (evaluate_search tunes them), `calibration` with that calibration (the
-    evaluation fits one per fold)."""
+    evaluation fits one per fold). `prefix`: the query's last word is still being typed (the
+    storefront's live search): it matches the catalog words it begins and is never corrected."""
     request = SearchRequest.of(
-        query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size
+        query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size, prefix=prefix
     )
     if image is None and not request.query:
         return _browse(request)
@@ -165,13 +168,17 @@ def _text_plan(
     model_id = providers.serving_model_id()
     words = lexicon()
     merchandising = query_merchandising(request.query) if merchandising is None else merchandising
-    understood = words.vocabulary.understand(request.query, merchandising.synonyms)
+    understood = words.vocabulary.understand(request.query, merchandising.synonyms, prefix=request.prefix)
     understood = [w for w in understood if w.typed not in model_only]
     understood_as = corrected_query(understood) if any(w.corrected for w in understood) else ""
     vector = providers.query_vector(model_id, request.query)
     # the towers read the query as it was probably meant too: a misspelt word is another token
-    # to them (text_legs decides which reading searches)
-    meant = providers.query_vector(model_id, understood_as) if understood_as else None
+    # to them, and so is the start of one being typed (text_legs decides which reading searches)
+    completed = request.prefix and (
+        any(w.completed for w in understood) or len(understood) < len(words_of(request.query))
+    )
+    meant_text = corrected_query(understood) if understood_as or completed else ""
+    meant = providers.query_vector(model_id, meant_text) if meant_text else None
     legs = text_legs(
         request.query, vector, meant, understood, request.strategy, providers.relevance_cutoff(model_id), words
     )

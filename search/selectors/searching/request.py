@@ -21,10 +21,19 @@ class SearchRequest:
     sort: str
     page: int
     page_size: int
+    prefix: bool = False  # the query's last word is still being typed (search as you type)
 
     @classmethod
     def of(
-        cls, *, query: str, filters: SearchFilters | None, strategy: str | None, sort: str, page: int, page_size: int
+        cls,
+        *,
+        query: str,
+        filters: SearchFilters | None,
+        strategy: str | None,
+        sort: str,
+        page: int,
+        page_size: int,
+        prefix: bool = False,
     ) -> SearchRequest:
         """The request checked (ValueError says what is wrong), its query normalised."""
         strategy = strategy or search_config().strategy
@@ -41,6 +50,7 @@ class SearchRequest:
             sort=sort,
             page=page,
             page_size=page_size,
+            prefix=prefix,
         )
 
     @property

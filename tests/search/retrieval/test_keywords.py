@@ -54,6 +54,24 @@ def test_damerau_distance_one(a, b, one):
     assert damerau1(a, b) is one
 
 
+def test_a_word_still_being_typed_is_the_start_of_the_catalogs_words_never_a_correction(encoder):
+    vocabulary = Vocabulary.from_texts(
+        ["Lumen table lamp", "Kestrel cap", "bum bag", "Red striped mug"], encoder=encoder
+    )
+    # as a finished word, "lum" is a typo of "bum"; being typed, it is the start of "Lumen"
+    assert corrected_query(vocabulary.understand("lum")) == "bum"
+    lum = vocabulary.understand("lum", prefix=True)
+    assert [(w.variants, w.completed, w.corrected) for w in lum] == [(("lumen",), True, False)]
+    assert corrected_query(vocabulary.understand("kest", prefix=True)) == "kestrel"
+    assert corrected_query(vocabulary.understand("red str", prefix=True)) == "red striped"  # not "red sar"
+    # only the last word is unfinished; the others are read (and corrected) as before
+    assert corrected_query(vocabulary.understand("rde lam", prefix=True)) == "red lamp"
+    # a single letter is not read yet; a whole word stays itself; a start of nothing is not corrected
+    assert [w.typed for w in vocabulary.understand("red s", prefix=True)] == ["red"]
+    assert vocabulary.understand("red mug", prefix=True)[-1].variants == ("mug",)
+    assert vocabulary.understand("xq", prefix=True)[0].variants == ()
+
+
 def test_typos_are_corrected_to_the_catalogs_words_then_the_models(vocabulary):
     assert corrected_query(vocabulary.understand("red stripd mgu")) == "red striped mug"
     assert corrected_query(vocabulary.understand("tablelamp")) == "table lamp"  # a space left out

@@ -104,6 +104,13 @@ def test_a_query_that_matches_nothing_counts_zero(client, shop):
     assert typo["understood_as"] == "red mug" and typo["results"][0]["sku"] in ("no-image", "no-desc")
 
 
+def test_a_client_searching_as_its_shopper_types_says_the_last_word_is_unfinished(client, shop):
+    typing = client.get("/api/search", {"q": "lum", "prefix": "true"}).json()
+    assert typing["count"] > 0 and typing["understood_as"] == ""
+    assert {hit["brand"] for hit in typing["results"]} == {"Lumen"}
+    assert client.get("/api/search", {"q": "lum"}).json()["count"] == 0  # a finished "lum" is no word here
+
+
 def test_suggest_completes_titles_brands_and_categories(client, shop):
     body = client.get("/api/suggest", {"q": "red c"}).json()
     assert body["query"] == "red c"

@@ -219,3 +219,15 @@ def test_the_storefront_shows_one_facet_value_per_spelling_and_the_chosen_attrib
         assert cards(page) == 2 and "Red mug" in page and "Red sock" in page
         assert 'name="colour" value="Red" checked' in page
     assert cards(client.get(URL, {"colour": "red", "category": "MUGS"}).content.decode()) == 1
+
+
+def test_a_word_being_typed_shows_what_it_begins_and_is_never_corrected(client, shop):
+    # given a shopper half-way through typing "Lumen" into the storefront's box
+    typing = {"HTTP_HX_REQUEST": "true", "HTTP_X_SEARCH_TYPING": "continue"}
+    html = client.get(URL, {"q": "lum"}, **typing).content.decode()
+    # then the results are Lumen's products, with no "did you mean" over them
+    assert cards(html) > 0 and "Including results for" not in html
+    assert set(re.findall(r'<span class="brand-name">([^<]+)<', html)) == {"Lumen"}
+    # and "red mu" is red mugs already, the unfinished word read as the start of "mug"
+    html = client.get(URL, {"q": "red mu"}, **typing).content.decode()
+    assert "Including results for" not in html and html.index("Red mug") < html.index("Green ceramic mug")
