@@ -46,20 +46,82 @@ document.body.addEventListener("htmx:responseError", (event) => {
 });
 document.body.addEventListener("htmx:afterSettle", () => document.getElementById("request-error")?.remove());
 
-// When a change to the filters searches (the form's "search-update" trigger): a checkbox or the
-// sort at once; the price range once focus leaves the pair of fields, so that a minimum and a
-// maximum are typed whole (Enter submits them too). Plain listeners, not htmx trigger filters,
-// which need eval and the Content-Security-Policy forbids it.
+// When a change to the filters searches (the form's "search-update" trigger): a checkbox at once;
+// the sort when it is committed (a click, or Enter or leaving it after the arrow keys moved it: an
+// arrow key on a closed list changes it at each press); the price range once focus leaves the pair
+// of fields, so that a minimum and a maximum are typed whole (Enter submits them too). Plain
+// listeners, not htmx trigger filters, which need eval and the Content-Security-Policy forbids it.
 (() => {
   const form = document.getElementById("search-form");
   if (!form || !window.htmx) return;
+  let sortKeyed = false; // the sort was changed from the keyboard and not yet committed
+  const isSort = (target) => target && target.name === "sort" && target.tagName === "SELECT";
+  form.addEventListener("keydown", (event) => {
+    if (!isSort(event.target)) return;
+    if (event.key === "Enter" && sortKeyed) {
+      event.preventDefault();
+      sortKeyed = false;
+      htmx.trigger(form, "search-update");
+    } else if (event.key.startsWith("Arrow") || ["Home", "End", "PageUp", "PageDown"].includes(event.key) || event.key.length === 1) {
+      sortKeyed = true;
+    }
+  });
   form.addEventListener("change", (event) => {
+    if (isSort(event.target) && sortKeyed) return; // committed by Enter or by leaving it
     if (!event.target.closest(".price-range")) htmx.trigger(form, "search-update");
   });
   form.addEventListener("focusout", (event) => {
+    if (isSort(event.target) && sortKeyed) {
+      sortKeyed = false;
+      htmx.trigger(form, "search-update");
+      return;
+    }
     const range = event.target.closest(".price-range");
     if (range && !(event.relatedTarget && event.relatedTarget.closest(".price-range"))) {
       htmx.trigger(form, "search-update");
     }
   });
+  form.addEventListener("mousedown", (event) => {
+    if (isSort(event.target)) sortKeyed = false; // a pointer's choice is its commit
+  });
 })();
+
+// The control that changed keeps focus through the swap that replaces the results around it (a
+// filter's checkbox, the sort, a price field): found again by its name and value, without
+// scrolling, so a keyboard's next Tab goes on from it and a phone stays where the shopper is.
+(() => {
+  let kept = null;
+  document.body.addEventListener("htmx:beforeSwap", (event) => {
+    const active = document.activeElement;
+    const target = event.detail.target;
+    kept = null;
+    if (target && target.id === "results" && active && active.name && target.contains(active)) {
+      kept = { name: active.name, value: active.type === "checkbox" ? active.value : null, y: window.scrollY };
+    }
+  });
+  document.body.addEventListener("htmx:afterSettle", () => {
+    if (!kept) return;
+    const { name, value, y } = kept;
+    kept = null;
+    const results = document.getElementById("results");
+    const selector = `[name="${CSS.escape(name)}"]` + (value === null ? "" : `[value="${CSS.escape(value)}"]`);
+    const again = results && results.querySelector(selector);
+    if (again) {
+      again.focus({ preventScroll: true });
+      window.scrollTo({ top: y, behavior: "instant" });
+    }
+  });
+})();
+
+// "Skip to results" lands on the list of products (the next Tab is the first one); when a search
+// has none, on the results themselves.
+document.addEventListener("click", (event) => {
+  const skip = event.target.closest && event.target.closest(".skip-link");
+  if (!skip) return;
+  const id = skip.getAttribute("href").slice(1);
+  const target = document.getElementById(id) || document.getElementById("results");
+  if (target && target.id !== id) {
+    event.preventDefault();
+    target.focus();
+  }
+});

@@ -562,3 +562,65 @@ def test_a_shopper_typing_a_brand_sees_its_products_before_the_word_is_finished(
     assert brands and set(brands) == {"Lumen"}
     assert page.get_by_text("Including results for").count() == 0
     page.close()
+
+
+def focused(page) -> str:
+    """What has focus: its tag, name and value, or its text."""
+    return page.evaluate(
+        "(() => { const e = document.activeElement; return e.tagName + ':' + (e.name || '') + ':' + "
+        "(e.type === 'checkbox' ? e.value : e.name ? '' : (e.textContent || '').trim().slice(0, 40)); })()"
+    )
+
+
+def test_keyboard_users_keep_their_place_through_filters_and_sort_and_skip_to_the_first_product(
+    browser, live_server, shop
+):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(live_server.url + "/?q=red+mug")
+
+    # "Skip to results" lands on the products: the next Tab is the first one
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement === document.querySelector('#results .card a')")
+
+    # a filter ticked with Space keeps focus, and Tab goes on to the next filter
+    mugs = page.locator("input[type=checkbox][name=category][value=mugs]")
+    mugs.focus()
+    page.keyboard.press("Space")
+    page.wait_for_url("**category=mugs**")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    assert focused(page) == "INPUT:category:mugs" and mugs.is_checked()
+    page.keyboard.press("Tab")
+    assert focused(page).startswith("INPUT:category:") and focused(page) != "INPUT:category:mugs"
+
+    # the sort moves with the arrow keys without searching, and searches on Enter, keeping focus
+    sort = page.locator("select[name=sort]")
+    sort.focus()
+    page.keyboard.press("ArrowDown")
+    page.wait_for_timeout(700)
+    assert "sort=" not in page.url and focused(page) == "SELECT:sort:"
+    page.keyboard.press("Enter")
+    page.wait_for_url("**sort=**")
+    page.wait_for_function("document.querySelector('#search-status').textContent.length > 0")
+    page.wait_for_timeout(200)
+    assert focused(page) == "SELECT:sort:"
+    page.close()
+
+
+def test_a_phone_stays_where_the_shopper_is_when_a_filter_changes(browser, live_server, shop, screenshot):
+    page = browser.new_page(viewport={"width": 375, "height": 640})
+    page.goto(live_server.url + "/?q=red")
+    page.get_by_text("Filters", exact=True).click()
+    box = page.locator("input[type=checkbox][name=brand][value=Lumen]")
+    box.scroll_into_view_if_needed()
+    page.evaluate("window.scrollBy(0, 40)")
+    before = page.evaluate("window.scrollY")
+    box.check()
+    page.wait_for_url("**brand=Lumen**")
+    page.wait_for_timeout(300)
+    screenshot(page, "after-filter")
+    assert abs(page.evaluate("window.scrollY") - before) < 40  # not thrown to the bottom of the results
+    top = box.bounding_box()["y"]
+    assert 0 <= top <= 640 and focused(page) == "INPUT:brand:Lumen"
+    page.close()
