@@ -2,11 +2,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path, re_path
+from django.views.generic import RedirectView
 from django.views.static import serve
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # what browsers and crawlers ask for before they read the page's <link rel="icon">
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
     path("", include("search.web.urls")),
 ]
 if settings.SERVE_MEDIA:

@@ -199,7 +199,8 @@ def _context(state: dict, result, *, error: str = "", notice: str = "", errors: 
         "params": state,
         "photo": photo,
         **_zero_results(result),
-        "sorts": [(s, SORT_LABELS[s]) for s in SORTS],
+        # browsing has no query to match: its default order is the shop's own
+        "sorts": [(s, SORT_LABELS[s] if s != "relevance" or state.get("q") or photo else "Featured") for s in SORTS],
         "querystring": canonical_query(state, page=1).urlencode(),
         # where a product page's "Back to search" returns: this search, this page
         "back": canonical_query(state).urlencode(),
@@ -290,7 +291,9 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
     except (ModelUnavailableError, IndexUnavailableError) as exc:
         logger.error("No similar products: %s", exc)
         similar = []
-    return render(request, "search/product.html", {"product": product, "similar": similar, "back": _back(request)})
+    back = _back(request)
+    context = {"product": product, "similar": similar, "back": back, "query": QueryDict(back).get("q", "")}
+    return render(request, "search/product.html", context)
 
 
 def _back(request: HttpRequest) -> str:

@@ -99,4 +99,9 @@
     }
   });
   input.addEventListener("blur", () => setTimeout(close, 0));
+  // Back or Forward: the list was for what the box held before
+  document.body.addEventListener("htmx:historyRestore", () => {
+    clearTimeout(timer);
+    close();
+  });
 })();

@@ -19,14 +19,16 @@
 })();
 
 // The box shows the search the results are for: a photo search (or a link to another query)
-// replaces what was in it, unless the shopper is typing there.
-document.body.addEventListener("htmx:afterSettle", () => {
+// replaces what was in it, unless the shopper is typing there; Back and Forward always.
+const boxFollowResults = (always) => {
   const results = document.getElementById("results");
   const box = document.getElementById("q");
-  if (results && box && document.activeElement !== box && "q" in results.dataset) {
+  if (results && box && (always || document.activeElement !== box) && "q" in results.dataset) {
     box.value = results.dataset.q;
   }
-});
+};
+document.body.addEventListener("htmx:afterSettle", () => boxFollowResults(false));
+document.body.addEventListener("htmx:historyRestore", () => boxFollowResults(true));
 
 // A request the server refuses (too many requests, too large) says why where the shopper looks,
 // instead of leaving the page as it was; the next search that answers clears it.

@@ -624,3 +624,50 @@ def test_a_phone_stays_where_the_shopper_is_when_a_filter_changes(browser, live_
     top = box.bounding_box()["y"]
     assert 0 <= top <= 640 and focused(page) == "INPUT:brand:Lumen"
     page.close()
+
+
+def test_back_restores_the_box_and_closes_the_suggestions(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(live_server.url + "/?q=red+mug")
+    box = page.locator("#q")
+    box.fill("blue vase")
+    box.press("Enter")
+    page.wait_for_url("**q=blue+vase**")
+    box.fill("")
+    box.press_sequentially("gr", delay=60)  # the suggestions open over the page
+    page.wait_for_function("!document.getElementById('q-suggestions').hidden")
+
+    page.go_back()
+    page.wait_for_url("**q=red+mug**")
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('red mug')")
+    assert box.input_value() == "red mug" and page.locator("#q-suggestions").is_hidden()
+    # and the box still suggests
+    box.fill("")
+    box.press_sequentially("gr", delay=60)
+    page.wait_for_function("!document.getElementById('q-suggestions').hidden")
+    page.close()
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_the_small_things_a_shopper_sees(browser, live_server, shop, screenshot, width):
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    # the icon is there, where a browser first asks for it
+    assert page.goto(live_server.url + "/favicon.ico").ok
+    # browsing has no query to be a best match for
+    page.goto(live_server.url + "/")
+    assert page.locator("select[name=sort] option:checked").inner_text() == "Featured"
+    # the summary and the sort do not run into each other
+    page.goto(live_server.url + "/?q=no-desc")
+    summary, sort = page.locator(".summary").bounding_box(), page.locator("select[name=sort]").bounding_box()
+    assert summary["x"] + summary["width"] <= sort["x"] or summary["y"] + summary["height"] <= sort["y"]
+    assert page.locator(".price").first.inner_text().startswith("$")
+    # a page with no results offers no filters to open
+    page.goto(live_server.url + "/?q=xqzvvplk")
+    screenshot(page, "zero")
+    assert not page.get_by_text("Filters", exact=True).is_visible()
+    # the product page keeps the query it was opened from in its box
+    page.goto(live_server.url + "/?q=red+mug")
+    page.locator("#results .card a").first.click()
+    page.wait_for_url("**/products/*/**")
+    assert page.locator("input[name=q]").input_value() == "red mug"
+    page.close()
