@@ -9,10 +9,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 
 from .forms import CatalogImportForm, ProductAdminForm
 from .models import ImportJob, IndexStatus, Product
+from .money import money
 from .services import (
     EDITABLE_FIELDS,
     import_job_resume,
@@ -35,7 +38,19 @@ STATUS_COLOURS = {
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ("sku", "title", "brand", "category", "price", "active", "index_state", "indexed_at")
+    list_display = (
+        "picture",
+        "title",
+        "sku",
+        "brand",
+        "category",
+        "price_shown",
+        "active",
+        "index_state",
+        "indexed_when",
+    )
+    list_display_links = ("title",)
+    ordering = ("-created_at", "-pk")  # the newest first: what a merchandiser just added
     list_filter = ("index_status", "active", "category", "brand")
     search_fields = ("sku", "title", "brand", "category")
     list_per_page = 50
@@ -71,6 +86,20 @@ class ProductAdmin(admin.ModelAdmin):
     )
     actions = ("reembed_selected",)
     change_list_template = "admin/catalog/product/change_list.html"
+
+    @admin.display(description="")
+    def picture(self, obj: Product) -> str:
+        if not obj.image:
+            return format_html('<span class="no-picture" title="No image">—</span>')
+        return format_html('<img src="{}" alt="" width="40" height="40" class="thumb">', obj.image.url)
+
+    @admin.display(description="Indexed at", ordering="indexed_at")
+    def indexed_when(self, obj: Product) -> str:
+        return date_format(localtime(obj.indexed_at), "Y-m-d H:i") if obj.indexed_at else "—"
+
+    @admin.display(description="Price", ordering="price")
+    def price_shown(self, obj: Product) -> str:
+        return money(obj.price, obj.currency)
 
     @admin.display(description="Index status", ordering="index_status")
     def index_state(self, obj: Product) -> str:

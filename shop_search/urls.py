@@ -7,6 +7,11 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from django.views.static import serve
 
+# the admin's pages are few: its lists get the whole width (the product list's nine columns fit
+# a laptop's screen) instead of a sidebar that repeats the home page
+admin.site.enable_nav_sidebar = False
+admin.site.site_header = "shop_search admin"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # what browsers and crawlers ask for before they read the page's <link rel="icon">

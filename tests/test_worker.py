@@ -305,7 +305,7 @@ def test_an_admin_import_runs_in_a_worker(tmp_path, redis_url, tiny_model_dir, s
             time.sleep(0.3)
         assert status == "done", log_path.read_text()[-3000:]
         report = report if isinstance(report, str) else json.dumps(report)  # PostgreSQL's jsonb comes decoded
-        assert "3 lines: 1 created, 0 updated, 0 unchanged, 1 not imported (1 error)" in report
+        assert "3 lines: 1 header, 1 created, 0 updated, 0 unchanged, 1 not imported (1 error)" in report
         wait_for_indexed(db, "I-1", worker, log_path)
     finally:
         worker.terminate()

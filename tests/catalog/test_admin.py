@@ -206,7 +206,7 @@ def test_an_import_runs_in_the_background_and_its_page_follows_it(staff):
         assert 'http-equiv="refresh"' in body and "rows" in body  # it follows itself meanwhile
         time.sleep(0.2)
         body = staff.get(job_page).content.decode()
-    assert "4 lines: 1 created, 0 updated, 0 unchanged, 2 not imported (2 errors)" in body
+    assert "4 lines: 1 header, 1 created, 0 updated, 0 unchanged, 2 not imported (2 errors)" in body
     assert "title: this column is required" in body and "not a number" in body
     assert 'http-equiv="refresh"' not in body
     product = Product.objects.get(sku="Z1")
@@ -294,7 +294,7 @@ def test_an_import_whose_server_stopped_can_be_run_again(staff, settings):
     while "Result:" not in body and time.monotonic() < deadline:
         time.sleep(0.2)
         body = staff.get(page).content.decode()
-    assert "3 lines: 1 created, 0 updated, 1 unchanged, 0 not imported (0 errors)" in body
+    assert "3 lines: 1 header, 1 created, 0 updated, 1 unchanged, 0 not imported (0 errors)" in body
     assert sorted(Product.objects.values_list("sku", flat=True)) == ["R1", "R2"]
 
 

@@ -85,7 +85,7 @@ def test_an_unterminated_quote_names_its_line_and_every_line_is_accounted_for(tm
         "line 5: a quote opened on this line is never closed, so lines 5-10 were read as one row; "
         "nothing from them was imported. Close the quote (or double a quote inside a quoted cell)."
     ]
-    assert report.summary() == "10 lines: 3 created, 0 updated, 0 unchanged, 6 not imported (1 error)"
+    assert report.summary() == "10 lines: 1 header, 3 created, 0 updated, 0 unchanged, 6 not imported (1 error)"
 
 
 def test_a_byte_that_is_not_utf8_fails_its_line_only(tmp_path):
@@ -342,3 +342,18 @@ def test_an_import_whose_runner_is_killed_goes_on_from_its_last_chunk(tmp_path, 
     assert report["lines"] == 2001 and report["failed"] == 0
     assert any(w.startswith(f"This import was interrupted after {done_before} rows") for w in report["warnings"])
     assert f"Import job {job_id} was interrupted" in resumed.stderr
+
+
+@pytest.mark.parametrize(
+    "name, content, summary",
+    [
+        (
+            "blank.jsonl",
+            '{"sku": "B1", "title": "Mug", "price": 1}\n\n{"sku": "B2", "title": "Cup", "price": 2}\n',
+            "3 lines: 1 blank, 2 created",
+        ),
+        ("blank.csv", "sku,title,price\nB1,Mug,1\n\nB2,,2\n", "4 lines: 1 header, 1 blank, 1 created"),
+    ],
+)
+def test_the_summary_names_the_header_and_blank_lines_it_skipped(tmp_path, name, content, summary):
+    assert run(tmp_path, name, content).summary().startswith(summary)

@@ -43,6 +43,8 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     product_ids: list[int] = field(default_factory=list)
     lines: int = 0  # every line of the file, the header and blank lines included
+    header: int = 0  # the CSV header's line
+    blank: int = 0  # blank lines, skipped
 
     @property
     def failed(self) -> int:
@@ -53,9 +55,10 @@ class ImportReport:
         lines of the rows refused (a row may span lines: a quoted cell with line breaks)."""
         not_imported = sum(e.lines for e in self.errors)
         errors = f"{self.failed} error{'s' if self.failed != 1 else ''}"
+        skipped = "".join(f"{n} {what}, " for n, what in ((self.header, "header"), (self.blank, "blank")) if n)
         return (
-            f"{self.lines} lines: {self.created} created, {self.updated} updated, {self.unchanged} unchanged, "
-            f"{not_imported} not imported ({errors})"
+            f"{self.lines} lines: {skipped}{self.created} created, {self.updated} updated, "
+            f"{self.unchanged} unchanged, {not_imported} not imported ({errors})"
         )
 
 
@@ -135,6 +138,7 @@ def _utf16_lines(first: bytes, source: IO[bytes], report: ImportReport) -> Itera
 def rows_jsonl(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator[ImportRow]:
     for number, raw in lines:
         if not raw.strip():
+            report.blank += 1
             continue
         try:
             data = json.loads(raw)
@@ -162,6 +166,7 @@ def rows_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator
 
     reader = csv.reader(fed(), strict=True)
     header = _csv_header(reader)
+    report.header = len(numbers)  # a header may span lines as any row may
     while True:
         taken = len(numbers)
         try:
@@ -174,6 +179,7 @@ def rows_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator
             continue
         first, last = numbers[taken], numbers[-1]
         if not cells or cells == [""] * len(cells) and len(cells) <= 1:
+            report.blank += last - first + 1
             continue  # a blank line
         if len(cells) != len(header):
             report.errors.append(_csv_short_or_long(header, cells, first, last))
