@@ -18,6 +18,7 @@ from catalog.models import Product
 from catalog.outages import outage_reason
 from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.keywords import words
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.selectors.searching import facet_attributes
@@ -193,6 +194,8 @@ def _context(state: dict, result, *, error: str = "", notice: str = "", errors: 
     photo = state.get("photo") or ""  # the callers clear it when words replace it
     return {
         "result": result,
+        # the words a title's matches are marked by: the query's, and the query as understood
+        "highlight_words": words(f"{result.query} {result.understood_as}") if result and result.mode == "text" else (),
         "error": error,
         "notice": notice,
         "param_errors": errors or {},
@@ -292,7 +295,13 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
         logger.error("No similar products: %s", exc)
         similar = []
     back = _back(request)
-    context = {"product": product, "similar": similar, "back": back, "query": QueryDict(back).get("q", "")}
+    context = {
+        "product": product,
+        "similar": similar,
+        "back": back,
+        "query": QueryDict(back).get("q", ""),
+        "highlight_words": (),  # similar products are not matches of a query
+    }
     return render(request, "search/product.html", context)
 
 

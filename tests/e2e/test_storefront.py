@@ -665,8 +665,10 @@ def test_the_small_things_a_shopper_sees(browser, live_server, shop, screenshot,
     page.goto(live_server.url + "/?q=xqzvvplk")
     screenshot(page, "zero")
     assert not page.get_by_text("Filters", exact=True).is_visible()
-    # the product page keeps the query it was opened from in its box
+    # the words that matched stand out in the titles
     page.goto(live_server.url + "/?q=red+mug")
+    assert page.locator("#results .card h2").first.locator("mark").all_inner_texts() == ["Red", "mug"]
+    # the product page keeps the query it was opened from in its box
     page.locator("#results .card a").first.click()
     page.wait_for_url("**/products/*/**")
     assert page.locator("input[name=q]").input_value() == "red mug"

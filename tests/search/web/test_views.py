@@ -20,8 +20,13 @@ def cards(html: str) -> int:
     return html.count('class="card"')
 
 
+def shown(response) -> str:
+    """The page's HTML as text reads: the marks on the words that matched left out."""
+    return re.sub(r"</?mark>", "", response.content.decode())
+
+
 def test_search_page_shows_ranked_cards_facets_and_sort(client, shop):
-    html = client.get(URL, {"q": "red mug"}).content.decode()
+    html = shown(client.get(URL, {"q": "red mug"}))
 
     assert "<html" in html and 'value="red mug"' in html
     assert "5 results for “red mug”" in html
@@ -33,7 +38,7 @@ def test_search_page_shows_ranked_cards_facets_and_sort(client, shop):
 
 
 def test_filters_and_sort_come_from_the_url(client, shop):
-    html = client.get(URL, {"q": "red mug", "category": ["mugs", "lamps"], "sort": "price_asc"}).content.decode()
+    html = shown(client.get(URL, {"q": "red mug", "category": ["mugs", "lamps"], "sort": "price_asc"}))
     assert cards(html) == 4
     assert (
         html.index("Green ceramic mug") < html.index("Red ceramic mug") < html.index("Red mug") < html.index("Red lamp")
@@ -53,7 +58,7 @@ def test_price_bucket_links_keep_the_rest_of_the_search(client, shop):
 
 def test_htmx_gets_only_the_results_partial_and_caches_vary(client, shop):
     response = client.get(URL, {"q": "mug"}, HTTP_HX_REQUEST="true")
-    html = response.content.decode()
+    html = shown(response)
     assert html.lstrip().startswith('<div id="results"')
     assert "<html" not in html and "Red mug" in html
     assert "HX-Request" in response["Vary"]
@@ -196,7 +201,7 @@ def test_a_query_that_matches_nothing_gets_a_real_zero_results_page(client, shop
 
 
 def test_a_corrected_query_says_what_it_searched(client, shop):
-    html = client.get(URL, {"q": "red mgu"}).content.decode()
+    html = shown(client.get(URL, {"q": "red mgu"}))
     assert "Including results for “<a" in html and ">red mug</a>”" in html
     assert cards(html) > 0 and html.index("Red mug") < html.index("Green ceramic mug")
 
@@ -231,5 +236,19 @@ def test_a_word_being_typed_shows_what_it_begins_and_is_never_corrected(client, 
     assert cards(html) > 0 and "Including results for" not in html
     assert set(re.findall(r'<span class="brand-name">([^<]+)<', html)) == {"Lumen"}
     # and "red mu" is red mugs already, the unfinished word read as the start of "mug"
-    html = client.get(URL, {"q": "red mu"}, **typing).content.decode()
+    html = shown(client.get(URL, {"q": "red mu"}, **typing))
     assert "Including results for" not in html and html.index("Red mug") < html.index("Green ceramic mug")
+
+
+def test_the_words_that_matched_are_marked_in_the_titles(client, shop, make_product):
+    html = client.get(URL, {"q": "red mug"}).content.decode()
+    assert "<h2><mark>Red</mark> <mark>mug</mark></h2>" in html
+    # while typing, the start of a word marks the words it begins; the rest of a title is escaped
+    make_product("<b>Red</b> mugshot frame", sku="odd")
+    typing = {"HTTP_HX_REQUEST": "true", "HTTP_X_SEARCH_TYPING": "continue"}
+    html = client.get(URL, {"q": "red mu"}, **typing).content.decode()
+    assert "<mark>Red</mark> <mark>mug</mark>" in html
+    assert (
+        "&lt;<mark>b</mark>&gt;" not in html
+        and "&lt;b&gt;<mark>Red</mark>&lt;/b&gt; <mark>mugshot</mark> frame" in html
+    )
