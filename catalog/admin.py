@@ -87,7 +87,7 @@ class ProductAdmin(admin.ModelAdmin):
     actions = ("reembed_selected",)
     change_list_template = "admin/catalog/product/change_list.html"
 
-    @admin.display(description="")
+    @admin.display(description="Picture")
     def picture(self, obj: Product) -> str:
         if not obj.image:
             return format_html('<span class="no-picture" title="No image">—</span>')

@@ -275,21 +275,27 @@ class Vocabulary:
     ) -> list[QueryWord]:
         """Each word of the query with the vocabulary words it stands for. `synonyms`: a word's
         synonyms (the merchandiser's) it stands for too, those the catalog uses; a word with
-        one is not corrected. `prefix`: the last word is still being typed (search as you type):
-        it stands for the catalog words it begins ("kest": Kestrel), never for a correction
-        ("lum" is not "bum"), and a single letter is not read yet."""
+        one is not corrected. The last word, when no product holds it, stands for the catalog
+        words it begins ("kest": Kestrel; "lum" is the start of Lumen, not a typo of "bum"), so
+        a search reads the same typed and sent; else it is corrected as the others are.
+        `prefix`: it is still being typed (search as you type): never corrected, and a single
+        letter is not read yet."""
         typed = words(query)
-        last = typed.pop() if prefix and typed else None
+        last = typed.pop() if typed else None
         out = self._understood(typed, synonyms)
-        if last is None or len(last) < MIN_PREFIX_LENGTH and last not in self.counts:
+        if last is None:
             return out
-        begun = [] if last in self.counts or (synonyms or {}).get(last) else self.with_prefix(last, limit=MAX_VARIANTS)
+        whole = last in self.counts or bool((synonyms or {}).get(last))
+        if prefix and not whole and len(last) < MIN_PREFIX_LENGTH:
+            return out
+        begins = not whole and len(last) >= MIN_PREFIX_LENGTH and (prefix or not self.known(last))
+        begun = self.with_prefix(last, limit=MAX_VARIANTS) if begins else []
         if begun:
             out.append(QueryWord(last, tuple(begun), completed=True))
-        elif last in self.counts or (synonyms or {}).get(last) or self.known(last):
-            out += self._understood([last], synonyms)  # a whole word of the shop's, or the model's
+        elif prefix and not whole and not self.known(last):
+            out.append(QueryWord(last, ()))  # begins no word the shop has: unknown, not corrected yet
         else:
-            out.append(QueryWord(last, ()))  # begins no word the shop has: unknown, not corrected
+            out += self._understood([last], synonyms)  # a whole word, the model's, or a typo
         return out
 
     def _understood(self, typed: Sequence[str], synonyms: Mapping[str, Sequence[str]] | None) -> list[QueryWord]:

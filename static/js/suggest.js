@@ -6,7 +6,8 @@
   const input = document.getElementById("q");
   const list = document.getElementById("q-suggestions");
   if (!input || !list) return;
-  const form = document.getElementById(input.getAttribute("form"));
+  // looked up when needed: Back and Forward replace the form below the header with a saved copy
+  const form = () => document.getElementById(input.getAttribute("form"));
   const KINDS = { query: "Popular search", brand: "Brand", category: "Category", product: "Product" };
   let active = -1;
   let pending = null;
@@ -15,6 +16,9 @@
   const options = () => Array.from(list.querySelectorAll("[role=option]"));
 
   function close() {
+    // a list on its way (typed just before Enter, Escape or leaving the box) is not shown
+    clearTimeout(timer);
+    if (pending) pending.abort();
     list.hidden = true;
     list.replaceChildren();
     input.setAttribute("aria-expanded", "false");
@@ -34,7 +38,7 @@
   function choose(text) {
     input.value = text;
     close();
-    if (form) form.requestSubmit();
+    if (form()) form().requestSubmit();
   }
 
   function show(suggestions) {

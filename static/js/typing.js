@@ -53,61 +53,96 @@ document.body.addEventListener("htmx:afterSettle", () => document.getElementById
 // arrow key on a closed list changes it at each press); the price range once focus leaves the pair
 // of fields, so that a minimum and a maximum are typed whole (Enter submits them too). Plain
 // listeners, not htmx trigger filters, which need eval and the Content-Security-Policy forbids it.
+// They listen on the document and find the form when they need it: Back and Forward put a saved
+// copy of the page in place of the one they were first given.
 (() => {
-  const form = document.getElementById("search-form");
-  if (!form || !window.htmx) return;
+  if (!window.htmx) return;
+  const inForm = (target) => target && target.closest && target.closest("#search-form");
+  const update = () => {
+    const form = document.getElementById("search-form");
+    if (form) htmx.trigger(form, "search-update");
+  };
   let sortKeyed = false; // the sort was changed from the keyboard and not yet committed
-  const isSort = (target) => target && target.name === "sort" && target.tagName === "SELECT";
-  form.addEventListener("keydown", (event) => {
+  const isSort = (target) => inForm(target) && target.name === "sort" && target.tagName === "SELECT";
+  document.addEventListener("keydown", (event) => {
     if (!isSort(event.target)) return;
     if (event.key === "Enter" && sortKeyed) {
       event.preventDefault();
       sortKeyed = false;
-      htmx.trigger(form, "search-update");
+      update();
     } else if (event.key.startsWith("Arrow") || ["Home", "End", "PageUp", "PageDown"].includes(event.key) || event.key.length === 1) {
       sortKeyed = true;
     }
   });
-  form.addEventListener("change", (event) => {
+  document.addEventListener("change", (event) => {
+    if (!inForm(event.target)) return;
     if (isSort(event.target) && sortKeyed) return; // committed by Enter or by leaving it
-    if (!event.target.closest(".price-range")) htmx.trigger(form, "search-update");
+    if (!event.target.closest(".price-range")) update();
   });
-  form.addEventListener("focusout", (event) => {
+  document.addEventListener("focusout", (event) => {
+    if (!inForm(event.target)) return;
     if (isSort(event.target) && sortKeyed) {
       sortKeyed = false;
-      htmx.trigger(form, "search-update");
+      update();
       return;
     }
     const range = event.target.closest(".price-range");
-    if (range && !(event.relatedTarget && event.relatedTarget.closest(".price-range"))) {
-      htmx.trigger(form, "search-update");
-    }
+    if (range && !(event.relatedTarget && event.relatedTarget.closest(".price-range"))) update();
   });
-  form.addEventListener("mousedown", (event) => {
+  document.addEventListener("mousedown", (event) => {
     if (isSort(event.target)) sortKeyed = false; // a pointer's choice is its commit
   });
 })();
 
+// A single letter typed is not searched yet: it would show a page of nothing on the way to a word.
+document.body.addEventListener("htmx:confirm", (event) => {
+  const trigger = event.detail.triggeringEvent;
+  const box = document.getElementById("q");
+  if (trigger && trigger.type === "input" && trigger.target === box && box.value.trim().length === 1) {
+    event.preventDefault();
+  }
+});
+
 // The control that changed keeps focus through the swap that replaces the results around it (a
-// filter's checkbox, the sort, a price field): found again by its name and value, without
-// scrolling, so a keyboard's next Tab goes on from it and a phone stays where the shopper is.
+// filter's checkbox, the sort, a price field: found again by its name and value; a price bucket's
+// link, or wherever Tab had moved to as the sort or a price was left: by its place among the
+// results' controls), without scrolling, so a keyboard's next Tab goes on from it and a phone stays
+// where the shopper is.
 (() => {
+  const CONTROLS = "a[href], input, select, button, [tabindex]";
   let kept = null;
   document.body.addEventListener("htmx:beforeSwap", (event) => {
     const active = document.activeElement;
     const target = event.detail.target;
     kept = null;
-    if (target && target.id === "results" && active && active.name && target.contains(active)) {
-      kept = { name: active.name, value: active.type === "checkbox" ? active.value : null, y: window.scrollY };
-    }
+    if (!target || target.id !== "results" || !active || active === target || !target.contains(active)) return;
+    const from = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if (from && from.closest && from.closest(".pager")) return; // another page starts at its top
+    // unnamed (a bucket's link): its place among its own kind ("a.bucket"), else among all controls
+    const kind = active.tagName.toLowerCase() + (active.classList.length ? "." + CSS.escape(active.classList[0]) : "");
+    kept = {
+      name: active.name || null,
+      value: active.type === "checkbox" ? active.value : null,
+      kind,
+      nth: Array.from(target.querySelectorAll(kind)).indexOf(active),
+      index: Array.from(target.querySelectorAll(CONTROLS)).indexOf(active),
+      y: window.scrollY,
+    };
   });
   document.body.addEventListener("htmx:afterSettle", () => {
     if (!kept) return;
-    const { name, value, y } = kept;
+    const { name, value, kind, nth, index, y } = kept;
     kept = null;
+    const now = document.activeElement;
+    if (now && now !== document.body && document.contains(now)) return; // the shopper has moved on: leave focus there
     const results = document.getElementById("results");
-    const selector = `[name="${CSS.escape(name)}"]` + (value === null ? "" : `[value="${CSS.escape(value)}"]`);
-    const again = results && results.querySelector(selector);
+    if (!results) return;
+    let again = null;
+    if (name) {
+      again = results.querySelector(`[name="${CSS.escape(name)}"]` + (value === null ? "" : `[value="${CSS.escape(value)}"]`));
+    }
+    if (!again && !name && nth >= 0) again = results.querySelectorAll(kind)[nth] || null;
+    if (!again && index >= 0) again = results.querySelectorAll(CONTROLS)[index] || null;
     if (again) {
       again.focus({ preventScroll: true });
       window.scrollTo({ top: y, behavior: "instant" });

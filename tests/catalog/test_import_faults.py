@@ -352,7 +352,7 @@ def test_an_import_whose_runner_is_killed_goes_on_from_its_last_chunk(tmp_path, 
             '{"sku": "B1", "title": "Mug", "price": 1}\n\n{"sku": "B2", "title": "Cup", "price": 2}\n',
             "3 lines: 1 blank, 2 created",
         ),
-        ("blank.csv", "sku,title,price\nB1,Mug,1\n\nB2,,2\n", "4 lines: 1 header, 1 blank, 1 created"),
+        ("blank.csv", "sku,title,price\nB1,Mug,1\n\n   \nB2,,2\n", "5 lines: 1 header, 2 blank, 1 created"),
     ],
 )
 def test_the_summary_names_the_header_and_blank_lines_it_skipped(tmp_path, name, content, summary):

@@ -688,3 +688,68 @@ def test_a_phones_header_leaves_the_screen_to_the_results(browser, live_server, 
     )
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     page.close()
+
+
+def test_after_back_the_filters_the_sort_and_the_suggestions_still_search(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(live_server.url + "/?q=red+mug")
+    box = page.locator("#q")
+    box.fill("blue vase")
+    box.press("Enter")
+    page.wait_for_url("**q=blue+vase**")
+    page.go_back()
+    page.wait_for_url("**q=red+mug**")
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('red mug')")
+
+    page.locator("input[type=checkbox][name=category][value=mugs]").check()  # a filter searches
+    page.wait_for_url("**category=mugs**")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    page.wait_for_function("document.activeElement.name === 'category'")  # the swap settled, focus kept
+    sort = page.locator("select[name=sort]")  # so does the sort, committed with Enter
+    sort.focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**sort=**")
+    box.fill("")
+    box.press_sequentially("gre", delay=60)  # and a suggestion chosen by keyboard
+    page.wait_for_function("!document.getElementById('q-suggestions').hidden")
+    page.keyboard.press("ArrowDown")
+    chosen = page.locator("#q-suggestions [aria-selected=true]").get_attribute("data-value")
+    page.keyboard.press("Enter")
+    page.wait_for_function("(v) => document.querySelector('#results .summary')?.textContent.includes(v)", arg=chosen)
+    page.close()
+
+
+def test_keyboard_focus_survives_leaving_the_sort_and_choosing_a_price_bucket(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(live_server.url + "/?q=red")
+    page.locator("select[name=sort]").focus()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Tab")  # leaving the sort commits it; focus is where Tab took it
+    page.wait_for_url("**sort=**")
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.activeElement.closest('#results') !== null")
+    bucket = page.locator("a.bucket").first
+    label = bucket.inner_text().split("\n")[0]
+    bucket.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url("**price_max=**")
+    page.wait_for_timeout(300)
+    assert page.evaluate("document.activeElement.classList.contains('bucket')")
+    assert page.evaluate("document.activeElement.textContent").startswith(label)
+    page.close()
+
+
+def test_typing_does_not_flash_a_page_of_nothing_nor_reopen_suggestions_after_enter(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(live_server.url + "/")
+    box = page.locator("#q")
+    box.press_sequentially("g", delay=50)
+    page.wait_for_timeout(700)  # a single letter is not searched: the catalog stays
+    assert page.get_by_text("No products match").count() == 0 and len(card_titles(page)) == 10
+    box.press_sequentially("reen mug", delay=60)
+    box.press("Enter")  # at once: the suggestions on their way are not shown
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('green mug')")
+    page.wait_for_timeout(600)
+    assert page.locator("#q-suggestions").is_hidden()
+    page.close()

@@ -178,7 +178,7 @@ def rows_csv(lines: Iterator[tuple[int, str]], report: ImportReport) -> Iterator
             report.errors.append(_csv_error(exc, first, numbers[-1] if numbers else first))
             continue
         first, last = numbers[taken], numbers[-1]
-        if not cells or cells == [""] * len(cells) and len(cells) <= 1:
+        if not cells or len(cells) <= 1 and not cells[0].strip():
             report.blank += last - first + 1
             continue  # a blank line
         if len(cells) != len(header):

@@ -174,8 +174,8 @@ def _text_plan(
     vector = providers.query_vector(model_id, request.query)
     # the towers read the query as it was probably meant too: a misspelt word is another token
     # to them, and so is the start of one being typed (text_legs decides which reading searches)
-    completed = request.prefix and (
-        any(w.completed for w in understood) or len(understood) < len(words_of(request.query))
+    completed = any(w.completed for w in understood) or (
+        request.prefix and len(understood) < len(words_of(request.query))
     )
     meant_text = corrected_query(understood) if understood_as or completed else ""
     meant = providers.query_vector(model_id, meant_text) if meant_text else None

@@ -58,10 +58,13 @@ def test_a_word_still_being_typed_is_the_start_of_the_catalogs_words_never_a_cor
     vocabulary = Vocabulary.from_texts(
         ["Lumen table lamp", "Kestrel cap", "bum bag", "Red striped mug"], encoder=encoder
     )
-    # as a finished word, "lum" is a typo of "bum"; being typed, it is the start of "Lumen"
-    assert corrected_query(vocabulary.understand("lum")) == "bum"
-    lum = vocabulary.understand("lum", prefix=True)
-    assert [(w.variants, w.completed, w.corrected) for w in lum] == [(("lumen",), True, False)]
+    # typed or sent, "lum" is the start of "Lumen", not a typo of "bum": the search reads the same
+    for typing in (True, False):
+        lum = vocabulary.understand("lum", prefix=typing)
+        assert [(w.variants, w.completed, w.corrected) for w in lum] == [(("lumen",), True, False)]
+    # a last word that begins nothing is corrected once sent, never while it is being typed
+    assert corrected_query(vocabulary.understand("red mgu")) == "red mug"
+    assert vocabulary.understand("red mgu", prefix=True)[-1].variants == ()
     assert corrected_query(vocabulary.understand("kest", prefix=True)) == "kestrel"
     assert corrected_query(vocabulary.understand("red str", prefix=True)) == "red striped"  # not "red sar"
     # only the last word is unfinished; the others are read (and corrected) as before
