@@ -626,13 +626,19 @@ def test_a_phone_stays_where_the_shopper_is_when_a_filter_changes(browser, live_
     page.close()
 
 
-def test_back_restores_the_box_and_closes_the_suggestions(browser, live_server, shop):
+def red_mug_then_blue_vase(browser, live_server):
+    """A page that searched "red mug", then "blue vase" from its box; and the box."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.goto(live_server.url + "/?q=red+mug")
     box = page.locator("#q")
     box.fill("blue vase")
     box.press("Enter")
     page.wait_for_url("**q=blue+vase**")
+    return page, box
+
+
+def test_back_restores_the_box_and_closes_the_suggestions(browser, live_server, shop):
+    page, box = red_mug_then_blue_vase(browser, live_server)
     box.fill("")
     box.press_sequentially("gr", delay=60)  # the suggestions open over the page
     page.wait_for_function("!document.getElementById('q-suggestions').hidden")
@@ -691,12 +697,7 @@ def test_a_phones_header_leaves_the_screen_to_the_results(browser, live_server, 
 
 
 def test_after_back_the_filters_the_sort_and_the_suggestions_still_search(browser, live_server, shop):
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(live_server.url + "/?q=red+mug")
-    box = page.locator("#q")
-    box.fill("blue vase")
-    box.press("Enter")
-    page.wait_for_url("**q=blue+vase**")
+    page, box = red_mug_then_blue_vase(browser, live_server)
     page.go_back()
     page.wait_for_url("**q=red+mug**")
     page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('red mug')")
