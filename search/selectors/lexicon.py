@@ -125,7 +125,7 @@ ROUND = tuple(Decimal(m) for m in ("1", "1.5", "2", "2.5", "3", "4", "5", "6", "
 
 
 def round_price(value: Decimal) -> Decimal:
-    """The round number nearest `value` by ratio (26.39 -> 25, 47 -> 50, 1,234 -> 1,000)."""
+    """The round number nearest `value` by ratio (26.39 -> 25, 47 -> 50, 1,234 -> 1,500)."""
     if value <= 0:
         return Decimal(0)
     power = Decimal(10) ** value.adjusted()
