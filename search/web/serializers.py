@@ -48,8 +48,9 @@ class SearchParamsSerializer(serializers.Serializer):
     prefix = serializers.BooleanField(
         required=False,
         default=False,
-        help_text="The query's last word is still being typed (search as you type): it matches the catalog words "
-        'it begins ("kest": Kestrel) and is never corrected.',
+        help_text="The query's last word is still being typed (search as you type): it is never corrected, and a "
+        "single letter is not read yet. Typed or not, a last word no product holds matches the catalog words it "
+        'begins ("kest": Kestrel).',
     )
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
     page = serializers.IntegerField(min_value=1, max_value=10_000, required=False, default=1)

@@ -86,7 +86,7 @@ def product_search(
     (selectors.calibrations), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
     weights instead (evaluate_search tunes them), `calibration` with that calibration (the
     evaluation fits one per fold). `prefix`: the query's last word is still being typed (the
-    storefront's live search): it matches the catalog words it begins and is never corrected."""
+    storefront's live search): it is never corrected (Vocabulary.understand)."""
     request = SearchRequest.of(
         query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size, prefix=prefix
     )
