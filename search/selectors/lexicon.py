@@ -27,8 +27,9 @@ from search.retrieval.config import search_config
 from ..models import Click, SearchEvent
 from ..retrieval import providers
 from ..retrieval.encoders import ModelUnavailableError, tokenizer_words
-from ..retrieval.facets import attribute_field, attribute_values, facet_key, facet_label
+from ..retrieval.facets import attribute_field, attribute_values, facet_attributes_parse, facet_key, facet_label
 from ..retrieval.keywords import Vocabulary, attribute_texts, fold, sku_key, words
+from ..retrieval.understanding import FacetWords
 from ..retrieval.vector_store import IndexUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Lexicon:
     # the price facet's bucket bounds, round numbers from the catalog's own prices (price_bounds)
     price_bounds: tuple[Decimal, ...] = ()
     currency: str = "USD"  # the one most listed products are priced in
+    # the facet values a query's words can name (category, brand, SEARCH_FACET_ATTRIBUTES)
+    facet_words: FacetWords = field(default_factory=FacetWords)
 
 
 def _fingerprint() -> tuple:
@@ -115,6 +118,9 @@ def lexicon_build() -> Lexicon:
         fingerprint=fingerprint,
         price_bounds=price_bounds(catalog.prices),
         currency=catalog.currencies.most_common(1)[0][0] if catalog.currencies else "USD",
+        facet_words=FacetWords.of(
+            labels, ("category", "brand", *(a.field for a in facet_attributes_parse(search_config().facet_attributes)))
+        ),
     )
 
 

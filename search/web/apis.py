@@ -171,6 +171,7 @@ class ImageSearchApi(APIView):
         kwargs = params.search_kwargs()
         kwargs.pop("query")
         kwargs.pop("prefix")  # always False here: the photo API takes no words
+        kwargs.pop("understood")
         return _search_response(request, channel="photo_api", image=image, **kwargs)
 
 

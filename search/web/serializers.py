@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
-from search.selectors.searching import facet_attributes
+from search.selectors.searching import facet_attributes, filter_chips
 from search.selectors.suggesting import MAX_SUGGEST_LIMIT, SUGGEST_LIMIT
 
 MAX_FILTER_VALUES = 50
@@ -51,6 +51,16 @@ class SearchParamsSerializer(serializers.Serializer):
         help_text="The query's last word is still being typed (search as you type): it is never corrected, and a "
         "single letter is not read yet. Typed or not, a last word no product holds matches the catalog words it "
         'begins ("kest": Kestrel).',
+    )
+    understood = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default=None,
+        max_length=MAX_QUERY_CHARS * 4,
+        help_text="The query whose words the filters given already hold (a response's `understood`). Words that name "
+        'a price ("under $20") or a facet value the shop has ("red", "mugs") become filters; to take one back, send '
+        "the filters you keep with `understood` set to the query: it is then not read again. A different query is "
+        "read afresh, without the filters the old one named.",
     )
     sort = serializers.ChoiceField(choices=SORTS, required=False, default="relevance")
     page = serializers.IntegerField(min_value=1, max_value=10_000, required=False, default=1)
@@ -102,6 +112,8 @@ class SearchParamsSerializer(serializers.Serializer):
             "page": data["page"],
             "page_size": data["page_size"],
             "prefix": data.get("prefix", False),
+            "understand": True,
+            "understood": data.get("understood"),
         }
 
 
@@ -240,6 +252,22 @@ class ImageSearchParamsSerializer(SearchParamsSerializer):
     # a file: the photo is checked by services.photo_load, which says what is wrong with it
     image = serializers.FileField(help_text="The shopper's photo (JPEG, PNG, WebP…), at most 16 megapixels.")
     prefix = None  # a photo has no word being typed
+    understood = None  # nor words to read filters from
+
+
+class UnderstoodSerializer(serializers.Serializer):
+    param = serializers.CharField(
+        help_text='The filter\'s URL parameter: "category", "brand", an attribute\'s, or "price".'
+    )
+    value = serializers.CharField(allow_blank=True, help_text="The value as filters compare it (empty for a price).")
+    label = serializers.CharField(help_text='As the storefront shows it ("red", "Under $20").')
+    words = serializers.CharField(help_text="The words of the query it was read from.")
+    price_min = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=False, allow_null=True, required=False
+    )
+    price_max = serializers.DecimalField(
+        max_digits=12, decimal_places=2, coerce_to_string=False, allow_null=True, required=False
+    )
 
 
 class ModalityScoreSerializer(serializers.Serializer):
@@ -314,6 +342,10 @@ class SearchResponseSerializer(serializers.Serializer):
     understood_as = serializers.CharField(
         allow_blank=True, help_text="The query with its typos corrected, when it had any (else empty)."
     )
+    understood = UnderstoodSerializer(
+        many=True,
+        help_text="The filters the query's words named, applied to this search (and selected in `facets`).",
+    )
     results = SearchHitSerializer(many=True)
     facets = FacetsSerializer()
 
@@ -351,6 +383,11 @@ def search_result_data(result: SearchResult, *, build_url) -> dict:
         "count": result.count,
         "count_capped": result.count_capped,
         "understood_as": result.understood_as,
+        "understood": [
+            {name: getattr(chip, name) for name in ("param", "value", "label", "words", "price_min", "price_max")}
+            for chip in filter_chips(result)
+            if chip.words
+        ],
         "results": hits,
         "facets": facets,
     }

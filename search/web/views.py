@@ -18,10 +18,12 @@ from catalog.models import Product
 from catalog.outages import outage_reason
 from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.facets import facet_key
 from search.retrieval.keywords import words
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
-from search.selectors.searching import facet_attributes
+from search.selectors.lexicon import lexicon
+from search.selectors.searching import facet_attributes, filter_chips
 from search.selectors.suggesting import popular_phrases, query_suggest
 from search.services import (
     ClickError,
@@ -91,6 +93,8 @@ def canonical_query(data: dict, **overrides) -> QueryDict:
     for name in ("price_min", "price_max"):
         if data.get(name) is not None:
             query[name] = str(data[name]).rstrip("0").rstrip(".") if "." in str(data[name]) else str(data[name])
+    if data.get("q") and data.get("understood") is not None:
+        query["understood"] = data["understood"]
     if data.get("sort") and data["sort"] != "relevance":
         query["sort"] = data["sort"]
     if data.get("strategy"):
@@ -154,6 +158,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         if state.get("photo"):
             kwargs.pop("query")
             kwargs.pop("prefix")
+            kwargs.pop("understood")
             key = state["photo"]
             if not photo_kept(key=key):
                 raise PhotoGone(key)
@@ -181,12 +186,61 @@ def search_page(request: HttpRequest) -> HttpResponse:
         search_event_log(
             result=result, channel=channel, session_key=visit_id(request), deferred=True, typing=_typing(request)
         )
-    current = canonical_query(state).urlencode()
+    state, asked = _read_state(state, result)
+    current = canonical_query(asked).urlencode()
     return _render(
         request,
         _context(state, result, error=error, notice=notice, errors=errors),
         url=f"{request.path}?{current}" if current else request.path,
     )
+
+
+def _read_state(state: dict, result) -> tuple[dict, dict]:
+    """The search state as searched (the filters its words named ticked, and the query marked as
+    read when its words name filters, so that the page's controls do not read it again) and as
+    its URL says it (words read afresh keep the filters they named to themselves: `?q=red+mug`,
+    not `&colour=red`)."""
+    if result is None or result.mode == "image" or not state.get("q"):
+        return state, state
+    searched = {**state, **_filter_state(result.filters), "understood": state["q"] if result.readable else None}
+    if not result.understood:
+        return searched, searched
+    return searched, {**searched, **_filter_state(result.filters.read_out(result.understood)), "understood": None}
+
+
+def _filter_state(filters) -> dict:
+    """Filters as the URL and the form give them: each value as the catalog spells it."""
+    labels = lexicon().labels
+
+    def spelt(name: str, values) -> list[str]:
+        return [labels.get(name, {}).get(v, v) for v in values]
+
+    return {
+        "category": spelt("category", filters.categories),
+        "brand": spelt("brand", filters.brands),
+        "attributes": [(name, tuple(spelt(name, values))) for name, values in filters.attributes],
+        "price_min": filters.price_min,
+        "price_max": filters.price_max,
+    }
+
+
+def _chip_links(state: dict, result) -> list[tuple]:
+    """Each filter in use as a chip, with the search without it (the query not read again)."""
+    links = []
+    for chip in filter_chips(result) if result is not None else ():
+        if chip.param == "price":
+            without = canonical_query(state, page=1, price_min=None, price_max=None)
+        elif chip.param in ("category", "brand"):
+            kept = [v for v in state.get(chip.param, ()) if facet_key(v) != chip.value]
+            without = canonical_query(state, page=1, **{chip.param: kept})
+        else:
+            attributes = [
+                (f, tuple(v for v in values if facet_key(v) != chip.value) if f == chip.field else values)
+                for f, values in state.get("attributes") or ()
+            ]
+            without = canonical_query(state, page=1, attributes=attributes)
+        links.append((chip, without.urlencode()))
+    return links
 
 
 def _context(state: dict, result, *, error: str = "", notice: str = "", errors: dict | None = None) -> dict:
@@ -209,10 +263,16 @@ def _context(state: dict, result, *, error: str = "", notice: str = "", errors: 
         "back": canonical_query(state).urlencode(),
         # the same words or photo without filters; the same filters without the photo
         "unfiltered": canonical_query(
-            {"q": state.get("q"), "photo": photo, "strategy": state.get("strategy")}
+            {
+                "q": state.get("q"),
+                "photo": photo,
+                "strategy": state.get("strategy"),
+                "understood": state.get("understood"),
+            }
         ).urlencode(),
         "without_photo": canonical_query(state, photo="", page=1).urlencode(),
         "price_links": _price_links(state, result),
+        "chip_links": _chip_links(state, result),
         "facet_groups": _facet_groups(result),
         "attribute_params": _attribute_params(state),
     }

@@ -5,12 +5,12 @@ and faceted; browsing the catalog without a query.
 `filters` (the shopper's filters), `legs` (how a query finds products), `ranking` (fusion,
 sorts, pins), `facets` (the counts) and `results` (what a search answers)."""
 
-from .facets import bucket_range, index_facets
+from .facets import bucket_range, filter_chips, index_facets
 from .filters import MAX_QUERY_CHARS, SearchFilters, facet_attributes, query_normalize
 from .pipeline import product_search, product_similar, relevance_rows
 from .ranking import NO_MERCHANDISING
 from .request import MAX_PAGE_SIZE, SORTS, STRATEGIES
-from .results import FacetValue, SearchHit, SearchResult
+from .results import Chip, FacetValue, SearchHit, SearchResult
 
 __all__ = [
     "MAX_PAGE_SIZE",
@@ -18,12 +18,14 @@ __all__ = [
     "NO_MERCHANDISING",
     "SORTS",
     "STRATEGIES",
+    "Chip",
     "FacetValue",
     "SearchFilters",
     "SearchHit",
     "SearchResult",
     "bucket_range",
     "facet_attributes",
+    "filter_chips",
     "index_facets",
     "product_search",
     "product_similar",

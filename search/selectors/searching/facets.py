@@ -17,7 +17,7 @@ from ...retrieval.facets import facet_key, facet_payload
 from ...retrieval.vector_store import IndexUnavailableError, ProductIndex, Where
 from ..lexicon import lexicon
 from .filters import SearchFilters, facet_attributes
-from .results import FacetValue
+from .results import Chip, FacetValue, SearchResult
 
 # Price facet buckets: [min, max), None = open, so that a price on a boundary (25.00) is in one
 # bucket only; their bounds are round numbers from the catalog's own prices (lexicon.price_bounds).
@@ -49,6 +49,42 @@ def price_label(low: Decimal | None, high: Decimal | None, currency: str) -> str
     if high is None:
         return f"{money(low, currency, whole=True)} and up"
     return f"{money(low, currency, whole=True)} – {money(high, currency, whole=True)}"
+
+
+def price_phrase_label(low: Decimal | None, high: Decimal | None, currency: str) -> str:
+    """A price filter as a chip says it: "Under $20" (up to 19.99), "Up to $25.50", "Over $100"
+    (from 100.01), "$10 and up", "$10 – $25"."""
+    if low is not None and high is not None:
+        return f"{money(low, currency, whole=True)} – {money(high, currency, whole=True)}"
+    if high is not None:
+        below = high + CENT
+        if below == below.to_integral_value():
+            return f"Under {money(below, currency, whole=True)}"
+        return f"Up to {money(high, currency, whole=True)}"
+    above = low - CENT
+    if above == above.to_integral_value() and above >= 0:
+        return f"Over {money(above, currency, whole=True)}"
+    return f"{money(low, currency, whole=True)} and up"
+
+
+def filter_chips(result: SearchResult) -> list[Chip]:
+    """Every filter of a search as a chip, in the facets' order and then the price, each saying
+    which of the query's words it was read from (SearchRequest.read) if it was."""
+    words = lexicon()
+    read = {(u.field, u.value): u.words for u in result.understood}
+    legends = {"category": ("category", "Category"), "brand": ("brand", "Brand")}
+    legends |= {a.field: (a.param, a.label) for a in facet_attributes()}
+    chips = []
+    for name, values in result.filters.keyword_filters():
+        param, legend = legends.get(name, (name, name))
+        for value in values:
+            label = f"{legend}: {words.labels.get(name, {}).get(value, value)}"
+            chips.append(Chip(param, name, value, label, read.get((name, value), "")))
+    low, high = result.filters.price_min, result.filters.price_max
+    if low is not None or high is not None:
+        label = price_phrase_label(low, high, words.currency)
+        chips.append(Chip("price", "price", "", label, read.get(("price", ""), ""), low, high))
+    return chips
 
 
 def in_bucket(price: float, low: Decimal | None, high: Decimal | None) -> bool:

@@ -15,6 +15,7 @@ from django.db.models.fields.json import KeyTextTransform
 from search.retrieval.config import search_config
 
 from ...retrieval.facets import FacetAttribute, facet_attributes_parse, facet_key
+from ...retrieval.understanding import Understood
 from ...retrieval.vector_store import Where
 from ..lexicon import lexicon
 
@@ -65,6 +66,40 @@ class SearchFilters:
             (name, values)
             for name, values in (("category", self.categories), ("brand", self.brands), *self.attributes)
             if values
+        )
+
+    def read_in(self, understood: Iterable[Understood]) -> SearchFilters:
+        """These filters and those a query's words name (understanding.query_read): a value is
+        added to its field's, a price phrase's ends replace the range's."""
+        return self._changed(understood, add=True)
+
+    def read_out(self, understood: Iterable[Understood]) -> SearchFilters:
+        """These filters without those a query's words named: what stays of a search's filters
+        when the shopper types other words (the values the old words named go with them)."""
+        return self._changed(understood, add=False)
+
+    def _changed(self, understood: Iterable[Understood], *, add: bool) -> SearchFilters:
+        chosen = {"category": self.categories, "brand": self.brands, **dict(self.attributes)}
+        low, high = self.price_min, self.price_max
+        for u in understood:
+            if u.field == "price" and add:
+                low = u.price_min if u.price_min is not None else low
+                high = u.price_max if u.price_max is not None else high
+                if low is not None and high is not None and low > high:  # the words' end wins
+                    low, high = (low, None) if u.price_max is None else (None, high)
+            elif u.field == "price":
+                low = None if low == u.price_min else low
+                high = None if high == u.price_max else high
+            elif add:
+                chosen[u.field] = (*chosen.get(u.field, ()), u.value)
+            else:
+                chosen[u.field] = tuple(v for v in chosen.get(u.field, ()) if v != u.value)
+        return SearchFilters(
+            categories=chosen.pop("category"),
+            brands=chosen.pop("brand"),
+            price_min=low,
+            price_max=high,
+            attributes=tuple(chosen.items()),
         )
 
     def active(self) -> list[str]:

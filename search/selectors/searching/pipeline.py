@@ -77,6 +77,8 @@ def product_search(
     calibration: fusion.Calibration | None = None,
     merchandising: Merchandising | None = None,
     prefix: bool = False,
+    understand: bool = False,
+    understood: str | None = None,
 ) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
@@ -86,26 +88,36 @@ def product_search(
     (selectors.calibrations), else with SEARCH_FUSION_WEIGHTS; `weights` fuses with those
     weights instead (evaluate_search tunes them), `calibration` with that calibration (the
     evaluation fits one per fold). `prefix`: the query's last word is still being typed (the
-    storefront's live search): it is never corrected (Vocabulary.understand)."""
+    storefront's live search): it is never corrected (Vocabulary.understand).
+    `understand`: words that name a price or a facet value the shop has become filters
+    (SearchRequest.read; the storefront and the API), `understood` the query the filters given
+    were already read from."""
     request = SearchRequest.of(
         query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size, prefix=prefix
     )
+    read, readable = (), False
+    if understand and image is None:
+        request, read, readable = request.read(understood)
     if image is None and not request.query:
-        return _browse(request)
+        result = _browse(request)
+        result.understood, result.readable = read, readable
+        return result
     if image is not None:
         plan = _photo_plan(request, image, image_key)
     else:
         plan = _text_plan(request, weights, calibration, merchandising)
     ranked, capped = _relevant_matches(request, plan, request.filters.where())
     ranked, applied = _rules_applied(request, plan, ranked)
-    return _result(request, plan, ranked_sort(ranked, request.sort), capped, applied)
+    result = _result(request, plan, ranked_sort(ranked, request.sort), capped, applied)
+    result.understood, result.readable = read, readable
+    return result
 
 
 def _new_result(request: SearchRequest, mode: str) -> SearchResult:
     return SearchResult(
         search_id=uuid.uuid4().hex,
         mode=mode,
-        query=request.query,
+        query=request.shown,
         strategy=request.strategy,
         sort=request.sort,
         filters=request.filters,

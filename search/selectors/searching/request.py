@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from search.retrieval.config import search_config
 
+from ...retrieval.understanding import Understood, query_read
+from ..lexicon import lexicon
 from .filters import SearchFilters, query_normalize
 
 MAX_PAGE_SIZE = 100
@@ -22,6 +24,7 @@ class SearchRequest:
     page: int
     page_size: int
     prefix: bool = False  # the query's last word is still being typed (search as you type)
+    typed: str = ""  # the query as typed, when the search ranks by less of it (its price phrase read)
 
     @classmethod
     def of(
@@ -56,3 +59,28 @@ class SearchRequest:
     @property
     def offset(self) -> int:
         return (self.page - 1) * self.page_size
+
+    @property
+    def shown(self) -> str:
+        return self.typed or self.query
+
+    def read(self, understood: str | None) -> tuple[SearchRequest, tuple[Understood, ...], bool]:
+        """The request with the filters its words name (understanding.query_read) and ranked by
+        the rest, what was read, and whether its words name any filter at all. `understood`: the
+        query these filters were already read from (the storefront's form carries it): the same
+        query is not read again, so a filter the shopper took back stays off; another one's
+        filters are taken out first."""
+        if not self.query:
+            return self, (), False
+        words = lexicon()
+        reading = query_read(self.query, words.facet_words, words.currency, prefix=self.prefix)
+        if understood is not None and query_normalize(understood) == self.query:
+            return self, (), bool(reading.understood)
+        filters = self.filters
+        if understood:
+            filters = filters.read_out(query_read(understood, words.facet_words, words.currency).understood)
+        if not reading.understood:
+            return replace(self, filters=filters), (), False
+        ranked = query_normalize(reading.ranked_query)
+        request = replace(self, filters=filters.read_in(reading.understood), query=ranked, typed=self.query)
+        return request, reading.understood, True

@@ -9,6 +9,7 @@ from decimal import Decimal
 from catalog.models import Product
 
 from ...retrieval import fusion
+from ...retrieval.understanding import Understood
 from .filters import SearchFilters
 
 
@@ -19,6 +20,19 @@ class FacetValue:
     count: int
     selected: bool = False
     # a price bucket's filter, both ends included (bucket_range)
+    price_min: Decimal | None = None
+    price_max: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Chip:
+    """A filter in use as the storefront shows it above the results, removable on its own."""
+
+    param: str  # its URL parameter ("category", "brand", an attribute's, "price")
+    field: str  # its payload field ("category", "attr_colour", "price")
+    value: str  # as compared (empty for a price)
+    label: str  # "Colour: red", "Under $20"
+    words: str = ""  # the query's words it was read from; empty: the shopper chose it
     price_min: Decimal | None = None
     price_max: Decimal | None = None
 
@@ -56,6 +70,9 @@ class SearchResult:
     calibrated: bool = False
     # the merchandiser's rules that shaped it, as logged: {"rules": [ids], "synonyms": [ids]}
     merchandising: dict[str, list[int]] = field(default_factory=dict)
+    # the filters the query's words named (SearchRequest.read), in `filters` too
+    understood: tuple[Understood, ...] = ()
+    readable: bool = False  # its words name a filter (read now, or before: SearchRequest.read)
 
     @property
     def num_pages(self) -> int:

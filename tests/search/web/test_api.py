@@ -14,8 +14,19 @@ pytestmark = pytest.mark.django_db
 def test_search_returns_the_documented_shape(client, shop):
     body = client.get("/api/search", {"q": "red mug", "page_size": 3}).json()
 
-    assert set(body) >= {"search_id", "query", "strategy", "count", "results", "facets"}
-    assert body["strategy"] == "normalized" and body["count"] == 5 and len(body["results"]) == 3
+    assert set(body) >= {"search_id", "query", "strategy", "count", "results", "facets", "understood"}
+    assert body["strategy"] == "normalized" and body["count"] == 3 and len(body["results"]) == 3
+    # "mug" names the category: its products only, and what was read, to be taken back
+    assert body["understood"] == [
+        {
+            "param": "category",
+            "value": "mugs",
+            "label": "Category: mugs",
+            "words": "mug",
+            "price_min": None,
+            "price_max": None,
+        }
+    ]
     first = body["results"][0]
     assert set(first) >= {"id", "sku", "title", "brand", "category", "price", "image_url", "score", "modalities"}
     assert first["image_url"].startswith("http://testserver/media/")
@@ -36,7 +47,7 @@ def test_strategies_filters_sort_and_pages(client, shop):
         {"q": "red mug", "category": "mugs", "brand": ["Lumen", "Acme"], "price_min": "11.5", "sort": "price_desc"},
     ).json()
     assert [r["sku"] for r in mugs["results"]] == ["no-desc", "no-image"]
-    page2 = client.get("/api/search", {"q": "red mug", "page": 2, "page_size": 2}).json()
+    page2 = client.get("/api/search", {"q": "red", "page": 2, "page_size": 2}).json()
     assert [r["position"] for r in page2["results"]] == [3, 4]
 
 
@@ -186,3 +197,15 @@ def test_a_photo_too_large_is_refused_saying_what_to_send(client, shop, size):
     assert response.status_code == 400
     message = response.json()["image"][0]
     assert "more than this shop takes (16 megapixels); send a smaller photo" in message, message
+
+
+def test_the_api_says_what_it_read_and_takes_it_back_when_told(client, shop):
+    body = client.get("/api/search", {"q": "mugs under $13"}).json()
+    assert [(u["param"], u["value"], u["words"], u["price_max"]) for u in body["understood"]] == [
+        ("category", "mugs", "mugs", None),
+        ("price", "", "under $13", 12.99),
+    ]
+    assert sorted(r["sku"] for r in body["results"]) == ["green-mug", "no-image"]
+    # the client keeps the category, drops the price: the query is not read again
+    kept = client.get("/api/search", {"q": "mugs under $13", "category": "mugs", "understood": "mugs under $13"}).json()
+    assert kept["understood"] == [] and kept["count"] == 3

@@ -29,10 +29,11 @@ def test_search_page_shows_ranked_cards_facets_and_sort(client, shop):
     html = shown(client.get(URL, {"q": "red mug"}))
 
     assert "<html" in html and 'value="red mug"' in html
-    assert "5 results for “red mug”" in html
+    # "mug" names the shop's category "mugs": the results are its mugs, and the chip says why
+    assert "3 results for “red mug”" in html and "Remove filter Category: mugs" in html
     assert html.index("Red mug") < html.index("Green ceramic mug")
-    assert "Blue glass vase" not in html  # shares nothing with the query: not a result
-    assert 'name="category" value="mugs"' in html and 'name="brand" value="Acme"' in html
+    assert "Red wool scarf" not in html and "Blue glass vase" not in html
+    assert 'name="category" value="mugs" checked' in html and 'name="brand" value="Acme"' in html
     assert '<option value="price_asc"' in html
     assert 'class="placeholder"' in html  # products without an image get a clean placeholder
 
@@ -48,12 +49,12 @@ def test_filters_and_sort_come_from_the_url(client, shop):
 
 
 def test_price_bucket_links_keep_the_rest_of_the_search(client, shop):
-    html = client.get(URL, {"q": "red mug", "category": "mugs"}).content.decode()
+    html = client.get(URL, {"q": "red", "category": "mugs"}).content.decode()
     # the shop's prices run from 8.00 to 120.00: its buckets are under $10, $10-$15, ...
-    assert 'href="?q=red+mug&amp;category=mugs&amp;price_min=10&amp;price_max=14.99"' in html
-    chosen = client.get(URL, {"q": "red mug", "category": "mugs", "price_min": "10", "price_max": "14.99"})
+    assert 'href="?q=red&amp;category=mugs&amp;price_min=10&amp;price_max=14.99"' in html
+    chosen = client.get(URL, {"q": "red", "category": "mugs", "price_min": "10", "price_max": "14.99"})
     chosen = chosen.content.decode()
-    assert 'class="bucket selected" href="?q=red+mug&amp;category=mugs"' in chosen  # click again to clear
+    assert 'class="bucket selected" href="?q=red&amp;category=mugs"' in chosen  # click again to clear
 
 
 def test_htmx_gets_only_the_results_partial_and_caches_vary(client, shop):
@@ -252,3 +253,52 @@ def test_the_words_that_matched_are_marked_in_the_titles(client, shop, make_prod
         "&lt;<mark>b</mark>&gt;" not in html
         and "&lt;b&gt;<mark>Red</mark>&lt;/b&gt; <mark>mugshot</mark> frame" in html
     )
+
+
+def chips(html: str) -> list[str]:
+    return re.findall(r'aria-label="Remove filter ([^"]+)"', html)
+
+
+def chip_link(html: str, label: str) -> str:
+    return re.search(rf'href="\?([^"]+)"[^>]*aria-label="Remove filter {re.escape(label)}"', html)[1].replace(
+        "&amp;", "&"
+    )
+
+
+def test_words_that_name_a_price_and_a_category_are_filters_with_chips(client, shop):
+    html = shown(client.get(URL, {"q": "mugs under $13"}))
+    # the mugs at 12.00 and 11.00; the one at 14.00 is over, every other product no mug
+    assert cards(html) == 2 and "Red ceramic mug" in html and "Green ceramic mug" in html
+    assert chips(html) == ["Category: mugs", "Under $13"]
+    assert 'name="price_max" min="0" step="0.01" placeholder="max" value="12.99"' in html
+    assert "2 results for “mugs under $13”" in html and 'value="mugs under $13"' in html
+
+    # taking the price back keeps the category, and the words are not read again
+    without_price = shown(client.get(f"{URL}?{chip_link(html, 'Under $13')}"))
+    assert cards(without_price) == 3 and chips(without_price) == ["Category: mugs"]
+    # taking the category back too: every product the words match, the words still not read
+    everything = shown(client.get(f"{URL}?{chip_link(without_price, 'Category: mugs')}"))
+    assert chips(everything) == [] and cards(everything) == 3
+    assert '<input type="hidden" name="understood" value="mugs under $13">' in everything
+
+
+def test_an_unticked_filter_the_words_named_stays_off_and_new_words_are_read_afresh(client, shop):
+    # the form of "red mug"'s page sends the query as read: unticking "mugs" leaves it off
+    unticked = shown(client.get(URL, {"q": "red mug", "understood": "red mug"}))
+    assert chips(unticked) == [] and "Red wool scarf" in unticked
+    # typing other words in the same form: the old words' filters go, the new words' come
+    typed = shown(client.get(URL, {"q": "wool socks", "category": "mugs", "understood": "red mug"}))
+    assert chips(typed) == ["Category: socks"] and cards(typed) == 2 and "Green wool sock" in typed
+    # a filter the shopper chose stays through new words
+    kept = shown(client.get(URL, {"q": "sock", "brand": "Lumen", "understood": "red mug"}))
+    assert chips(kept) == ["Category: socks", "Brand: Lumen"] and cards(kept) == 1
+
+
+def test_a_price_phrase_on_its_own_browses_the_range_and_odd_ones_are_words(client, shop):
+    html = shown(client.get(URL, {"q": "under $10"}))
+    assert chips(html) == ["Under $10"] and cards(html) == 2  # the socks at 8.00 and 9.00
+    for odd in ("under $-5", "under $99999999999999", "between 50 and 20", "mugs under €20"):
+        response = client.get(URL, {"q": odd})
+        assert response.status_code == 200
+    assert chips(shown(client.get(URL, {"q": "between 50 and 20"}))) == ["$20 – $50"]
+    assert "Under" not in " ".join(chips(shown(client.get(URL, {"q": "mugs under €20"}))))
