@@ -49,6 +49,9 @@ class Phrase:
     kind: str  # "query" | "brand" | "category" | "product"
     words: tuple[str, ...]
     weight: float
+    # a brand's or category's listed products; a title's products (the most clicked first)
+    count: int = 0
+    ids: tuple[int, ...] = ()
 
 
 @dataclass
@@ -63,6 +66,9 @@ class Lexicon:
     phrases: list[Phrase] = field(default_factory=list)
     # word -> indices of the phrases holding it
     postings: dict[str, list[int]] = field(default_factory=dict)
+    first_product: int = 0  # the index of the first product title among the phrases (they come last)
+    # "brand" and "category": each value's phrase, by its folded text
+    groups: dict[str, dict[str, Phrase]] = field(default_factory=dict)
     fingerprint: tuple = ()
     # the terms of brand and attribute values ("red", "ceramic", "Kestrel"): a query's other
     # words name what the product is ("mug"), which the relevance model reads apart
@@ -91,7 +97,7 @@ def lexicon_build() -> Lexicon:
     catalog = _CatalogWords.read()
     labels, listed = _labels(catalog.spellings)
     brands, categories = listed.get("brand", {}), listed.get("category", {})
-    phrases = _phrases(catalog.titles, brands, categories)
+    phrases = _phrases(catalog.titles, catalog.ids, brands, categories)
     postings: dict[str, list[int]] = {}
     for i, phrase in enumerate(phrases):
         for word in set(phrase.words):
@@ -115,6 +121,8 @@ def lexicon_build() -> Lexicon:
         attribute_keys={f: tuple(sorted(k)) for f, k in catalog.attribute_keys.items()},
         phrases=phrases,
         postings=postings,
+        first_product=next((i for i, p in enumerate(phrases) if p.kind == "product"), len(phrases)),
+        groups={k: {fold(p.text).strip(): p for p in phrases if p.kind == k} for k in ("brand", "category")},
         fingerprint=fingerprint,
         price_bounds=price_bounds(catalog.prices),
         currency=catalog.currencies.most_common(1)[0][0] if catalog.currencies else "USD",
@@ -166,6 +174,7 @@ class _CatalogWords:
     spellings: dict[str, Counter] = field(default_factory=dict)  # field -> Counter of (facet key, spelling)
     attribute_keys: dict[str, set[str]] = field(default_factory=dict)
     titles: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)  # each title's product
     prices: list[Decimal] = field(default_factory=list)
     currencies: Counter = field(default_factory=Counter)
 
@@ -173,9 +182,10 @@ class _CatalogWords:
     def read(cls) -> _CatalogWords:
         found = cls()
         rows = Product.objects.searchable().values_list(
-            "title", "brand", "category", "attributes", "description", "price", "currency"
+            "pk", "title", "brand", "category", "attributes", "description", "price", "currency"
         )
-        for title, brand, category, attributes, description, price, currency in rows.iterator(chunk_size=2000):
+        for pk, title, brand, category, attributes, description, price, currency in rows.iterator(chunk_size=2000):
+            found.ids.append(pk)
             found.prices.append(price)
             found.currencies[currency] += 1
             own = set(words(title)) | set(words(brand)) | set(words(category))
@@ -195,9 +205,10 @@ class _CatalogWords:
         return found
 
 
-def _phrases(titles: list[str], brands: dict[str, int], categories: dict[str, int]) -> list[Phrase]:
+def _phrases(titles: list[str], ids: list[int], brands: dict[str, int], categories: dict[str, int]) -> list[Phrase]:
     """What suggestions complete, heaviest first: the queries shoppers clicked from, brands and
-    categories by how many products have them, then product titles (each once)."""
+    categories by how many products have them, then product titles (each once, with its
+    products), the most clicked and the shortest first."""
     clicked = (
         SearchEvent.objects.filter(mode="text", clicks__isnull=False)
         .exclude(query_normalized="")
@@ -209,16 +220,27 @@ def _phrases(titles: list[str], brands: dict[str, int], categories: dict[str, in
     phrases = [
         Phrase(r["query_normalized"], "query", tuple(words(r["query_normalized"])), 3.0 + r["n"]) for r in clicked
     ]
-    phrases += [Phrase(b, "brand", tuple(words(b)), 2.0 + n) for b, n in brands.items()]
-    phrases += [Phrase(c, "category", tuple(words(c)), 2.0 + n) for c, n in categories.items()]
-    seen = set()
-    for title in titles:
+    phrases += [Phrase(b, "brand", tuple(words(b)), 2.0 + n, count=n) for b, n in brands.items()]
+    phrases += [Phrase(c, "category", tuple(words(c)), 2.0 + n, count=n) for c, n in categories.items()]
+    popular = dict(
+        Click.objects.filter(product__isnull=False)
+        .values_list("product_id")
+        .annotate(n=Count("id"))
+        .order_by("-n")
+        .values_list("product_id", "n")[:QUERY_LIMIT]
+    )
+    by_title: dict[str, tuple[str, list[int]]] = {}
+    for title, pk in zip(titles, ids):
         key = fold(title).strip()
-        if key and key not in seen:
-            seen.add(key)
-            phrases.append(Phrase(title, "product", tuple(words(title)), 1.0))
+        if key:
+            by_title.setdefault(key, (title, []))[1].append(pk)
+    for title, pks in by_title.values():
+        pks.sort(key=lambda pk: -popular.get(pk, 0))
+        # a clicked product's title comes before the others (at most 1 above them)
+        clicks = popular.get(pks[0], 0)
+        phrases.append(Phrase(title, "product", tuple(words(title)), 1.0 + clicks / (clicks + 10), ids=tuple(pks)))
     phrases = [p for p in phrases if p.words]
-    phrases.sort(key=lambda p: (-p.weight, p.text))
+    phrases.sort(key=lambda p: (-p.weight, len(p.words) if p.kind == "product" else 0, p.text))
     return phrases
 
 

@@ -13,6 +13,8 @@ import heapq
 import string
 from dataclasses import dataclass
 
+from catalog.models import Product
+
 from ..retrieval.keywords import fold, words
 from .lexicon import Lexicon, lexicon
 
@@ -28,6 +30,18 @@ PREFIX_WORDS = 64  # vocabulary words a prefix stands for, the most used first
 class Suggestion:
     text: str
     kind: str  # "query" | "brand" | "category" | "product"
+    count: int = 0  # a brand's or category's listed products
+
+
+@dataclass
+class Predictive:
+    """What the search box shows while a shopper types: completions, the products whose titles
+    hold the words (the best matches first), and the brands and categories they name."""
+
+    suggestions: list[Suggestion]
+    products: list[Product]
+    categories: list[Suggestion]
+    brands: list[Suggestion]
 
 
 def _prefix_words(words_: Lexicon, prefix: str) -> list[str]:
@@ -54,28 +68,35 @@ def _postings(words_: Lexicon, variants: list[str]) -> set[int]:
     return out
 
 
-def query_suggest(*, query: str, limit: int = SUGGEST_LIMIT) -> list[Suggestion]:
-    """Up to `limit` completions of what the shopper has typed so far; [] for nothing typed."""
+def _matching(words_: Lexicon, query: str) -> tuple[set[int], list[str], str]:
+    """The phrases holding every word typed (the last as a prefix; each may be one edit off),
+    with the finished words and the one being typed."""
     typed = words(query)
-    if not typed:
-        return []
-    words_ = lexicon()
     complete = typed if query.endswith(" ") else typed[:-1]
-    last = "" if query.endswith(" ") else typed[-1]
+    last = "" if query.endswith(" ") else typed[-1] if typed else ""
     allowed: set[int] | None = None
     for word in complete:
         variants = [word] if word in words_.vocabulary else [word, *words_.vocabulary.corrections(word)]
         found = _postings(words_, variants)
         allowed = found if allowed is None else allowed & found
         if not allowed:
-            return []
+            return set(), complete, last
     if last:
         found = _postings(words_, _prefix_words(words_, last))
         allowed = found if allowed is None else allowed & found
-    if not allowed:
-        return []
+    return allowed or set(), complete, last
+
+
+def query_suggest(*, query: str, limit: int = SUGGEST_LIMIT) -> list[Suggestion]:
+    """Up to `limit` completions of what the shopper has typed so far; [] for nothing typed."""
+    words_ = lexicon()
+    allowed, complete, last = _matching(words_, query)
+    return _completions(words_, allowed, complete, last, limit)
+
+
+def _completions(words_: Lexicon, allowed: set[int], complete: list[str], last: str, limit: int) -> list[Suggestion]:
     short = len(last) < TITLE_MIN_PREFIX and not complete
-    typed_text = " ".join(typed)
+    typed_text = " ".join([*complete, last]).strip()
     out: list[Suggestion] = []
     seen = set()
     for i in heapq.nsmallest(limit * 4, allowed):
@@ -86,9 +107,61 @@ def query_suggest(*, query: str, limit: int = SUGGEST_LIMIT) -> list[Suggestion]
         if key in seen or key == typed_text:
             continue
         seen.add(key)
-        out.append(Suggestion(phrase.text, phrase.kind))
+        out.append(Suggestion(phrase.text, phrase.kind, phrase.count))
         if len(out) == limit:
             break
+    return out
+
+
+# titles scored for the products shown (the heaviest first: the most clicked, the shortest)
+PRODUCT_CANDIDATES = 200
+
+
+def predictive_search(*, query: str, limit: int = SUGGEST_LIMIT, products: int = 4, groups: int = 3) -> Predictive:
+    """Completions (query_suggest), up to `products` products whose titles hold the words typed,
+    the best matches first (every word as typed rather than one edit off, the word being typed
+    as a whole word rather than its start, then the most clicked and the shortest title), and up
+    to `groups` categories and brands that the words name or that those products are in, each
+    with how many products it lists."""
+    words_ = lexicon()
+    allowed, complete, last = _matching(words_, query)
+    if not allowed:
+        return Predictive([], [], [], [])
+    suggestions = _completions(words_, allowed, complete, last, limit)
+    found = []
+    if len(last) >= TITLE_MIN_PREFIX or complete:
+        first = words_.first_product
+        titles = heapq.nsmallest(PRODUCT_CANDIDATES, (i for i in allowed if i >= first))
+        titles.sort(key=lambda i: _title_rank(words_.phrases[i], complete, last))
+        ids = [words_.phrases[i].ids[0] for i in titles[:products]]
+        rows = Product.objects.searchable().in_bulk(ids)
+        found = [rows[pk] for pk in ids if pk in rows]
+    named = {
+        k: [s for s in _completions(words_, allowed, complete, last, 50) if s.kind == k] for k in ("category", "brand")
+    }
+    categories = _groups(words_, "category", named["category"], [p.category for p in found], groups)
+    brands = _groups(words_, "brand", named["brand"], [p.brand for p in found], groups)
+    return Predictive(suggestions, found, categories, brands)
+
+
+def _title_rank(phrase, complete: list[str], last: str) -> tuple:
+    held = set(phrase.words)
+    missing = sum(w not in held for w in complete) + (bool(last) and last not in held)
+    partial = bool(last) and not any(w.startswith(last) for w in phrase.words)
+    return (missing + partial, -phrase.weight, len(phrase.words), phrase.text)
+
+
+def _groups(
+    words_: Lexicon, kind: str, named: list[Suggestion], of_products: list[str], limit: int
+) -> list[Suggestion]:
+    """The categories (or brands) the words name, then those of the products shown, with how
+    many products each lists."""
+    counts = words_.groups.get(kind, {})
+    out: list[Suggestion] = list(named[:limit])
+    for value in of_products:
+        phrase = counts.get(fold(value).strip())
+        if phrase is not None and all(fold(s.text) != fold(phrase.text) for s in out) and len(out) < limit:
+            out.append(Suggestion(phrase.text, kind, phrase.count))
     return out
 
 
@@ -97,4 +170,12 @@ def popular_phrases(*, kind: str, limit: int = 6) -> list[Suggestion]:
     return [Suggestion(p.text, p.kind) for p in lexicon().phrases if p.kind == kind][:limit]
 
 
-__all__ = ["MAX_SUGGEST_LIMIT", "SUGGEST_LIMIT", "Suggestion", "popular_phrases", "query_suggest"]
+__all__ = [
+    "MAX_SUGGEST_LIMIT",
+    "SUGGEST_LIMIT",
+    "Predictive",
+    "Suggestion",
+    "popular_phrases",
+    "predictive_search",
+    "query_suggest",
+]

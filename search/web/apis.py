@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexStoreFullError, IndexTransientError, IndexUnavailableError
 from search.selectors import product_search
-from search.selectors.suggesting import query_suggest
+from search.selectors.suggesting import predictive_search
 from search.services import (
     ClickError,
     click_log,
@@ -44,6 +44,7 @@ from .serializers import (
     SuggestParamsSerializer,
     SuggestResponseSerializer,
     error_responses,
+    predictive_data,
     search_result_data,
 )
 from .throttling import ClickThrottle, PhotoThrottle, SearchThrottle, SuggestThrottle
@@ -139,8 +140,8 @@ class SuggestApi(APIView):
         params = SuggestParamsSerializer(data=_strict(request.query_params, SuggestParamsSerializer))
         params.is_valid(raise_exception=True)
         query, limit = params.validated_data["q"], params.validated_data["limit"]
-        suggestions = query_suggest(query=query, limit=limit)
-        return Response({"query": query, "suggestions": [{"text": s.text, "kind": s.kind} for s in suggestions]})
+        found = predictive_search(query=query, limit=limit)
+        return Response(predictive_data(found, query=query, build_url=request.build_absolute_uri))
 
 
 class ImageSearchApi(APIView):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
+from catalog.money import money
 from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
 from search.selectors.searching import facet_attributes, filter_chips
@@ -243,9 +245,55 @@ class SuggestionSerializer(serializers.Serializer):
     )
 
 
+class SuggestedProductSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    sku = serializers.CharField()
+    title = serializers.CharField()
+    price = serializers.DecimalField(max_digits=12, decimal_places=2, coerce_to_string=False)
+    currency = serializers.CharField()
+    price_shown = serializers.CharField(help_text='As the shop\'s locale writes it ("$26.39").')
+    image_url = serializers.CharField(allow_null=True)
+    url = serializers.CharField(help_text="The product's page on the storefront.")
+
+
+class SuggestedGroupSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    count = serializers.IntegerField(help_text="How many listed products it has.")
+
+
 class SuggestResponseSerializer(serializers.Serializer):
     query = serializers.CharField(allow_blank=True)
     suggestions = SuggestionSerializer(many=True)
+    products = SuggestedProductSerializer(
+        many=True,
+        help_text="Products whose titles hold the words typed (the last as a prefix), the best matches first: "
+        "every word as typed, then the most clicked, the shortest title.",
+    )
+    categories = SuggestedGroupSerializer(many=True, help_text="Categories the words name or the products are in.")
+    brands = SuggestedGroupSerializer(many=True, help_text="Brands the words name or the products are of.")
+
+
+def predictive_data(predictive, *, query: str, build_url) -> dict:
+    """The suggest API's answer: completions, products with picture and price, groups with counts."""
+    return {
+        "query": query,
+        "suggestions": [{"text": s.text, "kind": s.kind} for s in predictive.suggestions],
+        "products": [
+            {
+                "id": p.pk,
+                "sku": p.sku,
+                "title": p.title,
+                "price": p.price,
+                "currency": p.currency,
+                "price_shown": money(p.price, p.currency),
+                "image_url": build_url(p.image.url) if p.image else None,
+                "url": reverse("search:product", args=[p.pk]),
+            }
+            for p in predictive.products
+        ],
+        "categories": [{"text": s.text, "count": s.count} for s in predictive.categories],
+        "brands": [{"text": s.text, "count": s.count} for s in predictive.brands],
+    }
 
 
 class ImageSearchParamsSerializer(SearchParamsSerializer):

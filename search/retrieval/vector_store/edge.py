@@ -306,6 +306,10 @@ def _filter(where: Where | None) -> qe.Filter | None:
     if not where:
         return None
     must = [qe.FieldCondition(key=key, match=qe.MatchAny(any=list(values))) for key, values in where.any_of]
+    must += [
+        qe.Filter(should=[qe.FieldCondition(key=key, match=qe.MatchAny(any=list(values))), qe.IsEmptyCondition(key)])
+        for key, values in where.any_or_empty
+    ]
     must += [qe.FieldCondition(key=key, range=qe.RangeFloat(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
     if where.ids:
         must.append(qe.HasIdCondition(point_ids=set(where.ids)))

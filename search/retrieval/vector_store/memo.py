@@ -123,6 +123,10 @@ def _under(where: Where | None, pid: int, state: PointState | None) -> bool | No
             isinstance(v, (str, int)) and not isinstance(v, bool) and v in allowed for v in _values(state.payload, key)
         ):
             return False
+    for key, allowed in where.any_or_empty:
+        held = _values(state.payload, key)
+        if held and not any(isinstance(v, (str, int)) and not isinstance(v, bool) and v in allowed for v in held):
+            return False
     for key, gte, lte in where.ranges:
         if not any(
             isinstance(v, (int, float))

@@ -288,6 +288,15 @@ def _filter(where: Where | None) -> models.Filter | None:
     must: list[models.Condition] = [
         models.FieldCondition(key=key, match=models.MatchAny(any=list(values))) for key, values in where.any_of
     ]
+    must += [
+        models.Filter(
+            should=[
+                models.FieldCondition(key=key, match=models.MatchAny(any=list(values))),
+                models.IsEmptyCondition(is_empty=models.PayloadField(key=key)),
+            ]
+        )
+        for key, values in where.any_or_empty
+    ]
     must += [models.FieldCondition(key=key, range=models.Range(gte=gte, lte=lte)) for key, gte, lte in where.ranges]
     if where.ids:
         must.append(models.HasIdCondition(has_id=list(where.ids)))

@@ -88,22 +88,24 @@ class ProductPoint:
 @dataclass(frozen=True)
 class Where:
     """A filter in terms every engine behind ProductIndex expresses: each `any_of` key holds one of
-    its values, each range (key, gte, lte; None = open) holds, the point has the named vector
-    `has_vector` (if set), its id is one of `ids` (if any), and no id in `not_ids` is returned."""
+    its values, each `any_or_empty` key one of its values or none at all, each range (key, gte,
+    lte; None = open) holds, the point has the named vector `has_vector` (if set), its id is one
+    of `ids` (if any), and no id in `not_ids` is returned."""
 
     any_of: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    any_or_empty: tuple[tuple[str, tuple[str, ...]], ...] = ()
     ranges: tuple[tuple[str, float | None, float | None], ...] = ()
     not_ids: tuple[int, ...] = ()
     ids: tuple[int, ...] = ()
     has_vector: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.any_of or self.ranges or self.not_ids or self.ids or self.has_vector)
+        return bool(self.any_of or self.any_or_empty or self.ranges or self.not_ids or self.ids or self.has_vector)
 
     def also(self, **conditions: Any) -> Where:
-        """This filter with more conditions: `any_of`, `ranges` and `not_ids` are added to, others
-        replaced."""
-        for key in ("any_of", "ranges", "not_ids"):
+        """This filter with more conditions: `any_of`, `any_or_empty`, `ranges` and `not_ids` are
+        added to, others replaced."""
+        for key in ("any_of", "any_or_empty", "ranges", "not_ids"):
             if key in conditions:
                 conditions[key] = getattr(self, key) + tuple(conditions[key])
         return replace(self, **conditions)
@@ -194,6 +196,7 @@ def where_both(a: Where | None, b: Where | None) -> Where | None:
         return b
     return a.also(
         any_of=b.any_of,
+        any_or_empty=b.any_or_empty,
         ranges=b.ranges,
         not_ids=b.not_ids,
         **{k: getattr(b, k) for k in ("ids", "has_vector") if getattr(b, k)},

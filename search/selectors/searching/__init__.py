@@ -9,7 +9,7 @@ from .facets import bucket_range, filter_chips, index_facets
 from .filters import MAX_QUERY_CHARS, SearchFilters, facet_attributes, query_normalize
 from .pipeline import product_search, product_similar, relevance_rows
 from .ranking import NO_MERCHANDISING
-from .request import MAX_PAGE_SIZE, SORTS, STRATEGIES
+from .request import MAX_PAGE_SIZE, SORTS, STRATEGIES, filters_unread
 from .results import Chip, FacetValue, SearchHit, SearchResult
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "bucket_range",
     "facet_attributes",
     "filter_chips",
+    "filters_unread",
     "index_facets",
     "product_search",
     "product_similar",

@@ -52,6 +52,10 @@ class SearchFilters:
     price_max: Decimal | None = None
     # (payload field, values): the chosen values of each attribute filter
     attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # fields whose values were read from the query's words (SearchRequest.read): a product that
+    # has no value there passes too ("green glass vase" keeps a green vase without a colour
+    # attribute; the ranking judges it), one with another value does not
+    open: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "categories", _folded(self.categories))
@@ -112,7 +116,10 @@ class SearchFilters:
         No `active` condition: deactivating a product removes its point, and results are
         read from active rows only, so a late straggler is never shown. Leaving it out
         matters in local mode, which checks every condition on every point in Python."""
-        any_of = tuple((key, values) for key, values in self.keyword_filters() if skip != key)
+        chosen = [(key, values) for key, values in self.keyword_filters() if skip != key]
+        any_of = tuple((key, values) for key, values in chosen if key not in self.open)
+        # "" is how a payload holds no category or brand; an attribute without values is left out
+        or_empty = tuple((key, (*values, "")) for key, values in chosen if key in self.open)
         ranges = ()
         if (self.price_min is not None or self.price_max is not None) and skip != "price":
             ranges = (
@@ -122,7 +129,7 @@ class SearchFilters:
                     float(self.price_max) if self.price_max is not None else None,
                 ),
             )
-        where = Where(any_of=any_of, ranges=ranges)
+        where = Where(any_of=any_of, any_or_empty=or_empty, ranges=ranges)
         return where if where else None
 
     def queryset(self, queryset: QuerySet, *, skip: str | None = None) -> QuerySet:
@@ -132,9 +139,10 @@ class SearchFilters:
             if name == skip:
                 continue
             if name in ("category", "brand"):
-                queryset = queryset.filter(_any_pattern(name, values, whole=True))
+                empty = Q(**{f"{name}__iregex": r"^\s*$"}) if name in self.open else Q(pk__in=[])
+                queryset = queryset.filter(_any_pattern(name, values, whole=True) | empty)
             else:
-                queryset = _attribute_filtered(queryset, name, values)
+                queryset = _attribute_filtered(queryset, name, values, or_missing=name in self.open)
         if skip != "price":
             if self.price_min is not None:
                 queryset = queryset.filter(price__gte=self.price_min)
@@ -159,14 +167,19 @@ def _any_pattern(expression: str, values: Iterable[str], *, whole: bool) -> Q:
     return q
 
 
-def _attribute_filtered(queryset: QuerySet, field_name: str, values: tuple[str, ...]) -> QuerySet:
-    """Products whose attribute (any spelling of its key the catalog uses) holds one of the values."""
+def _attribute_filtered(
+    queryset: QuerySet, field_name: str, values: tuple[str, ...], *, or_missing: bool = False
+) -> QuerySet:
+    """Products whose attribute (any spelling of its key the catalog uses) holds one of the values;
+    `or_missing`: or that have no such attribute."""
     keys = lexicon().attribute_keys.get(field_name, ())
     if not keys:
-        return queryset.none()
+        return queryset if or_missing else queryset.none()
     q = Q()
+    missing = Q()
     for i, key in enumerate(keys):
         alias = f"_attr_{field_name}_{i}"
         queryset = queryset.alias(**{alias: KeyTextTransform(key, "attributes")})
         q |= _any_pattern(alias, values, whole=False)
-    return queryset.filter(q)
+        missing &= Q(**{f"{alias}__isnull": True})
+    return queryset.filter(q | missing) if or_missing else queryset.filter(q)

@@ -75,12 +75,31 @@ class SearchRequest:
         words = lexicon()
         reading = query_read(self.query, words.facet_words, words.currency, prefix=self.prefix)
         if understood is not None and query_normalize(understood) == self.query:
-            return self, (), bool(reading.understood)
+            return replace(self, filters=_opened(self.filters, reading.understood)), (), bool(reading.understood)
         filters = self.filters
         if understood:
             filters = filters.read_out(query_read(understood, words.facet_words, words.currency).understood)
         if not reading.understood:
             return replace(self, filters=filters), (), False
         ranked = query_normalize(reading.ranked_query)
-        request = replace(self, filters=filters.read_in(reading.understood), query=ranked, typed=self.query)
-        return request, reading.understood, True
+        filters = _opened(filters.read_in(reading.understood), reading.understood)
+        return replace(self, filters=filters, query=ranked, typed=self.query), reading.understood, True
+
+
+def _opened(filters: SearchFilters, understood: tuple[Understood, ...]) -> SearchFilters:
+    """The filters with each field whose every value the words named marked open
+    (SearchFilters.open); a field the shopper chose a value of as well stays strict."""
+    named: dict[str, set[str]] = {}
+    for u in understood:
+        named.setdefault(u.field, set()).add(u.value)
+    chosen = dict(filters.keyword_filters())
+    return replace(filters, open=tuple(f for f, values in named.items() if f in chosen and set(chosen[f]) <= values))
+
+
+def filters_unread(filters: SearchFilters, understood: str | None) -> SearchFilters:
+    """The filters without those the words `understood` named: what a photo search keeps of a
+    word search's filters when the photo replaces the words."""
+    if not understood:
+        return filters
+    words = lexicon()
+    return filters.read_out(query_read(understood, words.facet_words, words.currency).understood)

@@ -209,3 +209,59 @@ def test_the_api_says_what_it_read_and_takes_it_back_when_told(client, shop):
     # the client keeps the category, drops the price: the query is not read again
     kept = client.get("/api/search", {"q": "mugs under $13", "category": "mugs", "understood": "mugs under $13"}).json()
     assert kept["understood"] == [] and kept["count"] == 3
+
+
+def test_suggest_shows_products_with_picture_and_price_the_best_match_first_and_groups_with_counts(client, shop):
+    body = client.get("/api/suggest", {"q": "red m"}).json()
+    # every word as typed and the word being typed whole ("mug") before a title it only begins
+    assert [p["title"] for p in body["products"]][:2] == ["Red mug", "Red ceramic mug"]
+    mug = body["products"][0]
+    assert mug["price_shown"] == "$14.00" and mug["url"] == f"/products/{shop['no-desc']}/"
+    assert mug["image_url"].startswith("http://testserver/media/")
+    assert body["products"][1]["image_url"] is None  # the mug without a picture
+    assert {"text": "mugs", "count": 3} in body["categories"]
+    assert {(g["text"], g["count"]) for g in body["brands"]} <= {("Lumen", 5), ("Acme", 5)}
+
+
+def test_a_product_shoppers_click_comes_first_among_titles_that_match_as_well(client, shop):
+    from search.selectors import product_search
+    from search.services import click_log, search_event_log
+
+    titles = lambda: [p["title"] for p in client.get("/api/suggest", {"q": "blue v"}).json()["products"]]  # noqa: E731
+    assert titles() == ["Blue vase", "Blue glass vase"]  # the shorter title first
+    result = product_search(query="vase")
+    search_event_log(result=result, channel="api", session_key="s")
+    click_log(search_id=result.search_id, product_id=shop["vase-text-only"], session_key="s")
+    assert titles() == ["Blue glass vase", "Blue vase"]
+
+
+def test_a_value_read_from_the_words_keeps_products_that_do_not_say_theirs(
+    client, untidy_shop, concept, django_capture_on_commit_callbacks
+):
+    from catalog.models import Product
+    from catalog.services import product_create
+    from search.selectors import SearchFilters
+    from tests.shop_fixtures import png
+
+    with django_capture_on_commit_callbacks(execute=True):
+        product_create(
+            sku="plain", title="Red enamel mug", category="mugs", brand="Acme", price="10",
+            image_bytes=png(concept.picture("red", "mug")), image_name="p.png",
+        )  # fmt: skip
+    body = client.get("/api/search", {"q": "red mug"}).json()
+    assert {u["param"] for u in body["understood"]} == {"colour", "category"}
+    # a mug that says it is red, and one that says no colour; not the one that says blue
+    assert sorted(r["title"] for r in body["results"]) == ["Red enamel mug", "Red mug"]
+    # the page's next request (a sort) sends what was read as its filters: still read the same way
+    again = {"q": "red mug", "colour": "red", "category": "mugs", "understood": "red mug", "sort": "price_asc"}
+    assert sorted(r["title"] for r in client.get("/api/search", again).json()["results"]) == [
+        "Red enamel mug",
+        "Red mug",
+    ]
+    # a colour the shopper ticks, not their words: only products that say it
+    strict = client.get("/api/search", {"q": "mug", "colour": "red", "understood": "mug"}).json()
+    assert [r["title"] for r in strict["results"]] == ["Red mug"]
+    # the database reads the same filters the same way (browsing, facets while the engine lags)
+    read = SearchFilters(attributes=(("attr_colour", ("red",)),), open=("attr_colour",))
+    rows = read.queryset(Product.objects.filter(category__icontains="mug").order_by("title"))
+    assert [p.title for p in rows] == ["Red enamel mug", "Red mug"]
