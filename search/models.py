@@ -38,6 +38,10 @@ class SearchEvent(models.Model):
     # The merchandising that shaped it: {"rules": [ranking rule ids that changed what was shown,
     # or where], "synonyms": [synonym ids the keyword leg used]}; {} when none did
     merchandising = models.JSONField(default=dict, blank=True)
+    # A filter, sort or page of a search of the same visit with the same words: the id of the
+    # search it refines (the first of them), whose clicks it counts too; the insights count
+    # searches once per query typed. Null: a search of its own.
+    refines = models.UUIDField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]
@@ -50,11 +54,12 @@ class SearchEvent(models.Model):
                     "mode",
                     "channel",
                     "query_normalized",
+                    "refines",
                     "result_count",
                     "click_count",
                     "click_position_sum",
                 ],
-                name="search_event_insights",
+                name="search_event_counted",
             )
         ]
 

@@ -19,7 +19,8 @@ from django.utils import timezone
 from catalog.models import Product
 
 from ..models import SearchInsight
-from ..selectors.insights import TABLES, Period, product_queries, query_table, query_tables, summary
+from ..selectors.insights import TABLES, Period, filter_table, product_queries, query_table, query_tables, summary
+from ..selectors.searching import facet_attributes
 from ..services.exports import csv_cell
 from ..web.charts import bar_chart, rate_chart
 
@@ -122,6 +123,7 @@ class SearchInsightAdmin(admin.ModelAdmin):
             totals=totals,
             query_string=request.GET.urlencode(),
             tables=[(name, TABLE_TITLES[name], rows) for name, rows in query_tables(period).items()],
+            filter_rows=[(_filter_label(row.field), row) for row in filter_table(period)],
             searches_chart=bar_chart(days, [d.searches for d in totals.days], title="Searches per day"),
             rates_chart=rate_chart(
                 days,
@@ -139,6 +141,13 @@ class SearchInsightAdmin(admin.ModelAdmin):
         if context["product"] is not None:
             context["product_rows"] = product_queries(period, product_id=context["product"].pk)
         return render(request, "admin/search/insights.html", context)
+
+
+def _filter_label(field: str) -> str:
+    """A filter's name as the storefront's legend says it ("Colour" for attr_colour)."""
+    legends = {"category": "Category", "brand": "Brand", "price": "Price"}
+    legends |= {a.field: a.label for a in facet_attributes()}
+    return legends.get(field, field)
 
 
 CSV_HEADERS = [

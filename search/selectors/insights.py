@@ -98,12 +98,15 @@ def period_searches(period: Period) -> QuerySet[SearchEvent]:
 # What each table and the summary count, from the search rows alone: each search carries its
 # clicks (count and position sum, written with the click) and its day, so nothing is joined and
 # no date is computed per row.
+# A search counts once per query typed: its filters, sorts and pages (`refines`) are not more
+# searches, and their clicks are counted on it already (events.click_log).
+FIRST = Q(refines__isnull=True)
 COUNTED = {
-    "searches": Count("id"),
-    "zero_results": Count("id", filter=Q(result_count=0)),
-    "clicked": Count("id", filter=Q(click_count__gt=0)),
-    "clicks": Sum("click_count"),
-    "position_sum": Sum("click_position_sum"),
+    "searches": Count("id", filter=FIRST),
+    "zero_results": Count("id", filter=FIRST & Q(result_count=0)),
+    "clicked": Count("id", filter=FIRST & Q(click_count__gt=0)),
+    "clicks": Sum("click_count", filter=FIRST),
+    "position_sum": Sum("click_position_sum", filter=FIRST),
 }
 
 
@@ -128,6 +131,7 @@ def query_tables(period: Period, *, limit: int = 50) -> dict[str, list[QueryRow]
             mean_position=_mean(r["position_sum"], r["clicks"]),
         )
         for r in words.values("query_normalized").annotate(**COUNTED).order_by()
+        if r["searches"]  # a query searched before the period, only refined in it
     ]
     by_searches = sorted(rows, key=lambda r: (-r.searches, r.query))
     return {
@@ -137,6 +141,53 @@ def query_tables(period: Period, *, limit: int = 50) -> dict[str, list[QueryRow]
         ],
         "no_clicks": [r for r in by_searches if not r.clicks and r.searches > r.zero_results][:limit],
     }
+
+
+@dataclass(frozen=True)
+class FilterRow:
+    """A filter value shoppers narrowed searches with: in how many searches, and the query it was
+    used with most ("" for browsing)."""
+
+    field: str  # "category", "brand", "price", an attribute's payload field ("attr_colour")
+    value: str  # folded, as filters compare it; a price range as "min-max"
+    searches: int
+    top_query: str
+
+
+# the most filtered searches the filters table reads in a period (the newest first)
+FILTER_SCAN = 50_000
+
+
+def filter_table(period: Period, *, limit: int = 20) -> list[FilterRow]:
+    """The filters shoppers chose, apart from the queries: each value with the number of
+    searches (a search and its refinements once) that used it, the most used first."""
+    used: dict[tuple[str, str], dict[str, set]] = {}
+    rows = (
+        period_searches(period)
+        .filter(mode__in=("text", "browse"))
+        .values_list("id", "refines", "query_normalized", "filters")
+        .order_by("-created_at")[:FILTER_SCAN]
+    )
+    for pk, refines, query, filters in rows:
+        for key in _filter_values(filters or {}):
+            found = used.setdefault(key, {})
+            found.setdefault(query, set()).add(refines or pk)
+    out = []
+    for (name, value), by_query in used.items():
+        searches = len(set().union(*by_query.values()))
+        top = max(by_query, key=lambda q: (len(by_query[q]), q))
+        out.append(FilterRow(name, value, searches, top))
+    return sorted(out, key=lambda r: (-r.searches, r.field, r.value))[:limit]
+
+
+def _filter_values(filters: dict) -> list[tuple[str, str]]:
+    """A logged search's filters as (field, value) pairs (search.services.events._search_rows)."""
+    pairs = [(name, v) for name in ("category", "brand") for v in filters.get(name) or ()]
+    pairs += [(name, v) for name, values in (filters.get("attributes") or {}).items() for v in values]
+    low, high = filters.get("price_min"), filters.get("price_max")
+    if low is not None or high is not None:
+        pairs.append(("price", f"{low or ''}-{high or ''}"))
+    return pairs
 
 
 def query_table(period: Period, *, table: str = "top", limit: int = 50) -> list[QueryRow]:
@@ -153,7 +204,7 @@ def summary(period: Period) -> Summary:
         d["day"]: d
         for d in period_searches(period)
         .values("day")
-        .annotate(**COUNTED, words=Count("id", filter=Q(mode="text") & ~Q(query_normalized="")))
+        .annotate(**COUNTED, words=Count("id", filter=FIRST & Q(mode="text") & ~Q(query_normalized="")))
         .order_by()
     }
     days = []

@@ -121,8 +121,38 @@ def _search_rows(
     return event, impressions
 
 
+# a search of the same visit with the same words this soon after the last is a refinement of it
+REFINE_WITHIN = timedelta(minutes=30)
+
+
+def _link_refinements(events: list[SearchEvent]) -> None:
+    """Mark each search that refines the visit's search just before it (the same words and
+    kind: a filter, a sort or a page changed) with the first search of the run."""
+    last: dict[str, SearchEvent] = {}
+    for event in events:
+        if not event.session_hash or event.mode not in ("text", "browse"):
+            continue
+        before = last.get(event.session_hash)
+        if before is None:
+            before = (
+                SearchEvent.objects.filter(session_hash=event.session_hash, created_at__lte=event.created_at)
+                .only("id", "mode", "query_normalized", "refines", "created_at")
+                .order_by("-created_at")
+                .first()
+            )
+        if (
+            before is not None
+            and before.mode == event.mode
+            and before.query_normalized == event.query_normalized
+            and event.created_at - before.created_at <= REFINE_WITHIN
+        ):
+            event.refines = before.refines or before.id
+        last[event.session_hash] = event
+
+
 def _write_searches(rows: list[tuple[SearchEvent, list[SearchImpression]]]) -> None:
     with transaction.atomic():
+        _link_refinements([event for event, _ in rows])
         SearchEvent.objects.bulk_create([event for event, _ in rows])
         SearchImpression.objects.bulk_create([i for _, impressions in rows for i in impressions])
 
@@ -187,7 +217,9 @@ def _click_insert(click: QueuedClick) -> Click:
             position=click.position,
             created_at=click.at,
         )
-        SearchEvent.objects.filter(pk=click.search_id).update(
+        # the click counts on its search and on the search it refines (what the insights count)
+        refines = SearchEvent.objects.filter(pk=click.search_id).values_list("refines", flat=True).first()
+        SearchEvent.objects.filter(pk__in=[click.search_id, *([refines] if refines else [])]).update(
             click_count=F("click_count") + 1, click_position_sum=F("click_position_sum") + click.position
         )
     return stored

@@ -158,3 +158,31 @@ def test_searches_logged_before_get_their_day_and_clicks_from_the_migration(insi
     SearchEvent.objects.update(day=None, click_count=0, click_position_sum=0)  # as an older version left them
     backfill(apps, None)
     assert {e.pk: (e.day, e.click_count, e.click_position_sum) for e in SearchEvent.objects.all()} == expected
+
+
+def test_a_shopper_filtering_sorting_and_paging_one_query_is_one_search(client, shop):
+    from search.selectors.insights import filter_table
+
+    # one visit: "red", a filter, another, the sort, a page; then new words, then "red" again
+    for params in (
+        {"q": "red"},
+        {"q": "red", "brand": "Acme"},
+        {"q": "red", "brand": "Acme", "category": "lamps"},
+        {"q": "red", "brand": "Acme", "sort": "price_asc"},
+        {"q": "red", "page_size": 2, "page": 2},
+        {"q": "blue"},
+        {"q": "red", "brand": "Acme"},
+    ):
+        assert client.get("/", params).status_code == 200
+    refined = SearchEvent.objects.filter(query="red").order_by("created_at")
+    last = refined.last()
+    page = client.get(f"/r/{last.pk.hex}/{shop['red-lamp']}/")  # a click on the last refinement
+    assert page.status_code == 302
+
+    top = {row.query: row for row in query_table(last_30())}
+    # two searches of "red" (one before "blue", one after), each with its filters and pages
+    assert top["red"].searches == 2 and top["blue"].searches == 1
+    assert top["red"].clicks == 1 and top["red"].clicked == 1  # the click on a refinement counts for it
+    assert summary(last_30()).searches == 3
+    filters = {(row.field, row.value): row.searches for row in filter_table(last_30())}
+    assert filters[("brand", "acme")] == 2 and filters[("category", "lamps")] == 1
