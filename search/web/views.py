@@ -23,7 +23,7 @@ from search.retrieval.keywords import words
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
 from search.selectors.lexicon import lexicon
-from search.selectors.searching import facet_attributes, filter_chips
+from search.selectors.searching import facet_attributes, filter_chips, filters_unread
 from search.selectors.suggesting import popular_phrases, query_suggest
 from search.services import (
     ClickError,
@@ -190,7 +190,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     current = canonical_query(asked).urlencode()
     return _render(
         request,
-        _context(state, result, error=error, notice=notice, errors=errors),
+        _context(state, result, error=error, notice=notice, errors=errors, asked=asked),
         url=f"{request.path}?{current}" if current else request.path,
     )
 
@@ -198,14 +198,13 @@ def search_page(request: HttpRequest) -> HttpResponse:
 def _read_state(state: dict, result) -> tuple[dict, dict]:
     """The search state as searched (the filters its words named ticked, and the query marked as
     read when its words name filters, so that the page's controls do not read it again) and as
-    its URL says it (words read afresh keep the filters they named to themselves: `?q=red+mug`,
-    not `&colour=red`)."""
+    its URL says it: as asked (`?q=red+mug` reads the same again), or, when new words replaced
+    words that were read, as searched."""
     if result is None or result.mode == "image" or not state.get("q"):
         return state, state
     searched = {**state, **_filter_state(result.filters), "understood": state["q"] if result.readable else None}
-    if not result.understood:
-        return searched, searched
-    return searched, {**searched, **_filter_state(result.filters.read_out(result.understood)), "understood": None}
+    replaced = state.get("understood") is not None and " ".join(state["understood"].split()) != result.query
+    return searched, searched if replaced else state
 
 
 def _filter_state(filters) -> dict:
@@ -243,7 +242,9 @@ def _chip_links(state: dict, result) -> list[tuple]:
     return links
 
 
-def _context(state: dict, result, *, error: str = "", notice: str = "", errors: dict | None = None) -> dict:
+def _context(
+    state: dict, result, *, error: str = "", notice: str = "", errors: dict | None = None, asked: dict | None = None
+) -> dict:
     """What the search page shows of a search state and its result."""
     photo = state.get("photo") or ""  # the callers clear it when words replace it
     return {
@@ -260,7 +261,7 @@ def _context(state: dict, result, *, error: str = "", notice: str = "", errors: 
         "sorts": [(s, SORT_LABELS[s] if s != "relevance" or state.get("q") or photo else "Featured") for s in SORTS],
         "querystring": canonical_query(state, page=1).urlencode(),
         # where a product page's "Back to search" returns: this search, this page
-        "back": canonical_query(state).urlencode(),
+        "back": canonical_query(asked or state).urlencode(),
         # the same words or photo without filters; the same filters without the photo
         "unfiltered": canonical_query(
             {
@@ -309,7 +310,9 @@ def image_search_page(request: HttpRequest) -> HttpResponse:
     if (wait := throttle_wait(request, "photo")) is not None:
         return too_many(request, wait)
     params, errors = _params(request.POST)
-    state = {**params.validated_data, "q": "", "page": 1}
+    state = {**params.validated_data, "q": "", "page": 1, "understood": None}
+    # the filters the replaced words named go with them (the page sends the words it read)
+    state |= _filter_state(filters_unread(params.search_kwargs()["filters"], params.validated_data.get("understood")))
     upload = request.FILES.get("image")
     error = ""
     if upload is None:
@@ -361,8 +364,36 @@ def product_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "back": back,
         "query": QueryDict(back).get("q", ""),
         "highlight_words": (),  # similar products are not matches of a query
+        "photo_notice": PRODUCT_PHOTO_NOTICES.get(request.GET.get("photo", ""), ""),
     }
     return render(request, "search/product.html", context)
+
+
+def product_photo_search(request: HttpRequest, pk: int) -> HttpResponse:
+    """Search by a product's own picture ("Find products that look like this" on its page): the
+    picture is kept as a photo search's photo, and the shopper sent to that search."""
+    product = get_object_or_404(Product.objects.searchable(), pk=pk)
+    if request.method != "POST" or not product.image:
+        return redirect("search:product", pk=pk)
+    if (wait := throttle_wait(request, "photo")) is not None:
+        return too_many(request, wait)
+    try:
+        with product.image.open("rb") as handle:
+            key = photo_save(data=handle.read(), name=product.image.name)
+    except (OSError, ValidationError) as exc:  # the file is gone or unreadable: the page says so
+        logger.warning("Photo search from product %s failed: %s", pk, exc)
+        return redirect(f"{reverse('search:product', args=[pk])}?photo=unavailable")
+    except DatabaseError as exc:
+        if outage_reason(exc) is None:
+            raise
+        return redirect(f"{reverse('search:product', args=[pk])}?photo=busy")
+    return _see_other(f"{reverse('search:search')}?{canonical_query({'photo': key}).urlencode()}")
+
+
+PRODUCT_PHOTO_NOTICES = {
+    "unavailable": "This product's picture cannot be read right now, so it cannot be searched with.",
+    "busy": "Photo search is busy for a moment: please try again in 30 seconds.",
+}
 
 
 def _back(request: HttpRequest) -> str:

@@ -1,7 +1,10 @@
-// Suggestions as you type: the search box is an ARIA 1.2 combobox over /api/suggest.
-// Down/Up move through the list (the input keeps focus; aria-activedescendant names the
-// option), Enter takes the highlighted suggestion and searches it, Escape closes the list,
-// a click takes a suggestion. Without JavaScript the box is a plain search field.
+// Search as you type: the search box is an ARIA 1.2 combobox over /api/suggest, in groups:
+// completions (searched when taken), products with their picture and price (taking one opens
+// the product), categories and brands with how many products each lists (taking one browses
+// it), and "See all N results" (N: the count of the live results below, once they are for
+// what is typed). Down/Up move through the options (the input keeps focus;
+// aria-activedescendant names the option), Enter takes the highlighted one, Escape closes the
+// list, a click takes one. Without JavaScript the box is a plain search field.
 (() => {
   const input = document.getElementById("q");
   const list = document.getElementById("q-suggestions");
@@ -35,35 +38,102 @@
     all[active].scrollIntoView({ block: "nearest" });
   }
 
-  function choose(text) {
-    input.value = text;
+  function choose(option) {
     close();
+    if (option.dataset.href) { window.location.assign(option.dataset.href); return; }
+    input.value = option.dataset.value;
     if (form()) form().requestSubmit();
   }
 
-  function show(suggestions) {
+  function option(id, parts, data) {
+    const item = document.createElement("li");
+    item.id = `q-suggestion-${id}`;
+    item.setAttribute("role", "option");
+    item.setAttribute("aria-selected", "false");
+    Object.assign(item.dataset, data);
+    item.append(...parts);
+    // mousedown, not click: the input must not lose focus before the choice is taken
+    item.addEventListener("mousedown", (event) => { event.preventDefault(); choose(item); });
+    return item;
+  }
+
+  function span(className, text) {
+    const part = document.createElement("span");
+    part.className = className;
+    part.textContent = text;
+    return part;
+  }
+
+  function group(label, items) {
+    if (!items.length) return [];
+    const heading = document.createElement("li");
+    heading.setAttribute("role", "presentation");
+    heading.className = "group";
+    heading.textContent = label;
+    return [heading, ...items];
+  }
+
+  function productPart(p) {
+    let picture;
+    if (p.image_url) {
+      picture = document.createElement("img");
+      picture.src = p.image_url;
+      picture.alt = "";
+      picture.width = 40;
+      picture.height = 40;
+      picture.loading = "lazy";
+    } else {
+      picture = span("thumb-none", "");
+      picture.setAttribute("aria-hidden", "true");
+    }
+    picture.classList.add("thumb");
+    return [picture, span("title", p.title), span("price", p.price_shown)];
+  }
+
+  // the live results' count, when they are for what the box holds (typing.js keeps them in step)
+  function resultsCount(typed) {
+    const results = document.getElementById("results");
+    if (!results || results.dataset.q?.trim() !== typed.trim() || results.dataset.count === undefined) return null;
+    return Number(results.dataset.count);
+  }
+
+  function seeAllText(typed) {
+    const count = resultsCount(typed);
+    if (count === null) return `See all results for “${typed.trim()}”`;
+    return `See all ${count} result${count === 1 ? "" : "s"} for “${typed.trim()}”`;
+  }
+
+  function show(body, typed) {
     list.replaceChildren();
     active = -1;
     input.removeAttribute("aria-activedescendant");
-    suggestions.forEach((s, i) => {
-      const option = document.createElement("li");
-      option.id = `q-suggestion-${i}`;
-      option.setAttribute("role", "option");
-      option.setAttribute("aria-selected", "false");
-      option.dataset.value = s.text;
-      const text = document.createElement("span");
-      text.textContent = s.text;
-      const kind = document.createElement("span");
-      kind.className = "kind";
-      kind.textContent = KINDS[s.kind] || s.kind;
-      option.append(text, kind);
-      // mousedown, not click: the input must not lose focus before the choice is taken
-      option.addEventListener("mousedown", (event) => { event.preventDefault(); choose(s.text); });
-      list.append(option);
-    });
-    list.hidden = suggestions.length === 0;
-    input.setAttribute("aria-expanded", String(suggestions.length > 0));
+    let n = 0;
+    const base = `${window.location.pathname}?`;
+    const words = body.suggestions.filter((s) => s.kind !== "product")
+      .map((s) => option(n++, [span("text", s.text), span("kind", KINDS[s.kind] || s.kind)], { value: s.text }));
+    const products = body.products
+      .map((p) => option(n++, productPart(p), { href: p.url, value: p.title, kind: "product" }));
+    const groups = (name, items) => items.map((g) => option(n++, [span("text", g.text), span("count", String(g.count))],
+      { href: `${base}${new URLSearchParams({ [name]: g.text })}`, value: g.text }));
+    const entries = [
+      ...words,
+      ...group("Products", products),
+      ...group("Categories", groups("category", body.categories)),
+      ...group("Brands", groups("brand", body.brands)),
+    ];
+    if (entries.length) {
+      entries.push(option(n++, [span("see-all", seeAllText(typed))], { value: typed.trim(), kind: "all" }));
+    }
+    list.append(...entries);
+    list.hidden = entries.length === 0;
+    input.setAttribute("aria-expanded", String(entries.length > 0));
   }
+
+  // the live results came in: "See all" says their count
+  document.body.addEventListener("htmx:afterSettle", () => {
+    const all = list.querySelector("[data-kind=all] .see-all");
+    if (all && !list.hidden) all.textContent = seeAllText(input.value);
+  });
 
   async function fetchSuggestions() {
     const typed = input.value;
@@ -74,7 +144,7 @@
       const response = await fetch(`/api/suggest?q=${encodeURIComponent(typed)}`, { signal: pending.signal });
       if (!response.ok) { close(); return; }
       const body = await response.json();
-      if (input.value === typed && document.activeElement === input) show(body.suggestions);
+      if (input.value === typed && document.activeElement === input) show(body, typed);
     } catch (error) {
       if (error.name !== "AbortError") close();
     }
@@ -94,7 +164,7 @@
       highlight(active - 1);
     } else if (event.key === "Enter" && open && active >= 0) {
       event.preventDefault();
-      choose(options()[active].dataset.value);
+      choose(options()[active]);
     } else if (event.key === "Escape" && open) {
       event.preventDefault();
       close();

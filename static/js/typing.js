@@ -162,3 +162,40 @@ document.addEventListener("click", (event) => {
     target.focus();
   }
 });
+
+// Phones: the filters drawer (a CSS switch, #show-filters, so that it opens without JavaScript).
+// Opening it moves focus into it, Escape or its buttons close it and give focus back to the
+// switch; its labels that act as buttons answer Enter and Space; a filter changed inside it keeps
+// the drawer where it was scrolled to through the swap that replaces it.
+(() => {
+  const toggle = () => document.getElementById("show-filters");
+  const drawer = () => document.getElementById("filters");
+  const setOpen = (open) => {
+    const input = toggle();
+    if (!input || input.checked === open) return;
+    input.checked = open;
+    input.dispatchEvent(new Event("change", { bubbles: true }));
+  };
+  document.addEventListener("change", (event) => {
+    if (event.target !== toggle()) return;
+    if (event.target.checked) drawer()?.querySelector(".drawer-close")?.focus({ preventScroll: true });
+    else event.target.focus({ preventScroll: true });
+  });
+  document.addEventListener("keydown", (event) => {
+    const input = toggle();
+    if (!input || !input.checked) return;
+    if (event.key === "Escape") {
+      event.preventDefault();
+      setOpen(false);
+    } else if ((event.key === "Enter" || event.key === " ") && event.target.matches?.("label[for=show-filters][role=button]")) {
+      event.preventDefault();
+      setOpen(false);
+    }
+  });
+  let scrolled = 0;
+  document.body.addEventListener("htmx:beforeSwap", () => { scrolled = drawer()?.scrollTop || 0; });
+  document.body.addEventListener("htmx:afterSwap", () => {
+    const now = drawer();
+    if (now && toggle()?.checked) now.scrollTop = scrolled;
+  });
+})();

@@ -27,11 +27,12 @@ def test_typing_swaps_in_results_and_filters_update_without_reload(browser, live
     assert "q=red+mug" in page.url
     assert page.evaluate("window.__sameDocument") is True
 
-    # a filter: only mugs, still no reload, state in the URL
+    # a filter: only mugs, still no reload, shown as a chip; the URL says it by the words alone
+    # ("mug" names the category: the search is the same with it read from them)
     page.locator("input[type=checkbox][name=category][value=mugs]").check()
     page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
     assert set(card_titles(page)) == {"Red mug", "Red ceramic mug", "Green ceramic mug"}
-    assert "category=mugs" in page.url
+    assert page.get_by_role("link", name="Remove filter Category: mugs").is_visible()
     assert page.evaluate("window.__sameDocument") is True
 
     # the back button returns to the unfiltered results: every product that matches "red mug"
@@ -101,8 +102,14 @@ def test_suggestions_follow_typing_and_the_keyboard(browser, live_server, shop):
     highlighted = first.evaluate("e => getComputedStyle(e).backgroundColor")
     assert highlighted != options.nth(1).evaluate("e => getComputedStyle(e).backgroundColor")
 
-    # Enter takes it: the box holds the suggestion and the results are searched for it
-    chosen = first.inner_text().split("\n")[0]
+    # Enter takes a completion: the box holds it and the results are searched for it
+    box.fill("")
+    box.press_sequentially("lum", delay=40)
+    listbox.wait_for(state="visible")
+    page.wait_for_function("document.querySelector('#q-suggestions [role=option]')?.textContent.startsWith('Lumen')")
+    box.press("ArrowDown")
+    chosen = options.nth(0).inner_text().split("\n")[0]
+    assert chosen == "Lumen"
     box.press("Enter")
     page.wait_for_function(f"document.querySelector('#results .summary')?.textContent.includes({chosen!r})")
     assert box.input_value() == chosen and listbox.is_hidden()
@@ -114,6 +121,50 @@ def test_suggestions_follow_typing_and_the_keyboard(browser, live_server, shop):
     listbox.wait_for(state="visible")
     box.press("Escape")
     assert listbox.is_hidden() and box.input_value() == "lum"
+    page.close()
+
+
+def test_predictive_search_shows_products_that_open_groups_with_counts_and_see_all(browser, live_server, shop):
+    page = browser.new_page(viewport={"width": 375, "height": 812})
+    page.goto(live_server.url + "/")
+    box = page.get_by_role("combobox", name="Search products")
+    box.press_sequentially("red m", delay=40)
+    listbox = page.get_by_role("listbox", name="Suggestions")
+    listbox.wait_for(state="visible")
+    products = listbox.locator("[data-kind=product]")
+    products.first.wait_for()
+    # products with their picture (or a blank square) and price, the best match first
+    assert products.nth(0).locator(".title").inner_text() == "Red mug"
+    assert products.nth(0).locator(".price").inner_text() == "$14.00"
+    assert products.nth(0).locator("img.thumb").is_visible()
+    assert products.nth(1).locator(".thumb-none").count() == 1  # "Red ceramic mug" has no picture
+    # a group of categories with their counts, all inside the phone's width
+    category = listbox.get_by_role("option", name="mugs 3")
+    assert category.is_visible()
+    box_right = listbox.bounding_box()["x"] + listbox.bounding_box()["width"]
+    assert box_right <= 375
+    # "See all N results" takes the live results' count once they are in
+    see_all = listbox.locator("[data-kind=all]")
+    page.wait_for_function(
+        "(() => { const r = document.getElementById('results'); return r.dataset.q === 'red m' && "
+        "document.querySelector('[data-kind=all]')?.textContent"
+        " === `See all ${r.dataset.count} results for “red m”`; })()"
+    )
+    # Down to the first product and Enter: its page opens
+    box.press("ArrowDown")
+    assert products.nth(0).get_attribute("aria-selected") == "true"
+    box.press("Enter")
+    page.wait_for_url(f"**/products/{shop['no-desc']}/")
+    assert page.get_by_role("heading", name="Red mug").is_visible()
+    page.go_back()
+    # See all: the words typed, searched
+    box = page.get_by_role("combobox", name="Search products")
+    box.fill("")
+    box.press_sequentially("red m", delay=40)
+    see_all.wait_for()
+    see_all.click()
+    page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('“red m”')")
+    assert listbox.is_hidden()
     page.close()
 
 
@@ -140,8 +191,8 @@ LAYOUT = """() => {
 def open_filters(page) -> None:
     """On a phone the filters are behind the Filters switch: open it if it is closed."""
     toggle = page.locator("#show-filters")
-    if page.get_by_text("Filters", exact=True).is_visible() and not toggle.is_checked():
-        page.get_by_text("Filters", exact=True).click()
+    if page.locator("label.filters-button").is_visible() and not toggle.is_checked():
+        page.locator("label.filters-button").click()
 
 
 @pytest.mark.parametrize("width, columns", [(375, 2), (768, 2), (1280, 4)])
@@ -389,7 +440,7 @@ def test_back_to_search_works_with_javascript_off(browser, live_server, shop):
 def test_phones_see_results_first_and_open_the_filters_on_demand(browser, live_server, shop, screenshot, javascript):
     context = browser.new_context(viewport={"width": 375, "height": 812}, java_script_enabled=javascript)
     page = context.new_page()
-    page.goto(live_server.url + "/?q=red+mug")
+    page.goto(live_server.url + "/?q=red")
     first = page.locator("#results .card").first.bounding_box()
     screenshot(page, "phone")
     assert first["y"] + 100 < 812  # the first result is on the screen without scrolling
@@ -397,13 +448,13 @@ def test_phones_see_results_first_and_open_the_filters_on_demand(browser, live_s
     category = page.locator("input[type=checkbox][name=category][value=mugs]")
     assert not category.is_visible()
 
-    page.get_by_text("Filters", exact=True).click()
+    page.locator("label.filters-button").click()
     assert category.is_visible()
     category.check()
     if not javascript:
         page.get_by_role("button", name="Apply filters").click()
     page.wait_for_url("**category=mugs**")
-    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 2")  # the red mugs
     context.close()
 
 
@@ -431,7 +482,7 @@ def test_every_page_passes_axe_and_keyboard_users_skip_to_the_results(browser, l
     assert axe_violations(page) == [], "photo"
 
     # the first Tab reaches the skip link, which takes focus to the results
-    page.goto(live_server.url + "/?q=red+mug")
+    page.goto(live_server.url + "/?q=red")
     page.keyboard.press("Tab")
     skip = page.get_by_role("link", name="Skip to results")
     assert page.evaluate("document.activeElement.textContent") == "Skip to results" and skip.is_visible()
@@ -440,9 +491,9 @@ def test_every_page_passes_axe_and_keyboard_users_skip_to_the_results(browser, l
     assert page.evaluate("document.activeElement.closest('#results') !== null")
     # one polite status says how many results, and says it again after each search
     status = page.locator("#search-status")
-    assert status.get_attribute("aria-live") == "polite" and status.inner_text() == "5 results for “red mug”"
+    assert status.get_attribute("aria-live") == "polite" and status.inner_text() == "4 results for “red”"
     page.locator("input[type=checkbox][name=category][value=mugs]").check()
-    page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('3 results')")
+    page.wait_for_function("document.querySelector('#search-status').textContent.startsWith('2 results')")
     assert page.locator("[aria-live]").count() == 1
     page.close()
 
@@ -576,7 +627,7 @@ def test_keyboard_users_keep_their_place_through_filters_and_sort_and_skip_to_th
     browser, live_server, shop
 ):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(live_server.url + "/?q=red+mug")
+    page.goto(live_server.url + "/?q=red")
 
     # "Skip to results" lands on the products: the next Tab is the first one
     page.keyboard.press("Tab")
@@ -589,7 +640,7 @@ def test_keyboard_users_keep_their_place_through_filters_and_sort_and_skip_to_th
     mugs.focus()
     page.keyboard.press("Space")
     page.wait_for_url("**category=mugs**")
-    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 2")
     assert focused(page) == "INPUT:category:mugs" and mugs.is_checked()
     page.keyboard.press("Tab")
     assert focused(page).startswith("INPUT:category:") and focused(page) != "INPUT:category:mugs"
@@ -608,21 +659,44 @@ def test_keyboard_users_keep_their_place_through_filters_and_sort_and_skip_to_th
     page.close()
 
 
-def test_a_phone_stays_where_the_shopper_is_when_a_filter_changes(browser, live_server, shop, screenshot):
+def test_a_phone_filters_in_a_drawer_that_stays_where_the_shopper_is(browser, live_server, shop, screenshot):
     page = browser.new_page(viewport={"width": 375, "height": 640})
     page.goto(live_server.url + "/?q=red")
-    page.get_by_text("Filters", exact=True).click()
+    page.evaluate("window.scrollTo(0, 120)")
+    page_y = page.evaluate("window.scrollY")
+    page.locator("label.filters-button").click()
+    drawer = page.locator("#filters")
+    # the drawer covers the screen, its way out at the bottom with the count it will show
+    assert drawer.bounding_box() == {"x": 0, "y": 0, "width": 375, "height": 640}
+    show = page.get_by_role("button", name="Show 4 results")
+    assert show.is_visible() and show.bounding_box()["y"] + show.bounding_box()["height"] <= 640
+    assert focused(page) == "LABEL::✕"  # focus moved into the drawer (its Close button)
     box = page.locator("input[type=checkbox][name=brand][value=Lumen]")
     box.scroll_into_view_if_needed()
-    page.evaluate("window.scrollBy(0, 40)")
-    before = page.evaluate("window.scrollY")
+    drawer.evaluate("d => d.scrollBy(0, 40)")
+    scrolled = drawer.evaluate("d => d.scrollTop")
     box.check()
     page.wait_for_url("**brand=Lumen**")
-    page.wait_for_timeout(300)
-    screenshot(page, "after-filter")
-    assert abs(page.evaluate("window.scrollY") - before) < 40  # not thrown to the bottom of the results
-    top = box.bounding_box()["y"]
-    assert 0 <= top <= 640 and focused(page) == "INPUT:brand:Lumen"
+    show = page.get_by_role("button", name="Show 1 result")
+    show.wait_for()
+    screenshot(page, "drawer-after-filter")
+    # the drawer is still open where it was, the box keeps focus, the page behind has not moved
+    assert abs(drawer.evaluate("d => d.scrollTop") - scrolled) < 40
+    assert 0 <= box.bounding_box()["y"] <= 640 and focused(page) == "INPUT:brand:Lumen"
+    # Show 1 result: the drawer closes on the page where it was, the filter as a chip
+    show.click()
+    most = page.evaluate("document.documentElement.scrollHeight - window.innerHeight")  # fewer results: shorter
+    assert drawer.is_hidden() and abs(page.evaluate("window.scrollY") - min(page_y, most)) < 5
+    assert page.get_by_role("link", name="Remove filter Brand: Lumen").count() == 1
+    screenshot(page, "drawer-closed")
+    # Escape closes it too, and Clear all takes every filter back
+    page.locator("label.filters-button").click()
+    page.keyboard.press("Escape")
+    assert drawer.is_hidden()
+    page.locator("label.filters-button").click()
+    page.get_by_role("link", name="Clear all").click()
+    page.get_by_role("button", name="Show 4 results").wait_for()
+    assert "brand=" not in page.url
     page.close()
 
 
@@ -670,7 +744,7 @@ def test_the_small_things_a_shopper_sees(browser, live_server, shop, screenshot,
     # a page with no results offers no filters to open
     page.goto(live_server.url + "/?q=xqzvvplk")
     screenshot(page, "zero")
-    assert not page.get_by_text("Filters", exact=True).is_visible()
+    assert not page.locator("label.filters-button").is_visible()
     # the words that matched stand out in the titles
     page.goto(live_server.url + "/?q=red+mug")
     assert page.locator("#results .card h2").first.locator("mark").all_inner_texts() == ["Red", "mug"]
@@ -702,9 +776,10 @@ def test_after_back_the_filters_the_sort_and_the_suggestions_still_search(browse
     page.wait_for_url("**q=red+mug**")
     page.wait_for_function("document.querySelector('#results .summary')?.textContent.includes('red mug')")
 
-    page.locator("input[type=checkbox][name=category][value=mugs]").check()  # a filter searches
-    page.wait_for_url("**category=mugs**")
-    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    # a filter searches: the category the words named, taken back
+    page.locator("input[type=checkbox][name=category][value=mugs]").uncheck()
+    page.wait_for_url("**understood=red+mug**")
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 5")
     page.wait_for_function("document.activeElement.name === 'category'")  # the swap settled, focus kept
     sort = page.locator("select[name=sort]")  # so does the sort, committed with Enter
     sort.focus()
@@ -712,7 +787,7 @@ def test_after_back_the_filters_the_sort_and_the_suggestions_still_search(browse
     page.keyboard.press("Enter")
     page.wait_for_url("**sort=**")
     box.fill("")
-    box.press_sequentially("gre", delay=60)  # and a suggestion chosen by keyboard
+    box.press_sequentially("soc", delay=60)  # and a completion chosen by keyboard
     page.wait_for_function("!document.getElementById('q-suggestions').hidden")
     page.keyboard.press("ArrowDown")
     chosen = page.locator("#q-suggestions [aria-selected=true]").get_attribute("data-value")

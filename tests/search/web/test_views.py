@@ -302,3 +302,28 @@ def test_a_price_phrase_on_its_own_browses_the_range_and_odd_ones_are_words(clie
         assert response.status_code == 200
     assert chips(shown(client.get(URL, {"q": "between 50 and 20"}))) == ["$20 – $50"]
     assert "Under" not in " ".join(chips(shown(client.get(URL, {"q": "mugs under €20"}))))
+
+
+def test_a_product_page_keeps_the_query_and_searches_by_its_own_picture(client, shop, concept):
+    import io
+
+    from PIL import Image
+
+    from search.models import SearchPhoto
+
+    page = client.get(f"/products/{shop['red-lamp']}/", {"from": "q=red+lamp&sort=price_asc"}).content.decode()
+    assert 'name="q" value="red lamp"' in page and "Find products that look like this" in page
+    without_picture = client.get(f"/products/{shop['no-image']}/").content.decode()
+    assert "Find products that look like this" not in without_picture
+
+    response = client.post(f"/products/{shop['red-lamp']}/photo-search")
+    assert response.status_code == 303 and response["Location"].startswith("/?photo=")
+    # the stand-in encoder knows a picture by its pixels: the kept copy (a JPEG) shows the same lamp
+    kept = Image.open(io.BytesIO(SearchPhoto.objects.get().image))
+    concept.images[concept._key(kept)] = ["red", "lamp", "glass"]
+    results = shown(client.get(response["Location"]))
+    assert "like your photo" in results and 'alt="Your photo"' in results
+    titles = re.findall(r'class="card".*?<h2>([^<]+)</h2>', results, re.S)
+    assert titles[0] == "Red lamp"  # its own picture is the nearest
+    # a GET (a crawler, a prefetch) keeps nothing and shows the product
+    assert client.get(f"/products/{shop['red-lamp']}/photo-search").status_code == 302
