@@ -113,6 +113,8 @@ def _completions(words_: Lexicon, allowed: set[int], complete: list[str], last: 
     return out
 
 
+# completions read for the categories and brands the words name
+GROUP_SCAN = 50
 # titles scored for the products shown (the heaviest first: the most clicked, the shortest)
 PRODUCT_CANDIDATES = 200
 
@@ -127,7 +129,10 @@ def predictive_search(*, query: str, limit: int = SUGGEST_LIMIT, products: int =
     allowed, complete, last = _matching(words_, query)
     if not allowed:
         return Predictive([], [], [], [])
-    suggestions = _completions(words_, allowed, complete, last, limit)
+    # one pass for the completions shown and the groups the words name (the first `limit` of a
+    # longer list are the same ones)
+    completed = _completions(words_, allowed, complete, last, max(limit, GROUP_SCAN))
+    suggestions = completed[:limit]
     found = []
     if len(last) >= TITLE_MIN_PREFIX or complete:
         first = words_.first_product
@@ -136,9 +141,7 @@ def predictive_search(*, query: str, limit: int = SUGGEST_LIMIT, products: int =
         ids = [words_.phrases[i].ids[0] for i in titles[:products]]
         rows = Product.objects.searchable().in_bulk(ids)
         found = [rows[pk] for pk in ids if pk in rows]
-    named = {
-        k: [s for s in _completions(words_, allowed, complete, last, 50) if s.kind == k] for k in ("category", "brand")
-    }
+    named = {k: [s for s in completed if s.kind == k] for k in ("category", "brand")}
     categories = _groups(words_, "category", named["category"], [p.category for p in found], groups)
     brands = _groups(words_, "brand", named["brand"], [p.brand for p in found], groups)
     return Predictive(suggestions, found, categories, brands)
