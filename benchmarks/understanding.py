@@ -4,7 +4,8 @@ For each shop (seeds, products), queries a shopper types with a price phrase ("m
 "red t-shirt between 15 and 30", "lamps over 100", "socks 5-10", "blue vase below 40 dollars")
 are drawn from the catalog's own categories, colours and prices, and searched through
 `product_search(understand=True)`, as the storefront and the API search. Measured:
-- every result of a price-phrase query priced in its range (must be all);
+- every result of a price-phrase query priced in its range (must be all), and how many of the
+  shop's products the words name (category, colour, price) the search found;
 - the share of results in the category a query names, and of the colour it names (products
   that say no colour pass, as designed);
 - what reading a query costs (`SearchRequest.read`), against the whole search, p50 and p95;
@@ -104,9 +105,17 @@ def main() -> None:
             category = sum(h.product.category == named["category"] for h in result.hits)
             colour = [(h.product.attributes or {}).get("colour") for h in result.hits] if named["colour"] else []
             coloured = sum(c in (None, named["colour"]) for c in colour)
+            # every product of the shop the words name: found, or lost to the cutoff?
+            expected = sum(
+                row["category"] == named["category"]
+                and named["colour"] in (None, row["attributes"]["colour"])
+                and in_range(Decimal(row["price"]), named, shape)
+                for row in catalog
+            )
             by_shape.setdefault(shape, []).append(
                 (ok / len(prices) if prices else 1.0, category / len(prices) if prices else 1.0,
-                 coloured / len(colour) if colour else 1.0, len(prices))
+                 coloured / len(colour) if colour else 1.0, len(prices),
+                 min(result.count / expected, 1.0) if expected else 1.0)
             )  # fmt: skip
             print(f"\rshop {seed}: {n + 1}/{args.queries} queries", end="", file=sys.stderr)
         print(file=sys.stderr)
@@ -120,6 +129,7 @@ def main() -> None:
                     f"{statistics.mean(v[1] for v in values):.3f}",
                     f"{statistics.mean(v[2] for v in values):.3f}",
                     f"{statistics.median(v[3] for v in values):.0f}",
+                    f"{statistics.mean(v[4] for v in values):.3f}",
                 ]
             )
         for text in ODD:
@@ -129,7 +139,16 @@ def main() -> None:
                 errors.append(f"{text!r}: {exc!r}")
 
     print(f"\n{args.products} products per shop; {args.queries} price-phrase queries each\n")
-    header = ["shop", "phrase", "queries", "in range (worst query)", "in category", "colour named", "results p50"]
+    header = [
+        "shop",
+        "phrase",
+        "queries",
+        "in range (worst query)",
+        "in category",
+        "colour named",
+        "shown p50",
+        "of those named, found",
+    ]
     print(table(header, rows_out))
     cost, whole = statistics.median(costs), statistics.median(searches)
     print(

@@ -128,8 +128,9 @@ class SearchInsightAdmin(admin.ModelAdmin):
             rates_chart=rate_chart(
                 days,
                 {
-                    "Click-through rate": ([d.ctr for d in totals.days], "#1b7f3b"),
-                    "Zero-result rate": ([d.zero_rate for d in totals.days], "#b3261e"),
+                    # a day without searches has no rate: a gap in the line, not 0%
+                    "Click-through rate": ([d.ctr if d.searches else None for d in totals.days], "#1b7f3b"),
+                    "Zero-result rate": ([d.zero_rate if d.searches else None for d in totals.days], "#b3261e"),
                 },
                 title="Click-through and zero-result rate per day",
             ),

@@ -197,10 +197,12 @@ class PreviewMixin:
             context["errors"] = ["Type a query to preview this with."]
             return render(request, self.preview_template, context)
         try:
-            now = product_search(query=query, page_size=PREVIEW_SIZE)
+            # as shoppers search it: the words that are filters read as such
+            now = product_search(query=query, page_size=PREVIEW_SIZE, understand=True)
             then = product_search(
                 query=query,
                 page_size=PREVIEW_SIZE,
+                understand=True,
                 merchandising=self.merchandising(query, row, obj.pk if obj else None),
             )
         except (ModelUnavailableError, IndexUnavailableError) as exc:  # say so, in the panel
@@ -233,8 +235,10 @@ class PreviewMixin:
             merchandising = self.merchandising(other.query, row, saved_pk)
             if merchandising == query_merchandising(other.query):
                 continue  # the row does not apply to it
-            now = product_search(query=other.query, page_size=OTHERS_SHOWN)
-            then = product_search(query=other.query, page_size=OTHERS_SHOWN, merchandising=merchandising)
+            now = product_search(query=other.query, page_size=OTHERS_SHOWN, understand=True)
+            then = product_search(
+                query=other.query, page_size=OTHERS_SHOWN, merchandising=merchandising, understand=True
+            )
             before, after = [h.product for h in now.hits], [h.product for h in then.hits]
             if [p.pk for p in before] != [p.pk for p in after] or now.count != then.count:
                 out.append({"row": other, "now": now, "then": then, "before": before, "after": after})

@@ -35,8 +35,12 @@ def _frame(title: str, description: str, body: list[str], y_labels: list[tuple[f
     return mark_safe("".join(parts))  # every text above is escaped
 
 
+# at most this many dates under a chart: "Nov 08" is about 36 units wide at font size 12
+X_LABELS = 6
+
+
 def _x_labels(days: Sequence[date], xs: Sequence[float]) -> list[str]:
-    step = max(1, len(days) // 8)
+    step = max(1, -(-len(days) // X_LABELS))
     return [
         f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" font-size="12" fill="#444">'
         f"{day:%b %d}</text>"
@@ -67,28 +71,44 @@ def bar_chart(days: Sequence[date], values: Sequence[int], *, title: str) -> Saf
     return _frame(title, description, body, [(0, "0"), (0.5, f"{top / 2:g}"), (1, str(top))])
 
 
-def rate_chart(days: Sequence[date], series: dict[str, tuple[Sequence[float], str]], *, title: str) -> SafeString:
-    """Lines of shares (0 to 1) per day, each with its colour; a legend names them."""
+def rate_chart(
+    days: Sequence[date], series: dict[str, tuple[Sequence[float | None], str]], *, title: str
+) -> SafeString:
+    """Lines of shares (0 to 1) per day, each with its colour; a legend names them. A day whose
+    share is None (no searches) is a gap in the line, not a 0%."""
     slot = INNER_W / max(1, len(days))
     xs = [LEFT + slot * (i + 0.5) for i in range(len(days))]
     body = []
     for n, (name, (values, colour)) in enumerate(series.items()):
-        points = " ".join(f"{x:.1f},{TOP + INNER_H * (1 - v):.1f}" for x, v in zip(xs, values))
-        body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        for run in _runs(list(zip(xs, values))):
+            points = " ".join(f"{x:.1f},{TOP + INNER_H * (1 - v):.1f}" for x, v in run)
+            body.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"/>')
         body += [
             f'<circle cx="{x:.1f}" cy="{TOP + INNER_H * (1 - v):.1f}" r="2.5" fill="{colour}">'
             f"<title>{escape(name)} {days[i]:%Y-%m-%d}: {v:.0%}</title></circle>"
             for i, (x, v) in enumerate(zip(xs, values))
+            if v is not None
         ]
         body.append(
             f'<rect x="{LEFT + n * 190}" y="4" width="12" height="12" fill="{colour}"/>'
             f'<text x="{LEFT + 16 + n * 190}" y="14" font-size="13" fill="#222">{escape(name)}</text>'
         )
     body += _x_labels(days, xs)
+    known = {name: [v for v in values if v is not None] for name, (values, _) in series.items()}
     description = (
-        "; ".join(
-            f"{name}: from {min(values):.0%} to {max(values):.0%}" for name, (values, _) in series.items() if values
-        )
+        "; ".join(f"{name}: from {min(values):.0%} to {max(values):.0%}" for name, values in known.items() if values)
         or "No searches in this period."
     )
     return _frame(title, description, body, [(0, "0%"), (0.5, "50%"), (1, "100%")])
+
+
+def _runs(points: list[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
+    """The stretches of days with a value, each drawn as its own line."""
+    runs: list[list[tuple[float, float]]] = [[]]
+    for x, v in points:
+        if v is None:
+            if runs[-1]:
+                runs.append([])
+        else:
+            runs[-1].append((x, v))
+    return [run for run in runs if run]

@@ -332,3 +332,23 @@ def test_an_import_queued_when_its_server_stopped_can_be_run_too(staff):
     while not Product.objects.filter(sku="Q1").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert Product.objects.filter(sku="Q1").exists()
+
+
+def test_attributes_read_and_typed_as_lines_and_json_where_lines_would_change_them(staff):
+    data = {"sku": "ATT-1", "title": "Tee", "price": "5.00", "currency": "USD", "active": "on"}
+    data |= {"description": "", "brand": "", "category": "t-shirts"}
+    add = reverse("admin:catalog_product_add")
+    response = staff.post(add, {**data, "attributes": "Colour: red\nSize: S, M, L\n"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tee = Product.objects.get(sku="ATT-1")
+    assert tee.attributes == {"Colour": "red", "Size": ["S", "M", "L"]}
+    page = staff.get(reverse("admin:catalog_product_change", args=[tee.pk])).content.decode()
+    assert "Colour: red\nSize: S, M, L</textarea>" in page
+    # numbers and yes/no would come back as text: shown as JSON, kept as they are
+    tee.attributes = {"Waist": 32, "Organic": True}
+    tee.save()
+    page = staff.get(reverse("admin:catalog_product_change", args=[tee.pk])).content.decode()
+    assert "{&quot;Waist&quot;: 32, &quot;Organic&quot;: true}</textarea>" in page
+    # a line that is no "key: value" says how to write one, and nothing is lost
+    bad = staff.post(add, {**data, "sku": "ATT-2", "attributes": "Colour red"}).content.decode()
+    assert "Line 1: write &quot;key: value&quot;" in bad and not Product.objects.filter(sku="ATT-2").exists()

@@ -168,6 +168,30 @@ def test_predictive_search_shows_products_that_open_groups_with_counts_and_see_a
     page.close()
 
 
+@pytest.mark.parametrize("width", [375, 768, 1280])
+def test_words_that_are_filters_show_as_chips_that_take_them_back(browser, live_server, shop, screenshot, width):
+    page = browser.new_page(viewport={"width": width, "height": 800})
+    page.goto(live_server.url + "/?q=mugs+under+%2413")
+    chips = page.locator(".chips .chip")
+    shown = lambda: [" ".join(t.split()) for t in chips.all_inner_texts()]  # noqa: E731
+    assert shown() == ["Category: mugs ✕", "Under $13 ✕"]
+    first_card = page.locator("#results .card").first.bounding_box()
+    row = page.locator(".chips").bounding_box()
+    # above the results, inside the screen, nothing to scroll sideways
+    assert row["y"] + row["height"] <= first_card["y"] and row["x"] >= 0 and row["x"] + row["width"] <= width
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    prices = page.locator("#results .card .price").all_inner_texts()
+    assert prices and all(float(p.strip("$")) < 13 for p in prices)
+    screenshot(page, "chips")
+    # taking the price back: the mugs at any price, the category chip stays, the words not read again
+    page.get_by_role("link", name="Remove filter Under $13").click()
+    page.wait_for_function("document.querySelectorAll('#results .card').length === 3")
+    assert shown() == ["Category: mugs ✕"] and "understood=" in page.url
+    assert page.locator("#q").input_value() == "mugs under $13"
+    screenshot(page, "price taken back")
+    page.close()
+
+
 def test_the_zero_results_page_uses_the_width_of_the_page(browser, live_server, shop):
     page = browser.new_page(viewport={"width": 1200, "height": 800})
     page.goto(live_server.url + "/?q=xqzvvplk+fjjwq")

@@ -186,3 +186,16 @@ def test_a_shopper_filtering_sorting_and_paging_one_query_is_one_search(client, 
     assert summary(last_30()).searches == 3
     filters = {(row.field, row.value): row.searches for row in filter_table(last_30())}
     assert filters[("brand", "acme")] == 2 and filters[("category", "lamps")] == 1
+
+
+def test_a_day_without_searches_is_a_gap_in_the_rates_not_zero_and_dates_do_not_crowd():
+    from datetime import date
+
+    from search.web.charts import rate_chart
+
+    days = [date(2026, 11, 1) + timedelta(days=n) for n in range(30)]
+    rates = [0.5 if n % 10 != 4 else None for n in range(30)]  # the 5th, 15th and 25th: no searches
+    svg = str(rate_chart(days, {"Click-through rate": (rates, "#1b7f3b")}, title="Rates"))
+    assert svg.count("<polyline") == 4  # four stretches between three quiet days
+    assert "2026-11-05" not in svg and svg.count("<circle") == 27
+    assert len(re.findall(r"<text[^>]*>Nov \d\d</text>", svg)) <= 6

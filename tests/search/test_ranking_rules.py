@@ -124,6 +124,12 @@ def test_a_pinned_product_the_query_does_not_match_is_shown_unless_the_filters_e
     # the shopper's filters still hold: socks are not mugs
     mugs = product_search(query="red mug", filters=SearchFilters(categories=("mugs",)))
     assert "blue-sock" not in skus(mugs)
+    # a category only the words named is no filter of the shopper's: the pin still shows
+    read = product_search(query="red mug", understand=True)
+    assert read.understood and skus(read)[1] == "blue-sock"
+    # a category the shopper ticked besides: the filter is theirs, and socks are neither
+    ticked = product_search(query="red mug", understand=True, filters=SearchFilters(categories=("lamps",)))
+    assert "blue-sock" not in skus(ticked)
     # a product taken off sale is not shown
     Product.objects.filter(sku="blue-sock").update(active=False)
     assert "blue-sock" not in skus(product_search(query="red mug"))

@@ -117,6 +117,9 @@ def test_the_preview_shows_the_results_now_and_with_the_rule_and_saves_nothing(m
     assert then[0][1] == now[0][1] and then[2][1] == now[1][1] and then[2][-1] == "2"  # moved down one
     counts = re.search(r"“red mug”: (\d+) results now, (\d+) with this ranking rule saved", html)
     assert counts and int(counts[2]) == int(counts[1]) + 1
+    # each product with its picture (a blank square where it has none), as the storefront shows it
+    preview = html[html.index('class="preview-then"') :]
+    assert '<img src="/media/' in preview and 'class="thumb none"' in preview
     assert not RankingRule.objects.exists()
 
 

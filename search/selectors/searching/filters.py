@@ -72,6 +72,18 @@ class SearchFilters:
             if values
         )
 
+    def chosen(self) -> SearchFilters:
+        """The filters the shopper chose, without those only the words named (`open`): what a
+        pinned product must pass (the merchandiser pinned it for these words)."""
+        attributes = tuple((f, v) for f, v in self.attributes if f not in self.open)
+        return SearchFilters(
+            categories=() if "category" in self.open else self.categories,
+            brands=() if "brand" in self.open else self.brands,
+            price_min=self.price_min,
+            price_max=self.price_max,
+            attributes=attributes,
+        )
+
     def read_in(self, understood: Iterable[Understood]) -> SearchFilters:
         """These filters and those a query's words name (understanding.query_read): a value is
         added to its field's, a price phrase's ends replace the range's."""

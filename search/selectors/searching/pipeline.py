@@ -274,7 +274,7 @@ def _rules_applied(
         ranked,
         merchandising.rules,
         relevance=relevance,
-        pinnable=pinnable(merchandising, ranked, request.filters, plan.index) if relevance else None,
+        pinnable=pinnable(merchandising, ranked, request.filters.chosen(), plan.index) if relevance else None,
     )
     return applied.ranked, applied
 

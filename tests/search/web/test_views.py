@@ -52,6 +52,8 @@ def test_price_bucket_links_keep_the_rest_of_the_search(client, shop):
     html = client.get(URL, {"q": "red", "category": "mugs"}).content.decode()
     # the shop's prices run from 8.00 to 120.00: its buckets are under $10, $10-$15, ...
     assert 'href="?q=red&amp;category=mugs&amp;price_min=10&amp;price_max=14.99"' in html
+    # a bucket with nothing in it is no link to a page of nothing
+    assert '<span class="bucket empty">Under $10 <span class="count">0</span></span>' in html
     chosen = client.get(URL, {"q": "red", "category": "mugs", "price_min": "10", "price_max": "14.99"})
     chosen = chosen.content.decode()
     assert 'class="bucket selected" href="?q=red&amp;category=mugs"' in chosen  # click again to clear
