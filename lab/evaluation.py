@@ -18,6 +18,7 @@ import numpy as np
 
 from catalog.models import Product
 from search.retrieval import fusion
+from search.retrieval.config import search_config
 from search.retrieval.providers import fusion_weights
 from search.selectors import NO_MERCHANDISING, STRATEGIES, product_search
 from search.services.calibrating import labels_read
@@ -106,6 +107,8 @@ def _searched(strategy: str, query: dict, weights: Mapping[str, float] | None, c
         strategy="normalized" if strategy == UNCALIBRATED else strategy,
         page_size=DEPTH,
         merchandising=NO_MERCHANDISING,
+        # as shoppers search (SEARCH_QUERY_FILTERS): words that name a facet value are filters
+        understand=search_config().query_filters,
         **options,
     )
 

@@ -405,6 +405,10 @@ SEARCH_MAX_MATCHES = env_int("SEARCH_MAX_MATCHES", 1000)
 # Category and Brand): "colour,material,size". Each product's attributes are all in the index
 # already, so changing this needs a restart, not a re-index. Empty: no attribute filters.
 SEARCH_FACET_ATTRIBUTES = os.environ.get("SEARCH_FACET_ATTRIBUTES", "colour,color,size,material,pattern")
+# A query's price phrase ("under $20") and its words that name a facet value the shop has
+# ("red", "mugs") become filters the shopper sees as chips (docs/architecture.md). False: words
+# are only words.
+SEARCH_QUERY_FILTERS = env_bool("SEARCH_QUERY_FILTERS", True)
 # How often a web process looks whether the catalog changed, to rebuild the vocabulary that
 # corrects typos and suggests (0: at every search, for tests).
 SEARCH_VOCABULARY_SECONDS = env_seconds("SEARCH_VOCABULARY_SECONDS", 5)

@@ -15,7 +15,8 @@ admin.site.site_header = "shop_search admin"
 urlpatterns = [
     path("admin/", admin.site.urls),
     # what browsers and crawlers ask for before they read the page's <link rel="icon">
-    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=True)),
+    # not permanent: a browser would keep the file name of one release forever
+    path("favicon.ico", RedirectView.as_view(url=static("favicon.svg"), permanent=False)),
     path("", include("search.web.urls")),
 ]
 if settings.SERVE_MEDIA:

@@ -16,6 +16,7 @@ from django.urls import path
 from django.utils import timezone
 
 from ..models import RankingRule, Synonym
+from ..retrieval.config import search_config
 from ..retrieval.encoders import ModelUnavailableError
 from ..retrieval.facets import facet_key
 from ..retrieval.keywords import words
@@ -198,11 +199,11 @@ class PreviewMixin:
             return render(request, self.preview_template, context)
         try:
             # as shoppers search it: the words that are filters read as such
-            now = product_search(query=query, page_size=PREVIEW_SIZE, understand=True)
+            now = product_search(query=query, page_size=PREVIEW_SIZE, understand=search_config().query_filters)
             then = product_search(
                 query=query,
                 page_size=PREVIEW_SIZE,
-                understand=True,
+                understand=search_config().query_filters,
                 merchandising=self.merchandising(query, row, obj.pk if obj else None),
             )
         except (ModelUnavailableError, IndexUnavailableError) as exc:  # say so, in the panel
@@ -235,9 +236,12 @@ class PreviewMixin:
             merchandising = self.merchandising(other.query, row, saved_pk)
             if merchandising == query_merchandising(other.query):
                 continue  # the row does not apply to it
-            now = product_search(query=other.query, page_size=OTHERS_SHOWN, understand=True)
+            now = product_search(query=other.query, page_size=OTHERS_SHOWN, understand=search_config().query_filters)
             then = product_search(
-                query=other.query, page_size=OTHERS_SHOWN, merchandising=merchandising, understand=True
+                query=other.query,
+                page_size=OTHERS_SHOWN,
+                merchandising=merchandising,
+                understand=search_config().query_filters,
             )
             before, after = [h.product for h in now.hits], [h.product for h in then.hits]
             if [p.pk for p in before] != [p.pk for p in after] or now.count != then.count:

@@ -46,6 +46,7 @@ class SearchConfig:
     relevance_threshold: float  # SEARCH_RELEVANCE_THRESHOLD (0: off)
     max_matches: int  # SEARCH_MAX_MATCHES
     facet_attributes: str  # SEARCH_FACET_ATTRIBUTES
+    query_filters: bool  # SEARCH_QUERY_FILTERS
     vocabulary_seconds: float  # SEARCH_VOCABULARY_SECONDS
     # the log, photos, limits
     log_hash_key: str  # SEARCH_LOG_HASH_KEY ("": SECRET_KEY)

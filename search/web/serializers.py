@@ -8,6 +8,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from catalog.money import money
+from search.retrieval.config import search_config
 from search.retrieval.fusion import MODALITIES
 from search.selectors import MAX_PAGE_SIZE, MAX_QUERY_CHARS, SORTS, STRATEGIES, SearchFilters, SearchResult
 from search.selectors.searching import facet_attributes, filter_chips
@@ -114,7 +115,7 @@ class SearchParamsSerializer(serializers.Serializer):
             "page": data["page"],
             "page_size": data["page_size"],
             "prefix": data.get("prefix", False),
-            "understand": True,
+            "understand": search_config().query_filters,
             "understood": data.get("understood"),
         }
 

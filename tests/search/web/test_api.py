@@ -265,3 +265,9 @@ def test_a_value_read_from_the_words_keeps_products_that_do_not_say_theirs(
     read = SearchFilters(attributes=(("attr_colour", ("red",)),), open=("attr_colour",))
     rows = read.queryset(Product.objects.filter(category__icontains="mug").order_by("title"))
     assert [p.title for p in rows] == ["Red enamel mug", "Red mug"]
+
+
+def test_a_shop_can_keep_words_only_words(client, shop, settings):
+    settings.SEARCH_QUERY_FILTERS = False
+    body = client.get("/api/search", {"q": "mugs under $13"}).json()
+    assert body["understood"] == [] and all(f["selected"] is False for f in body["facets"]["category"])

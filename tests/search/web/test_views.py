@@ -329,3 +329,8 @@ def test_a_product_page_keeps_the_query_and_searches_by_its_own_picture(client, 
     assert titles[0] == "Red lamp"  # its own picture is the nearest
     # a GET (a crawler, a prefetch) keeps nothing and shows the product
     assert client.get(f"/products/{shop['red-lamp']}/photo-search").status_code == 302
+
+
+def test_a_typing_step_with_no_results_keeps_the_sort_for_the_next_keystroke(client, shop):
+    html = client.get(URL, {"q": "xqzv", "sort": "price_asc"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "No products match" in html and '<input type="hidden" name="sort" value="price_asc">' in html
