@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from babel.numbers import format_currency, is_currency
+from babel.numbers import format_currency, get_currency_name, is_currency
 
 from .config import catalog_config
 
@@ -25,3 +25,10 @@ def money(amount: Decimal | int | float | str | None, currency: str = "USD", *, 
         pattern = Locale.parse(locale).currency_formats["standard"].pattern
         return format_currency(value, currency, format=pattern.replace(".00", ""), locale=locale, currency_digits=False)
     return format_currency(value, currency, locale=locale)
+
+
+def currency_name(currency: str) -> str:
+    """The currency as the shop's locale names it ("US dollars"); the code if Babel has none."""
+    if not is_currency(currency):
+        return currency
+    return get_currency_name(currency, count=2, locale=catalog_config().locale)

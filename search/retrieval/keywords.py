@@ -217,6 +217,16 @@ class Vocabulary:
         term = self._encoder.term(word)
         return term is None or term in self._terms
 
+    def held(self, word: str) -> bool:
+        """Whether a product holds the word, as it is or by its stem (a stop word counts as held:
+        it begins nothing a shopper means)."""
+        if word in self.counts:
+            return True
+        if self._encoder is None:
+            return False
+        term = self._encoder.term(word)
+        return term is None or term in self._terms
+
     def holds(self, terms: Iterable[int]) -> bool:
         """Whether some product holds one of these terms (without an encoder: unknown, so True)."""
         return not self._encoder or any(t in self._terms for t in terms)
@@ -288,7 +298,9 @@ class Vocabulary:
         whole = last in self.counts or bool((synonyms or {}).get(last))
         if prefix and not whole and len(last) < MIN_PREFIX_LENGTH:
             return out
-        begins = not whole and len(last) >= MIN_PREFIX_LENGTH and (prefix or not self.known(last))
+        # a word the model reads but no product holds begins catalog words all the same ("lam":
+        # lamps, typed or sent), so that Enter finds what typing showed
+        begins = not whole and len(last) >= MIN_PREFIX_LENGTH and (prefix or not self.held(last))
         begun = self.with_prefix(last, limit=MAX_VARIANTS) if begins else []
         if begun:
             out.append(QueryWord(last, tuple(begun), completed=True))

@@ -26,6 +26,8 @@ MIN_VALUE_CHARS = 3
 NOT_VALUES = frozenset({"and", "for", "the", "with", "from", "under", "over", "new", "one", "all", "yes", "not"})
 # the largest price a phrase names (more digits than this are left as words)
 MAX_PRICE_DIGITS = 9
+# an amount in another currency than the shop's (_amount)
+FOREIGN = "foreign"
 # a cent: "under $20" is below 20, as a price bucket's upper end
 CENT = Decimal("0.01")
 # currency symbols and codes people type; one that is not the shop's leaves the phrase as words
@@ -80,6 +82,7 @@ class Reading:
 
     understood: tuple[Understood, ...] = ()
     ranked_query: str = ""
+    foreign: str = ""  # a price phrase in another currency ("under €20" in a dollar shop), left as words
 
     def facet_values(self) -> dict[str, tuple[str, ...]]:
         out: dict[str, tuple[str, ...]] = {}
@@ -141,7 +144,7 @@ def query_read(query: str, facets: FacetWords, currency: str, *, prefix: bool = 
     other words name (the longest first). `prefix`: its last word is still being typed and is not
     read ("under $2" on its way to "under $25", "re" on its way to "red")."""
     text = fold(query)
-    price, span = _price_read(text, currency, prefix=prefix)
+    price, span, foreign = _price_read(text, currency, prefix=prefix)
     rest = text if span is None else text[: span[0]] + " " * (span[1] - span[0]) + text[span[1] :]
     tokens = [(m.group(), m.end()) for m in re.finditer(r"[a-z0-9]+", rest)]
     if prefix and tokens and tokens[-1][1] == len(text.rstrip()):
@@ -157,37 +160,44 @@ def query_read(query: str, facets: FacetWords, currency: str, *, prefix: bool = 
             taken |= set(range(i, i + size))
             typed = " ".join(w for w, _ in tokens[i : i + size])
             found.append(Understood(field=hit[0], value=hit[1], words=typed))
-    return Reading(understood=tuple(found), ranked_query=" ".join(rest.split()) if price else query)
+    return Reading(understood=tuple(found), ranked_query=" ".join(rest.split()) if price else query, foreign=foreign)
 
 
-def _price_read(text: str, currency: str, *, prefix: bool) -> tuple[Understood | None, tuple[int, int] | None]:
-    """The first price phrase of the folded query in the shop's currency, and where it stands."""
+def _price_read(text: str, currency: str, *, prefix: bool) -> tuple[Understood | None, tuple[int, int] | None, str]:
+    """The first price phrase of the folded query in the shop's currency, where it stands, and
+    the first one in another currency (left as words)."""
+    foreign = ""
     for match in _PRICE.finditer(text):
         if prefix and match.end() >= len(text.rstrip()):
             continue  # its number may still be growing
         kind = match.lastgroup
         low, high = _amount(match, f"{kind}_a", currency), _amount(match, f"{kind}_b", currency)
+        if FOREIGN in (low, high):
+            foreign = foreign or " ".join(match.group().split())
+            continue
         if low is False or high is False or (low is None and high is None):
-            continue  # another currency's, or too large to be a price
+            continue  # too large to be a price
         if kind == "range" and low > high:
             low, high = high, low
+        if kind == "below" and high <= 0:
+            continue  # nothing costs less than nothing: words
         if kind == "below":
             high = max(high - CENT, Decimal(0))
         elif kind == "above":
             low = low + CENT
         typed = " ".join(match.group().split())
-        return Understood(field="price", words=typed, price_min=low, price_max=high), match.span()
-    return None, None
+        return Understood(field="price", words=typed, price_min=low, price_max=high), match.span(), ""
+    return None, None, foreign
 
 
-def _amount(match: re.Match, name: str, currency: str) -> Decimal | None | bool:
-    """The amount a group names (None: the phrase has no such end; False: not in this shop's
-    currency, or too large to be a price)."""
+def _amount(match: re.Match, name: str, currency: str) -> Decimal | None | bool | str:
+    """The amount a group names (None: the phrase has no such end; FOREIGN: in another
+    currency; False: too large to be a price)."""
     if name not in match.re.groupindex or match.group(name) is None:
         return None
     symbols = [s for s in (match.group(f"{name}s1"), match.group(f"{name}s2")) if s]
     if not all(_ours(s, currency) for s in symbols):
-        return False
+        return FOREIGN
     raw = match.group(name)
     value = Decimal(raw.rstrip("k").replace(",", "")) * (1000 if raw.endswith("k") else 1)
     return False if value.adjusted() >= MAX_PRICE_DIGITS else value

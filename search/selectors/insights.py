@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 
 from search.models import Click, SearchEvent
+
+from .lexicon import lexicon
+from .searching.facets import price_phrase_label
 
 # What the page's channel choice means, in the log's channel names
 CHANNELS: dict[str, tuple[str, ...]] = {
@@ -152,6 +156,7 @@ class FilterRow:
     value: str  # folded, as filters compare it; a price range as "min-max"
     searches: int
     top_query: str
+    label: str = ""  # as the storefront shows it ("Kestrel", "$15 – $24.99")
 
 
 # the most filtered searches the filters table reads in a period (the newest first)
@@ -160,7 +165,8 @@ FILTER_SCAN = 50_000
 
 def filter_table(period: Period, *, limit: int = 20) -> list[FilterRow]:
     """The filters shoppers chose, apart from the queries: each value with the number of
-    searches (a search and its refinements once) that used it, the most used first."""
+    searches (a search and its refinements once) that used it, the most used first. Values the
+    query's words named (logged as `read`) are the query's, not counted here."""
     used: dict[tuple[str, str], dict[str, set]] = {}
     rows = (
         period_searches(period)
@@ -169,15 +175,28 @@ def filter_table(period: Period, *, limit: int = 20) -> list[FilterRow]:
         .order_by("-created_at")[:FILTER_SCAN]
     )
     for pk, refines, query, filters in rows:
+        read = set((filters or {}).get("read") or ())  # named by the words: the queries show them
         for key in _filter_values(filters or {}):
+            if key[0] in read:
+                continue
             found = used.setdefault(key, {})
             found.setdefault(query, set()).add(refines or pk)
     out = []
     for (name, value), by_query in used.items():
         searches = len(set().union(*by_query.values()))
         top = max(by_query, key=lambda q: (len(by_query[q]), q))
-        out.append(FilterRow(name, value, searches, top))
+        out.append(FilterRow(name, value, searches, top, _value_label(name, value)))
     return sorted(out, key=lambda r: (-r.searches, r.field, r.value))[:limit]
+
+
+def _value_label(name: str, value: str) -> str:
+    """A logged filter value as the storefront shows it: the catalog's spelling, a price range
+    as its chip says it."""
+    words = lexicon()
+    if name != "price":
+        return words.labels.get(name, {}).get(value, value)
+    low, _, high = value.partition("-")
+    return price_phrase_label(Decimal(low) if low else None, Decimal(high) if high else None, words.currency)
 
 
 def _filter_values(filters: dict) -> list[tuple[str, str]]:

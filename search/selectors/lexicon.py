@@ -49,9 +49,11 @@ class Phrase:
     kind: str  # "query" | "brand" | "category" | "product"
     words: tuple[str, ...]
     weight: float
-    # a brand's or category's listed products; a title's products (the most clicked first)
+    # a brand's or category's listed products; a title's products (the most clicked first), with
+    # each one's category and brand (as facets compare them)
     count: int = 0
     ids: tuple[int, ...] = ()
+    groups: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -97,7 +99,7 @@ def lexicon_build() -> Lexicon:
     catalog = _CatalogWords.read()
     labels, listed = _labels(catalog.spellings)
     brands, categories = listed.get("brand", {}), listed.get("category", {})
-    phrases = _phrases(catalog.titles, catalog.ids, brands, categories)
+    phrases = _phrases(catalog, brands, categories)
     postings: dict[str, list[int]] = {}
     for i, phrase in enumerate(phrases):
         for word in set(phrase.words):
@@ -122,7 +124,7 @@ def lexicon_build() -> Lexicon:
         phrases=phrases,
         postings=postings,
         first_product=next((i for i, p in enumerate(phrases) if p.kind == "product"), len(phrases)),
-        groups={k: {fold(p.text).strip(): p for p in phrases if p.kind == k} for k in ("brand", "category")},
+        groups={k: {facet_key(p.text): p for p in phrases if p.kind == k} for k in ("brand", "category")},
         fingerprint=fingerprint,
         price_bounds=price_bounds(catalog.prices),
         currency=catalog.currencies.most_common(1)[0][0] if catalog.currencies else "USD",
@@ -175,6 +177,7 @@ class _CatalogWords:
     attribute_keys: dict[str, set[str]] = field(default_factory=dict)
     titles: list[str] = field(default_factory=list)
     ids: list[int] = field(default_factory=list)  # each title's product
+    groups: list[tuple[str, str]] = field(default_factory=list)  # each title's (category, brand), compared
     prices: list[Decimal] = field(default_factory=list)
     currencies: Counter = field(default_factory=Counter)
 
@@ -202,10 +205,11 @@ class _CatalogWords:
                     for label in attribute_values(value):
                         found.spellings.setdefault(attribute_field(str(key)), Counter())[(facet_key(label), label)] += 1
             found.titles.append(title)
+            found.groups.append((facet_key(category), facet_key(brand)))
         return found
 
 
-def _phrases(titles: list[str], ids: list[int], brands: dict[str, int], categories: dict[str, int]) -> list[Phrase]:
+def _phrases(catalog: _CatalogWords, brands: dict[str, int], categories: dict[str, int]) -> list[Phrase]:
     """What suggestions complete, heaviest first: the queries shoppers clicked from, brands and
     categories by how many products have them, then product titles (each once, with its
     products), the most clicked and the shortest first."""
@@ -229,16 +233,25 @@ def _phrases(titles: list[str], ids: list[int], brands: dict[str, int], categori
         .order_by("-n")
         .values_list("product_id", "n")[:QUERY_LIMIT]
     )
-    by_title: dict[str, tuple[str, list[int]]] = {}
-    for title, pk in zip(titles, ids):
+    by_title: dict[str, tuple[str, list[tuple[int, tuple[str, str]]]]] = {}
+    for title, pk, group in zip(catalog.titles, catalog.ids, catalog.groups):
         key = fold(title).strip()
         if key:
-            by_title.setdefault(key, (title, []))[1].append(pk)
-    for title, pks in by_title.values():
-        pks.sort(key=lambda pk: -popular.get(pk, 0))
+            by_title.setdefault(key, (title, []))[1].append((pk, group))
+    for title, products in by_title.values():
+        products.sort(key=lambda p: -popular.get(p[0], 0))
         # a clicked product's title comes before the others (at most 1 above them)
-        clicks = popular.get(pks[0], 0)
-        phrases.append(Phrase(title, "product", tuple(words(title)), 1.0 + clicks / (clicks + 10), ids=tuple(pks)))
+        clicks = popular.get(products[0][0], 0)
+        phrases.append(
+            Phrase(
+                title,
+                "product",
+                tuple(words(title)),
+                1.0 + clicks / (clicks + 10),
+                ids=tuple(pk for pk, _ in products),
+                groups=tuple(group for _, group in products),
+            )
+        )
     phrases = [p for p in phrases if p.words]
     phrases.sort(key=lambda p: (-p.weight, len(p.words) if p.kind == "product" else 0, p.text))
     return phrases

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import string
+from collections import Counter
 from dataclasses import dataclass
 
 from catalog.models import Product
@@ -30,7 +31,8 @@ PREFIX_WORDS = 64  # vocabulary words a prefix stands for, the most used first
 class Suggestion:
     text: str
     kind: str  # "query" | "brand" | "category" | "product"
-    count: int = 0  # a brand's or category's listed products
+    count: int = 0  # a brand's or category's products (predictive_search: those whose titles hold the words)
+    more: bool = False  # the count is a lower bound (more titles matched than were counted)
 
 
 @dataclass
@@ -123,8 +125,8 @@ def predictive_search(*, query: str, limit: int = SUGGEST_LIMIT, products: int =
     """Completions (query_suggest), up to `products` products whose titles hold the words typed,
     the best matches first (every word as typed rather than one edit off, the word being typed
     as a whole word rather than its start, then the most clicked and the shortest title), and up
-    to `groups` categories and brands that the words name or that those products are in, each
-    with how many products it lists."""
+    to `groups` categories and brands of the products whose titles hold the words, each with how
+    many of them it has (_title_groups)."""
     words_ = lexicon()
     allowed, complete, last = _matching(words_, query)
     if not allowed:
@@ -141,9 +143,7 @@ def predictive_search(*, query: str, limit: int = SUGGEST_LIMIT, products: int =
         ids = [words_.phrases[i].ids[0] for i in titles[:products]]
         rows = Product.objects.searchable().in_bulk(ids)
         found = [rows[pk] for pk in ids if pk in rows]
-    named = {k: [s for s in completed if s.kind == k] for k in ("category", "brand")}
-    categories = _groups(words_, "category", named["category"], [p.category for p in found], groups)
-    brands = _groups(words_, "brand", named["brand"], [p.brand for p in found], groups)
+    categories, brands = _title_groups(words_, allowed, groups)
     return Predictive(suggestions, found, categories, brands)
 
 
@@ -154,18 +154,29 @@ def _title_rank(phrase, complete: list[str], last: str) -> tuple:
     return (missing + partial, -phrase.weight, len(phrase.words), phrase.text)
 
 
-def _groups(
-    words_: Lexicon, kind: str, named: list[Suggestion], of_products: list[str], limit: int
-) -> list[Suggestion]:
-    """The categories (or brands) the words name, then those of the products shown, with how
-    many products each lists."""
-    counts = words_.groups.get(kind, {})
-    out: list[Suggestion] = list(named[:limit])
-    for value in of_products:
-        phrase = counts.get(fold(value).strip())
-        if phrase is not None and all(fold(s.text) != fold(phrase.text) for s in out) and len(out) < limit:
-            out.append(Suggestion(phrase.text, kind, phrase.count))
-    return out
+# product titles counted for the groups (the heaviest first); past it, counts are lower bounds
+GROUP_TITLES = 5000
+
+
+def _title_groups(words_: Lexicon, allowed: set[int], limit: int) -> tuple[list[Suggestion], list[Suggestion]]:
+    """The categories and brands of the products whose titles hold the words, each with how
+    many of them it has, the most first."""
+    first = words_.first_product
+    titles = [i for i in allowed if i >= first]
+    more = len(titles) > GROUP_TITLES
+    if more:
+        titles = heapq.nsmallest(GROUP_TITLES, titles)
+    counts: tuple[Counter, Counter] = (Counter(), Counter())
+    for i in titles:
+        for category, brand in words_.phrases[i].groups:
+            counts[0][category] += 1
+            counts[1][brand] += 1
+    out = []
+    for name, counter in zip(("category", "brand"), counts):
+        labels = words_.labels.get(name, {})
+        top = sorted(((n, v) for v, n in counter.items() if v), key=lambda nv: (-nv[0], nv[1]))[:limit]
+        out.append([Suggestion(labels.get(v, v), name, n, more) for n, v in top])
+    return out[0], out[1]
 
 
 def popular_phrases(*, kind: str, limit: int = 6) -> list[Suggestion]:

@@ -94,6 +94,8 @@ def _search_rows(
     }
     if search.filters.attributes:  # payload field ("attr_colour") -> the chosen values, folded
         filters["attributes"] = {name: list(values) for name, values in search.filters.attributes}
+    if search.filters.open:  # the fields whose values the query's words named, not the shopper's clicks
+        filters["read"] = list(search.filters.open)
     event = SearchEvent(
         id=uuid.UUID(search.search_id),
         channel=channel,

@@ -259,7 +259,10 @@ class SuggestedProductSerializer(serializers.Serializer):
 
 class SuggestedGroupSerializer(serializers.Serializer):
     text = serializers.CharField()
-    count = serializers.IntegerField(help_text="How many listed products it has.")
+    count = serializers.IntegerField(help_text="How many of the products whose titles hold the words it has.")
+    count_more = serializers.BooleanField(
+        help_text="The count is a lower bound: more titles matched than were counted."
+    )
 
 
 class SuggestResponseSerializer(serializers.Serializer):
@@ -270,8 +273,10 @@ class SuggestResponseSerializer(serializers.Serializer):
         help_text="Products whose titles hold the words typed (the last as a prefix), the best matches first: "
         "every word as typed, then the most clicked, the shortest title.",
     )
-    categories = SuggestedGroupSerializer(many=True, help_text="Categories the words name or the products are in.")
-    brands = SuggestedGroupSerializer(many=True, help_text="Brands the words name or the products are of.")
+    categories = SuggestedGroupSerializer(
+        many=True, help_text="The categories of the products whose titles hold the words."
+    )
+    brands = SuggestedGroupSerializer(many=True, help_text="The brands of the products whose titles hold the words.")
 
 
 def predictive_data(predictive, *, query: str, build_url) -> dict:
@@ -292,8 +297,8 @@ def predictive_data(predictive, *, query: str, build_url) -> dict:
             }
             for p in predictive.products
         ],
-        "categories": [{"text": s.text, "count": s.count} for s in predictive.categories],
-        "brands": [{"text": s.text, "count": s.count} for s in predictive.brands],
+        "categories": [{"text": s.text, "count": s.count, "count_more": s.more} for s in predictive.categories],
+        "brands": [{"text": s.text, "count": s.count, "count_more": s.more} for s in predictive.brands],
     }
 
 

@@ -15,6 +15,7 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import push_url, replace_url
 
 from catalog.models import Product
+from catalog.money import currency_name
 from catalog.outages import outage_reason
 from search.retrieval.config import search_config
 from search.retrieval.encoders import ModelUnavailableError
@@ -186,7 +187,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
         search_event_log(
             result=result, channel=channel, session_key=visit_id(request), deferred=True, typing=_typing(request)
         )
-    state, asked = _read_state(state, result)
+    state, asked = _read_state(state, result, typing=kwargs.get("prefix", False), given=kwargs.get("filters"))
     current = canonical_query(asked).urlencode()
     return _render(
         request,
@@ -195,16 +196,22 @@ def search_page(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _read_state(state: dict, result) -> tuple[dict, dict]:
-    """The search state as searched (the filters its words named ticked, and the query marked as
-    read when its words name filters, so that the page's controls do not read it again) and as
-    its URL says it: as asked (`?q=red+mug` reads the same again), or, when new words replaced
-    words that were read, as searched."""
+def _read_state(state: dict, result, *, typing: bool = False, given=None) -> tuple[dict, dict]:
+    """The search state as searched (the filters its words named ticked, and the words that were
+    read marked so, so that the page's controls do not read them again) and as its URL says it.
+    `typing`: the last word was still being typed and was not read: the next search (Enter, a
+    filter) reads the whole query ("mugs under $2" on its way to $20). The URL: words read
+    afresh keep the filters they named to themselves (`?q=mugs+under+%2420`, not the price and
+    the category again), with the filters the shopper gave beside the words they had read
+    before (`given`); else the search as asked."""
     if result is None or result.mode == "image" or not state.get("q"):
         return state, state
-    searched = {**state, **_filter_state(result.filters), "understood": state["q"] if result.readable else None}
-    replaced = state.get("understood") is not None and " ".join(state["understood"].split()) != result.query
-    return searched, searched if replaced else state
+    read = " ".join(state["q"].split()[:-1]) if typing else state["q"]
+    searched = {**state, **_filter_state(result.filters), "understood": read if result.readable else None}
+    if not result.understood or given is None:
+        return searched, state
+    own = filters_unread(given, state.get("understood"))
+    return searched, {**state, **_filter_state(own), "understood": None}
 
 
 def _filter_state(filters) -> dict:
@@ -274,6 +281,7 @@ def _context(
         "without_photo": canonical_query(state, photo="", page=1).urlencode(),
         "price_links": _price_links(state, result),
         "chip_links": _chip_links(state, result),
+        "currency_name": currency_name(lexicon().currency) if result and result.foreign_price else "",
         "facet_groups": _facet_groups(result),
         "attribute_params": _attribute_params(state),
     }

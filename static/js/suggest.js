@@ -1,8 +1,9 @@
 // Search as you type: the search box is an ARIA 1.2 combobox over /api/suggest, in groups:
 // completions (searched when taken), products with their picture and price (taking one opens
-// the product), categories and brands with how many products each lists (taking one browses
-// it), and "See all N results" (N: the count of the live results below, once they are for
-// what is typed). Down/Up move through the options (the input keeps focus;
+// the product), the categories and brands of the products whose titles hold the words, with
+// how many (taking one searches the words in it), and "See all N results" (N: the count of the
+// live results below, once they are for what is typed), kept in view at the foot of the list.
+// Down/Up move through the options (the input keeps focus;
 // aria-activedescendant names the option), Enter takes the highlighted one, Escape closes the
 // list, a click takes one. Without JavaScript the box is a plain search field.
 (() => {
@@ -113,8 +114,10 @@
       .map((s) => option(n++, [span("text", s.text), span("kind", KINDS[s.kind] || s.kind)], { value: s.text }));
     const products = body.products
       .map((p) => option(n++, productPart(p), { href: p.url, value: p.title, kind: "product" }));
-    const groups = (name, items) => items.map((g) => option(n++, [span("text", g.text), span("count", String(g.count))],
-      { href: `${base}${new URLSearchParams({ [name]: g.text })}`, value: g.text }));
+    // a group narrows the words typed to it; its count: the products whose titles hold them
+    const groups = (name, items) => items.map((g) => option(n++,
+      [span("text", g.text), span("count", `${g.count}${g.count_more ? "+" : ""}`)],
+      { href: `${base}${new URLSearchParams({ q: typed.trim(), [name]: g.text })}`, value: g.text }));
     const entries = [
       ...words,
       ...group("Products", products),
@@ -161,7 +164,7 @@
       if (open) highlight(active + 1); else fetchSuggestions();
     } else if (event.key === "ArrowUp" && open) {
       event.preventDefault();
-      highlight(active - 1);
+      highlight(active < 0 ? -1 : active - 1); // from the box: the last option ("See all")
     } else if (event.key === "Enter" && open && active >= 0) {
       event.preventDefault();
       choose(options()[active]);

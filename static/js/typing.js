@@ -163,10 +163,11 @@ document.addEventListener("click", (event) => {
   }
 });
 
-// Phones: the filters drawer (a CSS switch, #show-filters, so that it opens without JavaScript).
-// Opening it moves focus into it, Escape or its buttons close it and give focus back to the
-// switch; its labels that act as buttons answer Enter and Space; a filter changed inside it keeps
-// the drawer where it was scrolled to through the swap that replaces it.
+// Phones: the filters drawer (a CSS switch, #show-filters, so that it opens without JavaScript;
+// its buttons need JavaScript, and without it labels of the switch stand in for them). Opening
+// it moves focus into it and keeps Tab inside it; Escape or its buttons close it and give focus
+// back to the switch, which Enter opens as Space does; a filter changed inside it keeps the
+// drawer where it was scrolled to through the swap that replaces it.
 (() => {
   const toggle = () => document.getElementById("show-filters");
   const drawer = () => document.getElementById("filters");
@@ -176,20 +177,35 @@ document.addEventListener("click", (event) => {
     input.checked = open;
     input.dispatchEvent(new Event("change", { bubbles: true }));
   };
+  const focusable = () => Array.from(drawer()?.querySelectorAll("a[href], button, input, select") || [])
+    .filter((e) => e.offsetParent !== null && !e.disabled);
   document.addEventListener("change", (event) => {
     if (event.target !== toggle()) return;
     if (event.target.checked) drawer()?.querySelector(".drawer-close")?.focus({ preventScroll: true });
     else event.target.focus({ preventScroll: true });
   });
+  document.addEventListener("click", (event) => {
+    if (event.target.closest?.("[data-drawer-close]")) setOpen(false);
+  });
   document.addEventListener("keydown", (event) => {
     const input = toggle();
-    if (!input || !input.checked) return;
+    if (!input) return;
+    if (event.target === input && event.key === "Enter") {
+      event.preventDefault();
+      setOpen(!input.checked);
+      return;
+    }
+    const open = input.checked && drawer() && getComputedStyle(drawer()).position === "fixed";
+    if (!open) return;
     if (event.key === "Escape") {
       event.preventDefault();
       setOpen(false);
-    } else if ((event.key === "Enter" || event.key === " ") && event.target.matches?.("label[for=show-filters][role=button]")) {
-      event.preventDefault();
-      setOpen(false);
+    } else if (event.key === "Tab") {
+      const all = focusable();
+      if (!all.length) return;
+      const at = all.indexOf(document.activeElement);
+      if (event.shiftKey && at <= 0) { event.preventDefault(); all[all.length - 1].focus(); }
+      else if (!event.shiftKey && (at === -1 || at === all.length - 1)) { event.preventDefault(); all[0].focus(); }
     }
   });
   let scrolled = 0;

@@ -139,7 +139,7 @@ def test_predictive_search_shows_products_that_open_groups_with_counts_and_see_a
     assert products.nth(0).locator("img.thumb").is_visible()
     assert products.nth(1).locator(".thumb-none").count() == 1  # "Red ceramic mug" has no picture
     # a group of categories with their counts, all inside the phone's width
-    category = listbox.get_by_role("option", name="mugs 3")
+    category = listbox.get_by_role("option", name="mugs 2")  # the two red mugs' titles hold "red m"
     assert category.is_visible()
     box_right = listbox.bounding_box()["x"] + listbox.bounding_box()["width"]
     assert box_right <= 375
@@ -694,7 +694,13 @@ def test_a_phone_filters_in_a_drawer_that_stays_where_the_shopper_is(browser, li
     assert drawer.bounding_box() == {"x": 0, "y": 0, "width": 375, "height": 640}
     show = page.get_by_role("button", name="Show 4 results")
     assert show.is_visible() and show.bounding_box()["y"] + show.bounding_box()["height"] <= 640
-    assert focused(page) == "LABEL::✕"  # focus moved into the drawer (its Close button)
+    assert show.bounding_box()["height"] >= 44  # a thumb's target
+    assert axe_violations(page) == []
+    assert focused(page) == "BUTTON::✕"  # focus moved into the drawer (its Close button)
+    # Tab stays inside the open drawer: from its last control back to its first
+    page.get_by_role("button", name="Show 4 results").focus()
+    page.keyboard.press("Tab")
+    assert focused(page) == "BUTTON::✕"
     box = page.locator("input[type=checkbox][name=brand][value=Lumen]")
     box.scroll_into_view_if_needed()
     drawer.evaluate("d => d.scrollBy(0, 40)")
@@ -713,10 +719,13 @@ def test_a_phone_filters_in_a_drawer_that_stays_where_the_shopper_is(browser, li
     assert drawer.is_hidden() and abs(page.evaluate("window.scrollY") - min(page_y, most)) < 5
     assert page.get_by_role("link", name="Remove filter Brand: Lumen").count() == 1
     screenshot(page, "drawer-closed")
-    # Escape closes it too, and Clear all takes every filter back
+    # Escape closes it too, Enter on the switch opens it, and Clear all takes every filter back
     page.locator("label.filters-button").click()
     page.keyboard.press("Escape")
-    assert drawer.is_hidden()
+    assert drawer.is_hidden() and page.evaluate("document.activeElement.id") == "show-filters"
+    page.keyboard.press("Enter")
+    assert drawer.is_visible()
+    page.keyboard.press("Escape")
     page.locator("label.filters-button").click()
     page.get_by_role("link", name="Clear all").click()
     page.get_by_role("button", name="Show 4 results").wait_for()

@@ -184,8 +184,12 @@ def test_a_shopper_filtering_sorting_and_paging_one_query_is_one_search(client, 
     assert top["red"].searches == 2 and top["blue"].searches == 1
     assert top["red"].clicks == 1 and top["red"].clicked == 1  # the click on a refinement counts for it
     assert summary(last_30()).searches == 3
-    filters = {(row.field, row.value): row.searches for row in filter_table(last_30())}
-    assert filters[("brand", "acme")] == 2 and filters[("category", "lamps")] == 1
+    filters = {(row.field, row.label): row.searches for row in filter_table(last_30())}
+    assert filters[("brand", "Acme")] == 2 and filters[("category", "lamps")] == 1
+    # a filter the words named is the query's: not one the shopper chose
+    client.get("/", {"q": "wool socks under $10"})
+    chosen = {(row.field, row.label) for row in filter_table(last_30())}
+    assert ("category", "socks") not in chosen and ("price", "Under $10") not in chosen
 
 
 def test_a_day_without_searches_is_a_gap_in_the_rates_not_zero_and_dates_do_not_crowd():

@@ -54,7 +54,8 @@ class SearchFilters:
     attributes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     # fields whose values were read from the query's words (SearchRequest.read): a product that
     # has no value there passes too ("green glass vase" keeps a green vase without a colour
-    # attribute; the ranking judges it), one with another value does not
+    # attribute; the ranking judges it), one with another value does not; "price": the range
+    # is the words' (every product has a price: it filters as any range)
     open: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:

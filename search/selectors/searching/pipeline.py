@@ -100,7 +100,7 @@ def product_search(
         request, read, readable = request.read(understood)
     if image is None and not request.query:
         result = _browse(request)
-        result.understood, result.readable = read, readable
+        result.understood, result.readable, result.foreign_price = read, readable, request.foreign_price
         return result
     if image is not None:
         plan = _photo_plan(request, image, image_key)
@@ -109,7 +109,7 @@ def product_search(
     ranked, capped = _relevant_matches(request, plan, request.filters.where())
     ranked, applied = _rules_applied(request, plan, ranked)
     result = _result(request, plan, ranked_sort(ranked, request.sort), capped, applied)
-    result.understood, result.readable = read, readable
+    result.understood, result.readable, result.foreign_price = read, readable, request.foreign_price
     return result
 
 

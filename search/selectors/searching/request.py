@@ -25,6 +25,7 @@ class SearchRequest:
     page_size: int
     prefix: bool = False  # the query's last word is still being typed (search as you type)
     typed: str = ""  # the query as typed, when the search ranks by less of it (its price phrase read)
+    foreign_price: str = ""  # a price phrase in another currency, left as words (Reading.foreign)
 
     @classmethod
     def of(
@@ -80,10 +81,11 @@ class SearchRequest:
         if understood:
             filters = filters.read_out(query_read(understood, words.facet_words, words.currency).understood)
         if not reading.understood:
-            return replace(self, filters=filters), (), False
+            return replace(self, filters=filters, foreign_price=reading.foreign), (), False
         ranked = query_normalize(reading.ranked_query)
         filters = _opened(filters.read_in(reading.understood), reading.understood)
-        return replace(self, filters=filters, query=ranked, typed=self.query), reading.understood, True
+        request = replace(self, filters=filters, query=ranked, typed=self.query, foreign_price=reading.foreign)
+        return request, reading.understood, True
 
 
 def _opened(filters: SearchFilters, understood: tuple[Understood, ...]) -> SearchFilters:
@@ -93,7 +95,12 @@ def _opened(filters: SearchFilters, understood: tuple[Understood, ...]) -> Searc
     for u in understood:
         named.setdefault(u.field, set()).add(u.value)
     chosen = dict(filters.keyword_filters())
-    return replace(filters, open=tuple(f for f, values in named.items() if f in chosen and set(chosen[f]) <= values))
+    opened = [f for f, values in named.items() if f in chosen and set(chosen[f]) <= values]
+    # a price range the words named (the log tells it from one typed into the boxes)
+    price = next((u for u in understood if u.field == "price"), None)
+    if price is not None and (filters.price_min, filters.price_max) == (price.price_min, price.price_max):
+        opened.append("price")
+    return replace(filters, open=tuple(opened))
 
 
 def filters_unread(filters: SearchFilters, understood: str | None) -> SearchFilters:

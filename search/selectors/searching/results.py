@@ -73,6 +73,7 @@ class SearchResult:
     # the filters the query's words named (SearchRequest.read), in `filters` too
     understood: tuple[Understood, ...] = ()
     readable: bool = False  # its words name a filter (read now, or before: SearchRequest.read)
+    foreign_price: str = ""  # a price phrase in another currency than the shop's, searched as words
 
     @property
     def num_pages(self) -> int:

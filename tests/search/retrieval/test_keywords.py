@@ -73,6 +73,11 @@ def test_a_word_still_being_typed_is_the_start_of_the_catalogs_words_never_a_cor
     assert [w.typed for w in vocabulary.understand("red s", prefix=True)] == ["red"]
     assert vocabulary.understand("red mug", prefix=True)[-1].variants == ("mug",)
     assert vocabulary.understand("xq", prefix=True)[0].variants == ()
+    # a word the model reads but no product holds ("lam" is a word piece) begins catalog words
+    # sent as typed: Enter finds what typing showed
+    pieces = Vocabulary.from_texts(["Lumen table lamp"], encoder=encoder, model_words={"lam", "table"})
+    for typing in (True, False):
+        assert corrected_query(pieces.understand("lam", prefix=typing)) == "lamp"
 
 
 def test_typos_are_corrected_to_the_catalogs_words_then_the_models(vocabulary):

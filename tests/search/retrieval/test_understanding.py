@@ -57,6 +57,7 @@ def test_price_phrases_become_a_range(query, low, high):
     [
         "cheap mugs",  # not a price
         "under $-5",
+        "mugs under $0",
         "under $99999999999999",
         "mugs under €20",  # another currency's symbol: left as words
         "mugs under 20 euros",

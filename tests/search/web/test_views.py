@@ -299,11 +299,14 @@ def test_an_unticked_filter_the_words_named_stays_off_and_new_words_are_read_afr
 def test_a_price_phrase_on_its_own_browses_the_range_and_odd_ones_are_words(client, shop):
     html = shown(client.get(URL, {"q": "under $10"}))
     assert chips(html) == ["Under $10"] and cards(html) == 2  # the socks at 8.00 and 9.00
+    assert "2 results for “under $10”" in html
     for odd in ("under $-5", "under $99999999999999", "between 50 and 20", "mugs under €20"):
         response = client.get(URL, {"q": odd})
         assert response.status_code == 200
     assert chips(shown(client.get(URL, {"q": "between 50 and 20"}))) == ["$20 – $50"]
-    assert "Under" not in " ".join(chips(shown(client.get(URL, {"q": "mugs under €20"}))))
+    euros = shown(client.get(URL, {"q": "mugs under €20"}))
+    assert "Under" not in " ".join(chips(euros))
+    assert "Prices here are in US dollars: “under €20” was searched as words, not as a price." in euros
 
 
 def test_a_product_page_keeps_the_query_and_searches_by_its_own_picture(client, shop, concept):
@@ -334,3 +337,14 @@ def test_a_product_page_keeps_the_query_and_searches_by_its_own_picture(client, 
 def test_a_typing_step_with_no_results_keeps_the_sort_for_the_next_keystroke(client, shop):
     html = client.get(URL, {"q": "xqzv", "sort": "price_asc"}, HTTP_HX_REQUEST="true").content.decode()
     assert "No products match" in html and '<input type="hidden" name="sort" value="price_asc">' in html
+
+
+def test_words_typed_then_sent_are_read_whole_even_after_a_live_result(client, shop):
+    # the live result of "mugs under $13" as it is typed: its last word may still grow ($130)
+    live = shown(client.get(URL, {"q": "mugs under $13"}, HTTP_HX_REQUEST="true", HTTP_X_SEARCH_TYPING="continue"))
+    assert chips(live) == ["Category: mugs"]
+    form = dict(re.findall(r'<input type="hidden" name="(understood)" value="([^"]*)">', live))
+    assert form == {"understood": "mugs under"}  # what was read: not the price
+    # Enter sends the form as it stands: the whole query is read, the price too
+    sent = shown(client.get(URL, {"q": "mugs under $13", "category": "mugs", **form}, HTTP_HX_REQUEST="true"))
+    assert chips(sent) == ["Category: mugs", "Under $13"] and cards(sent) == 2
