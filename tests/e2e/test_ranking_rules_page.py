@@ -49,7 +49,13 @@ def test_a_pin_previewed_saved_and_shown_on_the_storefront(browser, live_server,
 
     now = page.locator(".preview-now tbody tr")
     then = page.locator(".preview-then tbody tr")
-    assert then.nth(1).locator("td").all_inner_texts() == ["2", "blue-sock", "Blue wool sock pinned", "new"]
+    assert [t.strip() for t in then.nth(1).locator("td").all_inner_texts()] == [
+        "2",
+        "blue-sock",
+        "Blue wool sock pinned",
+        "new",
+    ]
+    assert then.nth(1).locator("img.thumb").is_visible()  # with its picture
     assert then.nth(0).locator("td").nth(1).inner_text() == now.nth(0).locator("td").nth(1).inner_text()
     assert then.nth(2).locator("td").nth(1).inner_text() == now.nth(1).locator("td").nth(1).inner_text()
     left, right = page.locator(".preview-now").bounding_box(), page.locator(".preview-then").bounding_box()
