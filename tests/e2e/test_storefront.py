@@ -124,8 +124,11 @@ def test_suggestions_follow_typing_and_the_keyboard(browser, live_server, shop):
     page.close()
 
 
-def test_predictive_search_shows_products_that_open_groups_with_counts_and_see_all(browser, live_server, shop):
-    page = browser.new_page(viewport={"width": 375, "height": 812})
+@pytest.mark.parametrize("width", [375, 768, 1280])
+def test_predictive_search_shows_products_that_open_groups_with_counts_and_see_all(
+    browser, live_server, shop, screenshot, width
+):
+    page = browser.new_page(viewport={"width": width, "height": 812})
     page.goto(live_server.url + "/")
     box = page.get_by_role("combobox", name="Search products")
     box.press_sequentially("red m", delay=40)
@@ -142,7 +145,8 @@ def test_predictive_search_shows_products_that_open_groups_with_counts_and_see_a
     category = listbox.get_by_role("option", name="mugs 2")  # the two red mugs' titles hold "red m"
     assert category.is_visible()
     box_right = listbox.bounding_box()["x"] + listbox.bounding_box()["width"]
-    assert box_right <= 375
+    assert box_right <= width
+    screenshot(page, "predictive")
     # "See all N results" takes the live results' count once they are in
     see_all = listbox.locator("[data-kind=all]")
     page.wait_for_function(
