@@ -84,13 +84,6 @@ class Reading:
     ranked_query: str = ""
     foreign: str = ""  # a price phrase in another currency ("under €20" in a dollar shop), left as words
 
-    def facet_values(self) -> dict[str, tuple[str, ...]]:
-        out: dict[str, tuple[str, ...]] = {}
-        for u in self.understood:
-            if u.field != "price":
-                out[u.field] = (*out.get(u.field, ()), u.value)
-        return out
-
     def price(self) -> Understood | None:
         return next((u for u in self.understood if u.field == "price"), None)
 

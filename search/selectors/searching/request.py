@@ -77,9 +77,7 @@ class SearchRequest:
         reading = query_read(self.query, words.facet_words, words.currency, prefix=self.prefix)
         if understood is not None and query_normalize(understood) == self.query:
             return replace(self, filters=_opened(self.filters, reading.understood)), (), bool(reading.understood)
-        filters = self.filters
-        if understood:
-            filters = filters.read_out(query_read(understood, words.facet_words, words.currency).understood)
+        filters = filters_unread(self.filters, understood)
         if not reading.understood:
             return replace(self, filters=filters, foreign_price=reading.foreign), (), False
         ranked = query_normalize(reading.ranked_query)
