@@ -4,8 +4,13 @@
 `triplets`: training rows (query, positive, negative): a clicked product, and each product
 shown above it that was skipped (a hard negative), unless a ranking rule placed it there
 (pinned, boosted, buried: the model did not rank it, and a merchandiser's choice is no
-negative). Columns query/positive/negative come first; `text_only` keeps just those three, the
-form sentence-transformers trains on directly.
+negative). Only word searches ordered by relevance give negatives: a list sorted by price or
+date, a browse or a photo search says nothing about how well a skipped product fits the words.
+Each row says the sort and filters of its search. Columns query/positive/negative come first;
+`text_only` keeps just those three, the form sentence-transformers trains on directly.
+
+Parquet columns are typed: times are timestamps (UTC), filters and merchandising structures;
+JSONL nests them and writes times in ISO 8601, CSV holds them as JSON text.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from search.models import Click, SearchEvent, SearchImpression
 KINDS = ("events", "triplets")
 FORMATS = ("jsonl", "csv", "parquet")
 CHUNK = 500  # searches read per query: memory stays flat whatever the log's size
+# The searches whose lists teach what fits words: word searches in relevance order, clicked
+TRIPLET_SEARCHES = {"mode": "text", "sort": "relevance", "clicks__isnull": False}
 
 # The one definition of each export's columns, in order, with their types: the CSV header, the
 # JSONL keys and their order, the Parquet schema and the trainer's reader all come from here.
@@ -41,15 +48,17 @@ TRIPLET_COLUMNS: Columns = TRIPLET_TEXT_COLUMNS + (
     ("positive_position", "int32"),
     ("negative_position", "int32"),
     ("search_id", "string"),
+    ("sort", "string"),
+    ("filters", "filters"),
 )
 EVENT_COLUMNS: Columns = (
     ("search_id", "string"),
-    ("created_at", "string"),
+    ("created_at", "timestamp"),
     ("channel", "string"),
     ("mode", "string"),
     ("query", "string"),
     ("query_normalized", "string"),
-    ("filters", "json"),
+    ("filters", "filters"),
     ("sort", "string"),
     ("strategy", "string"),
     ("model_id", "string"),
@@ -57,7 +66,7 @@ EVENT_COLUMNS: Columns = (
     ("page_size", "int32"),
     ("result_count", "int32"),
     ("session_hash", "string"),
-    ("merchandising", "json"),
+    ("merchandising", "merchandising"),
     ("impressions", "impressions"),
     ("clicks", "clicks"),
 )
@@ -69,7 +78,20 @@ RECORDS: dict[str, Columns] = {
         ("score", "float64"),
         ("placement", "string"),
     ),
-    "clicks": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("created_at", "string")),
+    "clicks": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("created_at", "timestamp")),
+}
+# One structure each ("filters", "merchandising"): a search's filters as the log keeps them
+# (services.events), every key present; the attributes are [{"field", "values"}, ...].
+STRUCTS: dict[str, Columns] = {
+    "filters": (
+        ("category", "strings"),
+        ("brand", "strings"),
+        ("price_min", "float64"),
+        ("price_max", "float64"),
+        ("attributes", "attributes"),
+        ("read", "strings"),
+    ),
+    "merchandising": (("rules", "ints"), ("synonyms", "ints")),
 }
 
 
@@ -88,6 +110,21 @@ def _project(columns: Columns, values: dict) -> dict:
     """A row with exactly these columns, in their order (a missing value is a KeyError here,
     not a silently short file)."""
     return {name: values[name] for name, _ in columns}
+
+
+def _structured(kind: str, value: dict | None) -> dict:
+    """A logged structure (STRUCTS) with every key, whatever the log's version wrote."""
+    value = value or {}
+    out: dict = {}
+    for name, type_name in STRUCTS[kind]:
+        given = value.get(name)
+        if type_name == "float64":
+            out[name] = float(given) if given not in (None, "") else None
+        elif type_name == "attributes":  # a list, not a map: Hugging Face datasets reads no maps
+            out[name] = [{"field": field, "values": list(values)} for field, values in (given or {}).items()]
+        else:
+            out[name] = list(given or [])
+    return out
 
 
 def _bounds(since: date | None, until: date | None) -> dict:
@@ -114,7 +151,7 @@ def _events(since: date | None, until: date | None, **extra):
 
 def export_size(*, kind: str, since: date | None = None, until: date | None = None) -> int:
     """How many searches an export reads (the progress bar's total)."""
-    extra = {"mode": "text", "clicks__isnull": False} if kind == "triplets" else {}
+    extra = TRIPLET_SEARCHES if kind == "triplets" else {}
     return SearchEvent.objects.filter(**_bounds(since, until), **extra).distinct().count()
 
 
@@ -123,12 +160,12 @@ def _event_row(event: SearchEvent) -> dict:
         EVENT_COLUMNS,
         {
             "search_id": event.pk.hex,
-            "created_at": event.created_at.isoformat(),
+            "created_at": event.created_at,
             "channel": event.channel,
             "mode": event.mode,
             "query": event.query,
             "query_normalized": event.query_normalized,
-            "filters": event.filters,
+            "filters": _structured("filters", event.filters),
             "sort": event.sort,
             "strategy": event.strategy,
             "model_id": event.model_id,
@@ -136,7 +173,7 @@ def _event_row(event: SearchEvent) -> dict:
             "page_size": event.page_size,
             "result_count": event.result_count,
             "session_hash": event.session_hash,
-            "merchandising": event.merchandising,
+            "merchandising": _structured("merchandising", event.merchandising),
             "impressions": [
                 _project(
                     RECORDS["impressions"],
@@ -157,7 +194,7 @@ def _event_row(event: SearchEvent) -> dict:
                         "position": c.position,
                         "product_id": c.product_id,
                         "sku": c.product_sku,
-                        "created_at": c.created_at.isoformat(),
+                        "created_at": c.created_at,
                     },
                 )
                 for c in event.clicks.all()
@@ -180,6 +217,7 @@ def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
     ids = {i.product_id for e in events for i in e.impressions.all() if i.product_id}
     products = Product.objects.in_bulk(ids)
     for event in events:
+        filters = _structured("filters", event.filters)
         clicked = {c.product_sku for c in event.clicks.all()}
         shown = list(event.impressions.all())
         for click in event.clicks.all():
@@ -208,6 +246,8 @@ def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
                         "positive_position": click.position,
                         "negative_position": skipped.position,
                         "search_id": event.pk.hex,
+                        "sort": event.sort,
+                        "filters": filters,
                     },
                 )
 
@@ -223,7 +263,7 @@ def clicks_export(
     """Yield export rows, reading the log CHUNK searches at a time."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
-    extra = {"mode": "text", "clicks__isnull": False} if kind == "triplets" else {}
+    extra = TRIPLET_SEARCHES if kind == "triplets" else {}
     queryset = _events(since, until, **extra).distinct()
     chunk: list[SearchEvent] = []
     for event in queryset.iterator(chunk_size=CHUNK):
@@ -244,23 +284,38 @@ def _parquet_schema(kind: str, text_only: bool):
 
     scalars = {
         "string": pa.string(),
-        "json": pa.string(),
         "int32": pa.int32(),
         "int64": pa.int64(),
         "float64": pa.float64(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+        "strings": pa.list_(pa.string()),
+        "ints": pa.list_(pa.int64()),
+        "attributes": pa.list_(pa.struct([("field", pa.string()), ("values", pa.list_(pa.string()))])),
     }
 
     def arrow(type_name: str):
         if type_name in RECORDS:
             return pa.list_(pa.struct([(name, arrow(t)) for name, t in RECORDS[type_name]]))
+        if type_name in STRUCTS:
+            return pa.struct([(name, arrow(t)) for name, t in STRUCTS[type_name]])
         return scalars[type_name]
 
     return pa.schema([(name, arrow(t)) for name, t in export_schema(kind, text_only)])
 
 
+def _iso(value):
+    """JSON for what json cannot write itself: times in ISO 8601."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def _flat(row: dict) -> dict:
-    """CSV cells (and Parquet's free-form `filters`) hold nested values as JSON text."""
-    return {k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()}
+    """CSV cells hold nested values as JSON text and times in ISO 8601."""
+    return {
+        k: json.dumps(v, default=_iso) if isinstance(v, (dict, list)) else _iso(v) if isinstance(v, datetime) else v
+        for k, v in row.items()
+    }
 
 
 # A text cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV injection).
@@ -281,7 +336,7 @@ def iter_encoded(rows: Iterator[dict], *, fmt: str, columns: list[str]) -> Itera
     """JSONL or CSV as a stream of byte chunks (for a streaming HTTP response or a file)."""
     if fmt == "jsonl":
         for row in rows:
-            yield (json.dumps(row, ensure_ascii=False) + "\n").encode()
+            yield (json.dumps(row, ensure_ascii=False, default=_iso) + "\n").encode()
     elif fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=columns)
@@ -317,11 +372,10 @@ def write_export(rows: Iterator[dict], *, fmt: str, kind: str, text_only: bool, 
     import pyarrow.parquet as pq
 
     schema = _parquet_schema(kind, text_only)
-    as_text = [name for name, t in export_schema(kind, text_only) if t == "json"]
     with pq.ParquetWriter(out, schema) as writer:
         batch: list[dict] = []
         for row in counted(rows):
-            batch.append({**row, **{name: json.dumps(row[name]) for name in as_text}})
+            batch.append(row)
             if len(batch) == 1000:
                 writer.write_table(pa.Table.from_pylist(batch, schema=schema))
                 batch = []

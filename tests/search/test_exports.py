@@ -180,3 +180,52 @@ def test_csv_exports_show_a_formula_typed_as_a_query_as_text(tmp_path, client, s
     assert queries == ['\'=HYPERLINK("http://evil","x")', "'+1+1", "'@SUM(A1)", "'-2+3", "red mug"]
     rows = [json.loads(line) for line in open(export(tmp_path, "events", "jsonl"))]
     assert rows[0]["query"].startswith("=HYPERLINK")  # JSONL keeps the text as typed
+
+
+def test_only_relevance_ordered_word_searches_give_negatives(tmp_path, client, log):
+    # given: the same words sorted by price, clicked below two cheaper products, and a browse
+    # clicked below two newer ones (issue 32: the cheaper mugs above a click became negatives)
+    by_price = client.get("/api/search", {"q": "red", "page_size": 5, "sort": "price_asc"}).json()
+    click(client, by_price["search_id"], by_price["results"][2]["id"])
+    browse = client.get("/api/search", {"q": "", "page_size": 5}).json()
+    click(client, browse["search_id"], browse["results"][2]["id"])
+
+    rows = [json.loads(line) for line in open(export(tmp_path, "triplets", "jsonl"))]
+
+    # then: the triplets are the relevance-ordered search's only; the sorted list and the browse
+    # give no negative (their order says nothing about how well a product fits the words)
+    assert {r["search_id"] for r in rows} == {log["red"]["search_id"].replace("-", "")}
+    assert {r["sort"] for r in rows} == {"relevance"}
+
+
+def test_triplets_say_which_filters_their_search_had(tmp_path, client, log):
+    # given: a relevance-ordered search narrowed to a category, clicked at position 2
+    red = client.get("/api/search", {"q": "red", "page_size": 5, "category": "Mugs"}).json()
+    click(client, red["search_id"], red["results"][1]["id"])
+
+    rows = [json.loads(line) for line in open(export(tmp_path, "triplets", "jsonl"))]
+
+    filtered = [r for r in rows if r["search_id"] == red["search_id"].replace("-", "")]
+    assert len(filtered) == 1 and filtered[0]["filters"]["category"] == ["mugs"]  # as logged: folded
+    assert {tuple(r["filters"]["category"]) for r in rows} == {(), ("mugs",)}
+
+
+def test_parquet_columns_are_typed(tmp_path, log):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    events = pq.read_table(export(tmp_path, "events", "parquet"))
+    triplets = pq.read_table(export(tmp_path, "triplets", "parquet"))
+
+    # then: times are timestamps and filters a structure a data team queries without parsing JSON
+    assert events.schema.field("created_at").type == pa.timestamp("us", tz="UTC")
+    clicks = events.schema.field("clicks").type.value_type
+    assert clicks.field("created_at").type == pa.timestamp("us", tz="UTC")
+    for table in (events, triplets):
+        filters = table.schema.field("filters").type
+        assert pa.types.is_struct(filters) and pa.types.is_list(filters.field("category").type)
+        attributes = filters.field("attributes").type
+        assert pa.types.is_list(attributes) and attributes.value_type.names == ["field", "values"]
+    red = next(row for row in events.to_pylist() if row["query"] == "red")
+    assert red["created_at"].tzinfo is not None and red["filters"]["category"] == []
+    assert pa.types.is_struct(events.schema.field("merchandising").type)
