@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from search.selectors import product_search
+from search.selectors.experiments import experiment_search
 from search.services import click_log, search_event_log
 
 EXAMINATION_DECAY = 0.8
@@ -48,10 +48,11 @@ def shoppers_simulate(
     for number in range(sessions):
         query = rng.choice(queries)
         grades = {sku: int(g) for sku, g in query["relevance"].items()}
-        result = product_search(query=query["query"], strategy=strategy, page_size=PAGE_SIZE)
+        # the same session key a shopper's visit gives: inside a running experiment, its arm
+        session = f"sim-{seed}-{number}"
+        result = experiment_search(session_key=session, query=query["query"], strategy=strategy, page_size=PAGE_SIZE)
         report.sessions += 1
         report.searches += 1
-        session = f"sim-{seed}-{number}"
         if search_event_log(result=result, channel="simulated", session_key=session):
             report.logged += 1
         else:

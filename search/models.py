@@ -42,6 +42,10 @@ class SearchEvent(models.Model):
     # search it refines (the first of them), whose clicks it counts too; the insights count
     # searches once per query typed. Null: a search of its own.
     refines = models.UUIDField(null=True, blank=True)
+    # The online experiment it was part of (Experiment.name) and what the shopper saw: the
+    # "control" or "candidate" ranking (A/B), or both teams' products "interleaved"
+    experiment = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    arm = models.CharField(max_length=12, blank=True, default="")
 
     class Meta:
         ordering = ["created_at"]
@@ -79,6 +83,8 @@ class SearchImpression(models.Model):
     # "pinned", "boosted" or "buried" when a ranking rule put it there: not the model's ranking,
     # so fine-tuning never learns from it as a negative (search.services.exports)
     placement = models.CharField(max_length=8, blank=True, default="")
+    # an interleaved search: the team whose ranking placed it ("control" or "candidate")
+    team = models.CharField(max_length=9, blank=True, default="")
 
     class Meta:
         ordering = ["search", "position"]
@@ -279,3 +285,41 @@ class RelevanceFit(models.Model):
 
     def __str__(self) -> str:
         return f"relevance model of {self.model_id}"
+
+
+class Experiment(models.Model):
+    """An online experiment between the serving ranking (the control) and a candidate
+    (search.retrieval.experiments): started, reported and stopped with `manage.py experiment`.
+    At most one runs at a time, so a shopper is in at most one."""
+
+    class Method(models.TextChoices):
+        INTERLEAVE = "interleave", "Team-draft interleaving"
+        AB = "ab", "A/B split"
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        STOPPED = "stopped", "Stopped"
+
+    name = models.SlugField(max_length=64, unique=True)
+    method = models.CharField(max_length=10, choices=Method.choices)
+    # what the candidate changes: {"strategy": "rrf"}, {"weights": {"text": 1, "image": 0.5}},
+    # {"calibration": {...a fusion calibration...}} or {"calibration": "off"}
+    candidate = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.RUNNING)
+    started_at = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    promoted = models.BooleanField(default=False)
+    # searches whose candidate ranking failed (the shopper got the control's list), and why
+    failures = models.PositiveIntegerField(default=0)
+    last_failure = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"], condition=models.Q(status="running"), name="experiment_one_running"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name

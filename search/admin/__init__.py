@@ -1,7 +1,8 @@
 """The serving app's admin pages: `insights` (what shoppers search for), `merchandising` (the
-ranking rules and synonyms that act on it) and `relevance` (the relevance model fitted from the
-catalog, or why not). Importing them registers them."""
+ranking rules and synonyms that act on it), `relevance` (the relevance model fitted from the
+catalog, or why not) and `experiments` (online experiments and their verdicts). Importing them
+registers them."""
 
-from . import insights, merchandising, relevance
+from . import experiments, insights, merchandising, relevance
 
-__all__ = ["insights", "merchandising", "relevance"]
+__all__ = ["experiments", "insights", "merchandising", "relevance"]

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from catalog.models import Product
 from catalog.outages import outage_reason
-from search.models import Click, SearchEvent, SearchImpression
+from search.models import Click, Experiment, SearchEvent, SearchImpression
 from search.retrieval.config import search_config
 from search.selectors import SearchFilters, SearchResult, query_normalize
 
@@ -56,8 +56,10 @@ class LoggedSearch:
     merchandising: dict
     day: date
     at: datetime  # when it was searched (written maybe later)
-    # (product id, sku, position, score, placement) of each product shown
-    shown: tuple[tuple[int, str, int, float | None, str], ...]
+    # (product id, sku, position, score, placement, team) of each product shown
+    shown: tuple[tuple[int, str, int, float | None, str, str], ...]
+    experiment: str = ""
+    arm: str = ""
 
     @classmethod
     def of(cls, result: SearchResult) -> LoggedSearch:
@@ -78,8 +80,11 @@ class LoggedSearch:
             day=timezone.localdate(),
             at=timezone.now(),
             shown=tuple(
-                (hit.product.pk, hit.product.sku, hit.position, hit.score, hit.placement) for hit in result.hits
+                (hit.product.pk, hit.product.sku, hit.position, hit.score, hit.placement, hit.team)
+                for hit in result.hits
             ),
+            experiment=result.experiment,
+            arm=result.arm,
         )
 
 
@@ -113,12 +118,20 @@ def _search_rows(
         day=search.day,
         merchandising=search.merchandising,
         created_at=search.at,
+        experiment=search.experiment,
+        arm=search.arm,
     )
     impressions = [
         SearchImpression(
-            search=event, product_id=pk, product_sku=sku, position=position, score=score, placement=placement
+            search=event,
+            product_id=pk,
+            product_sku=sku,
+            position=position,
+            score=score,
+            placement=placement,
+            team=team,
         )
-        for pk, sku, position, score, placement in search.shown
+        for pk, sku, position, score, placement, team in search.shown
     ]
     return event, impressions
 
@@ -174,6 +187,8 @@ def search_event_log(
     for them (`click_log`). `typing` ("start" | "continue", as the shopper types): the search is
     held until it settles (no more keystrokes for SEARCH_SETTLE_SECONDS, another kind of search
     from the same visit, or a click on it); one that more keystrokes replace is never written."""
+    if result.experiment_failed:
+        _experiment_failure(result.experiment, result.experiment_failed)
     try:
         search = LoggedSearch.of(result)
         if deferred and search_config().log_deferred:
@@ -183,6 +198,14 @@ def search_event_log(
         logger.exception("Could not record search %s", result.search_id)
         return False
     return True
+
+
+def _experiment_failure(name: str, reason: str) -> None:
+    """Count a search whose candidate ranking failed on its experiment, with the reason."""
+    try:
+        Experiment.objects.filter(name=name).update(failures=F("failures") + 1, last_failure=reason)
+    except Exception:  # the shopper has the control's list; the log line says the rest
+        logger.exception("Could not count the failure of experiment %s", name)
 
 
 class _Pending(NamedTuple):
@@ -521,7 +544,7 @@ def click_log(
         search, _, held_session = held
         _click_allowed(session_pseudonym(held_session) if held_session else "", timezone.now(), session_key)
         product = _clicked_product(product_id, sku, field)
-        shown = next((pos for _, shown_sku, pos, _, _ in search.shown if shown_sku == product.sku), None)
+        shown = next((pos for _, shown_sku, pos, _, _, _ in search.shown if shown_sku == product.sku), None)
         shown = _click_position(shown, position, field)
         return _queued(writer, QueuedClick(uuid.UUID(search.search_id), product.pk, product.sku, shown, timezone.now()))
     try:

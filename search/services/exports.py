@@ -67,6 +67,8 @@ EVENT_COLUMNS: Columns = (
     ("result_count", "int32"),
     ("session_hash", "string"),
     ("merchandising", "merchandising"),
+    ("experiment", "string"),
+    ("arm", "string"),
     ("impressions", "impressions"),
     ("clicks", "clicks"),
 )
@@ -77,6 +79,7 @@ RECORDS: dict[str, Columns] = {
         ("sku", "string"),
         ("score", "float64"),
         ("placement", "string"),
+        ("team", "string"),
     ),
     "clicks": (("position", "int32"), ("product_id", "int64"), ("sku", "string"), ("created_at", "timestamp")),
 }
@@ -174,6 +177,8 @@ def _event_row(event: SearchEvent) -> dict:
             "result_count": event.result_count,
             "session_hash": event.session_hash,
             "merchandising": _structured("merchandising", event.merchandising),
+            "experiment": event.experiment,
+            "arm": event.arm,
             "impressions": [
                 _project(
                     RECORDS["impressions"],
@@ -183,6 +188,7 @@ def _event_row(event: SearchEvent) -> dict:
                         "sku": i.product_sku,
                         "score": i.score,
                         "placement": i.placement,
+                        "team": i.team,
                     },
                 )
                 for i in event.impressions.all()

@@ -20,7 +20,7 @@ from rest_framework.views import APIView
 
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.vector_store import IndexStoreFullError, IndexTransientError, IndexUnavailableError
-from search.selectors import product_search
+from search.selectors.experiments import experiment_search
 from search.selectors.suggesting import predictive_search
 from search.services import (
     ClickError,
@@ -101,7 +101,7 @@ def _click_session(request: Request) -> str | None:
 def _search_response(request: Request, *, channel: str, **search_kwargs) -> Response:
     """Search, record the search, answer; a model that cannot load is a 503, not a crash."""
     try:
-        result = product_search(**search_kwargs)
+        result = experiment_search(session_key=_client_session(request), **search_kwargs)
     except (ModelUnavailableError, IndexUnavailableError) as exc:
         return _unavailable(exc)
     search_event_log(result=result, channel=channel, session_key=_client_session(request), deferred=True)

@@ -23,6 +23,7 @@ from search.retrieval.facets import facet_key
 from search.retrieval.keywords import words
 from search.retrieval.vector_store import IndexUnavailableError
 from search.selectors import SORTS, product_search, product_similar
+from search.selectors.experiments import experiment_search
 from search.selectors.lexicon import lexicon
 from search.selectors.searching import facet_attributes, filter_chips, filters_unread
 from search.selectors.suggesting import popular_phrases, query_suggest
@@ -166,7 +167,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
             # read and decoded only if this photo's embedding is not cached (its facets and pages)
             result = product_search(image=lambda: photo_image(key=key), image_key=key, **kwargs)
         else:
-            result = product_search(**kwargs)
+            result = experiment_search(session_key=visit_id(request), **kwargs)
     except PhotoGone:
         error = PHOTO_GONE.format(days=search_config().photo_days)
     except ModelUnavailableError as exc:

@@ -79,6 +79,8 @@ def product_search(
     prefix: bool = False,
     understand: bool = False,
     understood: str | None = None,
+    ranked_only: bool = False,
+    calibrated: bool = True,
 ) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
@@ -91,7 +93,9 @@ def product_search(
     storefront's live search): it is never corrected (Vocabulary.understand).
     `understand`: words that name a price or a facet value the shop has become filters
     (SearchRequest.read; the storefront and the API), `understood` the query the filters given
-    were already read from."""
+    were already read from. `ranked_only`: the ranking and count alone, no page of products and
+    no facets (the candidate's side of an interleaved search). `calibrated=False`: the fitted
+    calibration left out, the rest as configured (an experiment's candidate "calibration off")."""
     request = SearchRequest.of(
         query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size, prefix=prefix
     )
@@ -105,10 +109,10 @@ def product_search(
     if image is not None:
         plan = _photo_plan(request, image, image_key)
     else:
-        plan = _text_plan(request, weights, calibration, merchandising)
+        plan = _text_plan(request, weights, calibration, merchandising, calibrated=calibrated)
     ranked, capped = _relevant_matches(request, plan, request.filters.where())
     ranked, applied = _rules_applied(request, plan, ranked)
-    result = _result(request, plan, ranked_sort(ranked, request.sort), capped, applied)
+    result = _result(request, plan, ranked_sort(ranked, request.sort), capped, applied, ranked_only)
     result.understood, result.readable, result.foreign_price = read, readable, request.foreign_price
     return result
 
@@ -173,6 +177,8 @@ def _text_plan(
     calibration: fusion.Calibration | None,
     merchandising: Merchandising | None,
     model_only: frozenset[str] = frozenset(),
+    *,
+    calibrated: bool = True,
 ) -> SearchPlan:
     """Words: typos understood, the query's legs from the measured cutoff up, the rules and
     synonyms for it, and the fusion (the model's calibration unless weights are given).
@@ -197,7 +203,7 @@ def _text_plan(
     model, threshold = None, search_config().relevance_threshold
     if request.strategy == "normalized" and weights is None:
         # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
-        calibration = calibration or fusion_calibration(model_id)
+        calibration = (calibration or fusion_calibration(model_id)) if calibrated else None
         model = relevance_model(model_id) if threshold > 0 else None
     else:
         calibration = None
@@ -280,9 +286,16 @@ def _rules_applied(
 
 
 def _result(
-    request: SearchRequest, plan: SearchPlan, ranked: list[fusion.Ranked], capped: bool, applied: Applied | None
+    request: SearchRequest,
+    plan: SearchPlan,
+    ranked: list[fusion.Ranked],
+    capped: bool,
+    applied: Applied | None,
+    ranked_only: bool = False,
+    calibrated: bool = True,
 ) -> SearchResult:
-    """The page of products read from the database, the count, and facets over the matches."""
+    """The page of products read from the database, the count, and facets over the matches
+    (`ranked_only`: the ranking and count alone)."""
     result = _new_result(request, plan.mode)
     result.model_id, result.understood_as = plan.model_id, plan.understood_as
     result.calibrated, result.count_capped = plan.calibration is not None, capped
@@ -290,9 +303,12 @@ def _result(
         used = {"rules": applied.rule_ids, "synonyms": list(plan.merchandising.synonym_ids)}
         result.merchandising = {key: ids for key, ids in used.items() if ids}
     result.count, result.ranked = len(ranked), ranked
+    placements, inserted = (applied.placements, applied.inserted) if applied else ({}, set())
+    result.placements = dict(placements)
+    if ranked_only:
+        return result
     page_ranked = ranked[request.offset : request.offset + request.page_size]
     products = Product.objects.searchable().in_bulk([r.id for r in page_ranked])
-    placements, inserted = (applied.placements, applied.inserted) if applied else ({}, set())
     result.hits = [
         SearchHit(
             product=products[r.id],

@@ -46,6 +46,7 @@ class SearchHit:
     normalized: Mapping[str, float] = field(default_factory=dict)
     placement: str = ""  # "pinned", "boosted" or "buried" when a ranking rule put it there
     relevance: float | None = None  # the probability that it is a good match for the query
+    team: str = ""  # an interleaved search: the ranking that placed it ("control" or "candidate")
 
 
 @dataclass
@@ -74,6 +75,13 @@ class SearchResult:
     understood: tuple[Understood, ...] = ()
     readable: bool = False  # its words name a filter (read now, or before: SearchRequest.read)
     foreign_price: str = ""  # a price phrase in another currency than the shop's, searched as words
+    # every ranked product a ranking rule placed: product id -> "pinned", "boosted", "buried"
+    placements: dict[int, str] = field(default_factory=dict, repr=False)
+    # the online experiment it was part of, its arm (search.retrieval.experiments), and why the
+    # candidate's ranking failed when it did (the shopper got the control's)
+    experiment: str = ""
+    arm: str = ""
+    experiment_failed: str = ""
 
     @property
     def num_pages(self) -> int:

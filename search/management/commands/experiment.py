@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from search.models import Experiment
+from search.retrieval.experiments import ALPHA, METHODS
+from search.selectors.experiments import ExperimentReport, experiment_report
+from search.services.experiments import ExperimentError, candidate_spec, experiment_start, experiment_stop
+
+MODEL_NOT_YET = (
+    "A candidate model is not supported yet: it needs a store of its own, filled beside the serving one. "
+    "Compare models offline with evaluate_search, and switch with the model switch (docs/operations.md)."
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Online experiments between the serving ranking and a candidate: team-draft interleaving or an A/B "
+        "split, sticky per shopper session (docs/data-teams.md, Experiments)."
+    )
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True, metavar="start|report|stop|list")
+        start = actions.add_parser("start", help="start an experiment (at most one runs)")
+        start.add_argument("name")
+        start.add_argument("--method", required=True, choices=METHODS)
+        start.add_argument("--candidate-strategy", metavar="S")
+        start.add_argument("--candidate-weights", metavar="SPEC", help="such as text=1,image=0.5")
+        start.add_argument("--candidate-calibration", metavar="FILE|off", help="a fusion calibration file, or off")
+        start.add_argument("--candidate-model", metavar="ID_OR_DIR", help="not supported yet (says why)")
+        report = actions.add_parser("report", help="sessions, clicks and the verdict so far")
+        report.add_argument("name")
+        report.add_argument("--json", action="store_true")
+        stop = actions.add_parser("stop", help="stop an experiment; --promote makes a winning candidate serve")
+        stop.add_argument("name")
+        stop.add_argument("--promote", action="store_true")
+        stop.add_argument("--force", action="store_true", help="promote even if the candidate has not won")
+        actions.add_parser("list", help="every experiment, newest first")
+
+    def handle(self, *args, action: str, **options):
+        try:
+            getattr(self, f"_{action}")(**options)
+        except ExperimentError as exc:
+            raise CommandError(str(exc)) from None
+
+    def _start(self, *, name, method, candidate_strategy, candidate_weights, candidate_calibration, **options):
+        if options["candidate_model"]:
+            raise CommandError(MODEL_NOT_YET)
+        candidate = candidate_spec(
+            strategy=candidate_strategy, weights=candidate_weights, calibration=candidate_calibration
+        )
+        experiment = experiment_start(name=name, method=method, candidate=candidate)
+        self.stdout.write(
+            f"Started {experiment.name} ({experiment.get_method_display()}): candidate {_candidate(candidate)}. "
+            "Serving processes take it up within seconds."
+        )
+
+    def _report(self, *, name, **options):
+        experiment = _get(name)
+        report = experiment_report(experiment)
+        if options["json"]:
+            self.stdout.write(_json(report))
+        else:
+            self.stdout.write(_text(report))
+
+    def _stop(self, *, name, promote, force, **options):
+        experiment, said = experiment_stop(name=name, promote=promote, force=force)
+        self.stdout.write(f"Stopped {experiment.name}.")
+        for line in said:
+            self.stdout.write(line)
+
+    def _list(self, **options):
+        experiments = list(Experiment.objects.all())
+        if not experiments:
+            self.stdout.write("No experiments yet (manage.py experiment start NAME --method interleave ...).")
+        for e in experiments:
+            self.stdout.write(
+                f"{e.name}\t{e.method}\t{e.status}\t{e.started_at:%Y-%m-%d %H:%M}\t{_candidate(e.candidate)}"
+            )
+
+
+def _get(name: str) -> Experiment:
+    experiment = Experiment.objects.filter(name=name).first()
+    if experiment is None:
+        raise CommandError(f"There is no experiment named {name!r} (manage.py experiment list).")
+    return experiment
+
+
+def _candidate(candidate: dict) -> str:
+    parts = []
+    if "strategy" in candidate:
+        parts.append(f"strategy {candidate['strategy']}")
+    if "weights" in candidate:
+        parts.append("weights " + ",".join(f"{k}={v:g}" for k, v in candidate["weights"].items()))
+    if candidate.get("calibration") == "off":
+        parts.append("no fusion calibration")
+    elif "calibration" in candidate:
+        parts.append("its own fusion calibration")
+    return ", ".join(parts)
+
+
+def _json(report: ExperimentReport) -> str:
+    return json.dumps(report.as_dict(), indent=2)
+
+
+def _text(report: ExperimentReport) -> str:
+    e, v = report.experiment, report.verdict
+    lines = [
+        f"{e.name}: {e.get_method_display()}, {e.status}, candidate {_candidate(e.candidate)}",
+        f"sessions {v.sessions}, searches {report.searches}, clicks {report.clicks}",
+    ]
+    if v.effect is None:
+        lines.append("No verdict yet: no session has preferred either ranking (no clicks to compare).")
+    else:
+        what = "sessions preferring the candidate" if e.method == "interleave" else "click-through, candidate - control"
+        lines.append(f"{what}: {v.effect:.3f} (95% interval {v.low:.3f} to {v.high:.3f}), p = {v.p_value:.3g}")
+        if v.winner:
+            lines.append(f"Winner: {v.winner} (p < {ALPHA}).")
+        elif v.more_needed is None:
+            lines.append("No winner: no difference seen.")
+        else:
+            lines.append(f"No winner yet: about {v.more_needed} more sessions would tell an effect of this size.")
+    for arm, counts in report.arms.items():
+        lines.append(f"  {arm}: {counts['clicked']} of {counts['sessions']} sessions clicked")
+    if e.failures:
+        lines.append(f"The candidate failed {e.failures} times (shoppers got the control's list): {e.last_failure}")
+    return "\n".join(lines)

@@ -1,0 +1,84 @@
+"""Team-draft interleaving, sticky arms and the verdicts of the experiments' statistics."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+
+from search.retrieval.experiments import (
+    CANDIDATE,
+    CONTROL,
+    ab_verdict,
+    assigned_arm,
+    interleaving_verdict,
+    team_draft,
+)
+
+
+def test_team_draft_places_every_product_once_and_credits_the_team_that_placed_it():
+    control, candidate = [1, 2, 3, 4, 5], [5, 4, 6, 1]
+    merged = team_draft(control, candidate, seed="s")
+    ids = [item for item, _ in merged]
+    assert sorted(ids) == [1, 2, 3, 4, 5, 6]
+    # each team's picks are in the order of its own ranking, and a prefix of the list holds each
+    # team's best products: the first two places are both teams' first choices
+    assert set(ids[:2]) == {1, 5}
+    for team, ranking in ((CONTROL, control), (CANDIDATE, candidate)):
+        picked = [item for item, t in merged if t == team]
+        assert picked == sorted(picked, key=ranking.index)
+    # the teams take turns: after any number of places their picks differ by at most one, while
+    # both still have products to place
+    counts = Counter()
+    for _item, team in merged[:6]:
+        counts[team] += 1
+        assert abs(counts[CONTROL] - counts[CANDIDATE]) <= 1
+
+
+def test_team_draft_is_the_same_for_the_same_seed_and_fair_over_seeds():
+    control, candidate = list(range(20)), list(reversed(range(20)))
+    assert team_draft(control, candidate, seed="a") == team_draft(control, candidate, seed="a")
+    firsts = Counter(team_draft(control, candidate, seed=str(n))[0][1] for n in range(2000))
+    assert 900 < firsts[CANDIDATE] < 1100
+
+
+def test_identical_rankings_interleave_to_the_same_list():
+    ranking = [7, 3, 9, 1]
+    assert [item for item, _ in team_draft(ranking, ranking, seed="x")] == ranking
+
+
+def test_the_arm_is_sticky_per_session_and_splits_sessions_in_half():
+    assert {assigned_arm("exp", "visit-1") for _ in range(5)} == {assigned_arm("exp", "visit-1")}
+    arms = Counter(assigned_arm("exp", f"visit-{n}") for n in range(4000))
+    assert 1850 < arms[CANDIDATE] < 2150
+    # another experiment draws its own split
+    same = sum(assigned_arm("exp", f"v{n}") == assigned_arm("other", f"v{n}") for n in range(4000))
+    assert 1850 < same < 2150
+
+
+def test_interleaving_finds_a_clear_preference_and_no_winner_in_noise():
+    clear = interleaving_verdict([1] * 70 + [-1] * 30 + [0] * 50)
+    assert clear.winner == CANDIDATE and clear.p_value < 0.001 and clear.sessions == 150
+    assert clear.low < 0.7 < clear.high and clear.more_needed == 0
+    rng = random.Random(1)
+    noise = interleaving_verdict([rng.choice((1, -1, 0)) for _ in range(200)])
+    assert noise.winner is None and noise.p_value > 0.05
+    assert interleaving_verdict([0, 0, 0]).winner is None and interleaving_verdict([]).effect is None
+
+
+def test_interleaving_estimates_the_sessions_a_verdict_needs():
+    # 55% preferring the candidate among decisive sessions, half of the sessions decisive
+    verdict = interleaving_verdict([1] * 11 + [-1] * 9 + [0] * 20)
+    assert verdict.winner is None
+    # a sign test at 0.05 and power 0.8 needs ~783 decisive sessions for 55%: ~1,566 in all
+    assert verdict.needed == pytest.approx(1566, rel=0.02) and verdict.more_needed == verdict.needed - 40
+
+
+def test_an_ab_split_compares_click_through_with_an_interval():
+    verdict = ab_verdict((300, 1000), (360, 1000))
+    assert verdict.winner == CANDIDATE and verdict.p_value < 0.01
+    assert verdict.effect == pytest.approx(0.06) and verdict.low < 0.06 < verdict.high and verdict.low > 0
+    tied = ab_verdict((30, 100), (31, 100))
+    assert tied.winner is None and tied.needed > 10000
+    assert ab_verdict((0, 0), (3, 10)).winner is None

@@ -1,0 +1,209 @@
+"""Online experiments end to end: started by the command, searched on the API, the storefront
+and by simulated shoppers, logged, reported, shown in the admin, stopped and promoted."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from search.models import Experiment, FusionCalibration, SearchEvent, SearchImpression
+from search.selectors import product_search
+
+pytestmark = pytest.mark.django_db
+
+QUERIES = [
+    {"query": "red mug", "relevance": {"no-image": 3, "no-desc": 3, "green-mug": 1}},
+    {"query": "blue vase", "relevance": {"blue-vase": 3, "vase-text-only": 3}},
+    {"query": "blue glass lamp", "relevance": {"lamp-text-only": 3, "red-lamp": 1}},
+]
+
+
+def start(name: str, method: str, *candidate: str) -> None:
+    call_command("experiment", "start", name, "--method", method, *candidate)
+
+
+def search(client, query: str, session: str | None, **params) -> dict:
+    headers = {"HTTP_X_SESSION_ID": session} if session else {}
+    response = client.get("/api/search", {"q": query, **params}, **headers)
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def logged(search_id: str) -> SearchEvent:
+    from search.services.events import search_log_flush
+
+    search_log_flush()
+    return SearchEvent.objects.get(pk=search_id)
+
+
+def test_an_interleaved_search_shows_both_rankings_merged_and_credits_each_product(client, shop):
+    # given: a candidate that ranks by the image vectors alone, interleaved with the serving ranking
+    start("image-only", "interleave", "--candidate-strategy", "image")
+
+    # when: a shopper with a session searches twice, and a client without one searches once
+    first = search(client, "glass", "shopper-1")
+    again = search(client, "glass", "shopper-1")
+    outside = search(client, "glass", None)
+
+    # then: one list holds both rankings' products, each team's in its own order, both teams'
+    # best first, and the same list on the second search
+    control = [h.product.pk for h in product_search(query="glass", understand=True, page_size=100).hits]
+    candidate = [h.product.pk for h in product_search(query="glass", understand=True, strategy="image").hits]
+    shown = [r["id"] for r in first["results"]]
+    assert candidate != control  # the experiment compares two different rankings
+    assert sorted(shown) == sorted(set(control) | set(candidate)) and first["count"] == len(shown)
+    assert set(shown[:2]) == {control[0], candidate[0]}
+    assert [r["id"] for r in again["results"]] == shown
+    # each shown product is credited to the team that placed it, and the log says the experiment
+    event = logged(first["search_id"])
+    assert (event.experiment, event.arm) == ("image-only", "interleaved")
+    teams = dict(SearchImpression.objects.filter(search=event).values_list("product_id", "team"))
+    assert set(teams.values()) == {"control", "candidate"}
+    for team, ranking in (("control", control), ("candidate", candidate)):
+        picked = [pid for pid in shown if teams[pid] == team]
+        assert picked == sorted(picked, key=ranking.index)
+    # the products without a picture, which only the control ranks, are the control's
+    assert teams[shop["vase-text-only"]] == teams[shop["lamp-text-only"]] == "control"
+    # no session, no sticky arm: the client is outside the experiment and sees the control's list
+    assert [r["id"] for r in outside["results"]] == control
+    assert logged(outside["search_id"]).experiment == ""
+
+
+def test_interleaving_only_covers_word_searches_in_relevance_order(client, shop):
+    start("image-only", "interleave", "--candidate-strategy", "image")
+    by_price = search(client, "red mug", "shopper-1", sort="price_asc")
+    browse = search(client, "", "shopper-1")
+    assert logged(by_price["search_id"]).experiment == "" and logged(browse["search_id"]).experiment == ""
+
+
+def test_an_ab_split_keeps_each_session_in_one_arm(client, shop):
+    start("image-ab", "ab", "--candidate-strategy", "image")
+    control = [h.product.pk for h in product_search(query="glass", understand=True).hits]
+    candidate = [h.product.pk for h in product_search(query="glass", understand=True, strategy="image").hits]
+
+    arms = {}
+    for n in range(24):
+        for _ in range(2):
+            result = search(client, "glass", f"visit-{n}")
+            event = logged(result["search_id"])
+            arms.setdefault(n, set()).add(event.arm)
+            # each arm shows its own ranking
+            assert [r["id"] for r in result["results"]] == (control if event.arm == "control" else candidate)
+
+    assert all(len(seen) == 1 for seen in arms.values())  # sticky: one arm per session
+    assert {arm for seen in arms.values() for arm in seen} == {"control", "candidate"}
+
+
+def test_a_failing_candidate_gives_the_control_list_and_is_counted(client, shop):
+    # given: a running experiment whose stored candidate cannot rank (weights for no modality)
+    start("broken", "interleave", "--candidate-strategy", "image")
+    Experiment.objects.filter(name="broken").update(candidate={"weights": {"sound": 1}})
+    from search.selectors.experiments import experiment_forget
+
+    experiment_forget()
+
+    result = search(client, "red mug", "shopper-1")
+
+    expected = [h.product.pk for h in product_search(query="red mug", understand=True).hits]
+    assert [r["id"] for r in result["results"]] == expected
+    broken = Experiment.objects.get(name="broken")
+    assert broken.failures == 1 and "sound" in broken.last_failure
+
+
+def test_the_storefront_searches_inside_the_experiment_with_the_visit_cookie(client, shop):
+    start("image-only", "interleave", "--candidate-strategy", "image")
+    client.get("/", {"q": "red mug"})
+    client.get("/", {"q": "blue vase"})
+    from search.services.events import search_log_flush
+
+    search_log_flush()
+    events = list(SearchEvent.objects.filter(channel="page"))
+    assert len(events) == 2 and {e.arm for e in events} == {"interleaved"}
+    assert len({e.session_hash for e in events}) == 1
+
+
+def test_simulated_shoppers_find_the_worse_candidate_and_the_report_says_so(tmp_path, shop, capsys):
+    # given: labelled queries and a candidate that cannot see products without a picture
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps(q) for q in QUERIES) + "\n")
+    start("image-only", "interleave", "--candidate-strategy", "image")
+
+    call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "300", "--seed", "5")
+    capsys.readouterr()
+    call_command("experiment", "report", "image-only", "--json")
+    report = json.loads(capsys.readouterr().out)
+
+    assert report["sessions"] == 300 and report["clicks"] > 100
+    assert report["winner"] == "control" and report["p_value"] < 0.01
+    low, high = report["interval"]
+    assert high < 0.5 and report["more_sessions_needed"] == 0
+    call_command("experiment", "report", "image-only")
+    assert "Winner: control" in capsys.readouterr().out
+
+
+def test_the_admin_shows_experiments_with_their_verdict(admin_client, client, shop):
+    start("image-only", "interleave", "--candidate-strategy", "image")
+    for n in range(3):
+        result = search(client, "red mug", f"s{n}")
+        client.post(
+            "/api/clicks",
+            {"search_id": result["search_id"], "product_id": result["results"][0]["id"]},
+            content_type="application/json",
+            HTTP_X_SESSION_ID=f"s{n}",
+        )
+
+    page = admin_client.get("/admin/search/experiment/").content.decode()
+
+    assert "image-only" in page and "strategy image" in page and "Team-draft interleaving" in page
+    assert "of sessions preferred the candidate" in page and "None yet" in page
+    assert "manage.py experiment start" in page
+
+
+def test_the_command_says_what_to_fix(tmp_path, shop):
+    with pytest.raises(CommandError, match="not supported yet"):
+        start("model", "interleave", "--candidate-model", "openai/clip-vit-base-patch32")
+    with pytest.raises(CommandError, match="Say what the candidate changes"):
+        start("nothing", "ab")
+    with pytest.raises(CommandError, match="use one of"):
+        start("bad", "ab", "--candidate-strategy", "best")
+    with pytest.raises(CommandError, match="--candidate-weights"):
+        start("bad", "ab", "--candidate-weights", "text=x")
+    with pytest.raises(CommandError, match="cannot read it"):
+        start("bad", "ab", "--candidate-calibration", str(tmp_path / "missing.json"))
+    (tmp_path / "old.json").write_text('{"version": 0}')
+    with pytest.raises(CommandError, match="fit it again"):
+        start("bad", "ab", "--candidate-calibration", str(tmp_path / "old.json"))
+    with pytest.raises(CommandError, match="not a usable name"):
+        start("Bad Name", "ab", "--candidate-strategy", "rrf")
+    start("first", "ab", "--candidate-strategy", "rrf")
+    with pytest.raises(CommandError, match="'first' is running; stop it first"):
+        start("second", "ab", "--candidate-strategy", "rrf")
+    with pytest.raises(CommandError, match="has not won"):
+        call_command("experiment", "stop", "first", "--promote")
+    assert Experiment.objects.get(name="first").status == "running"  # nothing stopped
+    call_command("experiment", "stop", "first")
+    with pytest.raises(CommandError, match="exists already"):
+        start("first", "ab", "--candidate-strategy", "rrf")
+    with pytest.raises(CommandError, match="no experiment named"):
+        call_command("experiment", "report", "nobody")
+    assert Experiment.objects.get(name="first").status == "stopped"
+
+
+def test_promoting_a_calibration_keeps_it_for_the_serving_model(tmp_path, shop, capsys, settings):
+    from search.retrieval.fusion import FEATURES, Calibration
+
+    settings.SEARCH_FUSION_CALIBRATION = "auto"
+    calibration = Calibration(dict.fromkeys(FEATURES, 0.5))
+    (tmp_path / "cal.json").write_text(json.dumps(calibration.as_dict()))
+    start("cal", "interleave", "--candidate-calibration", str(tmp_path / "cal.json"))
+
+    call_command("experiment", "stop", "cal", "--promote", "--force")
+
+    said = capsys.readouterr().out
+    assert "Saved the candidate's fusion calibration" in said
+    kept = FusionCalibration.objects.get(model_id=settings.SEARCH_EMBEDDING_MODEL).coefficients
+    assert kept["coefficients"] == dict.fromkeys(FEATURES, 0.5)
+    experiment = Experiment.objects.get(name="cal")
+    assert experiment.status == "stopped" and experiment.promoted
