@@ -78,6 +78,35 @@ def rss_mb() -> tuple[float, float]:
     return now / 1024, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def experiment_costs(next_query, repeats: int, rounds: int = 4) -> dict[str, list[float]]:
+    """Milliseconds of a word search: product_search; experiment_search with no experiment
+    running (a shopper outside any); and inside a team-draft interleaving experiment whose
+    candidate has a fusion calibration of its own (two rankings, one merge). In alternate
+    rounds, each search from another shopper."""
+    from search.models import Experiment
+    from search.retrieval.fusion import FEATURES, Calibration
+    from search.selectors import product_search
+    from search.selectors.experiments import experiment_forget, experiment_search
+
+    shopper = iter(range(10**9))
+    candidate = {"calibration": Calibration({name: 0.5 for name in FEATURES}).as_dict()}
+    out: dict[str, list[float]] = {"plain": [], "outside": [], "interleaved": []}
+    per_round = max(1, repeats // rounds)
+    for _ in range(rounds):
+        out["plain"] += timed(lambda: product_search(query=next_query()), per_round)
+        out["outside"] += timed(
+            lambda: experiment_search(session_key=f"shopper-{next(shopper)}", query=next_query()), per_round
+        )
+        Experiment.objects.create(name=f"bench-{_}-{time.time_ns()}", method="interleave", candidate=candidate)
+        experiment_forget()
+        out["interleaved"] += timed(
+            lambda: experiment_search(session_key=f"shopper-{next(shopper)}", query=next_query()), per_round
+        )
+        Experiment.objects.update(status="stopped")
+        experiment_forget()
+    return out
+
+
 RULES, SYNONYMS = 1000, 300
 
 
@@ -227,6 +256,11 @@ def main() -> None:
             floor,
         )
     )
+    costs = experiment_costs(next_query, args.queries)
+    rows += [
+        ("experiment_search, no experiment running (a shopper outside)", costs["outside"], floor),
+        ("experiment_search, interleaved (candidate: another calibration)", costs["interleaved"], floor),
+    ]
     _merchandise(sku_list)
     rows.append(
         (
@@ -327,6 +361,12 @@ def main() -> None:
         print(
             f"{label} with the relevance model over without, p50: {with_model[label] / with_model[before_label]:.2f}x"
         )
+    plain = statistics.median(costs["plain"])
+    print(
+        f"experiment_search over product_search, p50 (alternate rounds): outside an experiment "
+        f"{statistics.median(costs['outside']) / plain:.2f}x, interleaved "
+        f"{statistics.median(costs['interleaved']) / plain:.2f}x (target < 2.2x)"
+    )
     state = fit.problem if fit is not None and fit.problem else "fitted"
     print(f"relevance model fitted from the catalog in {fit_seconds:.1f} s ({state})")
 

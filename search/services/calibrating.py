@@ -87,10 +87,12 @@ def evidence_from_labels(queries: Iterable[Mapping], *, top_grade: int = 3) -> E
 
 
 def evidence_from_clicks(*, days: int = 90) -> Evidence:
-    """The word searches with clicks of the last `days` days, pooled per normalised query."""
+    """The word searches in relevance order with clicks of the last `days` days, pooled per
+    normalised query (a list sorted by price or date says nothing of how well a skipped
+    product fits the words, as for the triplets export)."""
     since = timezone.now() - timedelta(days=days)
     events = (
-        SearchEvent.objects.filter(mode="text", created_at__gte=since, clicks__isnull=False)
+        SearchEvent.objects.filter(mode="text", sort="relevance", created_at__gte=since, clicks__isnull=False)
         .distinct()
         .prefetch_related("impressions", "clicks")
     )

@@ -198,6 +198,19 @@ def test_only_relevance_ordered_word_searches_give_negatives(tmp_path, client, l
     assert {r["sort"] for r in rows} == {"relevance"}
 
 
+def test_the_click_calibration_learns_only_from_relevance_ordered_lists(client, log):
+    from search.services.calibrating import evidence_from_clicks
+
+    # given: the evidence of "red", clicked 3rd and 4th in relevance order
+    before = evidence_from_clicks().labels["red"]
+    # when: "red" is sorted by price and its last product clicked
+    by_price = client.get("/api/search", {"q": "red", "sort": "price_asc"}).json()
+    click(client, by_price["search_id"], by_price["results"][-1]["id"])
+
+    # then: the evidence is the relevance-ordered list's alone, each product examined as often
+    assert evidence_from_clicks().labels["red"] == before
+
+
 def test_triplets_say_which_filters_their_search_had(tmp_path, client, log):
     # given: a relevance-ordered search narrowed to a category, clicked at position 2
     red = client.get("/api/search", {"q": "red", "page_size": 5, "category": "Mugs"}).json()

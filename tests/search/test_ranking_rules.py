@@ -257,7 +257,7 @@ def test_a_search_logs_its_rules_and_the_placed_products_are_no_training_negativ
     )
 
     events = list(clicks_export(kind="events"))
-    assert events[0]["merchandising"] == {"rules": [pin.pk]}
+    assert events[0]["merchandising"] == {"rules": [pin.pk], "synonyms": []}  # every key, exported
     assert events[0]["impressions"][0]["placement"] == "pinned"
     triplets = list(clicks_export(kind="triplets"))
     # the product shown second is a negative; the pinned one above it is not
