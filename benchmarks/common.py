@@ -68,9 +68,12 @@ def photos_swap(folder: Path, *, seed: int) -> int:
     return len(with_image)
 
 
-def import_catalog(tmp: Path, *, products: int, seed: int, index: bool, photos: bool = False) -> list[int]:
-    """Generate and import a sample catalog (with photo-like JPEGs if asked); index it (with a
-    progress bar) if asked. Returns the new products' ids."""
+def import_catalog(
+    tmp: Path, *, products: int, seed: int, index: bool, photos: bool = False, queries: int = 0
+) -> list[int]:
+    """Generate and import a sample catalog (with photo-like JPEGs if asked, and `queries`
+    labelled queries in its folder's queries.jsonl); index it (with a progress bar) if asked.
+    Returns the new products' ids."""
     from catalog.models import Product
     from catalog.services import catalog_import
     from catalog.signals import products_changed
@@ -78,7 +81,7 @@ def import_catalog(tmp: Path, *, products: int, seed: int, index: bool, photos: 
     from search.receivers import products_changed_enqueue
 
     folder = tmp / f"shop-{seed}"
-    generate_catalog(folder, products=products, seed=seed, missing_image=0.1, missing_description=0.1)
+    generate_catalog(folder, products=products, seed=seed, missing_image=0.1, missing_description=0.1, queries=queries)
     if photos:
         photos_swap(folder, seed=seed)
     before = set(Product.objects.values_list("pk", flat=True))

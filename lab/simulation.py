@@ -29,6 +29,20 @@ class SimulationReport:
     logged: int = 0
 
 
+def shopper_clicks(grades: Sequence[int], rng: random.Random) -> list[int]:
+    """Which of a list's products (their grades, top first) one shopper clicks: the indexes,
+    top down. Position p is looked at with probability (1 / p) ** EXAMINATION_DECAY."""
+    clicked = []
+    for index, grade in enumerate(grades):
+        if rng.random() > (1.0 / (index + 1)) ** EXAMINATION_DECAY:
+            continue
+        if rng.random() < CLICK_BY_GRADE.get(grade, 0.0):
+            clicked.append(index)
+            if rng.random() < STOP_AFTER_CLICK:
+                break
+    return clicked
+
+
 def shoppers_simulate(
     *,
     queries: Sequence[dict],
@@ -57,14 +71,9 @@ def shoppers_simulate(
             report.logged += 1
         else:
             continue
-        for hit in result.hits:
-            if rng.random() > (1.0 / hit.position) ** EXAMINATION_DECAY:
-                continue
-            if rng.random() < CLICK_BY_GRADE.get(grades.get(hit.product.sku, 0), 0.0):
-                click_log(search_id=result.search_id, product_id=hit.product.pk, session_key=session)
-                report.clicks += 1
-                if rng.random() < STOP_AFTER_CLICK:
-                    break
+        for index in shopper_clicks([grades.get(hit.product.sku, 0) for hit in result.hits], rng):
+            click_log(search_id=result.search_id, product_id=result.hits[index].product.pk, session_key=session)
+            report.clicks += 1
         if progress:
             progress(1)
     return report
