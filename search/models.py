@@ -46,6 +46,10 @@ class SearchEvent(models.Model):
     # "control" or "candidate" ranking (A/B), or both teams' products "interleaved"
     experiment = models.CharField(max_length=64, blank=True, default="", db_index=True)
     arm = models.CharField(max_length=12, blank=True, default="")
+    # The position bias intervention (SEARCH_SWAP_PROBABILITY): the chance this search had of
+    # one, and the position k whose product traded places with k + 1's when it had one
+    swap_probability = models.FloatField(default=0.0)
+    swapped_at = models.PositiveSmallIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]

@@ -409,6 +409,11 @@ SEARCH_FACET_ATTRIBUTES = os.environ.get("SEARCH_FACET_ATTRIBUTES", "colour,colo
 # ("red", "mugs") become filters the shopper sees as chips (docs/architecture.md). False: words
 # are only words.
 SEARCH_QUERY_FILTERS = env_bool("SEARCH_QUERY_FILTERS", True)
+# Opt-in: the share of word searches in relevance order whose first page has two adjacent
+# products (of the first ten) trade places, logged with it, so that the click log can tell how
+# much shoppers look at each position apart from what is shown there (docs/data-teams.md,
+# "Position bias"). 0: never; 0.05 costs a shopper little.
+SEARCH_SWAP_PROBABILITY = env_float("SEARCH_SWAP_PROBABILITY", 0.0, minimum=0, maximum=1)
 # How often a web process looks whether the catalog changed, to rebuild the vocabulary that
 # corrects typos and suggests (0: at every search, for tests).
 SEARCH_VOCABULARY_SECONDS = env_seconds("SEARCH_VOCABULARY_SECONDS", 5)

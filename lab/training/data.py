@@ -26,11 +26,27 @@ class Product:
     image: str | None
 
 
+# A click's weight is the inverse of its position's propensity, at most this: a click where
+# few shoppers look is evidence, but one such click must not drown a batch (clipped IPS)
+MAX_WEIGHT = 10.0
+
+
 @dataclass
 class Example:
     query: str
     positive: Product
     negatives: list[Product] = field(default_factory=list)
+    # the mean inverse propensity of its clicks (the triplets' `propensity`; 1 where unknown)
+    weight: float = 1.0
+
+
+def click_weight(propensity) -> float:
+    """1 / propensity, clipped to MAX_WEIGHT; 1 for a row without one (CSV gives "")."""
+    try:
+        value = float(propensity)
+    except (TypeError, ValueError):
+        return 1.0
+    return min(MAX_WEIGHT, 1.0 / value) if value > 0 else 1.0
 
 
 def triplets_load(path: str | Path) -> list[Example]:
@@ -62,12 +78,17 @@ def triplets_load(path: str | Path) -> list[Example]:
         return Product(key=str(key) if key not in (None, "") else row[side], text=row[side], image=image)
 
     grouped: dict[tuple[str, str], Example] = {}
+    clicks: dict[tuple[str, str], dict[str, float]] = {}  # each example's clicks (searches) and weights
     for row in rows:
         positive = product(row, "positive")
-        example = grouped.setdefault((row["query"], positive.key), Example(row["query"], positive))
+        key = (row["query"], positive.key)
+        example = grouped.setdefault(key, Example(row["query"], positive))
+        clicks.setdefault(key, {})[str(row.get("search_id") or len(clicks[key]))] = click_weight(row.get("propensity"))
         negative = product(row, "negative")
         if negative.key not in {n.key for n in example.negatives}:
             example.negatives.append(negative)
+    for key, example in grouped.items():
+        example.weight = sum(clicks[key].values()) / len(clicks[key])
     return list(grouped.values())
 
 

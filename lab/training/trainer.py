@@ -184,6 +184,7 @@ class ClipTrainer:
                 same,
                 with_image,
                 scale=self.model.logit_scale.exp().clamp(max=100),
+                weights=[e.weight for e in window],
             )
         if loss.requires_grad:
             scaler.scale(loss).backward()

@@ -47,6 +47,7 @@ class SearchConfig:
     max_matches: int  # SEARCH_MAX_MATCHES
     facet_attributes: str  # SEARCH_FACET_ATTRIBUTES
     query_filters: bool  # SEARCH_QUERY_FILTERS
+    swap_probability: float  # SEARCH_SWAP_PROBABILITY
     vocabulary_seconds: float  # SEARCH_VOCABULARY_SECONDS
     # the log, photos, limits
     log_hash_key: str  # SEARCH_LOG_HASH_KEY ("": SECRET_KEY)

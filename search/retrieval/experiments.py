@@ -142,6 +142,82 @@ def ab_verdict(control: tuple[int, int], candidate: tuple[int, int], *, alpha: f
     return Verdict(AB, sessions, effect, low, high, p_value, winner, needed)
 
 
+# --- position bias, from the adjacent swaps (SEARCH_SWAP_PROBABILITY) ----------------------
+
+
+SWAP_WITHIN = 10  # the positions an adjacent swap may touch: where the click log has the evidence
+
+
+def swap_draw(shown: int, probability: float, rng: random.Random) -> int | None:
+    """With `probability`, a position k (uniform over the first SWAP_WITHIN of `shown`) whose
+    product is to trade places with k + 1's; None: no swap."""
+    if rng.random() >= probability:
+        return None
+    last = min(SWAP_WITHIN, shown)
+    return rng.randint(1, last - 1) if last >= 2 else None
+
+
+@dataclass(frozen=True)
+class ShownSearch:
+    """What the position bias estimate needs of one logged search: where its swap was (None:
+    none), how many products its first page showed, and the positions clicked."""
+
+    swapped_at: int | None
+    shown: int
+    clicked: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Propensities:
+    """How likely a shopper is to look at each position, relative to the first (1.0), from
+    swap interventions; `evidence[k]` is the fewest clicks behind the ratio of k + 1 to k."""
+
+    values: tuple[float, ...]  # positions 1, 2, ... as far as the evidence goes
+    evidence: tuple[int, ...]
+
+    def at(self, position: int) -> float | None:
+        return self.values[position - 1] if 1 <= position <= len(self.values) else None
+
+    def weighing(self, position: int) -> float | None:
+        """The propensity a click at `position` is weighed by: its estimate, the deepest one's
+        below the estimated positions (no deeper click outweighs it); None while nothing past
+        the first position is known."""
+        if len(self.values) < 2 or position < 1:
+            return None
+        return self.values[min(position, len(self.values)) - 1]
+
+
+def propensities_estimate(searches: Sequence[ShownSearch], *, positions: int = 10) -> Propensities:
+    """Examination propensities relative to position 1. A swap of k and k + 1 shows the same
+    products one place lower and higher than they would have been: the click rate of the
+    product from k shown at k + 1 over its rate at k (unswapped searches) is p(k + 1) / p(k),
+    whatever its relevance; so is the rate of the product from k + 1 at k + 1 over its rate at
+    k. Their geometric mean is the step; the chain stops where a rate has no click."""
+    kept = [[0, 0] for _ in range(positions + 2)]  # position -> [clicks, shown], unswapped
+    down = [[0, 0] for _ in range(positions + 2)]  # k -> the product from k, shown at k + 1
+    up = [[0, 0] for _ in range(positions + 2)]  # k -> the product from k + 1, shown at k
+    for search in searches:
+        k = search.swapped_at
+        if k is None:
+            for position in range(1, min(search.shown, positions) + 1):
+                kept[position][0] += position in search.clicked
+                kept[position][1] += 1
+        elif 1 <= k < positions and search.shown > k:
+            down[k][0] += (k + 1) in search.clicked
+            down[k][1] += 1
+            up[k][0] += k in search.clicked
+            up[k][1] += 1
+    values, evidence = [1.0], []
+    for k in range(1, positions):
+        counts = (down[k], kept[k], kept[k + 1], up[k])
+        if any(clicks == 0 for clicks, _ in counts):
+            break
+        rate = [clicks / shown for clicks, shown in counts]
+        values.append(values[-1] * math.sqrt((rate[0] / rate[1]) * (rate[2] / rate[3])))
+        evidence.append(min(clicks for clicks, _ in counts))
+    return Propensities(tuple(values), tuple(evidence))
+
+
 __all__ = [
     "AB",
     "ALPHA",
@@ -150,9 +226,13 @@ __all__ = [
     "INTERLEAVE",
     "INTERLEAVED",
     "METHODS",
+    "Propensities",
+    "ShownSearch",
     "Verdict",
     "ab_verdict",
     "assigned_arm",
     "interleaving_verdict",
+    "propensities_estimate",
+    "swap_draw",
     "team_draft",
 ]

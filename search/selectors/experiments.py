@@ -10,27 +10,35 @@ shopper gets the control's list, and the result says why (the log counts it on t
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import Count
+from django.utils import timezone
 
 from catalog.models import Product
 
 from ..models import Click, Experiment, SearchEvent, SearchImpression
+from ..retrieval.config import search_config
 from ..retrieval.experiments import (
     AB,
     CANDIDATE,
     CONTROL,
     INTERLEAVE,
     INTERLEAVED,
+    Propensities,
+    ShownSearch,
     Verdict,
     ab_verdict,
     assigned_arm,
     interleaving_verdict,
+    propensities_estimate,
+    swap_draw,
     team_draft,
 )
 from ..retrieval.fusion import Calibration, weights_parse
@@ -88,7 +96,40 @@ def experiment_forget() -> None:
 def experiment_search(*, session_key: str | None, **search_kwargs) -> SearchResult:
     """product_search for this session, inside the running experiment when it covers the search:
     word searches (an A/B split: any sort; interleaving: in relevance order) of a shopper whose
-    session keeps their arm. Everything else is product_search, untouched."""
+    session keeps their arm. Everything else is product_search, untouched. A word search in
+    relevance order that is not interleaved may then have two adjacent products trade places
+    (SEARCH_SWAP_PROBABILITY, position_swap)."""
+    result = _experiment_result(session_key, search_kwargs)
+    probability = search_config().swap_probability
+    if probability > 0 and result.mode == "text" and result.sort == "relevance" and result.arm != INTERLEAVED:
+        position_swap(result, probability, _rng)
+    return result
+
+
+_rng = random.Random()
+
+
+def position_swap(result: SearchResult, probability: float, rng: random.Random) -> None:
+    """The position bias intervention (Joachims et al. 2017; Agarwal et al. 2019): with
+    `probability`, the products at a random position k of the first ten on the first page
+    (swap_draw) and at k + 1 trade places, unless a ranking rule placed either. The result keeps the
+    chance and k (the log keeps both), and its ranking the swap, so that what it shows and what
+    it logs agree."""
+    result.swap_probability = probability
+    k = swap_draw(len(result.hits), probability, rng) if result.page == 1 else None
+    if k is None:
+        return
+    upper, lower = result.hits[k - 1], result.hits[k]
+    if upper.placement or lower.placement:
+        return
+    upper.position, lower.position = k + 1, k
+    result.hits[k - 1], result.hits[k] = lower, upper
+    if len(result.ranked) > k:
+        result.ranked[k - 1], result.ranked[k] = result.ranked[k], result.ranked[k - 1]
+    result.swapped_at = k
+
+
+def _experiment_result(session_key: str | None, search_kwargs: dict) -> SearchResult:
     experiment = running_experiment()
     words = bool(search_kwargs.get("query")) and search_kwargs.get("image") is None
     if experiment is None or not session_key or not words:
@@ -158,6 +199,29 @@ def _interleaved_search(experiment: RunningExperiment, session_key: str, search_
     result.ranked = [by_id[pid] for pid, _ in merged]
     result.experiment, result.arm = experiment.name, INTERLEAVED
     return result
+
+
+def position_bias(*, days: int = 90) -> Propensities:
+    """How likely shoppers are to look at each position of a word search's first page, relative
+    to the first, from the last `days` days' adjacent swaps (SEARCH_SWAP_PROBABILITY): only
+    (1.0,) until the log has swaps with clicks on both sides of them."""
+    since = timezone.now() - timedelta(days=days)
+    events = (
+        SearchEvent.objects.filter(mode="text", sort="relevance", page=1, swap_probability__gt=0, created_at__gte=since)
+        .exclude(arm=INTERLEAVED)
+        .annotate(shown=Count("impressions"))
+    )
+    clicked: dict = defaultdict(set)
+    for search_id, position in Click.objects.filter(search__in=events.values("pk")).values_list(
+        "search_id", "position"
+    ):
+        clicked[search_id].add(position)
+    return propensities_estimate(
+        [
+            ShownSearch(swapped_at, shown, frozenset(clicked.get(pk, ())))
+            for pk, swapped_at, shown in events.values_list("pk", "swapped_at", "shown").iterator(chunk_size=2000)
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -242,5 +306,7 @@ __all__ = [
     "experiment_forget",
     "experiment_report",
     "experiment_search",
+    "position_bias",
+    "position_swap",
     "running_experiment",
 ]

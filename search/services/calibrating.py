@@ -27,8 +27,10 @@ from django.utils import timezone
 from catalog.models import Product
 from search.models import FusionCalibration, SearchEvent
 from search.retrieval import fusion, providers
+from search.retrieval.experiments import Propensities
 from search.selectors import NO_MERCHANDISING, product_search
 from search.selectors.calibrations import DATABASE, calibration_forget, calibration_source
+from search.selectors.experiments import position_bias
 
 # Fewer queries with a relevant match than this, and the fit would follow noise: the search
 # keeps fusing with SEARCH_FUSION_WEIGHTS.
@@ -44,6 +46,7 @@ class Evidence:
     complete: set[str] = field(default_factory=set)
     labelled_queries: int = 0
     click_queries: int = 0
+    weighed: bool = False  # the clicks were weighed by their positions' propensities
 
     def queries_with_positive(self) -> int:
         return sum(any(t > 0 for t, _ in products.values()) for products in self.labels.values())
@@ -96,6 +99,9 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
         .distinct()
         .prefetch_related("impressions", "clicks")
     )
+    bias = position_bias(days=days)
+    if len(bias.values) > 1:
+        return _evidence_weighed(events, bias)
     counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # [clicks, skips]
     for event in events.iterator(chunk_size=500):
         clicks = {c.product_id: c.position for c in event.clicks.all() if c.product_id}
@@ -115,6 +121,27 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
     return Evidence(labels=labels, click_queries=len(labels))
 
 
+def _evidence_weighed(events, bias: Propensities) -> Evidence:
+    """Click evidence without the position bias (inverse propensity weighting, Joachims et al.
+    2017): each product shown at a position whose propensity p is known is evidence of its
+    relevance to the query, a click counting 1 / p; its target is the mean over its
+    impressions (at most 1), its weight their number. Positions past the estimate are left out."""
+    sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
+    deepest = len(bias.values)
+    for event in events.iterator(chunk_size=500):
+        clicked = {c.product_id for c in event.clicks.all() if c.product_id}
+        for shown in event.impressions.all():
+            if shown.product_id is None or shown.position > deepest or shown.placement:
+                continue  # (a product a ranking rule placed says nothing of the model's ranking)
+            into = sums[event.query_normalized][shown.product_id]
+            into[0] += 1.0 / bias.values[shown.position - 1] if shown.product_id in clicked else 0.0
+            into[1] += 1.0
+    labels = {
+        query: {pid: (min(1.0, c / n), n) for pid, (c, n) in products.items()} for query, products in sums.items()
+    }
+    return Evidence(labels=labels, click_queries=len(labels), weighed=True)
+
+
 def evidence_merge(*parts: Evidence) -> Evidence:
     merged: dict[str, dict[int, tuple[float, float]]] = {}
     for part in parts:
@@ -131,6 +158,7 @@ def evidence_merge(*parts: Evidence) -> Evidence:
         complete=set().union(*(p.complete for p in parts)),
         labelled_queries=sum(p.labelled_queries for p in parts),
         click_queries=sum(p.click_queries for p in parts),
+        weighed=any(p.weighed for p in parts),
     )
 
 
@@ -229,6 +257,7 @@ def calibration_from_evidence(
             "at": timezone.now().isoformat(timespec="seconds"),
             "labelled_queries": evidence.labelled_queries,
             "click_queries": evidence.click_queries,
+            "clicks_weighed": evidence.weighed,
             "queries": having,
             "lists": int(len(weights)),
             "rows": int(len(y)),

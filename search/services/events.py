@@ -60,6 +60,8 @@ class LoggedSearch:
     shown: tuple[tuple[int, str, int, float | None, str, str], ...]
     experiment: str = ""
     arm: str = ""
+    swap_probability: float = 0.0
+    swapped_at: int | None = None
 
     @classmethod
     def of(cls, result: SearchResult) -> LoggedSearch:
@@ -85,6 +87,8 @@ class LoggedSearch:
             ),
             experiment=result.experiment,
             arm=result.arm,
+            swap_probability=result.swap_probability,
+            swapped_at=result.swapped_at,
         )
 
 
@@ -120,6 +124,8 @@ def _search_rows(
         created_at=search.at,
         experiment=search.experiment,
         arm=search.arm,
+        swap_probability=search.swap_probability,
+        swapped_at=search.swapped_at,
     )
     impressions = [
         SearchImpression(

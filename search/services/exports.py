@@ -6,7 +6,11 @@ shown above it that was skipped (a hard negative), unless a ranking rule placed 
 (pinned, boosted, buried: the model did not rank it, and a merchandiser's choice is no
 negative). Only word searches ordered by relevance give negatives: a list sorted by price or
 date, a browse or a photo search says nothing about how well a skipped product fits the words.
-Each row says the sort and filters of its search. Columns query/positive/negative come first;
+Each row says the sort and filters of its search, and the `propensity` of its click's
+position: how likely shoppers look there relative to the first (selectors.experiments
+.position_bias, from the log's adjacent swaps; empty where unknown). finetune_model weighs a
+row by its inverse, so that clicks low on the page, which fewer shoppers saw, count as much
+as those at the top. Columns query/positive/negative come first;
 `text_only` keeps just those three, the form sentence-transformers trains on directly.
 
 Parquet columns are typed: times are timestamps (UTC), filters and merchandising structures;
@@ -27,6 +31,8 @@ from django.utils import timezone
 
 from catalog.models import Product
 from search.models import Click, SearchEvent, SearchImpression
+from search.retrieval.experiments import Propensities
+from search.selectors.experiments import position_bias
 
 KINDS = ("events", "triplets")
 FORMATS = ("jsonl", "csv", "parquet")
@@ -50,6 +56,7 @@ TRIPLET_COLUMNS: Columns = TRIPLET_TEXT_COLUMNS + (
     ("search_id", "string"),
     ("sort", "string"),
     ("filters", "filters"),
+    ("propensity", "float64"),
 )
 EVENT_COLUMNS: Columns = (
     ("search_id", "string"),
@@ -218,7 +225,7 @@ def _image_path(product: Product) -> str | None:
         return product.image.url
 
 
-def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
+def _triplet_rows(events: list[SearchEvent], text_only: bool, bias: Propensities) -> Iterator[dict]:
     columns = export_schema("triplets", text_only)
     ids = {i.product_id for e in events for i in e.impressions.all() if i.product_id}
     products = Product.objects.in_bulk(ids)
@@ -254,6 +261,7 @@ def _triplet_rows(events: list[SearchEvent], text_only: bool) -> Iterator[dict]:
                         "search_id": event.pk.hex,
                         "sort": event.sort,
                         "filters": filters,
+                        "propensity": bias.weighing(click.position),
                     },
                 )
 
@@ -271,16 +279,17 @@ def clicks_export(
         raise ValueError(f"kind must be one of {', '.join(KINDS)}")
     extra = TRIPLET_SEARCHES if kind == "triplets" else {}
     queryset = _events(since, until, **extra).distinct()
+    bias = position_bias() if kind == "triplets" else Propensities((1.0,), ())
     chunk: list[SearchEvent] = []
     for event in queryset.iterator(chunk_size=CHUNK):
         chunk.append(event)
         if len(chunk) == CHUNK:
-            yield from (map(_event_row, chunk) if kind == "events" else _triplet_rows(chunk, text_only))
+            yield from (map(_event_row, chunk) if kind == "events" else _triplet_rows(chunk, text_only, bias))
             if progress:
                 progress(len(chunk))
             chunk = []
     if chunk:
-        yield from (map(_event_row, chunk) if kind == "events" else _triplet_rows(chunk, text_only))
+        yield from (map(_event_row, chunk) if kind == "events" else _triplet_rows(chunk, text_only, bias))
         if progress:
             progress(len(chunk))
 

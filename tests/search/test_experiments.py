@@ -207,3 +207,66 @@ def test_promoting_a_calibration_keeps_it_for_the_serving_model(tmp_path, shop, 
     assert kept["coefficients"] == dict.fromkeys(FEATURES, 0.5)
     experiment = Experiment.objects.get(name="cal")
     assert experiment.status == "stopped" and experiment.promoted
+
+
+def test_swaps_move_two_adjacent_products_and_never_a_placed_one(client, shop, settings):
+    from search.models import RankingRule
+
+    # given: every word search may swap (SEARCH_SWAP_PROBABILITY=1) and a pinned product
+    settings.SEARCH_SWAP_PROBABILITY = 1.0
+    RankingRule.objects.create(query="glass", action="pin", product_id=shop["red-lamp"], position=1)
+    expected = [h.product.pk for h in product_search(query="glass", understand=True).hits]
+    swapped = set()
+    for n in range(30):
+        result = search(client, "glass", f"visit-{n}")
+        event = logged(result["search_id"])
+        shown = [r["id"] for r in result["results"]]
+        assert event.swap_probability == 1.0
+        if event.swapped_at is None:
+            assert shown == expected
+            continue
+        # then: exactly the products at k and k + 1 traded places, and the log says k
+        k = event.swapped_at
+        swapped.add(k)
+        assert shown[k - 1 : k + 1] == expected[k - 1 : k + 1][::-1]
+        assert shown[: k - 1] == expected[: k - 1] and shown[k + 1 :] == expected[k + 1 :]
+        assert [i.product_id for i in event.impressions.all()] == shown
+        assert shown[0] == shop["red-lamp"]  # the pinned product stays where its rule put it
+    assert swapped and 1 not in swapped
+    # a sorted list and browsing are never swapped
+    by_price = search(client, "glass", "visit-x", sort="price_asc")
+    assert logged(by_price["search_id"]).swapped_at is None
+
+
+def test_swapped_clicks_measure_the_position_bias_that_the_calibration_and_triplets_use(
+    tmp_path, shop, capsys, settings
+):
+    from search.selectors.experiments import position_bias
+
+    # given: simulated shoppers on a shop whose searches swap half of the time
+    settings.SEARCH_SWAP_PROBABILITY = 0.5
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("\n".join(json.dumps(q) for q in QUERIES) + "\n")
+    call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "600", "--seed", "5")
+
+    # then: the log tells how much less shoppers look at position 2 than at 1
+    bias = position_bias()
+    assert len(bias.values) >= 2 and 0.3 < bias.at(2) < 1.0
+    # the calibration's click evidence weighs clicks by it: a product's target is its clicks
+    # over its impressions, each click counting 1 / the propensity of where it was shown
+    from search.services.calibrating import evidence_from_clicks
+
+    evidence = evidence_from_clicks()
+    assert evidence.weighed and evidence.click_queries == len(QUERIES)
+    targets = [t for products in evidence.labels.values() for t, _ in products.values()]
+    assert all(0.0 <= t <= 1.0 for t in targets) and max(targets) > 0
+    # the triplets carry each click's propensity, which the fine-tuning weighs rows by
+    out = tmp_path / "triplets.jsonl"
+    call_command("export_clicks", "--kind", "triplets", "--format", "jsonl", "--out", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(r["propensity"] == bias.weighing(r["positive_position"]) for r in rows)
+    from lab.training.data import triplets_load
+
+    examples = triplets_load(out)
+    deep = [e for e in examples if e.weight > 1.0]
+    assert deep and all(e.weight <= 10.0 for e in examples)

@@ -90,6 +90,10 @@ class Command(BaseCommand):
         lines = [
             f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
             f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
+            "Clicks weighed by how often shoppers look at their positions (the log's swaps, SEARCH_SWAP_PROBABILITY)."
+            if fitted.get("clicks_weighed")
+            else "Clicks taken as they are: the log has no swaps to measure the position bias with "
+            "(SEARCH_SWAP_PROBABILITY).",
             "",
             "| feature | coefficient |",
             "|---|---|",

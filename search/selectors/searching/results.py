@@ -82,6 +82,10 @@ class SearchResult:
     experiment: str = ""
     arm: str = ""
     experiment_failed: str = ""
+    # the position bias intervention: its chance, and the position k whose product traded
+    # places with k + 1's (None: none)
+    swap_probability: float = 0.0
+    swapped_at: int | None = None
 
     @property
     def num_pages(self) -> int:
