@@ -3,7 +3,8 @@ how often an A/A experiment names a winner (false positives, at most the 0.05 le
 many sessions team-draft interleaving and an A/B split each need to find the better of two
 rankings 80% of the time (candidates: a strategy that ranks by one modality alone, and equal
 weights without the relevance model; the better one is the one with the higher nDCG@10 on the
-labels, which the report shows).
+labels, which the report shows); and the position bias estimated from adjacent swaps against
+how often the simulated shoppers really looked at each position.
 
 Each shop: generated with labelled semantic queries, imported, indexed, its relevance model
 fitted, then every query ranked once by the control and by each candidate through the real
@@ -35,6 +36,10 @@ CANDIDATES = {
 }
 LOOKS = [25, 50, 100, 200, 400, 800, 1600, 3200]
 AA_SESSIONS = 1000
+# the position bias: searches swapped with SWAP_PROBABILITY, estimates from this many sessions
+SWAP_PROBABILITY = 0.1
+BIAS_SESSIONS = (100_000, 400_000)
+BIAS_RUNS = 3
 
 
 def ndcg(rankings) -> float:
@@ -55,10 +60,13 @@ def measure_shop(seed: int, products: int, runs: int, tmp: Path) -> list[dict]:
     queries = [json.loads(line) for line in (tmp / f"shop-{seed}" / "queries.jsonl").read_text().splitlines()]
     sku_ids = dict(Product.objects.values_list("sku", "pk"))
     rows = []
+    bias_rows = []
     for label, candidate in CANDIDATES.items():
         semantic = sum(q.get("kind", "semantic") == "semantic" for q in queries)
         with tqdm(desc=f"shop {seed}: rank for {label}", unit="query", total=semantic) as bar:
             rankings = rankings_collect(queries, candidate, sku_ids=sku_ids, progress=bar.update)
+        if not candidate:
+            bias_rows = measure_bias(rankings, seed)
         control_ndcg, candidate_ndcg = ndcg(rankings)
         better = "candidate" if candidate_ndcg > control_ndcg else "control"  # by the labels
         for method in (INTERLEAVE, AB):
@@ -82,10 +90,71 @@ def measure_shop(seed: int, products: int, runs: int, tmp: Path) -> list[dict]:
                     "seconds": time.perf_counter() - started,
                 }
             )
-    return rows
+    return rows + bias_rows
+
+
+def measure_bias(rankings, seed: int) -> list[dict]:
+    """The position bias estimate against how often the simulated shoppers really looked at
+    each position, over BIAS_RUNS runs of each number of sessions."""
+    from lab.experiments import propensities_run
+
+    out = []
+    for sessions in BIAS_SESSIONS:
+        for run in range(BIAS_RUNS):
+            started = time.perf_counter()
+            estimate, truth = propensities_run(
+                rankings, sessions=sessions, probability=SWAP_PROBABILITY, seed=seed * 100 + run
+            )
+            out.append(
+                {
+                    "shop": seed,
+                    "bias": True,
+                    "sessions": sessions,
+                    "run": run,
+                    "estimate": list(estimate.values),
+                    "truth": list(truth),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+    return out
+
+
+def bias_report(rows: list[dict]) -> str:
+    """Per number of sessions: the estimate over the truth at each position, mean and range over
+    shops and runs, and the worst error at positions 1-10."""
+    lines = [
+        f"\nPosition bias from adjacent swaps ({SWAP_PROBABILITY:.0%} of searches swapped): the estimate "
+        "over how often the simulated shoppers looked at each position (1.00: exact), mean [min, max] "
+        f"over {len({r['shop'] for r in rows})} shops x {BIAS_RUNS} runs\n"
+    ]
+    header = ["sessions"] + [f"p{p}" for p in range(2, 11)] + ["worst |error|, p1-10"]
+    table_rows = []
+    for sessions in BIAS_SESSIONS:
+        runs = [r for r in rows if r["sessions"] == sessions]
+        cells, worst = [sessions], 0.0
+        for p in range(2, 11):
+            ratios = [
+                r["estimate"][p - 1] / r["truth"][p - 1] for r in runs if len(r["estimate"]) >= p and r["truth"][p - 1]
+            ]
+            if len(ratios) < len(runs):
+                cells.append(f"{len(ratios)}/{len(runs)} reach")
+                worst = float("inf")
+                continue
+            cells.append(f"{statistics.mean(ratios):.2f} [{min(ratios):.2f}, {max(ratios):.2f}]")
+            worst = max(worst, *(abs(x - 1) for x in ratios))
+        table_rows.append(cells + [f"{worst:.0%}"])
+    truth = statistics.mean(r["truth"][9] for r in rows)
+    lines.append(table(header, table_rows))
+    lines.append(
+        f"\nHow often shoppers looked at position 10 relative to 1: {truth:.3f}; the click model's examination "
+        f"alone, (1/10)^0.8, is {(1 / 10) ** 0.8:.3f}: a click above also stops the reading."
+    )
+    return "\n".join(lines)
 
 
 def report(rows: list[dict], out: Path, args) -> str:
+    bias = [r for r in rows if r.get("bias")]
+    rows = [r for r in rows if not r.get("bias")]
     lines = [
         f"Shops {args.seeds}, {args.products} products, 200 labelled queries each; model {args.model or 'random'}.",
         "",
@@ -132,6 +201,8 @@ def report(rows: list[dict], out: Path, args) -> str:
             ],
         )
     )
+    if bias:
+        lines.append(bias_report(bias))
     text = "\n".join(lines)
     (out / "report.md").write_text(text + "\n", encoding="utf-8")
     _plot(compared, out / "power.png")
@@ -191,7 +262,8 @@ def main() -> None:
         command += ["--runs", str(args.runs), "--out", str(out)] + (["--model", args.model] if args.model else [])
         subprocess.run(command, check=True)
         for row in json.loads((out / f"shop-{seed}.json").read_text(encoding="utf-8")):
-            row["curve"] = {int(n): tuple(v) for n, v in row["curve"].items()}
+            if "curve" in row:
+                row["curve"] = {int(n): tuple(v) for n, v in row["curve"].items()}
             rows.append(row)
     print(report(rows, out, args))
 

@@ -25,9 +25,13 @@ from search.retrieval.experiments import (
     CANDIDATE,
     CONTROL,
     INTERLEAVE,
+    Propensities,
+    ShownSearch,
     ab_verdict,
     assigned_arm,
     interleaving_verdict,
+    propensities_estimate,
+    swap_draw,
     team_draft,
 )
 from search.selectors import product_search
@@ -116,6 +120,33 @@ def verdicts_run(
     return winners
 
 
+def propensities_run(
+    rankings: Sequence[QueryRankings], *, sessions: int, probability: float, seed: int
+) -> tuple[Propensities, tuple[float, ...]]:
+    """The position bias estimated (the serving code's propensities_estimate) from `sessions`
+    simulated searches of the control's rankings, each swapped with `probability` by the
+    serving code's swap_draw, clicked by lab.simulation's shoppers (examination
+    (1 / p) ** EXAMINATION_DECAY, and a stop after a click); and the truth it estimates: how
+    often the shoppers looked at each position of the first ten, relative to the first."""
+    rng = random.Random(f"{seed}-propensities")
+    searches = []
+    looks = [0] * 10
+    for _ in range(sessions):
+        ranking = rng.choice(rankings)
+        shown = list(ranking.control)
+        k = swap_draw(len(shown), probability, rng)
+        if k is not None:
+            shown[k - 1], shown[k] = shown[k], shown[k - 1]
+        looked: list[int] = []
+        clicked = shopper_clicks([ranking.grades.get(pid, 0) for pid in shown], rng, looked)
+        for index in looked:
+            if index < len(looks):
+                looks[index] += 1
+        searches.append(ShownSearch(k, len(shown), frozenset(i + 1 for i in clicked)))
+    truth = tuple(n / looks[0] for n in looks) if looks[0] else ()
+    return propensities_estimate(searches), truth
+
+
 @dataclass(frozen=True)
 class Rate:
     """A share of runs with its Wilson 95% interval."""
@@ -165,6 +196,7 @@ __all__ = [
     "QueryRankings",
     "Rate",
     "power_curve",
+    "propensities_run",
     "rankings_collect",
     "sessions_needed",
     "verdicts_run",
