@@ -81,7 +81,8 @@ def rankings_collect(
 def _interleaved_preference(ranking: QueryRankings, session: str, rng: random.Random) -> int:
     merged = team_draft(ranking.control, ranking.candidate, seed=session)[:PAGE_SIZE]
     clicked = shopper_clicks([ranking.grades.get(pid, 0) for pid, _ in merged], rng)
-    score = sum(1 if merged[i][1] == CANDIDATE else -1 for i in clicked)
+    teams = [merged[i][1] for i in clicked]
+    score = teams.count(CANDIDATE) - teams.count(CONTROL)  # a shared pick credits neither
     return (score > 0) - (score < 0)
 
 

@@ -68,7 +68,7 @@ class ExperimentAdmin(admin.ModelAdmin):
     def winner(self, obj: Experiment) -> str:
         v = self._report(obj).verdict
         if v.effect is None:
-            return "No clicks to compare yet"
+            return "No session has preferred either ranking yet"
         if obj.method == INTERLEAVE:
             seen = f"{v.effect:.0%} of sessions preferred the candidate ({v.low:.0%} to {v.high:.0%})"
         else:

@@ -28,6 +28,7 @@ from scipy import stats
 INTERLEAVE, AB = "interleave", "ab"
 METHODS = (INTERLEAVE, AB)
 CONTROL, CANDIDATE = "control", "candidate"
+SHARED = "shared"  # a pick both teams would have made then: credited to neither
 INTERLEAVED = "interleaved"  # a search's arm when it showed both teams' products
 ALPHA = 0.05  # a verdict's level: a winner is declared when p < ALPHA
 POWER = 0.8  # the chance of finding a difference of the size seen, for "sessions needed"
@@ -42,8 +43,11 @@ def assigned_arm(experiment: str, session_key: str) -> str:
 
 def team_draft(control: Sequence[Hashable], candidate: Sequence[Hashable], *, seed: str) -> list[tuple[Hashable, str]]:
     """One list from two rankings by team-draft interleaving, each item with the team that
-    placed it. Every item of either ranking is placed once; `seed` fixes the coin flips, so the
-    same search (its pages, a refresh) shows the same list."""
+    placed it, or SHARED when the other team's next pick was the same item (where the rankings
+    agree, a click says nothing of which is better: crediting it by the coin flip only adds
+    noise; the credit stays symmetric, so no ranking gains from it). Every item of either
+    ranking is placed once; `seed` fixes the coin flips, so the same search (its pages, a
+    refresh) shows the same list."""
     rng = random.Random(hashlib.sha256(seed.encode()).digest())
     rankings = {CONTROL: list(control), CANDIDATE: list(candidate)}
     cursor = {CONTROL: 0, CANDIDATE: 0}
@@ -65,10 +69,19 @@ def team_draft(control: Sequence[Hashable], candidate: Sequence[Hashable], *, se
             while cursor[team] < len(ranking) and ranking[cursor[team]] in placed:
                 cursor[team] += 1
         item = ranking[cursor[team]]
+        other = CANDIDATE if team == CONTROL else CONTROL
+        shared = _next_pick(rankings[other], cursor[other], placed) == item
         placed.add(item)
-        merged.append((item, team))
+        merged.append((item, SHARED if shared else team))
         picks[team] += 1
     return merged
+
+
+def _next_pick(ranking: Sequence[Hashable], at: int, placed: set) -> Hashable | None:
+    """A team's next pick: its best item not placed yet."""
+    while at < len(ranking) and ranking[at] in placed:
+        at += 1
+    return ranking[at] if at < len(ranking) else None
 
 
 @dataclass(frozen=True)
@@ -225,6 +238,7 @@ __all__ = [
     "CONTROL",
     "INTERLEAVE",
     "INTERLEAVED",
+    "SHARED",
     "METHODS",
     "Propensities",
     "ShownSearch",

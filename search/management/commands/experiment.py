@@ -112,7 +112,10 @@ def _text(report: ExperimentReport) -> str:
         f"sessions {v.sessions}, searches {report.searches}, clicks {report.clicks}",
     ]
     if v.effect is None:
-        lines.append("No verdict yet: no session has preferred either ranking (no clicks to compare).")
+        lines.append(
+            "No verdict yet: no session has preferred either ranking (no clicks, or only on products both "
+            "rankings placed alike)."
+        )
     else:
         what = "sessions preferring the candidate" if e.method == "interleave" else "click-through, candidate - control"
         lines.append(f"{what}: {v.effect:.3f} (95% interval {v.low:.3f} to {v.high:.3f}), p = {v.p_value:.3g}")

@@ -46,7 +46,22 @@ def test_team_draft_is_the_same_for_the_same_seed_and_fair_over_seeds():
 
 def test_identical_rankings_interleave_to_the_same_list():
     ranking = [7, 3, 9, 1]
-    assert [item for item, _ in team_draft(ranking, ranking, seed="x")] == ranking
+    merged = team_draft(ranking, ranking, seed="x")
+    assert [item for item, _ in merged] == ranking
+    # where the rankings agree, a click says nothing of which is better: no team is credited
+    assert {team for _, team in merged} == {"shared"}
+
+
+def test_a_product_both_teams_would_pick_next_is_credited_to_neither():
+    # the rankings agree on the first product only
+    merged = dict(team_draft([1, 2, 3], [1, 3, 2], seed="y"))
+    assert merged[1] == "shared"
+    # of 2 and 3, the one placed second is the team's whose ranking put it higher, credited to it
+    assert sorted(merged.values()) == ["candidate", "shared", "shared"] or sorted(merged.values()) == [
+        "control",
+        "shared",
+        "shared",
+    ]
 
 
 def test_the_arm_is_sticky_per_session_and_splits_sessions_in_half():
