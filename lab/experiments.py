@@ -36,7 +36,7 @@ from search.retrieval.experiments import (
 )
 from search.selectors import product_search
 
-from .simulation import PAGE_SIZE, shopper_clicks
+from .simulation import EXAMINATION_DECAY, PAGE_SIZE, shopper_clicks
 
 
 @dataclass(frozen=True)
@@ -127,24 +127,19 @@ def propensities_run(
     """The position bias estimated (the serving code's propensities_estimate) from `sessions`
     simulated searches of the control's rankings, each swapped with `probability` by the
     serving code's swap_draw, clicked by lab.simulation's shoppers (examination
-    (1 / p) ** EXAMINATION_DECAY, and a stop after a click); and the truth it estimates: how
-    often the shoppers looked at each position of the first ten, relative to the first."""
+    (1 / p) ** EXAMINATION_DECAY, and a stop after a click); and the truth it estimates: that
+    examination curve at positions 1-10."""
     rng = random.Random(f"{seed}-propensities")
     searches = []
-    looks = [0] * 10
     for _ in range(sessions):
         ranking = rng.choice(rankings)
         shown = list(ranking.control)
         k = swap_draw(len(shown), probability, rng)
         if k is not None:
             shown[k - 1], shown[k] = shown[k], shown[k - 1]
-        looked: list[int] = []
-        clicked = shopper_clicks([ranking.grades.get(pid, 0) for pid in shown], rng, looked)
-        for index in looked:
-            if index < len(looks):
-                looks[index] += 1
+        clicked = shopper_clicks([ranking.grades.get(pid, 0) for pid in shown], rng)
         searches.append(ShownSearch(k, len(shown), frozenset(i + 1 for i in clicked)))
-    truth = tuple(n / looks[0] for n in looks) if looks[0] else ()
+    truth = tuple((1.0 / p) ** EXAMINATION_DECAY for p in range(1, 11))
     return propensities_estimate(searches), truth
 
 

@@ -29,16 +29,14 @@ class SimulationReport:
     logged: int = 0
 
 
-def shopper_clicks(grades: Sequence[int], rng: random.Random, looked: list[int] | None = None) -> list[int]:
+def shopper_clicks(grades: Sequence[int], rng: random.Random) -> list[int]:
     """Which of a list's products (their grades, top first) one shopper clicks: the indexes,
     top down. Position p is looked at with probability (1 / p) ** EXAMINATION_DECAY, until a
-    click stops the reading. `looked`, if given, gets the indexes looked at."""
+    click stops the reading."""
     clicked = []
     for index, grade in enumerate(grades):
         if rng.random() > (1.0 / (index + 1)) ** EXAMINATION_DECAY:
             continue
-        if looked is not None:
-            looked.append(index)
         if rng.random() < CLICK_BY_GRADE.get(grade, 0.0):
             clicked.append(index)
             if rng.random() < STOP_AFTER_CLICK:

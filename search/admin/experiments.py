@@ -8,8 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from ..models import Experiment
-from ..retrieval.experiments import ALPHA, INTERLEAVE
-from ..selectors.experiments import ExperimentReport, experiment_report
+from ..selectors.experiments import ExperimentReport, candidate_said, experiment_report, verdict_said
 
 START = (
     "Experiments start from the command line: python manage.py experiment start NAME --method interleave "
@@ -19,19 +18,20 @@ START = (
 
 @admin.register(Experiment)
 class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "method", "status", "candidate_said", "sessions", "clicks", "winner", "more_needed")
+    list_display = ("name", "method", "status", "changes", "sessions", "clicks", "verdict", "more_needed")
     list_filter = ("status", "method")
     fields = (
         "name",
         "method",
         "status",
-        "candidate_said",
+        "changes",
         "started_at",
         "stopped_at",
         "sessions",
         "clicks",
-        "winner",
+        "verdict",
         "more_needed",
+        "arms",
         "promoted",
         "failures_said",
     )
@@ -44,17 +44,8 @@ class ExperimentAdmin(admin.ModelAdmin):
         return cached
 
     @admin.display(description="Candidate")
-    def candidate_said(self, obj: Experiment) -> str:
-        parts = []
-        if "strategy" in obj.candidate:
-            parts.append(f"strategy {obj.candidate['strategy']}")
-        if "weights" in obj.candidate:
-            parts.append("weights " + ", ".join(f"{k} {v:g}" for k, v in obj.candidate["weights"].items()))
-        if obj.candidate.get("calibration") == "off":
-            parts.append("no fusion calibration")
-        elif "calibration" in obj.candidate:
-            parts.append("its own fusion calibration")
-        return "; ".join(parts)
+    def changes(self, obj: Experiment) -> str:
+        return candidate_said(obj.candidate)
 
     @admin.display(description="Sessions")
     def sessions(self, obj: Experiment) -> int:
@@ -65,23 +56,22 @@ class ExperimentAdmin(admin.ModelAdmin):
         return self._report(obj).clicks
 
     @admin.display(description="Winner")
-    def winner(self, obj: Experiment) -> str:
-        v = self._report(obj).verdict
-        if v.effect is None:
-            return "No session has preferred either ranking yet"
-        if obj.method == INTERLEAVE:
-            seen = f"{v.effect:.0%} of sessions preferred the candidate ({v.low:.0%} to {v.high:.0%})"
-        else:
-            seen = f"click-through {v.effect:+.1%} for the candidate ({v.low:+.1%} to {v.high:+.1%})"
-        verdict = f"{v.winner.capitalize()}" if v.winner else "None yet"
-        return f"{verdict}: {seen}, p = {v.p_value:.2g} (a winner needs p < {ALPHA})"
+    def verdict(self, obj: Experiment) -> str:
+        return verdict_said(obj, self._report(obj).verdict)
 
     @admin.display(description="More sessions needed")
     def more_needed(self, obj: Experiment) -> str:
-        more = self._report(obj).verdict.more_needed
-        if more is None:
-            return "Unknown until the rankings differ"
-        return "None: decided" if more == 0 and self._report(obj).verdict.winner else f"About {more:,}"
+        v = self._report(obj).verdict
+        if v.winner:
+            return "None: decided"
+        if obj.status == Experiment.Status.STOPPED:
+            return "Stopped"
+        return "Too few sessions to tell" if v.more_needed is None else f"About {v.more_needed:,}"
+
+    @admin.display(description="Arms (A/B)")
+    def arms(self, obj: Experiment) -> str:
+        arms = self._report(obj).arms
+        return "; ".join(f"{arm}: {c['clicked']} of {c['sessions']} sessions clicked" for arm, c in arms.items()) or "-"
 
     @admin.display(description="Candidate failures")
     def failures_said(self, obj: Experiment) -> str:

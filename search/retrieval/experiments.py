@@ -32,6 +32,8 @@ SHARED = "shared"  # a pick both teams would have made then: credited to neither
 INTERLEAVED = "interleaved"  # a search's arm when it showed both teams' products
 ALPHA = 0.05  # a verdict's level: a winner is declared when p < ALPHA
 POWER = 0.8  # the chance of finding a difference of the size seen, for "sessions needed"
+# "sessions needed" is not guessed from fewer sessions with a preference (or per A/B arm) than this
+MIN_TO_EXTRAPOLATE = 10
 
 
 def assigned_arm(experiment: str, session_key: str) -> str:
@@ -88,13 +90,15 @@ def _next_pick(ranking: Sequence[Hashable], at: int, placed: set) -> Hashable | 
 class Verdict:
     """What an experiment's sessions say so far.
 
-    `effect`: interleaving, the share of sessions preferring the candidate among those that
-    preferred one (0.5: no difference); A/B, the candidate's click-through share minus the
-    control's. `low`/`high`: its 95% interval. `needed`: the sessions a verdict on an effect of
-    this size would need in all (power POWER at ALPHA), None while no difference is seen."""
+    `effect`: interleaving, the share of sessions preferring the candidate among the `decisive`
+    ones, those that preferred either (0.5: no difference); A/B, the candidate's click-through
+    minus the control's, in percentage points over 100 (`decisive`: every session). `low`/`high`:
+    its 95% interval. `needed`: the sessions a verdict on an effect of this size would need in
+    all (power POWER at ALPHA), None while no difference is seen or too few sessions tell one."""
 
     method: str
     sessions: int
+    decisive: int
     effect: float | None
     low: float | None
     high: float | None
@@ -117,18 +121,20 @@ def interleaving_verdict(preferences: Sequence[int], *, alpha: float = ALPHA) ->
     losses = sum(1 for p in preferences if p < 0)
     decisive = wins + losses
     if decisive == 0:
-        return Verdict(INTERLEAVE, sessions, None, None, None, None, None, None)
+        return Verdict(INTERLEAVE, sessions, 0, None, None, None, None, None, None)
     share = wins / decisive
     test = stats.binomtest(wins, decisive, 0.5)
     p_value = float(test.pvalue)
     interval = test.proportion_ci(confidence_level=1 - alpha, method="wilson")
     winner = None if p_value >= alpha else CANDIDATE if share > 0.5 else CONTROL
     needed = None
-    if share != 0.5:
+    if share != 0.5 and decisive >= MIN_TO_EXTRAPOLATE:
         z_a, z_b = stats.norm.ppf(1 - alpha / 2), stats.norm.ppf(POWER)
         per_decisive = ((z_a * 0.5 + z_b * math.sqrt(share * (1 - share))) / (share - 0.5)) ** 2
-        needed = math.ceil(per_decisive * sessions / decisive)
-    return Verdict(INTERLEAVE, sessions, share, interval.low, interval.high, p_value, winner, needed)
+        # the exact sign test needs n with 2 * 0.5 ** n < alpha even if every session agrees
+        least = math.ceil(math.log2(2 / alpha))
+        needed = math.ceil(max(per_decisive, least) * sessions / decisive)
+    return Verdict(INTERLEAVE, sessions, decisive, share, interval.low, interval.high, p_value, winner, needed)
 
 
 def ab_verdict(control: tuple[int, int], candidate: tuple[int, int], *, alpha: float = ALPHA) -> Verdict:
@@ -136,7 +142,7 @@ def ab_verdict(control: tuple[int, int], candidate: tuple[int, int], *, alpha: f
     (c_hits, c_n), (k_hits, k_n) = control, candidate
     sessions = c_n + k_n
     if c_n == 0 or k_n == 0:
-        return Verdict(AB, sessions, None, None, None, None, None, None)
+        return Verdict(AB, sessions, sessions, None, None, None, None, None, None)
     p_c, p_k = c_hits / c_n, k_hits / k_n
     effect = p_k - p_c
     pooled = (c_hits + k_hits) / sessions
@@ -147,18 +153,22 @@ def ab_verdict(control: tuple[int, int], candidate: tuple[int, int], *, alpha: f
     low, high = effect - z_a * unpooled, effect + z_a * unpooled
     winner = None if p_value >= alpha else CANDIDATE if effect > 0 else CONTROL
     needed = None
-    if effect != 0:
+    if effect != 0 and min(c_n, k_n) >= MIN_TO_EXTRAPOLATE:
         mean = (p_c + p_k) / 2
         spread_sum = p_c * (1 - p_c) + p_k * (1 - p_k)
         per_arm = (z_a * math.sqrt(2 * mean * (1 - mean)) + z_b * math.sqrt(spread_sum)) ** 2 / effect**2
         needed = 2 * math.ceil(per_arm)
-    return Verdict(AB, sessions, effect, low, high, p_value, winner, needed)
+    return Verdict(AB, sessions, sessions, effect, low, high, p_value, winner, needed)
 
 
 # --- position bias, from the adjacent swaps (SEARCH_SWAP_PROBABILITY) ----------------------
 
 
 SWAP_WITHIN = 10  # the positions an adjacent swap may touch: where the click log has the evidence
+# A step of the estimate (position k to k + 1) rests on at least this many clicks in each of its
+# four rates; the chain stops where one has fewer (a ratio of two clicks is noise, and a weight
+# of 7 resting on 3 clicks would drown the rest)
+MIN_STEP_CLICKS = 20
 
 
 def swap_draw(shown: int, probability: float, rng: random.Random) -> int | None:
@@ -182,8 +192,9 @@ class ShownSearch:
 
 @dataclass(frozen=True)
 class Propensities:
-    """How likely a shopper is to look at each position, relative to the first (1.0), from
-    swap interventions; `evidence[k]` is the fewest clicks behind the ratio of k + 1 to k."""
+    """How likely a shopper who has not clicked yet is to look at each position, relative to
+    the first (1.0), from swap interventions; `evidence[k]` is the fewest clicks behind the
+    ratio of k + 1 to k."""
 
     values: tuple[float, ...]  # positions 1, 2, ... as far as the evidence goes
     evidence: tuple[int, ...]
@@ -200,30 +211,39 @@ class Propensities:
         return self.values[min(position, len(self.values)) - 1]
 
 
-def propensities_estimate(searches: Sequence[ShownSearch], *, positions: int = 10) -> Propensities:
-    """Examination propensities relative to position 1. A swap of k and k + 1 shows the same
-    products one place lower and higher than they would have been: the click rate of the
-    product from k shown at k + 1 over its rate at k (unswapped searches) is p(k + 1) / p(k),
-    whatever its relevance; so is the rate of the product from k + 1 at k + 1 over its rate at
-    k. Their geometric mean is the step; the chain stops where a rate has no click."""
+def propensities_estimate(
+    searches: Sequence[ShownSearch], *, positions: int = SWAP_WITHIN, min_clicks: int = MIN_STEP_CLICKS
+) -> Propensities:
+    """Examination propensities relative to position 1, of a shopper who has not clicked yet.
+    A swap of k and k + 1 shows the same products one place lower and higher than they would
+    have been: the click rate of the product from k shown at k + 1 over its rate at k
+    (unswapped searches) is p(k + 1) / p(k), whatever its relevance; so is the rate of the
+    product from k + 1 at k + 1 over its rate at k. Their geometric mean is the step; the chain
+    stops where a rate has fewer than `min_clicks` clicks. A rate counts a position only while nothing above it was
+    clicked: a shopper who clicked may stop reading, and how likely that is depends on what was
+    clicked, which the swap changes (the first simulated measurement, counting every position,
+    read up to 1.6x too much at position 10)."""
     kept = [[0, 0] for _ in range(positions + 2)]  # position -> [clicks, shown], unswapped
     down = [[0, 0] for _ in range(positions + 2)]  # k -> the product from k, shown at k + 1
     up = [[0, 0] for _ in range(positions + 2)]  # k -> the product from k + 1, shown at k
     for search in searches:
         k = search.swapped_at
+        first = min(search.clicked, default=search.shown)  # the positions read before any click
         if k is None:
-            for position in range(1, min(search.shown, positions) + 1):
+            for position in range(1, min(search.shown, positions, first) + 1):
                 kept[position][0] += position in search.clicked
                 kept[position][1] += 1
         elif 1 <= k < positions and search.shown > k:
-            down[k][0] += (k + 1) in search.clicked
-            down[k][1] += 1
-            up[k][0] += k in search.clicked
-            up[k][1] += 1
+            if first >= k + 1:
+                down[k][0] += (k + 1) in search.clicked
+                down[k][1] += 1
+            if first >= k:
+                up[k][0] += k in search.clicked
+                up[k][1] += 1
     values, evidence = [1.0], []
     for k in range(1, positions):
         counts = (down[k], kept[k], kept[k + 1], up[k])
-        if any(clicks == 0 for clicks, _ in counts):
+        if any(clicks < max(1, min_clicks) for clicks, _ in counts):
             break
         rate = [clicks / shown for clicks, shown in counts]
         values.append(values[-1] * math.sqrt((rate[0] / rate[1]) * (rate[2] / rate[3])))
@@ -241,6 +261,7 @@ __all__ = [
     "SHARED",
     "METHODS",
     "Propensities",
+    "MIN_STEP_CLICKS",
     "ShownSearch",
     "Verdict",
     "ab_verdict",

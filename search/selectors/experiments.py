@@ -27,6 +27,7 @@ from ..models import Click, Experiment, SearchEvent, SearchImpression
 from ..retrieval.config import search_config
 from ..retrieval.experiments import (
     AB,
+    ALPHA,
     CANDIDATE,
     CONTROL,
     INTERLEAVE,
@@ -244,6 +245,7 @@ class ExperimentReport:
             "started_at": e.started_at.isoformat(),
             "stopped_at": e.stopped_at.isoformat() if e.stopped_at else None,
             "sessions": v.sessions,
+            "decisive_sessions": v.decisive,
             "searches": self.searches,
             "clicks": self.clicks,
             "winner": v.winner,
@@ -256,6 +258,50 @@ class ExperimentReport:
             "failures": e.failures,
             "last_failure": e.last_failure,
         }
+
+
+def candidate_said(candidate: dict) -> str:
+    """What a candidate changes, in words."""
+    parts = []
+    if "strategy" in candidate:
+        parts.append(f"strategy {candidate['strategy']}")
+    if "weights" in candidate:
+        parts.append("weights " + ",".join(f"{k}={v:g}" for k, v in candidate["weights"].items()))
+    if candidate.get("calibration") == "off":
+        parts.append("no fusion calibration")
+    elif "calibration" in candidate:
+        parts.append("its own fusion calibration")
+    return ", ".join(parts)
+
+
+def verdict_said(experiment: Experiment, v: Verdict) -> str:
+    """The verdict in words, with the sessions it rests on, for the report and the admin."""
+    stopped = experiment.status == Experiment.Status.STOPPED
+    if v.effect is None:
+        if experiment.method == AB:
+            return "No verdict: an arm has no session yet." if not stopped else "No verdict: an arm had no session."
+        return (
+            "No verdict: no session preferred either ranking (no clicks, or only on products both rankings "
+            "placed alike)."
+        )
+    if experiment.method == INTERLEAVE:
+        seen = (
+            f"{round(v.effect * v.decisive)} of the {v.decisive} sessions (of {v.sessions}) that preferred a ranking "
+            f"preferred the candidate: {v.effect:.0%} (95% interval {v.low:.0%} to {v.high:.0%})"
+        )
+    else:
+        seen = (
+            f"the candidate's click-through minus the control's: {v.effect * 100:+.1f} percentage points "
+            f"(95% interval {v.low * 100:+.1f} to {v.high * 100:+.1f})"
+        )
+    seen += f", p = {v.p_value:.2g}."
+    if v.winner:
+        return f"{seen} Winner: {v.winner} (p < {ALPHA})."
+    if stopped:
+        return f"{seen} No winner."
+    if v.more_needed is None:
+        return f"{seen} No winner yet; too few sessions, or no difference, to say how many more a verdict needs."
+    return f"{seen} No winner yet: about {v.more_needed:,} more sessions would tell an effect of this size."
 
 
 def experiment_report(experiment: Experiment) -> ExperimentReport:
@@ -302,6 +348,7 @@ def _preferences(events) -> list[int]:
 
 __all__ = [
     "ExperimentReport",
+    "candidate_said",
     "RunningExperiment",
     "experiment_forget",
     "experiment_report",
@@ -309,4 +356,5 @@ __all__ = [
     "position_bias",
     "position_swap",
     "running_experiment",
+    "verdict_said",
 ]

@@ -46,7 +46,8 @@ class Evidence:
     complete: set[str] = field(default_factory=set)
     labelled_queries: int = 0
     click_queries: int = 0
-    weighed: bool = False  # the clicks were weighed by their positions' propensities
+    # the propensities the clicks were weighed by (None: taken as they are)
+    weighed: Propensities | None = None
 
     def queries_with_positive(self) -> int:
         return sum(any(t > 0 for t, _ in products.values()) for products in self.labels.values())
@@ -123,23 +124,23 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
 
 def _evidence_weighed(events, bias: Propensities) -> Evidence:
     """Click evidence without the position bias (inverse propensity weighting, Joachims et al.
-    2017): each product shown at a position whose propensity p is known is evidence of its
-    relevance to the query, a click counting 1 / p; its target is the mean over its
-    impressions (at most 1), its weight their number. Positions past the estimate are left out."""
+    2017): each product shown is evidence of its relevance to the query, a click counting
+    1 / p, p its position's propensity (Propensities.weighing: below the estimate's depth, the
+    deepest estimate's, so no click is left out); its target is the mean over its impressions
+    (at most 1), its weight their number."""
     sums: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))
-    deepest = len(bias.values)
     for event in events.iterator(chunk_size=500):
         clicked = {c.product_id for c in event.clicks.all() if c.product_id}
         for shown in event.impressions.all():
-            if shown.product_id is None or shown.position > deepest or shown.placement:
+            if shown.product_id is None or shown.placement:
                 continue  # (a product a ranking rule placed says nothing of the model's ranking)
             into = sums[event.query_normalized][shown.product_id]
-            into[0] += 1.0 / bias.values[shown.position - 1] if shown.product_id in clicked else 0.0
+            into[0] += 1.0 / bias.weighing(shown.position) if shown.product_id in clicked else 0.0
             into[1] += 1.0
     labels = {
         query: {pid: (min(1.0, c / n), n) for pid, (c, n) in products.items()} for query, products in sums.items()
     }
-    return Evidence(labels=labels, click_queries=len(labels), weighed=True)
+    return Evidence(labels=labels, click_queries=len(labels), weighed=bias)
 
 
 def evidence_merge(*parts: Evidence) -> Evidence:
@@ -158,7 +159,7 @@ def evidence_merge(*parts: Evidence) -> Evidence:
         complete=set().union(*(p.complete for p in parts)),
         labelled_queries=sum(p.labelled_queries for p in parts),
         click_queries=sum(p.click_queries for p in parts),
-        weighed=any(p.weighed for p in parts),
+        weighed=next((p.weighed for p in parts if p.weighed is not None), None),
     )
 
 
@@ -257,7 +258,7 @@ def calibration_from_evidence(
             "at": timezone.now().isoformat(timespec="seconds"),
             "labelled_queries": evidence.labelled_queries,
             "click_queries": evidence.click_queries,
-            "clicks_weighed": evidence.weighed,
+            "clicks_weighed": list(evidence.weighed.values) if evidence.weighed else None,
             "queries": having,
             "lists": int(len(weights)),
             "rows": int(len(y)),

@@ -52,10 +52,19 @@ def candidate_spec(*, strategy: str | None = None, weights: str | None = None, c
 
 def _calibration_file(path: str) -> dict:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ExperimentError(f"--candidate-calibration {path}: cannot read it ({reason}).") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise ExperimentError(
+            f"--candidate-calibration {path}: not JSON; give a fusion calibration as calibrate_fusion writes one "
+            "(SEARCH_FUSION_CALIBRATION=FILE), or off."
+        ) from None
+    try:
         return Calibration.from_dict(data).as_dict()
-    except OSError as exc:
-        raise ExperimentError(f"--candidate-calibration {path}: cannot read it ({exc.strerror or exc}).") from None
     except ValueError as exc:
         raise ExperimentError(f"--candidate-calibration {path}: {exc}.") from None
 
@@ -64,9 +73,10 @@ def experiment_start(*, name: str, method: str, candidate: dict) -> Experiment:
     """Start an experiment: every serving process takes it up within LOOK_SECONDS."""
     if method not in METHODS:
         raise ExperimentError(f"--method {method!r}: use one of {', '.join(METHODS)}.")
-    if not name or slugify(name) != name:
+    if not name or slugify(name) != name or len(name) > 64:
         raise ExperimentError(
-            f"{name!r} is not a usable name: use lower-case letters, digits, - and _ (such as rrf-vs-normalized)."
+            f"{name[:80]!r} is not a usable name: use at most 64 lower-case letters, digits, - and _ "
+            "(such as rrf-vs-normalized)."
         )
     existing = Experiment.objects.filter(name=name).first()
     if existing is not None:
@@ -92,7 +102,11 @@ def experiment_stop(*, name: str, promote: bool = False, force: bool = False) ->
     experiment = Experiment.objects.filter(name=name).first()
     if experiment is None:
         raise ExperimentError(f"There is no experiment named {name!r} (manage.py experiment list).")
+    if force and not promote:
+        raise ExperimentError("--force only goes with --promote (it promotes a candidate that has not won).")
     said: list[str] = []
+    if experiment.status == Experiment.Status.STOPPED:
+        said.append(f"{name} was already stopped on {timezone.localtime(experiment.stopped_at):%Y-%m-%d %H:%M}.")
     if promote:
         winner = experiment_report(experiment).verdict.winner
         if winner != "candidate" and not force:
@@ -100,10 +114,13 @@ def experiment_stop(*, name: str, promote: bool = False, force: bool = False) ->
                 f"The candidate has not won (winner: {winner or 'none yet'}); nothing was stopped. "
                 "Give --force to promote it anyway."
             )
-        said = _promote(experiment.candidate)
+        if winner != "candidate":
+            said.append(f"Promoting a candidate that has not won (winner: {winner or 'none yet'}), as --force asks.")
+        said += _promote(experiment.candidate)
+        experiment.promoted = True
     if experiment.status == Experiment.Status.RUNNING:
         experiment.status, experiment.stopped_at = Experiment.Status.STOPPED, timezone.now()
-    experiment.promoted = experiment.promoted or (promote and "calibration" in experiment.candidate)
+        said.insert(0, f"Stopped {name}.")
     experiment.save(update_fields=["status", "stopped_at", "promoted"])
     experiment_forget()
     return experiment, said

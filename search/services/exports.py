@@ -76,6 +76,8 @@ EVENT_COLUMNS: Columns = (
     ("merchandising", "merchandising"),
     ("experiment", "string"),
     ("arm", "string"),
+    ("swap_probability", "float64"),
+    ("swapped_at", "int32"),
     ("impressions", "impressions"),
     ("clicks", "clicks"),
 )
@@ -186,6 +188,8 @@ def _event_row(event: SearchEvent) -> dict:
             "merchandising": _structured("merchandising", event.merchandising),
             "experiment": event.experiment,
             "arm": event.arm,
+            "swap_probability": event.swap_probability,
+            "swapped_at": event.swapped_at,
             "impressions": [
                 _project(
                     RECORDS["impressions"],

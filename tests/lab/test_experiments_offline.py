@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from lab.experiments import AB, INTERLEAVE, QueryRankings, power_curve, sessions_needed
 
 
@@ -41,3 +43,27 @@ def test_a_worse_candidate_is_found_and_interleaving_needs_fewer_sessions():
     # never the wrong way round
     wrong = power_curve(rankings, method=INTERLEAVE, looks=[400], runs=40, seed=4, expect="candidate")
     assert wrong[400].hits == 0
+
+
+def test_swaps_measure_the_simulated_shoppers_examination_though_a_click_stops_their_reading():
+    from lab.experiments import propensities_run
+
+    # given: the simulated shoppers (look at p with (1/p)^0.8, stop after a click 60% of the
+    # time) on rankings with the relevant products high, half of the searches swapped
+    rng = random.Random(1)
+    rankings = []
+    for q in range(200):
+        ids = list(range(q * 100, q * 100 + 20))
+        grades = {
+            pid: rng.choice([3, 3, 2, 2, 1, 0, 0]) if i < 6 else rng.choice([2, 1, 0, 0, 0])
+            for i, pid in enumerate(ids)
+        }
+        rankings.append(QueryRankings(str(q), tuple(ids), tuple(ids), grades))
+
+    estimate, truth = propensities_run(rankings, sessions=150000, probability=0.5, seed=3)
+
+    # then: within 20% of the examination curve at positions 1-10 (counting every position, as
+    # the first version did, read 1.2-1.6x too much past position 5: a click stops the reading)
+    assert len(estimate.values) == 10
+    for p in range(1, 11):
+        assert estimate.at(p) / truth[p - 1] == pytest.approx(1.0, abs=0.2), p

@@ -140,8 +140,10 @@ def test_simulated_shoppers_find_the_worse_candidate_and_the_report_says_so(tmp_
     assert report["winner"] == "control" and report["p_value"] < 0.01
     low, high = report["interval"]
     assert high < 0.5 and report["more_sessions_needed"] == 0
+    assert report["decisive_sessions"] < report["sessions"]
     call_command("experiment", "report", "image-only")
-    assert "Winner: control" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "Winner: control" in said and f"of the {report['decisive_sessions']} sessions (of 300)" in said
 
 
 def test_the_admin_shows_experiments_with_their_verdict(admin_client, client, shop):
@@ -160,7 +162,8 @@ def test_the_admin_shows_experiments_with_their_verdict(admin_client, client, sh
     page = admin_client.get("/admin/search/experiment/").content.decode()
 
     assert "image-only" in page and "strategy image" in page and "Team-draft interleaving" in page
-    assert "of sessions preferred the candidate" in page and "None yet" in page
+    assert "3 sessions (of 3) that preferred a ranking" in page and "No winner yet" in page
+    assert "Too few sessions to tell" in page
     assert "manage.py experiment start" in page
 
 
@@ -180,12 +183,19 @@ def test_the_command_says_what_to_fix(tmp_path, shop):
         start("bad", "ab", "--candidate-calibration", str(tmp_path / "old.json"))
     with pytest.raises(CommandError, match="not a usable name"):
         start("Bad Name", "ab", "--candidate-strategy", "rrf")
+    with pytest.raises(CommandError, match="at most 64"):
+        start("x" * 65, "ab", "--candidate-strategy", "rrf")
+    (tmp_path / "notjson.json").write_text("coefficients: 1")
+    with pytest.raises(CommandError, match="not JSON; give a fusion calibration"):
+        start("bad", "ab", "--candidate-calibration", str(tmp_path / "notjson.json"))
     start("first", "ab", "--candidate-strategy", "rrf")
     with pytest.raises(CommandError, match="'first' is running; stop it first"):
         start("second", "ab", "--candidate-strategy", "rrf")
     with pytest.raises(CommandError, match="has not won"):
         call_command("experiment", "stop", "first", "--promote")
     assert Experiment.objects.get(name="first").status == "running"  # nothing stopped
+    with pytest.raises(CommandError, match="--force only goes with --promote"):
+        call_command("experiment", "stop", "first", "--force")
     call_command("experiment", "stop", "first")
     with pytest.raises(CommandError, match="exists already"):
         start("first", "ab", "--candidate-strategy", "rrf")
@@ -250,7 +260,7 @@ def test_swapped_clicks_measure_the_position_bias_that_the_calibration_and_tripl
     settings.SEARCH_SWAP_PROBABILITY = 0.5
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps(q) for q in QUERIES) + "\n")
-    call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "600", "--seed", "5")
+    call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "1500", "--seed", "5")
 
     # then: the log tells how much less shoppers look at position 2 than at 1
     bias = position_bias()

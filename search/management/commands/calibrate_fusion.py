@@ -5,6 +5,7 @@ from tqdm import tqdm
 
 from search.retrieval import fusion, providers
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.experiments import MIN_STEP_CLICKS
 from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
 from search.selectors.calibrations import calibration_source
 from search.services.calibrating import (
@@ -90,10 +91,7 @@ class Command(BaseCommand):
         lines = [
             f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
             f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
-            "Clicks weighed by how often shoppers look at their positions (the log's swaps, SEARCH_SWAP_PROBABILITY)."
-            if fitted.get("clicks_weighed")
-            else "Clicks taken as they are: the log has no swaps to measure the position bias with "
-            "(SEARCH_SWAP_PROBABILITY).",
+            _weighing_said(fitted.get("clicks_weighed"), fitted["click_queries"]),
             "",
             "| feature | coefficient |",
             "|---|---|",
@@ -105,3 +103,19 @@ class Command(BaseCommand):
                 f"Saved in {saved}: word searches with model {fitted['model']} use it now, in every process."
             )
         )
+
+
+def _weighing_said(propensities: list[float] | None, click_queries: int) -> str:
+    if propensities:
+        deepest = len(propensities)
+        return (
+            f"Clicks weighed by how often shoppers look at their positions, measured from the log's swaps "
+            f"down to position {deepest} (there {propensities[-1]:.2f} of position 1's); a click deeper "
+            f"weighs as one at {deepest}."
+        )
+    if not click_queries:
+        return ""
+    return (
+        "Clicks taken as they are, with their position bias: the log's swaps (SEARCH_SWAP_PROBABILITY) do not "
+        f"measure it yet (each step needs {MIN_STEP_CLICKS} clicks on both sides of a swap)."
+    )

@@ -5,8 +5,10 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from search.models import Experiment
-from search.retrieval.experiments import ALPHA, METHODS
-from search.selectors.experiments import ExperimentReport, experiment_report
+from search.retrieval.config import search_config
+from search.retrieval.experiments import METHODS
+from search.selectors import STRATEGIES
+from search.selectors.experiments import ExperimentReport, candidate_said, experiment_report, verdict_said
 from search.services.experiments import ExperimentError, candidate_spec, experiment_start, experiment_stop
 
 MODEL_NOT_YET = (
@@ -24,9 +26,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         actions = parser.add_subparsers(dest="action", required=True, metavar="start|report|stop|list")
         start = actions.add_parser("start", help="start an experiment (at most one runs)")
-        start.add_argument("name")
+        start.add_argument("name", help="at most 64 lower-case letters, digits, - and _")
         start.add_argument("--method", required=True, choices=METHODS)
-        start.add_argument("--candidate-strategy", metavar="S")
+        start.add_argument("--candidate-strategy", metavar="S", help=f"one of {', '.join(STRATEGIES)}")
         start.add_argument("--candidate-weights", metavar="SPEC", help="such as text=1,image=0.5")
         start.add_argument("--candidate-calibration", metavar="FILE|off", help="a fusion calibration file, or off")
         start.add_argument("--candidate-model", metavar="ID_OR_DIR", help="not supported yet (says why)")
@@ -36,7 +38,7 @@ class Command(BaseCommand):
         stop = actions.add_parser("stop", help="stop an experiment; --promote makes a winning candidate serve")
         stop.add_argument("name")
         stop.add_argument("--promote", action="store_true")
-        stop.add_argument("--force", action="store_true", help="promote even if the candidate has not won")
+        stop.add_argument("--force", action="store_true", help="with --promote: even if the candidate has not won")
         actions.add_parser("list", help="every experiment, newest first")
 
     def handle(self, *args, action: str, **options):
@@ -53,21 +55,20 @@ class Command(BaseCommand):
         )
         experiment = experiment_start(name=name, method=method, candidate=candidate)
         self.stdout.write(
-            f"Started {experiment.name} ({experiment.get_method_display()}): candidate {_candidate(candidate)}. "
+            f"Started {experiment.name} ({experiment.get_method_display()}): candidate {candidate_said(candidate)}. "
             "Serving processes take it up within seconds."
         )
+        if candidate == {"strategy": search_config().strategy}:
+            self.stdout.write(
+                "The candidate ranks as the serving configuration does: this is an A/A test (it should name no winner)."
+            )
 
     def _report(self, *, name, **options):
-        experiment = _get(name)
-        report = experiment_report(experiment)
-        if options["json"]:
-            self.stdout.write(_json(report))
-        else:
-            self.stdout.write(_text(report))
+        report = experiment_report(_get(name))
+        self.stdout.write(json.dumps(report.as_dict(), indent=2) if options["json"] else _text(report))
 
     def _stop(self, *, name, promote, force, **options):
-        experiment, said = experiment_stop(name=name, promote=promote, force=force)
-        self.stdout.write(f"Stopped {experiment.name}.")
+        _, said = experiment_stop(name=name, promote=promote, force=force)
         for line in said:
             self.stdout.write(line)
 
@@ -75,9 +76,13 @@ class Command(BaseCommand):
         experiments = list(Experiment.objects.all())
         if not experiments:
             self.stdout.write("No experiments yet (manage.py experiment start NAME --method interleave ...).")
+            return
+        self.stdout.write("name\tmethod\tstatus\tstarted\tcandidate\twinner\tpromoted")
         for e in experiments:
+            winner = experiment_report(e).verdict.winner or ("none yet" if e.status == "running" else "none")
             self.stdout.write(
-                f"{e.name}\t{e.method}\t{e.status}\t{e.started_at:%Y-%m-%d %H:%M}\t{_candidate(e.candidate)}"
+                f"{e.name}\t{e.method}\t{e.status}\t{e.started_at:%Y-%m-%d %H:%M}\t{candidate_said(e.candidate)}\t"
+                f"{winner}\t{'yes' if e.promoted else 'no'}"
             )
 
 
@@ -88,43 +93,13 @@ def _get(name: str) -> Experiment:
     return experiment
 
 
-def _candidate(candidate: dict) -> str:
-    parts = []
-    if "strategy" in candidate:
-        parts.append(f"strategy {candidate['strategy']}")
-    if "weights" in candidate:
-        parts.append("weights " + ",".join(f"{k}={v:g}" for k, v in candidate["weights"].items()))
-    if candidate.get("calibration") == "off":
-        parts.append("no fusion calibration")
-    elif "calibration" in candidate:
-        parts.append("its own fusion calibration")
-    return ", ".join(parts)
-
-
-def _json(report: ExperimentReport) -> str:
-    return json.dumps(report.as_dict(), indent=2)
-
-
 def _text(report: ExperimentReport) -> str:
     e, v = report.experiment, report.verdict
     lines = [
-        f"{e.name}: {e.get_method_display()}, {e.status}, candidate {_candidate(e.candidate)}",
+        f"{e.name}: {e.get_method_display()}, {e.status}, candidate {candidate_said(e.candidate)}",
         f"sessions {v.sessions}, searches {report.searches}, clicks {report.clicks}",
+        verdict_said(e, v),
     ]
-    if v.effect is None:
-        lines.append(
-            "No verdict yet: no session has preferred either ranking (no clicks, or only on products both "
-            "rankings placed alike)."
-        )
-    else:
-        what = "sessions preferring the candidate" if e.method == "interleave" else "click-through, candidate - control"
-        lines.append(f"{what}: {v.effect:.3f} (95% interval {v.low:.3f} to {v.high:.3f}), p = {v.p_value:.3g}")
-        if v.winner:
-            lines.append(f"Winner: {v.winner} (p < {ALPHA}).")
-        elif v.more_needed is None:
-            lines.append("No winner: no difference seen.")
-        else:
-            lines.append(f"No winner yet: about {v.more_needed} more sessions would tell an effect of this size.")
     for arm, counts in report.arms.items():
         lines.append(f"  {arm}: {counts['clicked']} of {counts['sessions']} sessions clicked")
     if e.failures:

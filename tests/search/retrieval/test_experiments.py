@@ -108,7 +108,7 @@ def test_swaps_estimate_a_known_examination_curve_whatever_the_relevance():
     # off with position faster than the examination alone does)
     rng = random.Random(7)
     searches = []
-    for _ in range(60000):
+    for _ in range(150000):
         relevance = sorted((rng.random() for _ in range(20)), reverse=True)
         k = swap_draw(20, 0.5, rng)
         shown = list(relevance)
@@ -122,7 +122,7 @@ def test_swaps_estimate_a_known_examination_curve_whatever_the_relevance():
     estimate = propensities_estimate(searches)
 
     # then: the estimate is the examination curve within 20% at positions 1-10 (the chain's
-    # noise grows down the list: 3 seeds tried were within 2-12%), while the raw click-through
+    # noise grows down the list: 5 seeds tried were within 3-19%), while the raw click-through
     # falls off much faster (what learning from clicks as they are would take in)
     assert len(estimate.values) == 10
     for p in range(1, 11):
