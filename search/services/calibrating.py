@@ -90,7 +90,7 @@ def evidence_from_labels(queries: Iterable[Mapping], *, top_grade: int = 3) -> E
     return Evidence(labels=labels, complete=set(labels), labelled_queries=len(labels))
 
 
-def evidence_from_clicks(*, days: int = 90) -> Evidence:
+def evidence_from_clicks(*, days: int = 90, weigh: bool = True) -> Evidence:
     """The word searches in relevance order with clicks of the last `days` days, pooled per
     normalised query (a list sorted by price or date says nothing of how well a skipped
     product fits the words, as for the triplets export)."""
@@ -100,8 +100,8 @@ def evidence_from_clicks(*, days: int = 90) -> Evidence:
         .distinct()
         .prefetch_related("impressions", "clicks")
     )
-    bias = position_bias(days=days)
-    if len(bias.values) > 1:
+    bias = position_bias(days=days) if weigh else None
+    if bias is not None and len(bias.values) > 1:
         return _evidence_weighed(events, bias)
     counts: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))  # [clicks, skips]
     for event in events.iterator(chunk_size=500):

@@ -271,6 +271,7 @@ def test_swapped_clicks_measure_the_position_bias_that_the_calibration_and_tripl
 
     evidence = evidence_from_clicks()
     assert evidence.weighed and evidence.click_queries == len(QUERIES)
+    assert evidence_from_clicks(weigh=False).weighed is None  # calibrate_fusion --no-weighing, to compare
     targets = [t for products in evidence.labels.values() for t, _ in products.values()]
     assert all(0.0 <= t <= 1.0 for t in targets) and max(targets) > 0
     # the triplets carry each click's propensity, which the fine-tuning weighs rows by

@@ -37,12 +37,19 @@ class Command(BaseCommand):
         parser.add_argument("--no-clicks", action="store_true", help="leave the search log out")
         parser.add_argument("--days", type=int, default=90, help="the search log's last DAYS days (default 90)")
         parser.add_argument(
+            "--no-weighing",
+            action="store_true",
+            help="take clicks as they are, even where the log's swaps measure the position bias (to compare)",
+        )
+        parser.add_argument(
             "--remove",
             action="store_true",
             help="delete the model's calibration: searches fuse with SEARCH_FUSION_WEIGHTS again",
         )
 
-    def handle(self, *args, queries: str | None, no_clicks: bool, days: int, remove: bool, **options):
+    def handle(
+        self, *args, queries: str | None, no_clicks: bool, days: int, remove: bool, no_weighing: bool, **options
+    ):
         if calibration_source() is None:
             raise CommandError("SEARCH_FUSION_CALIBRATION is off; set it to auto (or a file) to keep a calibration.")
         if remove:
@@ -73,7 +80,7 @@ class Command(BaseCommand):
             except (OSError, ValueError, TypeError) as exc:
                 raise CommandError(f"{queries}: {exc}") from exc
         if not no_clicks:
-            parts.append(evidence_from_clicks(days=days))
+            parts.append(evidence_from_clicks(days=days, weigh=not no_weighing))
         evidence = evidence_merge(*parts)
         with tqdm(
             total=len(evidence.labels),
@@ -91,7 +98,9 @@ class Command(BaseCommand):
         lines = [
             f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
             f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
-            _weighing_said(fitted.get("clicks_weighed"), fitted["click_queries"]),
+            "Clicks taken as they are (--no-weighing)."
+            if no_weighing
+            else _weighing_said(fitted.get("clicks_weighed"), fitted["click_queries"]),
             "",
             "| feature | coefficient |",
             "|---|---|",
