@@ -138,7 +138,7 @@ def propensities_run(
         if k is not None:
             shown[k - 1], shown[k] = shown[k], shown[k - 1]
         clicked = shopper_clicks([ranking.grades.get(pid, 0) for pid in shown], rng)
-        searches.append(ShownSearch(k, len(shown), frozenset(i + 1 for i in clicked)))
+        searches.append(ShownSearch(ranking.query, tuple(shown), k, frozenset(i + 1 for i in clicked)))
     truth = tuple((1.0 / p) ** EXAMINATION_DECAY for p in range(1, 11))
     return propensities_estimate(searches), truth
 

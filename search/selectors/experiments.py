@@ -32,6 +32,7 @@ from ..retrieval.experiments import (
     CONTROL,
     INTERLEAVE,
     INTERLEAVED,
+    SWAP_WITHIN,
     Propensities,
     ShownSearch,
     Verdict,
@@ -207,20 +208,24 @@ def position_bias(*, days: int = 90) -> Propensities:
     to the first, from the last `days` days' adjacent swaps (SEARCH_SWAP_PROBABILITY): only
     (1.0,) until the log has swaps with clicks on both sides of them."""
     since = timezone.now() - timedelta(days=days)
-    events = (
-        SearchEvent.objects.filter(mode="text", sort="relevance", page=1, swap_probability__gt=0, created_at__gte=since)
-        .exclude(arm=INTERLEAVED)
-        .annotate(shown=Count("impressions"))
-    )
+    events = SearchEvent.objects.filter(
+        mode="text", sort="relevance", page=1, swap_probability__gt=0, created_at__gte=since
+    ).exclude(arm=INTERLEAVED)
     clicked: dict = defaultdict(set)
     for search_id, position in Click.objects.filter(search__in=events.values("pk")).values_list(
         "search_id", "position"
     ):
         clicked[search_id].add(position)
+    shown: dict = defaultdict(list)
+    impressions = SearchImpression.objects.filter(search__in=events.values("pk"), position__lte=SWAP_WITHIN)
+    for search_id, product_id in impressions.order_by("search_id", "position").values_list("search_id", "product_id"):
+        shown[search_id].append(product_id)
     return propensities_estimate(
         [
-            ShownSearch(swapped_at, shown, frozenset(clicked.get(pk, ())))
-            for pk, swapped_at, shown in events.values_list("pk", "swapped_at", "shown").iterator(chunk_size=2000)
+            ShownSearch(query, tuple(shown.get(pk, ())), swapped_at, frozenset(clicked.get(pk, ())))
+            for pk, query, swapped_at in events.values_list("pk", "query_normalized", "swapped_at").iterator(
+                chunk_size=2000
+            )
         ]
     )
 

@@ -67,3 +67,23 @@ def test_swaps_measure_the_simulated_shoppers_examination_though_a_click_stops_t
     assert len(estimate.values) == 10
     for p in range(1, 11):
         assert estimate.at(p) / truth[p - 1] == pytest.approx(1.0, abs=0.2), p
+
+
+def test_the_position_bias_is_not_fooled_by_queries_whose_lists_differ():
+    from lab.experiments import propensities_run
+
+    # given: short lists whose first products are clicked often and long lists whose are not
+    # (pooled over all queries at once, the first version read 0.8 of the truth at position 2)
+    rng = random.Random(1)
+    rankings = []
+    for q in range(300):
+        n = rng.choice([2, 3, 4, 6, 10, 20, 20])
+        ids = list(range(q * 100, q * 100 + n))
+        good = 3 if n < 6 else 2
+        grades = {pid: good if i < 3 else rng.choice([2, 1, 0]) for i, pid in enumerate(ids)}
+        rankings.append(QueryRankings(str(q), tuple(ids), tuple(ids), grades))
+
+    estimate, truth = propensities_run(rankings, sessions=100000, probability=0.5, seed=1)
+
+    for p in (2, 3):
+        assert estimate.at(p) / truth[p - 1] == pytest.approx(1.0, abs=0.1), p

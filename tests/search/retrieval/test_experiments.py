@@ -111,13 +111,14 @@ def test_swaps_estimate_a_known_examination_curve_whatever_the_relevance():
     for _ in range(150000):
         relevance = sorted((rng.random() for _ in range(20)), reverse=True)
         k = swap_draw(20, 0.5, rng)
-        shown = list(relevance)
+        shown, ids = list(relevance), list(range(20))
         if k is not None:
             shown[k - 1], shown[k] = shown[k], shown[k - 1]
+            ids[k - 1], ids[k] = ids[k], ids[k - 1]
         clicked = frozenset(
             p for p, r in enumerate(shown, start=1) if rng.random() < (1 / p) ** 0.8 and rng.random() < r * 0.5
         )
-        searches.append(ShownSearch(k, 20, clicked))
+        searches.append(ShownSearch("q", tuple(ids), k, clicked))
 
     estimate = propensities_estimate(searches)
 
