@@ -94,24 +94,29 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
 
         saved = calibration_save(calibration)
-        fitted = calibration.fitted
-        lines = [
-            f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
-            f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
-            "Clicks taken as they are (--no-weighing)."
-            if no_weighing
-            else _weighing_said(fitted.get("clicks_weighed"), fitted["click_queries"]),
-            "",
-            "| feature | coefficient |",
-            "|---|---|",
-        ]
-        lines += [f"| {name} | {calibration.coefficients[name]:+.3f} |" for name in fusion.FEATURES]
-        self.stdout.write("\n".join(lines))
+        self.stdout.write(_fitted_said(calibration, no_weighing))
         self.stdout.write(
             self.style.SUCCESS(
-                f"Saved in {saved}: word searches with model {fitted['model']} use it now, in every process."
+                f"Saved in {saved}: word searches with model {calibration.fitted['model']} use it now, "
+                "in every process."
             )
         )
+
+
+def _fitted_said(calibration: fusion.Calibration, no_weighing: bool) -> str:
+    fitted = calibration.fitted
+    lines = [
+        f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
+        f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
+        "Clicks taken as they are (--no-weighing)."
+        if no_weighing
+        else _weighing_said(fitted.get("clicks_weighed"), fitted["click_queries"]),
+        "",
+        "| feature | coefficient |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {calibration.coefficients[name]:+.3f} |" for name in fusion.FEATURES]
+    return "\n".join(lines)
 
 
 def _weighing_said(propensities: list[float] | None, click_queries: int) -> str:
