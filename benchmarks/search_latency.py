@@ -93,10 +93,16 @@ def experiment_costs(next_query, repeats: int, rounds: int = 4) -> dict[str, lis
     out: dict[str, list[float]] = {"plain": [], "outside": [], "interleaved": []}
     per_round = max(1, repeats // rounds)
     for _ in range(rounds):
-        out["plain"] += timed(lambda: product_search(query=next_query()), per_round)
-        out["outside"] += timed(
-            lambda: experiment_search(session_key=f"shopper-{next(shopper)}", query=next_query()), per_round
-        )
+        # a shopper outside any experiment against product_search: call by call, in turns, the
+        # same query for both (rounds of each let the machine's drift pass for a difference)
+        for n in range(per_round):
+            query = next_query()
+            calls = [
+                ("plain", lambda q=query: product_search(query=q)),
+                ("outside", lambda q=query: experiment_search(session_key=f"shopper-{next(shopper)}", query=q)),
+            ]
+            for name, call in calls if n % 2 else calls[::-1]:
+                out[name] += timed(call, 1)
         Experiment.objects.create(name=f"bench-{_}-{time.time_ns()}", method="interleave", candidate=candidate)
         experiment_forget()
         out["interleaved"] += timed(
