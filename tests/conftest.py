@@ -14,6 +14,7 @@ from PIL import Image
 
 from search.retrieval import providers
 from search.selectors.calibrations import calibration_forget
+from search.selectors.experiments import experiment_forget
 from search.selectors.lexicon import lexicon_forget
 
 # One INFO line per eager task drowns the output of a failing test.
@@ -51,10 +52,12 @@ def search_settings(settings, tiny_model_dir, tmp_path):
     providers.reset(encoder=False)
     lexicon_forget()
     calibration_forget()
+    experiment_forget()
     yield settings
     providers.reset(encoder=False)
     lexicon_forget()
     calibration_forget()
+    experiment_forget()
 
 
 @pytest.fixture(params=["server", "shared-server", "edge"])

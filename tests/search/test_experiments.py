@@ -13,6 +13,17 @@ from search.selectors import product_search
 
 pytestmark = pytest.mark.django_db
 
+
+def vocabulary_kept(settings) -> None:
+    """The shop is made and will not change: its words are read once more, then kept, not read
+    again at each of the simulated shoppers' thousands of searches (the tests' default, 0,
+    reads them each time, with a query over the growing click log: 40 minutes on PostgreSQL)."""
+    from search.selectors.lexicon import lexicon_forget
+
+    settings.SEARCH_VOCABULARY_SECONDS = 3600
+    lexicon_forget()
+
+
 QUERIES = [
     {"query": "red mug", "relevance": {"no-image": 3, "no-desc": 3, "green-mug": 1}},
     {"query": "blue vase", "relevance": {"blue-vase": 3, "vase-text-only": 3}},
@@ -125,11 +136,12 @@ def test_the_storefront_searches_inside_the_experiment_with_the_visit_cookie(cli
     assert len({e.session_hash for e in events}) == 1
 
 
-def test_simulated_shoppers_find_the_worse_candidate_and_the_report_says_so(tmp_path, shop, capsys):
+def test_simulated_shoppers_find_the_worse_candidate_and_the_report_says_so(tmp_path, shop, capsys, settings):
     # given: labelled queries and a candidate that cannot see products without a picture
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps(q) for q in QUERIES) + "\n")
     start("image-only", "interleave", "--candidate-strategy", "image")
+    vocabulary_kept(settings)
 
     call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "300", "--seed", "5")
     capsys.readouterr()
@@ -259,6 +271,7 @@ def test_swapped_clicks_measure_the_position_bias_that_the_calibration_and_tripl
     # given: simulated shoppers on a shop whose searches may always swap (a pair of the first
     # ten is drawn; this shop's lists are short, so most draws fall past their end: no swap)
     settings.SEARCH_SWAP_PROBABILITY = 1.0
+    vocabulary_kept(settings)
     queries = tmp_path / "queries.jsonl"
     queries.write_text("\n".join(json.dumps(q) for q in QUERIES) + "\n")
     call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "2500", "--seed", "5")
