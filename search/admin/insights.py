@@ -23,6 +23,7 @@ from ..selectors.insights import TABLES, Period, filter_table, product_queries, 
 from ..selectors.searching import facet_attributes
 from ..services.exports import csv_cell
 from ..web.charts import bar_chart, rate_chart
+from .readonly import ReadOnlyAdmin
 
 logger = logging.getLogger(__name__)
 MAX_DAYS = 366
@@ -69,7 +70,7 @@ class InsightsForm(forms.Form):
 
 
 @admin.register(SearchInsight)
-class SearchInsightAdmin(admin.ModelAdmin):
+class SearchInsightAdmin(ReadOnlyAdmin):
     """One page, not a list of log rows: the insights replace the change list."""
 
     def has_module_permission(self, request: HttpRequest) -> bool:
@@ -77,15 +78,6 @@ class SearchInsightAdmin(admin.ModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
         return request.user.has_perm("search.view_insights")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context=None) -> HttpResponse:
         if not self.has_view_permission(request):

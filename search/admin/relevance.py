@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from ..models import RelevanceFit
 from ..retrieval.config import search_config
+from .readonly import ReadOnlyAdmin
 
 NOT_YET = (
     "Not learnt yet: the server learns what a good match is from the catalog by itself, once it has "
@@ -28,7 +29,7 @@ def _when(value: str | datetime | None) -> str:
 
 
 @admin.register(RelevanceFit)
-class RelevanceFitAdmin(admin.ModelAdmin):
+class RelevanceFitAdmin(ReadOnlyAdmin):
     list_display = ("model_id", "state", "products")
     fields = ("model_id", "state", "products", "tried_at")
     readonly_fields = fields
@@ -60,12 +61,3 @@ class RelevanceFitAdmin(admin.ModelAdmin):
         if not RelevanceFit.objects.exists():
             messages.info(request, NOT_YET)
         return super().changelist_view(request, extra_context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
