@@ -8,7 +8,14 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from ..models import Experiment
-from ..selectors.experiments import ExperimentReport, candidate_said, experiment_report, verdict_said
+from ..selectors.experiments import (
+    ExperimentReport,
+    arms_said,
+    candidate_said,
+    experiment_report,
+    verdict_said,
+)
+from .readonly import ReadOnlyAdmin
 
 START = (
     "Experiments start from the command line: python manage.py experiment start NAME --method interleave "
@@ -17,8 +24,8 @@ START = (
 
 
 @admin.register(Experiment)
-class ExperimentAdmin(admin.ModelAdmin):
-    list_display = ("name", "method", "status", "changes", "sessions", "clicks", "verdict", "more_needed")
+class ExperimentAdmin(ReadOnlyAdmin):
+    list_display = ("name", "method", "status", "changes", "sessions", "arms", "clicks", "verdict", "more_needed")
     list_filter = ("status", "method")
     fields = (
         "name",
@@ -68,10 +75,9 @@ class ExperimentAdmin(admin.ModelAdmin):
             return "Stopped"
         return "Too few sessions to tell" if v.more_needed is None else f"About {v.more_needed:,}"
 
-    @admin.display(description="Arms (A/B)")
+    @admin.display(description="Sessions per arm")
     def arms(self, obj: Experiment) -> str:
-        arms = self._report(obj).arms
-        return "; ".join(f"{arm}: {c['clicked']} of {c['sessions']} sessions clicked" for arm, c in arms.items()) or "-"
+        return "; ".join(arms_said(self._report(obj))) or "-"
 
     @admin.display(description="Candidate failures")
     def failures_said(self, obj: Experiment) -> str:
@@ -82,12 +88,3 @@ class ExperimentAdmin(admin.ModelAdmin):
     def changelist_view(self, request: HttpRequest, extra_context=None):
         messages.info(request, START)
         return super().changelist_view(request, extra_context)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

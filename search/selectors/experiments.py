@@ -169,12 +169,18 @@ def _ab_search(experiment: RunningExperiment, session_key: str, search_kwargs: d
 
 def _interleaved_search(experiment: RunningExperiment, session_key: str, search_kwargs: dict) -> SearchResult:
     """Both rankings, merged by team-draft; the page cut from the merged list. The count is every
-    product either ranking matched; the facets are the control's."""
-    result = product_search(**search_kwargs)
+    product either ranking matched; the facets are the control's. A candidate that changes only
+    the fusion ranks the control's own matches (product_search's `also`: one retrieval)."""
     try:
-        candidate = _candidate(experiment, search_kwargs, ranked_only=True)
+        also = experiment.search_kwargs()
     except Exception as exc:  # the candidate never breaks a search
+        result = product_search(**search_kwargs)
         result.experiment, result.experiment_failed = experiment.name, _failed(experiment, exc)
+        return result
+    result = product_search(**search_kwargs, also=also)
+    candidate = result.also
+    if candidate is None:  # the candidate never breaks a search
+        result.experiment, result.experiment_failed = experiment.name, _failed(experiment, result.also_failed)
         return result
     seed = f"{experiment.name}\x00{session_key}\x00{result.query}\x00{result.filters}"
     merged = team_draft([r.id for r in result.ranked], [r.id for r in candidate.ranked], seed=seed)
@@ -238,7 +244,9 @@ class ExperimentReport:
     searches: int
     clicks: int
     verdict: Verdict
-    arms: dict[str, dict[str, int]]  # A/B: per arm, sessions and sessions that clicked
+    # A/B: per arm, its sessions and those that clicked; interleaving: per ranking, the sessions
+    # whose clicks preferred it ("neither": clicked both alike, or nothing either placed alone)
+    arms: dict[str, dict[str, int]]
 
     def as_dict(self) -> dict:
         v, e = self.verdict, self.experiment
@@ -279,6 +287,14 @@ def candidate_said(candidate: dict) -> str:
     return ", ".join(parts)
 
 
+def arms_said(report: ExperimentReport) -> list[str]:
+    """The sessions per arm in words: A/B, how many of each arm's clicked; interleaving, how many
+    preferred each ranking."""
+    if report.experiment.method == INTERLEAVE:
+        return [f"preferred {arm}: {c['sessions']:,} sessions" for arm, c in report.arms.items()]
+    return [f"{arm}: {c['clicked']:,} of {c['sessions']:,} sessions clicked" for arm, c in report.arms.items()]
+
+
 def verdict_said(experiment: Experiment, v: Verdict) -> str:
     """The verdict in words, with the sessions it rests on, for the report and the admin."""
     stopped = experiment.status == Experiment.Status.STOPPED
@@ -315,7 +331,11 @@ def experiment_report(experiment: Experiment) -> ExperimentReport:
     searches = events.count()
     clicks = Click.objects.filter(search__in=events).count()
     if experiment.method == INTERLEAVE:
-        return ExperimentReport(experiment, searches, clicks, interleaving_verdict(_preferences(events)), {})
+        preferences = _preferences(events)
+        preferred = {
+            arm: {"sessions": preferences.count(sign)} for arm, sign in ((CONTROL, -1), (CANDIDATE, 1), ("neither", 0))
+        }
+        return ExperimentReport(experiment, searches, clicks, interleaving_verdict(preferences), preferred)
     arms: dict[str, dict[str, int]] = {CONTROL: {"sessions": 0, "clicked": 0}, CANDIDATE: {"sessions": 0, "clicked": 0}}
     per_session = events.values("session_hash", "arm").annotate(clicks=Count("clicks"))
     clicked: dict[tuple[str, str], bool] = defaultdict(bool)
@@ -353,6 +373,7 @@ def _preferences(events) -> list[int]:
 
 __all__ = [
     "ExperimentReport",
+    "arms_said",
     "candidate_said",
     "RunningExperiment",
     "experiment_forget",

@@ -83,6 +83,34 @@ def test_an_interleaved_search_shows_both_rankings_merged_and_credits_each_produ
     assert logged(outside["search_id"]).experiment == ""
 
 
+@pytest.mark.parametrize("changes", ["calibration", "weights"])
+def test_a_candidate_that_fuses_otherwise_is_interleaved_from_its_own_ranking(client, shop, tmp_path, changes):
+    # given: a candidate that fuses the same matches otherwise (and, sharing the control's
+    # retrieval, must still rank exactly as a search of its own would)
+    from search.retrieval.fusion import FEATURES, Calibration
+
+    if changes == "calibration":  # the image tower's cosine alone
+        calibration = Calibration({name: (4.0 if name == "raw_image" else 0.0) for name in FEATURES})
+        (tmp_path / "cal.json").write_text(json.dumps(calibration.as_dict()))
+        start("fused", "interleave", "--candidate-calibration", str(tmp_path / "cal.json"))
+        own = {"calibration": calibration}
+    else:
+        start("fused", "interleave", "--candidate-weights", "text=0,image=1")
+        own = {"weights": {"text": 0.0, "image": 1.0}}
+
+    shown = [r["id"] for r in search(client, "glass", "shopper-1", page_size=100)["results"]]
+
+    control = [r.id for r in product_search(query="glass", understand=True, ranked_only=True).ranked]
+    candidate = [r.id for r in product_search(query="glass", understand=True, ranked_only=True, **own).ranked]
+    assert candidate != control  # two different rankings
+    assert sorted(shown) == sorted(set(control) | set(candidate))
+    assert set(shown[:2]) == {control[0], candidate[0]}
+    teams = dict(SearchImpression.objects.filter(search__experiment="fused").values_list("product_id", "team"))
+    for team, ranking in (("control", control), ("candidate", candidate)):
+        picked = [pid for pid in shown if teams[pid] == team]
+        assert picked and picked == sorted(picked, key=ranking.index)
+
+
 def test_interleaving_only_covers_word_searches_in_relevance_order(client, shop):
     start("image-only", "interleave", "--candidate-strategy", "image")
     by_price = search(client, "red mug", "shopper-1", sort="price_asc")
@@ -160,10 +188,12 @@ def test_simulated_shoppers_find_the_worse_candidate_and_the_report_says_so(tmp_
 
 def test_the_admin_shows_experiments_with_their_verdict(admin_client, client, shop):
     start("image-only", "interleave", "--candidate-strategy", "image")
+    teams = []
     for n in range(3):
         result = search(client, "glass", f"s{n}")
         # each shopper clicks a product one of the teams placed
         credited = logged(result["search_id"]).impressions.exclude(team="shared").first()
+        teams.append(credited.team)
         client.post(
             "/api/clicks",
             {"search_id": result["search_id"], "product_id": credited.product_id},
@@ -176,6 +206,10 @@ def test_the_admin_shows_experiments_with_their_verdict(admin_client, client, sh
     assert "image-only" in page and "strategy image" in page and "Team-draft interleaving" in page
     assert "3 sessions (of 3) that preferred a ranking" in page and "No winner yet" in page
     assert "Too few sessions to tell" in page
+    # how many sessions preferred each ranking
+    for team in ("control", "candidate"):
+        assert f"preferred {team}: {teams.count(team)} sessions" in page
+    assert "preferred neither: 0 sessions" in page
     assert "manage.py experiment start" in page
 
 

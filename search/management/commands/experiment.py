@@ -8,7 +8,13 @@ from search.models import Experiment
 from search.retrieval.config import search_config
 from search.retrieval.experiments import METHODS
 from search.selectors import STRATEGIES
-from search.selectors.experiments import ExperimentReport, candidate_said, experiment_report, verdict_said
+from search.selectors.experiments import (
+    ExperimentReport,
+    arms_said,
+    candidate_said,
+    experiment_report,
+    verdict_said,
+)
 from search.services.experiments import ExperimentError, candidate_spec, experiment_start, experiment_stop
 
 MODEL_NOT_YET = (
@@ -100,8 +106,7 @@ def _text(report: ExperimentReport) -> str:
         f"sessions {v.sessions}, searches {report.searches}, clicks {report.clicks}",
         verdict_said(e, v),
     ]
-    for arm, counts in report.arms.items():
-        lines.append(f"  {arm}: {counts['clicked']} of {counts['sessions']} sessions clicked")
+    lines += [f"  {said}" for said in arms_said(report)]
     if e.failures:
         lines.append(f"The candidate failed {e.failures} times (shoppers got the control's list): {e.last_failure}")
     return "\n".join(lines)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -18,7 +19,7 @@ from ...retrieval.cutoff import Cutoff
 from ...retrieval.keywords import corrected_query
 from ...retrieval.keywords import words as words_of
 from ...retrieval.rules import Applied, rules_apply
-from ...retrieval.vector_store import Leg, ProductIndex, Where
+from ...retrieval.vector_store import Leg, Matches, ProductIndex, Where
 from ..calibrations import fusion_calibration, relevance_model
 from ..lexicon import lexicon
 from ..merchandising import Merchandising, query_merchandising
@@ -81,6 +82,7 @@ def product_search(
     understood: str | None = None,
     ranked_only: bool = False,
     calibrated: bool = True,
+    also: Mapping[str, Any] | None = None,
 ) -> SearchResult:
     """Rank active products for words or a photo; an empty query browses the catalog.
     `image_key` names a kept photo (services.photo_save): its embedding is reused by the
@@ -95,7 +97,10 @@ def product_search(
     (SearchRequest.read; the storefront and the API), `understood` the query the filters given
     were already read from. `ranked_only`: the ranking and count alone, no page of products and
     no facets (the candidate's side of an interleaved search). `calibrated=False`: the fitted
-    calibration left out, the rest as configured (an experiment's candidate "calibration off")."""
+    calibration left out, the rest as configured (an experiment's candidate "calibration off").
+    `also`: another ranking of the same search (strategy, weights, calibration, calibrated: an
+    interleaving experiment's candidate), in `result.also` as with `ranked_only`, or why it
+    failed in `result.also_failed` (this search's own result stands either way)."""
     request = SearchRequest.of(
         query=query, filters=filters, strategy=strategy, sort=sort, page=page, page_size=page_size, prefix=prefix
     )
@@ -110,11 +115,62 @@ def product_search(
         plan = _photo_plan(request, image, image_key)
     else:
         plan = _text_plan(request, weights, calibration, merchandising, calibrated=calibrated)
-    ranked, capped = _relevant_matches(request, plan, request.filters.where())
+    where, other = request.filters.where(), _also_plan(request, plan, also)
+    matches = _retrieved(plan, where, terms=isinstance(other, SearchPlan) and other.relevance is not None)
+    ranked, capped = _relevant_matches(request, plan, where, matches)
     ranked, applied = _rules_applied(request, plan, ranked)
     result = _result(request, plan, ranked_sort(ranked, request.sort), capped, applied, ranked_only)
     result.understood, result.readable, result.foreign_price = read, readable, request.foreign_price
+    if also is not None:
+        _also_rank(result, request, other, where, matches, also)
     return result
+
+
+# what another ranking may change and still rank the same matches: only how they are fused
+RERANKS = frozenset({"weights", "calibration", "calibrated"})
+
+
+def _also_plan(
+    request: SearchRequest, plan: SearchPlan, also: Mapping[str, Any] | None
+) -> SearchPlan | Exception | None:
+    """The plan of `also` when it ranks this search's own matches (words, the same strategy: the
+    same legs, the same query vectors; only the fusion differs), else None; or why it cannot."""
+    if also is None or plan.mode != "text" or also.get("strategy", request.strategy) != request.strategy:
+        return None
+    if set(also) - RERANKS - {"strategy"}:
+        return None
+    try:
+        weights, calibrated = also.get("weights"), also.get("calibrated", True)
+        calibration, model = _fusion(request, plan.model_id, weights, also.get("calibration"), calibrated)
+    except Exception as exc:  # the other ranking never breaks this one
+        return exc
+    return replace(plan, weights=weights, calibration=calibration, relevance=model)
+
+
+def _also_rank(
+    result: SearchResult,
+    request: SearchRequest,
+    other: SearchPlan | Exception | None,
+    where: Where | None,
+    matches: Matches,
+    also: Mapping[str, Any],
+) -> None:
+    """result.also: the other ranking, from this search's matches when its plan could reuse them
+    (one retrieval), else from a search of its own; or result.also_failed."""
+    try:
+        if isinstance(other, Exception):
+            raise other
+        if other is None:
+            kwargs = {"query": request.query, "filters": request.filters, "strategy": request.strategy}
+            kwargs |= {"sort": request.sort, "page": request.page, "page_size": request.page_size}
+            kwargs |= {"prefix": request.prefix, "ranked_only": True}
+            result.also = product_search(**(kwargs | dict(also)))
+            return
+        ranked, capped = _relevant_matches(request, other, where, matches)
+        ranked, applied = _rules_applied(request, other, ranked)
+        result.also = _result(request, other, ranked_sort(ranked, request.sort), capped, applied, ranked_only=True)
+    except Exception as exc:  # the other ranking never breaks this one
+        result.also_failed = exc
 
 
 def _new_result(request: SearchRequest, mode: str) -> SearchResult:
@@ -200,13 +256,7 @@ def _text_plan(
     legs = text_legs(
         request.query, vector, meant, understood, request.strategy, providers.relevance_cutoff(model_id), words
     )
-    model, threshold = None, search_config().relevance_threshold
-    if request.strategy == "normalized" and weights is None:
-        # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
-        calibration = (calibration or fusion_calibration(model_id)) if calibrated else None
-        model = relevance_model(model_id) if threshold > 0 else None
-    else:
-        calibration = None
+    calibration, model = _fusion(request, model_id, weights, calibration, calibrated)
     groups, kinds, unknown = query_words(understood, words)
     unknown += len(model_only)
     return SearchPlan(
@@ -221,21 +271,46 @@ def _text_plan(
         merchandising=merchandising,
         understood_as=understood_as,
         relevance=model,
-        threshold=threshold,
+        threshold=search_config().relevance_threshold,
         groups=groups,
         kinds=kinds,
         unknown=unknown,
     )
 
 
-def _relevant_matches(
-    request: SearchRequest, plan: SearchPlan, where: Where | None
-) -> tuple[list[fusion.Ranked], bool]:
-    """Every product the plan's legs match under `where`, ranked by the strategy; a whole-query
-    SKU, then brand, first. Also whether a leg stopped at its limit."""
-    matches = plan.index.retrieve_matches(
-        plan.legs, limit=plan.limit, where=where, payload=match_payload(plan.merchandising, terms=bool(plan.relevance))
+def _fusion(
+    request: SearchRequest,
+    model_id: str,
+    weights: Mapping[str, float] | None,
+    calibration: fusion.Calibration | None,
+    calibrated: bool,
+) -> tuple[fusion.Calibration | None, relevance.RelevanceModel | None]:
+    """How a word search's matches are judged and fused: the relevance model and the fitted (or
+    given) calibration for `normalized` without weights, else neither."""
+    if request.strategy != "normalized" or weights is not None:
+        return None, None
+    # fitted on word searches: a photo's cosines are another scale, so photos keep the weights
+    calibration = (calibration or fusion_calibration(model_id)) if calibrated else None
+    model = relevance_model(model_id) if search_config().relevance_threshold > 0 else None
+    return calibration, model
+
+
+def _retrieved(plan: SearchPlan, where: Where | None, *, terms: bool = False) -> Matches:
+    """Every product the plan's legs match under `where`, with the payload ranking reads
+    (`terms`: the query words' too, also when the plan's own ranking does not read them)."""
+    return plan.index.retrieve_matches(
+        plan.legs,
+        limit=plan.limit,
+        where=where,
+        payload=match_payload(plan.merchandising, terms=terms or bool(plan.relevance)),
     )
+
+
+def _relevant_matches(
+    request: SearchRequest, plan: SearchPlan, where: Where | None, matches: Matches
+) -> tuple[list[fusion.Ranked], bool]:
+    """The plan's `matches` (_retrieved) ranked by the strategy; a whole-query SKU, then brand,
+    first. Also whether a leg stopped at its limit."""
     if plan.relevance is not None and plan.mode == "image":
         return photo_rank(matches.pool, plan.relevance.photo), bool(matches.truncated)
     if plan.relevance is not None:

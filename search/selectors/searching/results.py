@@ -86,6 +86,10 @@ class SearchResult:
     # places with k + 1's (None: none)
     swap_probability: float = 0.0
     swapped_at: int | None = None
+    # product_search(also=...): that other ranking of the same search (its ranking and count
+    # only), or why it failed
+    also: SearchResult | None = field(default=None, repr=False)
+    also_failed: Exception | None = None
 
     @property
     def num_pages(self) -> int:
