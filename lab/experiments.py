@@ -25,10 +25,12 @@ from search.retrieval.experiments import (
     CANDIDATE,
     CONTROL,
     INTERLEAVE,
+    SWAP_WITHIN,
     Propensities,
     ShownSearch,
     ab_verdict,
     assigned_arm,
+    interleaved_flips,
     interleaving_verdict,
     propensities_estimate,
     swap_draw,
@@ -122,23 +124,30 @@ def verdicts_run(
 
 
 def propensities_run(
-    rankings: Sequence[QueryRankings], *, sessions: int, probability: float, seed: int
+    rankings: Sequence[QueryRankings], *, sessions: int, probability: float, seed: int, interleaved: float = 0.0
 ) -> tuple[Propensities, tuple[float, ...]]:
     """The position bias estimated (the serving code's propensities_estimate) from `sessions`
     simulated searches of the control's rankings, each swapped with `probability` by the
     serving code's swap_draw, clicked by lab.simulation's shoppers (examination
     (1 / p) ** EXAMINATION_DECAY, and a stop after a click); and the truth it estimates: that
-    examination curve at positions 1-10."""
+    examination curve at positions 1-10. `interleaved`: the share of the sessions that are in
+    an interleaving experiment instead (the control's and the candidate's rankings merged by
+    the serving code's team_draft, never swapped), whose coin-ordered pairs count too."""
     rng = random.Random(f"{seed}-propensities")
     searches = []
-    for _ in range(sessions):
+    for n in range(sessions):
         ranking = rng.choice(rankings)
-        shown = list(ranking.control)
-        k = swap_draw(len(shown), probability, rng)
-        if k is not None:
-            shown[k - 1], shown[k] = shown[k], shown[k - 1]
+        if interleaved and rng.random() < interleaved:
+            merged = team_draft(ranking.control, ranking.candidate, seed=f"{seed}-{n}")
+            shown, k = [pid for pid, _ in merged], None
+            flips = interleaved_flips([team for _, team in merged], within=SWAP_WITHIN)
+        else:
+            shown, flips = list(ranking.control), ()
+            k = swap_draw(len(shown), probability, rng)
+            if k is not None:
+                shown[k - 1], shown[k] = shown[k], shown[k - 1]
         clicked = shopper_clicks([ranking.grades.get(pid, 0) for pid in shown], rng)
-        searches.append(ShownSearch(ranking.query, tuple(shown), k, frozenset(i + 1 for i in clicked)))
+        searches.append(ShownSearch(ranking.query, tuple(shown), k, frozenset(i + 1 for i in clicked), flips))
     truth = tuple((1.0 / p) ** EXAMINATION_DECAY for p in range(1, 11))
     return propensities_estimate(searches), truth
 

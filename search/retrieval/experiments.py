@@ -21,7 +21,7 @@ import hashlib
 import math
 import random
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from scipy import stats
@@ -78,6 +78,15 @@ def team_draft(control: Sequence[Hashable], candidate: Sequence[Hashable], *, se
         merged.append((item, SHARED if shared else team))
         picks[team] += 1
     return merged
+
+
+def interleaved_flips(teams: Sequence[str], *, within: int = 10) -> tuple[int, ...]:
+    """The positions k of a team-draft list (its teams in the order shown) whose products at k
+    and k + 1 a coin put in their order: rounds (1-2, 3-4, ...) where each team placed one and
+    neither was SHARED. Reversed, the coin would have shown the same two products the other way
+    round (each was its team's best not yet shown): an adjacent swap with probability one half,
+    the same intervention as swap_draw's. Up to position `within`."""
+    return tuple(k for k in range(1, min(len(teams), within), 2) if {teams[k - 1], teams[k]} == {CONTROL, CANDIDATE})
 
 
 def _next_pick(ranking: Sequence[Hashable], at: int, placed: set) -> Hashable | None:
@@ -188,12 +197,14 @@ def swap_draw(shown: int, probability: float, rng: random.Random) -> int | None:
 class ShownSearch:
     """What the position bias estimate needs of one logged search: its words, the products its
     first page showed (in the order shown), where its swap was (None: none), and the positions
-    clicked."""
+    clicked. An interleaved search has no swap but `flips` (interleaved_flips): each of those
+    pairs is swapped or not by a coin, against the order of their ids, and is all it says."""
 
     query: str
     products: tuple[int, ...]
     swapped_at: int | None
     clicked: frozenset[int]
+    flips: tuple[int, ...] = ()
 
     def original(self) -> tuple[int, ...]:
         """The products in the order the ranking gave them, before the swap."""
@@ -243,7 +254,11 @@ def propensities_estimate(
       often clicked weigh less among the searches read past it, and the ratio mixes two
       different sets of queries (a first simulated measurement read 0.8 at position 2).
     - The unswapped side is every search with k and k + 1 in their places (one swapped
-      elsewhere reads the same there, since nothing above was clicked)."""
+      elsewhere reads the same there, since nothing above was clicked).
+    - An interleaved search's coin-ordered pairs (`flips`) count the same way, each pair's order
+      by id as its "place" (either order is as likely); its other positions follow no fixed
+      ranking, so they count for nothing. Its flips are at k = 1, 3, 5, ...: the steps between
+      rounds rest on the swaps alone."""
     # step k -> (query, product from k, product from k + 1) -> [clicks, shown] of each rate
     rates: dict[str, list[dict]] = {
         name: [defaultdict(lambda: [0, 0]) for _ in range(positions)] for name in ("kept", "next", "down", "up")
@@ -255,6 +270,9 @@ def propensities_estimate(
         cell[1] += 1
 
     for search in searches:
+        if search.flips:
+            _flips_count(search, positions, count)
+            continue
         k, order, clicked = search.swapped_at, search.original(), search.clicked
         first = min(clicked, default=len(order))  # the positions read before any click
         for step in range(1, min(len(order) - 1, positions - 1, first) + 1):
@@ -270,6 +288,11 @@ def propensities_estimate(
                 count("down", k, key, k + 1 in clicked)
             if first >= k:
                 count("up", k, key, k in clicked)
+    return _chain(rates, positions, min_clicks)
+
+
+def _chain(rates: Mapping[str, list[dict]], positions: int, min_clicks: int) -> Propensities:
+    """The steps' ratios multiplied down the list, while each rests on `min_clicks` clicks."""
     values, evidence = [1.0], []
     for k in range(1, positions):
         totals = [sum(c for c, _ in rates[name][k].values()) for name in ("down", "kept", "next", "up")]
@@ -282,6 +305,26 @@ def propensities_estimate(
         values.append(values[-1] * math.sqrt(lower * higher))
         evidence.append(min(totals))
     return Propensities(tuple(values), tuple(evidence))
+
+
+def _flips_count(search: ShownSearch, positions: int, count: Callable[[str, int, tuple, bool], None]) -> None:
+    """An interleaved search's coin-ordered pairs, counted as swap_draw's swaps are."""
+    shown, clicked = search.products, search.clicked
+    first = min(clicked, default=len(shown))
+    for k in search.flips:
+        if not 1 <= k < min(positions, len(shown)) or first < k:
+            continue
+        upper, lower = shown[k - 1], shown[k]
+        # strata of their own: each is a coin's experiment, whatever the swaps saw of that pair
+        key = (search.query, min(upper, lower), max(upper, lower), INTERLEAVED)
+        if upper < lower:  # in their "places": the product placed first at k
+            count("kept", k, key, k in clicked)
+            if first >= k + 1:
+                count("next", k, key, k + 1 in clicked)
+        else:  # swapped: the product "from k" (the lower id) at k + 1
+            if first >= k + 1:
+                count("down", k, key, k + 1 in clicked)
+            count("up", k, key, k in clicked)
 
 
 def _rate_ratio(exposed: Mapping[tuple, list[int]], reference: Mapping[tuple, list[int]]) -> float | None:
@@ -312,6 +355,7 @@ __all__ = [
     "Verdict",
     "ab_verdict",
     "assigned_arm",
+    "interleaved_flips",
     "interleaving_verdict",
     "propensities_estimate",
     "swap_draw",

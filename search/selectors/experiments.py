@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from catalog.models import Product
@@ -38,6 +38,7 @@ from ..retrieval.experiments import (
     Verdict,
     ab_verdict,
     assigned_arm,
+    interleaved_flips,
     interleaving_verdict,
     propensities_estimate,
     swap_draw,
@@ -211,27 +212,38 @@ def _interleaved_search(experiment: RunningExperiment, session_key: str, search_
 
 def position_bias(*, days: int = 90) -> Propensities:
     """How likely shoppers are to look at each position of a word search's first page, relative
-    to the first, from the last `days` days' adjacent swaps (SEARCH_SWAP_PROBABILITY): only
-    (1.0,) until the log has swaps with clicks on both sides of them."""
+    to the first, from the last `days` days' interventions: the adjacent swaps
+    (SEARCH_SWAP_PROBABILITY) and the pairs an interleaving experiment's coin ordered. Only
+    (1.0,) until the log has them with clicks on both sides."""
     since = timezone.now() - timedelta(days=days)
-    events = SearchEvent.objects.filter(
-        mode="text", sort="relevance", page=1, swap_probability__gt=0, created_at__gte=since
-    ).exclude(arm=INTERLEAVED)
+    events = SearchEvent.objects.filter(mode="text", sort="relevance", page=1, created_at__gte=since).filter(
+        Q(swap_probability__gt=0) | Q(arm=INTERLEAVED)
+    )
     clicked: dict = defaultdict(set)
     for search_id, position in Click.objects.filter(search__in=events.values("pk")).values_list(
         "search_id", "position"
     ):
         clicked[search_id].add(position)
     shown: dict = defaultdict(list)
+    teams: dict = defaultdict(list)
     impressions = SearchImpression.objects.filter(search__in=events.values("pk"), position__lte=SWAP_WITHIN)
-    for search_id, product_id in impressions.order_by("search_id", "position").values_list("search_id", "product_id"):
+    for search_id, product_id, team in impressions.order_by("search_id", "position").values_list(
+        "search_id", "product_id", "team"
+    ):
         shown[search_id].append(product_id)
+        teams[search_id].append(team)
     return propensities_estimate(
         [
-            ShownSearch(query, tuple(shown.get(pk, ())), swapped_at, frozenset(clicked.get(pk, ())))
-            for pk, query, swapped_at in events.values_list("pk", "query_normalized", "swapped_at").iterator(
-                chunk_size=2000
+            ShownSearch(
+                query,
+                tuple(shown.get(pk, ())),
+                swapped_at,
+                frozenset(clicked.get(pk, ())),
+                interleaved_flips(teams.get(pk, ()), within=SWAP_WITHIN) if arm == INTERLEAVED else (),
             )
+            for pk, query, swapped_at, arm in events.values_list(
+                "pk", "query_normalized", "swapped_at", "arm"
+            ).iterator(chunk_size=2000)
         ]
     )
 

@@ -297,6 +297,26 @@ def test_swaps_move_two_adjacent_products_and_never_a_placed_one(client, shop, s
     assert logged(by_price["search_id"]).swapped_at is None
 
 
+def test_an_interleaving_experiment_measures_the_position_bias_without_any_swap(tmp_path, shop, settings):
+    from search.selectors.experiments import position_bias
+
+    # given: no swaps, and simulated shoppers in an interleaving experiment whose rankings put
+    # different products first (for this query: the control a lamp without a picture, which
+    # the candidate cannot see, the candidate a blue glass vase), both of which these shoppers
+    # find good
+    settings.SEARCH_SWAP_PROBABILITY = 0.0
+    vocabulary_kept(settings)
+    start("image-only", "interleave", "--candidate-strategy", "image")
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"query": "blue glass lamp", "relevance": {"lamp-text-only": 3, "blue-vase": 3}}))
+    call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "2000", "--seed", "5")
+
+    # then: the coins of its rounds tell how much less shoppers look at position 2 than at 1
+    bias = position_bias()
+    assert len(bias.values) == 2 and 0.3 < bias.at(2) < 1.0
+    assert SearchEvent.objects.filter(swapped_at__isnull=False).count() == 0
+
+
 def test_swapped_clicks_measure_the_position_bias_that_the_calibration_and_triplets_use(
     tmp_path, shop, capsys, settings
 ):

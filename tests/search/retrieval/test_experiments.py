@@ -132,3 +132,55 @@ def test_swaps_estimate_a_known_examination_curve_whatever_the_relevance():
     raw = [sum(p in s.clicked for s in searches if s.swapped_at is None) for p in (1, 10)]
     assert raw[1] / raw[0] < 0.6 * (1 / 10) ** 0.8
     assert propensities_estimate([]).values == (1.0,)
+
+
+def test_the_coin_of_each_interleaving_round_orders_its_pair_as_a_swap_would():
+    from search.retrieval.experiments import interleaved_flips
+
+    # given: two rankings that share no product, and two that agree on their first product
+    apart = ([1, 2, 3, 4, 5, 6], [11, 12, 13, 14, 15, 16])
+    orders: dict[int, Counter] = {k: Counter() for k in (1, 3, 5, 7, 9)}
+    for n in range(2000):
+        merged = team_draft(*apart, seed=str(n))
+        flips = interleaved_flips([team for _, team in merged])
+        # then: every round is a coin's: the same two products, in either order half the time
+        # (up to place 10: the first page's first ten, where the swaps are counted too)
+        assert flips == (1, 3, 5, 7, 9)
+        for k in flips:
+            pair = (merged[k - 1][0], merged[k][0])
+            assert set(pair) == {apart[0][k // 2], apart[1][k // 2]}
+            orders[k][pair[0] < pair[1]] += 1
+    assert all(900 < counts[True] < 1100 for counts in orders.values())
+    # a round with a shared pick is no swap (reversed, the coin would have shown another pair),
+    # and neither is anything past `within`
+    merged = team_draft([1, 2, 3, 4], [1, 3, 2, 4], seed="z")
+    assert 1 not in interleaved_flips([team for _, team in merged])
+    assert interleaved_flips([CONTROL, CANDIDATE] * 10, within=4) == (1, 3)
+
+
+def test_interleaved_searches_measure_the_examination_at_the_positions_their_coins_order():
+    from search.retrieval.experiments import ShownSearch, interleaved_flips, propensities_estimate
+
+    # given: shoppers who look at position p with probability (1/p) ** 0.8, shown interleaved
+    # lists of two rankings that disagree everywhere, no swap at all
+    rng = random.Random(3)
+    relevance = {pid: rng.random() for pid in range(40)}
+    control = sorted(range(20), key=lambda pid: -relevance[pid])
+    candidate = sorted(range(20, 40), key=lambda pid: -relevance[pid])
+    searches = []
+    for n in range(60000):
+        merged = team_draft(control, candidate, seed=str(n))
+        ids = tuple(pid for pid, _ in merged)
+        clicked = frozenset(
+            p
+            for p, pid in enumerate(ids, start=1)
+            if rng.random() < (1 / p) ** 0.8 and rng.random() < relevance[pid] * 0.5
+        )
+        searches.append(ShownSearch("q", ids, None, clicked, interleaved_flips([t for _, t in merged])))
+
+    estimate = propensities_estimate(searches)
+
+    # then: position 2 against 1 is measured from the coins alone (the step from 2 to 3 lies
+    # between two rounds: only swaps measure it, so the estimate stops there)
+    assert estimate.values[1] == pytest.approx(0.5**0.8, rel=0.1)
+    assert len(estimate.values) == 2
