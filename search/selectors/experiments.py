@@ -44,7 +44,7 @@ from ..retrieval.experiments import (
     swap_draw,
     team_draft,
 )
-from ..retrieval.fusion import Calibration, weights_parse
+from ..retrieval.fusion import Calibration, weights_format, weights_parse
 from .searching import SearchHit, SearchResult, product_search
 
 logger = logging.getLogger(__name__)
@@ -291,7 +291,7 @@ def candidate_said(candidate: dict) -> str:
     if "strategy" in candidate:
         parts.append(f"strategy {candidate['strategy']}")
     if "weights" in candidate:
-        parts.append("weights " + ",".join(f"{k}={v:g}" for k, v in candidate["weights"].items()))
+        parts.append("weights " + weights_format(candidate["weights"]))
     if candidate.get("calibration") == "off":
         parts.append("no fusion calibration")
     elif "calibration" in candidate:

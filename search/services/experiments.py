@@ -17,7 +17,7 @@ from django.utils.text import slugify
 
 from search.models import Experiment
 from search.retrieval.experiments import METHODS
-from search.retrieval.fusion import Calibration, weights_parse
+from search.retrieval.fusion import Calibration, weights_format, weights_parse
 from search.selectors import STRATEGIES
 from search.selectors.experiments import experiment_forget, experiment_report
 
@@ -140,7 +140,7 @@ def _promote(candidate: dict) -> list[str]:
     if "strategy" in candidate:
         said.append(f"Set SEARCH_STRATEGY={candidate['strategy']} and restart the web processes to serve it.")
     if "weights" in candidate:
-        spec = ",".join(f"{k}={v:g}" for k, v in candidate["weights"].items())
+        spec = weights_format(candidate["weights"])
         said.append(f"Set SEARCH_FUSION_WEIGHTS={spec} and restart the web processes to serve them.")
     return said
 
