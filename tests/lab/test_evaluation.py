@@ -92,6 +92,15 @@ def test_simulated_shoppers_fill_the_real_click_log_with_position_bias(tmp_path,
     assert sum(c.position <= 2 for c in clicks) / len(clicks) > 0.6  # and by position
 
 
+def test_simulated_shoppers_while_the_server_holds_the_embedded_store_say_what_to_do(tmp_path, embedded_store_held):
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text(json.dumps({"query": "red mug", "relevance": {"no-image": 3}}) + "\n")
+
+    with pytest.raises(CommandError, match="open in another process.*Stop the server, simulate, and start it again"):
+        call_command("simulate_shoppers", "--queries", str(queries), "--sessions", "5")
+    assert not SearchEvent.objects.exists()
+
+
 def test_pushdown_pairs_compare_missing_and_complete_products_within_a_query():
     from lab.evaluation import pushdown_pairs
 

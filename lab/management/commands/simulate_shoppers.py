@@ -5,7 +5,9 @@ from tqdm import tqdm
 
 from lab.evaluation import queries_load
 from lab.simulation import shoppers_simulate
+from search.retrieval import providers
 from search.retrieval.encoders import ModelUnavailableError
+from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
 
 
 class Command(BaseCommand):
@@ -26,6 +28,15 @@ class Command(BaseCommand):
         try:
             labelled = queries_load(queries)
         except (OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        try:
+            providers.get_product_index().count()  # the shoppers search: open the store first
+        except IndexBusyError as exc:  # the embedded default: the running server holds the store
+            raise CommandError(
+                f"{exc} Stop the server, simulate, and start it again: the simulated shoppers search the "
+                "store, which one process holds (a Qdrant server has no such limit)."
+            ) from exc
+        except IndexUnavailableError as exc:
             raise CommandError(str(exc)) from exc
         with tqdm(total=sessions, desc="shoppers", unit="session", disable=options["verbosity"] == 0) as bar:
             try:
