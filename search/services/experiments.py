@@ -140,8 +140,14 @@ def _promote(candidate: dict) -> list[str]:
     if "strategy" in candidate:
         said.append(f"Set SEARCH_STRATEGY={candidate['strategy']} and restart the web processes to serve it.")
     if "weights" in candidate:
-        spec = weights_format(candidate["weights"])
-        said.append(f"Set SEARCH_FUSION_WEIGHTS={spec} and restart the web processes to serve them.")
+        # the candidate was fused with these weights alone (product_search's `weights`): to serve
+        # what was tested, the relevance model and any calibration go too
+        settings = f"SEARCH_FUSION_WEIGHTS={weights_format(candidate['weights'])} SEARCH_RELEVANCE_THRESHOLD=0"
+        settings += " SEARCH_FUSION_CALIBRATION=off"
+        said.append(
+            f"Set {settings} and restart the web processes to serve the candidate's ranking (its weights fused "
+            "every match above the cutoff, with no relevance model and no calibration)."
+        )
     return said
 
 
