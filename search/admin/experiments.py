@@ -25,7 +25,7 @@ START = (
 
 @admin.register(Experiment)
 class ExperimentAdmin(ReadOnlyAdmin):
-    list_display = ("name", "method", "status", "changes", "sessions", "arms", "clicks", "verdict", "more_needed")
+    list_display = ("name", "method", "status", "changes", "sessions", "arms", "clicks", "winner", "more_needed")
     list_filter = ("status", "method")
     fields = (
         "name",
@@ -63,6 +63,16 @@ class ExperimentAdmin(ReadOnlyAdmin):
         return self._report(obj).clicks
 
     @admin.display(description="Winner")
+    def winner(self, obj: Experiment) -> str:
+        """The list's short form; the experiment's page says the whole verdict."""
+        v = self._report(obj).verdict
+        if v.effect is None:
+            return "No verdict yet" if obj.status == Experiment.Status.RUNNING else "No verdict"
+        if v.winner:
+            return f"{v.winner} (p = {v.p_value:.2g})"
+        return f"{'none yet' if obj.status == Experiment.Status.RUNNING else 'none'} (p = {v.p_value:.2g})"
+
+    @admin.display(description="Verdict")
     def verdict(self, obj: Experiment) -> str:
         return verdict_said(obj, self._report(obj).verdict)
 

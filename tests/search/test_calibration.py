@@ -45,8 +45,8 @@ def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, sett
 
     out = capsys.readouterr().out
     saved = FusionCalibration.objects.get(model_id=settings.SEARCH_EMBEDDING_MODEL).coefficients
-    assert f"Fitted on {MIN_QUERIES + 4} queries ({MIN_QUERIES + 4} labelled, 0 from the search log)" in out
-    assert "| no_image_z_text |" in out and "Saved" in out
+    assert f"Fitted on {MIN_QUERIES + 4} queries ({MIN_QUERIES + 4} labelled, 0 from the search log;" in out
+    assert "| no_image_z_text |" in out and "use it now, in every process." in out
     assert saved["fitted"]["model"] == settings.SEARCH_EMBEDDING_MODEL
     result = product_search(query="wool sock")
     assert result.calibrated and result.count > 0
@@ -59,6 +59,18 @@ def test_calibrate_fusion_fits_keeps_and_the_word_search_uses_it(generated, sett
 
     settings.SEARCH_FUSION_CALIBRATION = "off"
     assert not product_search(query="wool sock").calibrated
+
+
+def test_a_calibration_fitted_into_a_file_says_which_processes_read_it(generated, settings, capsys, tmp_path):
+    call_command("evaluate_search", "--catalog", str(generated), "--strategies", "normalized", "--verbosity", "0")
+    settings.SEARCH_FUSION_CALIBRATION = path = str(tmp_path / "candidate.json")
+
+    call_command("calibrate_fusion", "--queries", str(generated / "queries.jsonl"))
+
+    # a server started without that setting reads the database's, not this file: not "every process"
+    assert f"use it now, in every process with SEARCH_FUSION_CALIBRATION={path}." in capsys.readouterr().out
+    assert json.loads((tmp_path / "candidate.json").read_text())["coefficients"]
+    assert not FusionCalibration.objects.exists()
 
 
 @pytest.mark.parametrize("kept", ["database", "file"])

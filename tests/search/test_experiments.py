@@ -204,8 +204,12 @@ def test_the_admin_shows_experiments_with_their_verdict(admin_client, client, sh
     page = admin_client.get("/admin/search/experiment/").content.decode()
 
     assert "image-only" in page and "strategy image" in page and "Team-draft interleaving" in page
-    assert "3 sessions (of 3) that preferred a ranking" in page and "No winner yet" in page
-    assert "Too few sessions to tell" in page
+    # the list says the winner in short (none yet, with the sign test's p), the page the whole verdict
+    assert "none yet (p = " in page and "Too few sessions to tell" in page
+    assert "that preferred a ranking" not in page
+    experiment = Experiment.objects.get(name="image-only")
+    detail = admin_client.get(f"/admin/search/experiment/{experiment.pk}/change/").content.decode()
+    assert "3 sessions (of 3) that preferred a ranking" in detail and "No winner yet" in detail
     # how many sessions preferred each ranking
     for team in ("control", "candidate"):
         assert f"preferred {team}: {teams.count(team)} sessions" in page
@@ -248,6 +252,29 @@ def test_the_command_says_what_to_fix(tmp_path, shop):
     with pytest.raises(CommandError, match="no experiment named"):
         call_command("experiment", "report", "nobody")
     assert Experiment.objects.get(name="first").status == "stopped"
+
+
+def test_promoting_weights_says_every_setting_that_serves_what_was_tested(shop, capsys, settings):
+    from search.retrieval.fusion import FEATURES, Calibration
+    from search.services.calibrating import calibration_save
+
+    # given: a shop that serves a fitted calibration, a candidate fused with other weights, and
+    # what that candidate ranked in the experiment
+    settings.SEARCH_FUSION_CALIBRATION = "auto"
+    calibration_save(Calibration({name: (4.0 if name == "raw_image" else 0.0) for name in FEATURES}))
+    start("weights", "ab", "--candidate-weights", "text=1,image=0.2")
+    tested = [r.id for r in product_search(query="glass", weights={"text": 1.0, "image": 0.2}, ranked_only=True).ranked]
+
+    call_command("experiment", "stop", "weights", "--promote", "--force")
+
+    # when: the serving processes take the settings the command says
+    said = capsys.readouterr().out
+    line = next(line for line in said.splitlines() if line.startswith("Set SEARCH_FUSION_WEIGHTS="))
+    for assignment in line.removeprefix("Set ").split(" and restart")[0].split():
+        name, value = assignment.split("=", 1)
+        setattr(settings, name, float(value) if name == "SEARCH_RELEVANCE_THRESHOLD" else value)
+    # then: a plain search ranks as the candidate did
+    assert [r.id for r in product_search(query="glass", ranked_only=True).ranked] == tested
 
 
 def test_promoting_a_calibration_keeps_it_for_the_serving_model(tmp_path, shop, capsys, settings):

@@ -7,7 +7,7 @@ from search.retrieval import fusion, providers
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.experiments import MIN_STEP_CLICKS
 from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
-from search.selectors.calibrations import calibration_source
+from search.selectors.calibrations import DATABASE, calibration_source
 from search.services.calibrating import (
     NotEnoughEvidence,
     calibration_from_evidence,
@@ -24,7 +24,9 @@ class Command(BaseCommand):
     help = (
         "Fit the fusion calibration of the model in use on this shop's clicks and labelled queries, and keep "
         "it with the model: word searches then rank every product, with or without an image or a "
-        'description, on one relevance scale (docs/architecture.md, "Fusion calibration").'
+        'description, on one relevance scale (docs/architecture.md, "Fusion calibration"). With '
+        "SEARCH_FUSION_CALIBRATION=FILE it is written to that file instead (a candidate for "
+        "`experiment start --candidate-calibration FILE`)."
     )
 
     def add_arguments(self, parser):
@@ -95,10 +97,16 @@ class Command(BaseCommand):
 
         saved = calibration_save(calibration)
         self.stdout.write(_fitted_said(calibration, no_weighing))
+        # a file is read by the processes whose setting names it; the database's row by every
+        # process that reads the database's (auto)
+        readers = (
+            "every process"
+            if calibration_source() == DATABASE
+            else f"every process with SEARCH_FUSION_CALIBRATION={saved}"
+        )
         self.stdout.write(
             self.style.SUCCESS(
-                f"Saved in {saved}: word searches with model {calibration.fitted['model']} use it now, "
-                "in every process."
+                f"Saved in {saved}: word searches with model {calibration.fitted['model']} use it now, in {readers}."
             )
         )
 
@@ -107,7 +115,7 @@ def _fitted_said(calibration: fusion.Calibration, no_weighing: bool) -> str:
     fitted = calibration.fitted
     lines = [
         f"Fitted on {fitted['queries']} queries ({fitted['labelled_queries']} labelled, "
-        f"{fitted['click_queries']} from the search log), {fitted['rows']} (query, product) rows.",
+        f"{fitted['click_queries']} from the search log; a query can be both), {fitted['rows']} (query, product) rows.",
         "Clicks taken as they are (--no-weighing)."
         if no_weighing
         else _weighing_said(fitted.get("clicks_weighed"), fitted["click_queries"]),

@@ -19,7 +19,7 @@ from search.services.experiments import ExperimentError, candidate_spec, experim
 
 MODEL_NOT_YET = (
     "A candidate model is not supported yet: it needs a store of its own, filled beside the serving one. "
-    "Compare models offline with evaluate_search, and switch with the model switch (docs/operations.md)."
+    "Compare models offline with evaluate_search, and switch with the model switch (docs/models.md)."
 )
 
 
