@@ -5,9 +5,8 @@ from tqdm import tqdm
 
 from lab.evaluation import queries_load
 from lab.simulation import shoppers_simulate
-from search.retrieval import providers
+from search.management import store_open
 from search.retrieval.encoders import ModelUnavailableError
-from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
 
 
 class Command(BaseCommand):
@@ -29,15 +28,7 @@ class Command(BaseCommand):
             labelled = queries_load(queries)
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        try:
-            providers.get_product_index().count()  # the shoppers search: open the store first
-        except IndexBusyError as exc:  # the embedded default: the running server holds the store
-            raise CommandError(
-                f"{exc} Stop the server, simulate, and start it again: the simulated shoppers search the "
-                "store, which one process holds (a Qdrant server has no such limit)."
-            ) from exc
-        except IndexUnavailableError as exc:
-            raise CommandError(str(exc)) from exc
+        store_open(action="simulate", why="the simulated shoppers search the store")
         with tqdm(total=sessions, desc="shoppers", unit="session", disable=options["verbosity"] == 0) as bar:
             try:
                 report = shoppers_simulate(

@@ -3,10 +3,10 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search.retrieval import fusion, providers
+from search.management import store_open
+from search.retrieval import fusion
 from search.retrieval.encoders import ModelUnavailableError
 from search.retrieval.experiments import MIN_STEP_CLICKS
-from search.retrieval.vector_store import IndexBusyError, IndexUnavailableError
 from search.selectors.calibrations import DATABASE, calibration_source
 from search.services.calibrating import (
     NotEnoughEvidence,
@@ -65,15 +65,7 @@ class Command(BaseCommand):
             raise CommandError("--days must be at least 1.")
         if no_clicks and not queries:
             raise CommandError("Nothing to fit on: give --queries FILE, or leave out --no-clicks.")
-        try:
-            providers.get_product_index().count()  # the fit searches: open the store first
-        except IndexBusyError as exc:  # the embedded default: the running server holds the store
-            raise CommandError(
-                f"{exc} Stop the server, fit, and start it again: the fit searches the store, "
-                "which one process holds (a Qdrant server has no such limit)."
-            ) from exc
-        except IndexUnavailableError as exc:
-            raise CommandError(str(exc)) from exc
+        store_open(action="fit", why="the fit searches the store")
         parts = []
         if queries:
             try:
