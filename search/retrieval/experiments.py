@@ -270,25 +270,40 @@ def propensities_estimate(
         cell[1] += 1
 
     for search in searches:
-        if search.flips:
-            _flips_count(search, positions, count)
+        clicked = search.clicked
+        first = min(clicked, default=len(search.products))  # the positions read before any click
+        if search.flips:  # each coin-ordered pair, in strata of its own (whatever swaps saw of it)
+            for k in (k for k in search.flips if 1 <= k < min(positions, len(search.products))):
+                upper, lower = search.products[k - 1], search.products[k]
+                key = (search.query, min(upper, lower), max(upper, lower), INTERLEAVED)
+                _pair_count(count, k, key, first, clicked, swapped=upper > lower)
             continue
-        k, order, clicked = search.swapped_at, search.original(), search.clicked
-        first = min(clicked, default=len(order))  # the positions read before any click
+        k, order = search.swapped_at, search.original()
         for step in range(1, min(len(order) - 1, positions - 1, first) + 1):
-            if k is not None and step - 1 <= k <= step + 1:
-                continue
-            key = (search.query, order[step - 1], order[step])
-            count("kept", step, key, step in clicked)
-            if first >= step + 1:
-                count("next", step, key, step + 1 in clicked)
+            if k is None or not step - 1 <= k <= step + 1:
+                _pair_count(count, step, (search.query, order[step - 1], order[step]), first, clicked, swapped=False)
         if k is not None and 1 <= k < min(positions, len(order)):
-            key = (search.query, order[k - 1], order[k])
-            if first >= k + 1:
-                count("down", k, key, k + 1 in clicked)
-            if first >= k:
-                count("up", k, key, k in clicked)
+            _pair_count(count, k, (search.query, order[k - 1], order[k]), first, clicked, swapped=True)
     return _chain(rates, positions, min_clicks)
+
+
+def _pair_count(
+    count: Callable[[str, int, tuple, bool], None], k: int, key: tuple, first: int, clicked: frozenset, *, swapped: bool
+) -> None:
+    """The pair `key` placed at k and k + 1 (a swap's products, or a coin's, in the order of
+    their "places"), read while nothing above was clicked: in place, the rates of the product
+    from k at k ("kept") and from k + 1 at k + 1 ("next"); swapped, of the product from k at
+    k + 1 ("down") and from k + 1 at k ("up")."""
+    if first < k:
+        return
+    if swapped:
+        if first >= k + 1:
+            count("down", k, key, k + 1 in clicked)
+        count("up", k, key, k in clicked)
+    else:
+        count("kept", k, key, k in clicked)
+        if first >= k + 1:
+            count("next", k, key, k + 1 in clicked)
 
 
 def _chain(rates: Mapping[str, list[dict]], positions: int, min_clicks: int) -> Propensities:
@@ -305,26 +320,6 @@ def _chain(rates: Mapping[str, list[dict]], positions: int, min_clicks: int) -> 
         values.append(values[-1] * math.sqrt(lower * higher))
         evidence.append(min(totals))
     return Propensities(tuple(values), tuple(evidence))
-
-
-def _flips_count(search: ShownSearch, positions: int, count: Callable[[str, int, tuple, bool], None]) -> None:
-    """An interleaved search's coin-ordered pairs, counted as swap_draw's swaps are."""
-    shown, clicked = search.products, search.clicked
-    first = min(clicked, default=len(shown))
-    for k in search.flips:
-        if not 1 <= k < min(positions, len(shown)) or first < k:
-            continue
-        upper, lower = shown[k - 1], shown[k]
-        # strata of their own: each is a coin's experiment, whatever the swaps saw of that pair
-        key = (search.query, min(upper, lower), max(upper, lower), INTERLEAVED)
-        if upper < lower:  # in their "places": the product placed first at k
-            count("kept", k, key, k in clicked)
-            if first >= k + 1:
-                count("next", k, key, k + 1 in clicked)
-        else:  # swapped: the product "from k" (the lower id) at k + 1
-            if first >= k + 1:
-                count("down", k, key, k + 1 in clicked)
-            count("up", k, key, k in clicked)
 
 
 def _rate_ratio(exposed: Mapping[tuple, list[int]], reference: Mapping[tuple, list[int]]) -> float | None:
